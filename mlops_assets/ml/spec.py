@@ -1,0 +1,300 @@
+"""Dataset spec: the declarative description of a tabular binary-classification data set.
+
+A user brings a new data set by writing a YAML spec, never by changing code. The spec names the
+columns (type, range, categories, nullability, uniqueness), the id column, the label and its positive
+class, the order/time column, slice columns, protected attributes, the feature allowlist, columns
+that are known only after the outcome (leakage) and the gate policy. Everything downstream (the
+pandera schema, the features, the gates) is derived from it.
+"""
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal, cast
+
+import yaml
+
+ColumnType = Literal["int", "float", "bool", "string", "category", "datetime"]
+COLUMN_TYPES: tuple[str, ...] = ("int", "float", "bool", "string", "category", "datetime")
+NUMERIC_TYPES: frozenset[str] = frozenset({"int", "float", "bool"})
+CATEGORICAL_TYPES: frozenset[str] = frozenset({"string", "category"})
+
+PACKAGED_SPECS: tuple[str, ...] = ("flights", "synthetic")
+
+
+class SpecError(ValueError):
+    """A dataset spec is malformed; the message names the file and the offending key."""
+
+
+@dataclass(frozen=True)
+class ColumnSpec:
+    """One column of the landed data.
+
+    Attributes:
+        name: Column name as it appears in the landed file.
+        type: One of ``int``, ``float``, ``bool``, ``string``, ``category``, ``datetime``.
+        nullable: Whether missing values are allowed.
+        min: Inclusive lower bound for numeric columns.
+        max: Inclusive upper bound for numeric columns.
+        categories: Allowed values for ``category`` columns (``None`` allows any string).
+        unique: Whether values must be unique within a data version.
+        description: Free text shown in docs and the UI.
+    """
+
+    name: str
+    type: ColumnType
+    nullable: bool = False
+    min: float | None = None
+    max: float | None = None
+    categories: tuple[str, ...] | None = None
+    unique: bool = False
+    description: str = ""
+
+    @property
+    def is_numeric(self) -> bool:
+        return self.type in NUMERIC_TYPES
+
+    @property
+    def is_categorical(self) -> bool:
+        return self.type in CATEGORICAL_TYPES
+
+
+@dataclass(frozen=True)
+class LabelSpec:
+    """The binary label: its column, its allowed values and which value is the positive class."""
+
+    column: str
+    positive: Any
+    values: tuple[Any, ...]
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Gate thresholds and split settings. Documented defaults; overridable per spec.
+
+    Attributes:
+        min_rows: Row floor for a data version (gate ``row_count_above_floor``).
+        holdout_fraction: Share of each version held out for evaluation (the latest rows by the
+            order column, else a stable hash of the id).
+        headline_metric: Metric the model gates compare (``roc_auc`` or ``pr_auc``, higher is better).
+        metric_floor: Absolute floor for the headline metric on the holdout.
+        min_lift_over_baseline: Candidate must beat the baseline by at least this much.
+        non_inferiority_margin: Candidate may be at most this much worse than production (epsilon).
+        random_seed: Seed for every random choice in training and splitting.
+    """
+
+    min_rows: int = 500
+    holdout_fraction: float = 0.2
+    headline_metric: str = "roc_auc"
+    metric_floor: float = 0.55
+    min_lift_over_baseline: float = 0.0
+    non_inferiority_margin: float = 0.01
+    random_seed: int = 0
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """A validated dataset spec. Build with :func:`load_spec` or :func:`spec_from_dict`."""
+
+    name: str
+    columns: tuple[ColumnSpec, ...]
+    id_column: str
+    label: LabelSpec
+    features: tuple[str, ...]
+    order_column: str | None = None
+    slices: tuple[str, ...] = ()
+    protected: tuple[str, ...] = ()
+    forbidden_features: tuple[str, ...] = ()
+    policy: Policy = field(default_factory=Policy)
+    description: str = ""
+    source: str = "<dict>"
+
+    def column(self, name: str) -> ColumnSpec:
+        """Return the column spec called ``name`` (KeyError naming the spec if absent)."""
+        for col in self.columns:
+            if col.name == name:
+                return col
+        raise KeyError(f"{self.source}: no column {name!r} in dataset spec {self.name!r}")
+
+    @property
+    def column_names(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.columns)
+
+    @property
+    def numeric_features(self) -> tuple[str, ...]:
+        return tuple(f for f in self.features if self.column(f).is_numeric)
+
+    @property
+    def categorical_features(self) -> tuple[str, ...]:
+        return tuple(f for f in self.features if self.column(f).is_categorical)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The spec as plain data (the inverse of :func:`spec_from_dict`, without ``source``)."""
+        data = asdict(self)
+        data.pop("source")
+        data["columns"] = {c.pop("name"): c for c in data["columns"]}
+        return data
+
+    def fingerprint(self) -> str:
+        """A short stable hash of the spec's content, recorded as lineage."""
+        canonical = json.dumps(self.to_dict(), sort_keys=True, default=str)
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def _tuple(value: Any, where: str, key: str) -> tuple[Any, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str) or not isinstance(value, list | tuple):
+        raise SpecError(f"{where}: '{key}' must be a list, got {type(value).__name__}")
+    return tuple(value)
+
+
+def _column(name: str, raw: Any, where: str) -> ColumnSpec:
+    if not isinstance(raw, Mapping):
+        raise SpecError(f"{where}: columns.{name} must be a mapping with at least 'type'")
+    known = {f.name for f in fields(ColumnSpec)} - {"name"}
+    unknown = set(raw) - known
+    if unknown:
+        raise SpecError(f"{where}: columns.{name} has unknown keys {sorted(unknown)}; known: {sorted(known)}")
+    col_type = raw.get("type")
+    if col_type not in COLUMN_TYPES:
+        raise SpecError(f"{where}: columns.{name}.type must be one of {list(COLUMN_TYPES)}, got {col_type!r}")
+    categories = raw.get("categories")
+    if categories is not None:
+        if col_type not in CATEGORICAL_TYPES:
+            raise SpecError(f"{where}: columns.{name}.categories is only valid for string/category columns")
+        categories = tuple(str(c) for c in _tuple(categories, where, f"columns.{name}.categories"))
+    for bound in ("min", "max"):
+        if raw.get(bound) is not None and col_type not in ("int", "float"):
+            raise SpecError(f"{where}: columns.{name}.{bound} is only valid for int/float columns")
+    if raw.get("min") is not None and raw.get("max") is not None and raw["min"] > raw["max"]:
+        raise SpecError(f"{where}: columns.{name}: min {raw['min']} is greater than max {raw['max']}")
+    return ColumnSpec(
+        name=str(name),
+        type=cast(ColumnType, col_type),
+        nullable=bool(raw.get("nullable", False)),
+        min=None if raw.get("min") is None else float(raw["min"]),
+        max=None if raw.get("max") is None else float(raw["max"]),
+        categories=categories,
+        unique=bool(raw.get("unique", False)),
+        description=str(raw.get("description", "")),
+    )
+
+
+def spec_from_dict(data: Mapping[str, Any], source: str = "<dict>") -> DatasetSpec:
+    """Build and validate a :class:`DatasetSpec` from plain data.
+
+    Raises:
+        SpecError: naming ``source`` and the offending key when anything is inconsistent.
+    """
+    where = source
+    if not isinstance(data, Mapping):
+        raise SpecError(f"{where}: a dataset spec must be a mapping")
+    known_top = {f.name for f in fields(DatasetSpec)} - {"source"}
+    unknown = set(data) - known_top
+    if unknown:
+        raise SpecError(f"{where}: unknown top-level keys {sorted(unknown)}; known: {sorted(known_top)}")
+    for key in ("name", "columns", "id_column", "label", "features"):
+        if key not in data:
+            raise SpecError(f"{where}: missing required key '{key}'")
+    raw_columns = data["columns"]
+    if not isinstance(raw_columns, Mapping) or not raw_columns:
+        raise SpecError(f"{where}: 'columns' must be a non-empty mapping of column name to column spec")
+    columns = tuple(_column(str(n), c, where) for n, c in raw_columns.items())
+    names = {c.name for c in columns}
+
+    def must_exist(col: str, key: str) -> None:
+        if col not in names:
+            raise SpecError(f"{where}: {key} names column {col!r}, which is not declared under 'columns'")
+
+    id_column = str(data["id_column"])
+    must_exist(id_column, "id_column")
+
+    raw_label = data["label"]
+    if not isinstance(raw_label, Mapping) or "column" not in raw_label or "positive" not in raw_label:
+        raise SpecError(f"{where}: 'label' must be a mapping with 'column' and 'positive' (and 'values')")
+    label_values = _tuple(raw_label.get("values"), where, "label.values")
+    if len(label_values) != 2:
+        raise SpecError(f"{where}: label.values must list exactly the two label values, got {list(label_values)}")
+    if raw_label["positive"] not in label_values:
+        raise SpecError(f"{where}: label.positive {raw_label['positive']!r} is not one of label.values {list(label_values)}")
+    label = LabelSpec(column=str(raw_label["column"]), positive=raw_label["positive"], values=label_values)
+    must_exist(label.column, "label.column")
+
+    features = tuple(str(f) for f in _tuple(data["features"], where, "features"))
+    if not features:
+        raise SpecError(f"{where}: 'features' (the feature allowlist) must not be empty")
+    for f in features:
+        must_exist(f, "features")
+        if f in (label.column, id_column):
+            raise SpecError(f"{where}: features must not contain the label or the id column ({f!r})")
+    by_name = {c.name: c for c in columns}
+    for f in features:
+        if by_name[f].type == "datetime":
+            raise SpecError(f"{where}: feature {f!r} is a datetime; derive numeric/categorical columns from it instead")
+
+    order_column = data.get("order_column")
+    if order_column is not None:
+        order_column = str(order_column)
+        must_exist(order_column, "order_column")
+    slices = tuple(str(s) for s in _tuple(data.get("slices"), where, "slices"))
+    protected = tuple(str(p) for p in _tuple(data.get("protected"), where, "protected"))
+    forbidden = tuple(str(p) for p in _tuple(data.get("forbidden_features"), where, "forbidden_features"))
+    for s in slices:
+        must_exist(s, "slices")
+    for p in protected:
+        must_exist(p, "protected")
+
+    raw_policy = data.get("policy") or {}
+    known_policy = {f.name for f in fields(Policy)}
+    unknown = set(raw_policy) - known_policy
+    if unknown:
+        raise SpecError(f"{where}: unknown policy keys {sorted(unknown)}; known: {sorted(known_policy)}")
+    try:
+        policy = Policy(**raw_policy)
+    except TypeError as exc:  # pragma: no cover - guarded by the key check above
+        raise SpecError(f"{where}: invalid policy: {exc}") from exc
+    if not 0.0 < policy.holdout_fraction < 1.0:
+        raise SpecError(f"{where}: policy.holdout_fraction must be in (0, 1), got {policy.holdout_fraction}")
+    if policy.headline_metric not in ("roc_auc", "pr_auc"):
+        raise SpecError(f"{where}: policy.headline_metric must be 'roc_auc' or 'pr_auc', got {policy.headline_metric!r}")
+
+    return DatasetSpec(
+        name=str(data["name"]),
+        columns=columns,
+        id_column=id_column,
+        label=label,
+        features=features,
+        order_column=order_column,
+        slices=slices,
+        protected=protected,
+        forbidden_features=forbidden,
+        policy=policy,
+        description=str(data.get("description", "")),
+        source=source,
+    )
+
+
+def packaged_spec_path(name: str) -> Path:
+    """Path of a spec shipped with the package (``flights`` or ``synthetic``)."""
+    return Path(str(resources.files("mlops_assets.specs").joinpath(f"{name}.yaml")))
+
+
+def load_spec(path_or_name: str | Path) -> DatasetSpec:
+    """Load a spec from a YAML file, or a packaged spec by name (``flights``, ``synthetic``).
+
+    Raises:
+        SpecError: the file is missing, is not YAML, or the spec is inconsistent.
+    """
+    text = str(path_or_name)
+    path = packaged_spec_path(text) if text in PACKAGED_SPECS else Path(text)
+    if not path.is_file():
+        raise SpecError(f"{path}: dataset spec file not found (packaged specs: {', '.join(PACKAGED_SPECS)})")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise SpecError(f"{path}: not valid YAML: {exc}") from exc
+    return spec_from_dict(data, source=str(path))
