@@ -220,7 +220,9 @@ def spec_from_dict(data: Mapping[str, Any], source: str = "<dict>") -> DatasetSp
     if len(label_values) != 2:
         raise SpecError(f"{where}: label.values must list exactly the two label values, got {list(label_values)}")
     if raw_label["positive"] not in label_values:
-        raise SpecError(f"{where}: label.positive {raw_label['positive']!r} is not one of label.values {list(label_values)}")
+        raise SpecError(
+            f"{where}: label.positive {raw_label['positive']!r} is not one of label.values {list(label_values)}"
+        )
     label = LabelSpec(column=str(raw_label["column"]), positive=raw_label["positive"], values=label_values)
     must_exist(label.column, "label.column")
 
@@ -260,7 +262,9 @@ def spec_from_dict(data: Mapping[str, Any], source: str = "<dict>") -> DatasetSp
     if not 0.0 < policy.holdout_fraction < 1.0:
         raise SpecError(f"{where}: policy.holdout_fraction must be in (0, 1), got {policy.holdout_fraction}")
     if policy.headline_metric not in ("roc_auc", "pr_auc"):
-        raise SpecError(f"{where}: policy.headline_metric must be 'roc_auc' or 'pr_auc', got {policy.headline_metric!r}")
+        raise SpecError(
+            f"{where}: policy.headline_metric must be 'roc_auc' or 'pr_auc', got {policy.headline_metric!r}"
+        )
 
     return DatasetSpec(
         name=str(data["name"]),

@@ -1,0 +1,80 @@
+"""Stage 2, features: model inputs with a deterministic train/holdout split, and the reference profile."""
+
+from typing import Any
+
+import dagster as dg
+import pandas as pd
+
+from mlops_assets.assets.gating import check_result
+from mlops_assets.ml import features as core
+from mlops_assets.partitions import data_versions
+from mlops_assets.resources import DatasetSpecResource
+
+
+@dg.asset(
+    partitions_def=data_versions,
+    group_name="features",
+    kinds={"pandas", "parquet"},
+    description=(
+        "Model inputs from the spec's feature allowlist, the label as 0/1, slice and protected columns for "
+        "evaluation, and a deterministic split: the latest rows by the order column are the holdout."
+    ),
+)
+def features(raw_data: pd.DataFrame, dataset: DatasetSpecResource) -> dg.MaterializeResult:
+    spec = dataset.load()
+    frame = core.build_features(raw_data, spec)
+    split = frame[core.SPLIT_COLUMN].value_counts()
+    return dg.MaterializeResult(
+        value=frame,
+        metadata={
+            "dagster/row_count": len(frame),
+            "train_rows": int(split.get("train", 0)),
+            "holdout_rows": int(split.get("holdout", 0)),
+            "positive_rate": float(frame[core.LABEL_COLUMN].mean()) if len(frame) else 0.0,
+            "model_inputs": ", ".join(core.feature_columns(spec)),
+        },
+    )
+
+
+@dg.asset(
+    partitions_def=data_versions,
+    group_name="features",
+    kinds={"json"},
+    description=(
+        "Reference statistics of the training rows (decile edges and counts, category shares, null shares, n): "
+        "what drift monitoring compares new data with, without reloading the raw reference."
+    ),
+)
+def feature_profile(features: pd.DataFrame, dataset: DatasetSpecResource) -> dg.MaterializeResult:
+    profile = core.profile_features(features, dataset.load())
+    data: dict[str, Any] = profile.to_dict()
+    return dg.MaterializeResult(
+        value=data,
+        metadata={"profile_id": profile.profile_id, "n_rows": profile.n_rows},
+    )
+
+
+@dg.asset_check(
+    asset=features,
+    blocking=True,
+    partitions_def=data_versions,
+    description=(
+        "Passes when every model input is in the spec's feature allowlist and none is a forbidden (post-outcome, "
+        "leakage) column."
+    ),
+)
+def features_allowlisted(features: pd.DataFrame, dataset: DatasetSpecResource) -> dg.AssetCheckResult:
+    return check_result(core.gate_features_allowlisted(features, dataset.load()))
+
+
+@dg.asset_check(
+    asset=features,
+    blocking=True,
+    partitions_def=data_versions,
+    description="Passes when no numeric model input is ±inf and only nullable inputs have missing values.",
+)
+def features_finite(features: pd.DataFrame, dataset: DatasetSpecResource) -> dg.AssetCheckResult:
+    return check_result(core.gate_features_finite(features, dataset.load()))
+
+
+features_checks = [features_allowlisted, features_finite]

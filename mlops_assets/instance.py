@@ -1,0 +1,41 @@
+"""Preparing a local Dagster instance directory (the embedded default) for the demo and for users."""
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+#: The instance settings of the repository's ``dagster.yaml`` (a test keeps the two equal).
+INSTANCE_CONFIG: dict[str, Any] = {
+    "telemetry": {"enabled": False},
+    "nux": {"enabled": False},
+    "run_retries": {"enabled": True, "max_retries": 1, "retry_on_asset_or_op_failure": False},
+    "run_monitoring": {"enabled": True, "start_timeout_seconds": 180},
+    "concurrency": {"runs": {"max_concurrent_runs": 2}},
+}
+
+LOCATION_NAME = "mlops_assets"
+
+
+def ensure_instance(home: Path) -> Path:
+    """Create ``home`` with our ``dagster.yaml`` and a ``workspace.yaml`` unless they exist; return ``home``.
+
+    An existing ``dagster.yaml`` is left alone: it may point at a user's own storage.
+    """
+    home.mkdir(parents=True, exist_ok=True)
+    config = home / "dagster.yaml"
+    if not config.exists():
+        config.write_text(yaml.safe_dump(INSTANCE_CONFIG, sort_keys=False))
+    workspace = home / "workspace.yaml"
+    if not workspace.exists():
+        workspace.write_text(
+            yaml.safe_dump(
+                {
+                    "load_from": [
+                        {"python_module": {"module_name": "mlops_assets.definitions", "location_name": LOCATION_NAME}}
+                    ]
+                },
+                sort_keys=False,
+            )
+        )
+    return home

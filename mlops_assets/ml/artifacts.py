@@ -1,0 +1,436 @@
+"""Write-once, content-addressed, verified artifacts, and model (de)serialisation with skops.
+
+An artifact is addressed by the SHA-256 of its bytes: ``<root>/<sha[:2]>/<sha><suffix>``. The
+reference that the registry keeps (:class:`ArtifactRef`) carries the digest and the size, and every
+read verifies both *before* returning a single byte, so a flipped bit, a truncated copy or a file
+swapped for another artifact is caught at the door. With an HMAC key the store also proves that
+the bytes were written by someone holding the key, which a bare digest cannot: whoever can write the
+registry row can also write a matching digest.
+
+Models are serialised with skops, never pickle. :func:`deserialize_model` refuses bytes that are not
+a skops archive before any decoding, and refuses archives naming a type that skops does not trust by
+default unless the type is in the reviewed allowlist :data:`TRUSTED_TYPES`.
+"""
+
+import contextlib
+import hashlib
+import hmac as hmac_lib
+import io
+import os
+import re
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any, Protocol, runtime_checkable
+from urllib.parse import unquote, urlparse
+
+import skops.io as sio
+
+MODEL_SUFFIX = ".skops"
+
+# Types that skops (0.13 to 0.16) may report from ``get_untrusted_types`` for the pipelines this
+# project builds. skops 0.16 already trusts every public scikit-learn estimator, the loss/link/binning
+# internals and numpy scalars, so for it only five entries are exercised: ``numpy.dtype``,
+# ``functools.partial``, ``sklearn.utils.validation.check_array`` (both from the categorical
+# preprocessing inside HistGradientBoosting), ``...predictor.TreePredictor`` and ``sklearn.tree._tree.Tree``.
+# The rest are listed explicitly so that the allowlist, not the installed skops version's defaults,
+# says what our pipelines may contain (pyproject allows skops >= 0.13, whose defaults were narrower).
+# The list was found by serialising fitted Pipeline(ColumnTransformer(SimpleImputer + StandardScaler,
+# OneHotEncoder | OrdinalEncoder), FunctionTransformer, HistGradientBoosting | GradientBoosting |
+# LogisticRegression | DummyClassifier) and walking the archive's schema.json.
+#
+# Caveat for Tree and TreePredictor: skops deliberately does not trust them, because their node arrays
+# hold raw indices that scikit-learn follows without bounds checks, so a *crafted* file can crash the
+# process at predict time. We trust them because load_model verifies the digest recorded at
+# registration (and, with a keyed store, the HMAC) before decoding: the bytes are the ones our
+# training run produced. Do not feed deserialize_model bytes of unknown provenance.
+#
+# functools.partial is safe to trust only because skops audits its func and arguments as separate
+# nodes: partial(os.system, ...) still reports ``posix.system`` and is refused.
+TRUSTED_TYPES: frozenset[str] = frozenset(
+    {
+        # Python / numpy building blocks.
+        "functools.partial",
+        "numpy.dtype",
+        "numpy.float64",
+        "numpy.ndarray",
+        "numpy.random._generator.Generator",
+        "numpy.random.mtrand.RandomState",
+        "numpy.uint64",
+        # Functions referenced by fitted estimators.
+        "sklearn.utils.validation.check_array",
+        # Pipelines and preprocessing.
+        "sklearn.compose._column_transformer.ColumnTransformer",
+        "sklearn.impute._base.SimpleImputer",
+        "sklearn.pipeline.Pipeline",
+        "sklearn.preprocessing._data.StandardScaler",
+        "sklearn.preprocessing._encoders.OneHotEncoder",
+        "sklearn.preprocessing._encoders.OrdinalEncoder",
+        "sklearn.preprocessing._function_transformer.FunctionTransformer",
+        "sklearn.preprocessing._label.LabelEncoder",
+        # Classifiers.
+        "sklearn.dummy.DummyClassifier",
+        "sklearn.ensemble._gb.GradientBoostingClassifier",
+        "sklearn.ensemble._hist_gradient_boosting.gradient_boosting.HistGradientBoostingClassifier",
+        "sklearn.linear_model._logistic.LogisticRegression",
+        # Internals of the gradient-boosting models (loss, link, binning, trees).
+        "sklearn._loss._loss.CyHalfBinomialLoss",
+        "sklearn._loss.link.Interval",
+        "sklearn._loss.link.LogitLink",
+        "sklearn._loss.loss.HalfBinomialLoss",
+        "sklearn.ensemble._hist_gradient_boosting.binning._BinMapper",
+        "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+        "sklearn.tree._classes.DecisionTreeRegressor",
+        "sklearn.tree._tree.Tree",
+    }
+)
+
+_SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+# Suffixes become part of a file name: allow dotted extensions only, so a suffix can never climb out
+# of the shard directory or smuggle a path separator.
+_SUFFIX_RE = re.compile(r"^(\.[A-Za-z0-9_-]+)*$")
+_ZIP_MAGIC = b"PK\x03\x04"
+_READ_ONLY = 0o444
+
+
+class ArtifactIntegrityError(RuntimeError):
+    """Artifact bytes cannot be trusted: wrong digest or size, missing, HMAC mismatch, not skops, untrusted type.
+
+    Attributes:
+        uri: The artifact's URI (``"<bytes>"`` when checking bytes that have no URI).
+        expected: The expected digest, if the failure is a digest comparison.
+        actual: The actual digest, if the failure is a digest comparison.
+    """
+
+    # Keyword arguments have defaults so that the exception survives pickling across processes
+    # (BaseException.__reduce__ replays only the positional message).
+    def __init__(self, message: str, *, uri: str = "", expected: str | None = None, actual: str | None = None) -> None:
+        super().__init__(message)
+        self.uri = uri
+        self.expected = expected
+        self.actual = actual
+
+
+@dataclass(frozen=True)
+class ArtifactRef:
+    """Where an artifact lives and what its bytes must hash to.
+
+    Attributes:
+        uri: Locator, ``file:///...`` for the local store.
+        sha256: Lowercase hex SHA-256 of the bytes.
+        size: Length of the bytes.
+        hmac: Lowercase hex HMAC-SHA256 of the bytes under the store's key, if the store has one.
+    """
+
+    uri: str
+    sha256: str
+    size: int
+    hmac: str | None = None
+
+    def __post_init__(self) -> None:
+        # Refs come back from the registry database and from JSON; reject malformed ones here rather
+        # than letting a bad digest surface later as a confusing "mismatch".
+        if not _SHA256_RE.fullmatch(self.sha256):
+            raise ValueError(f"ArtifactRef {self.uri!r}: sha256 must be 64 lowercase hex digits, got {self.sha256!r}")
+        if isinstance(self.size, bool) or not isinstance(self.size, int) or self.size < 0:
+            raise ValueError(f"ArtifactRef {self.uri!r}: size must be a non-negative int, got {self.size!r}")
+        if self.hmac is not None and not _SHA256_RE.fullmatch(self.hmac):
+            raise ValueError(f"ArtifactRef {self.uri!r}: hmac must be 64 lowercase hex digits, got {self.hmac!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-serialisable dict (``hmac`` is included, possibly ``None``)."""
+        return {"uri": self.uri, "sha256": self.sha256, "size": self.size, "hmac": self.hmac}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ArtifactRef":
+        """Build a ref from :meth:`to_dict` output; ``hmac`` may be absent.
+
+        Raises:
+            ValueError: A field is malformed.
+            KeyError: ``uri``, ``sha256`` or ``size`` is missing.
+        """
+        return cls(uri=str(data["uri"]), sha256=str(data["sha256"]), size=int(data["size"]), hmac=data.get("hmac"))
+
+
+@runtime_checkable
+class ArtifactStore(Protocol):
+    """A write-once, content-addressed store whose reads are verified."""
+
+    def put_bytes(self, data: bytes, suffix: str) -> ArtifactRef:
+        """Store ``data`` (idempotently) and return its reference."""
+        ...
+
+    def get_bytes(self, ref: ArtifactRef) -> bytes:
+        """Return the bytes of ``ref`` after verifying size and digest; raise ArtifactIntegrityError otherwise."""
+        ...
+
+    def exists(self, ref: ArtifactRef) -> bool:
+        """Whether an object is stored under ``ref``'s key (its content is not verified)."""
+        ...
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _fsync_dir(path: Path) -> None:
+    # A rename/link is durable only once the directory entry is flushed. Not every platform lets us
+    # open a directory (Windows), and losing durability there is better than failing the write.
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+class LocalArtifactStore:
+    """Content-addressed artifact store on a local or mounted file system.
+
+    Objects live at ``<root>/<sha[:2]>/<sha><suffix>`` and are made read-only once in place. The
+    store is relocatable: reads locate an object by the file name in the ref's URI (digest + suffix)
+    under this store's root, so moving the root does not break registered refs.
+
+    Args:
+        root: Directory holding the objects; created if missing.
+        hmac_key: Secret key. When given, :meth:`put_bytes` records an HMAC-SHA256 of the bytes in the
+            ref and :meth:`get_bytes` refuses refs whose HMAC is missing or does not match.
+    """
+
+    def __init__(self, root: Path, hmac_key: bytes | None = None) -> None:
+        if hmac_key is not None and len(hmac_key) == 0:
+            raise ValueError("hmac_key must be non-empty (or None for no HMAC)")
+        self.root = Path(root).resolve()
+        self._hmac_key = hmac_key
+
+    def __repr__(self) -> str:
+        # Never show the key.
+        return f"LocalArtifactStore(root={str(self.root)!r}, hmac={'on' if self._hmac_key else 'off'})"
+
+    def _path(self, sha256: str, suffix: str) -> Path:
+        return self.root / sha256[:2] / f"{sha256}{suffix}"
+
+    def _ref(self, path: Path, sha256: str, size: int, data: bytes) -> ArtifactRef:
+        return ArtifactRef(uri=path.as_uri(), sha256=sha256, size=size, hmac=self._mac(data))
+
+    def _mac(self, data: bytes) -> str | None:
+        if self._hmac_key is None:
+            return None
+        return hmac_lib.new(self._hmac_key, data, hashlib.sha256).hexdigest()
+
+    def _path_for_ref(self, ref: ArtifactRef) -> Path:
+        parsed = urlparse(ref.uri)
+        if parsed.scheme != "file":
+            raise ArtifactIntegrityError(
+                f"artifact {ref.uri}: not a file:// URI, cannot be read by {self!r}", uri=ref.uri
+            )
+        name = PurePosixPath(unquote(parsed.path)).name
+        suffix = name[len(ref.sha256) :]
+        # The key is derived from the digest; a URI naming another digest would read one object and
+        # verify it against a different ref.
+        if not name.startswith(ref.sha256) or not _SUFFIX_RE.fullmatch(suffix):
+            raise ArtifactIntegrityError(
+                f"artifact {ref.uri}: file name does not match the expected digest {ref.sha256}",
+                uri=ref.uri,
+                expected=ref.sha256,
+            )
+        return self._path(ref.sha256, suffix)
+
+    def put_bytes(self, data: bytes, suffix: str) -> ArtifactRef:
+        """Store ``data`` under its digest, write-once.
+
+        Args:
+            data: The bytes to store.
+            suffix: File extension including the dot (``".skops"``), or ``""``.
+
+        Returns:
+            The reference, with ``hmac`` set when the store has a key.
+
+        Raises:
+            ValueError: ``suffix`` is not a dotted extension.
+            ArtifactIntegrityError: An object already exists under this key with different content
+                (it has been tampered with); it is left in place for investigation, not overwritten.
+        """
+        if not _SUFFIX_RE.fullmatch(suffix):
+            raise ValueError(f"suffix must be a dotted extension such as '.skops', got {suffix!r}")
+        sha256 = _sha256(data)
+        path = self._path(sha256, suffix)
+        if path.exists():
+            return self._verify_existing(path, sha256, data)
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Write under a temporary name in the same directory (same file system, so link is atomic),
+        # flush to disk, then link into place: a crash leaves at most a stray temp file, never a
+        # partial object under the final name.
+        fd, tmp_name = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=path.parent)
+        tmp = Path(tmp_name)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.chmod(tmp, _READ_ONLY)
+            try:
+                # link fails if the name exists, so a concurrent writer can never be overwritten.
+                os.link(tmp, path)
+            except FileExistsError:
+                return self._verify_existing(path, sha256, data)
+            except OSError:
+                # Some file systems (certain FUSE/SMB mounts) lack hard links. Fall back to rename,
+                # which is still atomic; write-once then relies on the exists() check above.
+                os.replace(tmp, path)
+            _fsync_dir(path.parent)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+        return self._ref(path, sha256, len(data), data)
+
+    def _verify_existing(self, path: Path, sha256: str, data: bytes) -> ArtifactRef:
+        actual = _sha256(path.read_bytes())
+        if actual != sha256:
+            raise ArtifactIntegrityError(
+                f"artifact {path.as_uri()}: existing object does not match its key (tampered?): "
+                f"expected sha256 {sha256}, actual {actual}; refusing to overwrite",
+                uri=path.as_uri(),
+                expected=sha256,
+                actual=actual,
+            )
+        return self._ref(path, sha256, len(data), data)
+
+    def get_bytes(self, ref: ArtifactRef) -> bytes:
+        """Read the bytes of ``ref``, verified.
+
+        Size and SHA-256 are checked (and the HMAC, when the store has a key) before returning.
+
+        Raises:
+            ArtifactIntegrityError: The object is missing, or its size, digest or HMAC do not match.
+        """
+        path = self._path_for_ref(ref)
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            raise ArtifactIntegrityError(
+                f"artifact {ref.uri}: missing file {path} (expected sha256 {ref.sha256})",
+                uri=ref.uri,
+                expected=ref.sha256,
+            ) from None
+        actual = _sha256(data)
+        if len(data) != ref.size or not hmac_lib.compare_digest(actual, ref.sha256):
+            raise ArtifactIntegrityError(
+                f"artifact {ref.uri}: content does not match the reference: expected sha256 {ref.sha256} "
+                f"({ref.size} bytes), actual sha256 {actual} ({len(data)} bytes)",
+                uri=ref.uri,
+                expected=ref.sha256,
+                actual=actual,
+            )
+        if self._hmac_key is not None:
+            expected_mac = self._mac(data)
+            assert expected_mac is not None
+            # A keyed store refuses refs without an HMAC: otherwise stripping the field from the
+            # registry row would silently downgrade the check to a bare digest.
+            if ref.hmac is None or not hmac_lib.compare_digest(expected_mac, ref.hmac):
+                raise ArtifactIntegrityError(
+                    f"artifact {ref.uri}: HMAC mismatch (written without this store's key, or tampered): "
+                    f"expected {ref.hmac}, actual {expected_mac}",
+                    uri=ref.uri,
+                    expected=ref.hmac,
+                    actual=expected_mac,
+                )
+        return data
+
+    def exists(self, ref: ArtifactRef) -> bool:
+        """Whether an object is stored under ``ref``'s key. Does not verify content; use :meth:`get_bytes`."""
+        try:
+            return self._path_for_ref(ref).is_file()
+        except ArtifactIntegrityError:
+            return False
+
+
+def untrusted_types(data: bytes, *, uri: str = "<bytes>") -> list[str]:
+    """Return the types in a skops archive that skops does not trust by default, sorted.
+
+    Args:
+        data: Candidate skops archive.
+        uri: Named in error messages.
+
+    Raises:
+        ArtifactIntegrityError: ``data`` is not a skops archive (e.g. a pickle). Nothing is decoded.
+    """
+    # Check the container before handing bytes to any decoder: a pickle, or anything else that is
+    # not a zip with a schema.json, is refused outright.
+    if not data.startswith(_ZIP_MAGIC):
+        raise ArtifactIntegrityError(
+            f"artifact {uri}: not a skops archive (no zip header; starts with {data[:8]!r})", uri=uri
+        )
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            if "schema.json" not in archive.namelist():
+                raise ArtifactIntegrityError(f"artifact {uri}: not a skops archive (no schema.json)", uri=uri)
+        return sio.get_untrusted_types(data=data)
+    except ArtifactIntegrityError:
+        raise
+    except Exception as exc:  # zipfile, json and skops raise a variety of types for malformed input
+        raise ArtifactIntegrityError(f"artifact {uri}: not a valid skops archive: {exc!r}", uri=uri) from exc
+
+
+def _refused_types(data: bytes, uri: str) -> tuple[list[str], list[str]]:
+    found = untrusted_types(data, uri=uri)
+    return found, sorted(set(found) - TRUSTED_TYPES)
+
+
+def serialize_model(model: Any) -> bytes:
+    """Serialise a model with skops.
+
+    Raises:
+        ValueError: The model contains types outside :data:`TRUSTED_TYPES`, so
+            :func:`deserialize_model` would refuse it; failing here keeps such a model out of the store.
+    """
+    data = sio.dumps(model)
+    _, refused = _refused_types(data, "<new model>")
+    if refused:
+        raise ValueError(
+            f"model {type(model).__name__} contains types outside TRUSTED_TYPES: {refused}; "
+            "review them and add them to mlops_assets.ml.artifacts.TRUSTED_TYPES if they are safe"
+        )
+    return data
+
+
+def deserialize_model(data: bytes, *, uri: str = "<bytes>") -> Any:
+    """Deserialise a skops archive, trusting only the types in :data:`TRUSTED_TYPES` beyond skops' defaults.
+
+    Args:
+        data: skops archive bytes, already verified against their reference.
+        uri: Named in error messages.
+
+    Returns:
+        The model.
+
+    Raises:
+        ArtifactIntegrityError: ``data`` is not a skops archive, or names untrusted types outside the
+            allowlist (the message lists them). Raised before anything is constructed.
+    """
+    found, refused = _refused_types(data, uri)
+    if refused:
+        raise ArtifactIntegrityError(f"artifact {uri}: untrusted types outside TRUSTED_TYPES: {refused}", uri=uri)
+    # Pass exactly the reviewed types found in this archive, not the whole allowlist.
+    return sio.loads(data, trusted=found)
+
+
+def store_model(store: ArtifactStore, model: Any) -> ArtifactRef:
+    """Serialise ``model`` with skops and store it under ``.skops``."""
+    return store.put_bytes(serialize_model(model), MODEL_SUFFIX)
+
+
+def load_model(store: ArtifactStore, ref: ArtifactRef) -> Any:
+    """Read ``ref`` from ``store`` (verifying digest, size and HMAC first) and deserialise it.
+
+    Raises:
+        ArtifactIntegrityError: Verification or the skops checks fail.
+    """
+    data = store.get_bytes(ref)
+    return deserialize_model(data, uri=ref.uri)

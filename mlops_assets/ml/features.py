@@ -1,0 +1,547 @@
+"""Features: the model-ready frame derived from a validated data version, its split and its profile.
+
+The features frame holds, per row, the id, the allowlisted features, the columns needed only for
+evaluation (order, slices, protected attributes), the 0/1 target ``_label`` and the split ``_split``.
+Only :func:`feature_columns` are ever given to a model; the other columns ride along so that the
+holdout can be sliced and audited. Everything here is deterministic for a given spec and seed and
+independent of the row order of the landed file.
+"""
+
+import hashlib
+import json
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mlops_assets.ml.gate_result import GateResult
+from mlops_assets.ml.spec import DatasetSpec
+
+SPLIT_COLUMN = "_split"
+LABEL_COLUMN = "_label"
+TRAIN = "train"
+HOLDOUT = "holdout"
+
+OTHER_CATEGORY = "__other__"
+# The profile keeps this many categories per column; the long tail is pooled so that the stored
+# reference stays small and comparable across versions.
+PROFILE_TOP_CATEGORIES = 50
+_DECILES = np.linspace(0.0, 1.0, 11)
+
+
+# --------------------------------------------------------------------------------------------------
+# Columns
+# --------------------------------------------------------------------------------------------------
+
+
+def feature_columns(spec: DatasetSpec) -> list[str]:
+    """The model inputs: numeric features, then categorical features, each in ``spec.features`` order.
+
+    Args:
+        spec: The dataset spec.
+
+    Returns:
+        Column names in the order the pipeline's column transformer expects them.
+    """
+    return list(spec.numeric_features) + list(spec.categorical_features)
+
+
+def _unique(names: Iterable[str]) -> list[str]:
+    seen: dict[str, None] = {}
+    for name in names:
+        seen.setdefault(name, None)
+    return list(seen)
+
+
+def bookkeeping_columns(spec: DatasetSpec) -> list[str]:
+    """Columns of the features frame that are never model inputs (unless also allowlisted features).
+
+    Args:
+        spec: The dataset spec.
+
+    Returns:
+        The id, order, slice and protected columns plus ``_label`` and ``_split``, without duplicates.
+    """
+    order = [spec.order_column] if spec.order_column else []
+    return _unique([spec.id_column, *order, *spec.slices, *spec.protected, LABEL_COLUMN, SPLIT_COLUMN])
+
+
+def leakage_columns(columns: Iterable[str], spec: DatasetSpec) -> list[str]:
+    """Model input columns that must not be model inputs.
+
+    Args:
+        columns: The columns given (or about to be given) to the model.
+        spec: The dataset spec.
+
+    Returns:
+        The columns that are in ``spec.forbidden_features`` or not in the allowlist ``spec.features``,
+        in the order given.
+    """
+    forbidden = set(spec.forbidden_features)
+    allowed = set(spec.features)
+    return [c for c in _unique(columns) if c in forbidden or c not in allowed]
+
+
+# --------------------------------------------------------------------------------------------------
+# Label and split
+# --------------------------------------------------------------------------------------------------
+
+
+def encode_label(values: pd.Series, spec: DatasetSpec) -> np.ndarray:
+    """Encode the raw label as 0/1 (1 = ``spec.label.positive``).
+
+    Args:
+        values: The raw label column.
+        spec: The dataset spec.
+
+    Returns:
+        An ``int64`` array of 0/1.
+
+    Raises:
+        ValueError: the label has missing values or values outside ``spec.label.values``.
+    """
+    column = spec.label.column
+    missing = values.isna().to_numpy()
+    if missing.any():
+        raise ValueError(f"label column {column!r} has {int(missing.sum())} missing values; a label is required")
+    known = values.isin(list(spec.label.values)).to_numpy()
+    positive = (values == spec.label.positive).to_numpy(dtype=bool)
+    if not known.all():
+        # YAML may spell the label values differently from the landed dtype (1 vs "1"); compare as text
+        # before giving up, so that only genuinely unknown values fail.
+        text = values.astype(str)
+        known = text.isin([str(v) for v in spec.label.values]).to_numpy()
+        positive = (text == str(spec.label.positive)).to_numpy(dtype=bool)
+    if not known.all():
+        bad = sorted({str(v) for v in values[~known].unique()})[:10]
+        raise ValueError(
+            f"label column {column!r} has values {bad} outside label.values {list(spec.label.values)} "
+            f"({int((~known).sum())} rows)"
+        )
+    return positive.astype(np.int64)
+
+
+def _stable_unit_hash(values: pd.Series, seed: int) -> np.ndarray:
+    """Map each value to [0, 1) with sha256, stable across processes (unlike the salted ``hash()``)."""
+    out = np.empty(len(values), dtype=np.float64)
+    for i, value in enumerate(values.astype(str).tolist()):
+        digest = hashlib.sha256(f"{seed}:{value}".encode()).digest()
+        out[i] = int.from_bytes(digest[:8], "big") / 2.0**64
+    return out
+
+
+def _sort_rows(frame: pd.DataFrame, spec: DatasetSpec) -> pd.DataFrame:
+    """Sort by (order column, id), then by a content hash so that duplicate keys cannot depend on file order."""
+    keys = [spec.order_column] if spec.order_column else []
+    keys.append(spec.id_column)
+    tiebreak = "__row_hash__"
+    sortable = frame.assign(**{tiebreak: pd.util.hash_pandas_object(frame, index=False).to_numpy()})
+    # Missing timestamps sort first: an unknown time is never treated as "latest", so it stays in train.
+    ordered = sortable.sort_values([*keys, tiebreak], kind="mergesort", na_position="first")
+    return ordered.drop(columns=tiebreak).reset_index(drop=True)
+
+
+def holdout_size(n_rows: int, fraction: float) -> int:
+    """Number of holdout rows for an out-of-time split: ``round(n * fraction)``, leaving both sides non-empty.
+
+    Args:
+        n_rows: Rows in the data version.
+        fraction: ``policy.holdout_fraction``.
+
+    Returns:
+        The holdout row count (0 when there are fewer than two rows).
+    """
+    if n_rows < 2:
+        return 0
+    return min(n_rows - 1, max(1, round(n_rows * fraction)))
+
+
+def build_features(raw: pd.DataFrame, spec: DatasetSpec) -> pd.DataFrame:
+    """Derive the features frame from a validated data version.
+
+    The split is out-of-time when the spec has an order column: the latest ``policy.holdout_fraction``
+    of rows by (order column, id) are the holdout. Without an order column a row is in the holdout
+    when a seeded sha256 of its id falls below the fraction, so a row keeps its split across versions.
+
+    Args:
+        raw: The validated landed data.
+        spec: The dataset spec.
+
+    Returns:
+        The id, order, allowlisted feature, slice and protected columns, ``_label`` (0/1) and ``_split``
+        (``"train"``/``"holdout"``), sorted by (order column, id) with a fresh RangeIndex.
+
+    Raises:
+        ValueError: a required column is missing or the label cannot be encoded.
+    """
+    order = [spec.order_column] if spec.order_column else []
+    keep = _unique([spec.id_column, *order, *spec.features, *spec.slices, *spec.protected])
+    required = _unique([*keep, spec.label.column])
+    missing = [c for c in required if c not in raw.columns]
+    if missing:
+        raise ValueError(f"data for spec {spec.name!r} lacks columns {missing} (needed for features)")
+    for reserved in (LABEL_COLUMN, SPLIT_COLUMN):
+        if reserved in spec.column_names:
+            raise ValueError(f"spec {spec.name!r} declares a column {reserved!r}, which is reserved for features")
+
+    frame = raw[keep].copy()
+    frame[LABEL_COLUMN] = encode_label(raw[spec.label.column], spec)
+    frame = _sort_rows(frame, spec)
+
+    fraction = spec.policy.holdout_fraction
+    if spec.order_column:
+        n_holdout = holdout_size(len(frame), fraction)
+        is_holdout = np.arange(len(frame)) >= len(frame) - n_holdout
+    else:
+        is_holdout = _stable_unit_hash(frame[spec.id_column], spec.policy.random_seed) < fraction
+    frame[SPLIT_COLUMN] = np.where(is_holdout, HOLDOUT, TRAIN)
+    frame[SPLIT_COLUMN] = frame[SPLIT_COLUMN].astype("str")
+    return frame
+
+
+def model_inputs(features_df: pd.DataFrame, spec: DatasetSpec) -> pd.DataFrame:
+    """The model input frame: feature columns with dtypes every sklearn transformer accepts.
+
+    Numeric (int/float/bool, nullable or not) become ``float64`` with NaN for missing; categorical columns
+    become ``object`` holding ``str`` with ``np.nan`` for missing, so that the imputers behave the same
+    whatever the pandas dtype of a given batch (e.g. an all-missing column read as float).
+
+    Args:
+        features_df: A features frame (or any frame holding the feature columns).
+        spec: The dataset spec.
+
+    Returns:
+        A new frame with exactly :func:`feature_columns`, same index as the input.
+
+    Raises:
+        ValueError: a feature column is missing.
+    """
+    columns = feature_columns(spec)
+    missing = [c for c in columns if c not in features_df.columns]
+    if missing:
+        raise ValueError(f"frame lacks feature columns {missing} required by spec {spec.name!r}")
+    data: dict[str, Any] = {}
+    for name in spec.numeric_features:
+        data[name] = _as_float(features_df[name])
+    for name in spec.categorical_features:
+        col = features_df[name]
+        values = col.astype(object).where(col.notna(), np.nan)
+        data[name] = values.map(lambda v: v if isinstance(v, float) else str(v)).astype(object)
+    return pd.DataFrame(data, index=features_df.index, columns=columns)
+
+
+def _as_float(col: pd.Series) -> np.ndarray:
+    return col.to_numpy(dtype=np.float64, na_value=np.nan)
+
+
+# --------------------------------------------------------------------------------------------------
+# Gates
+# --------------------------------------------------------------------------------------------------
+
+
+def input_columns_of(features_df: pd.DataFrame, spec: DatasetSpec) -> list[str]:
+    """What the model would see: the spec's feature columns plus any column that is not bookkeeping.
+
+    A column in the frame that is neither an allowlisted feature nor bookkeeping (id, order, slices,
+    protected, ``_label``, ``_split``) is counted as an input, so a raw column leaking into the features
+    frame is caught even though training would ignore it.
+    """
+    bookkeeping = set(bookkeeping_columns(spec)) - set(spec.features)
+    extra = [c for c in features_df.columns if c not in bookkeeping]
+    return _unique([*feature_columns(spec), *(str(c) for c in extra)])
+
+
+def gate_features_allowlisted(features_df: pd.DataFrame, spec: DatasetSpec) -> GateResult:
+    """Gate ``features_allowlisted``: no model input is forbidden or outside the allowlist.
+
+    Args:
+        features_df: The features frame.
+        spec: The dataset spec.
+
+    Returns:
+        The gate result; ``evidence`` lists the model inputs and the offending columns by reason.
+    """
+    inputs = input_columns_of(features_df, spec)
+    leaking = leakage_columns(inputs, spec)
+    forbidden = [c for c in leaking if c in set(spec.forbidden_features)]
+    not_allowlisted = [c for c in leaking if c not in set(spec.features)]
+    condition = "every model input is in the feature allowlist and none is a forbidden (post-outcome) column"
+    if leaking:
+        parts = []
+        if forbidden:
+            parts.append(f"forbidden columns {forbidden}")
+        if not_allowlisted:
+            parts.append(f"columns outside the allowlist {not_allowlisted}")
+        message = f"spec {spec.name!r} ({spec.source}): model inputs include " + " and ".join(parts)
+    else:
+        message = f"all {len(inputs)} model inputs are allowlisted; no forbidden column among them"
+    return GateResult(
+        name="features_allowlisted",
+        passed=not leaking,
+        condition=condition,
+        message=message,
+        observed=len(leaking),
+        threshold=0,
+        evidence={
+            "model_inputs": inputs,
+            "leaking_columns": leaking,
+            "forbidden": forbidden,
+            "not_allowlisted": not_allowlisted,
+        },
+    )
+
+
+def gate_features_finite(features_df: pd.DataFrame, spec: DatasetSpec) -> GateResult:
+    """Gate ``features_finite``: numeric features have no ±inf, and NaN only in nullable columns.
+
+    NaN in a nullable column is fine: the pipeline's imputer handles it.
+
+    Args:
+        features_df: The features frame (all rows are checked).
+        spec: The dataset spec.
+
+    Returns:
+        The gate result; ``evidence`` has per-column counts of infinite and disallowed missing values.
+    """
+    per_column: list[dict[str, Any]] = []
+    total = 0
+    for name in spec.numeric_features:
+        if name not in features_df.columns:
+            raise ValueError(f"features frame lacks numeric feature {name!r} of spec {spec.name!r}")
+        values = _as_float(features_df[name])
+        n_inf = int(np.isinf(values).sum())
+        n_nan = int(np.isnan(values).sum())
+        nullable = spec.column(name).nullable
+        bad_nan = 0 if nullable else n_nan
+        if n_inf or bad_nan:
+            per_column.append({"column": name, "n_inf": n_inf, "n_nan": n_nan, "nullable": nullable})
+            total += n_inf + bad_nan
+    condition = "numeric features have no ±inf and no NaN outside nullable columns"
+    if per_column:
+        described = ", ".join(
+            f"{c['column']!r} ({c['n_inf']} inf"
+            + (f", {c['n_nan']} NaN in a non-nullable column" if not c["nullable"] and c["n_nan"] else "")
+            + ")"
+            for c in per_column
+        )
+        message = f"spec {spec.name!r}: non-finite numeric features: {described}"
+    else:
+        message = f"all {len(spec.numeric_features)} numeric features are finite over {len(features_df)} rows"
+    return GateResult(
+        name="features_finite",
+        passed=not per_column,
+        condition=condition,
+        message=message,
+        observed=total,
+        threshold=0,
+        evidence={"columns": per_column, "n_rows": len(features_df)},
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# Profile
+# --------------------------------------------------------------------------------------------------
+
+
+def _num(value: Any) -> float | None:
+    """A JSON-safe float: NaN and ±inf become None."""
+    if value is None:
+        return None
+    out = float(value)
+    return out if math.isfinite(out) else None
+
+
+@dataclass(frozen=True)
+class NumericProfile:
+    """Distribution of one numeric feature.
+
+    Attributes:
+        name: Column name.
+        null_share: Share of rows that are missing.
+        mean: Mean of the present values (None if none).
+        std: Population standard deviation (ddof=0) of the present values.
+        min: Smallest present value.
+        max: Largest present value.
+        edges: Decile edges (quantiles 0, 0.1, ..., 1), deduplicated; a constant column has ``(v, v)``
+            so that there is always one bin; empty when every value is missing.
+        counts: Histogram counts on ``edges`` (``len(edges) - 1`` bins, the last one closed).
+    """
+
+    name: str
+    null_share: float
+    mean: float | None
+    std: float | None
+    min: float | None
+    max: float | None
+    edges: tuple[float, ...]
+    counts: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class CategoricalProfile:
+    """Distribution of one categorical feature.
+
+    Attributes:
+        name: Column name.
+        null_share: Share of rows that are missing.
+        shares: ``(category, share of all rows)`` for the top categories by count (ties by name), then
+            ``("__other__", share)`` pooling the rest. Shares plus ``null_share`` sum to 1.
+    """
+
+    name: str
+    null_share: float
+    shares: tuple[tuple[str, float], ...]
+
+
+@dataclass(frozen=True)
+class FeatureProfile:
+    """Reference distribution of the features (computed on the train rows), stored for drift checks.
+
+    Attributes:
+        n_rows: Rows profiled.
+        label_positive_rate: Share of positive labels (None when the frame has no ``_label``).
+        numeric: One profile per numeric feature, in spec order.
+        categorical: One profile per categorical feature, in spec order.
+    """
+
+    n_rows: int
+    label_positive_rate: float | None
+    numeric: tuple[NumericProfile, ...]
+    categorical: tuple[CategoricalProfile, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The profile as JSON-safe plain data (the inverse of :meth:`from_dict`)."""
+        return {
+            "n_rows": self.n_rows,
+            "label_positive_rate": self.label_positive_rate,
+            "numeric": {
+                p.name: {
+                    "null_share": p.null_share,
+                    "mean": p.mean,
+                    "std": p.std,
+                    "min": p.min,
+                    "max": p.max,
+                    "edges": list(p.edges),
+                    "counts": list(p.counts),
+                }
+                for p in self.numeric
+            },
+            "categorical": {
+                p.name: {"null_share": p.null_share, "shares": [[c, s] for c, s in p.shares]} for p in self.categorical
+            },
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "FeatureProfile":
+        """Rebuild a profile from :meth:`to_dict` output (e.g. after a JSON round trip)."""
+        numeric = tuple(
+            NumericProfile(
+                name=str(name),
+                null_share=float(p["null_share"]),
+                mean=_num(p["mean"]),
+                std=_num(p["std"]),
+                min=_num(p["min"]),
+                max=_num(p["max"]),
+                edges=tuple(float(e) for e in p["edges"]),
+                counts=tuple(int(c) for c in p["counts"]),
+            )
+            for name, p in data["numeric"].items()
+        )
+        categorical = tuple(
+            CategoricalProfile(
+                name=str(name),
+                null_share=float(p["null_share"]),
+                shares=tuple((str(c), float(s)) for c, s in p["shares"]),
+            )
+            for name, p in data["categorical"].items()
+        )
+        return cls(
+            n_rows=int(data["n_rows"]),
+            label_positive_rate=_num(data["label_positive_rate"]),
+            numeric=numeric,
+            categorical=categorical,
+        )
+
+    def to_json(self) -> str:
+        """Canonical JSON (sorted keys, no whitespace, no NaN): the input of :attr:`profile_id`."""
+        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+    @property
+    def profile_id(self) -> str:
+        """First 16 hex digits of the sha256 of the canonical JSON."""
+        return hashlib.sha256(self.to_json().encode()).hexdigest()[:16]
+
+
+def _numeric_profile(name: str, values: np.ndarray) -> NumericProfile:
+    n = len(values)
+    present = values[~np.isnan(values)]
+    null_share = float((n - len(present)) / n) if n else 0.0
+    if len(present) == 0:
+        return NumericProfile(name, null_share, None, None, None, None, (), ())
+    edges = np.unique(np.quantile(present, _DECILES))
+    if len(edges) == 1:
+        edges = np.array([edges[0], edges[0]])
+    counts, _ = np.histogram(present, bins=edges)
+    return NumericProfile(
+        name=name,
+        null_share=null_share,
+        mean=_num(present.mean()),
+        std=_num(present.std(ddof=0)),
+        min=_num(present.min()),
+        max=_num(present.max()),
+        edges=tuple(float(e) for e in edges),
+        counts=tuple(int(c) for c in counts),
+    )
+
+
+def _categorical_profile(name: str, col: pd.Series) -> CategoricalProfile:
+    n = len(col)
+    present = col[col.notna()].astype(str)
+    null_share = float((n - len(present)) / n) if n else 0.0
+    counts = present.value_counts()
+    # Order by count desc, then name, so the top-k cut is deterministic when counts tie.
+    ranked = sorted(((str(k), int(v)) for k, v in counts.items()), key=lambda kv: (-kv[1], kv[0]))
+    top = ranked[:PROFILE_TOP_CATEGORIES]
+    other = sum(v for _, v in ranked[PROFILE_TOP_CATEGORIES:])
+    shares = [(k, v / n) for k, v in top if k != OTHER_CATEGORY]
+    # A real category spelled "__other__" is pooled with the tail rather than producing a duplicate key.
+    other += sum(v for k, v in top if k == OTHER_CATEGORY)
+    if other:
+        shares.append((OTHER_CATEGORY, other / n))
+    return CategoricalProfile(name=name, null_share=null_share, shares=tuple(shares))
+
+
+def profile_features(features_df: pd.DataFrame, spec: DatasetSpec, split: str | None = TRAIN) -> FeatureProfile:
+    """Profile the features of one split (by default the train rows: the drift reference).
+
+    Args:
+        features_df: A features frame from :func:`build_features`.
+        spec: The dataset spec.
+        split: Which ``_split`` rows to profile; None profiles every row (e.g. an unsplit scoring batch).
+
+    Returns:
+        The feature profile.
+
+    Raises:
+        ValueError: there are no rows to profile, or a feature column is missing.
+    """
+    rows = features_df
+    if split is not None:
+        if SPLIT_COLUMN not in features_df.columns:
+            raise ValueError(f"cannot profile split {split!r}: the frame has no {SPLIT_COLUMN!r} column")
+        rows = features_df[features_df[SPLIT_COLUMN] == split]
+    if len(rows) == 0:
+        raise ValueError(f"no rows to profile (split={split!r}) for spec {spec.name!r}")
+    inputs = model_inputs(rows, spec)
+    numeric = tuple(_numeric_profile(name, inputs[name].to_numpy(dtype=np.float64)) for name in spec.numeric_features)
+    categorical = tuple(_categorical_profile(name, rows[name]) for name in spec.categorical_features)
+    positive_rate = _num(rows[LABEL_COLUMN].mean()) if LABEL_COLUMN in rows.columns else None
+    return FeatureProfile(
+        n_rows=len(rows),
+        label_positive_rate=positive_rate,
+        numeric=numeric,
+        categorical=categorical,
+    )

@@ -1,0 +1,900 @@
+"""Transactional model registry on SQLAlchemy Core: SQLite locally, PostgreSQL in production.
+
+A model version is an immutable record (artifact reference, lineage, params, metrics); only its
+stage moves, along the edges in :data:`ALLOWED_TRANSITIONS`. Every move is appended to
+``stage_transitions`` in the same transaction as the stage change, so the log is the registry's
+history and answers "what was in production at time T".
+
+The database itself enforces what matters most, so that no code path (including a human with a SQL
+prompt) can break it:
+
+* at most one Production version per model (partial unique index);
+* ``stage_transitions`` is append-only, and ``model_versions`` rows are never deleted and change only
+  in ``stage`` (triggers);
+* stages are one of :data:`STAGES` (check constraints).
+
+Concurrency semantics: writes for one model are serialised (SQLite: ``BEGIN IMMEDIATE`` takes the
+database write lock up front; PostgreSQL: a transaction-scoped advisory lock on the model name). Each
+write therefore sees the latest committed state. Two promotions of different versions that race are
+both legal and take effect one after the other: the second archives the first ("replaced by vN"). A
+request that became invalid while it waited (promoting a version someone else just archived or
+promoted) fails with :class:`InvalidTransition`. :class:`RegistryConflict` is raised when the database
+refuses the write (unique index, lock timeout, serialisation failure): the invariant "never two
+Production versions" never depends on the locking being right.
+"""
+
+import contextlib
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    DDL,
+    BigInteger,
+    CheckConstraint,
+    Column,
+    Connection,
+    DateTime,
+    Dialect,
+    Engine,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    create_engine,
+    event,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import Row, make_url
+from sqlalchemy.types import TypeDecorator
+
+from mlops_assets.ml.artifacts import ArtifactRef
+
+STAGES: tuple[str, ...] = ("None", "Staging", "Production", "Archived")
+
+# Edges of the stage machine. None -> Archived is how a candidate is rejected; Archived -> Production
+# is a rollback; Archived -> Staging re-stages an old version for another evaluation.
+ALLOWED_TRANSITIONS: frozenset[tuple[str, str]] = frozenset(
+    {
+        ("None", "Staging"),
+        ("None", "Archived"),
+        ("Staging", "Production"),
+        ("Staging", "Archived"),
+        ("Production", "Archived"),
+        ("Archived", "Staging"),
+        ("Archived", "Production"),
+    }
+)
+
+DEFAULT_LOCK_TIMEOUT_S = 30.0
+
+# PostgreSQL advisory locks in the two-int4 key space, namespaced so they cannot collide with
+# single-bigint advisory locks taken by other software sharing the database (e.g. Dagster storage).
+_PG_LOCK_NAMESPACE = 0x6D6C6F70  # "mlop"
+_PG_SCHEMA_LOCK_KEY = 0x72656769  # "regi"
+_WRITE_OPTION = "mlops_registry_write"
+
+
+class RegistryError(Exception):
+    """Base class of registry errors.
+
+    Attributes:
+        model_name: The model concerned.
+        version: The version concerned, if any.
+    """
+
+    # Keyword arguments default to None so the exception survives pickling between processes.
+    def __init__(self, message: str, *, model_name: str | None = None, version: int | None = None) -> None:
+        super().__init__(message)
+        self.model_name = model_name
+        self.version = version
+
+
+class InvalidTransition(RegistryError):
+    """The requested stage change is not an edge of the stage machine from the version's current stage."""
+
+
+class RegistryConflict(RegistryError):
+    """The database refused a write because of a concurrent change (unique index, lock timeout, serialisation)."""
+
+
+class VersionNotFound(RegistryError, LookupError):
+    """The model has no such version."""
+
+
+@dataclass(frozen=True)
+class Lineage:
+    """Where a model version came from.
+
+    Attributes:
+        data_versions: Data versions the model was trained on (in order).
+        run_id: The orchestrator run that trained it.
+        code_version: Code version of the training asset.
+        git_sha: Commit of the code.
+        spec_fingerprint: Fingerprint of the dataset spec.
+    """
+
+    data_versions: tuple[str, ...]
+    run_id: str
+    code_version: str
+    git_sha: str
+    spec_fingerprint: str
+
+    def __post_init__(self) -> None:
+        # Accept any sequence at runtime but store a tuple, so the record stays immutable and hashable.
+        if isinstance(self.data_versions, str):
+            raise TypeError("Lineage.data_versions must be a sequence of str, not a single str")
+        object.__setattr__(self, "data_versions", tuple(self.data_versions))
+        if not all(isinstance(v, str) for v in self.data_versions):
+            raise TypeError(f"Lineage.data_versions must contain str only, got {self.data_versions!r}")
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    """One registered model version (a row of ``model_versions``).
+
+    Attributes:
+        model_name: Registered model name.
+        version: Version number, 1, 2, 3, ... per model.
+        stage: One of :data:`STAGES`.
+        artifact_uri: Artifact locator.
+        artifact_sha256: Artifact digest.
+        artifact_size: Artifact size in bytes.
+        artifact_hmac: Artifact HMAC, if the store that wrote it had a key.
+        data_versions: Training data versions.
+        run_id: Training run.
+        code_version: Code version of the training asset.
+        git_sha: Commit of the code.
+        spec_fingerprint: Dataset spec fingerprint.
+        params: Training parameters.
+        metrics: Evaluation metrics at registration.
+        created_at: Registration time (UTC).
+        description: Free text.
+    """
+
+    model_name: str
+    version: int
+    stage: str
+    artifact_uri: str
+    artifact_sha256: str
+    artifact_size: int
+    artifact_hmac: str | None
+    data_versions: tuple[str, ...]
+    run_id: str
+    code_version: str
+    git_sha: str
+    spec_fingerprint: str
+    # Dicts are unhashable; leave them out of the hash so the record can still be a set member.
+    params: dict[str, Any] = field(hash=False)
+    metrics: dict[str, Any] = field(hash=False)
+    created_at: datetime
+    description: str
+
+    @property
+    def artifact(self) -> ArtifactRef:
+        """The artifact reference, ready for ``load_model``."""
+        return ArtifactRef(
+            uri=self.artifact_uri, sha256=self.artifact_sha256, size=self.artifact_size, hmac=self.artifact_hmac
+        )
+
+    @property
+    def lineage(self) -> Lineage:
+        """The lineage recorded at registration."""
+        return Lineage(
+            data_versions=self.data_versions,
+            run_id=self.run_id,
+            code_version=self.code_version,
+            git_sha=self.git_sha,
+            spec_fingerprint=self.spec_fingerprint,
+        )
+
+
+@dataclass(frozen=True)
+class Transition:
+    """One row of the append-only stage log.
+
+    Attributes:
+        id: Log sequence number; increases in commit order for a given model.
+        model_name: Registered model name.
+        version: Version concerned.
+        from_stage: Stage before (``None`` for the registration row).
+        to_stage: Stage after.
+        actor: Who made the change.
+        reason: Why (``"registered"``, ``"replaced by v3"``, a gate summary, ...).
+        evidence: JSON details supporting the decision.
+        at: When (UTC).
+    """
+
+    id: int
+    model_name: str
+    version: int
+    from_stage: str | None
+    to_stage: str
+    actor: str
+    reason: str
+    evidence: dict[str, Any] = field(hash=False)
+    at: datetime
+
+
+class _UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on both backends.
+
+    SQLite has no timestamp type: SQLAlchemy stores naive ISO text and silently drops tzinfo. We
+    store UTC, re-attach UTC on read, and refuse naive input, so comparisons in SQL are correct on
+    both backends.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"naive datetime {value!r}: pass a timezone-aware datetime")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+_metadata = MetaData()
+_stage_check = "({col} IN ('None', 'Staging', 'Production', 'Archived'))"
+
+model_versions = Table(
+    "model_versions",
+    _metadata,
+    Column("model_name", String(255), primary_key=True),
+    Column("version", Integer, primary_key=True, autoincrement=False),
+    Column("stage", String(16), nullable=False),
+    Column("artifact_uri", Text, nullable=False),
+    Column("artifact_sha256", String(64), nullable=False),
+    Column("artifact_size", BigInteger, nullable=False),
+    Column("artifact_hmac", String(64), nullable=True),
+    Column("data_versions", Text, nullable=False),
+    Column("run_id", Text, nullable=False),
+    Column("code_version", Text, nullable=False),
+    Column("git_sha", Text, nullable=False),
+    Column("spec_fingerprint", Text, nullable=False),
+    Column("params", Text, nullable=False),
+    Column("metrics", Text, nullable=False),
+    Column("created_at", _UTCDateTime(), nullable=False),
+    Column("description", Text, nullable=False),
+    CheckConstraint(_stage_check.format(col="stage"), name="ck_model_versions_stage"),
+    CheckConstraint("version >= 1", name="ck_model_versions_version"),
+    # Backstop for idempotent registration: one version per artifact per model.
+    UniqueConstraint("model_name", "artifact_sha256", name="uq_model_versions_artifact"),
+)
+
+# At most one Production version per model, enforced by the database whatever the caller does.
+Index(
+    "uq_model_versions_one_production",
+    model_versions.c.model_name,
+    unique=True,
+    sqlite_where=model_versions.c.stage == "Production",
+    postgresql_where=model_versions.c.stage == "Production",
+)
+
+stage_transitions = Table(
+    "stage_transitions",
+    _metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("model_name", String(255), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("from_stage", String(16), nullable=True),
+    Column("to_stage", String(16), nullable=False),
+    Column("actor", Text, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("evidence", Text, nullable=False),
+    Column("at", _UTCDateTime(), nullable=False),
+    ForeignKeyConstraint(
+        ["model_name", "version"],
+        ["model_versions.model_name", "model_versions.version"],
+        name="fk_stage_transitions_version",
+    ),
+    CheckConstraint(
+        f"(from_stage IS NULL OR {_stage_check.format(col='from_stage')})", name="ck_stage_transitions_from"
+    ),
+    CheckConstraint(_stage_check.format(col="to_stage"), name="ck_stage_transitions_to"),
+    Index("ix_stage_transitions_model_version", "model_name", "version"),
+    # AUTOINCREMENT makes SQLite ids strictly increasing (never reused), matching a PG sequence.
+    sqlite_autoincrement=True,
+)
+
+_IMMUTABLE_COLUMNS = ", ".join(c.name for c in model_versions.columns if c.name != "stage")
+
+# Triggers are attached to stage_transitions' creation (it is created after model_versions, so both
+# tables exist) and run in the same transaction as the CREATE TABLEs.
+_SQLITE_TRIGGERS = (
+    "CREATE TRIGGER IF NOT EXISTS stage_transitions_no_update BEFORE UPDATE ON stage_transitions "
+    "BEGIN SELECT RAISE(ABORT, 'stage_transitions is append-only: UPDATE refused'); END",
+    "CREATE TRIGGER IF NOT EXISTS stage_transitions_no_delete BEFORE DELETE ON stage_transitions "
+    "BEGIN SELECT RAISE(ABORT, 'stage_transitions is append-only: DELETE refused'); END",
+    "CREATE TRIGGER IF NOT EXISTS model_versions_no_delete BEFORE DELETE ON model_versions "
+    "BEGIN SELECT RAISE(ABORT, 'model_versions rows are immutable: DELETE refused'); END",
+    f"CREATE TRIGGER IF NOT EXISTS model_versions_immutable BEFORE UPDATE OF {_IMMUTABLE_COLUMNS} "
+    "ON model_versions "
+    "BEGIN SELECT RAISE(ABORT, 'model_versions rows are immutable apart from stage: UPDATE refused'); END",
+)
+# ERRCODE restrict_violation (class 23) makes psycopg2 raise IntegrityError, as SQLite's RAISE(ABORT)
+# does, so callers see the same exception type on both backends. No '%' in these strings: DDL()
+# applies %-formatting.
+_PG_TRIGGERS = (
+    "CREATE OR REPLACE FUNCTION mlops_registry_refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$ "
+    "BEGIN RAISE EXCEPTION USING ERRCODE = 'restrict_violation', "
+    "MESSAGE = TG_TABLE_NAME || ' is append-only / immutable: ' || TG_OP || ' refused'; END $$",
+    "CREATE TRIGGER stage_transitions_append_only BEFORE UPDATE OR DELETE ON stage_transitions "
+    "FOR EACH ROW EXECUTE FUNCTION mlops_registry_refuse_change()",
+    # Row triggers do not fire on TRUNCATE.
+    "CREATE TRIGGER stage_transitions_no_truncate BEFORE TRUNCATE ON stage_transitions "
+    "FOR EACH STATEMENT EXECUTE FUNCTION mlops_registry_refuse_change()",
+    "CREATE TRIGGER model_versions_no_delete BEFORE DELETE ON model_versions "
+    "FOR EACH ROW EXECUTE FUNCTION mlops_registry_refuse_change()",
+    "CREATE TRIGGER model_versions_no_truncate BEFORE TRUNCATE ON model_versions "
+    "FOR EACH STATEMENT EXECUTE FUNCTION mlops_registry_refuse_change()",
+    f"CREATE TRIGGER model_versions_immutable BEFORE UPDATE OF {_IMMUTABLE_COLUMNS} ON model_versions "
+    "FOR EACH ROW EXECUTE FUNCTION mlops_registry_refuse_change()",
+)
+for _statement in _SQLITE_TRIGGERS:
+    event.listen(stage_transitions, "after_create", DDL(_statement).execute_if(dialect="sqlite"))
+for _statement in _PG_TRIGGERS:
+    event.listen(stage_transitions, "after_create", DDL(_statement).execute_if(dialect="postgresql"))
+
+
+def _label(model_name: str, version: int | None) -> str:
+    return f"model {model_name!r}" if version is None else f"model {model_name!r} v{version}"
+
+
+def _json_default(obj: Any) -> Any:
+    # numpy scalars (metrics computed with numpy) are not JSON types; duck-type them so this module
+    # needs no numpy import.
+    if isinstance(obj, datetime):
+        return obj.isoformat()
+    if isinstance(obj, Path):
+        return str(obj)
+    item = getattr(obj, "item", None)
+    if callable(item):
+        return item()
+    if isinstance(obj, set | frozenset):
+        return sorted(obj)
+    raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
+
+
+def _dumps(value: Any) -> str:
+    # Non-finite floats are written as NaN/Infinity (Python's json extension) rather than refused: a
+    # metric can legitimately be undefined (roc_auc on a one-class slice).
+    return json.dumps(value, sort_keys=True, default=_json_default)
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _is_contention(exc: sa_exc.DBAPIError) -> bool:
+    """Whether a DBAPI error means "lost a race / timed out on a lock" rather than a bug or an outage."""
+    pgcode = getattr(exc.orig, "pgcode", None)
+    if pgcode is not None:
+        # serialization_failure, deadlock_detected, lock_not_available
+        return pgcode in {"40001", "40P01", "55P03"}
+    message = str(exc.orig).lower()
+    return "database is locked" in message or "database table is locked" in message or "busy" in message
+
+
+def _row_to_version(row: Row[Any]) -> ModelVersion:
+    m = row._mapping
+    return ModelVersion(
+        model_name=m["model_name"],
+        version=int(m["version"]),
+        stage=m["stage"],
+        artifact_uri=m["artifact_uri"],
+        artifact_sha256=m["artifact_sha256"],
+        artifact_size=int(m["artifact_size"]),
+        artifact_hmac=m["artifact_hmac"],
+        data_versions=tuple(json.loads(m["data_versions"])),
+        run_id=m["run_id"],
+        code_version=m["code_version"],
+        git_sha=m["git_sha"],
+        spec_fingerprint=m["spec_fingerprint"],
+        params=json.loads(m["params"]),
+        metrics=json.loads(m["metrics"]),
+        created_at=m["created_at"],
+        description=m["description"],
+    )
+
+
+def _row_to_transition(row: Row[Any]) -> Transition:
+    m = row._mapping
+    return Transition(
+        id=int(m["id"]),
+        model_name=m["model_name"],
+        version=int(m["version"]),
+        from_stage=m["from_stage"],
+        to_stage=m["to_stage"],
+        actor=m["actor"],
+        reason=m["reason"],
+        evidence=json.loads(m["evidence"]),
+        at=m["at"],
+    )
+
+
+def _enable_wal(cursor: sqlite3.Cursor, timeout_s: float) -> None:
+    """Switch the database file to WAL (a persistent setting), retrying while another connection holds a lock.
+
+    Changing the journal mode needs an exclusive lock, and SQLite reports SQLITE_BUSY for it at once
+    instead of calling the busy handler, so processes opening a new database together would fail
+    with "database is locked" despite busy_timeout. Once the file is in WAL mode this is a read.
+    """
+    cursor.execute("PRAGMA journal_mode")
+    if str(cursor.fetchone()[0]).lower() == "wal":
+        return
+    deadline = time.monotonic() + timeout_s
+    delay = 0.005
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() + delay > deadline:
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, 0.1)
+
+
+def _make_engine(url: str, lock_timeout_s: float) -> Engine:
+    sa_url = make_url(url)
+    backend = sa_url.get_backend_name()
+    if backend == "sqlite":
+        database = sa_url.database or ""
+        if database in ("", ":memory:") or "memory" in str(sa_url.query.get("mode", "")):
+            # Each pooled connection would get its own empty in-memory database.
+            raise ValueError(f"ModelRegistry needs a file database, got {url!r}: use sqlite:///path/registry.db")
+        engine = create_engine(sa_url, connect_args={"timeout": lock_timeout_s})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
+            # Take transaction control away from the sqlite3 module (which would BEGIN DEFERRED lazily
+            # before the first DML) so the "begin" hook below decides how each transaction starts.
+            dbapi_connection.isolation_level = None
+            cursor = dbapi_connection.cursor()
+            try:
+                # busy_timeout first, so that every later statement waits for locks instead of failing.
+                cursor.execute(f"PRAGMA busy_timeout = {int(lock_timeout_s * 1000)}")
+                # WAL lets readers proceed while a writer holds the lock.
+                _enable_wal(cursor, lock_timeout_s)
+                cursor.execute("PRAGMA foreign_keys = ON")
+            finally:
+                cursor.close()
+
+        @event.listens_for(engine, "begin")
+        def _sqlite_on_begin(conn: Connection) -> None:
+            # Writers take the write lock up front (IMMEDIATE), waiting up to busy_timeout. A deferred
+            # transaction that reads and then writes must upgrade its lock, and SQLite fails such an
+            # upgrade at once with "database is locked" (the busy handler cannot help) if another
+            # writer got in between. Readers stay DEFERRED so they never block writers under WAL.
+            mode = "IMMEDIATE" if conn.get_execution_options().get(_WRITE_OPTION) else "DEFERRED"
+            conn.exec_driver_sql(f"BEGIN {mode}")
+
+        return engine
+    if backend == "postgresql":
+        return create_engine(sa_url, pool_pre_ping=True)
+    raise ValueError(f"unsupported registry database {sa_url.render_as_string(hide_password=True)!r}")
+
+
+class ModelRegistry:
+    """Model registry backed by SQLite (file URL) or PostgreSQL.
+
+    Tables, indexes and triggers are created on first use, idempotently and safely when several
+    processes start at once. Instances are thread-safe; call :meth:`close` (or use ``with``) to
+    release pooled connections.
+
+    Args:
+        url: SQLAlchemy URL, ``sqlite:///path/registry.db`` or ``postgresql+psycopg2://...``.
+        lock_timeout_s: How long a writer waits for the model's lock (SQLite: the database write lock,
+            via busy_timeout; PostgreSQL: ``lock_timeout``) before giving up with :class:`RegistryConflict`.
+    """
+
+    def __init__(self, url: str, *, lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S) -> None:
+        if lock_timeout_s <= 0:
+            raise ValueError(f"lock_timeout_s must be positive, got {lock_timeout_s}")
+        self._engine = _make_engine(url, lock_timeout_s)
+        self._lock_timeout_ms = max(1, int(lock_timeout_s * 1000))
+        self._dialect = self._engine.dialect.name
+        self._schema_ready = False
+        self._schema_lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"ModelRegistry({self._engine.url.render_as_string(hide_password=True)!r})"
+
+    def __enter__(self) -> "ModelRegistry":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    @property
+    def engine(self) -> Engine:
+        """The underlying engine (for inspection and tests; write through the registry's methods)."""
+        return self._engine
+
+    def close(self) -> None:
+        """Close pooled connections. The registry reconnects if used again."""
+        self._engine.dispose()
+
+    # -- transactions -------------------------------------------------------------------------------
+
+    def _ensure_schema(self) -> None:
+        if self._schema_ready:
+            return
+        with self._schema_lock:
+            if self._schema_ready:
+                return
+            with self._engine.connect() as conn:
+                conn.execution_options(**{_WRITE_OPTION: True})
+                with conn.begin():
+                    # Serialise schema creation across processes: without this, two processes both
+                    # see "no table" and the second CREATE TABLE fails. On SQLite the IMMEDIATE
+                    # transaction is the lock (SQLite DDL is transactional).
+                    if self._dialect == "postgresql":
+                        conn.exec_driver_sql(f"SET LOCAL lock_timeout = {self._lock_timeout_ms}")
+                        conn.execute(select(func.pg_advisory_xact_lock(_PG_LOCK_NAMESPACE, _PG_SCHEMA_LOCK_KEY)))
+                    _metadata.create_all(conn, checkfirst=True)
+            self._schema_ready = True
+
+    @contextlib.contextmanager
+    def _read(self) -> Iterator[Connection]:
+        self._ensure_schema()
+        with self._engine.connect() as conn, conn.begin():
+            yield conn
+
+    @contextlib.contextmanager
+    def _write(self, model_name: str, version: int | None, action: str) -> Iterator[Connection]:
+        """A write transaction holding the model's lock; database refusals become RegistryConflict."""
+        self._ensure_schema()
+        try:
+            with self._engine.connect() as conn:
+                conn.execution_options(**{_WRITE_OPTION: True})
+                with conn.begin():
+                    if self._dialect == "postgresql":
+                        # Bound every lock wait in this transaction (advisory lock included): a stuck
+                        # writer elsewhere turns into RegistryConflict instead of a hang.
+                        conn.exec_driver_sql(f"SET LOCAL lock_timeout = {self._lock_timeout_ms}")
+                        # Serialise writers of this model (hash collisions only add serialisation).
+                        conn.execute(select(func.pg_advisory_xact_lock(_PG_LOCK_NAMESPACE, func.hashtext(model_name))))
+                    yield conn
+        except RegistryError:
+            raise
+        except sa_exc.IntegrityError as exc:
+            raise RegistryConflict(
+                f"{action} {_label(model_name, version)} refused by the database (concurrent change?): {exc.orig}",
+                model_name=model_name,
+                version=version,
+            ) from exc
+        except sa_exc.DBAPIError as exc:
+            if _is_contention(exc):
+                raise RegistryConflict(
+                    f"{action} {_label(model_name, version)} lost a race with a concurrent change: {exc.orig}",
+                    model_name=model_name,
+                    version=version,
+                ) from exc
+            raise
+
+    @staticmethod
+    def _select_version(conn: Connection, model_name: str, version: int) -> ModelVersion:
+        row = conn.execute(
+            select(model_versions).where(model_versions.c.model_name == model_name, model_versions.c.version == version)
+        ).first()
+        if row is None:
+            raise VersionNotFound(f"{_label(model_name, version)} not found", model_name=model_name, version=version)
+        return _row_to_version(row)
+
+    @staticmethod
+    def _log(
+        conn: Connection,
+        *,
+        model_name: str,
+        version: int,
+        from_stage: str | None,
+        to_stage: str,
+        actor: str,
+        reason: str,
+        evidence: Mapping[str, Any],
+        at: datetime,
+    ) -> None:
+        conn.execute(
+            insert(stage_transitions).values(
+                model_name=model_name,
+                version=version,
+                from_stage=from_stage,
+                to_stage=to_stage,
+                actor=actor,
+                reason=reason,
+                evidence=_dumps(dict(evidence)),
+                at=at,
+            )
+        )
+
+    @staticmethod
+    def _set_stage(conn: Connection, model_name: str, version: int, from_stage: str, to_stage: str) -> None:
+        # Conditional on the stage we validated against: if it changed under us, nothing is updated
+        # and we refuse rather than apply a move validated against stale state.
+        result = conn.execute(
+            update(model_versions)
+            .where(
+                model_versions.c.model_name == model_name,
+                model_versions.c.version == version,
+                model_versions.c.stage == from_stage,
+            )
+            .values(stage=to_stage)
+        )
+        if result.rowcount != 1:
+            raise RegistryConflict(
+                f"{_label(model_name, version)} changed stage concurrently (expected {from_stage})",
+                model_name=model_name,
+                version=version,
+            )
+
+    # -- writes -------------------------------------------------------------------------------------
+
+    def register_version(
+        self,
+        model_name: str,
+        artifact: ArtifactRef,
+        lineage: Lineage,
+        params: Mapping[str, Any],
+        metrics: Mapping[str, Any],
+        description: str = "",
+        *,
+        actor: str = "registry",
+    ) -> ModelVersion:
+        """Register a model artifact as the model's next version, in stage ``"None"``.
+
+        Idempotent: if this model already has a version with the same artifact digest, that version is
+        returned unchanged (params, metrics and lineage of the new call are ignored).
+
+        Args:
+            model_name: Registered model name.
+            artifact: The stored artifact.
+            lineage: Data versions, run and code that produced it.
+            params: Training parameters (JSON-serialisable).
+            metrics: Evaluation metrics (JSON-serialisable).
+            description: Free text.
+            actor: Recorded on the registration log row.
+
+        Returns:
+            The new (or existing) version.
+
+        Raises:
+            RegistryConflict: The database refused the write.
+        """
+        if not model_name:
+            raise ValueError("model_name must be non-empty")
+        # Serialise before opening the transaction so a bad value fails fast without holding the lock.
+        params_json = _dumps(dict(params))
+        metrics_json = _dumps(dict(metrics))
+        with self._write(model_name, None, "registering") as conn:
+            existing = conn.execute(
+                select(model_versions).where(
+                    model_versions.c.model_name == model_name,
+                    model_versions.c.artifact_sha256 == artifact.sha256,
+                )
+            ).first()
+            if existing is not None:
+                return _row_to_version(existing)
+            # Allocated under the model's lock, so concurrent registrations get 1, 2, 3, ... without gaps.
+            version = int(
+                conn.execute(
+                    select(func.coalesce(func.max(model_versions.c.version), 0) + 1).where(
+                        model_versions.c.model_name == model_name
+                    )
+                ).scalar_one()
+            )
+            now = _utcnow()
+            conn.execute(
+                insert(model_versions).values(
+                    model_name=model_name,
+                    version=version,
+                    stage="None",
+                    artifact_uri=artifact.uri,
+                    artifact_sha256=artifact.sha256,
+                    artifact_size=artifact.size,
+                    artifact_hmac=artifact.hmac,
+                    data_versions=_dumps(list(lineage.data_versions)),
+                    run_id=lineage.run_id,
+                    code_version=lineage.code_version,
+                    git_sha=lineage.git_sha,
+                    spec_fingerprint=lineage.spec_fingerprint,
+                    params=params_json,
+                    metrics=metrics_json,
+                    created_at=now,
+                    description=description,
+                )
+            )
+            self._log(
+                conn,
+                model_name=model_name,
+                version=version,
+                from_stage=None,
+                to_stage="None",
+                actor=actor,
+                reason="registered",
+                evidence={"artifact_sha256": artifact.sha256, "run_id": lineage.run_id},
+                at=now,
+            )
+            return self._select_version(conn, model_name, version)
+
+    def transition(
+        self,
+        model_name: str,
+        version: int,
+        to_stage: str,
+        *,
+        actor: str,
+        reason: str,
+        evidence: Mapping[str, Any],
+    ) -> ModelVersion:
+        """Move a version to ``to_stage`` in one transaction, logging the move.
+
+        Promoting to Production archives the current Production version first (logged with reason
+        ``"replaced by v<version>"``). Concurrent promotions of one model are serialised: each sees the
+        previous one's result.
+
+        Args:
+            model_name: Registered model name.
+            version: Version to move.
+            to_stage: Target stage, one of :data:`STAGES`.
+            actor: Who makes the change (non-empty).
+            reason: Why (non-empty).
+            evidence: JSON-serialisable details (gate results, metrics compared, ...).
+
+        Returns:
+            The version after the move.
+
+        Raises:
+            VersionNotFound: No such version.
+            InvalidTransition: ``to_stage`` is not reachable from the current stage.
+            RegistryConflict: The database refused the write (e.g. lost a race, lock timeout).
+        """
+        if not actor or not reason:
+            raise ValueError(f"{_label(model_name, version)}: actor and reason are required for a transition")
+        evidence_json = dict(evidence)
+        _dumps(evidence_json)  # fail fast on non-serialisable evidence, before taking the lock
+        if to_stage not in STAGES:
+            raise InvalidTransition(
+                f"{_label(model_name, version)}: unknown stage {to_stage!r}, expected one of {STAGES}",
+                model_name=model_name,
+                version=version,
+            )
+        with self._write(model_name, version, f"moving to {to_stage}") as conn:
+            current = self._select_version(conn, model_name, version)
+            if (current.stage, to_stage) not in ALLOWED_TRANSITIONS:
+                raise InvalidTransition(
+                    f"{_label(model_name, version)}: transition {current.stage} -> {to_stage} is not allowed",
+                    model_name=model_name,
+                    version=version,
+                )
+            now = _utcnow()
+            if to_stage == "Production":
+                incumbent = conn.execute(
+                    select(model_versions.c.version).where(
+                        model_versions.c.model_name == model_name, model_versions.c.stage == "Production"
+                    )
+                ).scalar_one_or_none()
+                if incumbent is not None:
+                    self._set_stage(conn, model_name, incumbent, "Production", "Archived")
+                    self._log(
+                        conn,
+                        model_name=model_name,
+                        version=incumbent,
+                        from_stage="Production",
+                        to_stage="Archived",
+                        actor=actor,
+                        reason=f"replaced by v{version}",
+                        evidence={"replaced_by": version},
+                        at=now,
+                    )
+            self._set_stage(conn, model_name, version, current.stage, to_stage)
+            self._log(
+                conn,
+                model_name=model_name,
+                version=version,
+                from_stage=current.stage,
+                to_stage=to_stage,
+                actor=actor,
+                reason=reason,
+                evidence=evidence_json,
+                at=now,
+            )
+            return self._select_version(conn, model_name, version)
+
+    # -- reads --------------------------------------------------------------------------------------
+
+    def get_version(self, model_name: str, version: int) -> ModelVersion:
+        """Return one version.
+
+        Raises:
+            VersionNotFound: No such version.
+        """
+        with self._read() as conn:
+            return self._select_version(conn, model_name, version)
+
+    def list_versions(self, model_name: str) -> list[ModelVersion]:
+        """Return all versions of a model, oldest first (empty for an unknown model)."""
+        with self._read() as conn:
+            rows = conn.execute(
+                select(model_versions)
+                .where(model_versions.c.model_name == model_name)
+                .order_by(model_versions.c.version)
+            ).all()
+        return [_row_to_version(r) for r in rows]
+
+    def production_version(self, model_name: str) -> ModelVersion | None:
+        """Return the model's Production version, or ``None``."""
+        with self._read() as conn:
+            row = conn.execute(
+                select(model_versions).where(
+                    model_versions.c.model_name == model_name, model_versions.c.stage == "Production"
+                )
+            ).first()
+        return None if row is None else _row_to_version(row)
+
+    def versions_for_data_version(self, model_name: str, data_version: str) -> list[ModelVersion]:
+        """Return the versions trained on ``data_version``, oldest first."""
+        # data_versions is JSON text; filtering in Python is exact and a model has few versions.
+        return [v for v in self.list_versions(model_name) if data_version in v.data_versions]
+
+    def transitions(self, model_name: str, version: int | None = None) -> list[Transition]:
+        """Return the stage log of a model (or of one version), in the order it was written."""
+        query = select(stage_transitions).where(stage_transitions.c.model_name == model_name)
+        if version is not None:
+            query = query.where(stage_transitions.c.version == version)
+        with self._read() as conn:
+            rows = conn.execute(query.order_by(stage_transitions.c.id)).all()
+        return [_row_to_transition(r) for r in rows]
+
+    def production_at(self, model_name: str, when: datetime) -> int | None:
+        """Return the version that was in Production at ``when`` (inclusive), from the log.
+
+        Args:
+            model_name: Registered model name.
+            when: Timezone-aware instant.
+
+        Returns:
+            The version number, or ``None`` if nothing was in Production then.
+        """
+        if when.tzinfo is None or when.utcoffset() is None:
+            raise ValueError(f"production_at({model_name!r}): pass a timezone-aware datetime, got {when!r}")
+        # The last log row touching Production at or before `when` decides: a move into Production
+        # names the version, a move out of it means nothing was in Production (a replacement writes
+        # the archive row before the promotion row, so the promotion is last).
+        with self._read() as conn:
+            row = conn.execute(
+                select(stage_transitions.c.version, stage_transitions.c.to_stage)
+                .where(
+                    stage_transitions.c.model_name == model_name,
+                    stage_transitions.c.at <= when,
+                    or_(stage_transitions.c.to_stage == "Production", stage_transitions.c.from_stage == "Production"),
+                )
+                .order_by(stage_transitions.c.id.desc())
+                .limit(1)
+            ).first()
+        if row is None or row.to_stage != "Production":
+            return None
+        return int(row.version)

@@ -1,0 +1,614 @@
+"""Reading a landed data file and the four raw-data gates.
+
+:func:`read_data_file` turns a landed ``.csv``/``.parquet`` file into a DataFrame or raises
+:class:`DataFileError` naming the file and the rule it broke; it never lets a raw pandas/pyarrow
+traceback escape for bad bytes. :func:`validate_raw` runs, in this order, the gates
+``schema_valid``, ``row_count_above_floor``, ``label_in_domain`` and ``ids_unique``. Every gate runs
+even when an earlier one failed (a missing column fails the gates that need it with a clear message
+rather than crashing), so one run reports everything that is wrong with a file.
+
+Each gate is also a public function (``gate_schema_valid``, ``gate_row_count``,
+``gate_label_in_domain``, ``gate_ids_unique``, all ``(df, spec, source_name) -> GateResult``) for
+callers that run them as separate checks, together with :func:`coerce_to_schema`. They accept the frame
+as read, the typed frame, or the frame cast to text (``df.astype("string")``): every comparison goes
+through coercion or the label canonicalisation, so the outcome is the same.
+"""
+
+import csv
+import math
+import os
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+import pandera.pandas as pa
+
+from mlops_assets.ml.gate_result import GateResult
+from mlops_assets.ml.schema import build_schema
+from mlops_assets.ml.spec import CATEGORICAL_TYPES, DatasetSpec
+
+#: Gate names of :func:`validate_raw`, in the order they are reported.
+RAW_GATES: tuple[str, ...] = ("schema_valid", "row_count_above_floor", "label_in_domain", "ids_unique")
+
+CSV_SUFFIXES: frozenset[str] = frozenset({".csv"})
+PARQUET_SUFFIXES: frozenset[str] = frozenset({".parquet", ".pq"})
+
+#: At most this many schema failure cases are kept as evidence (the total is always reported).
+MAX_FAILURE_CASES = 200
+#: At most this many duplicated ids are listed as evidence.
+MAX_DUPLICATE_IDS = 50
+#: At most this many distinct out-of-domain label values are listed as evidence.
+MAX_LABEL_VALUES = 20
+#: At most this many (column, check) groups are spelled out in a failure message.
+_MAX_MESSAGE_GROUPS = 8
+#: How much of a CSV is sniffed for NUL bytes, the mark of a binary file.
+_SNIFF_BYTES = 8192
+
+
+class DataFileError(ValueError):
+    """A landed file cannot be read as a data version.
+
+    Attributes:
+        path: The offending file.
+        rule: The rule it broke: ``supported_format``, ``file_exists``, ``non_empty``,
+            ``parseable_csv``, ``parseable_parquet`` or ``unique_column_names``.
+        column: The column concerned, if the problem is about one column.
+        detail: What is wrong, without the file name and rule.
+    """
+
+    def __init__(self, path: Path | str, rule: str, detail: str, column: str | None = None) -> None:
+        self.path = Path(path)
+        self.rule = rule
+        self.column = column
+        self.detail = detail
+        super().__init__(f"{path}: {detail} (rule: {rule})")
+
+
+@dataclass(frozen=True, eq=False)
+class RawValidation:
+    """Outcome of :func:`validate_raw`.
+
+    ``eq=False`` because a DataFrame field has no meaningful ``==``; instances compare by identity.
+
+    Attributes:
+        typed: The coerced frame when ``schema_valid`` passed, else ``None``.
+        gates: One result per gate, in the order of :data:`RAW_GATES`.
+    """
+
+    typed: pd.DataFrame | None
+    gates: tuple[GateResult, ...]
+
+    @property
+    def passed(self) -> bool:
+        """Whether every gate passed."""
+        return all(g.passed for g in self.gates)
+
+    def gate(self, name: str) -> GateResult:
+        """The result of the gate called ``name`` (KeyError if there is none)."""
+        for g in self.gates:
+            if g.name == name:
+                return g
+        raise KeyError(f"no gate {name!r}; gates: {[g.name for g in self.gates]}")
+
+
+def to_jsonable(value: Any) -> Any:
+    """Convert a value to plain JSON data, recursively.
+
+    Numpy and pandas scalars become Python numbers, timestamps become ISO-8601 strings, missing values
+    (``NaN``, ``NaT``, ``pd.NA``) become ``None``, infinities become the strings ``"inf"``/``"-inf"``
+    (JSON has no infinity), containers become lists/dicts with string keys and anything else its ``str``.
+
+    Args:
+        value: Any value.
+
+    Returns:
+        A value ``json.dumps`` accepts without a ``default``.
+    """
+    if value is None or isinstance(value, bool | str):
+        return value
+    if isinstance(value, np.bool_):
+        return bool(value)
+    if isinstance(value, int | np.integer):
+        return int(value)
+    if isinstance(value, float | np.floating):
+        number = float(value)
+        if math.isnan(number):
+            return None
+        if math.isinf(number):
+            return "inf" if number > 0 else "-inf"
+        return number
+    if isinstance(value, Mapping):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset | np.ndarray | pd.Series | pd.Index):
+        return [to_jsonable(v) for v in value]
+    if value is pd.NaT or value is pd.NA:
+        return None
+    if isinstance(value, datetime | date | time):  # pd.Timestamp is a datetime
+        return value.isoformat()
+    if isinstance(value, np.datetime64):
+        return pd.Timestamp(value).isoformat()
+    if isinstance(value, timedelta | np.timedelta64):
+        return str(pd.Timedelta(value))
+    return str(value)
+
+
+# --------------------------------------------------------------------------------------------------
+# Reading and writing landed files
+# --------------------------------------------------------------------------------------------------
+
+
+def _first_line(text: str) -> str:
+    lines = text.strip().splitlines()
+    return lines[0] if lines else text
+
+
+def _check_csv_header(path: Path) -> None:
+    # pandas silently renames a repeated header to "x.1", which would hide the problem; read the header
+    # ourselves to reject it by name.
+    with path.open(encoding="utf-8-sig", newline="") as handle:
+        header = next(csv.reader(handle), [])
+    seen: set[str] = set()
+    for name in header:
+        if name in seen:
+            raise DataFileError(path, "unique_column_names", f"column {name!r} appears twice in the header", name)
+        seen.add(name)
+
+
+def _read_csv(path: Path, spec: DatasetSpec) -> pd.DataFrame:
+    with path.open("rb") as handle:
+        head = handle.read(_SNIFF_BYTES)
+    if b"\x00" in head:
+        raise DataFileError(path, "parseable_csv", "file contains NUL bytes; it is binary, not a UTF-8 text CSV")
+    # Text columns are read as str so that "01" stays "01" and a code such as "1" is not read as a number;
+    # everything else is left to pandas' inference and then coerced by the schema.
+    text_columns: dict[Any, Any] = {c.name: str for c in spec.columns if c.type in CATEGORICAL_TYPES}
+    try:
+        _check_csv_header(path)
+        # utf-8-sig tolerates the byte-order mark spreadsheet programs put in front of CSVs;
+        # low_memory=False makes the type inference see the whole column at once, not chunk by chunk.
+        return pd.read_csv(path, dtype=text_columns, encoding="utf-8-sig", low_memory=False)
+    except DataFileError:
+        raise
+    except pd.errors.EmptyDataError as exc:
+        raise DataFileError(path, "non_empty", "file has no header row (only blank lines)") from exc
+    except Exception as exc:
+        # A landed file is untrusted input: whatever pandas raises (UnicodeDecodeError, ParserError, ...)
+        # becomes a DataFileError that names the file and the rule instead of a raw traceback.
+        raise DataFileError(
+            path, "parseable_csv", f"cannot be parsed as a UTF-8 CSV: {type(exc).__name__}: {_first_line(str(exc))}"
+        ) from exc
+
+
+def _read_parquet(path: Path) -> pd.DataFrame:
+    try:
+        df = pd.read_parquet(path)
+    except Exception as exc:
+        # Untrusted input, as for CSV: pyarrow's many error types all mean "not a readable Parquet file".
+        raise DataFileError(
+            path, "parseable_parquet", f"cannot be read as Parquet: {type(exc).__name__}: {_first_line(str(exc))}"
+        ) from exc
+    duplicated = df.columns[df.columns.duplicated()]
+    if len(duplicated):
+        name = str(duplicated[0])
+        raise DataFileError(path, "unique_column_names", f"column {name!r} appears more than once", name)
+    return df
+
+
+def read_data_file(path: Path, spec: DatasetSpec) -> pd.DataFrame:
+    """Read a landed data file (``.csv``, ``.parquet`` or ``.pq``) into a DataFrame.
+
+    CSV files are read as UTF-8 (a byte-order mark is tolerated) with pandas' default missing-value
+    markers (empty, ``NA``, ``null``, ``NaN`` ...); string/category columns of the spec are read as
+    ``str`` so values such as ``"01"`` keep their leading zero, all other columns are left to pandas'
+    type inference (the schema coerces them). A header-only CSV returns an empty frame with its columns,
+    so the row-floor gate reports it. Parquet files are read with their stored types.
+
+    Args:
+        path: The file.
+        spec: The dataset spec the file should follow (used to choose column read types).
+
+    Returns:
+        The file's rows, with a default RangeIndex.
+
+    Raises:
+        DataFileError: unsupported extension, missing or empty (0-byte) file, unparseable CSV/Parquet
+            content, or a column name repeated in the header. The message names the file and the rule.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in CSV_SUFFIXES | PARQUET_SUFFIXES:
+        supported = ", ".join(sorted(CSV_SUFFIXES | PARQUET_SUFFIXES))
+        raise DataFileError(
+            path, "supported_format", f"unsupported file extension {path.suffix!r}; expected {supported}"
+        )
+    if not path.is_file():
+        raise DataFileError(path, "file_exists", "file does not exist")
+    if path.stat().st_size == 0:
+        raise DataFileError(path, "non_empty", "file is empty")
+    if suffix in CSV_SUFFIXES:
+        return _read_csv(path, spec)
+    return _read_parquet(path)
+
+
+def write_frame_atomic(df: pd.DataFrame, path: Path, fmt: Literal["csv", "parquet"] = "csv") -> Path:
+    """Write a frame to ``path`` so that no reader ever sees a partial file.
+
+    The frame is written to a temporary file in the same directory and renamed over ``path``
+    (``os.replace`` is atomic within a file system), so a sensor watching the directory sees either no
+    file or the complete one.
+
+    Args:
+        df: The frame; its index is not written.
+        path: The target file (its directory must exist).
+        fmt: ``csv`` or ``parquet``.
+
+    Returns:
+        ``path``.
+    """
+    path = Path(path)
+    # The temporary name starts with a dot and ends in .tmp so a landing-zone sensor ignores it.
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            if fmt == "csv":
+                df.to_csv(handle, index=False, encoding="utf-8")
+            else:
+                df.to_parquet(handle, index=False)
+        os.replace(tmp_name, path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+    return path
+
+
+# --------------------------------------------------------------------------------------------------
+# Gate: schema_valid
+# --------------------------------------------------------------------------------------------------
+
+
+def _failure_frame(failure_cases: pd.DataFrame) -> pd.DataFrame:
+    """Normalise pandera's failure cases to columns ``column, check, failure_case, index``."""
+    fc = failure_cases.loc[:, ["column", "check", "failure_case", "index"]].copy()
+    fc["column"] = fc["column"].astype(object)
+    fc["failure_case"] = fc["failure_case"].astype(object)
+    fc["check"] = fc["check"].astype(str)
+    # A missing column is reported at DataFrame level with the column name as the failure case.
+    missing = fc["check"] == "column_in_dataframe"
+    fc.loc[missing, "column"] = fc.loc[missing, "failure_case"]
+    fc.loc[missing, "failure_case"] = None
+    # When a column cannot be coerced, pandera also reports the same values under dtype('...') and runs
+    # the value checks on the raw text, which can only fail with a TypeError; both repeat the coercion
+    # failure, so they are dropped.
+    coerce_failed = set(fc.loc[fc["check"].str.startswith("coerce_dtype("), "column"])
+    in_failed = fc["column"].isin(coerce_failed)
+    follow_on = in_failed & (
+        fc["check"].str.startswith("dtype(") | (fc["index"].isna() & ~fc["check"].str.startswith("coerce_dtype("))
+    )
+    return fc.loc[~follow_on].reset_index(drop=True)
+
+
+def _sample_failures(fc: pd.DataFrame, order: dict[str, int]) -> list[dict[str, Any]]:
+    """Up to MAX_FAILURE_CASES failure cases, spread over (column, check) groups so none is crowded out."""
+    # Round robin: the k-th case of every group comes before the (k+1)-th case of any group.
+    rank = fc.groupby(["column", "check"], sort=False, dropna=False).cumcount()
+    sample = fc.assign(_rank=rank).sort_values("_rank", kind="stable").head(MAX_FAILURE_CASES)
+    sample = sample.assign(_order=sample["column"].map(lambda c: order.get(str(c), len(order))))
+    sample = sample.sort_values(["_order", "check", "_rank"], kind="stable")
+    # zip over columns rather than itertuples: a field called "index" would clash with tuple.index.
+    return [
+        {"column": to_jsonable(c), "check": str(k), "failure_case": to_jsonable(f), "index": to_jsonable(i)}
+        for c, k, f, i in zip(sample["column"], sample["check"], sample["failure_case"], sample["index"], strict=True)
+    ]
+
+
+def _schema_gate(df: pd.DataFrame, spec: DatasetSpec, source_name: str) -> tuple[GateResult, pd.DataFrame | None]:
+    expected = list(spec.column_names)
+    missing = [c for c in expected if c not in df.columns]
+    extra = [str(c) for c in df.columns if c not in expected]
+    condition = (
+        f"all {len(expected)} columns of spec '{spec.name}' present, coercible to their types and within "
+        "their nullability, range, category and uniqueness rules (0 failure cases)"
+    )
+    try:
+        typed = build_schema(spec).validate(df, lazy=True)
+    except pa.errors.SchemaErrors as exc:
+        fc = _failure_frame(exc.failure_cases)
+        order = {name: i for i, name in enumerate(expected)}
+        counts = fc.groupby(["column", "check"], sort=False, dropna=False).size().reset_index(name="count")
+        counts["_order"] = counts["column"].map(lambda c: order.get(str(c), len(order)))
+        counts = counts.sort_values(["_order", "check"], kind="stable")
+        summary = [
+            {"column": to_jsonable(c), "check": str(k), "count": int(n)}
+            for c, k, n in zip(counts["column"], counts["check"], counts["count"], strict=True)
+        ]
+        columns = list(dict.fromkeys(str(s["column"]) for s in summary))
+        parts = [
+            f"missing column '{s['column']}'"
+            if s["check"] == "column_in_dataframe"
+            else f"{s['column']}: {s['check']} x{s['count']}"
+            for s in summary[:_MAX_MESSAGE_GROUPS]
+        ]
+        if len(summary) > _MAX_MESSAGE_GROUPS:
+            parts.append(f"... and {len(summary) - _MAX_MESSAGE_GROUPS} more (column, rule) groups")
+        message = (
+            f"{source_name}: schema validation failed with {len(fc)} failure case(s) in column(s) "
+            f"{', '.join(columns)}: {'; '.join(parts)} (rule: schema_valid)"
+        )
+        evidence = {
+            "n_failure_cases": len(fc),
+            "failure_summary": summary,
+            "failure_cases": _sample_failures(fc, order),
+            "failure_cases_truncated": len(fc) > MAX_FAILURE_CASES,
+            "missing_columns": missing,
+            "extra_columns": extra,
+            "n_rows": len(df),
+        }
+        return (
+            GateResult(
+                name="schema_valid",
+                passed=False,
+                condition=condition,
+                message=message,
+                observed=len(fc),
+                threshold=0,
+                evidence=evidence,
+            ),
+            None,
+        )
+    extra_note = f"; extra columns kept but not in the spec: {', '.join(extra)}" if extra else ""
+    return (
+        GateResult(
+            name="schema_valid",
+            passed=True,
+            condition=condition,
+            message=f"{source_name}: all {len(expected)} spec columns valid over {len(df)} rows{extra_note}",
+            observed=0,
+            threshold=0,
+            evidence={
+                "n_rows": len(typed),
+                "dtypes": {str(c): str(t) for c, t in typed.dtypes.items()},
+                "extra_columns": extra,
+            },
+        ),
+        typed,
+    )
+
+
+def gate_schema_valid(df: pd.DataFrame, spec: DatasetSpec, source_name: str) -> GateResult:
+    """Gate ``schema_valid``: the frame passes the spec's pandera schema (validated lazily).
+
+    On failure the evidence holds up to :data:`MAX_FAILURE_CASES` failure cases (``column``, ``check``,
+    ``failure_case``, ``index``; spread over columns and rules), their total count, a per-(column, check)
+    count summary and the missing and extra columns. The message names the source, the columns and the
+    rules. Extra columns never fail the gate; they are listed in the evidence.
+    """
+    return _schema_gate(df, spec, source_name)[0]
+
+
+def coerce_to_schema(df: pd.DataFrame, spec: DatasetSpec) -> pd.DataFrame | None:
+    """The frame coerced to the spec's schema, or ``None`` when it does not pass the schema."""
+    try:
+        return build_schema(spec).validate(df, lazy=True)
+    except pa.errors.SchemaErrors:
+        return None
+
+
+# --------------------------------------------------------------------------------------------------
+# Gate: row_count_above_floor
+# --------------------------------------------------------------------------------------------------
+
+
+def gate_row_count(df: pd.DataFrame, spec: DatasetSpec, source_name: str) -> GateResult:
+    """Gate ``row_count_above_floor``: the frame has at least ``spec.policy.min_rows`` rows."""
+    floor = spec.policy.min_rows
+    n_rows = len(df)
+    passed = n_rows >= floor
+    if passed:
+        message = f"{source_name}: {n_rows} rows, at or above the floor of {floor}"
+    else:
+        message = (
+            f"{source_name}: only {n_rows} rows, below the floor of {floor} "
+            "(rule: row_count_above_floor, policy.min_rows)"
+        )
+    return GateResult(
+        name="row_count_above_floor",
+        passed=passed,
+        condition=f"row count >= {floor}",
+        message=message,
+        observed=n_rows,
+        threshold=floor,
+        evidence={"n_rows": n_rows, "min_rows": floor},
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# Gate: label_in_domain
+# --------------------------------------------------------------------------------------------------
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool | np.bool_)
+
+
+def _canonical(value: Any, numeric_domain: bool) -> str | None:
+    """A comparable form of a label value: ``None`` when missing, else a string.
+
+    A label 1 may arrive as the int 1, the float 1.0 (a CSV column with a missing value), the string
+    "1" (a column with a stray text value) or True; all compare equal to a spec value of 1. Strings
+    compare exactly (case and whitespace matter), except that in a numeric domain a numeric string is
+    read as its number.
+    """
+    if value is None or value is pd.NA or value is pd.NaT:
+        return None
+    if isinstance(value, bool | np.bool_):
+        return "1" if value else "0"
+    if _is_number(value):
+        number = float(value)
+        if math.isnan(number):
+            return None
+        return str(int(number)) if number.is_integer() else repr(number)
+    if isinstance(value, str) and numeric_domain:
+        try:
+            return _canonical(float(value), numeric_domain)
+        except ValueError:
+            return value
+    return str(value)
+
+
+def gate_label_in_domain(df: pd.DataFrame, spec: DatasetSpec, source_name: str) -> GateResult:
+    """Gate ``label_in_domain``: the label column is present, complete and within ``spec.label.values``."""
+    column = spec.label.column
+    allowed = list(spec.label.values)
+    condition = f"label column '{column}' present, no missing values, every value in {allowed}"
+    if column not in df.columns:
+        return GateResult(
+            name="label_in_domain",
+            passed=False,
+            condition=condition,
+            message=f"{source_name}: label column '{column}' is missing (rule: label_in_domain)",
+            observed=None,
+            threshold=0,
+            evidence={"missing_column": column, "allowed_values": to_jsonable(allowed)},
+        )
+    numeric_domain = all(_is_number(v) for v in allowed)
+    domain = {_canonical(v, numeric_domain) for v in allowed}
+    # Count distinct values once and canonicalise only those: fast on large files.
+    counts = df[column].value_counts(dropna=False)
+    n_null = 0
+    bad: list[tuple[Any, int]] = []
+    in_domain: dict[str, int] = {}
+    for value, count in counts.items():
+        if count == 0:
+            continue  # an unused category of a categorical column (e.g. from Parquet), not a value
+        canon = _canonical(value, numeric_domain)
+        if canon is None:
+            n_null += int(count)
+        elif canon in domain:
+            in_domain[canon] = in_domain.get(canon, 0) + int(count)
+        else:
+            bad.append((value, int(count)))
+    n_bad = sum(c for _, c in bad)
+    passed = n_null == 0 and n_bad == 0
+    if passed:
+        message = f"{source_name}: all {len(df)} values of label '{column}' are in {allowed}"
+    else:
+        shown = ", ".join(f"{v!r} x{c}" for v, c in bad[:5])
+        problems = []
+        if n_bad:
+            problems.append(f"{n_bad} value(s) outside {allowed} ({shown}{', ...' if len(bad) > 5 else ''})")
+        if n_null:
+            problems.append(f"{n_null} missing value(s)")
+        message = f"{source_name}: label column '{column}' has {' and '.join(problems)} (rule: label_in_domain)"
+    return GateResult(
+        name="label_in_domain",
+        passed=passed,
+        condition=condition,
+        message=message,
+        observed=n_bad + n_null,
+        threshold=0,
+        evidence={
+            "allowed_values": to_jsonable(allowed),
+            "n_out_of_domain": n_bad,
+            "n_null": n_null,
+            "out_of_domain_values": [{"value": to_jsonable(v), "count": c} for v, c in bad[:MAX_LABEL_VALUES]],
+            "value_counts": in_domain,
+        },
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# Gate: ids_unique
+# --------------------------------------------------------------------------------------------------
+
+
+def gate_ids_unique(df: pd.DataFrame, spec: DatasetSpec, source_name: str) -> GateResult:
+    """Gate ``ids_unique``: the id column is present, with no missing and no repeated values.
+
+    Pass the typed frame when there is one: "01" and "1" are the same id once coerced to int.
+    """
+    column = spec.id_column
+    condition = f"id column '{column}' present, with no missing and no repeated values"
+    if column not in df.columns:
+        return GateResult(
+            name="ids_unique",
+            passed=False,
+            condition=condition,
+            message=f"{source_name}: id column '{column}' is missing (rule: ids_unique)",
+            observed=None,
+            threshold=0,
+            evidence={"missing_column": column},
+        )
+    ids = df[column]
+    n_null = int(ids.isna().sum())
+    present = ids.dropna()
+    n_dup_rows = int(present.duplicated().sum())
+    dup_counts = present[present.duplicated(keep=False)].value_counts(sort=False)
+    dup_counts = dup_counts[dup_counts > 1]  # a categorical id column also counts its unused categories
+    dup_ids = [{"id": to_jsonable(v), "count": int(c)} for v, c in dup_counts.head(MAX_DUPLICATE_IDS).items()]
+    passed = n_null == 0 and n_dup_rows == 0
+    if passed:
+        message = f"{source_name}: all {len(ids)} values of id column '{column}' are present and unique"
+    else:
+        problems = []
+        if n_dup_rows:
+            shown = ", ".join(str(d["id"]) for d in dup_ids[:5])
+            problems.append(
+                f"{len(dup_counts)} id(s) repeated ({n_dup_rows} extra row(s); e.g. {shown}"
+                f"{', ...' if len(dup_counts) > 5 else ''})"
+            )
+        if n_null:
+            problems.append(f"{n_null} missing id(s)")
+        message = f"{source_name}: id column '{column}' has {' and '.join(problems)} (rule: ids_unique)"
+    return GateResult(
+        name="ids_unique",
+        passed=passed,
+        condition=condition,
+        message=message,
+        observed=n_dup_rows + n_null,
+        threshold=0,
+        evidence={
+            "n_null": n_null,
+            "n_duplicate_rows": n_dup_rows,
+            "n_duplicated_ids": len(dup_counts),
+            "duplicate_ids": dup_ids,
+        },
+    )
+
+
+def validate_raw(df: pd.DataFrame, spec: DatasetSpec, source_name: str) -> RawValidation:
+    """Run the raw-data gates on a landed data version.
+
+    Gates, in order (all of them always run):
+
+    * ``schema_valid``: the pandera schema of :func:`~mlops_assets.ml.schema.build_schema`, validated
+      lazily so every failure of every column is collected; evidence holds up to
+      :data:`MAX_FAILURE_CASES` failure cases (spread over columns and rules), the total count and a
+      per-(column, check) count summary.
+    * ``row_count_above_floor``: at least ``spec.policy.min_rows`` rows.
+    * ``label_in_domain``: the label column is present, has no missing values and every value is one
+      of ``spec.label.values`` (1, 1.0, "1" and True all match a spec value of 1; strings match exactly).
+    * ``ids_unique``: the id column is present, has no missing values and no repeats; evidence lists up
+      to :data:`MAX_DUPLICATE_IDS` repeated ids with their counts.
+
+    Args:
+        df: The frame as read by :func:`read_data_file`.
+        spec: The dataset spec.
+        source_name: How to name the data in messages (usually the landed file's path).
+
+    Returns:
+        The gate results and, when ``schema_valid`` passed, the coerced frame.
+    """
+    schema_result, typed = _schema_gate(df, spec, source_name)
+    gates = (
+        schema_result,
+        gate_row_count(df, spec, source_name),
+        gate_label_in_domain(df, spec, source_name),
+        # The typed ids are preferred when there are any: "01" and "1" are one id once coerced to int.
+        gate_ids_unique(typed if typed is not None else df, spec, source_name),
+    )
+    return RawValidation(typed=typed, gates=gates)

@@ -1,0 +1,103 @@
+"""The landing sensor, invoked directly with dg.build_sensor_context against a real (ephemeral) instance."""
+
+import os
+
+import dagster as dg
+import pytest
+
+from mlops_assets.ml.versions import file_digest, version_key
+from mlops_assets.partitions import DATA_VERSIONS
+from mlops_assets.resources import LandingZone
+from mlops_assets.sensors import DATA_VERSION_TAG, REASON_TAG, landing_sensor
+
+
+@pytest.fixture
+def instance():
+    with dg.DagsterInstance.ephemeral() as inst:
+        yield inst
+
+
+def tick(instance, landing_dir, cursor=None) -> dg.SensorResult:
+    """One tick, applying the partition requests as the daemon would."""
+    context = dg.build_sensor_context(
+        instance=instance, cursor=cursor, resources={"landing": LandingZone(directory=str(landing_dir))}
+    )
+    result = landing_sensor(context)
+    assert isinstance(result, dg.SensorResult)
+    for request in result.dynamic_partitions_requests or []:
+        instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
+    return result
+
+
+def test_new_file_becomes_a_partition_and_one_run_request(tmp_path, instance):
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    f = landing / "v1.csv"
+    f.write_bytes(b"id,y\n1,0\n")
+    result = tick(instance, landing)
+    key = version_key("v1.csv", file_digest(f))
+    assert [r.partition_key for r in result.run_requests] == [key]
+    request = result.run_requests[0]
+    assert request.run_key and key in request.run_key
+    assert request.tags[REASON_TAG] == "new_data"
+    assert request.tags[DATA_VERSION_TAG] == key
+    assert instance.get_dynamic_partitions(DATA_VERSIONS) == [key]
+
+
+def test_same_file_again_does_nothing_even_without_cursor(tmp_path, instance):
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    (landing / "v1.csv").write_bytes(b"id,y\n1,0\n")
+    first = tick(instance, landing)
+    again = tick(instance, landing, cursor=first.cursor)
+    assert again.run_requests == [] and not again.dynamic_partitions_requests
+    # A lost cursor must not re-register: the instance's partitions are the source of truth.
+    fresh = tick(instance, landing, cursor=None)
+    assert fresh.run_requests == []
+
+
+def test_same_bytes_under_another_name_do_nothing(tmp_path, instance):
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    (landing / "v1.csv").write_bytes(b"id,y\n1,0\n")
+    first = tick(instance, landing)
+    (landing / "copy_of_v1.csv").write_bytes(b"id,y\n1,0\n")
+    assert tick(instance, landing, cursor=first.cursor).run_requests == []
+
+
+def test_changed_bytes_are_a_new_version(tmp_path, instance):
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    f = landing / "v1.csv"
+    f.write_bytes(b"id,y\n1,0\n")
+    first = tick(instance, landing)
+    f.write_bytes(b"id,y\n1,0\n2,1\n")
+    os.utime(f, ns=(1, 1))  # a different mtime as well as size: the cursor must not mask the change
+    second = tick(instance, landing, cursor=first.cursor)
+    assert [r.partition_key for r in second.run_requests] == [version_key("v1.csv", file_digest(f))]
+    assert len(instance.get_dynamic_partitions(DATA_VERSIONS)) == 2
+
+
+def test_partial_uploads_and_other_files_are_ignored(tmp_path, instance):
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    (landing / ".v1.csv.part").write_bytes(b"id,y\n1,")
+    (landing / "notes.txt").write_text("hello")
+    result = tick(instance, landing)
+    assert result.run_requests == []
+    assert instance.get_dynamic_partitions(DATA_VERSIONS) == []
+
+
+def test_several_new_files_in_one_tick_in_name_order(tmp_path, instance):
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    for i in (2, 1, 3):
+        (landing / f"v{i}.parquet").write_bytes(f"content {i}".encode())
+    result = tick(instance, landing)
+    assert [r.partition_key.split("__")[0] for r in result.run_requests] == ["v1", "v2", "v3"]
+    assert len({r.run_key for r in result.run_requests}) == 3
+
+
+def test_missing_landing_folder_is_empty_not_an_error(tmp_path, instance):
+    result = tick(instance, tmp_path / "does-not-exist")
+    assert result.run_requests == []
