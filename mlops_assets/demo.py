@@ -139,6 +139,8 @@ def _check_results(instance: dg.DagsterInstance, run_id: str) -> list[tuple[str,
         if event is None:
             continue
         evaluation = event.event_specific_data
+        if not isinstance(evaluation, dg.AssetCheckEvaluation):
+            continue
         message = evaluation.metadata.get("message")
         results.append((evaluation.check_name, bool(evaluation.passed), str(message.value) if message else ""))
     return results
@@ -150,8 +152,8 @@ def _step_errors(instance: dg.DagsterInstance, run_id: str) -> list[str]:
     for record in records:
         event = record.event_log_entry.dagster_event
         error = getattr(event.event_specific_data, "error", None) if event else None
-        if error is not None:
-            errors.append(f"{event.step_key}: {error.message.strip().splitlines()[0]}" if event else error.message)
+        if event is not None and error is not None:
+            errors.append(f"{event.step_key}: {error.message.strip().splitlines()[0]}")
     return errors
 
 
@@ -298,8 +300,8 @@ def _run(args: argparse.Namespace) -> int:
     _say(
         f"  versions landed this time: {len(outcomes)}; runs succeeded: {sum(o.status == 'SUCCESS' for o in outcomes)}"
     )
-    for version in registry.list_versions(spec.name):
-        _say(f"  {spec.name} v{version.version}: {version.stage:<10} trained on {', '.join(version.data_versions)}")
+    for model in registry.list_versions(spec.name):
+        _say(f"  {spec.name} v{model.version}: {model.stage:<10} trained on {', '.join(model.data_versions)}")
     _say(f"  in production: {f'{spec.name} v{production.version}' if production else 'nothing'}")
     _say()
     prefix = f"DAGSTER_HOME={home}" + (f" MLOPS_SPEC={spec_arg}" if args.spec else "")

@@ -1,0 +1,124 @@
+"""End to end with dg.materialize on synthetic data: a failing gate stops promotion for that version only."""
+
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from mlops_assets.assets.deployments import REQUIRED_GATES
+from mlops_assets.definitions import ASSETS, CHECKS, build_defs
+from mlops_assets.environments import local_environment
+from mlops_assets.ml import synthetic
+from mlops_assets.ml.registry import ModelRegistry
+from mlops_assets.ml.validation import write_frame_atomic
+from mlops_assets.ml.versions import file_digest, version_key
+from mlops_assets.partitions import DATA_VERSIONS
+
+pytestmark = pytest.mark.slow
+
+ROWS = 2500
+
+
+@pytest.fixture
+def lifecycle(tmp_path: Path):
+    env = local_environment(tmp_path / "data", spec="synthetic")
+    landing = tmp_path / "data" / "landing"
+    landing.mkdir(parents=True)
+    with dg.DagsterInstance.ephemeral() as instance:
+
+        def land(name: str, **kwargs) -> str:
+            frame = synthetic.generate(ROWS, seed=kwargs.pop("seed", 1), **kwargs)
+            path = write_frame_atomic(frame, landing / name, fmt="csv")
+            key = version_key(path.name, file_digest(path))
+            instance.add_dynamic_partitions(DATA_VERSIONS, [key])
+            return key
+
+        def run(key: str, selection=None) -> dg.ExecuteInProcessResult:
+            return dg.materialize(
+                [*ASSETS, *CHECKS],
+                partition_key=key,
+                instance=instance,
+                resources=env.resources,
+                selection=selection,
+                raise_on_error=False,
+            )
+
+        registry = ModelRegistry(env.resources["registry"].url)
+        yield land, run, registry, instance
+
+
+def check_outcomes(result: dg.ExecuteInProcessResult) -> dict[str, bool]:
+    return {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+
+
+def materialized(result: dg.ExecuteInProcessResult) -> set[str]:
+    return {m.asset_key.to_user_string() for m in result.asset_materializations_for_node}  # type: ignore[attr-defined]
+
+
+def test_failing_gates_stop_promotion_for_that_version_only(lifecycle):
+    land, run, registry, instance = lifecycle
+
+    # v1: clean data → every gate passes → first model promoted to Production.
+    v1 = land("synthetic_v001.csv", seed=1, start_id=0)
+    r1 = run(v1)
+    assert r1.success
+    assert all(check_outcomes(r1).values()) and len(check_outcomes(r1)) == len(REQUIRED_GATES)
+    prod = registry.production_version("synthetic")
+    assert prod is not None and prod.data_versions == (v1,)
+    first = prod.version
+
+    # v2: labels outside the domain → data gate fails, nothing downstream, production unchanged.
+    v2 = land("synthetic_v002.csv", seed=2, start_id=ROWS, label_out_of_domain=True)
+    r2 = run(v2)
+    assert not r2.success
+    outcomes = check_outcomes(r2)
+    assert outcomes["label_in_domain"] is False
+    assert "candidate_model" not in {e.asset_key.to_user_string() for e in r2.get_asset_materialization_events()}
+    assert registry.versions_for_data_version("synthetic", v2) == []
+    assert registry.production_version("synthetic").version == first
+
+    # v3: half the labels flipped at random → no model can rank this holdout → metric floor fails.
+    v3 = land("synthetic_v003.csv", seed=3, start_id=2 * ROWS, label_noise=0.5)
+    r3 = run(v3)
+    assert not r3.success
+    assert check_outcomes(r3)["metric_above_floor"] is False
+    (cand3,) = registry.versions_for_data_version("synthetic", v3)
+    assert cand3.stage == "None"
+    assert registry.production_version("synthetic").version == first
+
+    # Fail closed: running the promotion alone for v3 (its gates failed earlier) rejects it.
+    r3b = run(v3, selection=["deployment_decision"])
+    assert r3b.success
+    decision = r3b.asset_value("deployment_decision")
+    assert decision["outcome"] == "rejected"
+    assert any("metric_above_floor is failed" in reason for reason in decision["reasons"])
+    assert registry.get_version("synthetic", cand3.version).stage == "Archived"
+    assert registry.production_version("synthetic").version == first
+
+    # v4: clean data again → promoted; v1 archived, with both transitions in the log.
+    v4 = land("synthetic_v004.csv", seed=4, start_id=3 * ROWS)
+    r4 = run(v4)
+    assert r4.success, check_outcomes(r4)
+    prod = registry.production_version("synthetic")
+    assert prod is not None and prod.data_versions == (v4,)
+    assert registry.get_version("synthetic", first).stage == "Archived"
+    log = [(t.version, t.from_stage, t.to_stage) for t in registry.transitions("synthetic")]
+    assert (prod.version, "Staging", "Production") in log
+    assert (first, "Production", "Archived") in log
+
+
+def test_promotion_refuses_a_version_whose_gates_never_ran(lifecycle):
+    land, run, registry, instance = lifecycle
+    v1 = land("synthetic_v001.csv", seed=1)
+    # Materialize up to the evaluation without running any check, then ask for the decision.
+    r = dg.materialize(
+        [*ASSETS],
+        partition_key=v1,
+        instance=instance,
+        resources=build_defs(local_environment(Path(registry.engine.url.database).parent, spec="synthetic")).resources,
+        selection=["raw_data", "features", "candidate_model", "model_evaluation", "deployment_decision"],
+    )
+    decision = r.asset_value("deployment_decision")
+    assert decision["outcome"] == "rejected"
+    assert all("missing" in reason for reason in decision["reasons"])
+    assert registry.production_version("synthetic") is None
