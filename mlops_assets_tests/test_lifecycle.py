@@ -56,7 +56,7 @@ def materialized(result: dg.ExecuteInProcessResult) -> set[str]:
 
 
 def test_failing_gates_stop_promotion_for_that_version_only(lifecycle):
-    land, run, registry, instance = lifecycle
+    land, run, registry, _instance = lifecycle
 
     # v1: clean data → every gate passes → first model promoted to Production.
     v1 = land("synthetic_v001.csv", seed=1, start_id=0)
@@ -108,7 +108,7 @@ def test_failing_gates_stop_promotion_for_that_version_only(lifecycle):
 
 
 def test_promotion_refuses_a_version_whose_gates_never_ran(lifecycle):
-    land, run, registry, instance = lifecycle
+    land, _run, registry, instance = lifecycle
     v1 = land("synthetic_v001.csv", seed=1)
     # Materialize up to the evaluation without running any check, then ask for the decision.
     r = dg.materialize(
@@ -122,3 +122,63 @@ def test_promotion_refuses_a_version_whose_gates_never_ran(lifecycle):
     assert decision["outcome"] == "rejected"
     assert all("missing" in reason for reason in decision["reasons"])
     assert registry.production_version("synthetic") is None
+
+
+def test_rerunning_a_version_reuses_its_model_version(lifecycle, monkeypatch):
+    # A clean checkout (the dirty flag makes every run a new version, since the code may differ).
+    monkeypatch.setattr("mlops_assets.assets.models.git_state", lambda: ("0" * 40, False))
+    land, run, registry, _instance = lifecycle
+    v1 = land("synthetic_v001.csv", seed=1)
+    assert run(v1).success
+    again = run(v1)
+    assert again.success
+    versions = registry.list_versions("synthetic")
+    assert [v.version for v in versions] == [1]
+    assert again.asset_value("deployment_decision")["outcome"] == "unchanged"
+
+
+@pytest.mark.parametrize(
+    ("content", "failure"),
+    [
+        (b"", "non_empty"),
+        (b"\x00\x01garbage\xff\xfe\n\x00", "parseable_csv"),
+    ],
+)
+def test_unreadable_file_fails_the_run_naming_file_and_rule(lifecycle, tmp_path, content, failure):
+    land, run, registry, instance = lifecycle
+    good = land("synthetic_v001.csv", seed=1)
+    assert run(good).success
+    landing = tmp_path / "data" / "landing"
+    bad_path = landing / "broken.csv"
+    bad_path.write_bytes(content)
+    bad = version_key(bad_path.name, file_digest(bad_path))
+    instance.add_dynamic_partitions(DATA_VERSIONS, [bad])
+    result = run(bad)
+    assert not result.success
+    (step_failure,) = [e for e in result.all_events if e.is_step_failure]
+    message = step_failure.step_failure_data.error.message
+    assert "broken.csv" in message and failure in message
+    assert not result.get_asset_materialization_events()
+    # The other version is unaffected and still in production.
+    prod = registry.production_version("synthetic")
+    assert prod is not None and prod.data_versions == (good,)
+
+
+def test_header_only_and_wrong_dtype_fail_their_gates(lifecycle, tmp_path):
+    land, run, registry, instance = lifecycle
+    landing = tmp_path / "data" / "landing"
+    header = landing / "header_only.csv"
+    header.write_text("customer_id,event_time,age,income,tenure_months,balance,region,plan,gender,churned\n")
+    key = version_key(header.name, file_digest(header))
+    instance.add_dynamic_partitions(DATA_VERSIONS, [key])
+    outcomes = check_outcomes(run(key))
+    assert outcomes["row_count_above_floor"] is False
+
+    wrong = land("wrong_type.csv", seed=5, wrong_type_column="income")
+    result = run(wrong)
+    evaluations = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    schema = evaluations["schema_valid"]
+    assert schema.passed is False
+    assert "wrong_type.csv" in schema.description and "income" in schema.description
+    assert "candidate_model" not in {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+    assert registry.list_versions("synthetic") == []

@@ -1,7 +1,6 @@
 """Tests of the schema, of reading landed files and of the four raw-data gates."""
 
 import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -496,15 +495,12 @@ def test_write_frame_atomic_leaves_no_temporary_files(tmp_path: Path, clean: pd.
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.csv"]
 
 
-def test_a_30k_row_file_validates_quickly(tmp_path: Path, spec: DatasetSpec) -> None:
+def test_a_30k_row_file_validates(tmp_path: Path, spec: DatasetSpec) -> None:
+    # Speed is measured in benchmarks/, not asserted here; this checks a month-sized file end to end.
     path = write_frame_atomic(generate(30_000, seed=0), tmp_path / "big.csv")
-    validate_raw(generate(300, seed=1), spec, "warm-up")  # first call pays pandera's import-time setup
-    start = time.perf_counter()
     result = validate_raw(read_data_file(path, spec), spec, str(path))
-    elapsed = time.perf_counter() - start
     assert result.passed
-    # Measured around 0.1 s; the bound is loose so a busy CI machine does not make it flaky.
-    assert elapsed < 3.0
+    assert result.typed is not None and len(result.typed) == 30_000
 
 
 # --------------------------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from mlops_assets.ml import features as feature_core
 from mlops_assets.ml import training
 from mlops_assets.ml.artifacts import ArtifactRef, load_model, store_model
 from mlops_assets.ml.gate_result import GateResult
-from mlops_assets.ml.provenance import code_version, git_state
+from mlops_assets.ml.provenance import code_version, fingerprint, git_state
 from mlops_assets.ml.registry import Lineage
 from mlops_assets.partitions import data_versions
 from mlops_assets.resources import ArtifactStoreResource, DatasetSpecResource, ModelRegistryResource
@@ -48,24 +48,49 @@ def candidate_model(
     store = artifacts.store()
     candidate = training.train_candidate(features, spec)
     baseline = training.train_baseline(features, spec)
-    candidate_ref = store_model(store, candidate.pipeline)
-    baseline_ref = store_model(store, baseline.pipeline)
     holdout_scores = training.predict_scores(candidate.pipeline, _holdout(features), spec)
     sha, dirty = git_state()
-    version = registry.registry().register_version(
-        spec.name,
-        candidate_ref,
-        Lineage(
-            data_versions=(context.partition_key,),
-            run_id=context.run.run_id,
-            code_version=code_version(),
-            git_sha=sha,
-            spec_fingerprint=spec.fingerprint(),
-        ),
-        params={"estimator": candidate.estimator, **candidate.params},
-        metrics={},
-        description=f"candidate trained on data version {context.partition_key}",
+    # skops archives are not byte-reproducible (zip times, object ids), so "the same model" is decided by
+    # what went in and what comes out: re-running a version with the same code and data reuses its model
+    # version instead of registering a duplicate.
+    training_fp = fingerprint(
+        {
+            "data_versions": [context.partition_key],
+            "spec": spec.fingerprint(),
+            "code_version": code_version(),
+            "git_sha": sha,
+            "estimator": candidate.estimator,
+            "params": candidate.params,
+            "holdout_scores_sha256": scores_digest(holdout_scores),
+        }
     )
+    reg = registry.registry()
+    previous = [
+        v
+        for v in reg.versions_for_data_version(spec.name, context.partition_key)
+        if v.params.get("training_fingerprint") == training_fp and not dirty
+    ]
+    baseline_ref = store_model(store, baseline.pipeline)
+    if previous:
+        version = previous[-1]
+        candidate_ref = version.artifact
+        context.log.info(f"same code, data and predictions as {spec.name} v{version.version}: reusing it")
+    else:
+        candidate_ref = store_model(store, candidate.pipeline)
+        version = reg.register_version(
+            spec.name,
+            candidate_ref,
+            Lineage(
+                data_versions=(context.partition_key,),
+                run_id=context.run.run_id,
+                code_version=code_version(),
+                git_sha=sha,
+                spec_fingerprint=spec.fingerprint(),
+            ),
+            params={"estimator": candidate.estimator, **candidate.params, "training_fingerprint": training_fp},
+            metrics={},
+            description=f"candidate trained on data version {context.partition_key}",
+        )
     record: dict[str, Any] = {
         "model_name": spec.name,
         "version": version.version,

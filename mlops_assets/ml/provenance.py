@@ -1,9 +1,13 @@
 """Where a result came from: code version and git state, recorded as lineage on every model."""
 
+import hashlib
+import json
 import subprocess
+from collections.abc import Mapping
 from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 
 def code_version() -> str:
@@ -33,3 +37,9 @@ def git_state() -> tuple[str, bool]:
     except (OSError, subprocess.SubprocessError):
         return "unknown", False
     return sha, bool(status.strip())
+
+
+def fingerprint(payload: Mapping[str, Any]) -> str:
+    """sha256 of the canonical JSON of ``payload``: equal inputs give equal fingerprints in any process."""
+    canonical = json.dumps(payload, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()

@@ -1,10 +1,11 @@
 """Seeded synthetic churn data matching ``specs/synthetic.yaml``, with optional drift and defects.
 
 The label ``churned`` ("yes"/"no") is drawn from a fixed, partly non-linear logistic function of the
-features (so a tree ensemble beats a linear baseline), so it is learnable (a gradient-boosting model reaches a ROC AUC around 0.8 on a few thousand rows) and the
-relationship stays the same when ``shift`` moves the feature distributions (covariate drift, not
-concept drift). ``gender`` is not a feature; ``gender_gap`` adds a known amount to the log-odds of
-churn for ``gender == "f"``, a fairness gap the fairness gates should find.
+features, so a tree ensemble beats a linear baseline. It is learnable (a gradient-boosting model
+reaches a ROC AUC around 0.8 on a few thousand rows) and the relationship stays the same when
+``shift`` moves the feature distributions (covariate drift, not concept drift). ``gender`` is not a
+feature; ``gender_gap`` adds a known amount to the log-odds of churn for ``gender == "f"``, a
+fairness gap the fairness gates should find.
 
 Every random draw of the clean data is made in a fixed order whatever the defect arguments, so a
 frame generated with defects differs from the clean frame of the same seed only in the defect cells.

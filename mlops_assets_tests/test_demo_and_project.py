@@ -1,0 +1,98 @@
+"""The main job as a user runs it (a real daemon, sensor and runs), and the project's own promises."""
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+import pytest
+import yaml
+
+from mlops_assets.instance import INSTANCE_CONFIG
+from mlops_assets.ml import synthetic
+from mlops_assets.ml.registry import ModelRegistry
+from mlops_assets.ml.spec import packaged_spec_path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.slow
+def test_demo_runs_the_lifecycle_through_the_daemon_and_sensor(tmp_path):
+    source = tmp_path / "source"
+    synthetic.write_versions(source, n_versions=2, rows_per_version=2000, seed=11)
+    home = tmp_path / "home"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DAGSTER_", "MLOPS_"))}
+    cmd = [sys.executable, "-m", "mlops_assets.demo", "--spec", str(packaged_spec_path("synthetic"))]
+    cmd += ["--source", str(source), "--dagster-home", str(home), "--timeout", "300"]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = done.stdout
+    assert "[1/2] landing synthetic_v001.csv" in out and "[2/2] landing synthetic_v002.csv" in out
+    assert "PROMOTED to Production" in out
+    assert f"DAGSTER_HOME={home}" in out
+
+    # Everything is in the instance: partitions from the sensor, runs launched by the sensor.
+    os.environ["DAGSTER_HOME"] = str(home)
+    try:
+        with dg.DagsterInstance.get() as instance:
+            keys = instance.get_dynamic_partitions("data_versions")
+            assert [k.split("__")[0] for k in keys] == ["synthetic_v001", "synthetic_v002"]
+            runs = instance.get_runs()
+            assert len(runs) == 2
+            assert {r.tags.get("dagster/sensor_name") for r in runs} == {"landing_sensor"}
+            assert {r.tags.get("mlops/reason") for r in runs} == {"new_data"}
+    finally:
+        del os.environ["DAGSTER_HOME"]
+    registry = ModelRegistry(f"sqlite:///{home / 'mlops' / 'registry.db'}")
+    assert registry.production_version("synthetic") is not None
+
+    # A second run lands nothing new and says so.
+    again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert again.stdout.count("already landed") == 2
+
+
+def test_demo_rejects_spec_without_source(capsys):
+    from mlops_assets.demo import main
+
+    with pytest.raises(SystemExit):
+        main(["--spec", "x.yaml"])
+    assert "--spec and --source go together" in capsys.readouterr().err
+
+
+def test_repository_dagster_yaml_is_the_instance_config_the_demo_writes():
+    assert yaml.safe_load((ROOT / "dagster.yaml").read_text()) == INSTANCE_CONFIG
+
+
+def test_workspace_and_dg_load_the_same_location_name():
+    workspace = yaml.safe_load((ROOT / "workspace.yaml").read_text())
+    (entry,) = workspace["load_from"]
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    name = re.search(r'code_location_name = "([^"]+)"', pyproject).group(1)
+    assert entry["python_module"]["location_name"] == name
+    assert entry["python_module"]["module_name"] == re.search(
+        r'code_location_target_module = "([^"]+)"', pyproject
+    ).group(1)
+
+
+def test_ci_runs_the_readme_commands_verbatim():
+    readme = (ROOT / "README.md").read_text()
+    quickstart = re.findall(r"```bash\n(python3 -m venv[^\n]+)\n```", readme)
+    assert len(quickstart) == 2, quickstart
+    ci = (ROOT / ".ci" / "run").read_text()
+    for command in quickstart:
+        assert command in ci
+
+
+def test_definitions_load_and_unknown_environment_is_refused(tmp_path, monkeypatch):
+    from mlops_assets.definitions import build_defs
+    from mlops_assets.environments import environment, local_environment
+
+    defs = build_defs(local_environment(tmp_path))
+    assert defs.resolve_job_def("lifecycle_job") is not None
+    assert defs.resolve_sensor_def("landing_sensor") is not None
+    monkeypatch.setenv("MLOPS_ENV", "staging")
+    with pytest.raises(ValueError, match="MLOPS_ENV='staging'"):
+        environment()
