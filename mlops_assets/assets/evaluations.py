@@ -12,7 +12,7 @@ from mlops_assets.ml import model_gates
 from mlops_assets.ml.artifacts import ArtifactRef, load_model
 from mlops_assets.ml.evaluation import Evaluation, evaluate
 from mlops_assets.ml.gate_result import GateResult
-from mlops_assets.ml.spec import Policy
+from mlops_assets.ml.policy import Policy
 from mlops_assets.partitions import data_versions
 from mlops_assets.resources import ArtifactStoreResource, DatasetSpecResource, ModelRegistryResource
 

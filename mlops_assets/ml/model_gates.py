@@ -10,7 +10,7 @@ from typing import Any
 
 from mlops_assets.ml.evaluation import UNDEFINED_REASON, Evaluation
 from mlops_assets.ml.gate_result import GateResult
-from mlops_assets.ml.spec import Policy
+from mlops_assets.ml.policy import Policy
 
 _TOL = 1e-12
 

@@ -17,6 +17,8 @@ from typing import Any, Literal, cast
 
 import yaml
 
+from mlops_assets.ml.policy import Policy, PolicyError, policy_from_dict
+
 ColumnType = Literal["int", "float", "bool", "string", "category", "datetime"]
 COLUMN_TYPES: tuple[str, ...] = ("int", "float", "bool", "string", "category", "datetime")
 NUMERIC_TYPES: frozenset[str] = frozenset({"int", "float", "bool"})
@@ -71,28 +73,62 @@ class LabelSpec:
     values: tuple[Any, ...]
 
 
+ESTIMATORS: tuple[str, ...] = ("hist_gradient_boosting", "logistic_regression", "dummy")
+
+
 @dataclass(frozen=True)
-class Policy:
-    """Gate thresholds and split settings. Documented defaults; overridable per spec.
+class TrainingSpec:
+    """How candidates are trained. Defaults: gradient boosting, a small out-of-time CV search, one version.
 
     Attributes:
-        min_rows: Row floor for a data version (gate ``row_count_above_floor``).
-        holdout_fraction: Share of each version held out for evaluation (the latest rows by the
-            order column, else a stable hash of the id).
-        headline_metric: Metric the model gates compare (``roc_auc`` or ``pr_auc``, higher is better).
-        metric_floor: Absolute floor for the headline metric on the holdout.
-        min_lift_over_baseline: Candidate must beat the baseline by at least this much.
-        non_inferiority_margin: Candidate may be at most this much worse than production (epsilon).
-        random_seed: Seed for every random choice in training and splitting.
+        estimator: ``hist_gradient_boosting`` (default), ``logistic_regression`` or ``dummy``.
+        params: Fixed estimator parameters (applied before the search).
+        search: Parameter name → list of values; the grid is searched with time-ordered CV folds.
+            Empty: no search, the fixed parameters are used.
+        cv_folds: Folds of the time-series cross validation (each fold validates on later rows).
+        window: Train on the last ``window`` data versions up to and including the current one.
     """
 
-    min_rows: int = 500
-    holdout_fraction: float = 0.2
-    headline_metric: str = "roc_auc"
-    metric_floor: float = 0.55
-    min_lift_over_baseline: float = 0.0
-    non_inferiority_margin: float = 0.01
-    random_seed: int = 0
+    estimator: str = "hist_gradient_boosting"
+    params: Mapping[str, Any] = field(default_factory=dict)
+    search: Mapping[str, tuple[Any, ...]] = field(
+        default_factory=lambda: {"learning_rate": (0.05, 0.1), "max_leaf_nodes": (15, 31)}
+    )
+    cv_folds: int = 3
+    window: int = 1
+
+
+def _training(raw: Any, where: str) -> TrainingSpec:
+    if raw is None:
+        return TrainingSpec()
+    if not isinstance(raw, Mapping):
+        raise SpecError(f"{where}: 'training' must be a mapping")
+    known = {f.name for f in fields(TrainingSpec)}
+    if set(raw) - known:
+        raise SpecError(f"{where}: unknown training keys {sorted(set(raw) - known)}; known: {sorted(known)}")
+    defaults = TrainingSpec()
+    estimator = raw.get("estimator", defaults.estimator)
+    if estimator not in ESTIMATORS:
+        raise SpecError(f"{where}: training.estimator must be one of {list(ESTIMATORS)}, got {estimator!r}")
+    params = raw.get("params") or {}
+    if not isinstance(params, Mapping):
+        raise SpecError(f"{where}: training.params must be a mapping")
+    search_raw = raw.get("search", None)
+    if search_raw is None:
+        search = defaults.search if estimator == defaults.estimator else {}
+    elif not isinstance(search_raw, Mapping):
+        raise SpecError(f"{where}: training.search must map parameter names to lists of values")
+    else:
+        search = {str(k): _tuple(v, where, f"training.search.{k}") for k, v in search_raw.items()}
+        for k, v in search.items():
+            if not v:
+                raise SpecError(f"{where}: training.search.{k} must list at least one value")
+    cv_folds, window = raw.get("cv_folds", defaults.cv_folds), raw.get("window", defaults.window)
+    if not isinstance(cv_folds, int) or cv_folds < 2:
+        raise SpecError(f"{where}: training.cv_folds must be an integer >= 2, got {cv_folds!r}")
+    if not isinstance(window, int) or window < 1:
+        raise SpecError(f"{where}: training.window must be an integer >= 1, got {window!r}")
+    return TrainingSpec(estimator=estimator, params=dict(params), search=search, cv_folds=cv_folds, window=window)
 
 
 @dataclass(frozen=True)
@@ -109,6 +145,7 @@ class DatasetSpec:
     protected: tuple[str, ...] = ()
     forbidden_features: tuple[str, ...] = ()
     policy: Policy = field(default_factory=Policy)
+    training: TrainingSpec = field(default_factory=TrainingSpec)
     description: str = ""
     source: str = "<dict>"
 
@@ -250,21 +287,11 @@ def spec_from_dict(data: Mapping[str, Any], source: str = "<dict>") -> DatasetSp
     for p in protected:
         must_exist(p, "protected")
 
-    raw_policy = data.get("policy") or {}
-    known_policy = {f.name for f in fields(Policy)}
-    unknown = set(raw_policy) - known_policy
-    if unknown:
-        raise SpecError(f"{where}: unknown policy keys {sorted(unknown)}; known: {sorted(known_policy)}")
     try:
-        policy = Policy(**raw_policy)
-    except TypeError as exc:  # pragma: no cover - guarded by the key check above
-        raise SpecError(f"{where}: invalid policy: {exc}") from exc
-    if not 0.0 < policy.holdout_fraction < 1.0:
-        raise SpecError(f"{where}: policy.holdout_fraction must be in (0, 1), got {policy.holdout_fraction}")
-    if policy.headline_metric not in ("roc_auc", "pr_auc"):
-        raise SpecError(
-            f"{where}: policy.headline_metric must be 'roc_auc' or 'pr_auc', got {policy.headline_metric!r}"
-        )
+        policy = policy_from_dict(data.get("policy"), where)
+    except PolicyError as exc:
+        raise SpecError(str(exc)) from exc
+    training = _training(data.get("training"), where)
 
     return DatasetSpec(
         name=str(data["name"]),
@@ -277,6 +304,7 @@ def spec_from_dict(data: Mapping[str, Any], source: str = "<dict>") -> DatasetSp
         protected=protected,
         forbidden_features=forbidden,
         policy=policy,
+        training=training,
         description=str(data.get("description", "")),
         source=source,
     )

@@ -1,0 +1,229 @@
+"""The gate policy: thresholds are data, not code.
+
+Every threshold a gate compares with lives here, with a documented default. A dataset spec overrides
+any of them under ``policy:``; a run overrides them again from the launchpad (run config of
+``model_evaluation``). The effective policy is recorded with every evaluation, so a gate result can
+always be traced to the numbers it used.
+"""
+
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
+
+HEADLINE_METRICS: tuple[str, ...] = ("roc_auc", "pr_auc")
+#: Metrics a generic threshold may name, with whether higher is better.
+METRIC_DIRECTIONS: dict[str, bool] = {
+    "roc_auc": True,
+    "pr_auc": True,
+    "accuracy": True,
+    "f1": True,
+    "log_loss": False,
+    "brier": False,
+    "ece": False,
+}
+
+
+class PolicyError(ValueError):
+    """A policy value is malformed; the message names where it came from and the key."""
+
+
+@dataclass(frozen=True)
+class MetricThreshold:
+    """A value threshold and/or change thresholds on one holdout metric (MLflow-style, but allowing ε ≥ 0).
+
+    Attributes:
+        metric: One of :data:`METRIC_DIRECTIONS`.
+        min_value: The candidate's value must be at least this (for metrics where higher is better).
+        max_value: The candidate's value must be at most this (for metrics where lower is better).
+        max_regression_absolute: Compared with production, the candidate may be worse by at most this
+            much (0: must not be worse; negative: must improve). Skipped, and recorded, with no production.
+        max_regression_relative: The same, as a fraction of production's value.
+    """
+
+    metric: str
+    min_value: float | None = None
+    max_value: float | None = None
+    max_regression_absolute: float | None = None
+    max_regression_relative: float | None = None
+
+    @property
+    def higher_is_better(self) -> bool:
+        return METRIC_DIRECTIONS[self.metric]
+
+
+@dataclass(frozen=True)
+class SliceThreshold:
+    """A floor for the headline metric on one slice (``column == value``), overriding the general floor."""
+
+    column: str
+    value: str
+    min_metric: float
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Gate thresholds and split settings, with their defaults.
+
+    Attributes:
+        min_rows: Row floor for a data version (``row_count_above_floor``).
+        holdout_fraction: Share of each version held out for evaluation (latest rows by the order column).
+        headline_metric: ``roc_auc`` or ``pr_auc`` (higher is better); what the model gates compare.
+        metric_floor: Absolute floor for the candidate's headline metric (``metric_above_floor``).
+        min_lift_over_baseline: The candidate must beat the baseline by more than this (``beats_baseline``).
+        non_inferiority_margin: ε. The lower confidence bound of (candidate − production) on the same
+            rows must be at least −ε (``non_inferior_to_production``).
+        confidence_level: Of that two-sided bootstrap interval.
+        bootstrap_samples: Resamples for it (paired: the same rows for both models in each resample).
+        min_slice_size: Slices with fewer holdout rows are reported but not gated.
+        slice_metric_floor: Floor of the headline metric on every gated slice.
+        max_slice_regression: A gated slice may be at most this much worse than production on it.
+        slice_floors: Per-slice floors overriding ``slice_metric_floor``.
+        max_ece: Bound on the expected calibration error (``calibration_within_bound``).
+        calibration_bins: Equal-width probability bins for the ECE and the reliability table.
+        max_demographic_parity_difference: Largest allowed gap in predicted-positive rate between groups.
+        min_demographic_parity_ratio: Smallest allowed ratio of the lowest to the highest such rate.
+        max_equalized_odds_difference: Largest allowed gap in TPR or FPR between groups.
+        min_group_size: Protected groups with fewer holdout rows are reported but not gated.
+        max_latency_p99_ms_single: p99 of one-row scoring of the stored artifact, in milliseconds.
+        max_latency_p99_ms_batch: p99 of scoring a batch of ``latency_batch_size`` rows, in milliseconds.
+        latency_batch_size: Rows per batch in the latency measurement.
+        decision_threshold: Score at or above which a row is predicted positive.
+        thresholds: Further value/change thresholds on any metric (``metric_thresholds_met``).
+        random_seed: Seed for every random choice (training, split, bootstrap).
+    """
+
+    min_rows: int = 500
+    holdout_fraction: float = 0.2
+    headline_metric: str = "roc_auc"
+    metric_floor: float = 0.55
+    min_lift_over_baseline: float = 0.0
+    non_inferiority_margin: float = 0.01
+    confidence_level: float = 0.95
+    bootstrap_samples: int = 1000
+    min_slice_size: int = 200
+    slice_metric_floor: float = 0.5
+    max_slice_regression: float = 0.05
+    slice_floors: tuple[SliceThreshold, ...] = ()
+    max_ece: float = 0.05
+    calibration_bins: int = 10
+    max_demographic_parity_difference: float = 0.2
+    min_demographic_parity_ratio: float = 0.5
+    max_equalized_odds_difference: float = 0.2
+    min_group_size: int = 100
+    max_latency_p99_ms_single: float = 100.0
+    max_latency_p99_ms_batch: float = 2000.0
+    latency_batch_size: int = 1000
+    decision_threshold: float = 0.5
+    thresholds: tuple[MetricThreshold, ...] = ()
+    random_seed: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def with_overrides(self, overrides: Mapping[str, Any], where: str = "overrides") -> "Policy":
+        """A copy with ``overrides`` applied (same keys and rules as the spec's ``policy:``)."""
+        return policy_from_dict({**self.to_dict(), **overrides}, where)
+
+
+_FLOAT_IN_01 = ("holdout_fraction", "confidence_level", "min_demographic_parity_ratio", "decision_threshold")
+_NON_NEGATIVE = (
+    "min_rows",
+    "non_inferiority_margin",
+    "bootstrap_samples",
+    "min_slice_size",
+    "max_slice_regression",
+    "max_ece",
+    "max_demographic_parity_difference",
+    "max_equalized_odds_difference",
+    "min_group_size",
+    "max_latency_p99_ms_single",
+    "max_latency_p99_ms_batch",
+)
+
+
+def _number(value: Any, where: str, key: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise PolicyError(f"{where}: policy.{key} must be a finite number, got {value!r}")
+    return float(value)
+
+
+def _metric_threshold(raw: Any, where: str, i: int) -> MetricThreshold:
+    key = f"policy.thresholds[{i}]"
+    if isinstance(raw, MetricThreshold):
+        return raw
+    if not isinstance(raw, Mapping):
+        raise PolicyError(f"{where}: {key} must be a mapping with 'metric' and at least one threshold")
+    known = {f.name for f in fields(MetricThreshold)}
+    if set(raw) - known:
+        raise PolicyError(f"{where}: {key} has unknown keys {sorted(set(raw) - known)}; known: {sorted(known)}")
+    metric = raw.get("metric")
+    if metric not in METRIC_DIRECTIONS:
+        raise PolicyError(f"{where}: {key}.metric must be one of {sorted(METRIC_DIRECTIONS)}, got {metric!r}")
+    values = {k: _number(v, where, f"thresholds[{i}].{k}") for k, v in raw.items() if k != "metric" and v is not None}
+    if not values:
+        raise PolicyError(f"{where}: {key} sets no threshold")
+    higher = METRIC_DIRECTIONS[metric]
+    if higher and "max_value" in values:
+        raise PolicyError(f"{where}: {key}: {metric} is higher-is-better; use min_value, not max_value")
+    if not higher and "min_value" in values:
+        raise PolicyError(f"{where}: {key}: {metric} is lower-is-better; use max_value, not min_value")
+    return MetricThreshold(metric=metric, **values)
+
+
+def _slice_threshold(raw: Any, where: str, i: int) -> SliceThreshold:
+    if isinstance(raw, SliceThreshold):
+        return raw
+    if not isinstance(raw, Mapping) or set(raw) != {"column", "value", "min_metric"}:
+        raise PolicyError(f"{where}: policy.slice_floors[{i}] must have exactly 'column', 'value', 'min_metric'")
+    return SliceThreshold(
+        column=str(raw["column"]),
+        value=str(raw["value"]),
+        min_metric=_number(raw["min_metric"], where, f"slice_floors[{i}].min_metric"),
+    )
+
+
+def policy_from_dict(raw: Mapping[str, Any] | None, where: str = "<dict>") -> Policy:
+    """Build and validate a :class:`Policy`; unspecified keys keep their defaults.
+
+    Raises:
+        PolicyError: naming ``where`` and the key.
+    """
+    raw = dict(raw or {})
+    known = {f.name for f in fields(Policy)}
+    unknown = set(raw) - known
+    if unknown:
+        raise PolicyError(f"{where}: unknown policy keys {sorted(unknown)}; known: {sorted(known)}")
+    values: dict[str, Any] = {}
+    defaults = Policy()
+    for f in fields(Policy):
+        if f.name not in raw:
+            continue
+        value = raw[f.name]
+        if f.name == "thresholds":
+            values[f.name] = tuple(_metric_threshold(t, where, i) for i, t in enumerate(value or ()))
+        elif f.name == "slice_floors":
+            values[f.name] = tuple(_slice_threshold(t, where, i) for i, t in enumerate(value or ()))
+        elif f.name == "headline_metric":
+            if value not in HEADLINE_METRICS:
+                raise PolicyError(f"{where}: policy.headline_metric must be one of {list(HEADLINE_METRICS)}")
+            values[f.name] = value
+        elif isinstance(getattr(defaults, f.name), int) and not isinstance(getattr(defaults, f.name), bool):
+            number = _number(value, where, f.name)
+            if number != int(number):
+                raise PolicyError(f"{where}: policy.{f.name} must be a whole number, got {value!r}")
+            values[f.name] = int(number)
+        else:
+            values[f.name] = _number(value, where, f.name)
+    policy = replace(defaults, **values)
+    for key in _FLOAT_IN_01:
+        if not 0.0 < getattr(policy, key) < 1.0:
+            raise PolicyError(f"{where}: policy.{key} must be in (0, 1), got {getattr(policy, key)}")
+    for key in _NON_NEGATIVE:
+        if getattr(policy, key) < 0:
+            raise PolicyError(f"{where}: policy.{key} must be >= 0, got {getattr(policy, key)}")
+    if policy.calibration_bins < 2 or policy.latency_batch_size < 1 or policy.bootstrap_samples < 100:
+        raise PolicyError(
+            f"{where}: policy.calibration_bins must be >= 2, latency_batch_size >= 1 and bootstrap_samples >= 100"
+        )
+    return policy
