@@ -28,6 +28,7 @@ from mlops_assets.resources import (
     FrameIOManager,
     LandingZone,
     ModelRegistryResource,
+    StoredAssets,
 )
 
 ENVIRONMENTS = ("local",)
@@ -61,6 +62,7 @@ def local_environment(data_dir: Path, spec: str = "flights", hmac_key: str | dg.
             "artifacts": ArtifactStoreResource(root=str(data_dir / "artifacts"), hmac_key=hmac_key),
             "registry": ModelRegistryResource(url=f"sqlite:///{data_dir / 'registry.db'}"),
             "io_manager": FrameIOManager(base_dir=str(data_dir / "assets")),
+            "stored_assets": StoredAssets(base_dir=str(data_dir / "assets")),
         },
         executor=dg.in_process_executor,
     )

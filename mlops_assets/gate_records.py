@@ -57,8 +57,12 @@ def latest_gate_results(
         cursor: int | None = None
         while True:
             records = instance.event_log_storage.get_asset_check_execution_history(key, limit=_PAGE, cursor=cursor)
-            match = next((r for r in records if r.partition == partition and r.evaluation is not None), None)
-            if match is not None and match.evaluation is not None:
+            # Planned-but-skipped executions carry no evaluation: only executed ones count.
+            match = next(
+                (r for r in records if r.partition == partition and isinstance(r.evaluation, dg.AssetCheckEvaluation)),
+                None,
+            )
+            if match is not None and isinstance(match.evaluation, dg.AssetCheckEvaluation):
                 target = match.evaluation.target_materialization_data
                 latest = _latest_materialization_id(instance, key.asset_key, partition)
                 if target is None or target.storage_id != latest:

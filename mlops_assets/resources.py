@@ -3,6 +3,7 @@
 import json
 import os
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -111,6 +112,39 @@ class ModelRegistryResource(dg.ConfigurableResource):
         return _registry(self.url)
 
 
+UNPARTITIONED = "__unpartitioned__"
+
+
+def stored_asset_path(base_dir: str, asset_path: Sequence[str], partition: str | None) -> Path:
+    """Where a stored asset value lives, without its suffix (``.parquet`` for frames, ``.json`` otherwise)."""
+    return Path(base_dir).joinpath(*asset_path, partition or UNPARTITIONED)
+
+
+def read_stored_asset(target: Path) -> Any:
+    """Read a value written by :class:`FrameIOManager` (``target`` without suffix)."""
+    if target.with_suffix(".parquet").exists():
+        return pd.read_parquet(target.with_suffix(".parquet"))
+    if target.with_suffix(".json").exists():
+        return json.loads(target.with_suffix(".json").read_text())
+    raise FileNotFoundError(f"{target}: no stored value")
+
+
+class StoredAssets(dg.ConfigurableResource):
+    """Read access to other partitions of stored assets (e.g. earlier data versions for a training window).
+
+    Reads exactly what :class:`FrameIOManager` with the same ``base_dir`` wrote.
+    """
+
+    base_dir: str
+
+    def load(self, asset: str, partition: str | None) -> Any:
+        return read_stored_asset(stored_asset_path(self.base_dir, [asset], partition))
+
+    def exists(self, asset: str, partition: str | None) -> bool:
+        target = stored_asset_path(self.base_dir, [asset], partition)
+        return target.with_suffix(".parquet").exists() or target.with_suffix(".json").exists()
+
+
 class FrameIOManager(dg.ConfigurableIOManager):
     """Stores data frames as Parquet and records (dicts) as JSON, one file per asset partition.
 
@@ -121,9 +155,8 @@ class FrameIOManager(dg.ConfigurableIOManager):
     base_dir: str
 
     def _path(self, context: dg.InputContext | dg.OutputContext) -> Path:
-        parts = list(context.asset_key.path)
-        name = context.asset_partition_key if context.has_asset_partitions else "__unpartitioned__"
-        return Path(self.base_dir).joinpath(*parts, name)
+        partition = context.asset_partition_key if context.has_asset_partitions else None
+        return stored_asset_path(self.base_dir, context.asset_key.path, partition)
 
     def handle_output(self, context: dg.OutputContext, obj: Any) -> None:
         if obj is None:
@@ -153,8 +186,7 @@ class FrameIOManager(dg.ConfigurableIOManager):
 
     def load_input(self, context: dg.InputContext) -> Any:
         target = self._path(context)
-        if target.with_suffix(".parquet").exists():
-            return pd.read_parquet(target.with_suffix(".parquet"))
-        if target.with_suffix(".json").exists():
-            return json.loads(target.with_suffix(".json").read_text())
-        raise FileNotFoundError(f"{target}: no stored value for asset {context.asset_key.to_user_string()}")
+        try:
+            return read_stored_asset(target)
+        except FileNotFoundError as exc:
+            raise FileNotFoundError(f"{exc} for asset {context.asset_key.to_user_string()}") from exc

@@ -10,6 +10,7 @@ from mlops_assets.definitions import ASSETS, CHECKS, build_defs
 from mlops_assets.environments import local_environment
 from mlops_assets.ml import synthetic
 from mlops_assets.ml.registry import ModelRegistry
+from mlops_assets.ml.spec import packaged_spec_path
 from mlops_assets.ml.validation import write_frame_atomic
 from mlops_assets.ml.versions import file_digest, version_key
 from mlops_assets.partitions import DATA_VERSIONS
@@ -182,3 +183,37 @@ def test_header_only_and_wrong_dtype_fail_their_gates(lifecycle, tmp_path):
     assert "wrong_type.csv" in schema.description and "income" in schema.description
     assert "candidate_model" not in {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
     assert registry.list_versions("synthetic") == []
+
+
+@pytest.fixture
+def windowed_spec(tmp_path: Path) -> str:
+    path = tmp_path / "synthetic_window.yaml"
+    path.write_text(packaged_spec_path("synthetic").read_text() + "training:\n  window: 3\n")
+    return str(path)
+
+
+def test_training_window_skips_versions_that_failed_their_gates(tmp_path, windowed_spec, monkeypatch):
+    env = local_environment(tmp_path / "w", spec=windowed_spec)
+    landing = tmp_path / "w" / "landing"
+    landing.mkdir(parents=True)
+    with dg.DagsterInstance.ephemeral() as instance:
+        keys = []
+        for i, defect in enumerate([{}, {"label_out_of_domain": True}, {}], start=1):
+            frame = synthetic.generate(ROWS, seed=i, start_id=(i - 1) * ROWS, **defect)
+            path = write_frame_atomic(frame, landing / f"synthetic_v00{i}.csv", fmt="csv")
+            key = version_key(path.name, file_digest(path))
+            instance.add_dynamic_partitions(DATA_VERSIONS, [key])
+            keys.append(key)
+            dg.materialize([*ASSETS, *CHECKS], partition_key=key, instance=instance, resources=env.resources,
+                           raise_on_error=False)
+        registry = ModelRegistry(env.resources["registry"].url)
+        (third,) = registry.versions_for_data_version("synthetic", keys[2])
+        assert third.data_versions == (keys[0], keys[2])
+        stored = env.resources["stored_assets"].load("candidate_model", keys[2])
+        manifest = stored["manifest"]
+        assert [s["data_version"] for s in manifest["window_skipped"]] == [keys[1]]
+        assert "label_in_domain failed" in manifest["window_skipped"][0]["reason"]
+        assert set(manifest["data_versions"]) == {keys[0], keys[2]}
+        assert all(len(h) == 64 for h in manifest["data_versions"].values())
+        assert manifest["search"]["results"] and manifest["search"]["best_params"]
+        assert manifest["n_train"] > ROWS  # all of v1 plus v3's train rows

@@ -1,25 +1,39 @@
-"""Stage 3, models: train the candidate (and the baseline beside it), store both verified, register the candidate."""
+"""Stage 3, models: tune and train the candidate (and the baseline beside it), store both verified, register.
+
+Every candidate's materialization carries its reproducibility manifest: code and environment, seed, wall
+time and peak memory, the exact data versions and their content hashes, the training-data profile,
+the artifact digest, the model signature, and the search space with every cross-validated result.
+"""
 
 import hashlib
+import time
 from typing import Any
 
 import dagster as dg
 import numpy as np
 import pandas as pd
 
+from mlops_assets.assets.data import raw_data_checks
+from mlops_assets.assets.features import features_checks
 from mlops_assets.assets.gating import check_result
+from mlops_assets.gate_records import latest_gate_results
 from mlops_assets.ml import features as feature_core
 from mlops_assets.ml import training
 from mlops_assets.ml.artifacts import ArtifactRef, load_model, store_model
 from mlops_assets.ml.gate_result import GateResult
+from mlops_assets.ml.manifest import peak_memory_mb, runtime_manifest
 from mlops_assets.ml.provenance import code_version, fingerprint, git_state
 from mlops_assets.ml.registry import Lineage
-from mlops_assets.partitions import data_versions
-from mlops_assets.resources import ArtifactStoreResource, DatasetSpecResource, ModelRegistryResource
+from mlops_assets.ml.spec import DatasetSpec
+from mlops_assets.partitions import DATA_VERSIONS, data_versions
+from mlops_assets.resources import ArtifactStoreResource, DatasetSpecResource, ModelRegistryResource, StoredAssets
+
+#: Gates an earlier data version must have passed to be trained on in a window.
+DATA_GATES: list[dg.AssetCheckKey] = [key for c in (*raw_data_checks, *features_checks) for key in c.check_keys]
 
 
 def _holdout(frame: pd.DataFrame) -> pd.DataFrame:
-    return frame[frame[feature_core.SPLIT_COLUMN] == "holdout"]
+    return frame[frame[feature_core.SPLIT_COLUMN] == feature_core.HOLDOUT]
 
 
 def scores_digest(scores: np.ndarray) -> str:
@@ -27,14 +41,61 @@ def scores_digest(scores: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(scores, dtype=np.float64).tobytes()).hexdigest()
 
 
+def _window(
+    context: dg.AssetExecutionContext, spec: DatasetSpec, stored: StoredAssets
+) -> tuple[list[str], list[pd.DataFrame], list[dict[str, str]]]:
+    """Earlier data versions for the training window: the latest ``window - 1`` that passed every data gate.
+
+    Versions are taken in the order they landed (the dynamic partition order). A version whose gates
+    are not all passed, or whose features are not stored, is skipped — and the skip is recorded.
+    """
+    wanted = spec.training.window - 1
+    if wanted <= 0:
+        return [], [], []
+    keys = context.instance.get_dynamic_partitions(DATA_VERSIONS)
+    current = context.partition_key
+    earlier = keys[: keys.index(current)] if current in keys else []
+    chosen: list[str] = []
+    frames: list[pd.DataFrame] = []
+    skipped: list[dict[str, str]] = []
+    for key in reversed(earlier):
+        if len(chosen) == wanted:
+            break
+        failing = [g for g in latest_gate_results(context.instance, DATA_GATES, key) if not g.passed]
+        if failing:
+            skipped.append({"data_version": key, "reason": ", ".join(f"{g.check} {g.status}" for g in failing)})
+            continue
+        if not stored.exists("features", key):
+            skipped.append({"data_version": key, "reason": "features not materialized"})
+            continue
+        chosen.append(key)
+        frames.append(stored.load("features", key))
+    return chosen[::-1], frames[::-1], skipped
+
+
+def _content_hashes(instance: dg.DagsterInstance, versions: list[str]) -> dict[str, str]:
+    """Full sha256 of each version's landed file, from the raw_data materialization that read it."""
+    hashes = {}
+    for version in versions:
+        result = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=dg.AssetKey("raw_data"), asset_partitions=[version]), limit=1
+        )
+        materialization = result.records[0].asset_materialization if result.records else None
+        entry = materialization.metadata.get("sha256") if materialization else None
+        hashes[version] = str(entry.value) if entry is not None else "unknown"
+    return hashes
+
+
 @dg.asset(
     partitions_def=data_versions,
     group_name="models",
     kinds={"scikitlearn"},
     description=(
-        "The candidate model of this data version: an sklearn Pipeline with all preprocessing inside, trained on "
-        "the train rows, stored write-once as a verified skops artifact and registered as a new model version "
-        "(stage None). A logistic-regression baseline is trained and stored beside it."
+        "The candidate model of this data version: an sklearn Pipeline with all preprocessing inside, tuned by "
+        "time-ordered cross validation over the spec's search space on the training window (the last "
+        "training.window data versions that passed their data gates), stored write-once as a verified skops "
+        "artifact and registered as a new model version (stage None). A logistic-regression baseline is "
+        "trained beside it. The metadata is the reproducibility manifest."
     ),
 )
 def candidate_model(
@@ -43,19 +104,25 @@ def candidate_model(
     dataset: DatasetSpecResource,
     artifacts: ArtifactStoreResource,
     registry: ModelRegistryResource,
+    stored_assets: StoredAssets,
 ) -> dg.MaterializeResult:
+    started = time.perf_counter()
     spec = dataset.load()
     store = artifacts.store()
-    candidate = training.train_candidate(features, spec)
-    baseline = training.train_baseline(features, spec)
+    earlier, earlier_frames, skipped = _window(context, spec, stored_assets)
+    data_versions_used = [*earlier, context.partition_key]
+    train_frame = feature_core.training_frame(features, earlier_frames, spec)
+    candidate, search = training.tune_and_train(train_frame, spec)
+    baseline = training.train_baseline(train_frame, spec)
     holdout_scores = training.predict_scores(candidate.pipeline, _holdout(features), spec)
+    profile = feature_core.profile_features(train_frame, spec)
     sha, dirty = git_state()
     # skops archives are not byte-reproducible (zip times, object ids), so "the same model" is decided by
     # what went in and what comes out: re-running a version with the same code and data reuses its model
     # version instead of registering a duplicate.
     training_fp = fingerprint(
         {
-            "data_versions": [context.partition_key],
+            "data_versions": data_versions_used,
             "spec": spec.fingerprint(),
             "code_version": code_version(),
             "git_sha": sha,
@@ -81,16 +148,37 @@ def candidate_model(
             spec.name,
             candidate_ref,
             Lineage(
-                data_versions=(context.partition_key,),
+                data_versions=tuple(data_versions_used),
                 run_id=context.run.run_id,
                 code_version=code_version(),
                 git_sha=sha,
                 spec_fingerprint=spec.fingerprint(),
             ),
             params={"estimator": candidate.estimator, **candidate.params, "training_fingerprint": training_fp},
-            metrics={},
-            description=f"candidate trained on data version {context.partition_key}",
+            metrics={"cv_best_score": search.best_score} if search else {},
+            description=f"candidate trained on data versions {', '.join(data_versions_used)}",
         )
+    manifest: dict[str, Any] = {
+        "git_sha": sha,
+        "git_dirty": dirty,
+        "code_version": code_version(),
+        **runtime_manifest(),
+        "seed": spec.policy.random_seed,
+        "wall_seconds": round(time.perf_counter() - started, 3),
+        "peak_memory_mb": round(peak_memory_mb(), 1),
+        "data_versions": _content_hashes(context.instance, data_versions_used),
+        "window_skipped": skipped,
+        "n_train": candidate.n_train,
+        "feature_profile_id": profile.profile_id,
+        "spec": spec.name,
+        "spec_fingerprint": spec.fingerprint(),
+        "artifact": candidate_ref.to_dict(),
+        "signature": training.model_signature(features, spec),
+        "estimator": candidate.estimator,
+        "params": candidate.params,
+        "search": search.to_dict() if search else None,
+        "training_fingerprint": training_fp,
+    }
     record: dict[str, Any] = {
         "model_name": spec.name,
         "version": version.version,
@@ -101,27 +189,44 @@ def candidate_model(
         "n_train": candidate.n_train,
         "train_seconds": candidate.train_seconds,
         "feature_columns": list(candidate.feature_columns),
-        "data_versions": [context.partition_key],
+        "data_versions": data_versions_used,
         "holdout_scores_sha256": scores_digest(holdout_scores),
-        "spec_fingerprint": spec.fingerprint(),
-        "code_version": code_version(),
+        "manifest": manifest,
+    }
+    metadata: dict[str, Any] = {
+        "model": f"{spec.name} v{version.version}",
+        "model_version": version.version,
+        "estimator": candidate.estimator,
+        "artifact_sha256": candidate_ref.sha256,
+        "artifact_bytes": candidate_ref.size,
+        "n_train": candidate.n_train,
+        "train_seconds": round(candidate.train_seconds, 3),
+        "wall_seconds": manifest["wall_seconds"],
+        "peak_memory_mb": manifest["peak_memory_mb"],
+        "trained_on": ", ".join(data_versions_used),
         "git_sha": sha,
         "git_dirty": dirty,
+        "params": dg.MetadataValue.json(candidate.params),
+        "manifest": dg.MetadataValue.json(manifest),
     }
-    return dg.MaterializeResult(
-        value=record,
-        metadata={
-            "model": f"{spec.name} v{version.version}",
-            "model_version": version.version,
-            "estimator": candidate.estimator,
-            "artifact_sha256": candidate_ref.sha256,
-            "artifact_bytes": candidate_ref.size,
-            "n_train": candidate.n_train,
-            "train_seconds": round(candidate.train_seconds, 3),
-            "git_sha": sha,
-            "git_dirty": dirty,
-        },
+    if search is not None:
+        metadata["cv_best_score"] = round(search.best_score, 5)
+        metadata["cv_results"] = dg.MetadataValue.md(_search_table(search))
+    return dg.MaterializeResult(value=record, metadata=metadata)
+
+
+def _search_table(search: training.SearchResult) -> str:
+    names = list(search.space)
+    header = "| rank | " + " | ".join(names) + f" | mean {search.scoring} | std |\n"
+    header += "|---" * (len(names) + 3) + "|\n"
+    rows = sorted(search.results, key=lambda r: r["rank"])
+    body = "".join(
+        f"| {r['rank']} | "
+        + " | ".join(str(r["params"].get(n)) for n in names)
+        + f" | {r['mean_score']:.4f} | {r['std_score']:.4f} |\n"
+        for r in rows
     )
+    return f"{search.cv_folds}-fold time-ordered CV\n\n{header}{body}"
 
 
 @dg.asset_check(

@@ -10,7 +10,7 @@ independent of the row order of the landed file.
 import hashlib
 import json
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -200,6 +200,24 @@ def build_features(raw: pd.DataFrame, spec: DatasetSpec) -> pd.DataFrame:
     frame[SPLIT_COLUMN] = np.where(is_holdout, HOLDOUT, TRAIN)
     frame[SPLIT_COLUMN] = frame[SPLIT_COLUMN].astype("str")
     return frame
+
+
+def training_frame(current: pd.DataFrame, previous: Sequence[pd.DataFrame], spec: DatasetSpec) -> pd.DataFrame:
+    """The rows a candidate trains on, for a training window of several data versions.
+
+    Every row of the earlier versions becomes a train row; the current version keeps its split, so its
+    holdout (the latest rows) still only evaluates. Rows are re-sorted by (order column, id), so the
+    time-ordered CV folds stay out-of-time across versions.
+
+    Args:
+        current: Features of the current data version.
+        previous: Features of earlier versions in the window (any order).
+        spec: The dataset spec.
+    """
+    if not previous:
+        return current
+    parts = [frame.assign(**{SPLIT_COLUMN: TRAIN}) for frame in previous]
+    return _sort_rows(pd.concat([*parts, current], ignore_index=True), spec)
 
 
 def model_inputs(features_df: pd.DataFrame, spec: DatasetSpec) -> pd.DataFrame:

@@ -92,7 +92,7 @@ class TrainingSpec:
     estimator: str = "hist_gradient_boosting"
     params: Mapping[str, Any] = field(default_factory=dict)
     search: Mapping[str, tuple[Any, ...]] = field(
-        default_factory=lambda: {"learning_rate": (0.05, 0.1), "max_leaf_nodes": (15, 31)}
+        default_factory=lambda: {"max_leaf_nodes": (7, 15), "min_samples_leaf": (40, 200)}
     )
     cv_folds: int = 3
     window: int = 1
