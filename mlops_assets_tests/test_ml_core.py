@@ -12,6 +12,7 @@ from sklearn import metrics as skm
 
 from mlops_assets.ml.evaluation import (
     UNDEFINED_REASON,
+    BootstrapInterval,
     Evaluation,
     classification_metrics,
     evaluate,
@@ -493,7 +494,7 @@ def test_single_class_holdout_gives_nan_and_gates_fail_closed(features: pd.DataF
     assert math.isnan(ev.candidate_headline)
     assert UNDEFINED_REASON in ev.candidate
     assert ev.to_dict()["candidate"]["roc_auc"] is None
-    floor, lift, prod = evaluation_gates(ev, spec.policy)
+    floor, lift, prod = evaluation_gates(ev, spec.policy)[:3]
     assert not floor.passed and "undefined" in floor.message
     assert not lift.passed
     assert prod.passed  # first run: nothing to compare with
@@ -513,12 +514,19 @@ def crafted(candidate: float, baseline: float = 0.6, production: float | None = 
             out[UNDEFINED_REASON] = "all 100 rows are negative"
         return out
 
+    # The production gate decides on the bootstrap lower bound; a zero-width interval at the point
+    # difference keeps these cases about the point estimates.
+    bootstrap = None
+    if production is not None:
+        delta = candidate - production
+        bootstrap = BootstrapInterval("roc_auc", delta, delta, delta, 0.95, 1000, 1000, 0, 0)
     return Evaluation(
         n_holdout=100,
         headline_metric="roc_auc",
         candidate=metrics(candidate),
         baseline=metrics(baseline),
         production=None if production is None else metrics(production),
+        bootstrap=bootstrap,
     )
 
 
@@ -538,7 +546,7 @@ def crafted(candidate: float, baseline: float = 0.6, production: float | None = 
     ],
 )
 def test_model_gates(case: str, ev: Evaluation, expected: tuple[bool, bool, bool]) -> None:
-    results = evaluation_gates(ev, POLICY)
+    results = evaluation_gates(ev, POLICY)[:3]
     assert [r.name for r in results] == ["metric_above_floor", "beats_baseline", "non_inferior_to_production"]
     assert tuple(r.passed for r in results) == expected, [r.message for r in results]
     for r in results:
@@ -553,7 +561,7 @@ def test_gate_details() -> None:
     worse = gate_non_inferior_to_production(crafted(0.70, production=0.72), POLICY)
     assert worse.observed == pytest.approx(-0.02) and worse.threshold == -0.01
     assert worse.evidence["first_run"] is False
-    assert ">= production roc_auc - 0.01" in worse.condition
+    assert "candidate roc_auc - production roc_auc >= -0.01" in worse.condition
     nan = gate_metric_above_floor(crafted(math.nan), POLICY)
     assert nan.observed is None and "all 100 rows are negative" in nan.message
     assert gate_metric_above_floor(crafted(0.61), POLICY).condition == "candidate roc_auc >= 0.6"

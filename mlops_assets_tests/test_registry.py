@@ -1,14 +1,17 @@
 """Tests for the transactional model registry, on SQLite and PostgreSQL."""
 
 import hashlib
+import multiprocessing
 import pickle
+import queue
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -16,15 +19,25 @@ import sqlalchemy as sa
 from mlops_assets.ml.artifacts import ArtifactRef
 from mlops_assets.ml.registry import (
     ALLOWED_TRANSITIONS,
+    CHALLENGER,
+    CHAMPION,
     STAGES,
+    AliasNotFound,
+    ApprovalPolicy,
+    ApprovalRequired,
+    FourEyesViolation,
+    InvalidAlias,
     InvalidTransition,
     Lineage,
     ModelRegistry,
     ModelVersion,
+    NothingToRollBack,
     RegistryConflict,
     RegistryError,
+    VersionMarkedBad,
     VersionNotFound,
 )
+from mlops_assets.ml.rollout import GuardCheck, GuardResult, GuardStatus, Phase, advance, new_rollout, start
 
 MODEL = "flights_delay"
 
@@ -485,3 +498,585 @@ def test_lineage_normalises_data_versions_to_tuple() -> None:
     assert lineage.data_versions == ("a", "b")
     with pytest.raises(TypeError):
         Lineage(data_versions="ab", run_id="r", code_version="c", git_sha="g", spec_fingerprint="f")  # type: ignore[arg-type]
+
+
+# -- invariants shared with the state-machine test ------------------------------------------------
+
+
+def check_registry_invariants(reg: ModelRegistry, model: str) -> None:
+    """Assert what must hold after any sequence of registry operations on ``model``.
+
+    * at most one Production version, and ``champion`` names it (absent when there is none);
+    * the stage log replays to the current stages: per version, the rows chain (each ``from_stage``
+      is the previous ``to_stage``), start with the registration, end at the current stage, and the
+      replay never has two versions in Production at once;
+    * the alias log replays to the current aliases the same way.
+    """
+    versions = {v.version: v.stage for v in reg.list_versions(model)}
+    production = [v for v, stage in versions.items() if stage == "Production"]
+    assert len(production) <= 1, versions
+    aliases = reg.aliases(model)
+    assert aliases.get(CHAMPION) == (production[0] if production else None), (aliases, versions)
+    champion = reg.get_alias(model, CHAMPION)
+    assert (champion.version if champion else None) == (production[0] if production else None)
+
+    replayed: dict[int, str] = {}
+    for row in reg.transitions(model):
+        assert row.from_stage == replayed.get(row.version), row
+        replayed[row.version] = row.to_stage
+        assert sum(1 for stage in replayed.values() if stage == "Production") <= 1, row
+    assert replayed == versions
+
+    replayed_aliases: dict[str, int] = {}
+    for change in reg.alias_history(model):
+        assert change.from_version == replayed_aliases.get(change.alias), change
+        if change.to_version is None:
+            del replayed_aliases[change.alias]
+        else:
+            replayed_aliases[change.alias] = change.to_version
+    assert replayed_aliases == aliases
+
+
+def _staged(reg: ModelRegistry, n: int, model: str = MODEL) -> None:
+    for i in range(n):
+        _register(reg, f"{model}-{i}", model)
+        _move(reg, i + 1, "Staging", model=model)
+
+
+def _promote(reg: ModelRegistry, version: int, model: str = MODEL) -> ModelVersion:
+    return reg.transition(model, version, "Production", actor="deployer", reason=f"ship v{version}", evidence={})
+
+
+# -- aliases ---------------------------------------------------------------------------------------
+
+
+def test_promotion_points_champion_at_production(registry: ModelRegistry) -> None:
+    _staged(registry, 2)
+    assert registry.aliases(MODEL) == {}
+
+    _promote(registry, 1)
+    assert registry.aliases(MODEL) == {CHAMPION: 1}
+    _promote(registry, 2)
+    champion = registry.get_alias(MODEL, CHAMPION)
+    assert champion is not None and (champion.version, champion.stage) == (2, "Production")
+
+    log = registry.alias_history(MODEL)
+    assert [(c.alias, c.from_version, c.to_version, c.actor, c.reason) for c in log] == [
+        (CHAMPION, None, 1, "deployer", "ship v1"),
+        (CHAMPION, 1, 2, "deployer", "ship v2"),
+    ]
+    # Same transaction as the stage change: same timestamp as the promotion's log row.
+    assert log[-1].at == registry.transitions(MODEL, 2)[-1].at
+    check_registry_invariants(registry, MODEL)
+
+
+def test_retiring_production_removes_champion(registry: ModelRegistry) -> None:
+    _staged(registry, 1)
+    _promote(registry, 1)
+
+    registry.transition(MODEL, 1, "Archived", actor="oncall", reason="model retired", evidence={})
+
+    assert registry.aliases(MODEL) == {}
+    assert registry.get_alias(MODEL, CHAMPION) is None
+    last = registry.alias_history(MODEL)[-1]
+    assert (last.alias, last.from_version, last.to_version, last.reason) == (CHAMPION, 1, None, "model retired")
+    check_registry_invariants(registry, MODEL)
+
+
+def test_set_get_delete_aliases_are_logged(registry: ModelRegistry) -> None:
+    _staged(registry, 3)
+    _promote(registry, 1)
+
+    registry.set_alias(MODEL, CHALLENGER, 2, actor="alice", reason="canary candidate")
+    registry.set_alias(MODEL, "baseline-2024_q1", 1, actor="alice", reason="reference")
+    registry.set_alias(MODEL, CHALLENGER, 3, actor="bob", reason="better candidate")
+    registry.set_alias(MODEL, CHALLENGER, 3, actor="bob", reason="again")  # no-op, not logged
+    assert registry.aliases(MODEL) == {CHAMPION: 1, CHALLENGER: 3, "baseline-2024_q1": 1}
+    challenger = registry.get_alias(MODEL, CHALLENGER)
+    assert challenger is not None and challenger.version == 3
+    assert registry.get_alias(MODEL, "nope") is None
+    assert registry.get_alias("other_model", CHAMPION) is None
+
+    assert registry.delete_alias(MODEL, "baseline-2024_q1", actor="alice", reason="obsolete") == 1
+    assert registry.delete_alias(MODEL, "baseline-2024_q1", actor="alice", reason="twice") is None
+
+    assert [(c.alias, c.from_version, c.to_version, c.actor) for c in registry.alias_history(MODEL)[1:]] == [
+        (CHALLENGER, None, 2, "alice"),
+        ("baseline-2024_q1", None, 1, "alice"),
+        (CHALLENGER, 2, 3, "bob"),
+        ("baseline-2024_q1", 1, None, "alice"),
+    ]
+    assert [c.to_version for c in registry.alias_history(MODEL, CHALLENGER)] == [2, 3]
+    check_registry_invariants(registry, MODEL)
+
+
+@pytest.mark.parametrize("alias", ["", "Champion", "1st", "has space", "a" * 65, "ünïcode", "-x"])
+def test_malformed_alias_names_are_refused(registry: ModelRegistry, alias: str) -> None:
+    _staged(registry, 1)
+    with pytest.raises(InvalidAlias, match="must match"):
+        registry.set_alias(MODEL, alias, 1, actor="a", reason="r")
+    assert registry.aliases(MODEL) == {}
+
+
+def test_champion_is_managed_and_challenger_is_not_the_champion(registry: ModelRegistry) -> None:
+    _staged(registry, 2)
+    _promote(registry, 1)
+
+    with pytest.raises(InvalidAlias, match="always names the Production version"):
+        registry.set_alias(MODEL, CHAMPION, 2, actor="a", reason="r")
+    registry.set_alias(MODEL, CHAMPION, 1, actor="a", reason="r")  # already true: accepted, nothing logged
+    with pytest.raises(InvalidAlias, match="goes away only when Production is archived"):
+        registry.delete_alias(MODEL, CHAMPION, actor="a", reason="r")
+    with pytest.raises(InvalidAlias, match="cannot be the 'challenger'"):
+        registry.set_alias(MODEL, CHALLENGER, 1, actor="a", reason="r")
+    with pytest.raises(VersionNotFound):
+        registry.set_alias(MODEL, "x", 9, actor="a", reason="r")
+    with pytest.raises(ValueError, match="actor and reason"):
+        registry.set_alias(MODEL, "x", 2, actor="a", reason="")
+
+    assert registry.aliases(MODEL) == {CHAMPION: 1}
+    assert len(registry.alias_history(MODEL)) == 1
+
+
+def test_promoting_the_challenger_is_one_switch(registry: ModelRegistry) -> None:
+    _staged(registry, 2)
+    _promote(registry, 1)
+    registry.set_alias(MODEL, CHALLENGER, 2, actor="rollout", reason="canary")
+
+    with pytest.raises(RegistryConflict, match="now names v2, not v7"):
+        registry.promote_challenger(MODEL, actor="rollout", reason="won", evidence={}, expected_version=7)
+    promoted = registry.promote_challenger(
+        MODEL, actor="rollout", reason="canary passed", evidence={"share": 1.0}, expected_version=2
+    )
+
+    assert (promoted.version, promoted.stage) == (2, "Production")
+    assert registry.get_version(MODEL, 1).stage == "Archived"
+    assert registry.aliases(MODEL) == {CHAMPION: 2}  # the challenger became the champion
+    changes = registry.alias_history(MODEL)[-2:]
+    assert [(c.alias, c.from_version, c.to_version) for c in changes] == [(CHAMPION, 1, 2), (CHALLENGER, 2, None)]
+    stage_rows = registry.transitions(MODEL)[-2:]
+    assert {c.at for c in changes} == {r.at for r in stage_rows}  # all in one transaction
+    assert stage_rows[-1].evidence == {"share": 1.0}
+    with pytest.raises(AliasNotFound, match="no 'challenger'"):
+        registry.promote_challenger(MODEL, actor="rollout", reason="again", evidence={})
+    check_registry_invariants(registry, MODEL)
+
+
+def test_rollout_state_machine_drives_the_registry(registry: ModelRegistry) -> None:
+    # The rollout decides (pure); the caller applies the final switch as one registry transaction.
+    _staged(registry, 2)
+    _promote(registry, 1)
+    registry.set_alias(MODEL, CHALLENGER, 2, actor="rollout", reason="rollout started")
+    passing = (GuardCheck("agreement", GuardStatus.PASS, 0.99, 0.95, "ok"),)
+    t0 = datetime(2024, 6, 1, tzinfo=UTC)
+    state = start(new_rollout(MODEL, 1, 2), t0)
+    state = advance(state, GuardResult("shadow", 5000, 1000, passing), t0 + timedelta(hours=1))
+    for hour in range(2, 6):
+        state = advance(state, GuardResult("canary", 5000, 1000, passing), t0 + timedelta(hours=hour))
+        assert registry.production_version(MODEL) == registry.get_version(MODEL, 1)  # nothing moves until the end
+    assert state.phase is Phase.PROMOTED
+
+    action = state.history[-1].evidence["registry_action"]
+    registry.promote_challenger(
+        MODEL,
+        actor="rollout",
+        reason=state.history[-1].reason,
+        evidence=state.history[-1].evidence,
+        expected_version=action["promote_challenger"],
+    )
+
+    assert registry.aliases(MODEL) == {CHAMPION: 2}
+    assert registry.transitions(MODEL)[-1].evidence["guards"]["status"] == "pass"
+    check_registry_invariants(registry, MODEL)
+
+
+# -- approvals -------------------------------------------------------------------------------------
+
+
+def test_promotion_without_required_approval_is_refused_then_allowed(registry: ModelRegistry) -> None:
+    _staged(registry, 2)
+    assert registry.policy(MODEL) == ApprovalPolicy()
+    policy = registry.set_policy(MODEL, require_approval_for_production=True, actor="admin", reason="SOX")
+    assert policy == ApprovalPolicy(require_approval_for_production=True, four_eyes=False)
+    assert registry.policy("other_model") == ApprovalPolicy()  # per model
+
+    with pytest.raises(ApprovalRequired, match=f"'{MODEL}' v1: the model's policy requires an approval") as info:
+        _promote(registry, 1)
+    assert isinstance(info.value, RegistryError) and info.value.version == 1
+    assert registry.get_version(MODEL, 1).stage == "Staging"
+    assert len(registry.transitions(MODEL)) == 4 and registry.aliases(MODEL) == {}
+
+    # Approvals of another version, or for another stage, do not count.
+    registry.approve(MODEL, 2, approver="carol", comment="v2 looks fine")
+    registry.approve(MODEL, 1, approver="carol", stage="Staging", comment="staging only")
+    with pytest.raises(ApprovalRequired):
+        _promote(registry, 1)
+
+    approval = registry.approve(MODEL, 1, approver="carol", comment="reviewed the eval report")
+    assert (approval.model_name, approval.version, approval.stage, approval.approver) == (
+        MODEL,
+        1,
+        "Production",
+        "carol",
+    )
+    assert _promote(registry, 1).stage == "Production"
+    assert registry.aliases(MODEL) == {CHAMPION: 1}
+    assert [a.approver for a in registry.approvals(MODEL, 1)] == ["carol", "carol"]
+    assert [a.version for a in registry.approvals(MODEL)] == [2, 1, 1]
+
+    registry.set_policy(MODEL, require_approval_for_production=False, actor="admin", reason="relaxed")
+    assert registry.policy(MODEL) == ApprovalPolicy()
+
+
+def test_four_eyes_forbids_approving_your_own_version(registry: ModelRegistry) -> None:
+    registry.register_version(MODEL, _ref("a"), _lineage(), {}, {}, actor="alice")
+    _move(registry, 1, "Staging")
+    # An approval by the registrant given before four-eyes was switched on does not count afterwards.
+    registry.approve(MODEL, 1, approver="alice", comment="self-approved")
+    registry.set_policy(MODEL, require_approval_for_production=True, four_eyes=True, actor="admin", reason="audit")
+
+    with pytest.raises(FourEyesViolation, match="'alice' registered this version"):
+        registry.approve(MODEL, 1, approver="alice", comment="again")
+    with pytest.raises(ApprovalRequired, match="other than its registrant 'alice'"):
+        _promote(registry, 1)
+
+    registry.approve(MODEL, 1, approver="bob", comment="second pair of eyes")
+    assert _promote(registry, 1).stage == "Production"
+
+
+def test_approval_input_errors(registry: ModelRegistry) -> None:
+    _staged(registry, 1)
+    with pytest.raises(VersionNotFound):
+        registry.approve(MODEL, 5, approver="a", comment="")
+    with pytest.raises(ValueError, match="stage must be one of"):
+        registry.approve(MODEL, 1, approver="a", stage="Archived", comment="")
+    with pytest.raises(ValueError, match="approver is required"):
+        registry.approve(MODEL, 1, approver="", comment="")
+    assert registry.approvals(MODEL) == []
+
+
+# -- rollback --------------------------------------------------------------------------------------
+
+
+def test_rollback_drill(registry: ModelRegistry) -> None:
+    _staged(registry, 2)
+    _promote(registry, 1)
+    _promote(registry, 2)
+    before = _now_between_transactions()
+
+    restored = registry.rollback(MODEL, actor="oncall", reason="INC-42 error spike", evidence={"ticket": "INC-42"})
+
+    assert (restored.version, restored.stage) == (1, "Production")
+    assert registry.get_version(MODEL, 2).stage == "Archived"
+    assert registry.aliases(MODEL) == {CHAMPION: 1}
+    archived, promoted = registry.transitions(MODEL)[-2:]
+    assert (archived.version, archived.from_stage, archived.to_stage) == (2, "Production", "Archived")
+    assert archived.reason == "rolled back to v1: INC-42 error spike"
+    assert (promoted.version, promoted.from_stage, promoted.to_stage) == (1, "Archived", "Production")
+    assert promoted.reason == "rollback from v2: INC-42 error spike"
+    assert archived.evidence == promoted.evidence == {"ticket": "INC-42", "rollback": {"from": 2, "to": 1}}
+    assert archived.at == promoted.at == registry.alias_history(MODEL)[-1].at  # one transaction
+    assert registry.bad_versions(MODEL) == {2: "rolled back: INC-42 error spike"}
+    assert registry.production_at(MODEL, before) == 2
+    assert registry.production_at(MODEL, datetime.now(UTC)) == 1
+    check_registry_invariants(registry, MODEL)
+
+    # v2 is bad and v1 is current: nothing further back to go to.
+    with pytest.raises(NothingToRollBack, match="v1: no earlier known-good Production version"):
+        registry.rollback(MODEL, actor="oncall", reason="again")
+    assert registry.production_version(MODEL) == restored
+
+
+def test_rollback_with_nothing_before_is_a_clear_error(registry: ModelRegistry) -> None:
+    with pytest.raises(NothingToRollBack, match="no Production version to roll back from"):
+        registry.rollback(MODEL, actor="oncall", reason="r")
+    _staged(registry, 2)
+    with pytest.raises(NothingToRollBack, match="no Production version"):
+        registry.rollback(MODEL, actor="oncall", reason="r")
+    _promote(registry, 1)
+    log_before = registry.transitions(MODEL)
+
+    with pytest.raises(NothingToRollBack, match="v1: no earlier known-good") as info:
+        registry.rollback(MODEL, actor="oncall", reason="r")
+
+    assert (info.value.model_name, info.value.version) == (MODEL, 1)
+    assert registry.transitions(MODEL) == log_before
+    assert registry.bad_versions(MODEL) == {}  # a refused rollback marks nothing
+
+
+def test_rollback_steps_back_one_known_good_version_at_a_time(registry: ModelRegistry) -> None:
+    _staged(registry, 4)
+    for version in (1, 2, 3, 4):
+        _promote(registry, version)
+    registry.mark_bad(MODEL, 3, actor="analyst", reason="leaks the label")
+
+    assert registry.rollback(MODEL, actor="oncall", reason="first").version == 2  # skips bad v3
+    assert registry.rollback(MODEL, actor="oncall", reason="second").version == 1  # skips v4 (rolled back)
+    assert registry.bad_versions(MODEL).keys() == {2, 3, 4}
+    check_registry_invariants(registry, MODEL)
+
+
+def test_rollback_target_is_the_previous_holder_not_the_previous_number(registry: ModelRegistry) -> None:
+    _staged(registry, 3)
+    _promote(registry, 3)
+    _promote(registry, 1)
+    registry.transition(MODEL, 3, "Production", actor="oncall", reason="manual swap back", evidence={})
+
+    # Promotion history v3, v1, v3: the version before the current v3 is v1.
+    assert registry.rollback(MODEL, actor="oncall", reason="r").version == 1
+
+
+def test_bad_versions_cannot_be_promoted_until_cleared(registry: ModelRegistry) -> None:
+    _staged(registry, 2)
+    _promote(registry, 1)
+    registry.mark_bad(MODEL, 2, actor="analyst", reason="skewed features")
+
+    with pytest.raises(VersionMarkedBad, match="v2 is marked bad \\(skewed features\\)") as info:
+        _promote(registry, 2)
+    assert isinstance(info.value, InvalidTransition)
+    registry.set_alias(MODEL, CHALLENGER, 2, actor="a", reason="r")
+    with pytest.raises(VersionMarkedBad):
+        registry.promote_challenger(MODEL, actor="a", reason="r", evidence={})
+    assert registry.production_version(MODEL) == registry.get_version(MODEL, 1)
+
+    registry.clear_bad(MODEL, 2, actor="analyst", reason="false alarm")
+    assert registry.bad_versions(MODEL) == {}
+    assert _promote(registry, 2).stage == "Production"
+    with pytest.raises(VersionNotFound):
+        registry.mark_bad(MODEL, 9, actor="a", reason="r")
+
+
+def test_history_is_the_stage_log(registry: ModelRegistry) -> None:
+    _staged(registry, 1)
+    assert registry.history(MODEL) == registry.transitions(MODEL)
+    assert [t.to_stage for t in registry.history(MODEL)] == ["None", "Staging"]
+
+
+# -- database-enforced invariants of the extension tables -----------------------------------------
+
+
+@pytest.mark.parametrize("table", ["alias_log", "approvals", "model_policies", "version_verdicts"])
+@pytest.mark.parametrize("statement", ["UPDATE {table} SET id = id + 100", "DELETE FROM {table}"])
+def test_extension_logs_are_append_only(registry: ModelRegistry, table: str, statement: str) -> None:
+    _staged(registry, 2)
+    registry.set_policy(MODEL, require_approval_for_production=True, actor="admin", reason="r")
+    registry.approve(MODEL, 1, approver="carol", comment="ok")
+    registry.approve(MODEL, 2, approver="carol", comment="ok")
+    _promote(registry, 1)
+    _promote(registry, 2)
+    registry.rollback(MODEL, actor="oncall", reason="r")
+    count = sa.text(f"SELECT count(*) FROM {table}")
+    with registry.engine.connect() as conn:
+        rows_before = conn.execute(count).scalar_one()
+    assert rows_before > 0
+
+    with pytest.raises(sa.exc.IntegrityError, match="refused"), registry.engine.begin() as conn:
+        conn.exec_driver_sql(statement.format(table=table))
+
+    with registry.engine.connect() as conn:
+        assert conn.execute(count).scalar_one() == rows_before
+
+
+def test_alias_log_refuses_non_changes_and_truncate_on_postgresql(postgres_url: str) -> None:
+    with ModelRegistry(postgres_url) as registry:
+        _staged(registry, 1)
+        _promote(registry, 1)
+        for table in ("alias_log", "approvals", "model_policies", "version_verdicts"):
+            with pytest.raises(sa.exc.IntegrityError, match="TRUNCATE refused"), registry.engine.begin() as conn:
+                conn.exec_driver_sql(f"TRUNCATE {table}")
+        with pytest.raises(sa.exc.IntegrityError), registry.engine.begin() as conn:
+            conn.exec_driver_sql(
+                "INSERT INTO alias_log (model_name, alias, from_version, to_version, actor, reason, evidence, at) "
+                f"VALUES ('{MODEL}', 'x', 1, 1, 'a', 'r', '{{}}', now())"
+            )
+        assert len(registry.alias_history(MODEL)) == 1
+
+
+def test_database_created_before_aliases_gets_champion_backfilled(registry_url: str) -> None:
+    with ModelRegistry(registry_url) as old:
+        _staged(old, 2)
+        _promote(old, 2)
+    # Simulate a registry database from before this feature: no alias tables at all.
+    engine = sa.create_engine(registry_url, poolclass=sa.pool.NullPool)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("DROP TABLE alias_log")
+        conn.exec_driver_sql("DROP TABLE model_aliases")
+    engine.dispose()
+
+    with ModelRegistry(registry_url) as upgraded:
+        assert upgraded.aliases(MODEL) == {CHAMPION: 2}
+        (change,) = upgraded.alias_history(MODEL)
+        assert (change.actor, change.from_version, change.to_version) == ("registry", None, 2)
+        assert change.reason.startswith("backfilled")
+        check_registry_invariants(upgraded, MODEL)
+    with ModelRegistry(registry_url) as again:
+        assert len(again.alias_history(MODEL)) == 1  # idempotent
+
+
+# -- concurrency with aliases and rollbacks --------------------------------------------------------
+
+_SNAPSHOT = sa.text(
+    # One statement, hence one snapshot on both backends: Production count, Production version and
+    # champion are read at the same instant.
+    "SELECT (SELECT count(*) FROM model_versions WHERE model_name = :m AND stage = 'Production') AS n, "
+    "(SELECT max(version) FROM model_versions WHERE model_name = :m AND stage = 'Production') AS production, "
+    "(SELECT version FROM model_aliases WHERE model_name = :m AND alias = 'champion') AS champion"
+)
+
+
+class _Observer:
+    """Polls the registry with one-statement snapshots, from a thread or a process."""
+
+    def __init__(self, url: str) -> None:
+        self.registry = ModelRegistry(url)
+        self.registry.aliases(MODEL)  # make sure the schema is there before polling it with raw SQL
+        self.observations = 0
+        self.max_production = 0
+        self.inconsistent: list[tuple[int, int | None, int | None]] = []
+
+    def observe(self) -> None:
+        with self.registry.engine.connect() as conn:
+            row = conn.execute(_SNAPSHOT, {"m": MODEL}).one()
+        self.observations += 1
+        self.max_production = max(self.max_production, int(row.n))
+        if int(row.n) > 1 or row.production != row.champion:
+            self.inconsistent.append((int(row.n), row.production, row.champion))
+
+    def run(self, wait_for_start: Callable[[], object], done: Callable[[], bool]) -> dict[str, Any]:
+        """Observe once before the race starts, continuously during it, and once after it."""
+        self.observe()
+        wait_for_start()
+        while not done():
+            self.observe()
+        self.observe()
+        self.registry.close()
+        return {
+            "observations": self.observations,
+            "max_production": self.max_production,
+            "inconsistent": self.inconsistent[:10],
+        }
+
+
+def _promote_then_maybe_roll_back(reg: ModelRegistry, version: int) -> list[str]:
+    """One worker: promote its own Staging version, then (even versions) try a rollback."""
+    outcome: list[str] = []
+    try:
+        reg.transition(MODEL, version, "Production", actor=f"worker-{version}", reason="race", evidence={})
+        outcome.append("promoted")
+    except RegistryConflict:
+        outcome.append("conflict")
+    if version % 2 == 0:
+        try:
+            reg.rollback(MODEL, actor=f"worker-{version}", reason="drill")
+            outcome.append("rolled back")
+        except NothingToRollBack:
+            outcome.append("nothing to roll back")
+        except RegistryConflict:
+            outcome.append("conflict")
+    return outcome
+
+
+def _process_worker(url: str, version: int, barrier: Any, results: Any) -> None:
+    # Module level so that spawned processes can import it.
+    try:
+        with ModelRegistry(url) as reg:
+            reg.aliases(MODEL)  # connect and check the schema before the start line
+            barrier.wait(timeout=120)
+            results.put((version, _promote_then_maybe_roll_back(reg, version)))
+    except BaseException as exc:
+        results.put((version, [f"unexpected {exc!r}"]))
+
+
+def _process_observer(url: str, barrier: Any, done: Any, results: Any) -> None:
+    try:
+        results.put(("observer", _Observer(url).run(lambda: barrier.wait(timeout=120), done.is_set)))
+    except BaseException as exc:
+        results.put(("observer", {"error": repr(exc)}))
+
+
+_ALLOWED_OUTCOMES = {"promoted", "conflict", "rolled back", "nothing to roll back"}
+
+
+def _check_race_result(url: str, n: int, outcomes: dict[int, list[str]], observed: dict[str, Any]) -> None:
+    assert len(outcomes) == n
+    assert all(set(o) <= _ALLOWED_OUTCOMES for o in outcomes.values()), outcomes
+    assert "error" not in observed, observed
+    assert observed["observations"] >= 2  # at least before and after the race
+    assert observed["max_production"] <= 1 and observed["inconsistent"] == [], observed
+    with ModelRegistry(url) as reg:
+        production = [v.version for v in reg.list_versions(MODEL) if v.stage == "Production"]
+        assert len(production) == 1
+        assert reg.aliases(MODEL)[CHAMPION] == production[0]
+        promoted = sum(o.count("promoted") for o in outcomes.values())
+        rolled_back = sum(o.count("rolled back") for o in outcomes.values())
+        log = reg.transitions(MODEL)
+        assert sum(1 for t in log if t.to_stage == "Production") == promoted + rolled_back
+        assert len(reg.bad_versions(MODEL)) == rolled_back
+        check_registry_invariants(reg, MODEL)
+
+
+def test_concurrent_promotions_and_rollbacks_from_threads(registry_url: str) -> None:
+    n = 6
+    with ModelRegistry(registry_url) as setup:
+        _staged(setup, n)
+    barrier = threading.Barrier(n + 1)
+    done = threading.Event()
+    outcomes: dict[int, list[str]] = {}
+    observed: dict[str, Any] = {}
+
+    def work(i: int) -> None:
+        with ModelRegistry(registry_url) as reg:
+            reg.aliases(MODEL)
+            barrier.wait(timeout=60)
+            try:
+                outcomes[i + 1] = _promote_then_maybe_roll_back(reg, i + 1)
+            except BaseException as exc:
+                outcomes[i + 1] = [f"unexpected {exc!r}"]
+
+    def observe() -> None:
+        observed.update(_Observer(registry_url).run(lambda: barrier.wait(timeout=60), done.is_set))
+
+    observer = threading.Thread(target=observe)
+    observer.start()
+    _run_threads(n, work)
+    done.set()
+    observer.join(timeout=60)
+
+    _check_race_result(registry_url, n, outcomes, observed)
+
+
+@pytest.mark.slow
+def test_concurrent_promotions_and_rollbacks_from_processes(registry_url: str) -> None:
+    """Like the thread test, with separate interpreters (spawn): no shared pools, GIL or Python locks."""
+    n = 4
+    with ModelRegistry(registry_url) as setup:
+        _staged(setup, n)
+    ctx = multiprocessing.get_context("spawn")
+    barrier = ctx.Barrier(n + 1)
+    done = ctx.Event()
+    results = ctx.Queue()
+    workers = [ctx.Process(target=_process_worker, args=(registry_url, i + 1, barrier, results)) for i in range(n)]
+    observer = ctx.Process(target=_process_observer, args=(registry_url, barrier, done, results))
+    for process in [observer, *workers]:
+        process.start()
+    outcomes: dict[int, list[str]] = {}
+    observed: dict[str, Any] = {}
+    try:
+        for _ in range(n):
+            key, value = results.get(timeout=180)
+            outcomes[key] = value
+        done.set()
+        key, value = results.get(timeout=60)
+        assert key == "observer"
+        observed = value
+    except queue.Empty:
+        pytest.fail(f"a process hung; got {outcomes}")
+    finally:
+        done.set()
+        for process in [observer, *workers]:
+            process.join(timeout=60)
+            if process.is_alive():
+                process.kill()
+
+    assert all(p.exitcode == 0 for p in [observer, *workers])
+    _check_race_result(registry_url, n, outcomes, observed)

@@ -1,4 +1,9 @@
-"""Stage 4, evaluations: candidate, baseline and the production model scored on the same holdout rows."""
+"""Stage 4, evaluations: candidate, baseline and the production model scored on the same holdout rows.
+
+The evaluation records everything the gates decide on — metrics, the paired bootstrap interval against
+production, slices, fairness, calibration, the latency of the stored artifact — and the effective
+policy (the spec's, with any launchpad overrides), so every gate result traces to its numbers.
+"""
 
 import math
 from collections.abc import Callable
@@ -7,14 +12,47 @@ from typing import Any
 import dagster as dg
 import pandas as pd
 
-from mlops_assets.assets.gating import check_result
-from mlops_assets.ml import model_gates
+from mlops_assets.assets.gating import check_result, table
+from mlops_assets.ml import model_gates, plots
 from mlops_assets.ml.artifacts import ArtifactRef, load_model
 from mlops_assets.ml.evaluation import Evaluation, evaluate
+from mlops_assets.ml.features import HOLDOUT, SPLIT_COLUMN, model_inputs
 from mlops_assets.ml.gate_result import GateResult
+from mlops_assets.ml.latency import measure_latency
 from mlops_assets.ml.policy import Policy
 from mlops_assets.partitions import data_versions
 from mlops_assets.resources import ArtifactStoreResource, DatasetSpecResource, ModelRegistryResource
+
+
+class PolicyOverrides(dg.Config):
+    """Launchpad overrides of the spec's gate policy for this evaluation (leave empty to use the spec's).
+
+    Every field is optional; a set field replaces the spec's value for this run only, and the effective
+    policy is recorded with the evaluation. Lists (metric thresholds, per-slice floors) are set in the spec.
+    """
+
+    metric_floor: float | None = None
+    min_lift_over_baseline: float | None = None
+    non_inferiority_margin: float | None = None
+    confidence_level: float | None = None
+    bootstrap_samples: int | None = None
+    min_slice_size: int | None = None
+    slice_metric_floor: float | None = None
+    max_slice_regression: float | None = None
+    max_ece: float | None = None
+    calibration_bins: int | None = None
+    max_demographic_parity_difference: float | None = None
+    min_demographic_parity_ratio: float | None = None
+    max_equalized_odds_difference: float | None = None
+    min_group_size: int | None = None
+    max_latency_p99_ms_single: float | None = None
+    max_latency_p99_ms_batch: float | None = None
+    latency_batch_size: int | None = None
+    decision_threshold: float | None = None
+
+    def apply(self, policy: Policy) -> Policy:
+        overrides = {k: v for k, v in self.model_dump().items() if v is not None}
+        return policy.with_overrides(overrides, "launchpad config of model_evaluation") if overrides else policy
 
 
 def _numeric(prefix: str, metrics: dict[str, Any] | None) -> dict[str, float]:
@@ -23,8 +61,31 @@ def _numeric(prefix: str, metrics: dict[str, Any] | None) -> dict[str, float]:
     return {
         f"{prefix}_{k}": float(v)
         for k, v in metrics.items()
-        if isinstance(v, int | float) and not isinstance(v, bool) and v is not None and math.isfinite(v)
+        if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
     }
+
+
+def _plots(result: Evaluation) -> dict[str, Any]:
+    """ROC and reliability plots as inline images (markdown metadata)."""
+    out: dict[str, Any] = {}
+    if result.scores is None:
+        return out
+    scores = {
+        name: values
+        for name, values in (
+            ("candidate", result.scores.candidate),
+            ("baseline", result.scores.baseline),
+            ("production", result.scores.production),
+        )
+        if values is not None and result.predictions.get(name) is not None and result.predictions[name].valid
+    }
+    y = result.scores.y_true
+    if len(set(y.tolist())) == 2 and scores:
+        out["roc_curve"] = dg.MetadataValue.md(plots.png_markdown(plots.roc_curve_png(y, scores), "ROC curves"))
+    if result.reliability:
+        png = plots.reliability_png(result.reliability)
+        out["reliability_diagram"] = dg.MetadataValue.md(plots.png_markdown(png, "reliability diagram"))
+    return out
 
 
 @dg.asset(
@@ -32,11 +93,14 @@ def _numeric(prefix: str, metrics: dict[str, Any] | None) -> dict[str, float]:
     group_name="evaluations",
     kinds={"scikitlearn"},
     description=(
-        "Holdout metrics of the candidate, the baseline and the model in production, all scored on the same "
-        "holdout rows of this data version, with per-slice metrics. The gates below decide on it."
+        "Holdout evaluation of the candidate against the baseline and the model in production, on the same rows: "
+        "metrics, paired bootstrap interval of (candidate − production), per-slice metrics, fairness gaps, "
+        "calibration (ECE, reliability), latency of the stored artifact, with ROC and reliability plots. "
+        "The effective policy (spec + launchpad overrides) is recorded; the gates below decide on it."
     ),
 )
 def model_evaluation(
+    config: PolicyOverrides,
     features: pd.DataFrame,
     candidate_model: dict[str, Any],
     dataset: DatasetSpecResource,
@@ -44,6 +108,7 @@ def model_evaluation(
     registry: ModelRegistryResource,
 ) -> dg.MaterializeResult:
     spec = dataset.load()
+    policy = config.apply(spec.policy)
     store = artifacts.store()
     candidate = load_model(store, ArtifactRef.from_dict(candidate_model["artifact"]))
     baseline = load_model(store, ArtifactRef.from_dict(candidate_model["baseline_artifact"]))
@@ -53,7 +118,10 @@ def model_evaluation(
         production_pipeline = (
             candidate if production.version == candidate_model["version"] else load_model(store, production.artifact)
         )
-    result = evaluate(features, spec, candidate, baseline, production_pipeline)
+    holdout = features[features[SPLIT_COLUMN] == HOLDOUT]
+    # Latency of the exact object loaded from the verified artifact, not of the in-memory training result.
+    latency = measure_latency(candidate, model_inputs(holdout, spec), batch_size=policy.latency_batch_size)
+    result = evaluate(features, spec, candidate, baseline, production_pipeline, policy=policy, latency=latency)
     record = result.to_dict()
     record["model_name"] = spec.name
     record["model_version"] = candidate_model["version"]
@@ -67,41 +135,48 @@ def model_evaluation(
         **_numeric("candidate", record.get("candidate")),
         **_numeric("baseline", record.get("baseline")),
         **_numeric("production", record.get("production")),
+        "latency_single_p99_ms": round(latency.single_p99_ms, 3),
+        "latency_batch_p99_ms": round(latency.batch_p99_ms, 3),
+        "throughput_rows_per_s": round(latency.throughput_rows_per_s, 1),
+        "policy": dg.MetadataValue.json(record["policy"]),
     }
-    if result.slices:
-        metadata["slices"] = dg.MetadataValue.json(list(result.slices))
+    bootstrap = record.get("bootstrap")
+    if bootstrap and bootstrap.get("lower") is not None:
+        metadata["diff_vs_production"] = float(bootstrap["estimate"])
+        metadata["diff_vs_production_lower"] = float(bootstrap["lower"])
+        metadata["diff_vs_production_upper"] = float(bootstrap["upper"])
+    if record["slices"]:
+        metadata["slices"] = table(list(record["slices"]))
+    fairness_rows = [
+        {"attribute": f["attribute"], **{k: v for k, v in g.items()}} for f in record["fairness"] for g in f["groups"]
+    ]
+    if fairness_rows:
+        metadata["fairness_groups"] = table(fairness_rows)
+        metadata["fairness_gaps"] = table(
+            [{k: v for k, v in f.items() if k not in ("groups", "small_groups", "counted")} for f in record["fairness"]]
+        )
+    reliability = record.get("reliability", {}).get("candidate")
+    if reliability:
+        metadata["reliability"] = table(reliability)
+    metadata.update(_plots(result))
     return dg.MaterializeResult(value=record, metadata=metadata)
 
 
-def _evaluation_check(name: str, condition: str, gate: Callable[[Evaluation, Policy], GateResult]):
+def _evaluation_check(name: str, gate: Callable[[Evaluation, Policy], GateResult]) -> dg.AssetChecksDefinition:
     @dg.asset_check(
         asset=model_evaluation,
         name=name,
         blocking=True,
         partitions_def=data_versions,
-        description=f"Passes when {condition}.",
+        description=f"Passes when {model_gates.GATE_DESCRIPTIONS[name]}.",
     )
     def _check(model_evaluation: dict[str, Any], dataset: DatasetSpecResource) -> dg.AssetCheckResult:
-        return check_result(gate(Evaluation.from_dict(model_evaluation), dataset.load().policy))
+        evaluation = Evaluation.from_dict(model_evaluation)
+        # Decide with the policy the evaluation used (spec + launchpad overrides), never a different one.
+        policy = evaluation.effective_policy() or dataset.load().policy
+        return check_result(gate(evaluation, policy))
 
     return _check
 
 
-evaluations_checks = [
-    _evaluation_check(
-        "metric_above_floor",
-        "the candidate's headline metric on the holdout is at least policy.metric_floor",
-        model_gates.gate_metric_above_floor,
-    ),
-    _evaluation_check(
-        "beats_baseline",
-        "the candidate's headline metric exceeds the baseline's by more than policy.min_lift_over_baseline",
-        model_gates.gate_beats_baseline,
-    ),
-    _evaluation_check(
-        "non_inferior_to_production",
-        "the candidate's headline metric is at least production's minus policy.non_inferiority_margin "
-        "(skipped, and recorded, when nothing is in production)",
-        model_gates.gate_non_inferior_to_production,
-    ),
-]
+evaluations_checks = [_evaluation_check(name, gate) for name, gate in model_gates.GATES.items()]

@@ -1,14 +1,19 @@
 """Evaluation: candidate, baseline and production scored on the same holdout rows.
 
-Metrics come from :mod:`sklearn.metrics`. Where a metric is undefined (a holdout or slice with a single
-class has no ROC/PR curve) it is NaN with an ``undefined_reason`` rather than an exception, so that the
-model gates can fail closed with that reason instead of crashing the run.
+Besides the holdout metrics (from :mod:`sklearn.metrics`) an evaluation holds everything the model gates
+decide on: a reliability table and the expected calibration error, per-slice metrics, group fairness
+rates per protected attribute, a paired bootstrap interval of (candidate − production), counts of
+invalid scores, the scoring latency and the effective policy.
+
+Where a metric is undefined (a holdout or slice with a single class has no ROC/PR curve; a model that
+returned NaN scores has no metrics at all) it is NaN with an ``undefined_reason`` rather than an
+exception, so that the model gates can fail closed with that reason instead of crashing the run.
 """
 
 import math
 from collections import Counter
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -17,6 +22,8 @@ from sklearn import metrics as skm
 from sklearn.pipeline import Pipeline
 
 from mlops_assets.ml.features import HOLDOUT, LABEL_COLUMN, OTHER_CATEGORY, SPLIT_COLUMN
+from mlops_assets.ml.latency import LatencyReport
+from mlops_assets.ml.policy import Policy, policy_from_dict
 from mlops_assets.ml.spec import DatasetSpec
 from mlops_assets.ml.training import predict_scores
 
@@ -24,6 +31,20 @@ HEADLINE_METRICS: tuple[str, ...] = ("roc_auc", "pr_auc")
 UNDEFINED_REASON = "undefined_reason"
 # A slice column with many distinct values (a numeric one, say) would swamp the table; the tail is pooled.
 MAX_SLICE_VALUES = 50
+#: Metric keys of :func:`classification_metrics` that are floats (NaN when undefined).
+METRIC_KEYS: tuple[str, ...] = ("roc_auc", "pr_auc", "accuracy", "f1", "log_loss", "brier", "ece")
+#: What the bootstrap does with a resample that lacks a class (its ranking metric is undefined).
+MISSING_CLASS_RESAMPLES = "skipped"
+# Resamples are drawn and scored in chunks of about this many cells (resamples × rows), which bounds
+# memory (a few 10 MB per array) whatever the holdout size; the chunk size depends only on the row count,
+# so the random stream, and the interval, depend only on the data and the seed.
+_BOOTSTRAP_CHUNK_CELLS = 1_500_000
+MODELS: tuple[str, ...] = ("candidate", "baseline", "production")
+
+
+# --------------------------------------------------------------------------------------------------
+# Metrics
+# --------------------------------------------------------------------------------------------------
 
 
 def _check_inputs(y_true: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -61,7 +82,112 @@ def ranking_metric(name: str, y_true: np.ndarray, scores: np.ndarray) -> float:
     return float(skm.average_precision_score(y, s))
 
 
-def classification_metrics(y_true: np.ndarray, scores: np.ndarray, threshold: float = 0.5) -> dict[str, Any]:
+@dataclass(frozen=True)
+class ReliabilityBin:
+    """One equal-width score bin of a reliability diagram.
+
+    Bins are right-closed, ``(lower, upper]``, the first also holding 0, like
+    :func:`sklearn.calibration.calibration_curve` and the ECE of Guo et al. (2017).
+
+    Attributes:
+        lower: Lower bin edge.
+        upper: Upper bin edge.
+        n: Rows whose score falls in the bin.
+        n_positive: Positive rows among them.
+        mean_score: Mean score in the bin (NaN when empty).
+        observed_rate: Share of positive rows in the bin (NaN when empty).
+    """
+
+    lower: float
+    upper: float
+    n: int
+    n_positive: int
+    mean_score: float
+    observed_rate: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "ReliabilityBin":
+        return cls(
+            lower=float(data["lower"]),
+            upper=float(data["upper"]),
+            n=int(data["n"]),
+            n_positive=int(data["n_positive"]),
+            mean_score=_float(data["mean_score"]),
+            observed_rate=_float(data["observed_rate"]),
+        )
+
+
+def reliability_table(y_true: np.ndarray, scores: np.ndarray, n_bins: int) -> tuple[ReliabilityBin, ...]:
+    """Counts, mean score and observed positive rate in ``n_bins`` equal-width score bins (empty ones too).
+
+    Args:
+        y_true: 0/1 labels.
+        scores: Scores in [0, 1].
+        n_bins: Number of bins (``policy.calibration_bins``).
+
+    Returns:
+        One :class:`ReliabilityBin` per bin, lowest first.
+
+    Raises:
+        ValueError: bad inputs (see :func:`classification_metrics`) or ``n_bins < 1``.
+    """
+    y, s = _check_inputs(y_true, scores)
+    if n_bins < 1:
+        raise ValueError(f"n_bins must be >= 1, got {n_bins}")
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    # The same binning as sklearn.calibration.calibration_curve(strategy="uniform").
+    ids = np.searchsorted(edges[1:-1], s)
+    count = np.bincount(ids, minlength=n_bins)
+    score_sum = np.bincount(ids, weights=s, minlength=n_bins)
+    positive = np.bincount(ids, weights=y, minlength=n_bins)
+    return tuple(
+        ReliabilityBin(
+            lower=float(edges[i]),
+            upper=float(edges[i + 1]),
+            n=int(count[i]),
+            n_positive=int(positive[i]),
+            mean_score=float(score_sum[i] / count[i]) if count[i] else math.nan,
+            observed_rate=float(positive[i] / count[i]) if count[i] else math.nan,
+        )
+        for i in range(n_bins)
+    )
+
+
+def ece_from_table(table: Sequence[ReliabilityBin]) -> float:
+    """Expected calibration error of a reliability table: ``Σ n_b / n · |mean score_b − observed rate_b|``.
+
+    Args:
+        table: From :func:`reliability_table`.
+
+    Returns:
+        The ECE in [0, 1]; NaN for a table without rows.
+    """
+    n = sum(b.n for b in table)
+    if n == 0:
+        return math.nan
+    return math.fsum(b.n / n * abs(b.mean_score - b.observed_rate) for b in table if b.n)
+
+
+def expected_calibration_error(y_true: np.ndarray, scores: np.ndarray, n_bins: int = 10) -> float:
+    """Expected calibration error with ``n_bins`` equal-width bins, weighted by bin count.
+
+    Args:
+        y_true: 0/1 labels.
+        scores: Scores in [0, 1].
+        n_bins: Number of bins.
+
+    Returns:
+        The ECE (0 for perfectly calibrated bins).
+    """
+    return ece_from_table(reliability_table(y_true, scores, n_bins))
+
+
+def classification_metrics(
+    y_true: np.ndarray, scores: np.ndarray, threshold: float = 0.5, *, calibration_bins: int = 10
+) -> dict[str, Any]:
     """Binary classification metrics of scores against 0/1 labels.
 
     Args:
@@ -69,9 +195,10 @@ def classification_metrics(y_true: np.ndarray, scores: np.ndarray, threshold: fl
         scores: Probability of the positive class, in [0, 1].
         threshold: Scores ``>= threshold`` are predicted positive (for accuracy, f1 and
             ``predicted_positive_rate``).
+        calibration_bins: Equal-width bins of the expected calibration error ``ece``.
 
     Returns:
-        ``roc_auc``, ``pr_auc`` (average precision), ``accuracy``, ``f1``, ``log_loss``, ``brier``,
+        ``roc_auc``, ``pr_auc`` (average precision), ``accuracy``, ``f1``, ``log_loss``, ``brier``, ``ece``,
         ``positive_rate`` (share of positive labels), ``predicted_positive_rate``, ``n`` and
         ``n_positive`` (ints). When y_true has a single class, ``roc_auc`` and ``pr_auc`` are NaN and
         ``undefined_reason`` (a string) says why.
@@ -90,6 +217,7 @@ def classification_metrics(y_true: np.ndarray, scores: np.ndarray, threshold: fl
         # labels= keeps log loss defined on a single-class holdout.
         "log_loss": float(skm.log_loss(y, s, labels=[0, 1])),
         "brier": float(skm.brier_score_loss(y, s, pos_label=1)),
+        "ece": expected_calibration_error(y, s, calibration_bins),
         "positive_rate": n_positive / len(y),
         "predicted_positive_rate": float(predicted.mean()),
         "n": len(y),
@@ -103,11 +231,529 @@ def classification_metrics(y_true: np.ndarray, scores: np.ndarray, threshold: fl
     return out
 
 
-def _json_safe(value: Any) -> Any:
+@dataclass(frozen=True)
+class ScoreValidity:
+    """How many of a model's holdout scores are unusable as probabilities.
+
+    Attributes:
+        n: Scores.
+        n_non_finite: NaN or ±inf scores.
+        n_out_of_range: Finite scores outside [0, 1].
+    """
+
+    n: int
+    n_non_finite: int
+    n_out_of_range: int
+
+    @property
+    def n_invalid(self) -> int:
+        return self.n_non_finite + self.n_out_of_range
+
+    @property
+    def valid(self) -> bool:
+        return self.n_invalid == 0
+
+    @classmethod
+    def of(cls, scores: np.ndarray) -> "ScoreValidity":
+        """Count the invalid entries of ``scores``."""
+        s = np.asarray(scores, dtype=np.float64)
+        finite = np.isfinite(s)
+        return cls(
+            n=len(s),
+            n_non_finite=int((~finite).sum()),
+            n_out_of_range=int((finite & ((s < 0) | (s > 1))).sum()),
+        )
+
+    def reason(self, model: str) -> str:
+        """Why this model's metrics are undefined (for ``undefined_reason``)."""
+        return (
+            f"{self.n_invalid} of {self.n} {model} scores are not probabilities ({self.n_non_finite} non-finite, "
+            f"{self.n_out_of_range} outside [0, 1]): its metrics are undefined (NaN)"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "ScoreValidity":
+        return cls(n=int(data["n"]), n_non_finite=int(data["n_non_finite"]), n_out_of_range=int(data["n_out_of_range"]))
+
+
+def _undefined_metrics(y: np.ndarray, reason: str) -> dict[str, Any]:
+    n_positive = int(y.sum())
+    return {
+        **dict.fromkeys(METRIC_KEYS, math.nan),
+        "positive_rate": n_positive / len(y),
+        "predicted_positive_rate": math.nan,
+        "n": len(y),
+        "n_positive": n_positive,
+        UNDEFINED_REASON: reason,
+    }
+
+
+# --------------------------------------------------------------------------------------------------
+# Paired bootstrap
+# --------------------------------------------------------------------------------------------------
+
+
+def resampled_ranking_metric(name: str, y_true: np.ndarray, scores: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """A ranking metric on many resamples at once, each given as row multiplicities.
+
+    Row ``r`` of ``counts`` says how often each holdout row occurs in resample ``r``; the metric equals
+    sklearn's on the rows repeated that often (ties in score handled the same way), but costs a sort once
+    and a few passes over ``counts`` instead of one sklearn call per resample.
+
+    Args:
+        name: ``roc_auc`` or ``pr_auc``.
+        y_true: 0/1 labels, shape ``(n,)``.
+        scores: Scores, shape ``(n,)``.
+        counts: Non-negative multiplicities, shape ``(resamples, n)``.
+
+    Returns:
+        The metric per resample, NaN where the resample lacks a class.
+    """
+    if name not in HEADLINE_METRICS:
+        raise ValueError(f"unknown ranking metric {name!r}; known: {list(HEADLINE_METRICS)}")
+    y = np.asarray(y_true, dtype=np.float64)
+    s = np.asarray(scores, dtype=np.float64)
+    order = np.argsort(s, kind="stable")
+    s_sorted = s[order]
+    # Rows with equal scores form one group: a threshold cannot separate them.
+    starts = np.flatnonzero(np.r_[True, s_sorted[1:] != s_sorted[:-1]])
+    weights = np.asarray(counts, dtype=np.float64)[:, order]
+    positive = weights * y[order]
+    pos = np.add.reduceat(positive, starts, axis=1)
+    neg = np.add.reduceat(weights - positive, starts, axis=1)
+    n_pos = pos.sum(axis=1)
+    n_neg = neg.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        if name == "roc_auc":
+            # Mann-Whitney: each positive beats the negatives in lower groups and ties half of its own group.
+            below = np.cumsum(neg, axis=1) - neg
+            value = (pos * (below + 0.5 * neg)).sum(axis=1) / (n_pos * n_neg)
+        else:
+            # Average precision: precision at each distinct threshold (scores >= group score), weighted by
+            # the recall it adds (the group's positives).
+            tp = np.cumsum(pos[:, ::-1], axis=1)[:, ::-1]
+            fp = np.cumsum(neg[:, ::-1], axis=1)[:, ::-1]
+            total = tp + fp
+            precision = np.divide(tp, total, out=np.zeros_like(tp), where=total > 0)
+            value = (pos * precision).sum(axis=1) / n_pos
+    return np.where((n_pos > 0) & (n_neg > 0), value, np.nan)
+
+
+@dataclass(frozen=True)
+class BootstrapInterval:
+    """Paired bootstrap percentile interval of (candidate − production) on the same holdout rows.
+
+    Attributes:
+        metric: The headline metric.
+        estimate: candidate − production on the full holdout (NaN if undefined).
+        lower: Lower bound of the two-sided ``confidence_level`` percentile interval.
+        upper: Upper bound.
+        confidence_level: Of the interval.
+        n_resamples: Resamples drawn (``policy.bootstrap_samples``).
+        n_valid: Resamples in which both classes occur; the interval is over these.
+        n_skipped: Resamples lacking a class; they are skipped, not redrawn (``MISSING_CLASS_RESAMPLES``).
+        seed: Seed of the resampling (``policy.random_seed``).
+        undefined_reason: Why the interval is undefined, or None.
+    """
+
+    metric: str
+    estimate: float
+    lower: float
+    upper: float
+    confidence_level: float
+    n_resamples: int
+    n_valid: int
+    n_skipped: int
+    seed: int
+    undefined_reason: str | None = None
+
+    @property
+    def defined(self) -> bool:
+        return self.undefined_reason is None and not any(map(math.isnan, (self.estimate, self.lower, self.upper)))
+
+    @classmethod
+    def undefined(
+        cls, metric: str, confidence_level: float, n_resamples: int, seed: int, reason: str
+    ) -> "BootstrapInterval":
+        """An interval with NaN estimate and bounds, no valid resample, and the reason."""
+        nan = math.nan
+        return cls(metric, nan, nan, nan, confidence_level, n_resamples, 0, 0, seed, reason)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "missing_class_resamples": MISSING_CLASS_RESAMPLES}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "BootstrapInterval":
+        return cls(
+            metric=str(data["metric"]),
+            estimate=_float(data["estimate"]),
+            lower=_float(data["lower"]),
+            upper=_float(data["upper"]),
+            confidence_level=float(data["confidence_level"]),
+            n_resamples=int(data["n_resamples"]),
+            n_valid=int(data["n_valid"]),
+            n_skipped=int(data["n_skipped"]),
+            seed=int(data["seed"]),
+            undefined_reason=data.get("undefined_reason"),
+        )
+
+
+def bootstrap_difference(
+    name: str,
+    y_true: np.ndarray,
+    candidate: np.ndarray,
+    production: np.ndarray,
+    *,
+    samples: int,
+    confidence_level: float,
+    seed: int,
+) -> BootstrapInterval:
+    """Paired percentile bootstrap of ``metric(candidate) − metric(production)``.
+
+    Each resample draws ``n`` rows with replacement and scores both models on the same rows, so the
+    interval reflects the uncertainty of the difference, not of each metric alone.
+
+    Args:
+        name: ``roc_auc`` or ``pr_auc``.
+        y_true: 0/1 labels.
+        candidate: Candidate scores in [0, 1].
+        production: Production scores in [0, 1].
+        samples: Resamples to draw.
+        confidence_level: Of the two-sided interval, in (0, 1).
+        seed: Seed of :func:`numpy.random.default_rng`.
+
+    Returns:
+        The interval; undefined (NaN bounds, with the reason) when the full holdout has a single class
+        or no resample has both classes.
+    """
+    y, cand = _check_inputs(y_true, candidate)
+    _, prod = _check_inputs(y, production)
+    estimate = ranking_metric(name, y, cand) - ranking_metric(name, y, prod)
+    n = len(y)
+    undefined = BootstrapInterval.undefined(name, confidence_level, samples, seed, "")
+    if math.isnan(estimate):
+        return replace(undefined, undefined_reason=f"the {n}-row holdout has a single class: {name} is undefined")
+    rng = np.random.default_rng(seed)
+    chunk = max(1, _BOOTSTRAP_CHUNK_CELLS // n)
+    deltas: list[np.ndarray] = []
+    for start in range(0, samples, chunk):
+        size = min(chunk, samples - start)
+        idx = rng.integers(0, n, size=(size, n))
+        # Multiplicities of each row per resample, via one flat bincount (row r's indices offset by r * n).
+        counts = np.bincount((idx + (np.arange(size) * n)[:, None]).ravel(), minlength=size * n).reshape(size, n)
+        deltas.append(resampled_ranking_metric(name, y, cand, counts) - resampled_ranking_metric(name, y, prod, counts))
+    delta = np.concatenate(deltas)
+    valid = delta[~np.isnan(delta)]
+    n_skipped = samples - len(valid)
+    if len(valid) == 0:
+        reason = f"none of the {samples} resamples holds both classes"
+        return replace(undefined, estimate=estimate, n_skipped=n_skipped, undefined_reason=reason)
+    alpha = 1.0 - confidence_level
+    lower, upper = np.quantile(valid, [alpha / 2, 1 - alpha / 2])
+    return replace(
+        undefined,
+        estimate=estimate,
+        lower=float(lower),
+        upper=float(upper),
+        n_valid=len(valid),
+        n_skipped=n_skipped,
+        undefined_reason=None,
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# Groups: slices and fairness
+# --------------------------------------------------------------------------------------------------
+
+
+def value_groups(column: pd.Series) -> list[tuple[str | None, np.ndarray]]:
+    """The rows of each value of ``column`` as boolean masks.
+
+    Values are compared as text; missing values form the group ``None``. Most frequent first, ties by
+    value (missing last), so tables are deterministic; beyond :data:`MAX_SLICE_VALUES` values the tail is
+    pooled into ``"__other__"``.
+
+    Args:
+        column: A column of the holdout.
+
+    Returns:
+        ``(value, mask)`` pairs.
+    """
+    missing = column.isna().to_numpy()
+    text = np.where(missing, "", column.astype(object).astype(str).to_numpy())
+    counts = Counter(None if m else str(t) for t, m in zip(text, missing, strict=True))
+    ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0] is None, kv[0] or ""))
+    groups: list[tuple[str | None, np.ndarray]] = [
+        (key, missing if key is None else (text == key) & ~missing) for key, _ in ranked[:MAX_SLICE_VALUES]
+    ]
+    if len(ranked) > MAX_SLICE_VALUES:
+        tail = ~np.logical_or.reduce([mask for _, mask in groups])
+        groups.append((OTHER_CATEGORY, tail))
+    return groups
+
+
+def slice_floor(column: str, value: str | None, policy: Policy) -> float:
+    """The headline-metric floor of slice ``column == value``: its ``slice_floors`` entry, else the general one."""
+    return next(
+        (f.min_metric for f in policy.slice_floors if f.column == column and f.value == value),
+        policy.slice_metric_floor,
+    )
+
+
+def slice_not_gated_reason(n: int, n_positive: int, policy: Policy) -> str | None:
+    """Why a slice of ``n`` rows (``n_positive`` positive) is not gated under ``policy``; None when it is."""
+    if n < policy.min_slice_size:
+        return f"{n} rows < min_slice_size {policy.min_slice_size}"
+    if n_positive in (0, n):
+        return f"all {n} rows are {'positive' if n_positive else 'negative'}: the metric needs both classes"
+    return None
+
+
+def _slice_table(
+    holdout: pd.DataFrame,
+    columns: Sequence[str],
+    policy: Policy,
+    y: np.ndarray,
+    candidate: np.ndarray | None,
+    production: np.ndarray | None,
+) -> tuple[dict[str, Any], ...]:
+    # candidate/production are None when there is no such model or its scores are invalid (metric NaN).
+    metric = policy.headline_metric
+    rows: list[dict[str, Any]] = []
+    for column in columns:
+        for value, mask in value_groups(holdout[column]):
+            n = int(mask.sum())
+            n_pos = int(y[mask].sum())
+            cand = ranking_metric(metric, y[mask], candidate[mask]) if candidate is not None and n else math.nan
+            prod = ranking_metric(metric, y[mask], production[mask]) if production is not None and n else math.nan
+            reason = slice_not_gated_reason(n, n_pos, policy)
+            rows.append(
+                {
+                    "slice_column": column,
+                    "value": value,
+                    "n": n,
+                    "n_positive": n_pos,
+                    "positive_rate": n_pos / n if n else math.nan,
+                    "metric": metric,
+                    "candidate": cand,
+                    "production": prod,
+                    "delta": cand - prod,
+                    "gated": reason is None,
+                    "not_gated_reason": reason,
+                    "floor": slice_floor(column, value, policy),
+                }
+            )
+    return tuple(rows)
+
+
+_SLICE_FLOATS = ("positive_rate", "candidate", "production", "delta")
+
+
+@dataclass(frozen=True)
+class GroupRates:
+    """The candidate's rates on one group of a protected attribute, at the decision threshold.
+
+    Attributes:
+        group: The attribute's value (None: missing).
+        n: Rows.
+        n_positive: Positive rows.
+        positive_rate: Share of positive rows.
+        predicted_positive_rate: Share of rows predicted positive (selection rate).
+        tpr: True positive rate (NaN without positive rows).
+        fpr: False positive rate (NaN without negative rows).
+    """
+
+    group: str | None
+    n: int
+    n_positive: int
+    positive_rate: float
+    predicted_positive_rate: float
+    tpr: float
+    fpr: float
+
+    @classmethod
+    def of(cls, group: str | None, y_true: np.ndarray, predicted: np.ndarray) -> "GroupRates":
+        """Rates of one group from its labels and 0/1 predictions."""
+        tn, fp, fn, tp = (int(v) for v in skm.confusion_matrix(y_true, predicted, labels=[0, 1]).ravel())
+        n = tn + fp + fn + tp
+        return cls(
+            group=group,
+            n=n,
+            n_positive=tp + fn,
+            positive_rate=(tp + fn) / n if n else math.nan,
+            predicted_positive_rate=(tp + fp) / n if n else math.nan,
+            tpr=tp / (tp + fn) if tp + fn else math.nan,
+            fpr=fp / (fp + tn) if fp + tn else math.nan,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "GroupRates":
+        return cls(
+            group=data["group"],
+            n=int(data["n"]),
+            n_positive=int(data["n_positive"]),
+            positive_rate=_float(data["positive_rate"]),
+            predicted_positive_rate=_float(data["predicted_positive_rate"]),
+            tpr=_float(data["tpr"]),
+            fpr=_float(data["fpr"]),
+        )
+
+
+def _gap(values: Sequence[float]) -> float:
+    return max(values) - min(values)
+
+
+@dataclass(frozen=True)
+class FairnessReport:
+    """Group fairness of the candidate on one protected attribute.
+
+    Attributes:
+        attribute: The protected column.
+        min_group_size: Groups with fewer rows are listed but not counted in the gaps.
+        groups: Rates of every group.
+        counted: The groups counted.
+        small_groups: The groups listed but not counted.
+        demographic_parity_difference: Largest minus smallest predicted positive rate over counted groups.
+        demographic_parity_ratio: Smallest over largest such rate (1 when all are 0: the rates are equal).
+        tpr_difference: Largest minus smallest TPR over counted groups.
+        fpr_difference: Largest minus smallest FPR over counted groups.
+        equalized_odds_difference: ``max(tpr_difference, fpr_difference)``.
+        undefined_reason: Why some value is undefined (NaN), or None.
+    """
+
+    attribute: str
+    min_group_size: int
+    groups: tuple[GroupRates, ...]
+    counted: tuple[str | None, ...]
+    small_groups: tuple[str | None, ...]
+    demographic_parity_difference: float
+    demographic_parity_ratio: float
+    tpr_difference: float
+    fpr_difference: float
+    equalized_odds_difference: float
+    undefined_reason: str | None = None
+
+    @classmethod
+    def from_groups(cls, attribute: str, groups: Sequence[GroupRates], min_group_size: int) -> "FairnessReport":
+        """Summarise group rates: the gaps over the groups with at least ``min_group_size`` rows.
+
+        Args:
+            attribute: The protected column.
+            groups: Rates per group.
+            min_group_size: Smallest group counted.
+
+        Returns:
+            The report; with fewer than two counted groups there is nothing to compare, so every gap is
+            NaN with the reason (the gate fails closed). A counted group without positive (negative) rows
+            makes the TPR (FPR) gap, and so the equalized-odds difference, undefined.
+        """
+        counted = [g for g in groups if g.n >= min_group_size]
+        small = tuple(g.group for g in groups if g.n < min_group_size)
+        nan = math.nan
+        dp_diff = dp_ratio = tpr_gap = fpr_gap = nan
+        reasons: list[str] = []
+        if len(counted) < 2:
+            reasons.append(
+                f"{len(counted)} group(s) of {attribute!r} have >= min_group_size {min_group_size} rows: "
+                "at least two are needed to compare"
+            )
+        else:
+            rates = [g.predicted_positive_rate for g in counted]
+            dp_diff = _gap(rates)
+            dp_ratio = min(rates) / max(rates) if max(rates) > 0 else 1.0
+            no_pos = [g.group for g in counted if math.isnan(g.tpr)]
+            no_neg = [g.group for g in counted if math.isnan(g.fpr)]
+            if no_pos:
+                reasons.append(f"groups {no_pos} of {attribute!r} have no positive rows: TPR undefined")
+            else:
+                tpr_gap = _gap([g.tpr for g in counted])
+            if no_neg:
+                reasons.append(f"groups {no_neg} of {attribute!r} have no negative rows: FPR undefined")
+            else:
+                fpr_gap = _gap([g.fpr for g in counted])
+        return cls(
+            attribute=attribute,
+            min_group_size=min_group_size,
+            groups=tuple(groups),
+            counted=tuple(g.group for g in counted),
+            small_groups=small,
+            demographic_parity_difference=dp_diff,
+            demographic_parity_ratio=dp_ratio,
+            tpr_difference=tpr_gap,
+            fpr_difference=fpr_gap,
+            # NaN propagates through max(), so either undefined gap makes the difference undefined.
+            equalized_odds_difference=nan if math.isnan(tpr_gap) or math.isnan(fpr_gap) else max(tpr_gap, fpr_gap),
+            undefined_reason="; ".join(reasons) or None,
+        )
+
+    @classmethod
+    def undefined(cls, attribute: str, min_group_size: int, reason: str) -> "FairnessReport":
+        """A report with no groups (e.g. the candidate's scores are not probabilities)."""
+        nan = math.nan
+        return cls(attribute, min_group_size, (), (), (), nan, nan, nan, nan, nan, reason)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "groups": [g.to_dict() for g in self.groups]}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "FairnessReport":
+        return cls(
+            attribute=str(data["attribute"]),
+            min_group_size=int(data["min_group_size"]),
+            groups=tuple(GroupRates.from_dict(g) for g in data["groups"]),
+            counted=tuple(data["counted"]),
+            small_groups=tuple(data["small_groups"]),
+            demographic_parity_difference=_float(data["demographic_parity_difference"]),
+            demographic_parity_ratio=_float(data["demographic_parity_ratio"]),
+            tpr_difference=_float(data["tpr_difference"]),
+            fpr_difference=_float(data["fpr_difference"]),
+            equalized_odds_difference=_float(data["equalized_odds_difference"]),
+            undefined_reason=data.get("undefined_reason"),
+        )
+
+
+def fairness_report(
+    attribute: str, column: pd.Series, y_true: np.ndarray, predicted: np.ndarray, min_group_size: int
+) -> FairnessReport:
+    """Group rates and gaps of 0/1 predictions on one protected attribute.
+
+    Args:
+        attribute: The protected column's name.
+        column: Its values on the holdout rows.
+        y_true: 0/1 labels.
+        predicted: 0/1 predictions at the decision threshold.
+        min_group_size: Smallest group counted in the gaps.
+
+    Returns:
+        The report.
+    """
+    groups = [GroupRates.of(value, y_true[mask], predicted[mask]) for value, mask in value_groups(column)]
+    return FairnessReport.from_groups(attribute, groups, min_group_size)
+
+
+# --------------------------------------------------------------------------------------------------
+# The evaluation record
+# --------------------------------------------------------------------------------------------------
+
+
+def _float(value: Any) -> float:
+    # JSON has no NaN: None stood for an undefined (NaN) value.
+    return math.nan if value is None else float(value)
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` as JSON data: mappings and sequences as dicts and lists, numpy scalars as Python ones,
+    NaN and ±inf as None (JSON has neither)."""
     if isinstance(value, Mapping):
-        return {str(k): _json_safe(v) for k, v in value.items()}
+        return {str(k): json_safe(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_json_safe(v) for v in value]
+        return [json_safe(v) for v in value]
     if isinstance(value, bool | np.bool_):
         return bool(value)
     if isinstance(value, int | np.integer):
@@ -118,14 +764,13 @@ def _json_safe(value: Any) -> Any:
 
 
 def _metrics_from_json(data: Mapping[str, Any]) -> dict[str, Any]:
-    # JSON has no NaN: a None metric value was an undefined (NaN) one.
     return {k: (math.nan if v is None else v) for k, v in data.items()}
 
 
 @dataclass(frozen=True)
 class HoldoutScores:
-    """The paired holdout labels and scores behind an :class:`Evaluation` (kept for resampling, e.g. a
-    bootstrap confidence interval; not part of :meth:`Evaluation.to_dict`)."""
+    """The paired holdout labels and scores behind an :class:`Evaluation` (kept for resampling; not part
+    of :meth:`Evaluation.to_dict`)."""
 
     y_true: np.ndarray
     candidate: np.ndarray
@@ -133,20 +778,33 @@ class HoldoutScores:
     production: np.ndarray | None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Evaluation:
-    """Candidate, baseline and (if any) production metrics on one holdout.
+    """Candidate, baseline and (if any) production measured on one holdout, plus what the gates need.
+
+    Two evaluations are equal when their :meth:`to_dict` forms are equal: NaN equals NaN there, and the
+    raw ``scores`` are ignored, so ``Evaluation.from_dict(ev.to_dict()) == ev``.
 
     Attributes:
         n_holdout: Number of holdout rows scored.
         headline_metric: The metric the model gates compare (``policy.headline_metric``).
-        candidate: Candidate metrics (see :func:`classification_metrics`).
+        candidate: Candidate metrics (see :func:`classification_metrics`; all NaN with an
+            ``undefined_reason`` when its scores are not probabilities).
         baseline: Baseline metrics.
         production: Production model metrics, or None when nothing is in production.
         slices: Per slice column and value: ``slice_column``, ``value`` (str, None for missing,
-            ``"__other__"`` for a pooled tail), ``n``, ``n_positive``, ``positive_rate``, ``metric``
-            (the headline metric's name) and ``candidate`` (its value for the candidate, NaN if undefined).
-        threshold: Decision threshold used for accuracy and f1.
+            ``"__other__"`` for a pooled tail), ``n``, ``n_positive``, ``positive_rate``, ``metric`` (the
+            headline metric's name), ``candidate`` and ``production`` (its value, NaN if undefined or no
+            production), ``delta`` (candidate − production), ``gated``, ``not_gated_reason`` and ``floor``.
+        threshold: Decision threshold (``policy.decision_threshold``) of accuracy, f1, predicted positive
+            rates and the fairness rates.
+        reliability: Model (``candidate``, ``production``) → reliability table; a model is absent when
+            it does not exist or its scores are not probabilities.
+        fairness: One report per protected attribute, in spec order.
+        bootstrap: Paired bootstrap interval of (candidate − production); None without production.
+        predictions: Model → counts of invalid scores.
+        latency: Scoring latency of the stored candidate artifact, None when not measured.
+        policy: The effective policy (:meth:`Policy.to_dict`) the evaluation was measured under.
         scores: The holdout labels and scores (None when rebuilt from a dict).
     """
 
@@ -157,7 +815,20 @@ class Evaluation:
     production: dict[str, Any] | None
     slices: tuple[dict[str, Any], ...] = ()
     threshold: float = 0.5
-    scores: HoldoutScores | None = field(default=None, compare=False, repr=False)
+    reliability: Mapping[str, tuple[ReliabilityBin, ...]] = field(default_factory=dict)
+    fairness: tuple[FairnessReport, ...] = ()
+    bootstrap: BootstrapInterval | None = None
+    predictions: Mapping[str, ScoreValidity] = field(default_factory=dict)
+    latency: LatencyReport | None = None
+    policy: Mapping[str, Any] = field(default_factory=dict)
+    scores: HoldoutScores | None = field(default=None, repr=False)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Evaluation):
+            return NotImplemented
+        return self.to_dict() == other.to_dict()
+
+    __hash__ = None  # type: ignore[assignment]  # holds dicts; equality is by value
 
     @property
     def candidate_headline(self) -> float:
@@ -174,9 +845,13 @@ class Evaluation:
         """Production headline metric, None when there is no production model."""
         return None if self.production is None else float(self.production[self.headline_metric])
 
+    def effective_policy(self) -> Policy | None:
+        """The policy recorded with the evaluation, None when none was recorded."""
+        return policy_from_dict(self.policy, "evaluation record") if self.policy else None
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe plain data (NaN becomes None); the scores are not included."""
-        return _json_safe(
+        return json_safe(
             {
                 "n_holdout": self.n_holdout,
                 "headline_metric": self.headline_metric,
@@ -184,61 +859,44 @@ class Evaluation:
                 "candidate": self.candidate,
                 "baseline": self.baseline,
                 "production": self.production,
+                "reliability": {k: [b.to_dict() for b in table] for k, table in self.reliability.items()},
                 "slices": list(self.slices),
+                "fairness": [f.to_dict() for f in self.fairness],
+                "bootstrap": None if self.bootstrap is None else self.bootstrap.to_dict(),
+                "predictions": {k: v.to_dict() for k, v in self.predictions.items()},
+                "latency": None if self.latency is None else self.latency.to_dict(),
+                "policy": dict(self.policy),
             }
         )
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "Evaluation":
-        """Rebuild an evaluation from :meth:`to_dict` output (None metric values become NaN)."""
+        """Rebuild an evaluation from :meth:`to_dict` output (None metric values become NaN).
+
+        Keys added after the first version (reliability, fairness, bootstrap, predictions, latency,
+        policy) may be absent, as in records stored before them.
+        """
         production = data.get("production")
+        bootstrap = data.get("bootstrap")
+        latency = data.get("latency")
         return cls(
             n_holdout=int(data["n_holdout"]),
             headline_metric=str(data["headline_metric"]),
             candidate=_metrics_from_json(data["candidate"]),
             baseline=_metrics_from_json(data["baseline"]),
             production=None if production is None else _metrics_from_json(production),
-            slices=tuple(
-                {**row, "candidate": math.nan if row.get("candidate") is None else row["candidate"]}
-                for row in data.get("slices", [])
-            ),
+            slices=tuple({**row, **{k: _float(row.get(k)) for k in _SLICE_FLOATS}} for row in data.get("slices", [])),
             threshold=float(data.get("threshold", 0.5)),
+            reliability={
+                k: tuple(ReliabilityBin.from_dict(b) for b in table)
+                for k, table in (data.get("reliability") or {}).items()
+            },
+            fairness=tuple(FairnessReport.from_dict(f) for f in data.get("fairness") or ()),
+            bootstrap=None if bootstrap is None else BootstrapInterval.from_dict(bootstrap),
+            predictions={k: ScoreValidity.from_dict(v) for k, v in (data.get("predictions") or {}).items()},
+            latency=None if latency is None else LatencyReport.from_dict(latency),
+            policy=dict(data.get("policy") or {}),
         )
-
-
-def _slice_table(
-    holdout: pd.DataFrame, spec: DatasetSpec, y: np.ndarray, scores: np.ndarray
-) -> tuple[dict[str, Any], ...]:
-    metric = spec.policy.headline_metric
-    rows: list[dict[str, Any]] = []
-    for column in spec.slices:
-        col = holdout[column]
-        missing = col.isna().to_numpy()
-        text = np.where(missing, "", col.astype(object).astype(str).to_numpy())
-        counts = Counter(None if m else str(t) for t, m in zip(text, missing, strict=True))
-        # Most frequent first, ties by value (missing last), so the table and its tail cut are deterministic.
-        ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0] is None, kv[0] or ""))
-        groups: list[tuple[str | None, np.ndarray]] = [
-            (key, missing if key is None else (text == key) & ~missing) for key, _ in ranked[:MAX_SLICE_VALUES]
-        ]
-        if len(ranked) > MAX_SLICE_VALUES:
-            tail = ~np.logical_or.reduce([mask for _, mask in groups])
-            groups.append((OTHER_CATEGORY, tail))
-        for value, mask in groups:
-            n = int(mask.sum())
-            n_pos = int(y[mask].sum())
-            rows.append(
-                {
-                    "slice_column": column,
-                    "value": value,
-                    "n": n,
-                    "n_positive": n_pos,
-                    "positive_rate": n_pos / n if n else math.nan,
-                    "metric": metric,
-                    "candidate": ranking_metric(metric, y[mask], scores[mask]) if n else math.nan,
-                }
-            )
-    return tuple(rows)
 
 
 def evaluate(
@@ -247,24 +905,30 @@ def evaluate(
     candidate_pipeline: Pipeline,
     baseline_pipeline: Pipeline,
     production_pipeline: Pipeline | None = None,
-    threshold: float = 0.5,
+    *,
+    policy: Policy | None = None,
+    latency: LatencyReport | None = None,
 ) -> Evaluation:
-    """Score candidate, baseline and production on the same holdout rows.
+    """Score candidate, baseline and production on the same holdout rows and measure what the gates need.
 
     Args:
         features_df: A features frame from :func:`~mlops_assets.ml.features.build_features`.
-        spec: The dataset spec (headline metric, slices).
+        spec: The dataset spec (slices, protected attributes).
         candidate_pipeline: The fitted candidate.
         baseline_pipeline: The fitted baseline.
         production_pipeline: The model in production, or None on a first run.
-        threshold: Decision threshold for accuracy and f1.
+        policy: The effective policy; defaults to ``spec.policy``. Its headline metric, decision
+            threshold, calibration bins, slice and group sizes, bootstrap settings and seed are used here.
+        latency: The candidate artifact's latency (:func:`~mlops_assets.ml.latency.measure_latency`),
+            recorded as is; None when not measured (the latency gate then fails).
 
     Returns:
-        The evaluation.
+        The evaluation (deterministic for given inputs and seed, apart from ``latency``).
 
     Raises:
-        ValueError: the frame has no holdout rows.
+        ValueError: the frame has no holdout rows or lacks the label/split columns.
     """
+    policy = spec.policy if policy is None else policy
     for column in (SPLIT_COLUMN, LABEL_COLUMN):
         if column not in features_df.columns:
             raise ValueError(f"features frame lacks {column!r}; build it with build_features()")
@@ -272,16 +936,71 @@ def evaluate(
     if len(holdout) == 0:
         raise ValueError(f"no holdout rows to evaluate on for spec {spec.name!r}")
     y = holdout[LABEL_COLUMN].to_numpy(dtype=np.int64)
-    cand = predict_scores(candidate_pipeline, holdout, spec)
-    base = predict_scores(baseline_pipeline, holdout, spec)
-    prod = None if production_pipeline is None else predict_scores(production_pipeline, holdout, spec)
+    scores: dict[str, np.ndarray] = {
+        "candidate": predict_scores(candidate_pipeline, holdout, spec),
+        "baseline": predict_scores(baseline_pipeline, holdout, spec),
+    }
+    if production_pipeline is not None:
+        scores["production"] = predict_scores(production_pipeline, holdout, spec)
+    validity = {model: ScoreValidity.of(s) for model, s in scores.items()}
+    # Only scores that are probabilities are measured; a model with any other score gets NaN metrics with
+    # the reason, so every gate that reads them fails closed (and predictions_valid names the count).
+    usable = {model: s for model, s in scores.items() if validity[model].valid}
+    metrics = {
+        model: (
+            classification_metrics(
+                y, usable[model], policy.decision_threshold, calibration_bins=policy.calibration_bins
+            )
+            if model in usable
+            else _undefined_metrics(y, validity[model].reason(model))
+        )
+        for model in scores
+    }
+    cand, prod = usable.get("candidate"), usable.get("production")
+    if cand is None:
+        fairness = tuple(
+            FairnessReport.undefined(a, policy.min_group_size, validity["candidate"].reason("candidate"))
+            for a in spec.protected
+        )
+    else:
+        predicted = (cand >= policy.decision_threshold).astype(np.int64)
+        fairness = tuple(fairness_report(a, holdout[a], y, predicted, policy.min_group_size) for a in spec.protected)
+    bootstrap: BootstrapInterval | None = None
+    if production_pipeline is not None:
+        if cand is None or prod is None:
+            reason = "; ".join(validity[m].reason(m) for m in ("candidate", "production") if not validity[m].valid)
+            bootstrap = BootstrapInterval.undefined(
+                policy.headline_metric, policy.confidence_level, policy.bootstrap_samples, policy.random_seed, reason
+            )
+        else:
+            bootstrap = bootstrap_difference(
+                policy.headline_metric,
+                y,
+                cand,
+                prod,
+                samples=policy.bootstrap_samples,
+                confidence_level=policy.confidence_level,
+                seed=policy.random_seed,
+            )
     return Evaluation(
         n_holdout=len(holdout),
-        headline_metric=spec.policy.headline_metric,
-        candidate=classification_metrics(y, cand, threshold),
-        baseline=classification_metrics(y, base, threshold),
-        production=None if prod is None else classification_metrics(y, prod, threshold),
-        slices=_slice_table(holdout, spec, y, cand),
-        threshold=threshold,
-        scores=HoldoutScores(y_true=y, candidate=cand, baseline=base, production=prod),
+        headline_metric=policy.headline_metric,
+        candidate=metrics["candidate"],
+        baseline=metrics["baseline"],
+        production=metrics.get("production"),
+        slices=_slice_table(holdout, spec.slices, policy, y, cand, prod),
+        threshold=policy.decision_threshold,
+        reliability={
+            model: reliability_table(y, usable[model], policy.calibration_bins)
+            for model in ("candidate", "production")
+            if model in usable
+        },
+        fairness=fairness,
+        bootstrap=bootstrap,
+        predictions=validity,
+        latency=latency,
+        policy=policy.to_dict(),
+        scores=HoldoutScores(
+            y_true=y, candidate=scores["candidate"], baseline=scores["baseline"], production=scores.get("production")
+        ),
     )

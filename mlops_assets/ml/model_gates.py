@@ -1,30 +1,101 @@
 """Model gates: pure decisions on an :class:`~mlops_assets.ml.evaluation.Evaluation` under a :class:`Policy`.
 
-Every gate fails closed: an undefined (NaN) metric never passes. Comparisons allow a tolerance of
-``1e-12`` so that float noise in a difference (``0.75 - 0.70 = 0.04999...``) does not flip a decision
-that is exact on paper.
+Every gate fails closed: an undefined (NaN) metric, a missing measurement or a measurement taken under
+different settings than the gate's policy (another confidence level, bin count, decision threshold or
+latency batch size) never passes, and the message says why. Comparisons allow a tolerance of ``1e-12`` so
+that float noise in a difference (``0.75 - 0.70 = 0.04999...``) does not flip a decision that is exact
+on paper. Evidence is JSON data (NaN as None).
 """
 
 import math
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from mlops_assets.ml.evaluation import UNDEFINED_REASON, Evaluation
+from mlops_assets.ml.evaluation import (
+    UNDEFINED_REASON,
+    Evaluation,
+    FairnessReport,
+    json_safe,
+    slice_floor,
+    slice_not_gated_reason,
+)
 from mlops_assets.ml.gate_result import GateResult
 from mlops_assets.ml.policy import Policy
 
 _TOL = 1e-12
+# How many failing items a message names before "and k more" (the evidence lists them all).
+_MESSAGE_ITEMS = 5
+# Which policy settings shape which recorded measurement: a gate whose policy differs from the one the
+# evaluation was measured under cannot re-measure (the scores are not stored), so it fails closed.
+_MEASURED_WITH: dict[str, tuple[str, ...]] = {
+    "accuracy": ("decision_threshold",),
+    "f1": ("decision_threshold",),
+    "ece": ("calibration_bins",),
+}
 
 
 def _safe(value: float | None) -> float | None:
     return None if value is None or math.isnan(value) else float(value)
 
 
-def _undefined(metrics: dict[str, Any], name: str) -> str:
+def _undefined(metrics: Mapping[str, Any], name: str) -> str:
     return str(metrics.get(UNDEFINED_REASON) or f"{name} is NaN")
 
 
 def _fmt(value: float | None) -> str:
     return "undefined" if value is None or math.isnan(value) else f"{value:.4f}"
+
+
+def _nan(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _summary(items: Sequence[str]) -> str:
+    more = len(items) - _MESSAGE_ITEMS
+    return "; ".join(items[:_MESSAGE_ITEMS]) + (f"; and {more} more" if more > 0 else "")
+
+
+def _pct(level: float) -> str:
+    return f"{level * 100:g}%"
+
+
+def _mismatch(ev: Evaluation, policy: Policy, keys: Sequence[str]) -> str | None:
+    """Settings among ``keys`` that differ between the evaluation's recorded policy and ``policy``."""
+    if not ev.policy:  # a record without a policy (hand-made, or stored before policies were recorded)
+        return None
+    diffs = [
+        f"{key} {ev.policy[key]!r} (gate policy: {getattr(policy, key)!r})"
+        for key in keys
+        if key in ev.policy and ev.policy[key] != getattr(policy, key)
+    ]
+    if not diffs:
+        return None
+    return f"the evaluation was measured with {', '.join(diffs)}; re-run the evaluation under the gate's policy"
+
+
+def _result(
+    name: str,
+    passed: bool,
+    condition: str,
+    message: str,
+    observed: float | int | None,
+    threshold: float | int | None,
+    evidence: Mapping[str, Any],
+) -> GateResult:
+    return GateResult(
+        name=name,
+        passed=passed,
+        condition=condition,
+        message=message,
+        observed=observed,
+        threshold=threshold,
+        evidence=json_safe(evidence),
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# Headline metric
+# --------------------------------------------------------------------------------------------------
 
 
 def gate_metric_above_floor(ev: Evaluation, policy: Policy) -> GateResult:
@@ -44,25 +115,25 @@ def gate_metric_above_floor(ev: Evaluation, policy: Policy) -> GateResult:
     evidence = {"metric": metric, "candidate": _safe(value), "floor": floor, "n_holdout": ev.n_holdout}
     if math.isnan(value):
         reason = _undefined(ev.candidate, metric)
-        return GateResult(
-            name="metric_above_floor",
-            passed=False,
-            condition=condition,
-            message=f"candidate {metric} is undefined on the {ev.n_holdout}-row holdout ({reason}); failing closed",
-            observed=None,
-            threshold=floor,
-            evidence={**evidence, "undefined_reason": reason},
+        return _result(
+            "metric_above_floor",
+            False,
+            condition,
+            f"candidate {metric} is undefined on the {ev.n_holdout}-row holdout ({reason}); failing closed",
+            None,
+            floor,
+            {**evidence, "undefined_reason": reason},
         )
     passed = value >= floor - _TOL
     relation = ">=" if passed else "<"
-    return GateResult(
-        name="metric_above_floor",
-        passed=passed,
-        condition=condition,
-        message=f"candidate {metric} {_fmt(value)} {relation} floor {floor} on {ev.n_holdout} holdout rows",
-        observed=value,
-        threshold=floor,
-        evidence=evidence,
+    return _result(
+        "metric_above_floor",
+        passed,
+        condition,
+        f"candidate {metric} {_fmt(value)} {relation} floor {floor} on {ev.n_holdout} holdout rows",
+        value,
+        floor,
+        evidence,
     )
 
 
@@ -97,119 +168,553 @@ def gate_beats_baseline(ev: Evaluation, policy: Policy) -> GateResult:
     if math.isnan(cand) or math.isnan(base):
         which = "candidate" if math.isnan(cand) else "baseline"
         reason = _undefined(ev.candidate if math.isnan(cand) else ev.baseline, metric)
-        return GateResult(
-            name="beats_baseline",
-            passed=False,
-            condition=condition,
-            message=f"{which} {metric} is undefined on the holdout ({reason}); failing closed",
-            observed=None,
-            threshold=min_lift,
-            evidence={**evidence, "lift": None, "undefined_reason": reason},
+        return _result(
+            "beats_baseline",
+            False,
+            condition,
+            f"{which} {metric} is undefined on the holdout ({reason}); failing closed",
+            None,
+            min_lift,
+            {**evidence, "lift": None, "undefined_reason": reason},
         )
     lift = cand - base
     passed = lift > _TOL if strict else lift >= min_lift - _TOL
     verdict = "beats" if passed else "does not beat"
-    return GateResult(
-        name="beats_baseline",
-        passed=passed,
-        condition=condition,
-        message=(
-            f"candidate {metric} {_fmt(cand)} {verdict} baseline {_fmt(base)}: "
-            f"lift {lift:+.4f}, required {op} {min_lift}"
-        ),
-        observed=lift,
-        threshold=min_lift,
-        evidence={**evidence, "lift": lift},
+    return _result(
+        "beats_baseline",
+        passed,
+        condition,
+        f"candidate {metric} {_fmt(cand)} {verdict} baseline {_fmt(base)}: lift {lift:+.4f}, required {op} {min_lift}",
+        lift,
+        min_lift,
+        {**evidence, "lift": lift},
     )
 
 
 def gate_non_inferior_to_production(ev: Evaluation, policy: Policy) -> GateResult:
-    """Gate ``non_inferior_to_production``: candidate >= production - ``policy.non_inferiority_margin``.
+    """Gate ``non_inferior_to_production``: the bootstrap lower bound of candidate − production >= −ε.
 
-    With no model in production the gate passes (first run) and says so. The comparison is on point
-    estimates; a confidence interval can be added later as a keyword-only argument without breaking
-    callers.
+    The interval is the paired percentile bootstrap recorded in ``ev.bootstrap`` (same resampled rows for
+    both models), two-sided at ``policy.confidence_level``; ε is ``policy.non_inferiority_margin``. With no
+    model in production the gate passes and records ``first_run`` (the change threshold is skipped).
 
     Args:
         ev: The evaluation.
         policy: The gate policy.
 
     Returns:
-        The gate result; ``observed`` is candidate - production, ``threshold`` is ``-margin``.
+        The gate result; ``observed`` is the lower bound, ``threshold`` is ``-margin``.
     """
+    name = "non_inferior_to_production"
     metric = ev.headline_metric
     margin = policy.non_inferiority_margin
-    condition = f"candidate {metric} >= production {metric} - {margin}"
-    if ev.production is None:
-        return GateResult(
-            name="non_inferior_to_production",
-            passed=True,
-            condition=condition,
-            message="no model in production: first-run, change threshold skipped",
-            observed=None,
-            threshold=-margin,
-            evidence={"first_run": True, "metric": metric, "candidate": _safe(ev.candidate_headline), "margin": margin},
-        )
+    level = _pct(policy.confidence_level)
+    condition = (
+        f"lower bound of the {level} paired bootstrap interval of candidate {metric} - production {metric} >= -{margin}"
+    )
     cand = ev.candidate_headline
-    prod = ev.production_headline
-    assert prod is not None  # narrowed by the production check above
+    if ev.production is None:
+        return _result(
+            name,
+            True,
+            condition,
+            "no model in production: first-run, change threshold skipped",
+            None,
+            -margin,
+            {"first_run": True, "metric": metric, "candidate": cand, "margin": margin},
+        )
+    prod = float(ev.production[metric])
     evidence: dict[str, Any] = {
         "first_run": False,
         "metric": metric,
-        "candidate": _safe(cand),
-        "production": _safe(prod),
+        "candidate": cand,
+        "production": prod,
+        "delta": cand - prod,
         "margin": margin,
         "n_holdout": ev.n_holdout,
+        "interval": None if ev.bootstrap is None else ev.bootstrap.to_dict(),
     }
+
+    def closed(message: str) -> GateResult:
+        return _result(name, False, condition, f"{message}; failing closed", None, -margin, evidence)
+
     if math.isnan(cand) or math.isnan(prod):
         which = "candidate" if math.isnan(cand) else "production"
         reason = _undefined(ev.candidate if math.isnan(cand) else ev.production, metric)
-        return GateResult(
-            name="non_inferior_to_production",
-            passed=False,
-            condition=condition,
-            message=f"{which} {metric} is undefined on the holdout ({reason}); failing closed",
-            observed=None,
-            threshold=-margin,
-            evidence={**evidence, "delta": None, "undefined_reason": reason},
-        )
-    delta = cand - prod
-    passed = delta >= -margin - _TOL
-    if delta >= 0:
-        message = f"candidate {metric} {_fmt(cand)} is at least as good as production {_fmt(prod)} ({delta:+.4f})"
-    elif passed:
-        message = (
-            f"candidate {metric} {_fmt(cand)} is worse than production {_fmt(prod)} by {-delta:.4f}, "
-            f"within the margin {margin}"
-        )
+        evidence["undefined_reason"] = reason
+        return closed(f"{which} {metric} is undefined on the holdout ({reason})")
+    mismatch = _mismatch(ev, policy, ("headline_metric", "confidence_level"))
+    if mismatch:
+        return closed(mismatch)
+    b = ev.bootstrap
+    if b is None:
+        return closed("no bootstrap interval of candidate - production is recorded")
+    if not b.defined:
+        evidence["undefined_reason"] = b.undefined_reason
+        return closed(f"the bootstrap interval is undefined ({b.undefined_reason or 'NaN bound'})")
+    passed = b.lower >= -margin - _TOL
+    interval = (
+        f"{level} interval [{b.lower:+.4f}, {b.upper:+.4f}] around {b.estimate:+.4f} "
+        f"({b.n_valid} of {b.n_resamples} resamples; {b.n_skipped} lacking a class skipped)"
+    )
+    if passed:
+        message = f"candidate {metric} is non-inferior to production: lower bound {b.lower:+.4f} >= -{margin}"
     else:
         message = (
-            f"candidate {metric} {_fmt(cand)} is worse than production {_fmt(prod)} by {-delta:.4f}, "
-            f"more than the margin {margin}"
+            f"candidate {metric} may be worse than production by more than {margin}: "
+            f"lower bound {b.lower:+.4f} < -{margin}"
         )
-    return GateResult(
-        name="non_inferior_to_production",
-        passed=passed,
-        condition=condition,
-        message=message,
-        observed=delta,
-        threshold=-margin,
-        evidence={**evidence, "delta": delta},
+    return _result(
+        name,
+        passed,
+        condition,
+        f"{message}; {interval}; candidate {_fmt(cand)}, production {_fmt(prod)}",
+        b.lower,
+        -margin,
+        evidence,
     )
 
 
-def evaluation_gates(ev: Evaluation, policy: Policy) -> tuple[GateResult, ...]:
-    """All model gates, in order: metric floor, baseline, production.
+# --------------------------------------------------------------------------------------------------
+# Generic metric thresholds
+# --------------------------------------------------------------------------------------------------
+
+
+def gate_metric_thresholds_met(ev: Evaluation, policy: Policy) -> GateResult:
+    """Gate ``metric_thresholds_met``: every ``policy.thresholds`` entry holds.
+
+    Value thresholds (``min_value`` for higher-is-better metrics, ``max_value`` for lower-is-better ones)
+    apply to the candidate. Change thresholds compare with production: how much worse the candidate is
+    (``production - candidate`` when higher is better, ``candidate - production`` when lower is) must be at
+    most ``max_regression_absolute``, and at most ``max_regression_relative`` times ``|production|``. They
+    are skipped, and recorded, when nothing is in production. No thresholds configured: passes, recorded.
 
     Args:
         ev: The evaluation.
         policy: The gate policy.
 
     Returns:
-        ``(metric_above_floor, beats_baseline, non_inferior_to_production)``.
+        The gate result; ``observed`` is the number of failed checks, ``threshold`` 0. The evidence lists
+        every check with its status (``passed``, ``failed``, ``skipped``).
     """
-    return (
-        gate_metric_above_floor(ev, policy),
-        gate_beats_baseline(ev, policy),
-        gate_non_inferior_to_production(ev, policy),
+    name = "metric_thresholds_met"
+    condition = "every configured value threshold holds for the candidate and every change threshold vs production"
+    if not policy.thresholds:
+        return _result(
+            name, True, condition, "no metric thresholds configured", 0, 0, {"checks": [], "configured": False}
+        )
+    checks: list[dict[str, Any]] = []
+    for t in policy.thresholds:
+        cand = float(ev.candidate.get(t.metric, math.nan))
+        prod = None if ev.production is None else float(ev.production.get(t.metric, math.nan))
+        direction = "higher" if t.higher_is_better else "lower"
+        mismatch = _mismatch(ev, policy, _MEASURED_WITH.get(t.metric, ()))
+        regression = math.nan if prod is None else (prod - cand if t.higher_is_better else cand - prod)
+        specs: list[tuple[str, float | None, float, str]] = [
+            ("min_value", t.min_value, cand, f"candidate {t.metric} >= {t.min_value}"),
+            ("max_value", t.max_value, cand, f"candidate {t.metric} <= {t.max_value}"),
+            (
+                "max_regression_absolute",
+                t.max_regression_absolute,
+                regression,
+                f"candidate {t.metric} worse than production by <= {t.max_regression_absolute}",
+            ),
+            (
+                "max_regression_relative",
+                t.max_regression_relative,
+                regression,
+                f"candidate {t.metric} worse than production by <= {t.max_regression_relative} x |production|",
+            ),
+        ]
+        for kind, bound, observed, rule in specs:
+            if bound is None:
+                continue
+            change = kind.startswith("max_regression")
+            limit = bound * abs(prod) if kind == "max_regression_relative" and prod is not None else bound
+            row: dict[str, Any] = {
+                "metric": t.metric,
+                "direction": f"{direction} is better",
+                "kind": kind,
+                "rule": rule,
+                "threshold": bound,
+                "candidate": cand,
+                "production": prod,
+                "observed": observed,
+                "limit": limit,
+            }
+            if change and prod is None:
+                row.update(status="skipped", reason="no model in production: change threshold skipped")
+            elif mismatch:
+                row.update(status="failed", reason=mismatch)
+            elif math.isnan(observed):
+                which = ev.candidate if math.isnan(cand) else ev.production or {}
+                row.update(status="failed", reason=f"undefined: {_undefined(which, t.metric)}")
+            else:
+                ok = observed >= bound - _TOL if kind == "min_value" else observed <= limit + _TOL
+                row.update(status="passed" if ok else "failed", reason=None)
+            checks.append(row)
+    failed = [c for c in checks if c["status"] == "failed"]
+    skipped = [c for c in checks if c["status"] == "skipped"]
+    if failed:
+        message = f"{len(failed)} of {len(checks)} metric threshold checks failed: " + _summary(
+            [f"{c['rule']} (observed {_fmt(c['observed'])}{'; ' + c['reason'] if c['reason'] else ''})" for c in failed]
+        )
+    else:
+        message = f"{len(checks) - len(skipped)} metric threshold checks passed"
+        if skipped:
+            message += f", {len(skipped)} change thresholds skipped (no model in production)"
+    evidence = {"checks": checks, "configured": True, "first_run": ev.production is None}
+    return _result(name, not failed, condition, message, len(failed), 0, evidence)
+
+
+# --------------------------------------------------------------------------------------------------
+# Slices
+# --------------------------------------------------------------------------------------------------
+
+
+def gate_slices_meet_floor(ev: Evaluation, policy: Policy) -> GateResult:
+    """Gate ``slices_meet_floor``: every gated slice meets its floor and does not regress vs production.
+
+    A slice is gated when it has at least ``policy.min_slice_size`` holdout rows and both classes; its
+    floor is its ``policy.slice_floors`` entry, else ``policy.slice_metric_floor``. With production, the
+    candidate may be worse than production on the slice by at most ``policy.max_slice_regression``. Slices
+    that are not gated are listed with the reason and do not fail the gate.
+
+    Args:
+        ev: The evaluation.
+        policy: The gate policy.
+
+    Returns:
+        The gate result; ``observed`` is the number of failing slices, ``threshold`` 0.
+    """
+    name = "slices_meet_floor"
+    metric = ev.headline_metric
+    regression = policy.max_slice_regression
+    condition = (
+        f"every slice with >= {policy.min_slice_size} rows and both classes has candidate {metric} >= its floor "
+        f"(default {policy.slice_metric_floor}) and candidate - production >= -{regression} on it"
     )
+    gated: list[dict[str, Any]] = []
+    not_gated: list[dict[str, Any]] = []
+    for row in ev.slices:
+        column, value = row["slice_column"], row["value"]
+        floor = slice_floor(column, value, policy)
+        base = {"slice_column": column, "value": value, "n": row["n"], "n_positive": row["n_positive"]}
+        reason = slice_not_gated_reason(int(row["n"]), int(row["n_positive"]), policy)
+        if reason is not None:
+            not_gated.append({**base, "reason": reason})
+            continue
+        cand, prod = float(row["candidate"]), float(row.get("production", math.nan))
+        problems: list[str] = []
+        if math.isnan(cand):
+            problems.append(f"candidate {metric} undefined (failing closed)")
+        elif cand < floor - _TOL:
+            problems.append(f"{metric} {cand:.4f} < floor {floor}")
+        delta = math.nan
+        if ev.production is not None:
+            if math.isnan(prod):
+                problems.append(f"production {metric} undefined (failing closed)")
+            elif not math.isnan(cand):
+                delta = cand - prod
+                if delta < -regression - _TOL:
+                    problems.append(f"{delta:+.4f} vs production < -{regression}")
+        gated.append(
+            {**base, "candidate": cand, "production": prod, "delta": delta, "floor": floor, "problems": problems}
+        )
+    failing = [g for g in gated if g["problems"]]
+    present = {(row["slice_column"], row["value"]) for row in ev.slices}
+    unmatched = [
+        {"column": f.column, "value": f.value, "min_metric": f.min_metric}
+        for f in policy.slice_floors
+        if (f.column, f.value) not in present
+    ]
+    evidence = {
+        "metric": metric,
+        "failing": failing,
+        "gated": gated,
+        "not_gated": not_gated,
+        "first_run": ev.production is None,
+        "unmatched_slice_floors": unmatched,
+    }
+    if not ev.slices:
+        message = "no slices declared in the spec: nothing to gate"
+    elif failing:
+        message = f"{len(failing)} of {len(gated)} gated slices fail: " + _summary(
+            [f"{g['slice_column']}={g['value']}: {', '.join(g['problems'])}" for g in failing]
+        )
+    else:
+        vs = " and within the regression bound of production" if ev.production is not None else ""
+        message = f"all {len(gated)} gated slices meet their floors{vs}; {len(not_gated)} not gated"
+    return _result(name, not failing, condition, message, len(failing), 0, evidence)
+
+
+# --------------------------------------------------------------------------------------------------
+# Calibration, fairness, predictions, latency
+# --------------------------------------------------------------------------------------------------
+
+
+def gate_calibration_within_bound(ev: Evaluation, policy: Policy) -> GateResult:
+    """Gate ``calibration_within_bound``: the candidate's expected calibration error <= ``policy.max_ece``.
+
+    Args:
+        ev: The evaluation.
+        policy: The gate policy.
+
+    Returns:
+        The gate result; ``observed`` is the ECE, ``threshold`` the bound. The evidence holds the
+        candidate's reliability table.
+    """
+    name = "calibration_within_bound"
+    bound = policy.max_ece
+    condition = f"candidate expected calibration error ({policy.calibration_bins} equal-width bins) <= {bound}"
+    ece = float(ev.candidate.get("ece", math.nan))
+    evidence: dict[str, Any] = {
+        "ece": ece,
+        "max_ece": bound,
+        "bins": policy.calibration_bins,
+        "production_ece": None if ev.production is None else ev.production.get("ece"),
+        "reliability": [b.to_dict() for b in ev.reliability.get("candidate", ())],
+    }
+    mismatch = _mismatch(ev, policy, ("calibration_bins",))
+    if mismatch or math.isnan(ece):
+        reason = mismatch or _undefined(ev.candidate, "ece")
+        return _result(name, False, condition, f"{reason}; failing closed", None, bound, evidence)
+    passed = ece <= bound + _TOL
+    return _result(
+        name,
+        passed,
+        condition,
+        f"candidate ECE {ece:.4f} {'<=' if passed else '>'} {bound} over {ev.n_holdout} holdout rows",
+        ece,
+        bound,
+        evidence,
+    )
+
+
+def _fairness_problems(report: FairnessReport, policy: Policy) -> list[str]:
+    checks = (
+        (
+            "demographic parity difference",
+            report.demographic_parity_difference,
+            "<=",
+            policy.max_demographic_parity_difference,
+        ),
+        ("demographic parity ratio", report.demographic_parity_ratio, ">=", policy.min_demographic_parity_ratio),
+        ("equalized odds difference", report.equalized_odds_difference, "<=", policy.max_equalized_odds_difference),
+    )
+    problems: list[str] = []
+    for label, value, op, bound in checks:
+        if math.isnan(value):
+            problems.append(f"{label} undefined ({report.undefined_reason or 'NaN'})")
+        elif (op == "<=" and value > bound + _TOL) or (op == ">=" and value < bound - _TOL):
+            problems.append(f"{label} {value:.4f} {'>' if op == '<=' else '<'} {bound}")
+    return problems
+
+
+def gate_fairness_within_bounds(ev: Evaluation, policy: Policy) -> GateResult:
+    """Gate ``fairness_within_bounds``: group gaps of the candidate within bounds on every protected attribute.
+
+    Over the groups with at least ``policy.min_group_size`` holdout rows (smaller ones are listed, not
+    counted), at ``policy.decision_threshold``: demographic parity difference <=
+    ``max_demographic_parity_difference``, ratio >= ``min_demographic_parity_ratio`` and equalized odds
+    difference (max of the TPR and FPR gaps) <= ``max_equalized_odds_difference``. Fewer than two
+    counted groups, or a counted group with a single class, leaves a gap undefined and fails closed.
+    No protected attributes declared: passes, recorded.
+
+    Args:
+        ev: The evaluation.
+        policy: The gate policy.
+
+    Returns:
+        The gate result; ``observed`` is the number of failing attributes, ``threshold`` 0.
+    """
+    name = "fairness_within_bounds"
+    condition = (
+        f"on every protected attribute, over groups with >= {policy.min_group_size} rows: demographic parity "
+        f"difference <= {policy.max_demographic_parity_difference}, ratio >= {policy.min_demographic_parity_ratio}"
+        f", equalized odds difference <= {policy.max_equalized_odds_difference}"
+    )
+    if not ev.fairness:
+        return _result(
+            name, True, condition, "no protected attributes declared: nothing to gate", 0, 0, {"attributes": []}
+        )
+    mismatch = _mismatch(ev, policy, ("decision_threshold",))
+    attributes: list[dict[str, Any]] = []
+    for stored in ev.fairness:
+        # The group rates do not depend on min_group_size, so the gaps can be recomputed under the gate's.
+        report = (
+            FairnessReport.from_groups(stored.attribute, stored.groups, policy.min_group_size)
+            if stored.groups and stored.min_group_size != policy.min_group_size
+            else stored
+        )
+        problems = [mismatch] if mismatch else _fairness_problems(report, policy)
+        attributes.append({**report.to_dict(), "problems": problems, "passed": not problems})
+    failing = [a for a in attributes if a["problems"]]
+    if failing:
+        message = f"{len(failing)} of {len(attributes)} protected attributes out of bounds: " + _summary(
+            [f"{a['attribute']}: {', '.join(a['problems'])}" for a in failing]
+        )
+    else:
+        message = f"all {len(attributes)} protected attributes within bounds: " + _summary(
+            [
+                f"{a['attribute']} DP diff {_fmt(a['demographic_parity_difference'])}, "
+                f"ratio {_fmt(a['demographic_parity_ratio'])}, EO diff {_fmt(a['equalized_odds_difference'])}"
+                for a in attributes
+            ]
+        )
+    evidence = {"attributes": attributes, "decision_threshold": ev.threshold}
+    return _result(name, not failing, condition, message, len(failing), 0, evidence)
+
+
+def gate_predictions_valid(ev: Evaluation, policy: Policy) -> GateResult:
+    """Gate ``predictions_valid``: every holdout score of every model is finite and within [0, 1].
+
+    Args:
+        ev: The evaluation.
+        policy: The gate policy (unused; every gate takes one).
+
+    Returns:
+        The gate result; ``observed`` is the number of invalid scores over all models, ``threshold`` 0.
+    """
+    name = "predictions_valid"
+    condition = "every candidate, baseline and production holdout score is finite and within [0, 1]"
+    expected = ["candidate", "baseline"] + ([] if ev.production is None else ["production"])
+    evidence: dict[str, Any] = {"models": {k: v.to_dict() for k, v in ev.predictions.items()}}
+    missing = [m for m in expected if m not in ev.predictions]
+    if missing:
+        return _result(
+            name, False, condition, f"no score counts recorded for {missing}; failing closed", None, 0, evidence
+        )
+    bad = {m: ev.predictions[m] for m in expected if not ev.predictions[m].valid}
+    total = sum(v.n_invalid for v in bad.values())
+    if bad:
+        message = "invalid scores: " + "; ".join(
+            f"{m} {v.n_non_finite} non-finite and {v.n_out_of_range} outside [0, 1] of {v.n}" for m, v in bad.items()
+        )
+    else:
+        message = f"all scores of {', '.join(expected)} are finite probabilities ({ev.n_holdout} rows each)"
+    return _result(name, not bad, condition, message, total, 0, evidence)
+
+
+def gate_latency_within_budget(ev: Evaluation, policy: Policy) -> GateResult:
+    """Gate ``latency_within_budget``: p99 scoring latency of the stored candidate artifact within budget.
+
+    One-row p99 <= ``policy.max_latency_p99_ms_single`` and p99 of a ``policy.latency_batch_size``-row
+    batch <= ``policy.max_latency_p99_ms_batch``. No measurement recorded fails closed.
+
+    Args:
+        ev: The evaluation.
+        policy: The gate policy.
+
+    Returns:
+        The gate result; ``observed``/``threshold`` are the single-row p99 and its budget, or the batch
+        p99 and its budget when only the batch is over.
+    """
+    name = "latency_within_budget"
+    single_budget, batch_budget = policy.max_latency_p99_ms_single, policy.max_latency_p99_ms_batch
+    condition = (
+        f"p99 one-row latency <= {single_budget} ms and p99 latency of a {policy.latency_batch_size}-row batch "
+        f"<= {batch_budget} ms"
+    )
+    lat = ev.latency
+    if lat is None:
+        return _result(
+            name,
+            False,
+            condition,
+            "no latency measurement recorded for the candidate artifact (evaluate() was given no LatencyReport); "
+            "failing closed",
+            None,
+            single_budget,
+            {"latency": None},
+        )
+    evidence = {"latency": lat.to_dict(), "budget_single_ms": single_budget, "budget_batch_ms": batch_budget}
+    if lat.batch_size != policy.latency_batch_size:
+        message = (
+            f"batches of {lat.batch_size} rows were timed but the budget is for {policy.latency_batch_size}; "
+            "failing closed"
+        )
+        return _result(name, False, condition, message, None, batch_budget, evidence)
+    if _nan(lat.single_p99_ms) or _nan(lat.batch_p99_ms):
+        return _result(name, False, condition, "latency p99 undefined; failing closed", None, single_budget, evidence)
+    single_ok = lat.single_p99_ms <= single_budget + _TOL
+    batch_ok = lat.batch_p99_ms <= batch_budget + _TOL
+    message = (
+        f"one-row p99 {lat.single_p99_ms:.2f} ms {'<=' if single_ok else '>'} {single_budget} ms, "
+        f"{lat.batch_size}-row batch p99 {lat.batch_p99_ms:.2f} ms {'<=' if batch_ok else '>'} {batch_budget} ms "
+        f"({lat.throughput_rows_per_s:,.0f} rows/s)"
+    )
+    if single_ok and not batch_ok:
+        return _result(name, False, condition, message, lat.batch_p99_ms, batch_budget, evidence)
+    return _result(name, single_ok and batch_ok, condition, message, lat.single_p99_ms, single_budget, evidence)
+
+
+# --------------------------------------------------------------------------------------------------
+# All gates
+# --------------------------------------------------------------------------------------------------
+
+#: Every model gate by name, in the order :func:`evaluation_gates` runs them.
+GATES: dict[str, Callable[[Evaluation, Policy], GateResult]] = {
+    "metric_above_floor": gate_metric_above_floor,
+    "beats_baseline": gate_beats_baseline,
+    "non_inferior_to_production": gate_non_inferior_to_production,
+    "metric_thresholds_met": gate_metric_thresholds_met,
+    "slices_meet_floor": gate_slices_meet_floor,
+    "calibration_within_bound": gate_calibration_within_bound,
+    "fairness_within_bounds": gate_fairness_within_bounds,
+    "predictions_valid": gate_predictions_valid,
+    "latency_within_budget": gate_latency_within_budget,
+}
+
+#: Gate name → its passing condition in words (phrased to follow "Passes when ...").
+GATE_DESCRIPTIONS: dict[str, str] = {
+    "metric_above_floor": "the candidate's headline metric on the holdout is at least policy.metric_floor",
+    "beats_baseline": (
+        "the candidate's headline metric exceeds the baseline's by more than policy.min_lift_over_baseline "
+        "(by at least it when that is non-zero)"
+    ),
+    "non_inferior_to_production": (
+        "the lower bound of the paired bootstrap interval (policy.confidence_level, policy.bootstrap_samples "
+        "resamples of the holdout) of candidate minus production headline metric is at least "
+        "-policy.non_inferiority_margin (skipped, and recorded as first_run, when nothing is in production)"
+    ),
+    "metric_thresholds_met": (
+        "every policy.thresholds entry holds: value thresholds on the candidate's holdout metric, change "
+        "thresholds (absolute and relative regression, in the metric's direction) against production, "
+        "skipped and recorded when nothing is in production"
+    ),
+    "slices_meet_floor": (
+        "on every slice with at least policy.min_slice_size holdout rows and both classes, the candidate's "
+        "headline metric is at least the slice's floor (policy.slice_floors, else policy.slice_metric_floor) "
+        "and at most policy.max_slice_regression below production's; smaller slices are listed, not gated"
+    ),
+    "calibration_within_bound": (
+        "the candidate's expected calibration error (policy.calibration_bins equal-width bins, weighted by "
+        "bin count) is at most policy.max_ece"
+    ),
+    "fairness_within_bounds": (
+        "for every protected attribute, over groups with at least policy.min_group_size holdout rows, the "
+        "demographic parity difference is at most policy.max_demographic_parity_difference, its ratio at "
+        "least policy.min_demographic_parity_ratio and the equalized odds difference at most "
+        "policy.max_equalized_odds_difference (passes, recorded, when none is declared)"
+    ),
+    "predictions_valid": "every holdout score of the candidate, baseline and production model is finite and in [0, 1]",
+    "latency_within_budget": (
+        "the stored candidate artifact's p99 one-row latency is at most policy.max_latency_p99_ms_single and "
+        "its p99 latency on a policy.latency_batch_size-row batch at most policy.max_latency_p99_ms_batch"
+    ),
+}
+
+
+def evaluation_gates(ev: Evaluation, policy: Policy) -> tuple[GateResult, ...]:
+    """All model gates, in the order of :data:`GATES`.
+
+    Args:
+        ev: The evaluation.
+        policy: The gate policy.
+
+    Returns:
+        One result per gate: metric floor, baseline, production, metric thresholds, slices, calibration,
+        fairness, predictions, latency.
+    """
+    return tuple(gate(ev, policy) for gate in GATES.values())

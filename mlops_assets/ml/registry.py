@@ -21,10 +21,32 @@ request that became invalid while it waited (promoting a version someone else ju
 promoted) fails with :class:`InvalidTransition`. :class:`RegistryConflict` is raised when the database
 refuses the write (unique index, lock timeout, serialisation failure): the invariant "never two
 Production versions" never depends on the locking being right.
+
+Deployment extensions (aliases, approvals, rollback) live in their own tables, created on first use
+next to the original two, so an existing registry database gains them without a migration:
+
+* ``model_aliases`` maps ``(model, alias)`` to a version; every change is appended to ``alias_log``
+  in the same transaction. ``champion`` is managed by the registry and always names the Production
+  version (set by every promotion and rollback, removed when Production is retired without a
+  replacement); ``set_alias`` refuses to point it anywhere else. ``challenger`` may not name the
+  Production version and is cleared when its version is promoted. Other names are free pointers.
+* ``approvals`` records who approved which version for which stage. ``model_policies`` holds each
+  model's :class:`ApprovalPolicy` (latest row wins, older rows are the policy's history). Under
+  ``require_approval_for_production`` a promotion without an approval of that version for
+  Production is refused with :class:`ApprovalRequired`; under ``four_eyes`` the approver must not be
+  the actor who registered the version. The policy lives in the database, not in the constructor,
+  so every client of the registry (every process, every code version) enforces the same rule.
+* ``version_verdicts`` marks versions bad (``mark_bad``, and automatically the version a
+  :meth:`ModelRegistry.rollback` leaves) or clears the mark. A version marked bad is never a rollback
+  target and cannot be promoted until cleared.
+
+``alias_log``, ``approvals``, ``model_policies`` and ``version_verdicts`` are append-only in the
+database (triggers), like ``stage_transitions``.
 """
 
 import contextlib
 import json
+import re
 import sqlite3
 import threading
 import time
@@ -37,6 +59,7 @@ from typing import Any
 from sqlalchemy import (
     DDL,
     BigInteger,
+    Boolean,
     CheckConstraint,
     Column,
     Connection,
@@ -52,6 +75,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     create_engine,
+    delete,
     event,
     func,
     insert,
@@ -82,6 +106,15 @@ ALLOWED_TRANSITIONS: frozenset[tuple[str, str]] = frozenset(
 )
 
 DEFAULT_LOCK_TIMEOUT_S = 30.0
+
+#: The alias the registry keeps on the Production version.
+CHAMPION = "champion"
+#: The alias of the version being tried against the champion (shadow, canary, A/B test).
+CHALLENGER = "challenger"
+ALIAS_PATTERN = re.compile(r"[a-z][a-z0-9_-]*")
+MAX_ALIAS_LENGTH = 64
+#: Stages an approval can be given for (only Production approvals are enforced, by the policy).
+APPROVABLE_STAGES: tuple[str, ...] = ("Staging", "Production")
 
 # PostgreSQL advisory locks in the two-int4 key space, namespaced so they cannot collide with
 # single-bigint advisory locks taken by other software sharing the database (e.g. Dagster storage).
@@ -115,6 +148,30 @@ class RegistryConflict(RegistryError):
 
 class VersionNotFound(RegistryError, LookupError):
     """The model has no such version."""
+
+
+class ApprovalRequired(RegistryError):
+    """The model's policy requires an approval of this version for Production, and there is none."""
+
+
+class FourEyesViolation(RegistryError):
+    """Under the four-eyes policy, the actor who registered a version may not approve it."""
+
+
+class VersionMarkedBad(InvalidTransition):
+    """The version is marked bad (by :meth:`ModelRegistry.mark_bad` or a rollback) and cannot be promoted."""
+
+
+class NothingToRollBack(RegistryError):
+    """There is no Production version, or no earlier known-good version to roll back to."""
+
+
+class InvalidAlias(RegistryError, ValueError):
+    """An alias name is malformed, or the alias may not point where it was asked to."""
+
+
+class AliasNotFound(RegistryError, LookupError):
+    """The model has no such alias."""
 
 
 @dataclass(frozen=True)
@@ -229,6 +286,72 @@ class Transition:
     reason: str
     evidence: dict[str, Any] = field(hash=False)
     at: datetime
+
+
+@dataclass(frozen=True)
+class AliasChange:
+    """One row of the append-only alias log.
+
+    Attributes:
+        id: Log sequence number; increases in commit order for a given model.
+        model_name: Registered model name.
+        alias: Alias name.
+        from_version: Version the alias named before (``None``: the alias was created).
+        to_version: Version it names after (``None``: the alias was deleted).
+        actor: Who made the change.
+        reason: Why.
+        evidence: JSON details.
+        at: When (UTC).
+    """
+
+    id: int
+    model_name: str
+    alias: str
+    from_version: int | None
+    to_version: int | None
+    actor: str
+    reason: str
+    evidence: dict[str, Any] = field(hash=False)
+    at: datetime
+
+
+@dataclass(frozen=True)
+class Approval:
+    """One recorded approval of a version for a stage.
+
+    Attributes:
+        id: Sequence number.
+        model_name: Registered model name.
+        version: Approved version.
+        stage: Stage it is approved for (one of :data:`APPROVABLE_STAGES`).
+        approver: Who approved.
+        comment: What the approver wrote.
+        at: When (UTC).
+    """
+
+    id: int
+    model_name: str
+    version: int
+    stage: str
+    approver: str
+    comment: str
+    at: datetime
+
+
+@dataclass(frozen=True)
+class ApprovalPolicy:
+    """A model's promotion policy.
+
+    Attributes:
+        require_approval_for_production: Promotions to Production (``transition``,
+            ``promote_challenger``) need a recorded approval of that version for Production.
+            Rollbacks do not: their target already served in Production.
+        four_eyes: The approver must differ from the actor who registered the version (enforced when
+            approving, and approvals given before the policy said so do not count).
+    """
+
+    require_approval_for_production: bool = False
+    four_eyes: bool = False
 
 
 class _UTCDateTime(TypeDecorator[datetime]):
@@ -359,6 +482,126 @@ for _statement in _PG_TRIGGERS:
     event.listen(stage_transitions, "after_create", DDL(_statement).execute_if(dialect="postgresql"))
 
 
+def _version_fk(version_column: str, name: str) -> ForeignKeyConstraint:
+    return ForeignKeyConstraint(
+        ["model_name", version_column], ["model_versions.model_name", "model_versions.version"], name=name
+    )
+
+
+model_aliases = Table(
+    "model_aliases",
+    _metadata,
+    Column("model_name", String(255), primary_key=True),
+    Column("alias", String(MAX_ALIAS_LENGTH), primary_key=True),
+    Column("version", Integer, nullable=False),
+    Column("updated_at", _UTCDateTime(), nullable=False),
+    _version_fk("version", "fk_model_aliases_version"),
+    # The full pattern is checked in Python (SQLite has no regex operator); these catch the gross cases.
+    CheckConstraint(f"length(alias) BETWEEN 1 AND {MAX_ALIAS_LENGTH} AND alias = lower(alias)", name="ck_alias"),
+)
+
+alias_log = Table(
+    "alias_log",
+    _metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("model_name", String(255), nullable=False),
+    Column("alias", String(MAX_ALIAS_LENGTH), nullable=False),
+    Column("from_version", Integer, nullable=True),
+    Column("to_version", Integer, nullable=True),
+    Column("actor", Text, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("evidence", Text, nullable=False),
+    Column("at", _UTCDateTime(), nullable=False),
+    _version_fk("from_version", "fk_alias_log_from"),
+    _version_fk("to_version", "fk_alias_log_to"),
+    # Only real changes are logged: a create, a delete or a move to another version.
+    CheckConstraint(
+        "(from_version IS NOT NULL OR to_version IS NOT NULL) "
+        "AND (from_version IS NULL OR to_version IS NULL OR from_version <> to_version)",
+        name="ck_alias_log_change",
+    ),
+    Index("ix_alias_log_model", "model_name", "alias"),
+    sqlite_autoincrement=True,
+)
+
+approvals = Table(
+    "approvals",
+    _metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("model_name", String(255), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("stage", String(16), nullable=False),
+    Column("approver", Text, nullable=False),
+    Column("comment", Text, nullable=False),
+    Column("at", _UTCDateTime(), nullable=False),
+    _version_fk("version", "fk_approvals_version"),
+    CheckConstraint("stage IN ('Staging', 'Production')", name="ck_approvals_stage"),
+    CheckConstraint("length(approver) > 0", name="ck_approvals_approver"),
+    Index("ix_approvals_model_version", "model_name", "version"),
+    sqlite_autoincrement=True,
+)
+
+model_policies = Table(
+    "model_policies",
+    _metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("model_name", String(255), nullable=False),
+    Column("require_approval_for_production", Boolean, nullable=False),
+    Column("four_eyes", Boolean, nullable=False),
+    Column("actor", Text, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("at", _UTCDateTime(), nullable=False),
+    Index("ix_model_policies_model", "model_name"),
+    sqlite_autoincrement=True,
+)
+
+version_verdicts = Table(
+    "version_verdicts",
+    _metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("model_name", String(255), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("verdict", String(16), nullable=False),
+    Column("actor", Text, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("at", _UTCDateTime(), nullable=False),
+    _version_fk("version", "fk_version_verdicts_version"),
+    CheckConstraint("verdict IN ('bad', 'cleared')", name="ck_version_verdicts_verdict"),
+    Index("ix_version_verdicts_model_version", "model_name", "version"),
+    sqlite_autoincrement=True,
+)
+
+
+def _make_append_only(table: Table) -> None:
+    """Attach triggers refusing UPDATE, DELETE (and TRUNCATE on PostgreSQL) to ``table`` at its creation.
+
+    Attached to each new table's own creation (not to stage_transitions') so that a database created
+    before the table existed gets the triggers when the table is added.
+    """
+    name = table.name
+    for op in ("UPDATE", "DELETE"):
+        event.listen(
+            table,
+            "after_create",
+            DDL(
+                f"CREATE TRIGGER IF NOT EXISTS {name}_no_{op.lower()} BEFORE {op} ON {name} "
+                f"BEGIN SELECT RAISE(ABORT, '{name} is append-only: {op} refused'); END"
+            ).execute_if(dialect="sqlite"),
+        )
+    for statement in (
+        _PG_TRIGGERS[0],  # CREATE OR REPLACE of the shared refusing function
+        f"CREATE TRIGGER {name}_append_only BEFORE UPDATE OR DELETE ON {name} "
+        "FOR EACH ROW EXECUTE FUNCTION mlops_registry_refuse_change()",
+        f"CREATE TRIGGER {name}_no_truncate BEFORE TRUNCATE ON {name} "
+        "FOR EACH STATEMENT EXECUTE FUNCTION mlops_registry_refuse_change()",
+    ):
+        event.listen(table, "after_create", DDL(statement).execute_if(dialect="postgresql"))
+
+
+for _table in (alias_log, approvals, model_policies, version_verdicts):
+    _make_append_only(_table)
+
+
 def _label(model_name: str, version: int | None) -> str:
     return f"model {model_name!r}" if version is None else f"model {model_name!r} v{version}"
 
@@ -418,6 +661,48 @@ def _row_to_version(row: Row[Any]) -> ModelVersion:
         created_at=m["created_at"],
         description=m["description"],
     )
+
+
+def _row_to_alias_change(row: Row[Any]) -> AliasChange:
+    m = row._mapping
+    return AliasChange(
+        id=int(m["id"]),
+        model_name=m["model_name"],
+        alias=m["alias"],
+        from_version=None if m["from_version"] is None else int(m["from_version"]),
+        to_version=None if m["to_version"] is None else int(m["to_version"]),
+        actor=m["actor"],
+        reason=m["reason"],
+        evidence=json.loads(m["evidence"]),
+        at=m["at"],
+    )
+
+
+def _row_to_approval(row: Row[Any]) -> Approval:
+    m = row._mapping
+    return Approval(
+        id=int(m["id"]),
+        model_name=m["model_name"],
+        version=int(m["version"]),
+        stage=m["stage"],
+        approver=m["approver"],
+        comment=m["comment"],
+        at=m["at"],
+    )
+
+
+def _check_alias_name(model_name: str, alias: str) -> None:
+    if len(alias) > MAX_ALIAS_LENGTH or not ALIAS_PATTERN.fullmatch(alias):
+        raise InvalidAlias(
+            f"{_label(model_name, None)}: alias {alias!r} must match {ALIAS_PATTERN.pattern} "
+            f"and be at most {MAX_ALIAS_LENGTH} characters",
+            model_name=model_name,
+        )
+
+
+def _require_actor_reason(what: str, actor: str, reason: str) -> None:
+    if not actor or not reason:
+        raise ValueError(f"{what}: actor and reason are required")
 
 
 def _row_to_transition(row: Row[Any]) -> Transition:
@@ -556,7 +841,41 @@ class ModelRegistry:
                         conn.exec_driver_sql(f"SET LOCAL lock_timeout = {self._lock_timeout_ms}")
                         conn.execute(select(func.pg_advisory_xact_lock(_PG_LOCK_NAMESPACE, _PG_SCHEMA_LOCK_KEY)))
                     _metadata.create_all(conn, checkfirst=True)
+                    self._backfill_champions(conn)
             self._schema_ready = True
+
+    def _backfill_champions(self, conn: Connection) -> None:
+        """Give a Production version that has no ``champion`` alias one (databases created before aliases).
+
+        Idempotent and cheap once done (one indexed query). On PostgreSQL the model's write lock is
+        taken before re-checking, so a writer in another process cannot insert the alias in between.
+        """
+        champion = model_aliases.alias("champion")
+        orphan_query = select(model_versions.c.model_name, model_versions.c.version).where(
+            model_versions.c.stage == "Production",
+            ~select(champion.c.version)
+            .where(champion.c.model_name == model_versions.c.model_name, champion.c.alias == CHAMPION)
+            .exists(),
+        )
+        for model_name, _version in conn.execute(orphan_query).all():
+            if self._dialect == "postgresql":
+                conn.execute(select(func.pg_advisory_xact_lock(_PG_LOCK_NAMESPACE, func.hashtext(model_name))))
+            production = conn.execute(
+                select(model_versions.c.version).where(
+                    model_versions.c.model_name == model_name, model_versions.c.stage == "Production"
+                )
+            ).scalar_one_or_none()
+            if production is not None and self._alias_version(conn, model_name, CHAMPION) is None:
+                self._move_alias(
+                    conn,
+                    model_name,
+                    CHAMPION,
+                    int(production),
+                    actor="registry",
+                    reason="backfilled: the Production version predates aliases",
+                    evidence={},
+                    at=_utcnow(),
+                )
 
     @contextlib.contextmanager
     def _read(self) -> Iterator[Connection]:
@@ -650,6 +969,180 @@ class ModelRegistry:
                 model_name=model_name,
                 version=version,
             )
+
+    @staticmethod
+    def _alias_version(conn: Connection, model_name: str, alias: str) -> int | None:
+        version = conn.execute(
+            select(model_aliases.c.version).where(
+                model_aliases.c.model_name == model_name, model_aliases.c.alias == alias
+            )
+        ).scalar_one_or_none()
+        return None if version is None else int(version)
+
+    @classmethod
+    def _move_alias(
+        cls,
+        conn: Connection,
+        model_name: str,
+        alias: str,
+        to_version: int | None,
+        *,
+        actor: str,
+        reason: str,
+        evidence: Mapping[str, Any],
+        at: datetime,
+    ) -> bool:
+        """Point ``alias`` at ``to_version`` (``None``: delete it) and log the change; False if nothing changed."""
+        from_version = cls._alias_version(conn, model_name, alias)
+        if from_version == to_version:
+            # No-ops are not logged, so every log row is a real change (the table's check enforces it).
+            return False
+        where = (model_aliases.c.model_name == model_name, model_aliases.c.alias == alias)
+        if to_version is None:
+            conn.execute(delete(model_aliases).where(*where))
+        elif from_version is None:
+            conn.execute(
+                insert(model_aliases).values(model_name=model_name, alias=alias, version=to_version, updated_at=at)
+            )
+        else:
+            conn.execute(update(model_aliases).where(*where).values(version=to_version, updated_at=at))
+        conn.execute(
+            insert(alias_log).values(
+                model_name=model_name,
+                alias=alias,
+                from_version=from_version,
+                to_version=to_version,
+                actor=actor,
+                reason=reason,
+                evidence=_dumps(dict(evidence)),
+                at=at,
+            )
+        )
+        return True
+
+    @staticmethod
+    def _policy(conn: Connection, model_name: str) -> ApprovalPolicy:
+        row = conn.execute(
+            select(model_policies.c.require_approval_for_production, model_policies.c.four_eyes)
+            .where(model_policies.c.model_name == model_name)
+            .order_by(model_policies.c.id.desc())
+            .limit(1)
+        ).first()
+        if row is None:
+            return ApprovalPolicy()
+        return ApprovalPolicy(bool(row.require_approval_for_production), bool(row.four_eyes))
+
+    @staticmethod
+    def _registrant(conn: Connection, model_name: str, version: int) -> str:
+        """The actor who registered the version (from its registration log row)."""
+        actor = conn.execute(
+            select(stage_transitions.c.actor)
+            .where(
+                stage_transitions.c.model_name == model_name,
+                stage_transitions.c.version == version,
+                stage_transitions.c.from_stage.is_(None),
+            )
+            .order_by(stage_transitions.c.id)
+            .limit(1)
+        ).scalar_one_or_none()
+        return "" if actor is None else str(actor)
+
+    @staticmethod
+    def _bad_versions(conn: Connection, model_name: str) -> dict[int, str]:
+        """Versions whose latest verdict is ``bad``, with that verdict's reason."""
+        rows = conn.execute(
+            select(version_verdicts.c.version, version_verdicts.c.verdict, version_verdicts.c.reason)
+            .where(version_verdicts.c.model_name == model_name)
+            .order_by(version_verdicts.c.id)
+        ).all()
+        latest: dict[int, tuple[str, str]] = {int(r.version): (r.verdict, r.reason) for r in rows}
+        return {v: reason for v, (verdict, reason) in latest.items() if verdict == "bad"}
+
+    def _check_promotable(self, conn: Connection, target: ModelVersion) -> None:
+        """Refuse promoting a version marked bad, or one the model's policy has not seen approved."""
+        name, version = target.model_name, target.version
+        bad = self._bad_versions(conn, name)
+        if version in bad:
+            raise VersionMarkedBad(
+                f"{_label(name, version)} is marked bad ({bad[version]}): clear_bad() it before promoting",
+                model_name=name,
+                version=version,
+            )
+        policy = self._policy(conn, name)
+        if not policy.require_approval_for_production:
+            return
+        query = select(approvals.c.approver).where(
+            approvals.c.model_name == name, approvals.c.version == version, approvals.c.stage == "Production"
+        )
+        registrant = self._registrant(conn, name, version)
+        if policy.four_eyes:
+            query = query.where(approvals.c.approver != registrant)
+        if conn.execute(query.limit(1)).first() is None:
+            who = f" by someone other than its registrant {registrant!r}" if policy.four_eyes else ""
+            raise ApprovalRequired(
+                f"{_label(name, version)}: the model's policy requires an approval for Production{who} "
+                f"before promotion; record one with approve()",
+                model_name=name,
+                version=version,
+            )
+
+    def _promote(
+        self,
+        conn: Connection,
+        target: ModelVersion,
+        *,
+        actor: str,
+        reason: str,
+        evidence: Mapping[str, Any],
+        at: datetime,
+        incumbent_reason: str,
+        incumbent_evidence: Mapping[str, Any],
+    ) -> None:
+        """Archive the current Production version, promote ``target``, move ``champion``: one transaction."""
+        name, version = target.model_name, target.version
+        if (target.stage, "Production") not in ALLOWED_TRANSITIONS:
+            raise InvalidTransition(
+                f"{_label(name, version)}: transition {target.stage} -> Production is not allowed",
+                model_name=name,
+                version=version,
+            )
+        incumbent = conn.execute(
+            select(model_versions.c.version).where(
+                model_versions.c.model_name == name, model_versions.c.stage == "Production"
+            )
+        ).scalar_one_or_none()
+        if incumbent is not None:
+            # Archive first so the unique index never sees two Production rows, and so the log (read
+            # by production_at) has the promotion as the last row of the transaction.
+            self._set_stage(conn, name, incumbent, "Production", "Archived")
+            self._log(
+                conn,
+                model_name=name,
+                version=incumbent,
+                from_stage="Production",
+                to_stage="Archived",
+                actor=actor,
+                reason=incumbent_reason,
+                evidence=incumbent_evidence,
+                at=at,
+            )
+        self._set_stage(conn, name, version, target.stage, "Production")
+        self._log(
+            conn,
+            model_name=name,
+            version=version,
+            from_stage=target.stage,
+            to_stage="Production",
+            actor=actor,
+            reason=reason,
+            evidence=evidence,
+            at=at,
+        )
+        alias_evidence = {"stage_change": f"v{version} {target.stage} -> Production", "replaced": incumbent}
+        self._move_alias(conn, name, CHAMPION, version, actor=actor, reason=reason, evidence=alias_evidence, at=at)
+        if self._alias_version(conn, name, CHALLENGER) == version:
+            # The challenger won: it is the champion now, and a version cannot challenge itself.
+            self._move_alias(conn, name, CHALLENGER, None, actor=actor, reason=reason, evidence=alias_evidence, at=at)
 
     # -- writes -------------------------------------------------------------------------------------
 
@@ -753,8 +1246,10 @@ class ModelRegistry:
         """Move a version to ``to_stage`` in one transaction, logging the move.
 
         Promoting to Production archives the current Production version first (logged with reason
-        ``"replaced by v<version>"``). Concurrent promotions of one model are serialised: each sees the
-        previous one's result.
+        ``"replaced by v<version>"``) and points ``champion`` at the new version (clearing
+        ``challenger`` if it named it); moving the Production version anywhere else removes
+        ``champion``. Concurrent promotions of one model are serialised: each sees the previous one's
+        result.
 
         Args:
             model_name: Registered model name.
@@ -770,6 +1265,8 @@ class ModelRegistry:
         Raises:
             VersionNotFound: No such version.
             InvalidTransition: ``to_stage`` is not reachable from the current stage.
+            VersionMarkedBad: Promotion of a version marked bad (an InvalidTransition).
+            ApprovalRequired: Promotion that the model's :class:`ApprovalPolicy` has not seen approved.
             RegistryConflict: The database refused the write (e.g. lost a race, lock timeout).
         """
         if not actor or not reason:
@@ -792,24 +1289,18 @@ class ModelRegistry:
                 )
             now = _utcnow()
             if to_stage == "Production":
-                incumbent = conn.execute(
-                    select(model_versions.c.version).where(
-                        model_versions.c.model_name == model_name, model_versions.c.stage == "Production"
-                    )
-                ).scalar_one_or_none()
-                if incumbent is not None:
-                    self._set_stage(conn, model_name, incumbent, "Production", "Archived")
-                    self._log(
-                        conn,
-                        model_name=model_name,
-                        version=incumbent,
-                        from_stage="Production",
-                        to_stage="Archived",
-                        actor=actor,
-                        reason=f"replaced by v{version}",
-                        evidence={"replaced_by": version},
-                        at=now,
-                    )
+                self._check_promotable(conn, current)
+                self._promote(
+                    conn,
+                    current,
+                    actor=actor,
+                    reason=reason,
+                    evidence=evidence_json,
+                    at=now,
+                    incumbent_reason=f"replaced by v{version}",
+                    incumbent_evidence={"replaced_by": version},
+                )
+                return self._select_version(conn, model_name, version)
             self._set_stage(conn, model_name, version, current.stage, to_stage)
             self._log(
                 conn,
@@ -822,7 +1313,328 @@ class ModelRegistry:
                 evidence=evidence_json,
                 at=now,
             )
+            if current.stage == "Production":
+                # Production retired without a replacement: there is no champion any more.
+                self._move_alias(
+                    conn,
+                    model_name,
+                    CHAMPION,
+                    None,
+                    actor=actor,
+                    reason=reason,
+                    evidence={"stage_change": f"v{version} Production -> {to_stage}"},
+                    at=now,
+                )
             return self._select_version(conn, model_name, version)
+
+    def promote_challenger(
+        self,
+        model_name: str,
+        *,
+        actor: str,
+        reason: str,
+        evidence: Mapping[str, Any],
+        expected_version: int | None = None,
+    ) -> ModelVersion:
+        """The blue/green switch: promote the version named by ``challenger``, in one transaction.
+
+        Same rules and effects as ``transition(model, challenger, "Production")`` (approval policy,
+        bad mark, archive of the incumbent, ``champion`` moved, ``challenger`` cleared), with the
+        version read from the alias under the model's lock.
+
+        Args:
+            model_name: Registered model name.
+            actor: Who makes the change.
+            reason: Why.
+            evidence: JSON-serialisable details (e.g. the rollout's final guard results).
+            expected_version: If given, the version the caller evaluated; refused with
+                :class:`RegistryConflict` if ``challenger`` names another version by now.
+
+        Returns:
+            The promoted version.
+
+        Raises:
+            AliasNotFound: The model has no ``challenger``.
+            RegistryConflict: ``challenger`` moved since the caller read it, or the database refused.
+        """
+        _require_actor_reason(f"promoting the challenger of {_label(model_name, None)}", actor, reason)
+        evidence_json = dict(evidence)
+        _dumps(evidence_json)
+        with self._write(model_name, expected_version, "promoting the challenger of") as conn:
+            version = self._alias_version(conn, model_name, CHALLENGER)
+            if version is None:
+                raise AliasNotFound(f"{_label(model_name, None)} has no {CHALLENGER!r} alias", model_name=model_name)
+            if expected_version is not None and version != expected_version:
+                raise RegistryConflict(
+                    f"{_label(model_name, expected_version)}: {CHALLENGER!r} now names v{version}, not "
+                    f"v{expected_version}: re-evaluate before promoting",
+                    model_name=model_name,
+                    version=expected_version,
+                )
+            target = self._select_version(conn, model_name, version)
+            if target.stage == "Production":
+                raise InvalidTransition(
+                    f"{_label(model_name, version)} is already in Production", model_name=model_name, version=version
+                )
+            self._check_promotable(conn, target)
+            self._promote(
+                conn,
+                target,
+                actor=actor,
+                reason=reason,
+                evidence=evidence_json,
+                at=_utcnow(),
+                incumbent_reason=f"replaced by v{version}",
+                incumbent_evidence={"replaced_by": version},
+            )
+            return self._select_version(conn, model_name, version)
+
+    def rollback(
+        self, model_name: str, *, actor: str, reason: str, evidence: Mapping[str, Any] | None = None
+    ) -> ModelVersion:
+        """Roll Production back one step, to the last known-good version, in one transaction.
+
+        Target rule: walk the model's promotions (log rows into Production) from the newest back and
+        take the first version that is not the current Production version and is not marked bad.
+        That is the version that served before the current one, unless it was itself rolled back
+        or marked bad, in which case the walk continues further back. In the same transaction the
+        current version is marked bad (so a second rollback does not bounce back to it), archived
+        (reason ``"rolled back to v<N>: <reason>"``), the target promoted (reason
+        ``"rollback from v<M>: <reason>"``) and ``champion`` moved. The approval policy does not
+        apply: the target already served in Production, and a rollback must not wait for a reviewer.
+
+        Args:
+            model_name: Registered model name.
+            actor: Who rolls back.
+            reason: Why (e.g. the incident).
+            evidence: JSON-serialisable details, recorded on both log rows.
+
+        Returns:
+            The version now in Production.
+
+        Raises:
+            NothingToRollBack: No Production version, or no earlier known-good one.
+            RegistryConflict: The database refused the write.
+        """
+        _require_actor_reason(f"rolling back {_label(model_name, None)}", actor, reason)
+        details = dict(evidence or {})
+        _dumps(details)
+        with self._write(model_name, None, "rolling back") as conn:
+            current = conn.execute(
+                select(model_versions.c.version).where(
+                    model_versions.c.model_name == model_name, model_versions.c.stage == "Production"
+                )
+            ).scalar_one_or_none()
+            if current is None:
+                raise NothingToRollBack(
+                    f"{_label(model_name, None)} has no Production version to roll back from", model_name=model_name
+                )
+            current = int(current)
+            target_version = self._rollback_target(conn, model_name, current)
+            if target_version is None:
+                raise NothingToRollBack(
+                    f"{_label(model_name, current)}: no earlier known-good Production version to roll back to "
+                    "(none served before it, or all that did are marked bad)",
+                    model_name=model_name,
+                    version=current,
+                )
+            target = self._select_version(conn, model_name, target_version)
+            now = _utcnow()
+            trail = {**details, "rollback": {"from": current, "to": target_version}}
+            conn.execute(
+                insert(version_verdicts).values(
+                    model_name=model_name,
+                    version=current,
+                    verdict="bad",
+                    actor=actor,
+                    reason=f"rolled back: {reason}",
+                    at=now,
+                )
+            )
+            self._promote(
+                conn,
+                target,
+                actor=actor,
+                reason=f"rollback from v{current}: {reason}",
+                evidence=trail,
+                at=now,
+                incumbent_reason=f"rolled back to v{target_version}: {reason}",
+                incumbent_evidence=trail,
+            )
+            return self._select_version(conn, model_name, target_version)
+
+    def _rollback_target(self, conn: Connection, model_name: str, current: int) -> int | None:
+        promotions = conn.execute(
+            select(stage_transitions.c.version)
+            .where(stage_transitions.c.model_name == model_name, stage_transitions.c.to_stage == "Production")
+            .order_by(stage_transitions.c.id.desc())
+        ).scalars()
+        bad = self._bad_versions(conn, model_name)
+        for version in promotions:
+            if version != current and version not in bad:
+                return int(version)
+        return None
+
+    def mark_bad(self, model_name: str, version: int, *, actor: str, reason: str) -> None:
+        """Mark a version bad: it is skipped by :meth:`rollback` and refused by promotions until cleared.
+
+        Raises:
+            VersionNotFound: No such version.
+        """
+        self._verdict(model_name, version, "bad", actor=actor, reason=reason)
+
+    def clear_bad(self, model_name: str, version: int, *, actor: str, reason: str) -> None:
+        """Clear a version's bad mark (appends a ``cleared`` verdict; the history is kept).
+
+        Raises:
+            VersionNotFound: No such version.
+        """
+        self._verdict(model_name, version, "cleared", actor=actor, reason=reason)
+
+    def _verdict(self, model_name: str, version: int, verdict: str, *, actor: str, reason: str) -> None:
+        _require_actor_reason(f"{verdict} verdict on {_label(model_name, version)}", actor, reason)
+        with self._write(model_name, version, f"recording verdict {verdict} on") as conn:
+            self._select_version(conn, model_name, version)
+            conn.execute(
+                insert(version_verdicts).values(
+                    model_name=model_name, version=version, verdict=verdict, actor=actor, reason=reason, at=_utcnow()
+                )
+            )
+
+    def approve(
+        self, model_name: str, version: int, *, approver: str, stage: str = "Production", comment: str
+    ) -> Approval:
+        """Record that ``approver`` approves ``version`` for ``stage`` (append-only; approvals do not expire).
+
+        Args:
+            model_name: Registered model name.
+            version: Version approved.
+            approver: Who approves (non-empty).
+            stage: ``"Production"`` (what the policy checks) or ``"Staging"``.
+            comment: The approver's note.
+
+        Returns:
+            The recorded approval.
+
+        Raises:
+            VersionNotFound: No such version.
+            FourEyesViolation: The policy says ``four_eyes`` and ``approver`` registered the version.
+        """
+        if not approver:
+            raise ValueError(f"approving {_label(model_name, version)}: approver is required")
+        if stage not in APPROVABLE_STAGES:
+            raise ValueError(f"approving {_label(model_name, version)}: stage must be one of {APPROVABLE_STAGES}")
+        with self._write(model_name, version, "approving") as conn:
+            self._select_version(conn, model_name, version)
+            if self._policy(conn, model_name).four_eyes and approver == self._registrant(conn, model_name, version):
+                raise FourEyesViolation(
+                    f"{_label(model_name, version)}: {approver!r} registered this version and may not approve it "
+                    "(four-eyes policy)",
+                    model_name=model_name,
+                    version=version,
+                )
+            result = conn.execute(
+                insert(approvals)
+                .values(
+                    model_name=model_name,
+                    version=version,
+                    stage=stage,
+                    approver=approver,
+                    comment=comment,
+                    at=_utcnow(),
+                )
+                .returning(*approvals.c)
+            ).one()
+            return _row_to_approval(result)
+
+    def set_policy(
+        self,
+        model_name: str,
+        *,
+        require_approval_for_production: bool,
+        four_eyes: bool = False,
+        actor: str,
+        reason: str,
+    ) -> ApprovalPolicy:
+        """Set the model's promotion policy (appended; the latest row is the policy in force).
+
+        Returns:
+            The policy now in force.
+        """
+        _require_actor_reason(f"setting the policy of {_label(model_name, None)}", actor, reason)
+        with self._write(model_name, None, "setting the policy of") as conn:
+            conn.execute(
+                insert(model_policies).values(
+                    model_name=model_name,
+                    require_approval_for_production=require_approval_for_production,
+                    four_eyes=four_eyes,
+                    actor=actor,
+                    reason=reason,
+                    at=_utcnow(),
+                )
+            )
+            return self._policy(conn, model_name)
+
+    def set_alias(self, model_name: str, alias: str, version: int, *, actor: str, reason: str) -> ModelVersion:
+        """Point ``alias`` at ``version`` (creating or moving it) and log the change.
+
+        ``champion`` is managed by promotions and rollbacks: setting it to the Production version is a
+        no-op, anything else is refused. ``challenger`` may not name the Production version. Setting
+        an alias to the version it already names changes and logs nothing.
+
+        Returns:
+            The version the alias now names.
+
+        Raises:
+            InvalidAlias: Malformed name, or a target the alias may not have.
+            VersionNotFound: No such version.
+        """
+        _check_alias_name(model_name, alias)
+        _require_actor_reason(f"setting alias {alias!r} of {_label(model_name, version)}", actor, reason)
+        with self._write(model_name, version, f"setting alias {alias!r} to") as conn:
+            target = self._select_version(conn, model_name, version)
+            if alias == CHAMPION and target.stage != "Production":
+                raise InvalidAlias(
+                    f"{_label(model_name, version)}: {CHAMPION!r} always names the Production version; "
+                    "promote with transition() or promote_challenger(), or use rollback()",
+                    model_name=model_name,
+                    version=version,
+                )
+            if alias == CHALLENGER and target.stage == "Production":
+                raise InvalidAlias(
+                    f"{_label(model_name, version)} is the Production version (the champion); it cannot be "
+                    f"the {CHALLENGER!r}",
+                    model_name=model_name,
+                    version=version,
+                )
+            self._move_alias(conn, model_name, alias, version, actor=actor, reason=reason, evidence={}, at=_utcnow())
+            return target
+
+    def delete_alias(self, model_name: str, alias: str, *, actor: str, reason: str) -> int | None:
+        """Remove ``alias`` and log it.
+
+        Returns:
+            The version the alias named, or ``None`` if the model had no such alias (nothing logged).
+
+        Raises:
+            InvalidAlias: Malformed name, or ``champion`` while there is a Production version.
+        """
+        _check_alias_name(model_name, alias)
+        _require_actor_reason(f"deleting alias {alias!r} of {_label(model_name, None)}", actor, reason)
+        with self._write(model_name, None, f"deleting alias {alias!r} of") as conn:
+            version = self._alias_version(conn, model_name, alias)
+            if version is None:
+                return None
+            if alias == CHAMPION:
+                # Only reachable while a Production version exists (the alias follows it).
+                raise InvalidAlias(
+                    f"{_label(model_name, version)}: {CHAMPION!r} names the Production version and goes away "
+                    "only when Production is archived",
+                    model_name=model_name,
+                    version=version,
+                )
+            self._move_alias(conn, model_name, alias, None, actor=actor, reason=reason, evidence={}, at=_utcnow())
+            return version
 
     # -- reads --------------------------------------------------------------------------------------
 
@@ -898,3 +1710,60 @@ class ModelRegistry:
         if row is None or row.to_stage != "Production":
             return None
         return int(row.version)
+
+    def get_alias(self, model_name: str, alias: str) -> ModelVersion | None:
+        """Return the version ``alias`` names, or ``None`` if the model has no such alias."""
+        _check_alias_name(model_name, alias)
+        with self._read() as conn:
+            row = conn.execute(
+                select(model_versions)
+                .join(
+                    model_aliases,
+                    (model_aliases.c.model_name == model_versions.c.model_name)
+                    & (model_aliases.c.version == model_versions.c.version),
+                )
+                .where(model_aliases.c.model_name == model_name, model_aliases.c.alias == alias)
+            ).first()
+        return None if row is None else _row_to_version(row)
+
+    def aliases(self, model_name: str) -> dict[str, int]:
+        """Return the model's aliases and the versions they name."""
+        with self._read() as conn:
+            rows = conn.execute(
+                select(model_aliases.c.alias, model_aliases.c.version)
+                .where(model_aliases.c.model_name == model_name)
+                .order_by(model_aliases.c.alias)
+            ).all()
+        return {r.alias: int(r.version) for r in rows}
+
+    def alias_history(self, model_name: str, alias: str | None = None) -> list[AliasChange]:
+        """Return the alias log of a model (or of one alias), in the order it was written."""
+        query = select(alias_log).where(alias_log.c.model_name == model_name)
+        if alias is not None:
+            query = query.where(alias_log.c.alias == alias)
+        with self._read() as conn:
+            rows = conn.execute(query.order_by(alias_log.c.id)).all()
+        return [_row_to_alias_change(r) for r in rows]
+
+    def approvals(self, model_name: str, version: int | None = None) -> list[Approval]:
+        """Return the approvals of a model (or of one version), oldest first."""
+        query = select(approvals).where(approvals.c.model_name == model_name)
+        if version is not None:
+            query = query.where(approvals.c.version == version)
+        with self._read() as conn:
+            rows = conn.execute(query.order_by(approvals.c.id)).all()
+        return [_row_to_approval(r) for r in rows]
+
+    def policy(self, model_name: str) -> ApprovalPolicy:
+        """Return the model's promotion policy in force (the default policy requires nothing)."""
+        with self._read() as conn:
+            return self._policy(conn, model_name)
+
+    def bad_versions(self, model_name: str) -> dict[int, str]:
+        """Return the versions currently marked bad, with the reason of the mark."""
+        with self._read() as conn:
+            return self._bad_versions(conn, model_name)
+
+    def history(self, model_name: str) -> list[Transition]:
+        """Return the model's whole stage log, oldest first (same as ``transitions(model_name)``)."""
+        return self.transitions(model_name)

@@ -1,0 +1,221 @@
+"""Fixed-horizon A/B test of champion against challenger on a success proportion.
+
+The sample size per arm is computed once, before the test starts (:func:`plan_ab_test`), from the
+baseline rate and the smallest effect worth detecting; the decision (:func:`ab_decision`) is taken
+only when both arms reached it. Looking at the p-value earlier and stopping when it dips below alpha
+("peeking") inflates the false-positive rate far above alpha, which is why an early look answers
+``"continue"`` whatever the p-value says.
+
+Statistics (textbook, e.g. Fleiss, Levin & Paik, *Statistical Methods for Rates and Proportions*):
+
+* two-proportion z-test with the pooled variance under H0: ``z = (p_b - p_a) / sqrt(p (1 - p) (1/n_a + 1/n_b))``
+  with ``p = (x_a + x_b) / (n_a + n_b)``, two-sided ``p-value = 2 (1 - Phi(|z|))``; z² equals the
+  Pearson chi-square statistic of the 2x2 table without continuity correction;
+* confidence interval of the difference with the unpooled (Wald) standard error;
+* sample size per arm for a two-sided test: ``n = (z_{1-a/2} sqrt(2 pbar qbar) + z_{1-b} sqrt(p1 q1 + p2 q2))² / d²``
+  with ``pbar`` the mean of ``p1`` and ``p2 = p1 + d`` (what R's ``power.prop.test`` solves), rounded up.
+"""
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+from scipy.stats import norm
+
+Arm = Literal["champion", "challenger"]
+Decision = Literal["continue", "winner", "no_difference"]
+
+
+@dataclass(frozen=True)
+class ZTestResult:
+    """Pooled two-proportion z-test of arm B against arm A.
+
+    Attributes:
+        successes_a: Successes in arm A.
+        n_a: Trials in arm A.
+        successes_b: Successes in arm B.
+        n_b: Trials in arm B.
+        rate_a: ``successes_a / n_a``.
+        rate_b: ``successes_b / n_b``.
+        difference: ``rate_b - rate_a``.
+        ci_low: Lower bound of the ``1 - alpha`` confidence interval of the difference (Wald).
+        ci_high: Upper bound.
+        z: The z statistic (0 when the pooled rate is 0 or 1: no variation, no evidence).
+        p_value: Two-sided p-value.
+        alpha: Level used for the interval.
+    """
+
+    successes_a: int
+    n_a: int
+    successes_b: int
+    n_b: int
+    rate_a: float
+    rate_b: float
+    difference: float
+    ci_low: float
+    ci_high: float
+    z: float
+    p_value: float
+    alpha: float
+
+
+def _check_counts(successes: int, n: int, arm: str) -> None:
+    if n < 0 or successes < 0 or successes > n:
+        raise ValueError(f"{arm}: need 0 <= successes <= n, got successes={successes}, n={n}")
+
+
+def two_proportion_ztest(successes_a: int, n_a: int, successes_b: int, n_b: int, *, alpha: float = 0.05) -> ZTestResult:
+    """Pooled two-proportion z-test, two-sided, of ``rate_b - rate_a``.
+
+    Args:
+        successes_a: Successes in arm A (e.g. the champion).
+        n_a: Trials in arm A (> 0).
+        successes_b: Successes in arm B (e.g. the challenger).
+        n_b: Trials in arm B (> 0).
+        alpha: Level of the confidence interval of the difference.
+
+    Returns:
+        The test's statistics.
+    """
+    _check_counts(successes_a, n_a, "arm A")
+    _check_counts(successes_b, n_b, "arm B")
+    if n_a == 0 or n_b == 0:
+        raise ValueError(f"both arms need trials, got n_a={n_a}, n_b={n_b}")
+    if not 0.0 < alpha < 1.0:
+        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+    rate_a, rate_b = successes_a / n_a, successes_b / n_b
+    difference = rate_b - rate_a
+    pooled = (successes_a + successes_b) / (n_a + n_b)
+    se_pooled = math.sqrt(pooled * (1.0 - pooled) * (1.0 / n_a + 1.0 / n_b))
+    z = 0.0 if se_pooled == 0.0 else difference / se_pooled
+    # sf instead of 1 - cdf keeps precision for large |z|.
+    p_value = float(min(1.0, 2.0 * norm.sf(abs(z))))
+    se_unpooled = math.sqrt(rate_a * (1.0 - rate_a) / n_a + rate_b * (1.0 - rate_b) / n_b)
+    half_width = float(norm.ppf(1.0 - alpha / 2.0)) * se_unpooled
+    return ZTestResult(
+        successes_a=successes_a,
+        n_a=n_a,
+        successes_b=successes_b,
+        n_b=n_b,
+        rate_a=rate_a,
+        rate_b=rate_b,
+        difference=difference,
+        ci_low=difference - half_width,
+        ci_high=difference + half_width,
+        z=z,
+        p_value=p_value,
+        alpha=alpha,
+    )
+
+
+def minimum_sample_size(
+    p_baseline: float, min_detectable_effect: float, alpha: float = 0.05, power: float = 0.8
+) -> int:
+    """Trials per arm for a two-sided pooled z-test to detect ``min_detectable_effect`` with ``power``.
+
+    Args:
+        p_baseline: Success rate of the champion (0 < p < 1).
+        min_detectable_effect: Smallest absolute lift worth detecting (> 0, ``p_baseline + mde < 1``).
+        alpha: Two-sided significance level.
+        power: Probability of detecting a true lift of exactly ``min_detectable_effect``.
+
+    Returns:
+        The sample size per arm, rounded up.
+    """
+    p1 = p_baseline
+    p2 = p_baseline + min_detectable_effect
+    if not 0.0 < p1 < 1.0:
+        raise ValueError(f"p_baseline must be in (0, 1), got {p_baseline}")
+    if not min_detectable_effect > 0.0 or not p2 < 1.0:
+        raise ValueError(f"need min_detectable_effect > 0 and p_baseline + effect < 1, got {min_detectable_effect}")
+    if not 0.0 < alpha < 1.0 or not 0.0 < power < 1.0:
+        raise ValueError(f"alpha and power must be in (0, 1), got alpha={alpha}, power={power}")
+    p_bar = (p1 + p2) / 2.0
+    z_alpha = float(norm.ppf(1.0 - alpha / 2.0))
+    z_beta = float(norm.ppf(power))
+    root_n = z_alpha * math.sqrt(2.0 * p_bar * (1.0 - p_bar)) + z_beta * math.sqrt(p1 * (1.0 - p1) + p2 * (1.0 - p2))
+    n = (root_n / min_detectable_effect) ** 2
+    # Guard the ceiling against float noise (an exact integer computed as k + 1e-12 would add a trial).
+    return math.ceil(n - 1e-9)
+
+
+@dataclass(frozen=True)
+class ABPlan:
+    """A fixed-horizon test, fixed before any data is seen.
+
+    Attributes:
+        p_baseline: Expected success rate of the champion.
+        min_detectable_effect: Absolute lift the test is powered to detect.
+        alpha: Two-sided significance level.
+        power: Power at ``min_detectable_effect``.
+        n_per_arm: The horizon: trials needed in each arm before deciding.
+    """
+
+    p_baseline: float
+    min_detectable_effect: float
+    alpha: float
+    power: float
+    n_per_arm: int
+
+
+def plan_ab_test(p_baseline: float, min_detectable_effect: float, alpha: float = 0.05, power: float = 0.8) -> ABPlan:
+    """Fix the test's horizon up front (see :func:`minimum_sample_size`)."""
+    n = minimum_sample_size(p_baseline, min_detectable_effect, alpha=alpha, power=power)
+    return ABPlan(p_baseline, min_detectable_effect, alpha, power, n)
+
+
+@dataclass(frozen=True)
+class ABResult:
+    """The decision, with its evidence.
+
+    Attributes:
+        decision: ``"continue"`` (an arm has not reached the horizon), ``"winner"`` (horizon reached
+            and p < alpha) or ``"no_difference"`` (horizon reached, p >= alpha: keep the champion;
+            continuing past the planned horizon would be peeking by another name).
+        winner: The arm with the better rate when ``decision == "winner"``, else ``None``.
+        progress: ``min(n_champion, n_challenger) / n_per_arm``, capped at 1.
+        plan: The plan the decision was taken against.
+        test: The z-test on the data so far (arm A = champion, B = challenger), ``None`` while an
+            arm has no trials. Reported before the horizon for monitoring only.
+    """
+
+    decision: Decision
+    winner: Arm | None
+    progress: float
+    plan: ABPlan
+    test: ZTestResult | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready evidence."""
+        return asdict(self)
+
+
+def ab_decision(
+    plan: ABPlan, champion_successes: int, champion_n: int, challenger_successes: int, challenger_n: int
+) -> ABResult:
+    """Decide the test: a winner only at the horizon and with p < alpha.
+
+    Args:
+        plan: The plan fixed before the test started.
+        champion_successes: Successes in the champion arm.
+        champion_n: Trials in the champion arm.
+        challenger_successes: Successes in the challenger arm.
+        challenger_n: Trials in the challenger arm.
+
+    Returns:
+        The decision and its evidence.
+    """
+    _check_counts(champion_successes, champion_n, "champion")
+    _check_counts(challenger_successes, challenger_n, "challenger")
+    test = None
+    if champion_n > 0 and challenger_n > 0:
+        test = two_proportion_ztest(
+            champion_successes, champion_n, challenger_successes, challenger_n, alpha=plan.alpha
+        )
+    progress = min(1.0, min(champion_n, challenger_n) / plan.n_per_arm)
+    if min(champion_n, challenger_n) < plan.n_per_arm or test is None:
+        return ABResult("continue", None, progress, plan, test)
+    if test.p_value < plan.alpha and test.difference != 0.0:
+        winner: Arm = "challenger" if test.difference > 0 else "champion"
+        return ABResult("winner", winner, progress, plan, test)
+    return ABResult("no_difference", None, progress, plan, test)

@@ -1,0 +1,587 @@
+"""The rollout of a challenger model: shadow, canary steps, then promotion or rollback. Pure, no database.
+
+States (:class:`Phase`)::
+
+    idle --start--> shadow --pass--> canary[0] --pass--> canary[1] ... canary[last] --pass--> promoted
+                      |                 |                    |               |
+                      +-----fail--------+-------fail---------+-----fail------+--> rolled_back
+
+* ``shadow``: the challenger scores a copy of the traffic but serves nothing (share 0);
+  :func:`shadow_guards` compares its predictions with the champion's.
+* ``canary[i]``: the challenger serves ``canary_steps[i]`` of the traffic (default 5 %, 25 %, 50 %,
+  100 %); :func:`canary_guards` compares both models on the challenger's rows, joined with labels.
+* ``promoted`` / ``rolled_back``: terminal.
+
+:func:`advance` moves one step at a time: forward only when every guard passes, to ``rolled_back``
+as soon as any guard fails, and nowhere while the guards lack data (``insufficient_data``): a rollout
+never moves on silence. Every move is appended to the state's history with the guard evidence.
+
+The switch at the end is blue/green: reaching ``promoted`` means "apply the promotion now", which the
+caller does as one registry transaction (``ModelRegistry.promote_challenger(..., expected_version=
+state.challenger_version)`` archives the champion, promotes the challenger and moves the ``champion``
+alias atomically) and persists the new state only after it committed. This module never touches the
+registry, so every decision here is a pure function of its inputs.
+"""
+
+import itertools
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+import numpy as np
+from scipy.stats import spearmanr
+from sklearn.metrics import roc_auc_score
+
+DEFAULT_CANARY_STEPS: tuple[float, ...] = (0.05, 0.25, 0.50, 1.00)
+
+GuardKind = Literal["shadow", "canary"]
+
+
+class Phase(StrEnum):
+    """Where a rollout is."""
+
+    IDLE = "idle"
+    SHADOW = "shadow"
+    CANARY = "canary"
+    PROMOTED = "promoted"
+    ROLLED_BACK = "rolled_back"
+
+
+TERMINAL_PHASES: frozenset[Phase] = frozenset({Phase.PROMOTED, Phase.ROLLED_BACK})
+
+
+class GuardStatus(StrEnum):
+    """Outcome of one guard check."""
+
+    PASS = "pass"
+    FAIL = "fail"
+    INSUFFICIENT_DATA = "insufficient_data"
+
+
+@dataclass(frozen=True)
+class GuardCheck:
+    """One guard: a measured value against its limit.
+
+    Attributes:
+        name: What is checked (``"agreement"``, ``"auc_drop"``, ...).
+        status: Pass, fail, or insufficient data.
+        value: The measured value (``None`` when not measurable).
+        limit: The threshold it is compared with.
+        detail: Human-readable explanation.
+    """
+
+    name: str
+    status: GuardStatus
+    value: float | None
+    limit: float
+    detail: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "name": self.name,
+            "status": self.status.value,
+            "value": self.value,
+            "limit": self.limit,
+            "detail": self.detail,
+        }
+
+
+@dataclass(frozen=True)
+class GuardResult:
+    """The guards evaluated for one phase of a rollout.
+
+    Attributes:
+        kind: ``"shadow"`` or ``"canary"`` (which phase the checks are valid for).
+        n_rows: Rows the checks were computed on.
+        min_rows: Rows needed before any check is decided.
+        checks: The individual checks.
+    """
+
+    kind: GuardKind
+    n_rows: int
+    min_rows: int
+    checks: tuple[GuardCheck, ...]
+
+    @property
+    def status(self) -> GuardStatus:
+        """``fail`` if any check failed; else ``insufficient_data`` if any lacks data (or none ran); else ``pass``."""
+        statuses = {c.status for c in self.checks}
+        if GuardStatus.FAIL in statuses:
+            return GuardStatus.FAIL
+        if not statuses or GuardStatus.INSUFFICIENT_DATA in statuses:
+            return GuardStatus.INSUFFICIENT_DATA
+        return GuardStatus.PASS
+
+    @property
+    def failed(self) -> tuple[str, ...]:
+        """Names of the failed checks."""
+        return tuple(c.name for c in self.checks if c.status is GuardStatus.FAIL)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready evidence."""
+        return {
+            "kind": self.kind,
+            "status": self.status.value,
+            "n_rows": self.n_rows,
+            "min_rows": self.min_rows,
+            "checks": [c.to_dict() for c in self.checks],
+        }
+
+
+@dataclass(frozen=True)
+class RolloutEvent:
+    """One move of a rollout.
+
+    Attributes:
+        at: When (timezone-aware).
+        from_phase: Phase before.
+        from_share: Challenger's traffic share before.
+        to_phase: Phase after.
+        to_share: Challenger's traffic share after.
+        reason: Why.
+        evidence: JSON details (the guard results that decided the move).
+    """
+
+    at: datetime
+    from_phase: Phase
+    from_share: float
+    to_phase: Phase
+    to_share: float
+    reason: str
+    evidence: dict[str, Any] = field(hash=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "at": self.at.isoformat(),
+            "from_phase": self.from_phase.value,
+            "from_share": self.from_share,
+            "to_phase": self.to_phase.value,
+            "to_share": self.to_share,
+            "reason": self.reason,
+            "evidence": self.evidence,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "RolloutEvent":
+        """Inverse of :meth:`to_dict`."""
+        return cls(
+            at=_aware(datetime.fromisoformat(data["at"]), "event time"),
+            from_phase=Phase(data["from_phase"]),
+            from_share=float(data["from_share"]),
+            to_phase=Phase(data["to_phase"]),
+            to_share=float(data["to_share"]),
+            reason=str(data["reason"]),
+            evidence=dict(data["evidence"]),
+        )
+
+
+def _aware(when: datetime, what: str) -> datetime:
+    if when.tzinfo is None or when.utcoffset() is None:
+        raise ValueError(f"{what}: pass a timezone-aware datetime, got {when!r}")
+    return when
+
+
+def _check_steps(steps: Sequence[float]) -> tuple[float, ...]:
+    result = tuple(float(s) for s in steps)
+    if not result:
+        raise ValueError("canary_steps must not be empty")
+    if any(not 0.0 < s <= 1.0 for s in result) or any(a >= b for a, b in itertools.pairwise(result)):
+        raise ValueError(f"canary_steps must be strictly increasing shares in (0, 1], got {result}")
+    if result[-1] != 1.0:
+        # The last canary step is "all traffic on the challenger", the state just before the switch.
+        raise ValueError(f"the last canary step must be 1.0, got {result}")
+    return result
+
+
+@dataclass(frozen=True)
+class RolloutState:
+    """A rollout of ``challenger_version`` against ``champion_version``.
+
+    Attributes:
+        model_name: Registered model name.
+        champion_version: The version serving when the rollout started (``None``: no champion yet).
+        challenger_version: The version being rolled out.
+        phase: Where the rollout is.
+        step: Index into ``canary_steps`` in the canary phase, else ``None``.
+        canary_steps: Challenger shares of the canary steps, increasing, ending at 1.0.
+        salt: Routing salt for :func:`mlops_assets.ml.routing.assign_arms`, fixed for the rollout.
+        history: Every move so far, oldest first.
+    """
+
+    model_name: str
+    champion_version: int | None
+    challenger_version: int
+    phase: Phase = Phase.IDLE
+    step: int | None = None
+    canary_steps: tuple[float, ...] = DEFAULT_CANARY_STEPS
+    salt: str = ""
+    history: tuple[RolloutEvent, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "phase", Phase(self.phase))
+        object.__setattr__(self, "canary_steps", _check_steps(self.canary_steps))
+        object.__setattr__(self, "history", tuple(self.history))
+        if self.phase is Phase.CANARY:
+            if self.step is None or not 0 <= self.step < len(self.canary_steps):
+                raise ValueError(f"canary phase needs a step in [0, {len(self.canary_steps)}), got {self.step}")
+        elif self.step is not None:
+            raise ValueError(f"phase {self.phase.value} has no step, got {self.step}")
+        if self.champion_version == self.challenger_version:
+            raise ValueError(f"champion and challenger are the same version v{self.challenger_version}")
+        if not self.salt:
+            object.__setattr__(self, "salt", f"{self.model_name}:v{self.champion_version}->v{self.challenger_version}")
+
+    @property
+    def challenger_share(self) -> float:
+        """Fraction of live traffic the challenger serves now (0 in shadow: it only scores a copy)."""
+        if self.phase is Phase.CANARY:
+            assert self.step is not None
+            return self.canary_steps[self.step]
+        return 1.0 if self.phase is Phase.PROMOTED else 0.0
+
+    @property
+    def is_terminal(self) -> bool:
+        """Whether the rollout is over (promoted or rolled back)."""
+        return self.phase in TERMINAL_PHASES
+
+    @property
+    def phase_started_at(self) -> datetime | None:
+        """When the current phase (or canary step) began: collect guard data from this instant on."""
+        return self.history[-1].at if self.history else None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (``challenger_share`` is included for readers; it is derived on load)."""
+        return {
+            "model_name": self.model_name,
+            "champion_version": self.champion_version,
+            "challenger_version": self.challenger_version,
+            "phase": self.phase.value,
+            "step": self.step,
+            "challenger_share": self.challenger_share,
+            "canary_steps": list(self.canary_steps),
+            "salt": self.salt,
+            "history": [e.to_dict() for e in self.history],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "RolloutState":
+        """Inverse of :meth:`to_dict`."""
+        return cls(
+            model_name=str(data["model_name"]),
+            champion_version=None if data["champion_version"] is None else int(data["champion_version"]),
+            challenger_version=int(data["challenger_version"]),
+            phase=Phase(data["phase"]),
+            step=None if data["step"] is None else int(data["step"]),
+            canary_steps=tuple(float(s) for s in data["canary_steps"]),
+            salt=str(data["salt"]),
+            history=tuple(RolloutEvent.from_dict(e) for e in data["history"]),
+        )
+
+    def to_json(self) -> str:
+        """Serialise (strict JSON: evidence must not hold NaN or infinities)."""
+        return json.dumps(self.to_dict(), sort_keys=True, allow_nan=False)
+
+    @classmethod
+    def from_json(cls, text: str) -> "RolloutState":
+        """Inverse of :meth:`to_json`."""
+        return cls.from_dict(json.loads(text))
+
+
+def new_rollout(
+    model_name: str,
+    champion_version: int | None,
+    challenger_version: int,
+    *,
+    canary_steps: Sequence[float] = DEFAULT_CANARY_STEPS,
+    salt: str = "",
+) -> RolloutState:
+    """An idle rollout (nothing routed to the challenger yet)."""
+    return RolloutState(
+        model_name=model_name,
+        champion_version=champion_version,
+        challenger_version=challenger_version,
+        canary_steps=tuple(canary_steps),
+        salt=salt,
+    )
+
+
+def _move(
+    state: RolloutState, now: datetime, phase: Phase, step: int | None, reason: str, evidence: dict[str, Any]
+) -> RolloutState:
+    _aware(now, "now")
+    if state.history and now < state.history[-1].at:
+        raise ValueError(f"now={now.isoformat()} is before the last move at {state.history[-1].at.isoformat()}")
+    moved = replace(state, phase=phase, step=step, history=())
+    event = RolloutEvent(
+        at=now,
+        from_phase=state.phase,
+        from_share=state.challenger_share,
+        to_phase=phase,
+        to_share=moved.challenger_share,
+        reason=reason,
+        evidence=evidence,
+    )
+    return replace(moved, history=(*state.history, event))
+
+
+def start(state: RolloutState, now: datetime, *, shadow: bool = True, reason: str = "rollout started") -> RolloutState:
+    """Leave ``idle``: into ``shadow`` (default) or straight to the first canary step.
+
+    Raises:
+        ValueError: The rollout is not idle.
+    """
+    if state.phase is not Phase.IDLE:
+        raise ValueError(f"start() needs an idle rollout, this one is {state.phase.value}")
+    if shadow:
+        return _move(state, now, Phase.SHADOW, None, reason, {})
+    return _move(state, now, Phase.CANARY, 0, reason, {})
+
+
+def advance(state: RolloutState, guards: GuardResult, now: datetime) -> RolloutState:
+    """Take one decision from the guards of the current phase.
+
+    * any guard failed: ``rolled_back`` (automatic rollback, the guard evidence in the history);
+    * not enough data: the state unchanged (nothing appended to the history);
+    * every guard passed: one step forward (shadow -> canary[0] -> ... -> canary[last] -> promoted).
+
+    A terminal rollout is returned unchanged, so a scheduler re-running the decision is harmless.
+
+    Args:
+        state: The rollout.
+        guards: :func:`shadow_guards` in the shadow phase, :func:`canary_guards` in a canary step,
+            computed on data collected since :attr:`RolloutState.phase_started_at`.
+        now: Decision time (timezone-aware, not before the last move).
+
+    Returns:
+        The new state.
+
+    Raises:
+        ValueError: The rollout is idle, or the guards are of the wrong kind for the phase.
+    """
+    if state.is_terminal:
+        return state
+    if state.phase is Phase.IDLE:
+        raise ValueError("advance() on an idle rollout: start() it first")
+    expected: GuardKind = "shadow" if state.phase is Phase.SHADOW else "canary"
+    if guards.kind != expected:
+        raise ValueError(f"the rollout is in {state.phase.value}: expected {expected} guards, got {guards.kind}")
+    status = guards.status
+    where = state.phase.value if state.step is None else f"canary step {state.step} ({state.challenger_share:g})"
+    evidence = {"guards": guards.to_dict()}
+    if status is GuardStatus.INSUFFICIENT_DATA:
+        return state
+    if status is GuardStatus.FAIL:
+        return _move(
+            state, now, Phase.ROLLED_BACK, None, f"guard failed in {where}: {', '.join(guards.failed)}", evidence
+        )
+    if state.phase is Phase.SHADOW:
+        return _move(state, now, Phase.CANARY, 0, f"shadow guards passed on {guards.n_rows} rows", evidence)
+    assert state.step is not None
+    if state.step + 1 < len(state.canary_steps):
+        return _move(state, now, Phase.CANARY, state.step + 1, f"guards passed in {where}", evidence)
+    evidence["registry_action"] = {"promote_challenger": state.challenger_version}
+    return _move(state, now, Phase.PROMOTED, None, f"guards passed in {where}: switch to the challenger", evidence)
+
+
+def roll_back(
+    state: RolloutState, now: datetime, *, reason: str, evidence: dict[str, Any] | None = None
+) -> RolloutState:
+    """Abort a rollout by hand (operator decision); a terminal rollout is returned unchanged."""
+    if state.is_terminal:
+        return state
+    return _move(state, now, Phase.ROLLED_BACK, None, reason, dict(evidence or {}))
+
+
+# -- guards ----------------------------------------------------------------------------------------
+
+
+def _vector(name: str, values: Any) -> np.ndarray:
+    array = np.asarray(values, dtype=np.float64)
+    if array.ndim != 1:
+        raise ValueError(f"{name} must be one-dimensional, got shape {array.shape}")
+    return array
+
+
+def _same_length(**arrays: np.ndarray) -> None:
+    lengths = {name: len(a) for name, a in arrays.items()}
+    if len(set(lengths.values())) > 1:
+        raise ValueError(f"inputs must be aligned row by row, got lengths {lengths}")
+
+
+def _insufficient(names_limits: Sequence[tuple[str, float]], n: int, min_rows: int) -> tuple[GuardCheck, ...]:
+    detail = f"{n} of {min_rows} rows needed"
+    return tuple(GuardCheck(name, GuardStatus.INSUFFICIENT_DATA, None, limit, detail) for name, limit in names_limits)
+
+
+def _at_most(name: str, value: float, limit: float, what: str) -> GuardCheck:
+    status = GuardStatus.PASS if value <= limit else GuardStatus.FAIL
+    return GuardCheck(name, status, float(value), float(limit), f"{what} {value:.4g} (max {limit:g})")
+
+
+def _at_least(name: str, value: float, limit: float, what: str) -> GuardCheck:
+    if math.isnan(value):
+        return GuardCheck(name, GuardStatus.FAIL, None, float(limit), f"{what} undefined (constant scores?)")
+    status = GuardStatus.PASS if value >= limit else GuardStatus.FAIL
+    return GuardCheck(name, status, float(value), float(limit), f"{what} {value:.4g} (min {limit:g})")
+
+
+def shadow_guards(
+    champion_scores: Any,
+    challenger_scores: Any,
+    *,
+    min_rows: int = 1000,
+    min_agreement: float = 0.95,
+    min_correlation: float = 0.8,
+    threshold: float = 0.5,
+    max_failure_rate: float = 0.001,
+) -> GuardResult:
+    """Guards of the shadow phase: does the challenger, on live traffic, behave like a sane model?
+
+    Rows where the champion has no score are dropped (its failure is not the challenger's). A missing
+    (NaN) challenger score is a failed prediction: it counts against ``challenger_failure_rate`` and
+    as a disagreement.
+
+    Checks: ``challenger_failure_rate`` <= ``max_failure_rate``; ``agreement`` (share of rows where
+    both models take the same decision at ``threshold``) >= ``min_agreement``; ``score_correlation``
+    (Spearman, on rows both scored; rank correlation so that a recalibrated challenger is not
+    penalised) >= ``min_correlation``.
+
+    Args:
+        champion_scores: Champion's scores, one per request.
+        challenger_scores: Challenger's scores for the same requests.
+        min_rows: Rows needed before deciding anything.
+        min_agreement: Minimum decision agreement.
+        min_correlation: Minimum Spearman correlation of the scores.
+        threshold: Decision threshold.
+        max_failure_rate: Maximum share of failed challenger predictions.
+    """
+    champion = _vector("champion_scores", champion_scores)
+    challenger = _vector("challenger_scores", challenger_scores)
+    _same_length(champion_scores=champion, challenger_scores=challenger)
+    keep = np.isfinite(champion)
+    champion, challenger = champion[keep], challenger[keep]
+    n = int(champion.size)
+    limits = [
+        ("challenger_failure_rate", max_failure_rate),
+        ("agreement", min_agreement),
+        ("score_correlation", min_correlation),
+    ]
+    if n < min_rows or n == 0:
+        return GuardResult("shadow", n, min_rows, _insufficient(limits, n, min_rows))
+    scored = np.isfinite(challenger)
+    failure_rate = float(1.0 - scored.mean())
+    agree = scored & ((champion >= threshold) == (challenger >= threshold))
+    # Fewer than 3 pairs make a rank correlation meaningless (and spearmanr warns); NaN fails the check.
+    enough_pairs = scored.sum() >= 3
+    correlation = float(spearmanr(champion[scored], challenger[scored]).statistic) if enough_pairs else math.nan
+    checks = (
+        _at_most("challenger_failure_rate", failure_rate, max_failure_rate, "failed challenger predictions"),
+        _at_least("agreement", float(agree.mean()), min_agreement, f"decision agreement at {threshold:g}"),
+        _at_least("score_correlation", correlation, min_correlation, "Spearman correlation of scores"),
+    )
+    return GuardResult("shadow", n, min_rows, checks)
+
+
+def canary_guards(
+    labels: Any,
+    challenger_scores: Any,
+    champion_scores: Any,
+    *,
+    min_rows: int = 1000,
+    max_auc_drop: float = 0.01,
+    max_error_rate_increase: float = 0.01,
+    threshold: float = 0.5,
+    max_failure_rate: float = 0.001,
+    min_per_class: int = 10,
+) -> GuardResult:
+    """Guards of a canary step, from the prediction log joined with the labels that arrived.
+
+    Paired design: each row is a request the challenger served, with the champion's score for the
+    same request (the champion keeps scoring in the background), so both models are compared on
+    exactly the same population and the difference is not confounded by the traffic split. Rows
+    without a label (NaN) or without a champion score are dropped; a NaN challenger score is a
+    failed prediction (counted in ``challenger_failure_rate``, left out of the other two checks).
+
+    Checks: ``challenger_failure_rate`` <= ``max_failure_rate``; ``error_rate_increase`` (challenger
+    misclassification rate at ``threshold`` minus the champion's) <= ``max_error_rate_increase``;
+    ``auc_drop`` (champion ROC AUC minus the challenger's) <= ``max_auc_drop``, which lacks data until
+    each class has ``min_per_class`` rows.
+
+    Args:
+        labels: Observed binary outcomes (0/1; NaN when not known yet).
+        challenger_scores: Challenger's scores.
+        champion_scores: Champion's scores for the same requests.
+        min_rows: Labelled rows needed before deciding anything.
+        max_auc_drop: Largest tolerated ROC AUC loss.
+        max_error_rate_increase: Largest tolerated increase of the misclassification rate.
+        threshold: Decision threshold.
+        max_failure_rate: Maximum share of failed challenger predictions.
+        min_per_class: Rows of each class needed for the AUC check.
+    """
+    y = _vector("labels", labels)
+    challenger = _vector("challenger_scores", challenger_scores)
+    champion = _vector("champion_scores", champion_scores)
+    _same_length(labels=y, challenger_scores=challenger, champion_scores=champion)
+    keep = np.isfinite(y) & np.isfinite(champion)
+    y, challenger, champion = y[keep], challenger[keep], champion[keep]
+    if not np.isin(y, (0.0, 1.0)).all():
+        raise ValueError(f"labels must be 0/1 (or NaN when unknown), got {sorted(set(y.tolist()))[:5]}")
+    n = int(y.size)
+    limits = [
+        ("challenger_failure_rate", max_failure_rate),
+        ("error_rate_increase", max_error_rate_increase),
+        ("auc_drop", max_auc_drop),
+    ]
+    if n < min_rows or n == 0:
+        return GuardResult("canary", n, min_rows, _insufficient(limits, n, min_rows))
+    scored = np.isfinite(challenger)
+    failure_rate = float(1.0 - scored.mean())
+    y_ok, challenger_ok, champion_ok = y[scored], challenger[scored], champion[scored]
+    checks = [_at_most("challenger_failure_rate", failure_rate, max_failure_rate, "failed challenger predictions")]
+    if y_ok.size == 0:
+        checks.append(
+            GuardCheck(
+                "error_rate_increase", GuardStatus.FAIL, None, max_error_rate_increase, "no challenger predictions"
+            )
+        )
+    else:
+        error_challenger = float(np.mean((challenger_ok >= threshold) != (y_ok == 1.0)))
+        error_champion = float(np.mean((champion_ok >= threshold) != (y_ok == 1.0)))
+        checks.append(
+            _at_most(
+                "error_rate_increase",
+                error_challenger - error_champion,
+                max_error_rate_increase,
+                f"error rate {error_challenger:.4g} vs champion {error_champion:.4g}: increase",
+            )
+        )
+    positives = int(y_ok.sum())
+    negatives = int(y_ok.size - positives)
+    if min(positives, negatives) < max(1, min_per_class):
+        checks.append(
+            GuardCheck(
+                "auc_drop",
+                GuardStatus.INSUFFICIENT_DATA,
+                None,
+                max_auc_drop,
+                f"{positives} positive / {negatives} negative rows, {min_per_class} of each needed",
+            )
+        )
+    else:
+        auc_challenger = float(roc_auc_score(y_ok, challenger_ok))
+        auc_champion = float(roc_auc_score(y_ok, champion_ok))
+        checks.append(
+            _at_most(
+                "auc_drop",
+                auc_champion - auc_challenger,
+                max_auc_drop,
+                f"ROC AUC {auc_challenger:.4g} vs champion {auc_champion:.4g}: drop",
+            )
+        )
+    return GuardResult("canary", n, min_rows, tuple(checks))
