@@ -204,8 +204,9 @@ def test_training_window_skips_versions_that_failed_their_gates(tmp_path, window
             key = version_key(path.name, file_digest(path))
             instance.add_dynamic_partitions(DATA_VERSIONS, [key])
             keys.append(key)
-            dg.materialize([*ASSETS, *CHECKS], partition_key=key, instance=instance, resources=env.resources,
-                           raise_on_error=False)
+            dg.materialize(
+                [*ASSETS, *CHECKS], partition_key=key, instance=instance, resources=env.resources, raise_on_error=False
+            )
         registry = ModelRegistry(env.resources["registry"].url)
         (third,) = registry.versions_for_data_version("synthetic", keys[2])
         assert third.data_versions == (keys[0], keys[2])
@@ -217,3 +218,63 @@ def test_training_window_skips_versions_that_failed_their_gates(tmp_path, window
         assert all(len(h) == 64 for h in manifest["data_versions"].values())
         assert manifest["search"]["results"] and manifest["search"]["best_params"]
         assert manifest["n_train"] > ROWS  # all of v1 plus v3's train rows
+
+
+def test_launchpad_policy_override_is_recorded_and_decides(lifecycle):
+    land, _run, registry, instance = lifecycle
+    v1 = land("synthetic_v001.csv", seed=1)
+    env_resources = local_environment(Path(registry.engine.url.database).parent, spec="synthetic").resources
+    result = dg.materialize(
+        [*ASSETS, *CHECKS],
+        partition_key=v1,
+        instance=instance,
+        resources=env_resources,
+        run_config={"ops": {"model_evaluation": {"config": {"metric_floor": 0.99}}}},
+        raise_on_error=False,
+    )
+    assert not result.success
+    assert check_outcomes(result)["metric_above_floor"] is False
+    (evaluation,) = [e for e in result.get_asset_check_evaluations() if e.check_name == "metric_above_floor"]
+    assert evaluation.metadata["threshold"].value == 0.99
+    assert registry.production_version("synthetic") is None
+
+
+def test_candidate_metadata_carries_the_reproducibility_manifest(lifecycle):
+    land, run, _registry, _instance = lifecycle
+    v1 = land("synthetic_v001.csv", seed=1)
+    result = run(v1)
+    (materialization,) = [
+        e.materialization
+        for e in result.get_asset_materialization_events()
+        if e.asset_key == dg.AssetKey("candidate_model")
+    ]
+    manifest = materialization.metadata["manifest"].value
+    for key in (
+        "git_sha",
+        "git_dirty",
+        "packages",
+        "python",
+        "platform",
+        "cpu",
+        "seed",
+        "wall_seconds",
+        "peak_memory_mb",
+        "data_versions",
+        "feature_profile_id",
+        "artifact",
+        "signature",
+        "search",
+    ):
+        assert key in manifest, key
+    assert manifest["packages"]["scikit-learn"] != "not installed"
+    assert manifest["artifact"]["sha256"] == materialization.metadata["artifact_sha256"].value
+    assert set(manifest["signature"]) == {"age", "income", "tenure_months", "balance", "region", "plan"}
+    assert len(manifest["search"]["results"]) == 2
+    evaluation = next(
+        e.materialization
+        for e in result.get_asset_materialization_events()
+        if e.asset_key == dg.AssetKey("model_evaluation")
+    )
+    for key in ("candidate_roc_auc", "candidate_ece", "slices", "fairness_groups", "roc_curve", "reliability_diagram"):
+        assert key in evaluation.metadata, key
+    assert evaluation.metadata["roc_curve"].value.startswith("![ROC curves](data:image/png;base64,")

@@ -573,3 +573,23 @@ def test_beats_baseline_with_a_required_lift() -> None:
     assert not gate_beats_baseline(crafted(0.74, baseline=0.70), policy).passed
     assert ">= 0.05" in gate_beats_baseline(crafted(0.74, baseline=0.70), policy).condition
     assert "> 0.0" in gate_beats_baseline(crafted(0.74, baseline=0.70), POLICY).condition
+
+
+def test_tuned_training_is_reproducible_and_records_the_search():
+    from mlops_assets.ml import synthetic
+    from mlops_assets.ml.features import build_features
+    from mlops_assets.ml.spec import load_spec
+    from mlops_assets.ml.training import predict_scores, tune_and_train
+    from mlops_assets.ml.validation import coerce_to_schema
+
+    spec = load_spec("synthetic")
+    frame = build_features(coerce_to_schema(synthetic.generate(1500, seed=3), spec), spec)
+    first, search = tune_and_train(frame, spec)
+    second, search_again = tune_and_train(frame, spec)
+    assert np.array_equal(predict_scores(first.pipeline, frame, spec), predict_scores(second.pipeline, frame, spec))
+    assert search is not None and search_again is not None
+    assert search.best_params == search_again.best_params
+    assert {tuple(r["params"].items()) for r in search.results} == {(("max_leaf_nodes", 7),), (("max_leaf_nodes", 15),)}
+    best = max(search.results, key=lambda r: r["mean_score"])
+    assert best["params"] == search.best_params and best["rank"] == 1
+    assert first.params["max_leaf_nodes"] == search.best_params["max_leaf_nodes"]
