@@ -95,7 +95,7 @@ def test_exact_reference_wasserstein_matches_scipy(ref: list[float], cur: list[f
     n=st.integers(200, 3000),
     shift=st.floats(-1.0, 1.0),
     quantiles=st.integers(10, 60),
-    shape=st.sampled_from(["normal", "lognormal", "integers", "bimodal"]),
+    shape=st.sampled_from(["normal", "lognormal", "integers", "bimodal", "point_mass"]),
 )
 def test_grid_statistics_agree_with_raw_reference_within_stored_bound(
     seed: int, n: int, shift: float, quantiles: int, shape: str
@@ -109,6 +109,8 @@ def test_grid_statistics_agree_with_raw_reference_within_stored_bound(
             return rng.lognormal(size=size)
         if shape == "integers":
             return rng.integers(0, 5 * quantiles, size=size).astype(float)
+        if shape == "point_mass":  # zero-inflated: a fifth of the values at the minimum
+            return np.where(rng.random(size) < 0.2, 0.0, rng.exponential(size=size))
         return np.where(rng.random(size) < 0.3, rng.normal(-4, 0.5, size), rng.normal(2, 1, size))
 
     ref, cur = draw(n), draw(n // 2 + 1) + shift
