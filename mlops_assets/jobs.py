@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-LIFECYCLE_GROUPS = ("data", "features", "models", "evaluations", "deployments")
+LIFECYCLE_GROUPS = ("data", "features", "models", "evaluations", "deployments", "monitoring")
 
 lifecycle_job = dg.define_asset_job(
     name="lifecycle_job",

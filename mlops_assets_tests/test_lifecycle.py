@@ -278,3 +278,24 @@ def test_candidate_metadata_carries_the_reproducibility_manifest(lifecycle):
     for key in ("candidate_roc_auc", "candidate_ece", "slices", "fairness_groups", "roc_curve", "reliability_diagram"):
         assert key in evaluation.metadata, key
     assert evaluation.metadata["roc_curve"].value.startswith("![ROC curves](data:image/png;base64,")
+
+
+def test_drift_report_compares_new_data_with_the_production_models_training_data(lifecycle):
+    land, run, _registry, _instance = lifecycle
+    v1 = land("synthetic_v001.csv", seed=1)
+    first = run(v1)
+    assert first.asset_value("drift_report")["compared_with"] is None  # nothing in production yet
+    v2 = land("synthetic_v002.csv", seed=2, start_id=ROWS)
+    calm = run(v2)
+    assert calm.asset_value("drift_report")["compared_with"] == 1
+    assert calm.asset_value("drift_report")["report"]["dataset_drift"] is False
+    assert check_outcomes(calm)["no_drift"] is True
+    v3 = land("synthetic_v003.csv", seed=3, start_id=2 * ROWS, shift=2.0)
+    shifted = run(v3)
+    report = shifted.asset_value("drift_report")
+    drifted = {c["column"] for c in report["report"]["columns"] if c["drifted"]}
+    assert {"age", "income", "tenure_months", "balance"} <= drifted
+    assert {"region", "plan"}.isdisjoint(drifted)  # the shift moves numeric columns only
+    assert report["report"]["dataset_drift"] is True
+    assert check_outcomes(shifted)["no_drift"] is False  # a warning: the rest of the run still proceeds
+    assert "model_evaluation" in {e.asset_key.to_user_string() for e in shifted.get_asset_materialization_events()}

@@ -17,8 +17,8 @@ from mlops_assets.assets.data import raw_data_checks
 from mlops_assets.assets.features import features_checks
 from mlops_assets.assets.gating import check_result
 from mlops_assets.gate_records import latest_gate_results
+from mlops_assets.ml import drift, training
 from mlops_assets.ml import features as feature_core
-from mlops_assets.ml import training
 from mlops_assets.ml.artifacts import ArtifactRef, load_model, store_model
 from mlops_assets.ml.gate_result import GateResult
 from mlops_assets.ml.manifest import peak_memory_mb, runtime_manifest
@@ -116,6 +116,11 @@ def candidate_model(
     baseline = training.train_baseline(train_frame, spec)
     holdout_scores = training.predict_scores(candidate.pipeline, _holdout(features), spec)
     profile = feature_core.profile_features(train_frame, spec)
+    # The drift reference of this model's training data, computed once here and stored content-addressed
+    # beside the model: monitoring compares new data with it without ever reloading the training rows.
+    train_rows = train_frame[train_frame[feature_core.SPLIT_COLUMN] == feature_core.TRAIN]
+    reference = drift.build_reference(train_rows, drift.spec_columns(spec), ranges=drift.spec_ranges(spec))
+    reference_ref = store.put_bytes(reference.to_json().encode(), ".json")
     sha, dirty = git_state()
     # skops archives are not byte-reproducible (zip times, object ids), so "the same model" is decided by
     # what went in and what comes out: re-running a version with the same code and data reuses its model
@@ -154,7 +159,12 @@ def candidate_model(
                 git_sha=sha,
                 spec_fingerprint=spec.fingerprint(),
             ),
-            params={"estimator": candidate.estimator, **candidate.params, "training_fingerprint": training_fp},
+            params={
+                "estimator": candidate.estimator,
+                **candidate.params,
+                "training_fingerprint": training_fp,
+                "drift_reference": reference_ref.to_dict(),
+            },
             metrics={"cv_best_score": search.best_score} if search else {},
             description=f"candidate trained on data versions {', '.join(data_versions_used)}",
         )
@@ -170,6 +180,7 @@ def candidate_model(
         "window_skipped": skipped,
         "n_train": candidate.n_train,
         "feature_profile_id": profile.profile_id,
+        "drift_reference_id": reference.profile_id,
         "spec": spec.name,
         "spec_fingerprint": spec.fingerprint(),
         "artifact": candidate_ref.to_dict(),
