@@ -89,7 +89,9 @@ def test_minimum_sample_size_matches_r_power_prop_test() -> None:
 
 
 @pytest.mark.parametrize(("p1", "mde", "alpha", "power"), [(0.1, 0.02, 0.05, 0.8), (0.2, 0.05, 0.01, 0.9)])
-def test_minimum_sample_size_matches_formula_and_delivers_power(p1: float, mde: float, alpha: float, power: float) -> None:
+def test_minimum_sample_size_matches_formula_and_delivers_power(
+    p1: float, mde: float, alpha: float, power: float
+) -> None:
     p2 = p1 + mde
     p_bar = (p1 + p2) / 2
     z_a, z_b = norm.ppf(1 - alpha / 2), norm.ppf(power)

@@ -17,7 +17,16 @@ import pytest
 import sqlalchemy as sa
 from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import Bundle, RuleBasedStateMachine, initialize, invariant, precondition, rule
+from hypothesis.stateful import (
+    Bundle,
+    MultipleResults,
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    multiple,
+    precondition,
+    rule,
+)
 
 from mlops_assets.ml.artifacts import ArtifactRef
 from mlops_assets.ml.registry import (
@@ -159,17 +168,34 @@ class RegistryMachine(RuleBasedStateMachine):
 
     # -- rules ---------------------------------------------------------------------------------------
 
-    @initialize(require=st.booleans(), four_eyes=st.booleans())
-    def start_with_a_policy(self, require: bool, four_eyes: bool) -> None:
+    @initialize(
+        target=registered,
+        require=st.booleans(),
+        four_eyes=st.booleans(),
+        registrants=st.lists(people, min_size=3, max_size=3),
+        promotions=st.lists(st.integers(1, 3), max_size=3),
+    )
+    def start_with_a_policy_and_a_history(
+        self, require: bool, four_eyes: bool, registrants: list[str], promotions: list[int]
+    ) -> MultipleResults[int]:
+        # Starting with versions and some promotions makes deep states (rollback chains, challenger
+        # switches over an incumbent) reachable within a few random steps.
         policy = self.registry.set_policy(
             MODEL, require_approval_for_production=require, four_eyes=four_eyes, actor="admin", reason="init"
         )
         self.model.policy = ApprovalPolicy(require, four_eyes)
         assert policy == self.model.policy
+        versions = [self._register(actor) for actor in registrants]
+        for version in promotions:
+            self.promote(version, actor="deployer", approver="carol", get_approval=True)
+        return multiple(*versions)
 
     @precondition(lambda self: len(self.model.stages) < MAX_VERSION)
     @rule(target=registered, actor=people)
     def register(self, actor: str) -> int:
+        return self._register(actor)
+
+    def _register(self, actor: str) -> int:
         version = len(self.model.stages) + 1
         lineage = Lineage(("d",), "run", "c", "g", "f")
         created = self.registry.register_version(MODEL, _ref(version), lineage, {}, {}, actor=actor)
@@ -203,14 +229,30 @@ class RegistryMachine(RuleBasedStateMachine):
     def transition(self, version: int, to_stage: str, actor: str) -> None:
         self._transition(version, to_stage, actor)
 
+    def _get_approval(self, version: int, approver: str) -> None:
+        if self.model.policy.four_eyes and approver == self.model.registrant[version]:
+            approver = PEOPLE[(PEOPLE.index(approver) + 1) % len(PEOPLE)]
+        self.approve(version, approver)
+
     @rule(version=registered, actor=people, approver=people, get_approval=st.booleans())
     def promote(self, version: int, actor: str, approver: str, get_approval: bool) -> None:
-        """The usual path: through Staging, asking for an approval first if the policy wants one."""
+        """The usual path: through Staging, with an approval first (usually) if the policy wants one."""
         if get_approval and self.model.policy.require_approval_for_production:
-            self.approve(version, approver)
+            self._get_approval(version, approver)
         if self.model.stages[version] == "None":
             self._transition(version, "Staging", actor)
         self._transition(version, "Production", actor)
+
+    @rule(version=registered, approver=people, get_approval=st.booleans())
+    def nominate_challenger(self, version: int, approver: str, get_approval: bool) -> None:
+        """The start of a rollout: stage a non-Production version and make it the challenger."""
+        if self.model.stages[version] == "Production":
+            return
+        if self.model.stages[version] == "None":
+            self._transition(version, "Staging", "rollout")
+        if get_approval and self.model.policy.require_approval_for_production:
+            self._get_approval(version, approver)
+        self.set_alias(version, CHALLENGER)
 
     @rule(actor=people)
     def rollback(self, actor: str) -> None:
@@ -372,8 +414,8 @@ class RegistryMachine(RuleBasedStateMachine):
 
 
 RegistryMachine.TestCase.settings = settings(
-    max_examples=60,
-    stateful_step_count=30,
+    max_examples=80,
+    stateful_step_count=40,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )

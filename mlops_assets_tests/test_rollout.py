@@ -188,9 +188,14 @@ def test_canary_guard_values_match_sklearn() -> None:
     guards = canary_guards(labels, challenger, champion, max_error_rate_increase=0.01, max_auc_drop=0.01)
 
     by_name = {c.name: c for c in guards.checks}
-    error = lambda s: float(np.mean((s >= 0.5) != (labels == 1)))  # noqa: E731
+
+    def error(scores: np.ndarray) -> float:
+        return float(np.mean((scores >= 0.5) != (labels == 1)))
+
     assert by_name["error_rate_increase"].value == pytest.approx(error(challenger) - error(champion))
-    assert by_name["auc_drop"].value == pytest.approx(roc_auc_score(labels, champion) - roc_auc_score(labels, challenger))
+    assert by_name["auc_drop"].value == pytest.approx(
+        roc_auc_score(labels, champion) - roc_auc_score(labels, challenger)
+    )
     assert by_name["error_rate_increase"].status is GuardStatus.FAIL
     assert guards.failed == ("error_rate_increase",)  # ranking intact (AUC barely moves), decisions worse
 
@@ -225,7 +230,7 @@ def test_custom_steps_skip_shadow_and_manual_rollback() -> None:
 
 @pytest.mark.parametrize("steps", [(), (0.5, 0.25, 1.0), (0.0, 1.0), (0.05, 0.5), (0.5, 0.5, 1.0)])
 def test_invalid_canary_steps_are_refused(steps: tuple[float, ...]) -> None:
-    with pytest.raises(ValueError, match="canary_steps|last canary step"):
+    with pytest.raises(ValueError, match=r"canary_steps|last canary step"):
         new_rollout("m", 1, 2, canary_steps=steps)
 
 

@@ -1372,9 +1372,13 @@ class ModelRegistry:
                     version=expected_version,
                 )
             target = self._select_version(conn, model_name, version)
-            if target.stage == "Production":
+            # Same order of checks as transition(): the stage machine first, then bad mark and approval.
+            if (target.stage, "Production") not in ALLOWED_TRANSITIONS:
                 raise InvalidTransition(
-                    f"{_label(model_name, version)} is already in Production", model_name=model_name, version=version
+                    f"{_label(model_name, version)}: transition {target.stage} -> Production is not allowed "
+                    f"(the challenger must be in Staging or Archived)",
+                    model_name=model_name,
+                    version=version,
                 )
             self._check_promotable(conn, target)
             self._promote(
