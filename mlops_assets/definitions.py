@@ -14,6 +14,7 @@ from mlops_assets.assets.models import candidate_model, models_checks
 from mlops_assets.assets.monitoring import drift_report, monitoring_checks
 from mlops_assets.environments import Environment, environment
 from mlops_assets.jobs import lifecycle_job
+from mlops_assets.registry_jobs import registry_jobs
 from mlops_assets.sensors import landing_sensor
 
 ASSETS = [
@@ -35,7 +36,7 @@ def build_defs(env: Environment) -> dg.Definitions:
     return dg.Definitions(
         assets=ASSETS,
         asset_checks=CHECKS,
-        jobs=[lifecycle_job],
+        jobs=[lifecycle_job, *registry_jobs],
         sensors=[landing_sensor],
         resources=env.resources,
         executor=env.executor,

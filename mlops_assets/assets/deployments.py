@@ -10,7 +10,7 @@ from mlops_assets.assets.features import features_checks
 from mlops_assets.assets.models import models_checks
 from mlops_assets.gate_records import latest_gate_results
 from mlops_assets.ml.promotion import GateStatus, decide
-from mlops_assets.ml.registry import ModelVersion, RegistryConflict
+from mlops_assets.ml.registry import ApprovalRequired, ModelVersion, RegistryConflict
 from mlops_assets.partitions import data_versions
 from mlops_assets.resources import DatasetSpecResource, ModelRegistryResource
 
@@ -83,8 +83,12 @@ def deployment_decision(
             reason = f"{decision.reasons[0]} for data version {context.partition_key}"
             if current.stage == "None":
                 reg.transition(name, version, "Staging", actor=ACTOR, reason=reason, evidence=evidence)
-            reg.transition(name, version, "Production", actor=ACTOR, reason=reason, evidence=evidence)
-            outcome = "promoted"
+            try:
+                reg.transition(name, version, "Production", actor=ACTOR, reason=reason, evidence=evidence)
+                outcome = "promoted"
+            except ApprovalRequired:
+                # The model's policy wants a person's approval: stage it and wait for approve_job + promote_job.
+                outcome = "staged_awaiting_approval"
         elif not decision.promote and current.stage == "None":
             reason = "rejected: " + "; ".join(decision.reasons)
             reg.transition(name, version, "Archived", actor=ACTOR, reason=reason, evidence=evidence)

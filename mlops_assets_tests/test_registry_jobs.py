@@ -1,0 +1,100 @@
+"""The promote / approve / rollback jobs, run against a real lifecycle on synthetic data."""
+
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from mlops_assets.definitions import ASSETS, CHECKS, build_defs
+from mlops_assets.environments import local_environment
+from mlops_assets.ml import synthetic
+from mlops_assets.ml.registry import ModelRegistry
+from mlops_assets.ml.validation import write_frame_atomic
+from mlops_assets.ml.versions import file_digest, version_key
+from mlops_assets.partitions import DATA_VERSIONS
+
+pytestmark = pytest.mark.slow
+ROWS = 2500
+
+
+@pytest.fixture
+def world(tmp_path: Path):
+    env = local_environment(tmp_path / "data", spec="synthetic")
+    defs = build_defs(env)
+    landing = tmp_path / "data" / "landing"
+    landing.mkdir(parents=True)
+    with dg.DagsterInstance.ephemeral() as instance:
+
+        def land_and_run(i: int, seed: int, **defects) -> str:
+            frame = synthetic.generate(ROWS, seed=seed, start_id=(i - 1) * ROWS, **defects)
+            path = write_frame_atomic(frame, landing / f"synthetic_v00{i}.csv", fmt="csv")
+            key = version_key(path.name, file_digest(path))
+            instance.add_dynamic_partitions(DATA_VERSIONS, [key])
+            dg.materialize(
+                [*ASSETS, *CHECKS], partition_key=key, instance=instance, resources=env.resources, raise_on_error=False
+            )
+            return key
+
+        def launch(job: str, op: str, config: dict) -> dg.ExecuteInProcessResult:
+            return defs.resolve_job_def(job).execute_in_process(
+                run_config={"ops": {op: {"config": config}}}, instance=instance, raise_on_error=False
+            )
+
+        yield land_and_run, launch, ModelRegistry(env.resources["registry"].url)
+
+
+def test_rollback_drill_restores_the_previous_production_model(world):
+    land_and_run, launch, registry = world
+    land_and_run(1, seed=1)
+    land_and_run(2, seed=4)
+    before = registry.production_version("synthetic")
+    assert before is not None and before.version == 2
+    result = launch("rollback_job", "rollback_model", {"actor": "alice", "reason": "drill"})
+    assert result.success
+    after = registry.production_version("synthetic")
+    assert after is not None and after.version == 1
+    assert registry.aliases("synthetic")["champion"] == 1
+    log = registry.transitions("synthetic")
+    assert (log[-2].version, log[-2].to_stage, log[-2].actor) == (2, "Archived", "alice")
+    assert (log[-1].version, log[-1].to_stage) == (1, "Production")
+    assert "drill" in log[-1].reason
+    shown = [
+        e for e in result.get_asset_materialization_events() if e.asset_key == dg.AssetKey("production_deployment")
+    ]
+    assert shown and "v1" in shown[0].materialization.metadata["model"].value
+    # Nothing earlier than v1 to roll back to: a clear failure, nothing changes.
+    again = launch("rollback_job", "rollback_model", {"actor": "alice", "reason": "again"})
+    assert not again.success
+    assert registry.production_version("synthetic").version == 1
+
+
+def test_promote_job_refuses_a_version_whose_gates_failed(world):
+    land_and_run, launch, registry = world
+    land_and_run(1, seed=1)
+    bad = land_and_run(2, seed=2, label_noise=0.5)  # metric floor fails: the candidate stays in stage None
+    (candidate,) = registry.versions_for_data_version("synthetic", bad)
+    result = launch("promote_job", "promote_model", {"version": candidate.version, "actor": "bob", "reason": "try"})
+    assert not result.success
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    assert "metric_above_floor is failed" in failure.step_failure_data.error.message
+    assert registry.production_version("synthetic").version == 1
+
+
+def test_approval_required_stages_the_candidate_until_approved(world):
+    land_and_run, launch, registry = world
+    land_and_run(1, seed=1)
+    registry.set_policy("synthetic", require_approval_for_production=True, actor="admin", reason="regulated")
+    v2 = land_and_run(2, seed=4)
+    (candidate,) = registry.versions_for_data_version("synthetic", v2)
+    assert registry.get_version("synthetic", candidate.version).stage == "Staging"
+    assert registry.production_version("synthetic").version == 1
+    promote = {"version": candidate.version, "actor": "bob", "reason": "release"}
+    refused = launch("promote_job", "promote_model", promote)
+    assert not refused.success
+    assert launch(
+        "approve_job",
+        "approve_model",
+        {"version": candidate.version, "approver": "carol", "comment": "reviewed the gate evidence"},
+    ).success
+    assert launch("promote_job", "promote_model", promote).success
+    assert registry.production_version("synthetic").version == candidate.version
