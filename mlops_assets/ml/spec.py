@@ -87,6 +87,9 @@ class TrainingSpec:
             Empty: no search, the fixed parameters are used.
         cv_folds: Folds of the time-series cross validation (each fold validates on later rows).
         window: Train on the last ``window`` data versions up to and including the current one.
+        baseline: The simple model trained beside the candidate for ``beats_baseline``:
+            ``logistic_regression`` (default: the candidate must beat a linear model) or ``dummy`` (it must
+            beat the prior rate — use it when a linear model is already the right model for the data).
     """
 
     estimator: str = "hist_gradient_boosting"
@@ -96,6 +99,7 @@ class TrainingSpec:
     )
     cv_folds: int = 3
     window: int = 1
+    baseline: str = "logistic_regression"
 
 
 def _training(raw: Any, where: str) -> TrainingSpec:
@@ -128,7 +132,12 @@ def _training(raw: Any, where: str) -> TrainingSpec:
         raise SpecError(f"{where}: training.cv_folds must be an integer >= 2, got {cv_folds!r}")
     if not isinstance(window, int) or window < 1:
         raise SpecError(f"{where}: training.window must be an integer >= 1, got {window!r}")
-    return TrainingSpec(estimator=estimator, params=dict(params), search=search, cv_folds=cv_folds, window=window)
+    baseline = raw.get("baseline", defaults.baseline)
+    if baseline not in ("logistic_regression", "dummy"):
+        raise SpecError(f"{where}: training.baseline must be 'logistic_regression' or 'dummy', got {baseline!r}")
+    return TrainingSpec(
+        estimator=estimator, params=dict(params), search=search, cv_folds=cv_folds, window=window, baseline=baseline
+    )
 
 
 @dataclass(frozen=True)

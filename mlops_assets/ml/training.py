@@ -25,7 +25,6 @@ from mlops_assets.ml.features import LABEL_COLUMN, SPLIT_COLUMN, TRAIN, feature_
 from mlops_assets.ml.spec import ESTIMATORS, DatasetSpec, TrainingSpec
 
 DEFAULT_ESTIMATOR = "hist_gradient_boosting"
-BASELINE_ESTIMATOR = "logistic_regression"
 MISSING_CATEGORY = "__missing__"
 # Categories seen fewer times than this in train are pooled into one "infrequent" column; at scoring
 # time unseen categories map to that column too (or to all zeros when nothing was infrequent).
@@ -227,7 +226,7 @@ def train_candidate(
 
 
 def train_baseline(features_df: pd.DataFrame, spec: DatasetSpec) -> TrainedModel:
-    """Fit the baseline (logistic regression with default parameters) on the train rows.
+    """Fit the baseline named by ``spec.training.baseline`` (default parameters) on the train rows.
 
     Args:
         features_df: A features frame.
@@ -239,7 +238,7 @@ def train_baseline(features_df: pd.DataFrame, spec: DatasetSpec) -> TrainedModel
     Raises:
         ValueError: the train rows hold a single class.
     """
-    return train_candidate(features_df, spec, estimator=BASELINE_ESTIMATOR)
+    return train_candidate(features_df, spec, estimator=spec.training.baseline)
 
 
 def predict_scores(pipeline: Pipeline, features_df: pd.DataFrame, spec: DatasetSpec) -> np.ndarray:
