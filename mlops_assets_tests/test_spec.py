@@ -187,3 +187,22 @@ def test_fingerprint_changes_with_a_threshold(tmp_path: Path, synthetic_dict: di
     assert spec_from_dict(synthetic_dict).fingerprint() == base
     synthetic_dict["columns"]["age"]["max"] = 99
     assert spec_from_dict(synthetic_dict).fingerprint() != base
+
+
+def test_training_section_is_validated_and_defaults_apply() -> None:
+    from mlops_assets.ml.spec import load_spec, spec_from_dict
+
+    base = load_spec("flights").to_dict()
+    assert load_spec("flights").training.baseline == "logistic_regression"
+    for bad, key in (
+        ({"baseline": "forest"}, "training.baseline"),
+        ({"window": 0}, "training.window"),
+        ({"cv_folds": 1}, "training.cv_folds"),
+        ({"estimator": "svm"}, "training.estimator"),
+        ({"speed": 1}, "unknown training keys"),
+    ):
+        with pytest.raises(SpecError, match=key):
+            spec_from_dict({**base, "training": bad}, source="my.yaml")
+    custom = spec_from_dict({**base, "training": {"baseline": "dummy", "window": 3}}, source="my.yaml")
+    assert (custom.training.baseline, custom.training.window) == ("dummy", 3)
+    assert custom.fingerprint() != load_spec("flights").fingerprint()
