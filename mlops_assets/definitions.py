@@ -11,7 +11,7 @@ from mlops_assets.assets.deployments import deployment_decision, production_depl
 from mlops_assets.assets.evaluations import evaluations_checks, model_evaluation
 from mlops_assets.assets.features import feature_profile, features, features_checks
 from mlops_assets.assets.models import candidate_model, models_checks
-from mlops_assets.assets.monitoring import drift_report, monitoring_checks
+from mlops_assets.assets.monitoring import drift_report, monitoring_checks, predictions
 from mlops_assets.environments import Environment, environment
 from mlops_assets.jobs import lifecycle_job
 from mlops_assets.registry_jobs import registry_jobs
@@ -27,6 +27,7 @@ ASSETS = [
     staging_deployment,
     production_deployment,
     drift_report,
+    predictions,
 ]
 CHECKS = [*raw_data_checks, *features_checks, *models_checks, *evaluations_checks, *monitoring_checks]
 

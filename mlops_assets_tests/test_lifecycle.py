@@ -301,3 +301,44 @@ def test_drift_report_compares_new_data_with_the_production_models_training_data
     assert report["report"]["dataset_drift"] is True
     assert check_outcomes(shifted)["no_drift"] is False  # a warning: the rest of the run still proceeds
     assert "model_evaluation" in {e.asset_key.to_user_string() for e in shifted.get_asset_materialization_events()}
+
+
+def test_prediction_log_scores_with_champion_and_routes_a_share_to_the_challenger(lifecycle):
+    land, run, registry, instance = lifecycle
+    v1 = land("synthetic_v001.csv", seed=1)
+    assert run(v1).asset_value("predictions").empty  # nothing in production yet
+    v2 = land("synthetic_v002.csv", seed=2, start_id=ROWS, label_noise=0.5)  # rejected candidate
+    logged = run(v2).asset_value("predictions")
+    assert set(logged["model_version"]) == {1} and logged["served"].all() and len(logged) == ROWS
+    assert logged["prediction_id"].is_unique and logged["feature_hash"].str.len().eq(64).all()
+    (rejected,) = registry.versions_for_data_version("synthetic", v2)
+    registry.set_alias("synthetic", "challenger", rejected.version, actor="test", reason="canary by hand")
+    v3 = land("synthetic_v003.csv", seed=3, start_id=2 * ROWS)
+    env_resources = local_environment(Path(registry.engine.url.database).parent, spec="synthetic").resources
+    dg.materialize(
+        [*ASSETS], partition_key=v3, instance=instance, resources=env_resources, selection=["raw_data", "features"]
+    )
+    result = dg.materialize(
+        [*ASSETS, *CHECKS],
+        partition_key=v3,
+        instance=instance,
+        resources=env_resources,
+        selection=["predictions"],
+        run_config={"ops": {"predictions": {"config": {"challenger_share": 0.25}}}},
+    )
+    log = result.asset_value("predictions")
+    champion, challenger = log[log["arm"] == "champion"], log[log["arm"] == "challenger"]
+    assert len(champion) == len(challenger) == ROWS  # both score every row
+    served_share = challenger["served"].mean()
+    assert 0.2 < served_share < 0.3
+    assert (champion["served"].to_numpy() != challenger["served"].to_numpy()).all()  # exactly one serves each row
+    again = dg.materialize(
+        [*ASSETS, *CHECKS],
+        partition_key=v3,
+        instance=instance,
+        resources=env_resources,
+        selection=["predictions"],
+        run_config={"ops": {"predictions": {"config": {"challenger_share": 0.25}}}},
+    ).asset_value("predictions")
+    assert again["served"].tolist() == log["served"].tolist()  # routing is stable
+    assert again["prediction_id"].tolist() == log["prediction_id"].tolist()

@@ -44,7 +44,7 @@ def _version_summary(v: ModelVersion | None) -> dict[str, Any] | None:
     partitions_def=data_versions,
     group_name="deployments",
     # Monitoring of the new data runs first, against the production model in effect when it arrived.
-    deps=["drift_report"],
+    deps=["drift_report", "predictions"],
     description=(
         "What happened to this version's candidate: promoted to Production through Staging, or rejected and "
         "archived, with the evidence. Re-reads every gate's latest result from the instance and fails closed."

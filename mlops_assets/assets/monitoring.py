@@ -1,13 +1,15 @@
 """Monitoring: drift and data quality of each new data version against the production model's training data."""
 
+from datetime import UTC, datetime
 from typing import Any
 
 import dagster as dg
 import pandas as pd
 
 from mlops_assets.assets.gating import table
-from mlops_assets.ml import drift
-from mlops_assets.ml.artifacts import ArtifactRef
+from mlops_assets.ml import drift, scoring
+from mlops_assets.ml.artifacts import ArtifactRef, load_model
+from mlops_assets.ml.registry import CHALLENGER, CHAMPION
 from mlops_assets.partitions import data_versions
 from mlops_assets.resources import ArtifactStoreResource, DatasetSpecResource, ModelRegistryResource
 
@@ -121,3 +123,64 @@ def no_drift(drift_report: dict[str, Any]) -> dg.AssetCheckResult:
 
 
 monitoring_checks = [no_drift]
+
+
+class RoutingConfig(dg.Config):
+    """Traffic split for this data version (launchpad). 0 keeps the challenger in shadow (scores, serves none)."""
+
+    challenger_share: float = 0.0
+
+
+@dg.asset(
+    partitions_def=data_versions,
+    group_name="monitoring",
+    kinds={"parquet"},
+    description=(
+        "The prediction log of this data version: every row scored by the production model (champion) and, if a "
+        "challenger alias is set, by the challenger — routed by a stable hash of the row id (share from the "
+        "launchpad; 0 = shadow). One row per (row, model): prediction id, data version, row id, model version, "
+        "arm, served, score, feature hash, time. Scored with the models in effect when the data arrived."
+    ),
+)
+def predictions(
+    context: dg.AssetExecutionContext,
+    config: RoutingConfig,
+    features: pd.DataFrame,
+    dataset: DatasetSpecResource,
+    artifacts: ArtifactStoreResource,
+    registry: ModelRegistryResource,
+) -> dg.MaterializeResult:
+    spec = dataset.load()
+    reg = registry.registry()
+    store = artifacts.store()
+    champion = reg.get_alias(spec.name, CHAMPION)
+    if champion is None:
+        return dg.MaterializeResult(
+            value=pd.DataFrame(columns=list(scoring.LOG_COLUMNS)),
+            metadata={"scored_rows": 0, "reason": "no model in production: nothing to score with"},
+        )
+    challenger = reg.get_alias(spec.name, CHALLENGER)
+    log = scoring.prediction_log(
+        features,
+        spec,
+        context.partition_key,
+        scoring.ScoringModel(champion.version, load_model(store, champion.artifact)),
+        scoring.ScoringModel(challenger.version, load_model(store, challenger.artifact)) if challenger else None,
+        challenger_share=config.challenger_share,
+        salt=f"{spec.name}:v{challenger.version}" if challenger else spec.name,
+        scored_at=datetime.now(UTC),
+    )
+    served = log[log["served"]]
+    by_arm = served.groupby("arm")["score"].agg(["size", "mean"])
+    return dg.MaterializeResult(
+        value=log,
+        metadata={
+            "champion": f"v{champion.version}",
+            "challenger": f"v{challenger.version}" if challenger else "none",
+            "challenger_share": config.challenger_share,
+            "scored_rows": len(features),
+            "dagster/row_count": len(log),
+            "served_by_arm": dg.MetadataValue.json({str(a): int(r["size"]) for a, r in by_arm.iterrows()}),
+            "mean_served_score": float(served["score"].mean()) if len(served) else 0.0,
+        },
+    )
