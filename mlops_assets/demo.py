@@ -17,10 +17,10 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import dagster as dg
 
+from mlops_assets.gate_records import latest_materialization_metadata
 from mlops_assets.instance import ensure_instance
 from mlops_assets.ml.registry import ModelRegistry
 from mlops_assets.ml.spec import DatasetSpec, SpecError, load_spec
@@ -157,18 +157,7 @@ def _step_errors(instance: dg.DagsterInstance, run_id: str) -> list[str]:
     return errors
 
 
-def _metadata(instance: dg.DagsterInstance, asset: str, partition: str) -> dict[str, Any]:
-    result = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[partition]), limit=1
-    )
-    if not result.records or result.records[0].asset_materialization is None:
-        return {}
-    return {k: v.value for k, v in result.records[0].asset_materialization.metadata.items()}
-
-
 def _tell(
-    index: int,
-    total: int,
     source: Path,
     version: str,
     run: dg.DagsterRun,
@@ -190,7 +179,7 @@ def _tell(
     production = registry.production_version(spec.name)
     model_version = versions[-1].version if versions else None
     if model_version is not None:
-        evaluation = _metadata(instance, "model_evaluation", version)
+        evaluation = latest_materialization_metadata(instance, "model_evaluation", version)
         metric = spec.policy.headline_metric
         figures = ", ".join(
             f"{label} {evaluation[f'{label}_{metric}']:.3f}"
@@ -288,9 +277,7 @@ def _run(args: argparse.Namespace) -> int:
                 begin = time.monotonic()
                 _land(source, data_dir / "landing")
                 run = _wait_for_run(instance, version, args.timeout, daemon, home)
-                outcomes.append(
-                    _tell(index, len(sources), source, version, run, instance, registry, spec, time.monotonic() - begin)
-                )
+                outcomes.append(_tell(source, version, run, instance, registry, spec, time.monotonic() - begin))
     finally:
         _stop_daemon(daemon)
 

@@ -1,4 +1,4 @@
-"""Reading gate results back from the Dagster instance.
+"""Reading gate results (and materialization records) back from the Dagster instance.
 
 Blocking checks only block inside one run: a failed gate leaves its asset stored and a later run
 would proceed. So every promotion re-reads the latest result of every required gate for its data
@@ -35,11 +35,21 @@ class RecordedGate:
         return {"check": self.check, "status": self.status, "run_id": self.run_id}
 
 
-def _latest_materialization_id(instance: dg.DagsterInstance, asset_key: dg.AssetKey, partition: str) -> int | None:
+def latest_materialization(
+    instance: dg.DagsterInstance, asset_key: dg.AssetKey, partition: str
+) -> dg.EventLogRecord | None:
+    """The newest materialization record of one partition of an asset, or None."""
     result = instance.fetch_materializations(
         dg.AssetRecordsFilter(asset_key=asset_key, asset_partitions=[partition]), limit=1
     )
-    return result.records[0].storage_id if result.records else None
+    return result.records[0] if result.records else None
+
+
+def latest_materialization_metadata(instance: dg.DagsterInstance, asset: str, partition: str) -> dict[str, Any]:
+    """Metadata values of the newest materialization of one partition (empty when there is none)."""
+    record = latest_materialization(instance, dg.AssetKey(asset), partition)
+    materialization = record.asset_materialization if record else None
+    return {k: v.value for k, v in materialization.metadata.items()} if materialization else {}
 
 
 def latest_gate_results(
@@ -64,8 +74,8 @@ def latest_gate_results(
             )
             if match is not None and isinstance(match.evaluation, dg.AssetCheckEvaluation):
                 target = match.evaluation.target_materialization_data
-                latest = _latest_materialization_id(instance, key.asset_key, partition)
-                if target is None or target.storage_id != latest:
+                latest = latest_materialization(instance, key.asset_key, partition)
+                if target is None or latest is None or target.storage_id != latest.storage_id:
                     status = "stale"
                 else:
                     status = "passed" if match.evaluation.passed else "failed"

@@ -147,9 +147,7 @@ def model_evaluation(
         metadata["diff_vs_production_upper"] = float(bootstrap["upper"])
     if record["slices"]:
         metadata["slices"] = table(list(record["slices"]))
-    fairness_rows = [
-        {"attribute": f["attribute"], **{k: v for k, v in g.items()}} for f in record["fairness"] for g in f["groups"]
-    ]
+    fairness_rows = [{"attribute": f["attribute"], **g} for f in record["fairness"] for g in f["groups"]]
     if fairness_rows:
         metadata["fairness_groups"] = table(fairness_rows)
         metadata["fairness_gaps"] = table(

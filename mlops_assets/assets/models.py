@@ -16,7 +16,7 @@ import pandas as pd
 from mlops_assets.assets.data import raw_data_checks
 from mlops_assets.assets.features import features_checks
 from mlops_assets.assets.gating import check_result
-from mlops_assets.gate_records import latest_gate_results
+from mlops_assets.gate_records import latest_gate_results, latest_materialization_metadata
 from mlops_assets.ml import drift, training
 from mlops_assets.ml import features as feature_core
 from mlops_assets.ml.artifacts import ArtifactRef, load_model, store_model
@@ -75,15 +75,10 @@ def _window(
 
 def _content_hashes(instance: dg.DagsterInstance, versions: list[str]) -> dict[str, str]:
     """Full sha256 of each version's landed file, from the raw_data materialization that read it."""
-    hashes = {}
-    for version in versions:
-        result = instance.fetch_materializations(
-            dg.AssetRecordsFilter(asset_key=dg.AssetKey("raw_data"), asset_partitions=[version]), limit=1
-        )
-        materialization = result.records[0].asset_materialization if result.records else None
-        entry = materialization.metadata.get("sha256") if materialization else None
-        hashes[version] = str(entry.value) if entry is not None else "unknown"
-    return hashes
+    return {
+        version: str(latest_materialization_metadata(instance, "raw_data", version).get("sha256", "unknown"))
+        for version in versions
+    }
 
 
 @dg.asset(
