@@ -262,11 +262,17 @@ def _run(args: argparse.Namespace) -> int:
     _say(f"  instance: {home}")
     sources = _sources(args, spec, data_dir)
     registry = ModelRegistry(f"sqlite:///{data_dir / 'registry.db'}")
-    _say(f"  starting the Dagster daemon (landing sensor, run queue); log: {home / 'logs' / 'daemon.log'}")
-    daemon = _start_daemon(home, env)
     outcomes: list[Outcome] = []
-    try:
-        with dg.DagsterInstance.get() as instance:
+    with dg.DagsterInstance.get() as instance:
+        # Create the instance's SQLite storages here, before the daemon starts: two processes creating a
+        # fresh instance at once race on its schema migrations (seen: "alembic_version has more than one
+        # head", after which the daemon never launches a run).
+        instance.get_runs(limit=1)
+        instance.get_dynamic_partitions(DATA_VERSIONS)
+        instance.all_instigator_state()
+        _say(f"  starting the Dagster daemon (landing sensor, run queue); log: {home / 'logs' / 'daemon.log'}")
+        daemon = _start_daemon(home, env)
+        try:
             for index, source in enumerate(sources, start=1):
                 version = version_key(source.name, file_digest(source))
                 known = {digest_of_key(k) for k in instance.get_dynamic_partitions(DATA_VERSIONS) if "__" in k}
@@ -278,8 +284,8 @@ def _run(args: argparse.Namespace) -> int:
                 _land(source, data_dir / "landing")
                 run = _wait_for_run(instance, version, args.timeout, daemon, home)
                 outcomes.append(_tell(source, version, run, instance, registry, spec, time.monotonic() - begin))
-    finally:
-        _stop_daemon(daemon)
+        finally:
+            _stop_daemon(daemon)
 
     production = registry.production_version(spec.name)
     _say()
