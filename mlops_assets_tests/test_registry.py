@@ -690,6 +690,80 @@ def test_rollout_state_machine_drives_the_registry(registry: ModelRegistry) -> N
     check_registry_invariants(registry, MODEL)
 
 
+def _failing_canary() -> GuardResult:
+    return GuardResult("canary", 5000, 1000, (GuardCheck("auc_drop", GuardStatus.FAIL, 0.03, 0.01, "AUC drop"),))
+
+
+def test_persisted_rollout_promotes_in_the_same_transaction_as_its_last_move(registry: ModelRegistry) -> None:
+    _staged(registry, 2)
+    _promote(registry, 1)
+    passing = (GuardCheck("agreement", GuardStatus.PASS, 0.99, 0.95, "ok"),)
+    t0 = datetime.now(UTC)
+    state = registry.start_rollout(start(new_rollout(MODEL, 1, 2), t0), actor="rollout", reason="gates passed")
+    assert registry.aliases(MODEL) == {CHAMPION: 1, CHALLENGER: 2}
+    assert registry.active_rollout(MODEL) == state
+    shadowed = advance(state, GuardResult("shadow", 5000, 1000, passing), t0 + timedelta(seconds=1))
+    stored = registry.update_rollout(state, shadowed, actor="rollout")
+    with pytest.raises(RegistryConflict, match="moved since it was read"):
+        registry.update_rollout(state, shadowed, actor="rollout")  # a stale writer loses
+    for i in range(4):
+        moved = advance(stored, GuardResult("canary", 5000, 1000, passing), t0 + timedelta(seconds=2 + i))
+        assert registry.production_version(MODEL).version == 1
+        stored = registry.update_rollout(stored, moved, actor="rollout")
+    assert stored.phase is Phase.PROMOTED
+    assert registry.production_version(MODEL).version == 2
+    assert registry.active_rollout(MODEL) is None
+    assert registry.get_rollout(MODEL) == stored
+    moves = registry.rollout_log(MODEL)
+    assert [(m["to_phase"], m["to_share"]) for m in moves] == [
+        ("shadow", 0.0),
+        ("canary", 0.05),
+        ("canary", 0.25),
+        ("canary", 0.5),
+        ("canary", 1.0),
+        ("promoted", 1.0),
+    ]
+    promotion = registry.transitions(MODEL, 2)[-1]
+    assert promotion.to_stage == "Production" and promotion.reason.startswith("rollout complete")
+    kinds = [e["kind"] for e in registry.audit_log(MODEL)]
+    assert kinds.count("rollout") == 6 and "stage" in kinds and "alias" in kinds
+    with pytest.raises(sa.exc.IntegrityError):  # the rollout log is append-only
+        with registry.engine.begin() as conn:
+            conn.exec_driver_sql("DELETE FROM rollout_log")
+    check_registry_invariants(registry, MODEL)
+
+
+def test_failed_canary_guard_archives_the_challenger_and_keeps_production(registry: ModelRegistry) -> None:
+    _staged(registry, 2)
+    _promote(registry, 1)
+    t0 = datetime.now(UTC)
+    state = registry.start_rollout(start(new_rollout(MODEL, 1, 2), t0, shadow=False), actor="rollout", reason="go")
+    failed = advance(state, _failing_canary(), t0 + timedelta(seconds=1))
+    registry.update_rollout(state, failed, actor="rollout")
+    assert failed.phase is Phase.ROLLED_BACK
+    assert registry.production_version(MODEL).version == 1
+    assert registry.get_version(MODEL, 2).stage == "Archived"
+    assert registry.aliases(MODEL) == {CHAMPION: 1}
+    assert registry.active_rollout(MODEL) is None
+    check_registry_invariants(registry, MODEL)
+
+
+def test_one_active_rollout_per_model_unless_superseded(registry: ModelRegistry) -> None:
+    _staged(registry, 3)
+    _promote(registry, 1)
+    t0 = datetime.now(UTC)
+    registry.start_rollout(start(new_rollout(MODEL, 1, 2), t0), actor="rollout", reason="v2")
+    with pytest.raises(RegistryConflict, match="already being rolled out"):
+        registry.start_rollout(start(new_rollout(MODEL, 1, 3), t0), actor="rollout", reason="v3")
+    third = registry.start_rollout(start(new_rollout(MODEL, 1, 3), t0), actor="rollout", reason="v3", supersede=True)
+    assert registry.active_rollout(MODEL) == third
+    assert registry.get_version(MODEL, 2).stage == "Archived"
+    assert registry.aliases(MODEL) == {CHAMPION: 1, CHALLENGER: 3}
+    with pytest.raises(RegistryConflict, match="planned against production v2"):
+        registry.start_rollout(start(new_rollout(MODEL, 2, 3), t0), actor="rollout", reason="wrong", supersede=True)
+    check_registry_invariants(registry, MODEL)
+
+
 # -- approvals -------------------------------------------------------------------------------------
 
 

@@ -66,6 +66,7 @@ from sqlalchemy import (
     DateTime,
     Dialect,
     Engine,
+    Float,
     ForeignKeyConstraint,
     Index,
     Integer,
@@ -88,6 +89,8 @@ from sqlalchemy.engine import Row, make_url
 from sqlalchemy.types import TypeDecorator
 
 from mlops_assets.ml.artifacts import ArtifactRef
+from mlops_assets.ml.rollout import Phase, RolloutEvent, RolloutState
+from mlops_assets.ml.rollout import roll_back as rollout_roll_back
 
 STAGES: tuple[str, ...] = ("None", "Staging", "Production", "Archived")
 
@@ -572,6 +575,55 @@ version_verdicts = Table(
 )
 
 
+rollouts = Table(
+    "rollouts",
+    _metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("model_name", String(255), nullable=False),
+    Column("champion_version", Integer, nullable=True),
+    Column("challenger_version", Integer, nullable=False),
+    Column("phase", String(16), nullable=False),
+    # Number of moves in the state's history: the compare-and-set token of every update.
+    Column("moves", Integer, nullable=False),
+    Column("state", Text, nullable=False),
+    Column("started_at", _UTCDateTime(), nullable=False),
+    Column("updated_at", _UTCDateTime(), nullable=False),
+    _version_fk("challenger_version", "fk_rollouts_challenger"),
+    CheckConstraint("phase IN ('idle', 'shadow', 'canary', 'promoted', 'rolled_back')", name="ck_rollouts_phase"),
+    Index("ix_rollouts_model", "model_name"),
+    sqlite_autoincrement=True,
+)
+
+# At most one rollout in progress per model, enforced by the database.
+Index(
+    "uq_rollouts_one_active",
+    rollouts.c.model_name,
+    unique=True,
+    sqlite_where=rollouts.c.phase.in_(("idle", "shadow", "canary")),
+    postgresql_where=rollouts.c.phase.in_(("idle", "shadow", "canary")),
+)
+
+rollout_log = Table(
+    "rollout_log",
+    _metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("rollout_id", Integer, nullable=False),
+    Column("model_name", String(255), nullable=False),
+    Column("challenger_version", Integer, nullable=False),
+    Column("from_phase", String(16), nullable=False),
+    Column("from_share", Float, nullable=False),
+    Column("to_phase", String(16), nullable=False),
+    Column("to_share", Float, nullable=False),
+    Column("actor", Text, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("evidence", Text, nullable=False),
+    Column("at", _UTCDateTime(), nullable=False),
+    ForeignKeyConstraint(["rollout_id"], ["rollouts.id"], name="fk_rollout_log_rollout"),
+    Index("ix_rollout_log_model", "model_name"),
+    sqlite_autoincrement=True,
+)
+
+
 def _make_append_only(table: Table) -> None:
     """Attach triggers refusing UPDATE, DELETE (and TRUNCATE on PostgreSQL) to ``table`` at its creation.
 
@@ -598,7 +650,7 @@ def _make_append_only(table: Table) -> None:
         event.listen(table, "after_create", DDL(statement).execute_if(dialect="postgresql"))
 
 
-for _table in (alias_log, approvals, model_policies, version_verdicts):
+for _table in (alias_log, approvals, model_policies, version_verdicts, rollout_log):
     _make_append_only(_table)
 
 
@@ -625,6 +677,10 @@ def _dumps(value: Any) -> str:
     # Non-finite floats are written as NaN/Infinity (Python's json extension) rather than refused: a
     # metric can legitimately be undefined (roc_auc on a one-class slice).
     return json.dumps(value, sort_keys=True, default=_json_default)
+
+
+def _vlabel(version: int | None) -> str:
+    return "none" if version is None else f"v{version}"
 
 
 def _utcnow() -> datetime:
@@ -1361,37 +1417,51 @@ class ModelRegistry:
         evidence_json = dict(evidence)
         _dumps(evidence_json)
         with self._write(model_name, expected_version, "promoting the challenger of") as conn:
-            version = self._alias_version(conn, model_name, CHALLENGER)
-            if version is None:
-                raise AliasNotFound(f"{_label(model_name, None)} has no {CHALLENGER!r} alias", model_name=model_name)
-            if expected_version is not None and version != expected_version:
-                raise RegistryConflict(
-                    f"{_label(model_name, expected_version)}: {CHALLENGER!r} now names v{version}, not "
-                    f"v{expected_version}: re-evaluate before promoting",
-                    model_name=model_name,
-                    version=expected_version,
-                )
-            target = self._select_version(conn, model_name, version)
-            # Same order of checks as transition(): the stage machine first, then bad mark and approval.
-            if (target.stage, "Production") not in ALLOWED_TRANSITIONS:
-                raise InvalidTransition(
-                    f"{_label(model_name, version)}: transition {target.stage} -> Production is not allowed "
-                    f"(the challenger must be in Staging or Archived)",
-                    model_name=model_name,
-                    version=version,
-                )
-            self._check_promotable(conn, target)
-            self._promote(
-                conn,
-                target,
-                actor=actor,
-                reason=reason,
-                evidence=evidence_json,
-                at=_utcnow(),
-                incumbent_reason=f"replaced by v{version}",
-                incumbent_evidence={"replaced_by": version},
+            return self._promote_challenger(
+                conn, model_name, actor=actor, reason=reason, evidence=evidence_json, expected_version=expected_version
             )
-            return self._select_version(conn, model_name, version)
+
+    def _promote_challenger(
+        self,
+        conn: Connection,
+        model_name: str,
+        *,
+        actor: str,
+        reason: str,
+        evidence: dict[str, Any],
+        expected_version: int | None,
+    ) -> ModelVersion:
+        version = self._alias_version(conn, model_name, CHALLENGER)
+        if version is None:
+            raise AliasNotFound(f"{_label(model_name, None)} has no {CHALLENGER!r} alias", model_name=model_name)
+        if expected_version is not None and version != expected_version:
+            raise RegistryConflict(
+                f"{_label(model_name, expected_version)}: {CHALLENGER!r} now names v{version}, not "
+                f"v{expected_version}: re-evaluate before promoting",
+                model_name=model_name,
+                version=expected_version,
+            )
+        target = self._select_version(conn, model_name, version)
+        # Same order of checks as transition(): the stage machine first, then bad mark and approval.
+        if (target.stage, "Production") not in ALLOWED_TRANSITIONS:
+            raise InvalidTransition(
+                f"{_label(model_name, version)}: transition {target.stage} -> Production is not allowed "
+                f"(the challenger must be in Staging or Archived)",
+                model_name=model_name,
+                version=version,
+            )
+        self._check_promotable(conn, target)
+        self._promote(
+            conn,
+            target,
+            actor=actor,
+            reason=reason,
+            evidence=evidence,
+            at=_utcnow(),
+            incumbent_reason=f"replaced by v{version}",
+            incumbent_evidence={"replaced_by": version},
+        )
+        return self._select_version(conn, model_name, version)
 
     def rollback(
         self, model_name: str, *, actor: str, reason: str, evidence: Mapping[str, Any] | None = None
@@ -1639,6 +1709,288 @@ class ModelRegistry:
                 )
             self._move_alias(conn, model_name, alias, None, actor=actor, reason=reason, evidence={}, at=_utcnow())
             return version
+
+    # -- rollouts -------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _active_rollout_row(conn: Connection, model_name: str) -> Row[Any] | None:
+        return conn.execute(
+            select(rollouts).where(
+                rollouts.c.model_name == model_name, rollouts.c.phase.in_(("idle", "shadow", "canary"))
+            )
+        ).first()
+
+    def _log_moves(
+        self, conn: Connection, rollout_id: int, state: RolloutState, moves: tuple[RolloutEvent, ...], actor: str
+    ) -> None:
+        for move in moves:
+            conn.execute(
+                insert(rollout_log).values(
+                    rollout_id=rollout_id,
+                    model_name=state.model_name,
+                    challenger_version=state.challenger_version,
+                    from_phase=move.from_phase.value,
+                    from_share=move.from_share,
+                    to_phase=move.to_phase.value,
+                    to_share=move.to_share,
+                    actor=actor,
+                    reason=move.reason,
+                    evidence=_dumps(dict(move.evidence)),
+                    at=move.at,
+                )
+            )
+
+    def _end_rollout(self, conn: Connection, state: RolloutState, *, actor: str, reason: str) -> None:
+        """A rolled-back rollout: the challenger leaves Staging for Archived and loses its alias."""
+        name, version = state.model_name, state.challenger_version
+        evidence = {"rollout": {"phase": state.phase.value, "moves": len(state.history)}}
+        if self._alias_version(conn, name, CHALLENGER) == version:
+            self._move_alias(conn, name, CHALLENGER, None, actor=actor, reason=reason, evidence=evidence, at=_utcnow())
+        current = self._select_version(conn, name, version)
+        if current.stage == "Staging":
+            self._set_stage(conn, name, version, "Staging", "Archived")
+            self._log(
+                conn,
+                model_name=name,
+                version=version,
+                from_stage="Staging",
+                to_stage="Archived",
+                actor=actor,
+                reason=reason,
+                evidence=evidence,
+                at=_utcnow(),
+            )
+
+    def start_rollout(self, state: RolloutState, *, actor: str, reason: str, supersede: bool = False) -> RolloutState:
+        """Record a started rollout and point ``challenger`` at its version, in one transaction.
+
+        Args:
+            state: A rollout already started (``rollout.start``: shadow or first canary step) of a
+                Staging version against the current Production version (``None``: none in production).
+            actor: Who starts it.
+            reason: Why (e.g. the deployment decision and its data version).
+            supersede: Roll back an active rollout of the model first (its challenger is archived);
+                without it, an active rollout is a :class:`RegistryConflict`.
+
+        Raises:
+            RegistryConflict: Another rollout is active (and ``supersede`` is false), or production
+                moved away from ``state.champion_version``.
+            InvalidTransition: The challenger is not in Staging.
+        """
+        _require_actor_reason(
+            f"starting a rollout of {_label(state.model_name, state.challenger_version)}", actor, reason
+        )
+        if state.phase in (Phase.IDLE, Phase.PROMOTED, Phase.ROLLED_BACK):
+            raise ValueError(f"start_rollout() needs a started rollout (shadow or canary), got {state.phase.value}")
+        name, version = state.model_name, state.challenger_version
+        with self._write(name, version, "starting a rollout of") as conn:
+            active = self._active_rollout_row(conn, name)
+            if active is not None:
+                running = RolloutState.from_json(active.state)
+                if not supersede:
+                    raise RegistryConflict(
+                        f"{_label(name, running.challenger_version)} is already being rolled out "
+                        f"({running.phase.value}); finish or abort it first",
+                        model_name=name,
+                        version=version,
+                    )
+                why = f"superseded by a rollout of v{version}: {reason}"
+                ended = rollout_roll_back(running, max(_utcnow(), running.history[-1].at), reason=why)
+                self._save_rollout(conn, int(active.id), running, ended, actor=actor)
+                self._end_rollout(conn, ended, actor=actor, reason=why)
+            production = conn.execute(
+                select(model_versions.c.version).where(
+                    model_versions.c.model_name == name, model_versions.c.stage == "Production"
+                )
+            ).scalar_one_or_none()
+            if production != state.champion_version:
+                raise RegistryConflict(
+                    f"{_label(name, version)}: the rollout was planned against production "
+                    f"v{state.champion_version} but production is v{production}",
+                    model_name=name,
+                    version=version,
+                )
+            target = self._select_version(conn, name, version)
+            if target.stage != "Staging":
+                raise InvalidTransition(
+                    f"{_label(name, version)} is in {target.stage}: only a Staging version can be rolled out",
+                    model_name=name,
+                    version=version,
+                )
+            self._move_alias(
+                conn,
+                name,
+                CHALLENGER,
+                version,
+                actor=actor,
+                reason=reason,
+                evidence={"rollout": "started"},
+                at=_utcnow(),
+            )
+            now = _utcnow()
+            rollout_id = conn.execute(
+                insert(rollouts)
+                .values(
+                    model_name=name,
+                    champion_version=state.champion_version,
+                    challenger_version=version,
+                    phase=state.phase.value,
+                    moves=len(state.history),
+                    state=state.to_json(),
+                    started_at=state.history[0].at if state.history else now,
+                    updated_at=now,
+                )
+                .returning(rollouts.c.id)
+            ).scalar_one()
+            self._log_moves(conn, int(rollout_id), state, state.history, actor)
+            return state
+
+    def _save_rollout(
+        self, conn: Connection, rollout_id: int, before: RolloutState, after: RolloutState, *, actor: str
+    ) -> None:
+        new_moves = after.history[len(before.history) :]
+        if after.history[: len(before.history)] != before.history:
+            raise ValueError("the new rollout state must extend the old one's history")
+        result = conn.execute(
+            update(rollouts)
+            .where(rollouts.c.id == rollout_id, rollouts.c.moves == len(before.history))
+            .values(phase=after.phase.value, moves=len(after.history), state=after.to_json(), updated_at=_utcnow())
+        )
+        if result.rowcount != 1:
+            raise RegistryConflict(
+                f"{_label(before.model_name, before.challenger_version)}: the rollout moved since it was read",
+                model_name=before.model_name,
+                version=before.challenger_version,
+            )
+        self._log_moves(conn, rollout_id, after, new_moves, actor)
+
+    def update_rollout(self, before: RolloutState, after: RolloutState, *, actor: str) -> RolloutState:
+        """Persist the next state of the active rollout, applying its registry effect in the same transaction.
+
+        ``after`` must be ``before`` plus new moves (``rollout.advance`` / ``rollout.roll_back``). The
+        update is a compare-and-set on the number of moves: a concurrent writer gets
+        :class:`RegistryConflict`. Reaching ``promoted`` performs the blue/green switch
+        (:meth:`promote_challenger` with ``expected_version``); reaching ``rolled_back`` archives the
+        challenger and removes its alias — production never changed, so nothing else to undo.
+        """
+        name, version = before.model_name, before.challenger_version
+        if after.history == before.history:
+            return before
+        with self._write(name, version, "updating the rollout of") as conn:
+            active = self._active_rollout_row(conn, name)
+            if active is None or int(active.challenger_version) != version:
+                raise RegistryConflict(
+                    f"{_label(name, version)}: no active rollout of this version to update",
+                    model_name=name,
+                    version=version,
+                )
+            self._save_rollout(conn, int(active.id), before, after, actor=actor)
+            last = after.history[-1]
+            if after.phase is Phase.PROMOTED:
+                self._promote_challenger(
+                    conn,
+                    name,
+                    actor=actor,
+                    reason=f"rollout complete: {last.reason}",
+                    evidence={"rollout_id": int(active.id), **dict(last.evidence)},
+                    expected_version=version,
+                )
+            elif after.phase is Phase.ROLLED_BACK:
+                self._end_rollout(conn, after, actor=actor, reason=f"rollout rolled back: {last.reason}")
+            return after
+
+    def get_rollout(self, model_name: str) -> RolloutState | None:
+        """The model's most recent rollout (active or finished), or ``None``."""
+        with self._read() as conn:
+            row = conn.execute(
+                select(rollouts.c.state)
+                .where(rollouts.c.model_name == model_name)
+                .order_by(rollouts.c.id.desc())
+                .limit(1)
+            ).first()
+        return None if row is None else RolloutState.from_json(row.state)
+
+    def active_rollout(self, model_name: str) -> RolloutState | None:
+        """The model's rollout in progress (shadow or canary), or ``None``."""
+        with self._read() as conn:
+            row = self._active_rollout_row(conn, model_name)
+        return None if row is None else RolloutState.from_json(row.state)
+
+    def rollout_log(self, model_name: str) -> list[dict[str, Any]]:
+        """Every recorded rollout move of the model, oldest first (append-only)."""
+        with self._read() as conn:
+            rows = conn.execute(
+                select(rollout_log).where(rollout_log.c.model_name == model_name).order_by(rollout_log.c.id)
+            ).all()
+        return [
+            {
+                "rollout_id": r.rollout_id,
+                "challenger_version": r.challenger_version,
+                "from_phase": r.from_phase,
+                "from_share": r.from_share,
+                "to_phase": r.to_phase,
+                "to_share": r.to_share,
+                "actor": r.actor,
+                "reason": r.reason,
+                "evidence": json.loads(r.evidence),
+                "at": r.at,
+            }
+            for r in rows
+        ]
+
+    def audit_log(self, model_name: str) -> list[dict[str, Any]]:
+        """One time-ordered trail of the model: stage transitions, alias moves, rollout moves, approvals."""
+        entries: list[dict[str, Any]] = []
+        for t in self.history(model_name):
+            entries.append(
+                {
+                    "at": t.at,
+                    "kind": "stage",
+                    "version": t.version,
+                    "change": f"{t.from_stage} -> {t.to_stage}",
+                    "actor": t.actor,
+                    "reason": t.reason,
+                    "evidence": t.evidence,
+                }
+            )
+        for a in self.alias_history(model_name):
+            entries.append(
+                {
+                    "at": a.at,
+                    "kind": "alias",
+                    "version": a.to_version if a.to_version is not None else a.from_version,
+                    "change": f"{a.alias}: {_vlabel(a.from_version)} -> {_vlabel(a.to_version)}",
+                    "actor": a.actor,
+                    "reason": a.reason,
+                    "evidence": a.evidence,
+                }
+            )
+        for m in self.rollout_log(model_name):
+            entries.append(
+                {
+                    "at": m["at"],
+                    "kind": "rollout",
+                    "version": m["challenger_version"],
+                    "change": f"{m['from_phase']} {m['from_share']:g} -> {m['to_phase']} {m['to_share']:g}",
+                    "actor": m["actor"],
+                    "reason": m["reason"],
+                    "evidence": m["evidence"],
+                }
+            )
+        for ap in self.approvals(model_name):
+            entries.append(
+                {
+                    "at": ap.at,
+                    "kind": "approval",
+                    "version": ap.version,
+                    "change": f"approved for {ap.stage}",
+                    "actor": ap.approver,
+                    "reason": ap.comment,
+                    "evidence": {},
+                }
+            )
+        order = {"rollout": 0, "alias": 1, "stage": 2, "approval": 3}
+        return sorted(entries, key=lambda e: (e["at"], order[e["kind"]]))
 
     # -- reads --------------------------------------------------------------------------------------
 
