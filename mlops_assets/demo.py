@@ -17,6 +17,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 
@@ -26,7 +27,7 @@ from mlops_assets.ml.registry import ModelRegistry
 from mlops_assets.ml.spec import DatasetSpec, SpecError, load_spec
 from mlops_assets.ml.versions import digest_of_key, file_digest, is_landable, version_key
 from mlops_assets.partitions import DATA_VERSIONS
-from mlops_assets.sensors import DATA_VERSION_TAG
+from mlops_assets.sensors import DATA_VERSION_TAG, EVIDENCE_TAG, REASON_TAG
 
 TERMINAL = {dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
 
@@ -47,6 +48,7 @@ class Outcome:
     failed_gates: tuple[str, ...]
     model_version: int | None
     production: int | None
+    retrains: tuple[str, ...] = ()
 
 
 def _say(text: str = "") -> None:
@@ -157,53 +159,166 @@ def _step_errors(instance: dg.DagsterInstance, run_id: str) -> list[str]:
     return errors
 
 
-def _tell(
-    source: Path,
-    version: str,
-    run: dg.DagsterRun,
-    instance: dg.DagsterInstance,
-    registry: ModelRegistry,
-    spec: DatasetSpec,
-    seconds: float,
-) -> Outcome:
+def _model_line(version: str, instance: dg.DagsterInstance, registry: ModelRegistry, spec: DatasetSpec) -> str:
+    versions = registry.versions_for_data_version(spec.name, version)
+    if not versions:
+        return f"no model trained: the data gates stopped version {version} before training"
+    model = versions[-1]
+    evaluation = latest_materialization_metadata(instance, "model_evaluation", version)
+    decision = latest_materialization_metadata(instance, "deployment_decision", version)
+    metric = spec.policy.headline_metric
+    figures = ", ".join(
+        f"{label} {evaluation[f'{label}_{metric}']:.3f}"
+        for label in ("candidate", "baseline", "production")
+        if f"{label}_{metric}" in evaluation
+    )
+    outcome = str(decision.get("outcome", "not decided (a gate failed before the decision)"))
+    return f"model {spec.name} v{model.version}: {metric} {figures or 'not evaluated'} → {outcome}"
+
+
+def _monitoring_lines(version: str, instance: dg.DagsterInstance, spec: DatasetSpec) -> list[str]:
+    lines = []
+    drift = latest_materialization_metadata(instance, "drift_report", version)
+    if drift.get("compared_with", "none") != "none":
+        lines.append(
+            f"drift vs {drift['compared_with']}: {drift['n_drifted']} columns drifted "
+            f"(share {drift['drifted_share']:.2f}; dataset drift: {'YES' if drift['dataset_drift'] else 'no'})"
+            + (f": {drift['drifted_columns']}" if drift["drifted_columns"] != "none" else "")
+        )
+    perf = latest_materialization_metadata(instance, "performance_report", version)
+    if "realised_metric" in perf:
+        holdout = f"holdout {perf['holdout_metric']:.3f}, " if "holdout_metric" in perf else ""
+        lines.append(
+            f"realised {perf['metric']} of production v{perf['production_version']}: {perf['realised_metric']:.3f} "
+            f"({holdout}SLA floor {perf['sla_floor']:.3f}) {'BREACHED' if perf['sla_breached'] else 'ok'}"
+        )
+    ab = latest_materialization_metadata(instance, "ab_test", version)
+    if ab.get("decision", "none") != "none":
+        lines.append(
+            f"A/B test: {ab['decision']} (winner {ab['winner']}; {ab['champion_n']} champion / {ab['challenger_n']} "
+            f"challenger rows of {ab['horizon_per_arm']} per arm"
+            + (f"; difference {ab['difference']:+.4f}, p={ab['p_value']:.3g}" if "p_value" in ab else "")
+            + ")"
+        )
+    step = latest_materialization_metadata(instance, "rollout_step", version)
+    if step.get("action", "none") != "none":
+        if "from" in step:
+            lines.append(
+                f"rollout of {step['challenger']}: {step['from']} → {step['to']} ({step['action']}; guards "
+                f"{step['guard_status']} on {step['guard_rows']} rows)"
+            )
+        else:
+            lines.append(f"rollout: waiting ({step.get('reason', '')})")
+    return lines
+
+
+def _tell_run(run: dg.DagsterRun, instance: dg.DagsterInstance, seconds: float | None = None) -> tuple[int, int]:
     checks = _check_results(instance, run.run_id)
     failed = [(name, message) for name, passed, message in checks if not passed]
-    _say(f"      run {run.run_id[:8]} {run.status.value} in {seconds:.1f} s")
-    _say(f"      gates: {len(checks) - len(failed)}/{len(checks)} passed")
+    reason = run.tags.get(REASON_TAG, "?")
+    took = f" in {seconds:.1f} s" if seconds is not None else ""
+    _say(f"      {run.job_name} (reason {reason}) run {run.run_id[:8]} {run.status.value}{took}")
+    if EVIDENCE_TAG in run.tags:
+        _say(f"        evidence: {run.tags[EVIDENCE_TAG][:300]}")
+    _say(f"        gates: {len(checks) - len(failed)}/{len(checks)} passed")
     for name, message in failed:
         _say(f"        ✗ {name}: {message[:300]}")
     if not checks:
         for error in _step_errors(instance, run.run_id):
             _say(f"        ✗ {error[:400]}")
-    versions = registry.versions_for_data_version(spec.name, version)
+    return len(checks) - len(failed), len(checks)
+
+
+def _tell(
+    source: Path,
+    version: str,
+    runs: list[dg.DagsterRun],
+    instance: dg.DagsterInstance,
+    registry: ModelRegistry,
+    spec: DatasetSpec,
+    seconds: float,
+) -> Outcome:
+    first = runs[0]
+    passed, total = _tell_run(first, instance, seconds)
+    for line in _monitoring_lines(version, instance, spec):
+        _say(f"      {line}")
+    if first.job_name == "lifecycle_job":
+        _say(f"      {_model_line(version, instance, registry, spec)}")
+    for follow in runs[1:]:
+        _tell_run(follow, instance)
+        target = follow.tags.get(DATA_VERSION_TAG, version)
+        if follow.job_name in ("retrain_job", "lifecycle_job"):
+            _say(f"        {_model_line(target, instance, registry, spec)}")
     production = registry.production_version(spec.name)
-    model_version = versions[-1].version if versions else None
-    if model_version is not None:
-        evaluation = latest_materialization_metadata(instance, "model_evaluation", version)
-        metric = spec.policy.headline_metric
-        figures = ", ".join(
-            f"{label} {evaluation[f'{label}_{metric}']:.3f}"
-            for label in ("candidate", "baseline", "production")
-            if f"{label}_{metric}" in evaluation
-        )
-        verdict = (
-            "PROMOTED to Production"
-            if production is not None and production.version == model_version
-            else f"not promoted; production stays {'v' + str(production.version) if production else 'empty'}"
-        )
-        _say(f"      model {spec.name} v{model_version}: {metric} {figures or 'not evaluated'} → {verdict}")
-    else:
-        _say(f"      no model trained: the data gates stopped version {version} before training")
+    rollout = registry.active_rollout(spec.name)
+    where = f"production: v{production.version}" if production else "production: empty"
+    if rollout is not None:
+        where += f"; rollout of v{rollout.challenger_version}: {rollout.phase.value} {rollout.challenger_share:g}"
+    _say(f"      {where}")
+    versions = registry.versions_for_data_version(spec.name, version)
     return Outcome(
         file=source.name,
         version=version,
-        status=run.status.value,
-        gates_passed=len(checks) - len(failed),
-        gates_total=len(checks),
-        failed_gates=tuple(name for name, _ in failed),
-        model_version=model_version,
+        status=first.status.value,
+        gates_passed=passed,
+        gates_total=total,
+        failed_gates=(),
+        model_version=versions[-1].version if versions else None,
         production=production.version if production else None,
+        retrains=tuple(f"{r.tags.get(REASON_TAG)}@{r.tags.get(DATA_VERSION_TAG)}" for r in runs[1:]),
     )
+
+
+def _follow_ups(
+    instance: dg.DagsterInstance,
+    after: float,
+    quiet: float,
+    timeout: float,
+    daemon: subprocess.Popen[bytes],
+    home: Path,
+) -> list[dg.DagsterRun]:
+    """Runs the sensors launch after the landing run (retrains, labels): wait until ``quiet`` s pass with none open."""
+    deadline = time.monotonic() + timeout
+    seen: dict[str, dg.DagsterRun] = {}
+    created: dict[str, float] = {}
+    last_activity = time.monotonic()
+    while time.monotonic() < deadline:
+        if daemon.poll() is not None:
+            raise DemoError(f"the Dagster daemon exited (code {daemon.returncode}); see {home / 'logs' / 'daemon.log'}")
+        records = [rec for rec in instance.get_run_records(limit=20) if rec.create_timestamp.timestamp() > after]
+        created.update({rec.dagster_run.run_id: rec.create_timestamp.timestamp() for rec in records})
+        recent = [rec.dagster_run for rec in records]
+        open_runs = [r for r in recent if r.status not in TERMINAL]
+        for r in recent:
+            if r.run_id not in seen or seen[r.run_id].status != r.status:
+                last_activity = time.monotonic()
+            seen[r.run_id] = r
+        if not open_runs and time.monotonic() - last_activity >= quiet:
+            return sorted(seen.values(), key=lambda r: created.get(r.run_id, 0.0))
+        time.sleep(1.0)
+    raise DemoError(f"runs still open after {timeout:.0f} s; see {home / 'logs'}")
+
+
+def _evidence_summary(evidence: dict[str, Any]) -> str:
+    parts = []
+    if "run_id" in evidence:
+        parts.append(f"run {str(evidence['run_id'])[:8]}")
+    gates = evidence.get("gates")
+    if isinstance(gates, list) and gates:
+        passed = sum(1 for g in gates if g.get("status") == "passed")
+        parts.append(f"gates {passed}/{len(gates)} passed")
+    guards = evidence.get("guards")
+    if isinstance(guards, dict) and guards.get("checks"):
+        parts.append(
+            "guards "
+            + ", ".join(
+                f"{c['name']}={c['value']:.4g}"
+                if isinstance(c.get("value"), int | float)
+                else f"{c['name']}={c['status']}"
+                for c in guards["checks"]
+            )
+        )
+    return "; ".join(parts)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -224,6 +339,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--fresh", action="store_true", help="delete the demo's instance directory first")
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds to wait for each run (default 900)")
+    parser.add_argument(
+        "--quiet",
+        type=float,
+        default=15.0,
+        help="after each landing, wait until no run has started or finished for this many seconds, so that the "
+        "retrains the drift, performance and freshness sensors launch are reported with their month (default 15)",
+    )
     return parser
 
 
@@ -282,8 +404,15 @@ def _run(args: argparse.Namespace) -> int:
                 _say(f"[{index}/{len(sources)}] landing {source.name} → data version {version}")
                 begin = time.monotonic()
                 _land(source, data_dir / "landing")
+                landed_at = time.time()
                 run = _wait_for_run(instance, version, args.timeout, daemon, home)
-                outcomes.append(_tell(source, version, run, instance, registry, spec, time.monotonic() - begin))
+                seconds = time.monotonic() - begin
+                follow = [
+                    r
+                    for r in _follow_ups(instance, landed_at, args.quiet, args.timeout, daemon, home)
+                    if r.run_id != run.run_id and r.tags.get(DATA_VERSION_TAG) is not None
+                ]
+                outcomes.append(_tell(source, version, [run, *follow], instance, registry, spec, seconds))
         finally:
             _stop_daemon(daemon)
 
@@ -296,6 +425,17 @@ def _run(args: argparse.Namespace) -> int:
     for model in registry.list_versions(spec.name):
         _say(f"  {spec.name} v{model.version}: {model.stage:<10} trained on {', '.join(model.data_versions)}")
     _say(f"  in production: {f'{spec.name} v{production.version}' if production else 'nothing'}")
+    retrains = [(o.file, r) for o in outcomes for r in o.retrains]
+    _say(f"  retrains fired: {len(retrains)}" + "".join(f"\n    after {f}: {r}" for f, r in retrains))
+    _say()
+    _say(f"Audit log of {spec.name} (registry: stages, aliases, rollout moves, approvals; oldest first):")
+    for entry in registry.audit_log(spec.name):
+        evidence = entry["evidence"] or {}
+        summary = _evidence_summary(evidence)
+        _say(
+            f"  {entry['at']:%Y-%m-%d %H:%M:%S} {entry['kind']:<8} v{entry['version']} {entry['change']:<28} "
+            f"by {entry['actor']}: {entry['reason'][:160]}" + (f" [{summary}]" if summary else "")
+        )
     _say()
     prefix = f"DAGSTER_HOME={home}" + (f" MLOPS_SPEC={spec_arg}" if args.spec else "")
     _say("Open the UI on this instance (runs, materializations, check results, the sensor's ticks):")

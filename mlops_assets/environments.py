@@ -6,13 +6,31 @@ and the executor for ``MLOPS_ENV``:
 * ``local`` (default): the embedded default. SQLite registry, local landing folder, local
   artifacts and asset files, all under one data directory; steps run in the run's own process
   (a laptop has few cores and process start-up would dominate the small steps).
-* ``prod``: PostgreSQL registry and S3 storage — not built yet (tracked as its own issue); asking for it
-  fails loudly rather than silently falling back to local storage.
+* ``prod``: the registry on PostgreSQL; landing zones, asset values and model artifacts in one S3
+  bucket (any S3-compatible endpoint) through dagster-aws's ``S3Resource``. Every run is its own
+  process (its own pod with the Helm chart's ``K8sRunLauncher``); inside it steps run in-process by
+  default, because a step process costs 5–8 s of imports here against steps of a few seconds
+  (measured: docs/deployment.md); ``MLOPS_EXECUTOR=multiprocess`` isolates each step in its own
+  process. A missing required variable fails loudly when the definitions load, never falls back to
+  local storage.
+
+Variables (both):
+    MLOPS_ENV: ``local`` (default) or ``prod``.
+    MLOPS_SPEC: dataset spec, a YAML path or a packaged name (default ``flights``).
+    MLOPS_ARTIFACT_HMAC_KEY: optional secret; artifacts are then HMAC-signed as well as hashed.
 
 Variables (local):
-    MLOPS_SPEC: dataset spec, a YAML path or a packaged name (default ``flights``).
     MLOPS_DATA_DIR: data directory (default ``$DAGSTER_HOME/mlops``, else ``./.dagster_home/mlops``).
-    MLOPS_ARTIFACT_HMAC_KEY: optional key; artifacts are then HMAC-signed as well as hashed.
+
+Variables (prod; see .env.example):
+    MLOPS_REGISTRY_URL: SQLAlchemy URL of the registry database (``postgresql+psycopg2://...``), a secret.
+    MLOPS_S3_BUCKET: bucket; MLOPS_S3_PREFIX: optional key prefix inside it.
+    MLOPS_S3_ENDPOINT_URL: optional endpoint of an S3-compatible store (MinIO, moto); unset for AWS.
+    MLOPS_S3_REGION: optional region (else boto3's usual AWS_REGION / AWS_DEFAULT_REGION / config).
+    MLOPS_EXECUTOR: ``in_process`` (default) or ``multiprocess`` (one process per step).
+    MLOPS_MAX_CONCURRENT_STEPS: with ``multiprocess``, the cap on step processes per run (default: CPU count).
+    Credentials are never configuration: boto3 reads AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY /
+    AWS_SESSION_TOKEN, a profile, or the pod's / instance's role from the environment itself.
 """
 
 import os
@@ -21,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
+from dagster_aws.s3 import S3Resource
 
 from mlops_assets.resources import (
     ArtifactStoreResource,
@@ -28,10 +47,17 @@ from mlops_assets.resources import (
     FrameIOManager,
     LandingZone,
     ModelRegistryResource,
+    S3ArtifactStoreResource,
+    S3FrameIOManager,
+    S3LandingZone,
+    S3StoredAssets,
     StoredAssets,
 )
 
-ENVIRONMENTS = ("local",)
+ENVIRONMENTS = ("local", "prod")
+
+#: Variables the prod environment cannot do without.
+PROD_REQUIRED = ("MLOPS_REGISTRY_URL", "MLOPS_S3_BUCKET")
 
 
 @dataclass(frozen=True)
@@ -59,6 +85,7 @@ def local_environment(data_dir: Path, spec: str = "flights", hmac_key: str | dg.
         resources={
             "dataset": DatasetSpecResource(spec=spec),
             "landing": LandingZone(directory=str(data_dir / "landing")),
+            "labels_landing": LandingZone(directory=str(data_dir / "labels")),
             "artifacts": ArtifactStoreResource(root=str(data_dir / "artifacts"), hmac_key=hmac_key),
             "registry": ModelRegistryResource(url=f"sqlite:///{data_dir / 'registry.db'}"),
             "io_manager": FrameIOManager(base_dir=str(data_dir / "assets")),
@@ -66,6 +93,76 @@ def local_environment(data_dir: Path, spec: str = "flights", hmac_key: str | dg.
         },
         executor=dg.in_process_executor,
     )
+
+
+def _optional_env(name: str) -> dg.EnvVar | None:
+    # An EnvVar is resolved when a run or tick starts, so its value never appears in run config, the UI or
+    # the event log; it is passed only when set because an unset EnvVar is an error at resolution time.
+    return dg.EnvVar(name) if os.environ.get(name) else None
+
+
+def prod_environment(
+    bucket: str,
+    registry_url: str | dg.EnvVar,
+    *,
+    prefix: str = "",
+    spec: str = "flights",
+    endpoint_url: str | dg.EnvVar | None = None,
+    region_name: str | dg.EnvVar | None = None,
+    hmac_key: str | dg.EnvVar | None = None,
+    executor: str = "in_process",
+    max_concurrent_steps: int | None = None,
+) -> Environment:
+    """Production: registry on PostgreSQL, everything else in one S3 bucket under ``prefix``.
+
+    Keys: ``<prefix>landing/`` (data versions), ``<prefix>labels/`` (labels), ``<prefix>assets/`` (asset values,
+    Parquet/JSON), ``<prefix>artifacts/`` (models and drift references, write-once, verified).
+
+    Args:
+        bucket: The bucket (where things are, not a secret: a plain value, shown in the UI).
+        registry_url: SQLAlchemy URL of the registry; may hold a password, so pass an ``EnvVar``.
+        prefix: Key prefix inside the bucket, e.g. ``"mlops/"``.
+        spec: Dataset spec.
+        endpoint_url: S3-compatible endpoint (MinIO, moto); ``None`` for AWS.
+        region_name: Region; ``None`` lets boto3 find it.
+        hmac_key: Secret for artifact HMACs (an ``EnvVar``).
+        executor: ``in_process`` or ``multiprocess``.
+        max_concurrent_steps: With ``multiprocess``, step processes per run; ``None`` for the CPU count.
+    """
+    parse_bucket_name(bucket)
+    prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
+    # No credentials here: boto3 takes them from the process environment or the pod's/instance's role.
+    s3 = S3Resource(endpoint_url=endpoint_url, region_name=region_name)
+
+    def url(part: str) -> str:
+        return f"s3://{bucket}/{prefix}{part}"
+
+    executors = {"in_process": dg.in_process_executor, "multiprocess": dg.multiprocess_executor}
+    if executor not in executors:
+        raise ValueError(f"MLOPS_EXECUTOR={executor!r}: expected one of {', '.join(executors)}")
+    chosen = executors[executor]
+    if executor == "multiprocess" and max_concurrent_steps:
+        chosen = dg.multiprocess_executor.configured({"max_concurrent": max_concurrent_steps})
+    return Environment(
+        name="prod",
+        resources={
+            "dataset": DatasetSpecResource(spec=spec),
+            "landing": S3LandingZone(directory=url("landing/"), s3=s3),
+            "labels_landing": S3LandingZone(directory=url("labels/"), s3=s3),
+            "artifacts": S3ArtifactStoreResource(root=url("artifacts"), hmac_key=hmac_key, s3=s3),
+            "registry": ModelRegistryResource(url=registry_url),
+            "io_manager": S3FrameIOManager(base_dir=url("assets"), s3=s3),
+            "stored_assets": S3StoredAssets(base_dir=url("assets"), s3=s3),
+        },
+        executor=chosen,
+    )
+
+
+def parse_bucket_name(bucket: str) -> str:
+    """``bucket`` if it is a plausible S3 bucket name (3–63 chars of ``a-z0-9.-``), else ValueError."""
+    if not (3 <= len(bucket) <= 63) or not all(c.islower() or c.isdigit() or c in ".-" for c in bucket):
+        raise ValueError(f"MLOPS_S3_BUCKET={bucket!r} is not a valid bucket name")
+    return bucket
 
 
 def environment() -> Environment:
@@ -76,6 +173,22 @@ def environment() -> Environment:
             default_data_dir(),
             spec=os.environ.get("MLOPS_SPEC", "flights"),
             # A secret: passed as an EnvVar so its value never appears in run config or the UI.
-            hmac_key=dg.EnvVar("MLOPS_ARTIFACT_HMAC_KEY") if os.environ.get("MLOPS_ARTIFACT_HMAC_KEY") else None,
+            hmac_key=_optional_env("MLOPS_ARTIFACT_HMAC_KEY"),
+        )
+    if name == "prod":
+        missing = [v for v in PROD_REQUIRED if not os.environ.get(v)]
+        if missing:
+            raise ValueError(f"MLOPS_ENV=prod needs {', '.join(missing)} (see .env.example); refusing to start")
+        steps = os.environ.get("MLOPS_MAX_CONCURRENT_STEPS")
+        return prod_environment(
+            parse_bucket_name(os.environ["MLOPS_S3_BUCKET"]),
+            dg.EnvVar("MLOPS_REGISTRY_URL"),  # may carry a password
+            prefix=os.environ.get("MLOPS_S3_PREFIX", ""),
+            spec=os.environ.get("MLOPS_SPEC", "flights"),
+            endpoint_url=_optional_env("MLOPS_S3_ENDPOINT_URL"),
+            region_name=_optional_env("MLOPS_S3_REGION"),
+            hmac_key=_optional_env("MLOPS_ARTIFACT_HMAC_KEY"),
+            executor=os.environ.get("MLOPS_EXECUTOR", "in_process"),
+            max_concurrent_steps=int(steps) if steps else None,
         )
     raise ValueError(f"MLOPS_ENV={name!r} is not a known environment; known: {', '.join(ENVIRONMENTS)}")

@@ -1,9 +1,18 @@
-"""Dagster resources: thin adapters from configuration to the pure core's objects."""
+"""Dagster resources: thin adapters from configuration to the pure core's objects.
 
+Each storage resource has a local form (a folder) and an S3 form (``S3…`` subclass, same interface,
+its location an ``s3://bucket/prefix`` URL, its client from dagster-aws's :class:`S3Resource`), so assets
+and sensors that annotate the base class work unchanged in either environment.
+"""
+
+import hashlib
+import io
 import json
 import os
+import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -11,9 +20,12 @@ from typing import Any
 
 import dagster as dg
 import pandas as pd
+from dagster_aws.s3 import S3Resource
+from pydantic import PrivateAttr
 
-from mlops_assets.ml.artifacts import LocalArtifactStore
+from mlops_assets.ml.artifacts import ArtifactStore, LocalArtifactStore
 from mlops_assets.ml.registry import ModelRegistry
+from mlops_assets.ml.s3_store import S3ArtifactStore, is_missing, parse_s3_url
 from mlops_assets.ml.spec import DatasetSpec, load_spec
 from mlops_assets.ml.versions import digest_of_key, file_digest, is_landable, safe_stem, stem_of_key
 
@@ -38,11 +50,20 @@ class DatasetSpecResource(dg.ConfigurableResource):
 
 @dataclass(frozen=True)
 class LandedFile:
-    """A data file in the landing zone, as listed (no content read)."""
+    """A data file in the landing zone, as listed (no content read).
+
+    Attributes:
+        name: File name (object key relative to the landing prefix on S3).
+        size: Size in bytes.
+        mtime_ns: Modification time in ns (S3: ``LastModified``, which has one-second resolution).
+        etag: S3 only: the object's ETag, which changes whenever its bytes do (even within the same
+            second and size); ``""`` for local files.
+    """
 
     name: str
     size: int
     mtime_ns: int
+    etag: str = ""
 
 
 class LandingZone(dg.ConfigurableResource):
@@ -67,6 +88,18 @@ class LandingZone(dg.ConfigurableResource):
 
     def digest(self, name: str) -> str:
         return file_digest(self.root / name)
+
+    def uri(self, name: str) -> str:
+        """Where the landed file ``name`` lives, for metadata and messages (a path here, ``s3://…`` on S3)."""
+        return str(self.root / name)
+
+    @contextmanager
+    def fetch(self, name: str) -> Iterator[Path]:
+        """A local, readable path to the landed file ``name`` for the duration of the block."""
+        path = self.root / name
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: not in the landing folder")
+        yield path
 
     def locate(self, version: str) -> Path:
         """The landed file holding exactly the bytes of data version ``version``.
@@ -93,7 +126,7 @@ class ArtifactStoreResource(dg.ConfigurableResource):
     root: str
     hmac_key: str | None = None
 
-    def store(self) -> LocalArtifactStore:
+    def store(self) -> ArtifactStore:
         key = self.hmac_key.encode() if self.hmac_key else None
         return LocalArtifactStore(Path(self.root), hmac_key=key)
 
@@ -188,5 +221,226 @@ class FrameIOManager(dg.ConfigurableIOManager):
         target = self._path(context)
         try:
             return read_stored_asset(target)
+        except FileNotFoundError as exc:
+            raise FileNotFoundError(f"{exc} for asset {context.asset_key.to_user_string()}") from exc
+
+
+# --- S3 forms of the storage resources (production) -------------------------------------------------------------
+
+
+class _S3Location(dg.ConfigurableResource):
+    """Mixin logic for resources whose location is an ``s3://bucket/prefix`` URL reached through ``s3``."""
+
+    s3: S3Resource
+    _client: Any = PrivateAttr(default=None)
+
+    def _s3_client(self) -> Any:
+        # One boto3 client per resource instance (creating one costs tens of ms; clients are thread-safe).
+        if self._client is None:
+            self._client = self.s3.get_client()
+        return self._client
+
+    @staticmethod
+    def _split(url: str) -> tuple[str, str]:
+        return parse_s3_url(url)
+
+
+def _s3_uri(bucket: str, key: str) -> str:
+    return f"s3://{bucket}/{key}"
+
+
+def landing_cache_dir() -> Path:
+    """Where S3 landed files are downloaded for reading: ``$TMPDIR/mlops-landing`` (one per run worker)."""
+    return Path(tempfile.gettempdir()) / "mlops-landing"
+
+
+class S3LandingZone(LandingZone, _S3Location):
+    """The landing zone as an S3 prefix (``directory = "s3://bucket/landing/"``), same interface as the folder.
+
+    Only objects directly under the prefix are data files (no recursion), filtered like local files
+    (hidden, ``_``-prefixed and partial uploads are ignored). Upload under a hidden or ``.part`` key and
+    copy to the final key when complete, or upload in one ``PutObject`` (S3 never shows a partial object).
+    """
+
+    @property
+    def root(self) -> Path:
+        raise TypeError(f"{self.directory}: an S3 landing zone has no local folder; use fetch() or locate()")
+
+    @property
+    def bucket(self) -> str:
+        return self._split(self.directory)[0]
+
+    @property
+    def prefix(self) -> str:
+        return self._split(self.directory)[1]
+
+    def uri(self, name: str) -> str:
+        """``s3://bucket/prefix/name``."""
+        return _s3_uri(self.bucket, self.prefix + name)
+
+    def scan(self) -> list[LandedFile]:
+        """Landable objects directly under the prefix, in name order (a missing prefix is empty)."""
+        files = []
+        paginator = self._s3_client().get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix, Delimiter="/"):
+            for obj in page.get("Contents", []):
+                name = obj["Key"][len(self.prefix) :]
+                if name and is_landable(name):
+                    mtime_ns = int(obj["LastModified"].timestamp() * 1_000_000) * 1000
+                    files.append(LandedFile(name, int(obj["Size"]), mtime_ns, str(obj.get("ETag", "")).strip('"')))
+        return sorted(files, key=lambda f: f.name)
+
+    def _get(self, name: str) -> Any:
+        try:
+            return self._s3_client().get_object(Bucket=self.bucket, Key=self.prefix + name)
+        except Exception as exc:
+            if is_missing(exc):
+                raise FileNotFoundError(f"{self.uri(name)}: not in the landing zone") from None
+            raise
+
+    def _download(self, name: str, target: Path) -> str:
+        """Stream object ``name`` to ``target`` (temp file + rename) and return the sha256 of what was written."""
+        target.parent.mkdir(parents=True, exist_ok=True)
+        digest = hashlib.sha256()
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                for chunk in self._get(name)["Body"].iter_chunks(1 << 20):
+                    digest.update(chunk)
+                    handle.write(chunk)
+            os.replace(tmp, target)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        return digest.hexdigest()
+
+    def digest(self, name: str) -> str:
+        """Full sha256 of the object's bytes, streamed (nothing is kept)."""
+        digest = hashlib.sha256()
+        for chunk in self._get(name)["Body"].iter_chunks(1 << 20):
+            digest.update(chunk)
+        return digest.hexdigest()
+
+    @contextmanager
+    def fetch(self, name: str) -> Iterator[Path]:
+        """A local copy of the object ``name`` (same file name), deleted when the block ends."""
+        folder = Path(tempfile.mkdtemp(prefix="mlops-fetch-"))
+        try:
+            path = folder / name
+            self._download(name, path)
+            yield path
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+
+    def locate(self, version: str) -> Path:
+        """A local copy of the landed object holding exactly the bytes of data version ``version``.
+
+        The object is downloaded to :func:`landing_cache_dir` under ``<digest>/<name>`` and its digest is
+        computed from the downloaded bytes, so what is returned is what matched the key — even if the
+        object is replaced in the bucket afterwards. The copy lives as long as the run worker's temp dir.
+
+        Raises:
+            FileNotFoundError: no object under the prefix has that name and content.
+        """
+        stem, digest = stem_of_key(version), digest_of_key(version)
+        candidates = [f for f in self.scan() if safe_stem(f.name) == stem]
+        cache = landing_cache_dir()
+        for f in candidates:
+            staging = cache / f".download-{os.getpid()}-{os.urandom(8).hex()}" / f.name
+            try:
+                actual = self._download(f.name, staging)
+                if actual.startswith(digest):
+                    final = cache / actual / f.name
+                    final.parent.mkdir(parents=True, exist_ok=True)
+                    os.replace(staging, final)
+                    return final
+            finally:
+                shutil.rmtree(staging.parent, ignore_errors=True)
+        seen = ", ".join(f.name for f in candidates) or "no object with that name"
+        raise FileNotFoundError(
+            f"{self.directory}: no landed object holds data version {version!r} (looked at: {seen}); "
+            "the object was removed or its bytes changed after landing — a changed object lands as a new version"
+        )
+
+
+class S3ArtifactStoreResource(ArtifactStoreResource, _S3Location):
+    """Write-once, content-addressed model artifacts in S3 (``root = "s3://bucket/artifacts"``), conditional puts."""
+
+    def store(self) -> ArtifactStore:
+        bucket, prefix = parse_s3_url(self.root)
+        key = self.hmac_key.encode() if self.hmac_key else None
+        return S3ArtifactStore(self._s3_client(), bucket, prefix, hmac_key=key)
+
+
+def _frame_bytes(obj: Any) -> tuple[str, bytes, str]:
+    """(suffix, bytes, content type) of a stored asset value: Parquet for frames, JSON otherwise."""
+    if isinstance(obj, pd.DataFrame):
+        buffer = io.BytesIO()
+        obj.to_parquet(buffer, index=False)
+        return ".parquet", buffer.getvalue(), "application/vnd.apache.parquet"
+    return ".json", json.dumps(obj, indent=1, sort_keys=True, default=str).encode(), "application/json"
+
+
+def _read_s3_value(client: Any, bucket: str, key: str) -> Any:
+    """Read what :class:`S3FrameIOManager` wrote at ``key`` (without suffix): Parquet, else JSON."""
+    for suffix in (".parquet", ".json"):
+        try:
+            body = client.get_object(Bucket=bucket, Key=key + suffix)["Body"].read()
+        except Exception as exc:
+            if is_missing(exc):
+                continue
+            raise
+        return pd.read_parquet(io.BytesIO(body)) if suffix == ".parquet" else json.loads(body)
+    raise FileNotFoundError(f"{_s3_uri(bucket, key)}: no stored value")
+
+
+class S3StoredAssets(StoredAssets, _S3Location):
+    """Read access to stored asset partitions in S3 (``base_dir = "s3://bucket/assets"``)."""
+
+    def _key(self, asset_path: Sequence[str], partition: str | None) -> tuple[str, str]:
+        bucket, prefix = parse_s3_url(self.base_dir)
+        return bucket, prefix + "/".join([*asset_path, partition or UNPARTITIONED])
+
+    def load(self, asset: str, partition: str | None) -> Any:
+        return _read_s3_value(self._s3_client(), *self._key([asset], partition))
+
+    def exists(self, asset: str, partition: str | None) -> bool:
+        bucket, key = self._key([asset], partition)
+        for suffix in (".parquet", ".json"):
+            try:
+                self._s3_client().head_object(Bucket=bucket, Key=key + suffix)
+                return True
+            except Exception as exc:
+                if not is_missing(exc):
+                    raise
+        return False
+
+
+class S3FrameIOManager(FrameIOManager, _S3Location):
+    """Data frames as Parquet and records as JSON in S3 (``base_dir = "s3://bucket/assets"``), one object each.
+
+    A PutObject replaces an object atomically (readers see the old or the new value, never a part), so
+    no temporary key is needed; a value that changed type leaves no stale object of the other type.
+    """
+
+    def _location(self, context: dg.InputContext | dg.OutputContext) -> tuple[str, str]:
+        partition = context.asset_partition_key if context.has_asset_partitions else None
+        bucket, prefix = parse_s3_url(self.base_dir)
+        return bucket, prefix + "/".join([*context.asset_key.path, partition or UNPARTITIONED])
+
+    def handle_output(self, context: dg.OutputContext, obj: Any) -> None:
+        if obj is None:
+            return
+        bucket, key = self._location(context)
+        suffix, body, content_type = _frame_bytes(obj)
+        client = self._s3_client()
+        client.put_object(Bucket=bucket, Key=key + suffix, Body=body, ContentType=content_type)
+        stale = ".json" if suffix == ".parquet" else ".parquet"
+        client.delete_object(Bucket=bucket, Key=key + stale)  # no error when absent
+        context.add_output_metadata({"uri": _s3_uri(bucket, key + suffix)})
+
+    def load_input(self, context: dg.InputContext) -> Any:
+        try:
+            return _read_s3_value(self._s3_client(), *self._location(context))
         except FileNotFoundError as exc:
             raise FileNotFoundError(f"{exc} for asset {context.asset_key.to_user_string()}") from exc

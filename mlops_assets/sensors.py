@@ -1,18 +1,21 @@
-"""Sensors: new files in the landing zone become data versions and lifecycle runs."""
+"""Sensors: new data files become data versions and runs; landed labels files become labels runs."""
 
 import json
+from collections.abc import Sequence
 
 import dagster as dg
 
-from mlops_assets.jobs import lifecycle_job
+from mlops_assets.jobs import ingest_job, labels_job, lifecycle_job
 from mlops_assets.ml.provenance import code_version
-from mlops_assets.ml.versions import digest_of_key, version_key
+from mlops_assets.ml.versions import digest_of_key, safe_stem, stem_of_key, version_key
 from mlops_assets.partitions import DATA_VERSIONS, data_versions
-from mlops_assets.resources import LandingZone
+from mlops_assets.resources import DatasetSpecResource, LandingZone, ModelRegistryResource
 
 REASON_TAG = "mlops/reason"
 SOURCE_FILE_TAG = "mlops/source_file"
 DATA_VERSION_TAG = "mlops/data_version"
+TRAINING_TAG = "mlops/training"
+EVIDENCE_TAG = "mlops/evidence"
 
 
 def _known_digests(instance: dg.DagsterInstance) -> set[str]:
@@ -25,22 +28,40 @@ def _known_digests(instance: dg.DagsterInstance) -> set[str]:
     return digests
 
 
+def _trains_on_new_data(dataset: DatasetSpecResource, registry: ModelRegistryResource) -> tuple[bool, str]:
+    """Whether a new data version should also train: nothing in production yet, or the spec asks for it."""
+    spec = dataset.load()
+    if registry.registry().production_version(spec.name) is None:
+        return True, "bootstrap: no model in production yet"
+    retraining = getattr(spec, "retraining", None)
+    if retraining is not None and "new_data" in retraining.triggers:
+        return True, "retraining.triggers includes new_data"
+    return False, "production model serves; retraining is left to the drift, performance and freshness sensors"
+
+
 @dg.sensor(
-    job=lifecycle_job,
+    jobs=[ingest_job, lifecycle_job],
     minimum_interval_seconds=5,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description=(
         "Registers every new CSV/Parquet file in the landing folder as a data version (content-derived key) "
-        "and requests one lifecycle run for it. Landing the same bytes again, under any name, does nothing."
+        "and requests one run for it: ingest_job (validate, features, monitoring, rollout step), or the whole "
+        "lifecycle_job when nothing is in production yet. Landing the same bytes again, under any name, does nothing."
     ),
 )
-def landing_sensor(context: dg.SensorEvaluationContext, landing: LandingZone) -> dg.SensorResult:
+def landing_sensor(
+    context: dg.SensorEvaluationContext,
+    landing: LandingZone,
+    dataset: DatasetSpecResource,
+    registry: ModelRegistryResource,
+) -> dg.SensorResult:
     # The cursor remembers (size, mtime) → digest per file name, so a tick hashes only new or changed files.
     seen: dict[str, list] = json.loads(context.cursor) if context.cursor else {}
     known = _known_digests(context.instance)
     new_keys: list[str] = []
     requests: list[dg.RunRequest] = []
     current: dict[str, list] = {}
+    train: tuple[bool, str] | None = None
     for landed in landing.scan():
         cached = seen.get(landed.name)
         if cached and cached[0] == landed.size and cached[1] == landed.mtime_ns:
@@ -54,12 +75,20 @@ def landing_sensor(context: dg.SensorEvaluationContext, landing: LandingZone) ->
         known.add(short)
         key = version_key(landed.name, digest)
         new_keys.append(key)
+        if train is None:
+            train = _trains_on_new_data(dataset, registry)
         requests.append(
             dg.RunRequest(
                 # Code version in the key: a failed run does not block a fixed release from retrying.
                 run_key=f"new_data:{key}:{code_version()}",
+                job_name=(lifecycle_job if train[0] else ingest_job).name,
                 partition_key=key,
-                tags={REASON_TAG: "new_data", SOURCE_FILE_TAG: landed.name, DATA_VERSION_TAG: key},
+                tags={
+                    REASON_TAG: "new_data",
+                    SOURCE_FILE_TAG: landed.name,
+                    DATA_VERSION_TAG: key,
+                    TRAINING_TAG: train[1],
+                },
             )
         )
     if new_keys:
@@ -69,4 +98,63 @@ def landing_sensor(context: dg.SensorEvaluationContext, landing: LandingZone) ->
         dynamic_partitions_requests=[data_versions.build_add_request(new_keys)] if new_keys else [],
         cursor=json.dumps(current, sort_keys=True),
         skip_reason=None if requests else "no new data in the landing folder",
+    )
+
+
+def labels_target(version_keys: Sequence[str], file_name: str) -> str | None:
+    """The data version a labels file is for: the version key itself, else the newest version of that file stem."""
+    stem = safe_stem(file_name)
+    if stem in version_keys:
+        return stem
+    matching = []
+    for key in version_keys:
+        try:
+            if stem_of_key(key) == stem:
+                matching.append(key)
+        except ValueError:
+            continue
+    return matching[-1] if matching else None
+
+
+@dg.sensor(
+    job=labels_job,
+    minimum_interval_seconds=5,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description=(
+        "Labels that arrive later: a CSV/Parquet file in the labels folder named like a landed data file (or "
+        "after its version key), with the id and label columns, requests one labels_job run for that data "
+        "version (join to the prediction log, realised performance, A/B test, rollout step). A file whose data "
+        "version has not landed yet waits; the same bytes again do nothing."
+    ),
+)
+def labels_sensor(context: dg.SensorEvaluationContext, labels_landing: LandingZone) -> dg.SensorResult:
+    seen: dict[str, list] = json.loads(context.cursor) if context.cursor else {}
+    keys = context.instance.get_dynamic_partitions(DATA_VERSIONS)
+    requests: list[dg.RunRequest] = []
+    waiting: list[str] = []
+    current: dict[str, list] = {}
+    for landed in labels_landing.scan():
+        cached = seen.get(landed.name)
+        if cached and cached[0] == landed.size and cached[1] == landed.mtime_ns:
+            current[landed.name] = cached
+            continue
+        target = labels_target(keys, landed.name)
+        if target is None:
+            waiting.append(landed.name)  # not in the cursor: looked at again next tick
+            continue
+        digest = labels_landing.digest(landed.name)
+        current[landed.name] = [landed.size, landed.mtime_ns, digest]
+        requests.append(
+            dg.RunRequest(
+                run_key=f"new_labels:{target}:{digest[:12]}:{code_version()}",
+                partition_key=target,
+                tags={REASON_TAG: "new_labels", SOURCE_FILE_TAG: landed.name, DATA_VERSION_TAG: target},
+            )
+        )
+    if waiting:
+        context.log.info(f"labels waiting for their data version to land: {', '.join(waiting)}")
+    return dg.SensorResult(
+        run_requests=requests,
+        cursor=json.dumps(current, sort_keys=True),
+        skip_reason=None if requests else "no new labels" + (f" ({len(waiting)} waiting for data)" if waiting else ""),
     )

@@ -30,7 +30,7 @@ def test_demo_runs_the_lifecycle_through_the_daemon_and_sensor(tmp_path):
     assert done.returncode == 0, done.stdout + done.stderr
     out = done.stdout
     assert "[1/2] landing synthetic_v001.csv" in out and "[2/2] landing synthetic_v002.csv" in out
-    assert "PROMOTED to Production" in out
+    assert "→ promoted" in out
     assert f"DAGSTER_HOME={home}" in out
 
     # Everything is in the instance: partitions from the sensor, runs launched by the sensor.
@@ -40,9 +40,18 @@ def test_demo_runs_the_lifecycle_through_the_daemon_and_sensor(tmp_path):
             keys = instance.get_dynamic_partitions("data_versions")
             assert [k.split("__")[0] for k in keys] == ["synthetic_v001", "synthetic_v002"]
             runs = instance.get_runs()
-            assert len(runs) == 2
-            assert {r.tags.get("dagster/sensor_name") for r in runs} == {"landing_sensor"}
-            assert {r.tags.get("mlops/reason") for r in runs} == {"new_data"}
+            landed = [r for r in runs if r.tags.get("dagster/sensor_name") == "landing_sensor"]
+            assert len(landed) == 2 and {r.tags.get("mlops/reason") for r in landed} == {"new_data"}
+            # The first version trains (nothing in production); the second is ingested and monitored.
+            assert sorted(r.job_name for r in landed) == ["ingest_job", "lifecycle_job"]
+            # Anything else was launched by a retraining sensor, with its reason and evidence.
+            for other in (r for r in runs if r not in landed):
+                assert other.job_name == "retrain_job" and other.tags["mlops/reason"] in (
+                    "drift",
+                    "performance",
+                    "stale",
+                )
+                assert other.tags.get("mlops/evidence")
     finally:
         del os.environ["DAGSTER_HOME"]
     registry = ModelRegistry(f"sqlite:///{home / 'mlops' / 'registry.db'}")

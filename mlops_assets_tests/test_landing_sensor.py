@@ -7,7 +7,7 @@ import pytest
 
 from mlops_assets.ml.versions import file_digest, version_key
 from mlops_assets.partitions import DATA_VERSIONS
-from mlops_assets.resources import LandingZone
+from mlops_assets.resources import DatasetSpecResource, LandingZone, ModelRegistryResource
 from mlops_assets.sensors import DATA_VERSION_TAG, REASON_TAG, landing_sensor
 
 
@@ -20,7 +20,13 @@ def instance():
 def tick(instance, landing_dir, cursor=None) -> dg.SensorResult:
     """One tick, applying the partition requests as the daemon would."""
     context = dg.build_sensor_context(
-        instance=instance, cursor=cursor, resources={"landing": LandingZone(directory=str(landing_dir))}
+        instance=instance,
+        cursor=cursor,
+        resources={
+            "landing": LandingZone(directory=str(landing_dir)),
+            "dataset": DatasetSpecResource(spec="synthetic"),
+            "registry": ModelRegistryResource(url=f"sqlite:///{landing_dir.parent / 'registry.db'}"),
+        },
     )
     result = landing_sensor(context)
     assert isinstance(result, dg.SensorResult)
@@ -41,7 +47,25 @@ def test_new_file_becomes_a_partition_and_one_run_request(tmp_path, instance):
     assert request.run_key and key in request.run_key
     assert request.tags[REASON_TAG] == "new_data"
     assert request.tags[DATA_VERSION_TAG] == key
+    assert request.job_name == "lifecycle_job"  # nothing in production: the first version trains
     assert instance.get_dynamic_partitions(DATA_VERSIONS) == [key]
+
+
+def test_with_a_production_model_new_data_is_ingested_without_training(tmp_path, instance):
+    from mlops_assets.ml.artifacts import ArtifactRef
+    from mlops_assets.ml.registry import Lineage, ModelRegistry
+
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    registry = ModelRegistry(f"sqlite:///{tmp_path / 'registry.db'}")
+    ref = ArtifactRef(uri="file:///m", sha256="a" * 64, size=1)
+    registry.register_version("synthetic", ref, Lineage(("v0",), "run", "code", "sha", "spec"), {}, {})
+    registry.transition("synthetic", 1, "Staging", actor="t", reason="t", evidence={})
+    registry.transition("synthetic", 1, "Production", actor="t", reason="t", evidence={})
+    (landing / "v2.csv").write_bytes(b"id,y\n1,0\n")
+    (request,) = tick(instance, landing).run_requests
+    assert request.job_name == "ingest_job"
+    assert request.tags[REASON_TAG] == "new_data"
 
 
 def test_same_file_again_does_nothing_even_without_cursor(tmp_path, instance):

@@ -65,7 +65,7 @@ def test_failing_gates_stop_promotion_for_that_version_only(lifecycle):
     assert r1.success
     outcomes = check_outcomes(r1)
     assert all(outcomes.values())
-    assert {k.name for k in REQUIRED_GATES} | {"no_drift"} == set(outcomes)
+    assert {k.name for k in REQUIRED_GATES} | {"no_drift", "performance_within_sla"} == set(outcomes)
     prod = registry.production_version("synthetic")
     assert prod is not None and prod.data_versions == (v1,)
     first = prod.version
@@ -98,16 +98,19 @@ def test_failing_gates_stop_promotion_for_that_version_only(lifecycle):
     assert registry.get_version("synthetic", cand3.version).stage == "Archived"
     assert registry.production_version("synthetic").version == first
 
-    # v4: clean data again → promoted; v1 archived, with both transitions in the log.
+    # v4: clean data again → every gate passes → staged and rolled out against v1 (shadow), not yet promoted.
     v4 = land("synthetic_v004.csv", seed=4, start_id=3 * ROWS)
     r4 = run(v4)
     assert r4.success, check_outcomes(r4)
-    prod = registry.production_version("synthetic")
-    assert prod is not None and prod.data_versions == (v4,)
-    assert registry.get_version("synthetic", first).stage == "Archived"
+    assert r4.asset_value("deployment_decision")["outcome"] == "rollout_started"
+    (cand4,) = registry.versions_for_data_version("synthetic", v4)
+    assert cand4.stage == "Staging"
+    rollout = registry.active_rollout("synthetic")
+    assert rollout is not None and (rollout.champion_version, rollout.challenger_version) == (first, cand4.version)
+    assert rollout.phase.value == "shadow"
+    assert registry.production_version("synthetic").version == first
     log = [(t.version, t.from_stage, t.to_stage) for t in registry.transitions("synthetic")]
-    assert (prod.version, "Staging", "Production") in log
-    assert (first, "Production", "Archived") in log
+    assert (cand4.version, "None", "Staging") in log
 
 
 def test_promotion_refuses_a_version_whose_gates_never_ran(lifecycle):

@@ -727,9 +727,8 @@ def test_persisted_rollout_promotes_in_the_same_transaction_as_its_last_move(reg
     assert promotion.to_stage == "Production" and promotion.reason.startswith("rollout complete")
     kinds = [e["kind"] for e in registry.audit_log(MODEL)]
     assert kinds.count("rollout") == 6 and "stage" in kinds and "alias" in kinds
-    with pytest.raises(sa.exc.IntegrityError):  # the rollout log is append-only
-        with registry.engine.begin() as conn:
-            conn.exec_driver_sql("DELETE FROM rollout_log")
+    with pytest.raises(sa.exc.IntegrityError), registry.engine.begin() as conn:  # the rollout log is append-only
+        conn.exec_driver_sql("DELETE FROM rollout_log")
     check_registry_invariants(registry, MODEL)
 
 
@@ -761,6 +760,23 @@ def test_one_active_rollout_per_model_unless_superseded(registry: ModelRegistry)
     assert registry.aliases(MODEL) == {CHAMPION: 1, CHALLENGER: 3}
     with pytest.raises(RegistryConflict, match="planned against production v2"):
         registry.start_rollout(start(new_rollout(MODEL, 2, 3), t0), actor="rollout", reason="wrong", supersede=True)
+    check_registry_invariants(registry, MODEL)
+
+
+def test_changing_production_by_hand_ends_the_rollout_in_progress(registry: ModelRegistry) -> None:
+    _staged(registry, 3)
+    _promote(registry, 1)
+    t0 = datetime.now(UTC)
+    registry.start_rollout(start(new_rollout(MODEL, 1, 2), t0), actor="rollout", reason="v2")
+    _promote(registry, 2)  # the operator ships the challenger: the rollout is complete
+    assert registry.active_rollout(MODEL) is None
+    assert registry.get_rollout(MODEL).phase is Phase.PROMOTED
+    registry.start_rollout(start(new_rollout(MODEL, 2, 3), t0), actor="rollout", reason="v3")
+    registry.rollback(MODEL, actor="oncall", reason="incident")  # production moves to v1: v3's comparison is void
+    ended = registry.get_rollout(MODEL)
+    assert ended.phase is Phase.ROLLED_BACK and "outside the rollout" in ended.history[-1].reason
+    assert registry.get_version(MODEL, 3).stage == "Archived"
+    assert registry.aliases(MODEL) == {CHAMPION: 1}
     check_registry_invariants(registry, MODEL)
 
 

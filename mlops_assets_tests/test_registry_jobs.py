@@ -40,6 +40,7 @@ def world(tmp_path: Path):
                 run_config={"ops": {op: {"config": config}}}, instance=instance, raise_on_error=False
             )
 
+        land_and_run.stored = env.resources["stored_assets"]  # type: ignore[attr-defined]
         yield land_and_run, launch, ModelRegistry(env.resources["registry"].url)
 
 
@@ -47,6 +48,15 @@ def test_rollback_drill_restores_the_previous_production_model(world):
     land_and_run, launch, registry = world
     land_and_run(1, seed=1)
     land_and_run(2, seed=4)
+    # v2 passed its gates: staged and rolled out against v1 (shadow), not promoted yet.
+    rollout = registry.active_rollout("synthetic")
+    assert rollout is not None and (rollout.champion_version, rollout.challenger_version) == (1, 2)
+    assert registry.production_version("synthetic").version == 1
+    # An operator promotes it by hand: the rollout ends as promoted, in the same transaction.
+    promoted = launch("promote_job", "promote_model", {"version": 2, "actor": "carol", "reason": "ship it"})
+    assert promoted.success
+    assert registry.active_rollout("synthetic") is None
+    assert registry.get_rollout("synthetic").phase.value == "promoted"
     before = registry.production_version("synthetic")
     assert before is not None and before.version == 2
     result = launch("rollback_job", "rollback_model", {"actor": "alice", "reason": "drill"})
@@ -62,6 +72,10 @@ def test_rollback_drill_restores_the_previous_production_model(world):
         e for e in result.get_asset_materialization_events() if e.asset_key == dg.AssetKey("production_deployment")
     ]
     assert shown and "v1" in shown[0].materialization.metadata["model"].value
+    # Scoring uses v1 again: the next data version is scored by the champion v1 only.
+    third = land_and_run(3, seed=5)
+    scored = land_and_run.stored.load("predictions", third)
+    assert set(scored["model_version"]) == {1} and scored["served"].all()
     # Nothing earlier than v1 to roll back to: a clear failure, nothing changes.
     again = launch("rollback_job", "rollback_model", {"actor": "alice", "reason": "again"})
     assert not again.success

@@ -1,5 +1,6 @@
 """Stage 5, deployments: the promotion decision per version and the current stage pointers."""
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import dagster as dg
@@ -7,14 +8,19 @@ import dagster as dg
 from mlops_assets.assets.data import raw_data_checks
 from mlops_assets.assets.evaluations import evaluations_checks
 from mlops_assets.assets.features import features_checks
+from mlops_assets.assets.gating import table
 from mlops_assets.assets.models import models_checks
+from mlops_assets.assets.monitoring import rollout_evidence
 from mlops_assets.gate_records import latest_gate_results
+from mlops_assets.ml import performance, rollout
 from mlops_assets.ml.promotion import GateStatus, decide
 from mlops_assets.ml.registry import ApprovalRequired, ModelVersion, RegistryConflict
+from mlops_assets.ml.rollout import GuardCheck, GuardResult, GuardStatus, Phase
 from mlops_assets.partitions import data_versions
-from mlops_assets.resources import DatasetSpecResource, ModelRegistryResource
+from mlops_assets.resources import DatasetSpecResource, ModelRegistryResource, StoredAssets
 
 ACTOR = "mlops_assets/deployment_decision"
+ACTOR_ROLLOUT = "mlops_assets/rollout_step"
 
 #: Every gate a version must pass, upstream to downstream. Derived from the check definitions, so a new
 #: gate added to a stage is required for promotion without touching this module.
@@ -44,10 +50,11 @@ def _version_summary(v: ModelVersion | None) -> dict[str, Any] | None:
     partitions_def=data_versions,
     group_name="deployments",
     # Monitoring of the new data runs first, against the production model in effect when it arrived.
-    deps=["drift_report", "predictions"],
+    deps=["drift_report", "predictions", "rollout_step"],
     description=(
-        "What happened to this version's candidate: promoted to Production through Staging, or rejected and "
-        "archived, with the evidence. Re-reads every gate's latest result from the instance and fails closed."
+        "What happened to this version's candidate: rejected and archived, or staged and rolled out against "
+        "production (shadow, then canary steps; rollout_step moves it on the evidence of later versions) — or "
+        "promoted at once when nothing is in production. Re-reads every gate's latest result and fails closed."
     ),
 )
 def deployment_decision(
@@ -83,12 +90,20 @@ def deployment_decision(
             reason = f"{decision.reasons[0]} for data version {context.partition_key}"
             if current.stage == "None":
                 reg.transition(name, version, "Staging", actor=ACTOR, reason=reason, evidence=evidence)
-            try:
-                reg.transition(name, version, "Production", actor=ACTOR, reason=reason, evidence=evidence)
-                outcome = "promoted"
-            except ApprovalRequired:
-                # The model's policy wants a person's approval: stage it and wait for approve_job + promote_job.
-                outcome = "staged_awaiting_approval"
+            if production is None:
+                # Nothing serves yet: there is no champion to shadow or canary against.
+                try:
+                    reg.transition(name, version, "Production", actor=ACTOR, reason=reason, evidence=evidence)
+                    outcome = "promoted"
+                except ApprovalRequired:
+                    # The model's policy wants a person's approval: stage it and wait for approve_job + promote_job.
+                    outcome = "staged_awaiting_approval"
+            else:
+                state = rollout.start(
+                    rollout.new_rollout(name, production.version, version), datetime.now(UTC), reason=reason
+                )
+                reg.start_rollout(state, actor=ACTOR, reason=reason, supersede=True)
+                outcome = "rollout_started"
         elif not decision.promote and current.stage == "None":
             reason = "rejected: " + "; ".join(decision.reasons)
             reg.transition(name, version, "Archived", actor=ACTOR, reason=reason, evidence=evidence)
@@ -124,7 +139,7 @@ def deployment_decision(
 
 @dg.asset(
     group_name="deployments",
-    deps=[deployment_decision],
+    deps=[deployment_decision, "rollout_step"],
     description="The registry's Staging versions of the model, as of the last deployment decision.",
 )
 def staging_deployment(dataset: DatasetSpecResource, registry: ModelRegistryResource) -> dg.MaterializeResult:
@@ -138,17 +153,154 @@ def staging_deployment(dataset: DatasetSpecResource, registry: ModelRegistryReso
 
 @dg.asset(
     group_name="deployments",
-    deps=[deployment_decision],
-    description="The model version in Production (the registry is the single source of truth; this mirrors it).",
+    deps=[deployment_decision, "rollout_step"],
+    description=(
+        "The model version in Production (the registry is the single source of truth; this mirrors it). "
+        "Freshness: it should be refreshed by new data at least weekly (warn after 3 days)."
+    ),
+    freshness_policy=dg.FreshnessPolicy.time_window(fail_window=timedelta(days=7), warn_window=timedelta(days=3)),
 )
 def production_deployment(dataset: DatasetSpecResource, registry: ModelRegistryResource) -> dg.MaterializeResult:
     name = dataset.load().name
-    production = registry.registry().production_version(name)
+    reg = registry.registry()
+    production = reg.production_version(name)
     metadata: dict[str, Any] = {"model": f"{name} v{production.version}" if production else f"{name}: none"}
     if production is not None:
         metadata["version"] = production.version
         metadata["trained_on"] = ", ".join(production.data_versions)
         metadata["artifact_sha256"] = production.artifact_sha256
+        promoted = [t for t in reg.transitions(name, production.version) if t.to_stage == "Production"]
+        if promoted:
+            metadata["promoted_at"] = promoted[-1].at.isoformat()
     return dg.MaterializeResult(
         value={"model_name": name, "production": _version_summary(production)}, metadata=metadata
+    )
+
+
+def _with_ab_verdict(guards: GuardResult, ab: dict[str, Any] | None) -> GuardResult:
+    """Add the A/B test to the canary guards: a significant champion win fails the rollout."""
+    if guards.kind != "canary" or not ab or ab.get("decision") in (None, "continue"):
+        return guards
+    test = ab.get("test") or {}
+    lost = ab.get("winner") == "champion"
+    check = GuardCheck(
+        "ab_test",
+        GuardStatus.FAIL if lost else GuardStatus.PASS,
+        test.get("p_value"),
+        (ab.get("plan") or {}).get("alpha", 0.05),
+        f"A/B at its horizon: {ab['decision']}"
+        + (f", winner {ab['winner']}" if ab.get("winner") else "")
+        + (f" (difference {test['difference']:+.4f}, p={test['p_value']:.3g})" if test else ""),
+    )
+    return GuardResult(guards.kind, guards.n_rows, guards.min_rows, (*guards.checks, check))
+
+
+@dg.asset(
+    partitions_def=data_versions,
+    group_name="deployments",
+    deps=["performance_report", "ab_test"],
+    description=(
+        "The active rollout's step on the evidence of this data version: guards of the current phase on every "
+        "labelled version scored since the phase began (shadow: agreement and rank correlation with the "
+        "champion; canary: failure rate, error-rate increase and AUC drop on the challenger's rows, paired "
+        "with the champion's scores, and the A/B verdict). Pass: one step forward (the last one is the atomic "
+        "blue/green switch in the registry); fail: automatic rollback; too little data: no move."
+    ),
+)
+def rollout_step(
+    context: dg.AssetExecutionContext,
+    dataset: DatasetSpecResource,
+    stored_assets: StoredAssets,
+    registry: ModelRegistryResource,
+) -> dg.MaterializeResult:
+    spec = dataset.load()
+    reg = registry.registry()
+    state = reg.active_rollout(spec.name)
+    if state is None:
+        return dg.MaterializeResult(
+            value={"action": "none", "reason": "no rollout in progress"}, metadata={"action": "none"}
+        )
+    since = state.phase_started_at or datetime.now(UTC)
+    joined, used = rollout_evidence(context.instance, stored_assets, state, since)
+    guards = performance.rollout_guards(state, joined, spec.policy) if len(joined) else None
+    before = {"phase": state.phase.value, "share": state.challenger_share}
+    if guards is None:
+        why = "no version scored with this rollout's challenger since the phase began has labels yet"
+        return dg.MaterializeResult(
+            value={"action": "wait", "reason": why, "rollout": state.to_dict()},
+            metadata={"action": "wait", "reason": why, "phase": state.phase.value, "share": state.challenger_share},
+        )
+    key = context.partition_key
+    ab = stored_assets.load("ab_test", key) if stored_assets.exists("ab_test", key) else None
+    if ab and ab.get("challenger_version") != state.challenger_version:
+        ab = None
+    guards = _with_ab_verdict(guards, ab)
+    moved = rollout.advance(state, guards, datetime.now(UTC))
+    action = "wait" if moved == state else moved.phase.value
+    note = ""
+    try:
+        reg.update_rollout(state, moved, actor=ACTOR_ROLLOUT)
+    except ApprovalRequired as exc:
+        # Every guard passed but the policy wants a person: stay at full canary until approve_job runs.
+        action, note, moved = "awaiting_approval", str(exc), state
+    except RegistryConflict as exc:
+        raise dg.Failure(description=f"rollout of v{state.challenger_version} changed concurrently: {exc}") from exc
+    after = {"phase": moved.phase.value, "share": moved.challenger_share}
+    context.log.info(
+        f"{spec.name} v{state.challenger_version} rollout: {before['phase']} {before['share']:g} -> "
+        f"{after['phase']} {after['share']:g} ({guards.status.value} on {guards.n_rows} rows from {len(used)} versions)"
+    )
+    return dg.MaterializeResult(
+        value={
+            "action": action,
+            "before": before,
+            "after": after,
+            "guards": guards.to_dict(),
+            "evidence_versions": used,
+            "note": note,
+            "rollout": moved.to_dict(),
+        },
+        metadata={
+            "action": action,
+            "challenger": f"v{state.challenger_version}",
+            "champion": f"v{state.champion_version}",
+            "from": f"{before['phase']} {before['share']:g}",
+            "to": f"{after['phase']} {after['share']:g}",
+            "guard_status": guards.status.value,
+            "guard_rows": guards.n_rows,
+            "guards": table([c.to_dict() for c in guards.checks]),
+            "evidence_versions": ", ".join(used),
+        },
+    )
+
+
+@dg.asset(
+    group_name="deployments",
+    deps=[deployment_decision, rollout_step],
+    description="The model's latest rollout as the registry records it: phase, traffic share and every move.",
+)
+def rollout_state(dataset: DatasetSpecResource, registry: ModelRegistryResource) -> dg.MaterializeResult:
+    name = dataset.load().name
+    state = registry.registry().get_rollout(name)
+    if state is None:
+        return dg.MaterializeResult(value={"model_name": name, "rollout": None}, metadata={"phase": "none"})
+    moves = [
+        {
+            "at": e.at.isoformat(),
+            "from": f"{e.from_phase.value} {e.from_share:g}",
+            "to": f"{e.to_phase.value} {e.to_share:g}",
+            "reason": e.reason,
+        }
+        for e in state.history
+    ]
+    return dg.MaterializeResult(
+        value={"model_name": name, "rollout": state.to_dict()},
+        metadata={
+            "phase": state.phase.value,
+            "challenger_share": state.challenger_share,
+            "active": state.phase in (Phase.SHADOW, Phase.CANARY),
+            "champion": f"v{state.champion_version}",
+            "challenger": f"v{state.challenger_version}",
+            "moves": table(moves),
+        },
     )

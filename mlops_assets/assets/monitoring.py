@@ -1,4 +1,4 @@
-"""Monitoring: drift and data quality of each new data version against the production model's training data."""
+"""Stage 6, monitoring: drift, batch scoring, labels, realised performance and the A/B test, per data version."""
 
 from datetime import UTC, datetime
 from typing import Any
@@ -7,11 +7,23 @@ import dagster as dg
 import pandas as pd
 
 from mlops_assets.assets.gating import table
-from mlops_assets.ml import drift, scoring
+from mlops_assets.gate_records import latest_materialization_metadata
+from mlops_assets.ml import abtest, drift, performance, scoring
 from mlops_assets.ml.artifacts import ArtifactRef, load_model
-from mlops_assets.ml.registry import CHALLENGER, CHAMPION
-from mlops_assets.partitions import data_versions
-from mlops_assets.resources import ArtifactStoreResource, DatasetSpecResource, ModelRegistryResource
+from mlops_assets.ml.features import LABEL_COLUMN
+from mlops_assets.ml.policy import Policy
+from mlops_assets.ml.registry import CHALLENGER, CHAMPION, ModelVersion
+from mlops_assets.ml.rollout import RolloutState
+from mlops_assets.ml.routing import CHALLENGER_ARM, CHAMPION_ARM
+from mlops_assets.ml.versions import safe_stem, stem_of_key
+from mlops_assets.partitions import DATA_VERSIONS, data_versions
+from mlops_assets.resources import (
+    ArtifactStoreResource,
+    DatasetSpecResource,
+    LandingZone,
+    ModelRegistryResource,
+    StoredAssets,
+)
 
 
 @dg.asset(
@@ -122,13 +134,10 @@ def no_drift(drift_report: dict[str, Any]) -> dg.AssetCheckResult:
     )
 
 
-monitoring_checks = [no_drift]
-
-
 class RoutingConfig(dg.Config):
-    """Traffic split for this data version (launchpad). 0 keeps the challenger in shadow (scores, serves none)."""
+    """Launchpad override of the traffic split. Unset: the active rollout's share (0 in shadow)."""
 
-    challenger_share: float = 0.0
+    challenger_share: float | None = None
 
 
 @dg.asset(
@@ -136,10 +145,10 @@ class RoutingConfig(dg.Config):
     group_name="monitoring",
     kinds={"parquet"},
     description=(
-        "The prediction log of this data version: every row scored by the production model (champion) and, if a "
-        "challenger alias is set, by the challenger — routed by a stable hash of the row id (share from the "
-        "launchpad; 0 = shadow). One row per (row, model): prediction id, data version, row id, model version, "
-        "arm, served, score, feature hash, time. Scored with the models in effect when the data arrived."
+        "The prediction log of this data version: every row scored by the production model (champion) and, while "
+        "a rollout is active, by its challenger — routed by a stable hash of the row id with the rollout's "
+        "current share (shadow: the challenger scores every row and serves none). One row per (row, model): "
+        "prediction id, data version, row id, model version, arm, served, score, feature hash, time."
     ),
 )
 def predictions(
@@ -160,15 +169,23 @@ def predictions(
             metadata={"scored_rows": 0, "reason": "no model in production: nothing to score with"},
         )
     challenger = reg.get_alias(spec.name, CHALLENGER)
+    rollout = reg.active_rollout(spec.name)
+    if rollout is not None and challenger is not None and rollout.challenger_version == challenger.version:
+        share, salt, phase = rollout.challenger_share, rollout.salt, rollout.phase.value
+    else:
+        share, salt, phase = 0.0, (f"{spec.name}:v{challenger.version}" if challenger else spec.name), "none"
+    if config.challenger_share is not None:
+        share, phase = config.challenger_share, f"{phase} (share set on the launchpad)"
+    scored_at = datetime.now(UTC)
     log = scoring.prediction_log(
         features,
         spec,
         context.partition_key,
         scoring.ScoringModel(champion.version, load_model(store, champion.artifact)),
         scoring.ScoringModel(challenger.version, load_model(store, challenger.artifact)) if challenger else None,
-        challenger_share=config.challenger_share,
-        salt=f"{spec.name}:v{challenger.version}" if challenger else spec.name,
-        scored_at=datetime.now(UTC),
+        challenger_share=share,
+        salt=salt,
+        scored_at=scored_at,
     )
     served = log[log["served"]]
     by_arm = served.groupby("arm")["score"].agg(["size", "mean"])
@@ -176,11 +193,270 @@ def predictions(
         value=log,
         metadata={
             "champion": f"v{champion.version}",
+            "champion_version": champion.version,
             "challenger": f"v{challenger.version}" if challenger else "none",
-            "challenger_share": config.challenger_share,
+            "challenger_version": challenger.version if challenger else 0,
+            "rollout_phase": phase,
+            "challenger_share": share,
+            "scored_at": scored_at.isoformat(),
             "scored_rows": len(features),
             "dagster/row_count": len(log),
             "served_by_arm": dg.MetadataValue.json({str(a): int(r["size"]) for a, r in by_arm.iterrows()}),
             "mean_served_score": float(served["score"].mean()) if len(served) else 0.0,
         },
     )
+
+
+def _labels_file(landing: LandingZone, version: str) -> str | None:
+    """The newest landed labels file for ``version``: named after the data file (same stem) or the version key."""
+    names = {stem_of_key(version), version}
+    matches = [f for f in landing.scan() if safe_stem(f.name) in names]
+    return max(matches, key=lambda f: (f.mtime_ns, f.name)).name if matches else None
+
+
+@dg.asset(
+    partitions_def=data_versions,
+    group_name="monitoring",
+    kinds={"parquet"},
+    description=(
+        "The labels of this data version, row id → 0/1: from a labels file landed later in the labels folder "
+        "(named like the data file, or after the version key; it wins when present) or else from the data "
+        "file's own label column. Bad labels files fail with the file, column and rule; nothing is stored."
+    ),
+)
+def labels(
+    context: dg.AssetExecutionContext, features: pd.DataFrame, dataset: DatasetSpecResource, labels_landing: LandingZone
+) -> dg.MaterializeResult:
+    spec = dataset.load()
+    name = _labels_file(labels_landing, context.partition_key)
+    if name is not None:
+        try:
+            with labels_landing.fetch(name) as path:
+                frame = performance.labels_from_file(path, spec, known_ids=features[spec.id_column])
+        except performance.LabelsError as exc:
+            raise dg.Failure(description=str(exc)) from exc
+        source = f"labels file {name}"
+    else:
+        frame = performance.labels_from_features(features, spec, LABEL_COLUMN)
+        source = "the data file's label column"
+    known = frame[performance.LABEL].notna()
+    return dg.MaterializeResult(
+        value=frame,
+        metadata={
+            "source": source,
+            "labelled_rows": int(known.sum()),
+            "rows": len(features),
+            "coverage": float(known.sum() / len(features)) if len(features) else 0.0,
+            "positive_rate": float(frame[performance.LABEL][known].mean()) if known.any() else 0.0,
+        },
+    )
+
+
+def _holdout_metric(stored: StoredAssets, version: ModelVersion, metric: str) -> float | None:
+    """The model's headline metric on its own holdout, from the evaluation of the version it was trained on."""
+    trained_on = version.data_versions[-1] if version.data_versions else None
+    if trained_on is None or not stored.exists("model_evaluation", trained_on):
+        return None
+    record = stored.load("model_evaluation", trained_on)
+    if int(record.get("model_version", -1)) != version.version:
+        return None
+    value = (record.get("candidate") or {}).get(metric)
+    return float(value) if value is not None else None
+
+
+@dg.asset(
+    partitions_def=data_versions,
+    group_name="monitoring",
+    description=(
+        "Realised performance on this data version: the prediction log joined with the labels by row id; "
+        "metrics per model version and arm (all scored rows, served rows) and of the served mix. The "
+        "production model's realised headline metric is held against its performance SLA."
+    ),
+)
+def performance_report(
+    predictions: pd.DataFrame,
+    labels: pd.DataFrame,
+    dataset: DatasetSpecResource,
+    stored_assets: StoredAssets,
+    registry: ModelRegistryResource,
+) -> dg.MaterializeResult:
+    spec = dataset.load()
+    policy = spec.policy
+    metric = policy.headline_metric
+    if predictions.empty:
+        why = "nothing was scored (no model in production when the data arrived)"
+        return dg.MaterializeResult(
+            value={"reason": why, "rows": [], "sla": None},
+            metadata={"reason": why, "sla_breached": False, "metric": metric},
+        )
+    joined = performance.join_labels(predictions, labels)
+    rows = performance.realised_performance(joined, threshold=policy.decision_threshold)
+    champion_version = int(joined.loc[joined["arm"] == CHAMPION_ARM, "model_version"].iloc[0])
+    champion_row = next(r for r in rows if r["model_version"] == champion_version and r["rows"] == "scored")
+    realised = champion_row[metric]
+    holdout = _holdout_metric(stored_assets, registry.registry().get_version(spec.name, champion_version), metric)
+    floor = (
+        policy.metric_floor if holdout is None else max(policy.metric_floor, holdout - policy.max_realised_metric_drop)
+    )
+    breached = realised is not None and realised < floor
+    sla = {
+        "metric": metric,
+        "model_version": champion_version,
+        "realised": realised,
+        "holdout": holdout,
+        "floor": floor,
+        "breached": breached,
+        "labelled_rows": champion_row["n"],
+        "rule": (
+            f"realised {metric} >= max(metric_floor {policy.metric_floor}, holdout - {policy.max_realised_metric_drop})"
+        ),
+    }
+    metadata: dict[str, Any] = {
+        "metric": metric,
+        "production_version": champion_version,
+        "labelled_rows": int(champion_row["n"]),
+        "sla_floor": float(floor),
+        "sla_breached": bool(breached),
+        "by_model": table(rows),
+    }
+    if realised is not None:
+        metadata["realised_metric"] = float(realised)
+    if holdout is not None:
+        metadata["holdout_metric"] = float(holdout)
+        if realised is not None:
+            metadata["drop_from_holdout"] = float(holdout - realised)
+    return dg.MaterializeResult(value={"rows": rows, "sla": sla}, metadata=metadata)
+
+
+@dg.asset_check(
+    asset=performance_report,
+    blocking=False,
+    partitions_def=data_versions,
+    description=(
+        "Performance SLA: the production model's realised headline metric on this version's labels is at least "
+        "max(metric_floor, its holdout value − max_realised_metric_drop). Not blocking: a breach is a retraining "
+        "signal (performance_sensor), not a reason to stop monitoring."
+    ),
+)
+def performance_within_sla(performance_report: dict[str, Any]) -> dg.AssetCheckResult:
+    sla = performance_report.get("sla")
+    if sla is None:
+        return dg.AssetCheckResult(passed=True, description=str(performance_report.get("reason")))
+    if sla["realised"] is None:
+        return dg.AssetCheckResult(
+            passed=True,
+            severity=dg.AssetCheckSeverity.WARN,
+            description=f"{sla['metric']} undefined on {sla['labelled_rows']} labelled rows (one class only)",
+        )
+    return dg.AssetCheckResult(
+        passed=not sla["breached"],
+        severity=dg.AssetCheckSeverity.WARN,
+        description=(
+            f"v{sla['model_version']} realised {sla['metric']} {sla['realised']:.4f} "
+            f"{'<' if sla['breached'] else '>='} floor {sla['floor']:.4f} on {sla['labelled_rows']} labelled rows "
+            f"(holdout {sla['holdout'] if sla['holdout'] is None else round(sla['holdout'], 4)})"
+        ),
+        metadata={"observed": float(sla["realised"]), "threshold": float(sla["floor"])},
+    )
+
+
+def rollout_evidence(
+    instance: dg.DagsterInstance, stored: StoredAssets, state: RolloutState, since: datetime
+) -> tuple[pd.DataFrame, list[str]]:
+    """The joined prediction logs of every labelled version scored with ``state``'s challenger since ``since``.
+
+    Walks the data versions newest first and stops at the first one scored before ``since``: reads
+    metadata for that walk and data files only for the versions that are evidence.
+    """
+    frames: list[pd.DataFrame] = []
+    used: list[str] = []
+    for key in reversed(instance.get_dynamic_partitions(DATA_VERSIONS)):
+        meta = latest_materialization_metadata(instance, "predictions", key)
+        if not meta or "scored_at" not in meta:
+            continue
+        if datetime.fromisoformat(str(meta["scored_at"])) < since:
+            break
+        if int(meta.get("challenger_version", 0)) != state.challenger_version:
+            continue
+        if int(meta.get("champion_version", 0)) != state.champion_version or not stored.exists("labels", key):
+            continue
+        frames.append(performance.join_labels(stored.load("predictions", key), stored.load("labels", key)))
+        used.append(key)
+    return (
+        pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=[*scoring.LOG_COLUMNS, "label"])
+    ), used
+
+
+def ab_plan(
+    stored: StoredAssets, registry: ModelRegistryResource, spec_name: str, state: RolloutState, policy: Policy
+) -> abtest.ABPlan:
+    """The A/B test's fixed horizon, from what was known before the test: the champion's holdout accuracy."""
+    accuracy = None
+    if state.champion_version is not None:
+        accuracy = _holdout_metric(
+            stored, registry.registry().get_version(spec_name, state.champion_version), "accuracy"
+        )
+    p = accuracy if accuracy is not None and 0.0 < accuracy < 1.0 - policy.ab_min_detectable_effect else 0.5
+    return abtest.plan_ab_test(p, policy.ab_min_detectable_effect)
+
+
+@dg.asset(
+    partitions_def=data_versions,
+    group_name="monitoring",
+    deps=["performance_report"],
+    description=(
+        "A/B test of the active rollout (champion vs challenger on the rows each served), pooled over every "
+        "labelled version scored since the rollout began: served decision accuracy per arm, pooled "
+        "two-proportion z-test, a fixed horizon sized up front from the champion's holdout accuracy, and the "
+        "winner once the horizon is reached (p < 0.05). A champion win stops the rollout."
+    ),
+)
+def ab_test(
+    context: dg.AssetExecutionContext,
+    dataset: DatasetSpecResource,
+    stored_assets: StoredAssets,
+    registry: ModelRegistryResource,
+) -> dg.MaterializeResult:
+    spec = dataset.load()
+    state = registry.registry().active_rollout(spec.name)
+    if state is None or not state.history:
+        return dg.MaterializeResult(value={"reason": "no rollout in progress"}, metadata={"decision": "none"})
+    joined, used = rollout_evidence(context.instance, stored_assets, state, state.history[0].at)
+    counts = (
+        performance.ab_counts(joined, threshold=spec.policy.decision_threshold)
+        if len(joined)
+        else {CHAMPION_ARM: (0, 0), CHALLENGER_ARM: (0, 0)}
+    )
+    plan = ab_plan(stored_assets, registry, spec.name, state, spec.policy)
+    result = abtest.ab_decision(plan, *counts[CHAMPION_ARM], *counts[CHALLENGER_ARM])
+    record = {
+        "model_name": spec.name,
+        "champion_version": state.champion_version,
+        "challenger_version": state.challenger_version,
+        "rollout_salt": state.salt,
+        "data_versions": used,
+        "counts": {arm: {"correct": c, "n": n} for arm, (c, n) in counts.items()},
+        **result.to_dict(),
+    }
+    metadata: dict[str, Any] = {
+        "decision": result.decision,
+        "winner": result.winner or "none",
+        "progress": float(result.progress),
+        "horizon_per_arm": plan.n_per_arm,
+        "champion_n": counts[CHAMPION_ARM][1],
+        "challenger_n": counts[CHALLENGER_ARM][1],
+        "versions_pooled": len(used),
+    }
+    if result.test is not None:
+        metadata.update(
+            {
+                "champion_accuracy": float(result.test.rate_a),
+                "challenger_accuracy": float(result.test.rate_b),
+                "difference": float(result.test.difference),
+                "p_value": float(result.test.p_value),
+            }
+        )
+    return dg.MaterializeResult(value=record, metadata=metadata)
+
+
+monitoring_checks = [no_drift, performance_within_sla]

@@ -1,11 +1,12 @@
 """Write-once, content-addressed, verified artifacts, and model (de)serialisation with skops.
 
-An artifact is addressed by the SHA-256 of its bytes: ``<root>/<sha[:2]>/<sha><suffix>``. The
-reference that the registry keeps (:class:`ArtifactRef`) carries the digest and the size, and every
-read verifies both *before* returning a single byte, so a flipped bit, a truncated copy or a file
-swapped for another artifact is caught at the door. With an HMAC key the store also proves that
-the bytes were written by someone holding the key, which a bare digest cannot: whoever can write the
-registry row can also write a matching digest.
+An artifact is addressed by the SHA-256 of its bytes: ``<root>/<sha[:2]>/<sha><suffix>`` (the S3
+store in :mod:`mlops_assets.ml.s3_store` uses the same layout under a bucket prefix and the same
+checks, :func:`verify_bytes`). The reference that the registry keeps (:class:`ArtifactRef`) carries
+the digest and the size, and every read verifies both *before* returning a single byte, so a flipped
+bit, a truncated copy or a file swapped for another artifact is caught at the door. With an HMAC key
+the store also proves that the bytes were written by someone holding the key, which a bare digest
+cannot: whoever can write the registry row can also write a matching digest.
 
 Models are serialised with skops, never pickle. :func:`deserialize_model` refuses bytes that are not
 a skops archive before any decoding, and refuses archives naming a type that skops does not trust by
@@ -117,7 +118,7 @@ class ArtifactRef:
     """Where an artifact lives and what its bytes must hash to.
 
     Attributes:
-        uri: Locator, ``file:///...`` for the local store.
+        uri: Locator, ``file:///...`` for the local store, ``s3://bucket/key`` for the S3 store.
         sha256: Lowercase hex SHA-256 of the bytes.
         size: Length of the bytes.
         hmac: Lowercase hex HMAC-SHA256 of the bytes under the store's key, if the store has one.
@@ -170,8 +171,79 @@ class ArtifactStore(Protocol):
         ...
 
 
+def sha256_hex(data: bytes) -> str:
+    """Lowercase hex SHA-256 of ``data``."""
+    return hashlib.sha256(data).hexdigest()
+
+
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def hmac_hex(key: bytes | None, data: bytes) -> str | None:
+    """HMAC-SHA256 of ``data`` under ``key`` as lowercase hex, or ``None`` without a key."""
+    if key is None:
+        return None
+    return hmac_lib.new(key, data, hashlib.sha256).hexdigest()
+
+
+def verify_bytes(data: bytes, ref: ArtifactRef, hmac_key: bytes | None) -> None:
+    """Check ``data`` against ``ref``: size and SHA-256, and the HMAC when ``hmac_key`` is given.
+
+    Shared by every store so that local and S3 reads refuse exactly the same things, before any byte
+    reaches a decoder.
+
+    Raises:
+        ArtifactIntegrityError: Size, digest or HMAC do not match, or a keyed store got a ref without HMAC.
+    """
+    actual = _sha256(data)
+    if len(data) != ref.size or not hmac_lib.compare_digest(actual, ref.sha256):
+        raise ArtifactIntegrityError(
+            f"artifact {ref.uri}: content does not match the reference: expected sha256 {ref.sha256} "
+            f"({ref.size} bytes), actual sha256 {actual} ({len(data)} bytes)",
+            uri=ref.uri,
+            expected=ref.sha256,
+            actual=actual,
+        )
+    if hmac_key is not None:
+        expected_mac = hmac_hex(hmac_key, data)
+        assert expected_mac is not None
+        # A keyed store refuses refs without an HMAC: otherwise stripping the field from the
+        # registry row would silently downgrade the check to a bare digest.
+        if ref.hmac is None or not hmac_lib.compare_digest(expected_mac, ref.hmac):
+            raise ArtifactIntegrityError(
+                f"artifact {ref.uri}: HMAC mismatch (written without this store's key, or tampered): "
+                f"expected {ref.hmac}, actual {expected_mac}",
+                uri=ref.uri,
+                expected=ref.hmac,
+                actual=expected_mac,
+            )
+
+
+def artifact_name(ref: ArtifactRef) -> tuple[str, str]:
+    """``(sha256, suffix)`` of the object a ref names, from the last segment of its URI.
+
+    The key is derived from the digest, so a URI naming another digest (it would read one object and
+    verify it against a different ref) or a suffix that is not a dotted extension is refused.
+
+    Raises:
+        ArtifactIntegrityError: The URI's last segment is not ``<ref.sha256><dotted suffix>``.
+    """
+    name = PurePosixPath(unquote(urlparse(ref.uri).path)).name
+    suffix = name[len(ref.sha256) :]
+    if not name.startswith(ref.sha256) or not _SUFFIX_RE.fullmatch(suffix):
+        raise ArtifactIntegrityError(
+            f"artifact {ref.uri}: file name does not match the expected digest {ref.sha256}",
+            uri=ref.uri,
+            expected=ref.sha256,
+        )
+    return ref.sha256, suffix
+
+
+def check_suffix(suffix: str) -> None:
+    """Raise ValueError unless ``suffix`` is a dotted extension (``".skops"``) or empty."""
+    if not _SUFFIX_RE.fullmatch(suffix):
+        raise ValueError(f"suffix must be a dotted extension such as '.skops', got {suffix!r}")
 
 
 def _fsync_dir(path: Path) -> None:
@@ -219,9 +291,7 @@ class LocalArtifactStore:
         return ArtifactRef(uri=path.as_uri(), sha256=sha256, size=size, hmac=self._mac(data))
 
     def _mac(self, data: bytes) -> str | None:
-        if self._hmac_key is None:
-            return None
-        return hmac_lib.new(self._hmac_key, data, hashlib.sha256).hexdigest()
+        return hmac_hex(self._hmac_key, data)
 
     def _path_for_ref(self, ref: ArtifactRef) -> Path:
         parsed = urlparse(ref.uri)
@@ -229,16 +299,7 @@ class LocalArtifactStore:
             raise ArtifactIntegrityError(
                 f"artifact {ref.uri}: not a file:// URI, cannot be read by {self!r}", uri=ref.uri
             )
-        name = PurePosixPath(unquote(parsed.path)).name
-        suffix = name[len(ref.sha256) :]
-        # The key is derived from the digest; a URI naming another digest would read one object and
-        # verify it against a different ref.
-        if not name.startswith(ref.sha256) or not _SUFFIX_RE.fullmatch(suffix):
-            raise ArtifactIntegrityError(
-                f"artifact {ref.uri}: file name does not match the expected digest {ref.sha256}",
-                uri=ref.uri,
-                expected=ref.sha256,
-            )
+        _, suffix = artifact_name(ref)
         return self._path(ref.sha256, suffix)
 
     def put_bytes(self, data: bytes, suffix: str) -> ArtifactRef:
@@ -256,8 +317,7 @@ class LocalArtifactStore:
             ArtifactIntegrityError: An object already exists under this key with different content
                 (it has been tampered with); it is left in place for investigation, not overwritten.
         """
-        if not _SUFFIX_RE.fullmatch(suffix):
-            raise ValueError(f"suffix must be a dotted extension such as '.skops', got {suffix!r}")
+        check_suffix(suffix)
         sha256 = _sha256(data)
         path = self._path(sha256, suffix)
         if path.exists():
@@ -319,28 +379,7 @@ class LocalArtifactStore:
                 uri=ref.uri,
                 expected=ref.sha256,
             ) from None
-        actual = _sha256(data)
-        if len(data) != ref.size or not hmac_lib.compare_digest(actual, ref.sha256):
-            raise ArtifactIntegrityError(
-                f"artifact {ref.uri}: content does not match the reference: expected sha256 {ref.sha256} "
-                f"({ref.size} bytes), actual sha256 {actual} ({len(data)} bytes)",
-                uri=ref.uri,
-                expected=ref.sha256,
-                actual=actual,
-            )
-        if self._hmac_key is not None:
-            expected_mac = self._mac(data)
-            assert expected_mac is not None
-            # A keyed store refuses refs without an HMAC: otherwise stripping the field from the
-            # registry row would silently downgrade the check to a bare digest.
-            if ref.hmac is None or not hmac_lib.compare_digest(expected_mac, ref.hmac):
-                raise ArtifactIntegrityError(
-                    f"artifact {ref.uri}: HMAC mismatch (written without this store's key, or tampered): "
-                    f"expected {ref.hmac}, actual {expected_mac}",
-                    uri=ref.uri,
-                    expected=ref.hmac,
-                    actual=expected_mac,
-                )
+        verify_bytes(data, ref, self._hmac_key)
         return data
 
     def exists(self, ref: ArtifactRef) -> bool:

@@ -91,6 +91,19 @@ class Policy:
         decision_threshold: Score at or above which a row is predicted positive.
         thresholds: Further value/change thresholds on any metric (``metric_thresholds_met``).
         random_seed: Seed for every random choice (training, split, bootstrap).
+        max_realised_metric_drop: Performance SLA: the production model's realised headline metric on a
+            labelled data version may be at most this much below its holdout value at evaluation (and never
+            below ``metric_floor``); a breach is what the performance sensor retrains on.
+        rollout_min_rows: Rows a rollout phase needs (shadow: scored pairs; canary: labelled challenger
+            rows, pooled over the versions scored in the phase) before its guards decide.
+        shadow_min_agreement: Shadow guard: share of rows where challenger and champion take the same
+            decision at ``decision_threshold``.
+        shadow_min_correlation: Shadow guard: Spearman correlation of the two models' scores.
+        canary_max_auc_drop: Canary guard: largest ROC AUC loss of the challenger against the champion on
+            the rows the challenger served (paired).
+        canary_max_error_rate_increase: Canary guard: largest increase of the misclassification rate there.
+        ab_min_detectable_effect: The A/B test's horizon is sized to detect this absolute difference in
+            the served decision accuracy of the two arms (alpha 0.05, power 0.8).
     """
 
     min_rows: int = 500
@@ -117,6 +130,13 @@ class Policy:
     decision_threshold: float = 0.5
     thresholds: tuple[MetricThreshold, ...] = ()
     random_seed: int = 0
+    max_realised_metric_drop: float = 0.05
+    rollout_min_rows: int = 1000
+    shadow_min_agreement: float = 0.8
+    shadow_min_correlation: float = 0.8
+    canary_max_auc_drop: float = 0.01
+    canary_max_error_rate_increase: float = 0.01
+    ab_min_detectable_effect: float = 0.02
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -126,7 +146,14 @@ class Policy:
         return policy_from_dict({**self.to_dict(), **overrides}, where)
 
 
-_FLOAT_IN_01 = ("holdout_fraction", "confidence_level", "min_demographic_parity_ratio", "decision_threshold")
+_FLOAT_IN_01 = (
+    "holdout_fraction",
+    "confidence_level",
+    "min_demographic_parity_ratio",
+    "decision_threshold",
+    "shadow_min_agreement",
+    "shadow_min_correlation",
+)
 _NON_NEGATIVE = (
     "min_rows",
     "non_inferiority_margin",
@@ -139,6 +166,11 @@ _NON_NEGATIVE = (
     "min_group_size",
     "max_latency_p99_ms_single",
     "max_latency_p99_ms_batch",
+    "max_realised_metric_drop",
+    "rollout_min_rows",
+    "ab_min_detectable_effect",
+    "canary_max_auc_drop",
+    "canary_max_error_rate_increase",
 )
 
 

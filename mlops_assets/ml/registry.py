@@ -90,6 +90,7 @@ from sqlalchemy.types import TypeDecorator
 
 from mlops_assets.ml.artifacts import ArtifactRef
 from mlops_assets.ml.rollout import Phase, RolloutEvent, RolloutState
+from mlops_assets.ml.rollout import conclude as rollout_conclude
 from mlops_assets.ml.rollout import roll_back as rollout_roll_back
 
 STAGES: tuple[str, ...] = ("None", "Staging", "Production", "Archived")
@@ -1199,6 +1200,29 @@ class ModelRegistry:
         if self._alias_version(conn, name, CHALLENGER) == version:
             # The challenger won: it is the champion now, and a version cannot challenge itself.
             self._move_alias(conn, name, CHALLENGER, None, actor=actor, reason=reason, evidence=alias_evidence, at=at)
+        self._conclude_rollout(conn, name, version, actor=actor, reason=reason, at=at)
+
+    def _conclude_rollout(
+        self, conn: Connection, model_name: str, promoted: int, *, actor: str, reason: str, at: datetime
+    ) -> None:
+        """Production changed outside the rollout (a promotion or rollback by hand): end the rollout in progress.
+
+        Promoting its challenger completes it; any other change of production voids its comparison, so it
+        is rolled back (its challenger archived). Either way, the move is in the rollout log.
+        """
+        active = self._active_rollout_row(conn, model_name)
+        if active is None:
+            return
+        running = RolloutState.from_json(active.state)
+        when = max(at, running.history[-1].at) if running.history else at
+        if running.challenger_version == promoted:
+            ended = rollout_conclude(running, when, reason=f"promoted outside the rollout: {reason}")
+            self._save_rollout(conn, int(active.id), running, ended, actor=actor)
+        else:
+            why = f"production changed to v{promoted} outside the rollout: {reason}"
+            ended = rollout_roll_back(running, when, reason=why)
+            self._save_rollout(conn, int(active.id), running, ended, actor=actor)
+            self._end_rollout(conn, ended, actor=actor, reason=why)
 
     # -- writes -------------------------------------------------------------------------------------
 

@@ -389,6 +389,13 @@ def advance(state: RolloutState, guards: GuardResult, now: datetime) -> RolloutS
     return _move(state, now, Phase.PROMOTED, None, f"guards passed in {where}: switch to the challenger", evidence)
 
 
+def conclude(state: RolloutState, now: datetime, *, reason: str) -> RolloutState:
+    """Record that the challenger was promoted outside the rollout (by hand); a terminal rollout is unchanged."""
+    if state.is_terminal:
+        return state
+    return _move(state, now, Phase.PROMOTED, None, reason, {})
+
+
 def roll_back(
     state: RolloutState, now: datetime, *, reason: str, evidence: dict[str, Any] | None = None
 ) -> RolloutState:

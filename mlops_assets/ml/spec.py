@@ -18,6 +18,7 @@ from typing import Any, Literal, cast
 import yaml
 
 from mlops_assets.ml.policy import Policy, PolicyError, policy_from_dict
+from mlops_assets.ml.triggers import RetrainPolicy, RetrainPolicyError, retrain_policy_from_dict
 
 ColumnType = Literal["int", "float", "bool", "string", "category", "datetime"]
 COLUMN_TYPES: tuple[str, ...] = ("int", "float", "bool", "string", "category", "datetime")
@@ -155,6 +156,8 @@ class DatasetSpec:
     forbidden_features: tuple[str, ...] = ()
     policy: Policy = field(default_factory=Policy)
     training: TrainingSpec = field(default_factory=TrainingSpec)
+    #: When retraining may be requested (triggers, cooldown, daily cap, staleness); see ``ml/triggers.py``.
+    retraining: RetrainPolicy = field(default_factory=RetrainPolicy)
     description: str = ""
     source: str = "<dict>"
 
@@ -185,8 +188,14 @@ class DatasetSpec:
         return data
 
     def fingerprint(self) -> str:
-        """A short stable hash of the spec's content, recorded as lineage."""
-        canonical = json.dumps(self.to_dict(), sort_keys=True, default=str)
+        """A short stable hash of the spec's content, recorded as lineage.
+
+        The ``retraining`` section is left out: it decides when a model is retrained, not what a model is, so
+        changing it does not change the lineage of models trained under the spec.
+        """
+        data = self.to_dict()
+        data.pop("retraining")
+        canonical = json.dumps(data, sort_keys=True, default=str)
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
@@ -301,6 +310,10 @@ def spec_from_dict(data: Mapping[str, Any], source: str = "<dict>") -> DatasetSp
     except PolicyError as exc:
         raise SpecError(str(exc)) from exc
     training = _training(data.get("training"), where)
+    try:
+        retraining = retrain_policy_from_dict(data.get("retraining"), where)
+    except RetrainPolicyError as exc:
+        raise SpecError(str(exc)) from exc
 
     return DatasetSpec(
         name=str(data["name"]),
@@ -314,6 +327,7 @@ def spec_from_dict(data: Mapping[str, Any], source: str = "<dict>") -> DatasetSp
         forbidden_features=forbidden,
         policy=policy,
         training=training,
+        retraining=retraining,
         description=str(data.get("description", "")),
         source=source,
     )

@@ -1,0 +1,215 @@
+"""Realised performance: the prediction log joined with the labels that arrived, per model and arm.
+
+Labels come with the data file (its label column) or later, in a labels file of their own (the id
+column and the label column). Either way they are reduced to one frame ``row_id`` (text, as in the
+prediction log) → ``label`` (0/1) and joined to the log by row id. From the joined log:
+
+* :func:`realised_performance` — per model version: on every row it scored (both models score every
+  row) and on the rows it served; plus the served mix as a whole (what users got);
+* :func:`ab_counts` — per arm, the served rows and how many the served model decided correctly;
+* :func:`rollout_guards` — the guard metrics of the rollout's current phase (shadow: agreement
+  with the champion on every row; canary: both models on the rows the challenger served, paired).
+"""
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
+
+from mlops_assets.ml.features import encode_label
+from mlops_assets.ml.policy import Policy
+from mlops_assets.ml.rollout import GuardResult, Phase, RolloutState, canary_guards, shadow_guards
+from mlops_assets.ml.routing import CHALLENGER_ARM, CHAMPION_ARM
+from mlops_assets.ml.spec import DatasetSpec
+from mlops_assets.ml.validation import DataFileError, read_data_file
+
+LABEL = "label"
+
+
+class LabelsError(ValueError):
+    """A labels file cannot be used; the message names the file, the column and the rule."""
+
+
+def labels_from_file(path: Path, spec: DatasetSpec, known_ids: pd.Series | None = None) -> pd.DataFrame:
+    """Read a landed labels file: ``spec.id_column`` and ``spec.label.column``, one row per id.
+
+    Args:
+        path: CSV or Parquet file.
+        spec: The dataset spec (id and label columns, label domain).
+        known_ids: The data version's row ids; ids not among them are refused (a labels file for
+            another version, or a typo in the name), so that nothing is silently joined to nothing.
+
+    Returns:
+        Columns ``row_id`` (text) and ``label`` (0/1 float).
+
+    Raises:
+        LabelsError: unreadable file, missing column, missing or duplicate ids, label outside its
+            domain or missing, ids unknown to the data version.
+    """
+    try:
+        raw = read_data_file(path, spec)
+    except DataFileError as exc:
+        raise LabelsError(str(exc)) from exc
+    for column in (spec.id_column, spec.label.column):
+        if column not in raw.columns:
+            raise LabelsError(f"{path}: column {column!r} missing (rule: labels_columns_present)")
+    ids = raw[spec.id_column]
+    if ids.isna().any():
+        raise LabelsError(
+            f"{path}: column {spec.id_column!r} has {int(ids.isna().sum())} missing ids (rule: ids_present)"
+        )
+    duplicated = ids.astype(str).duplicated()
+    if duplicated.any():
+        raise LabelsError(
+            f"{path}: column {spec.id_column!r} has {int(duplicated.sum())} duplicate ids, e.g. "
+            f"{ids[duplicated].astype(str).iloc[0]!r} (rule: ids_unique)"
+        )
+    try:
+        encoded = encode_label(raw[spec.label.column], spec)
+    except ValueError as exc:
+        raise LabelsError(f"{path}: {exc} (rule: label_in_domain)") from exc
+    frame = pd.DataFrame({"row_id": ids.astype(str).to_numpy(), LABEL: encoded.astype(float)})
+    if known_ids is not None:
+        unknown = ~frame["row_id"].isin(set(known_ids.astype(str)))
+        if unknown.any():
+            raise LabelsError(
+                f"{path}: column {spec.id_column!r} has {int(unknown.sum())} ids that are not rows of this data "
+                f"version, e.g. {frame['row_id'][unknown].iloc[0]!r} (rule: ids_known)"
+            )
+    return frame
+
+
+def labels_from_features(features: pd.DataFrame, spec: DatasetSpec, label_column: str) -> pd.DataFrame:
+    """The labels a data file carried (its encoded label column), as ``row_id`` → ``label``."""
+    return pd.DataFrame(
+        {
+            "row_id": features[spec.id_column].astype(str).to_numpy(),
+            LABEL: features[label_column].astype(float).to_numpy(),
+        }
+    )
+
+
+def join_labels(log: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:
+    """The prediction log with a ``label`` column (NaN where no label arrived), joined on ``row_id``."""
+    mapping = labels.set_index("row_id")[LABEL]
+    joined = log.copy()
+    joined[LABEL] = joined["row_id"].astype(str).map(mapping).astype(float)
+    return joined
+
+
+def _metrics(y: np.ndarray, scores: np.ndarray, threshold: float) -> dict[str, Any]:
+    known = np.isfinite(y) & np.isfinite(scores)
+    y, scores = y[known], scores[known]
+    n = int(y.size)
+    positives = int(y.sum())
+    both = 0 < positives < n
+    return {
+        "n": n,
+        "positives": positives,
+        "roc_auc": float(roc_auc_score(y, scores)) if both else None,
+        "pr_auc": float(average_precision_score(y, scores)) if both else None,
+        "brier": float(brier_score_loss(y, scores)) if n else None,
+        "error_rate": float(np.mean((scores >= threshold) != (y == 1.0))) if n else None,
+        "mean_score": float(scores.mean()) if n else None,
+        "positive_rate": float(positives / n) if n else None,
+    }
+
+
+def realised_performance(joined: pd.DataFrame, *, threshold: float = 0.5) -> list[dict[str, Any]]:
+    """Realised metrics on the labelled rows: per model version (all scored rows, served rows) and the mix.
+
+    Rows without a label are left out; ``n`` says how many rows each figure rests on, and a metric
+    that needs both classes is ``None`` when only one is present.
+    """
+    rows: list[dict[str, Any]] = []
+    labelled = joined[np.isfinite(joined[LABEL].to_numpy(dtype=float))]
+    for (version, arm), part in labelled.groupby(["model_version", "arm"], sort=True):
+        y, s = part[LABEL].to_numpy(dtype=float), part["score"].to_numpy(dtype=float)
+        served = part["served"].to_numpy(dtype=bool)
+        rows.append({"model_version": int(version), "arm": arm, "rows": "scored", **_metrics(y, s, threshold)})
+        rows.append(
+            {"model_version": int(version), "arm": arm, "rows": "served", **_metrics(y[served], s[served], threshold)}
+        )
+    mix = labelled[labelled["served"].astype(bool)]
+    rows.append(
+        {
+            "model_version": None,
+            "arm": "served mix",
+            "rows": "served",
+            **_metrics(mix[LABEL].to_numpy(dtype=float), mix["score"].to_numpy(dtype=float), threshold),
+        }
+    )
+    return rows
+
+
+def ab_counts(joined: pd.DataFrame, *, threshold: float = 0.5) -> dict[str, tuple[int, int]]:
+    """Per arm: (correct decisions, labelled served rows) of the served model — the A/B test's trials."""
+    out: dict[str, tuple[int, int]] = {}
+    for arm in (CHAMPION_ARM, CHALLENGER_ARM):
+        part = joined[(joined["arm"] == arm) & joined["served"].astype(bool)]
+        y, s = part[LABEL].to_numpy(dtype=float), part["score"].to_numpy(dtype=float)
+        known = np.isfinite(y) & np.isfinite(s)
+        correct = (s[known] >= threshold) == (y[known] == 1.0)
+        out[arm] = (int(correct.sum()), int(known.sum()))
+    return out
+
+
+def _paired(joined: pd.DataFrame, champion: int, challenger: int) -> pd.DataFrame:
+    """One row per row id: champion score, challenger score, label, who served it."""
+    champ = joined[joined["model_version"] == champion].set_index("row_id")
+    chall = joined[joined["model_version"] == challenger].set_index("row_id")
+    paired = pd.DataFrame(
+        {
+            "champion_score": champ["score"].astype(float),
+            LABEL: champ[LABEL].astype(float),
+        }
+    ).join(
+        chall[["score", "served"]].rename(columns={"score": "challenger_score", "served": "challenger_served"}),
+        how="inner",
+    )
+    return paired
+
+
+def rollout_guards(state: RolloutState, joined: pd.DataFrame, policy: Policy) -> GuardResult | None:
+    """The guards of ``state``'s current phase on one data version's joined prediction log.
+
+    Returns ``None`` when the log holds no evidence for this phase: the version was scored without
+    this rollout's challenger, or before the current phase began (its traffic split was another).
+    """
+    if state.is_terminal or state.phase is Phase.IDLE or state.champion_version is None:
+        return None
+    started = state.phase_started_at
+    versions = set(joined["model_version"].astype(int))
+    if state.challenger_version not in versions or state.champion_version not in versions:
+        return None
+    scored_at = pd.to_datetime(joined["scored_at"], utc=True)
+    if started is not None and scored_at.min() < pd.Timestamp(started):
+        return None
+    paired = _paired(joined, state.champion_version, state.challenger_version)
+    if state.phase is Phase.SHADOW:
+        return shadow_guards(
+            paired["champion_score"],
+            paired["challenger_score"],
+            min_rows=policy.rollout_min_rows,
+            min_agreement=policy.shadow_min_agreement,
+            min_correlation=policy.shadow_min_correlation,
+            threshold=policy.decision_threshold,
+        )
+    served = paired[paired["challenger_served"].astype(bool)]
+    return canary_guards(
+        served[LABEL],
+        served["challenger_score"],
+        served["champion_score"],
+        min_rows=policy.rollout_min_rows,
+        max_auc_drop=policy.canary_max_auc_drop,
+        max_error_rate_increase=policy.canary_max_error_rate_increase,
+        threshold=policy.decision_threshold,
+    )
+
+
+def finite_or_none(value: float | None) -> float | None:
+    """JSON-safe number."""
+    return None if value is None or not math.isfinite(value) else float(value)

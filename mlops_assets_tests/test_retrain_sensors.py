@@ -1,0 +1,521 @@
+"""Retraining sensors and schedules, invoked with dg.build_sensor_context against a real temporary instance.
+
+Monitoring results are reported as runless materializations (metadata only, as the monitoring assets write
+them); the production model lives in a real SQLite registry. Run requests are turned into runs with the
+request's tags, as the daemon would, so the hygiene rules see them.
+"""
+
+import hashlib
+import json
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import pytest
+import yaml
+from dagster._core.test_utils import create_run_for_test
+
+from mlops_assets import retrain_sensors as rs
+from mlops_assets.ml.artifacts import ArtifactRef
+from mlops_assets.ml.provenance import code_version
+from mlops_assets.ml.registry import Lineage, ModelRegistry
+from mlops_assets.ml.spec import packaged_spec_path
+from mlops_assets.partitions import DATA_VERSIONS
+from mlops_assets.resources import DatasetSpecResource, ModelRegistryResource
+from mlops_assets.sensors import DATA_VERSION_TAG, REASON_TAG
+
+MODEL = "synthetic"
+VERSIONS = [f"synthetic_v{i:03d}__{hashlib.sha256(str(i).encode()).hexdigest()[:12]}" for i in range(1, 8)]
+V1, V2, V3, V4, V5, V6, V7 = VERSIONS
+
+
+class World:
+    """A temporary instance, a spec file and a registry, with helpers to drive them."""
+
+    def __init__(self, instance: dg.DagsterInstance, tmp_path: Path) -> None:
+        self.instance = instance
+        self.spec_path = tmp_path / "spec.yaml"
+        self.url = f"sqlite:///{tmp_path / 'registry.db'}"
+        self.registry = ModelRegistry(self.url)
+        self.cursors: dict[str, str | None] = {}
+        self.set_retraining()
+        instance.add_dynamic_partitions(DATA_VERSIONS, VERSIONS)
+
+    def set_retraining(self, **retraining: Any) -> None:
+        raw = yaml.safe_load(packaged_spec_path("synthetic").read_text())
+        if retraining:
+            raw["retraining"] = retraining
+        # A new file per change: the spec resource caches by path and mtime (which may not move within a tick).
+        self.spec_path = self.spec_path.with_name(f"spec_{time.monotonic_ns()}.yaml")
+        self.spec_path.write_text(yaml.safe_dump(raw))
+
+    @property
+    def resources(self) -> dict[str, Any]:
+        return {
+            "dataset": DatasetSpecResource(spec=str(self.spec_path)),
+            "registry": ModelRegistryResource(url=self.url),
+        }
+
+    def production(self, *data_versions: str, key: str = "m1") -> int:
+        sha = hashlib.sha256(key.encode()).hexdigest()
+        version = self.registry.register_version(
+            MODEL,
+            ArtifactRef(uri=f"file:///a/{sha}.skops", sha256=sha, size=1),
+            Lineage(data_versions=data_versions, run_id="r", code_version="c", git_sha="g", spec_fingerprint="f"),
+            {},
+            {},
+        ).version
+        for stage in ("Staging", "Production"):
+            self.registry.transition(MODEL, version, stage, actor="test", reason="test", evidence={})
+        return version
+
+    def report(self, asset: str, version: str, **metadata: Any) -> None:
+        self.instance.report_runless_asset_event(
+            dg.AssetMaterialization(asset_key=asset, partition=version, metadata=metadata)
+        )
+
+    def labels(self, *versions: str) -> None:
+        for v in versions:
+            self.report("labels", v, labelled_rows=1000)
+
+    def drift(self, version: str, production: int = 1, drifted: bool = True) -> None:
+        self.report(
+            "drift_report",
+            version,
+            dataset_drift=drifted,
+            drifted_share=0.625 if drifted else 0.1,
+            drifted_columns="age, income, plan" if drifted else "none",
+            compared_with=f"{MODEL} v{production}",
+        )
+
+    def performance(self, version: str, production: int = 1, breached: bool = True) -> None:
+        self.report(
+            "performance_report",
+            version,
+            metric="roc_auc",
+            realised_metric=0.52 if breached else 0.71,
+            sla_floor=0.6,
+            sla_breached=breached,
+            production_version=production,
+            labelled_rows=1000,
+        )
+
+    def tick(self, sensor: dg.SensorDefinition) -> dg.SensorResult:
+        context = dg.build_sensor_context(
+            instance=self.instance, cursor=self.cursors.get(sensor.name), resources=self.resources
+        )
+        result = sensor(context)
+        assert isinstance(result, dg.SensorResult)
+        self.cursors[sensor.name] = result.cursor
+        return result
+
+    def launch(self, request: dg.RunRequest, status: dg.DagsterRunStatus = dg.DagsterRunStatus.SUCCESS) -> None:
+        """What the daemon does with a request (the run is recorded; whether it succeeded is up to the test)."""
+        create_run_for_test(self.instance, job_name="retrain_job", tags=dict(request.tags), status=status)
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[World]:
+    with dg.DagsterInstance.ephemeral() as instance:
+        w = World(instance, tmp_path)
+        yield w
+        w.registry.close()
+
+
+@pytest.fixture
+def stored_world(tmp_path: Path) -> Iterator[World]:
+    """A world on a temporary on-disk instance (schedule contexts need an instance reference)."""
+    with dg.instance_for_test() as instance:
+        w = World(instance, tmp_path)
+        yield w
+        w.registry.close()
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch):
+    """Move the sensors' clock: ``clock(hours=7)`` puts "now" 7 h ahead of the real time."""
+
+    def move(**delta: float) -> None:
+        monkeypatch.setattr(rs, "_now", lambda: datetime.now(UTC) + timedelta(**delta))
+
+    return move
+
+
+def only_request(result: dg.SensorResult) -> dg.RunRequest:
+    assert len(result.run_requests or []) == 1, result.skip_reason
+    return (result.run_requests or [])[0]
+
+
+def no_request(result: dg.SensorResult) -> str:
+    assert not result.run_requests, [r.run_key for r in result.run_requests or []]
+    assert result.skip_reason is not None
+    return str(result.skip_reason.skip_message if isinstance(result.skip_reason, dg.SkipReason) else result.skip_reason)
+
+
+# -- drift ------------------------------------------------------------------------------------------------------------
+
+
+def test_drift_on_a_labelled_version_requests_exactly_one_retrain(world: World) -> None:
+    world.production(V1)
+    world.labels(V1, V2)
+    world.drift(V2)
+    request = only_request(world.tick(rs.drift_sensor))
+    assert request.partition_key == V2
+    assert request.run_key == f"retrain:drift:{V2}:{code_version()}"
+    assert request.tags[REASON_TAG] == "drift" and request.tags[DATA_VERSION_TAG] == V2
+    evidence = json.loads(request.tags[rs.EVIDENCE_TAG])
+    assert evidence["drifted_share"] == 0.625 and evidence["drifted_columns"] == "age, income, plan"
+    assert evidence["compared_with"] == f"{MODEL} v1"
+    # Same state on the next tick: nothing new, nothing requested.
+    assert "no drifted data version" in no_request(world.tick(rs.drift_sensor))
+
+
+def test_drift_waits_for_labels_then_requests_once(world: World) -> None:
+    world.production(V1)
+    world.labels(V1)
+    world.drift(V2)
+    assert "wait for labels" in no_request(world.tick(rs.drift_sensor))
+    assert "wait for labels" in no_request(world.tick(rs.drift_sensor))
+    world.labels(V2)
+    assert only_request(world.tick(rs.drift_sensor)).partition_key == V2
+    no_request(world.tick(rs.drift_sensor))
+
+
+def test_labels_before_drift_report_count(world: World) -> None:
+    world.production(V1)
+    world.labels(V2)
+    world.tick(rs.drift_sensor)  # the labels event is consumed before the drift arrives
+    world.drift(V2)
+    assert only_request(world.tick(rs.drift_sensor)).partition_key == V2
+
+
+def test_no_drift_requests_nothing_and_a_later_clean_report_clears_a_waiting_one(world: World) -> None:
+    world.production(V1)
+    world.drift(V2, drifted=False)
+    no_request(world.tick(rs.drift_sensor))
+    world.drift(V3)
+    no_request(world.tick(rs.drift_sensor))  # waits for labels
+    world.drift(V3, drifted=False)  # re-measured: no drift any more
+    world.labels(V3)
+    assert "no drifted data version" in no_request(world.tick(rs.drift_sensor))
+
+
+def test_second_drift_within_cooldown_is_skipped_with_the_reason_then_allowed(world: World, clock) -> None:
+    world.production(V1)
+    world.labels(V1, V2, V3)
+    world.drift(V2)
+    world.launch(only_request(world.tick(rs.drift_sensor)))
+    world.drift(V3)
+    reason = no_request(world.tick(rs.drift_sensor))
+    assert "cooldown" in reason and "6 h" in reason
+    assert "cooldown" in no_request(world.tick(rs.drift_sensor))  # still waiting, still says why
+    clock(hours=7)
+    assert only_request(world.tick(rs.drift_sensor)).partition_key == V3
+
+
+def test_daily_cap_is_respected(world: World, clock) -> None:
+    world.production(V1)
+    world.set_retraining(cooldown_hours=0, max_retrains_per_day=2)
+    world.labels(*VERSIONS)
+    for v in (V2, V3):
+        world.drift(v)
+        world.launch(only_request(world.tick(rs.drift_sensor)))
+    world.drift(V4)
+    reason = no_request(world.tick(rs.drift_sensor))
+    assert "cap is 2" in reason
+    clock(hours=25)
+    assert only_request(world.tick(rs.drift_sensor)).partition_key == V4
+
+
+def test_a_retrain_in_flight_blocks_another(world: World) -> None:
+    world.production(V1)
+    world.set_retraining(cooldown_hours=0)
+    world.labels(V2, V3)
+    world.drift(V2)
+    world.launch(only_request(world.tick(rs.drift_sensor)), status=dg.DagsterRunStatus.STARTED)
+    world.drift(V3)
+    assert "already started" in no_request(world.tick(rs.drift_sensor))
+
+
+def test_a_failed_retrain_does_not_start_the_cooldown_but_counts_for_the_cap(world: World) -> None:
+    world.production(V1)
+    world.set_retraining(max_retrains_per_day=2)
+    world.labels(V2, V3, V4)
+    world.drift(V2)
+    world.launch(only_request(world.tick(rs.drift_sensor)), status=dg.DagsterRunStatus.FAILURE)
+    world.drift(V3)
+    world.launch(only_request(world.tick(rs.drift_sensor)), status=dg.DagsterRunStatus.FAILURE)
+    world.drift(V4)
+    assert "cap is 2" in no_request(world.tick(rs.drift_sensor))
+
+
+def test_a_lost_cursor_does_not_request_the_same_retrain_twice(world: World) -> None:
+    world.production(V1)
+    world.set_retraining(cooldown_hours=0)
+    world.labels(V2, V3)
+    world.drift(V2)
+    world.drift(V3)
+    world.launch(only_request(world.tick(rs.drift_sensor)))
+    world.cursors.clear()
+    assert "already requested" in no_request(world.tick(rs.drift_sensor))
+    # The duplicate on V3 also drops the older V2 signal: no retrain on older data afterwards.
+    assert "no drifted data version" in no_request(world.tick(rs.drift_sensor))
+
+
+def test_newest_drifted_version_wins_and_supersedes_older_ones(world: World) -> None:
+    world.production(V1)
+    world.labels(V2, V3)
+    world.drift(V3)
+    world.drift(V2)  # reported later, but V2 is the older data version
+    assert only_request(world.tick(rs.drift_sensor)).partition_key == V3
+    assert "no drifted data version" in no_request(world.tick(rs.drift_sensor))
+
+
+def test_drift_measured_against_an_older_production_model_is_dropped(world: World) -> None:
+    world.production(V1)
+    world.production(V1, V2, key="m2")  # v2 replaced v1 in production
+    world.labels(V3)
+    world.drift(V3, production=1)
+    assert "no drift against the production model" in no_request(world.tick(rs.drift_sensor))
+
+
+def test_drift_disabled_in_the_spec_requests_nothing(world: World) -> None:
+    world.production(V1)
+    world.set_retraining(triggers=["stale", "manual"])
+    world.labels(V2)
+    world.drift(V2)
+    assert "'drift' is not enabled" in no_request(world.tick(rs.drift_sensor))
+
+
+def test_an_active_rollout_holds_retraining(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mlops_assets.ml.rollout import Phase, RolloutState
+
+    world.production(V1)
+    world.labels(V2)
+    world.drift(V2)
+    state = RolloutState(model_name=MODEL, champion_version=1, challenger_version=2, phase=Phase.SHADOW)
+    monkeypatch.setattr(ModelRegistry, "active_rollout", lambda self, name: state, raising=False)
+    assert "rollout of synthetic v2 is in shadow" in no_request(world.tick(rs.drift_sensor))
+    monkeypatch.setattr(ModelRegistry, "active_rollout", lambda self, name: None, raising=False)
+    assert only_request(world.tick(rs.drift_sensor)).partition_key == V2
+
+
+# -- performance ------------------------------------------------------------------------------------------------------
+
+
+def test_sla_breach_requests_one_retrain_on_the_newest_labelled_version(world: World) -> None:
+    world.production(V1)
+    world.labels(V1, V2, V3)
+    world.performance(V2)
+    request = only_request(world.tick(rs.performance_sensor))
+    assert request.partition_key == V3
+    assert request.run_key == f"retrain:performance:{V3}:{code_version()}"
+    evidence = json.loads(request.tags[rs.EVIDENCE_TAG])
+    assert (evidence["realised"], evidence["floor"], evidence["metric"]) == (0.52, 0.6, "roc_auc")
+    assert evidence["data_version"] == V2
+    no_request(world.tick(rs.performance_sensor))
+
+
+def test_a_report_without_a_production_model_does_not_clear_a_breach(world: World, clock) -> None:
+    world.production(V1)
+    world.labels(V1, V2)
+    world.drift(V1)
+    world.launch(only_request(world.tick(rs.drift_sensor)))
+    world.performance(V1)
+    assert "cooldown" in no_request(world.tick(rs.performance_sensor))
+    world.report("performance_report", V2, reason="nothing was scored", sla_breached=False, metric="roc_auc")
+    clock(hours=7)
+    assert only_request(world.tick(rs.performance_sensor)).partition_key == V2
+
+
+def test_performance_within_sla_requests_nothing(world: World) -> None:
+    world.production(V1)
+    world.labels(V1, V2)
+    world.performance(V2, breached=False)
+    assert "no SLA breach" in no_request(world.tick(rs.performance_sensor))
+
+
+def test_breach_of_a_model_no_longer_in_production_is_dropped(world: World) -> None:
+    world.production(V1)
+    world.production(V1, V2, key="m2")
+    world.labels(V2)
+    world.performance(V2, production=1)
+    assert "production is synthetic v2" in no_request(world.tick(rs.performance_sensor))
+    assert "no SLA breach" in no_request(world.tick(rs.performance_sensor))
+
+
+def test_breach_in_cooldown_waits_then_fires(world: World, clock) -> None:
+    world.production(V1)
+    world.labels(V1, V2)
+    world.drift(V2)
+    world.launch(only_request(world.tick(rs.drift_sensor)))
+    world.performance(V2)
+    assert "cooldown" in no_request(world.tick(rs.performance_sensor))
+    clock(hours=7)
+    assert only_request(world.tick(rs.performance_sensor)).tags[REASON_TAG] == "performance"
+
+
+# -- staleness --------------------------------------------------------------------------------------------------------
+
+
+def test_model_too_many_versions_behind_requests_one_retrain(world: World) -> None:
+    world.production(V1)
+    world.labels(V1, V2, V3, V4)
+    assert "fresh" in no_request(world.tick(rs.freshness_sensor))  # 3 behind: not more than 3
+    world.labels(V5)
+    request = only_request(world.tick(rs.freshness_sensor))
+    assert request.partition_key == V5 and request.tags[REASON_TAG] == "stale"
+    evidence = json.loads(request.tags[rs.EVIDENCE_TAG])
+    assert evidence["versions_behind"] == 4 and evidence["trained_on"] == V1
+    assert "already requested" in no_request(world.tick(rs.freshness_sensor))
+
+
+def test_model_too_old_requests_a_retrain_only_when_there_is_newer_labelled_data(world: World, clock) -> None:
+    world.production(V1)
+    world.labels(V1)
+    clock(days=31)
+    assert "no labelled data version newer" in no_request(world.tick(rs.freshness_sensor))
+    world.labels(V2)
+    request = only_request(world.tick(rs.freshness_sensor))
+    assert request.partition_key == V2
+    assert json.loads(request.tags[rs.EVIDENCE_TAG])["age_days"] > 30
+
+
+def test_no_production_model_is_not_stale(world: World) -> None:
+    world.labels(V1, V2, V3, V4, V5)
+    assert "no synthetic model in production" in no_request(world.tick(rs.freshness_sensor))
+
+
+# -- schedules --------------------------------------------------------------------------------------------------------
+
+
+def test_retrain_schedule_requests_the_newest_labelled_version_under_the_hygiene_rules(stored_world: World) -> None:
+    world = stored_world
+    world.production(V1)
+    world.labels(V1, V2)
+    context = dg.build_schedule_context(
+        instance=world.instance, resources=world.resources, scheduled_execution_time=datetime.now(UTC)
+    )
+    request = rs.retrain_schedule(context)
+    assert isinstance(request, dg.RunRequest)
+    assert request.partition_key == V2 and request.tags[REASON_TAG] == "schedule"
+    world.launch(request)
+    again = rs.retrain_schedule(
+        dg.build_schedule_context(
+            instance=world.instance, resources=world.resources, scheduled_execution_time=datetime.now(UTC)
+        )
+    )
+    assert isinstance(again, dg.SkipReason) and "already requested" in str(again.skip_message)
+
+
+def test_monitoring_schedule_remeasures_the_newest_versions(stored_world: World) -> None:
+    world = stored_world
+    world.labels(V3)
+    requests = rs.monitoring_schedule(
+        dg.build_schedule_context(instance=world.instance, scheduled_execution_time=datetime(2024, 5, 1, 2, tzinfo=UTC))
+    )
+    assert isinstance(requests, list)
+    assert [(r.partition_key, r.asset_selection) for r in requests] == [
+        (V7, [rs.DRIFT_REPORT]),
+        (V3, [rs.PERFORMANCE_REPORT]),
+    ]
+    assert requests[0].run_key == f"monitoring:drift:{V7}:2024-05-01"
+
+
+def test_sensors_and_schedules_load_in_definitions(tmp_path: Path) -> None:
+    """Wiring: targets resolve against assets with the lead's keys (stubs here, not mlops_assets.definitions)."""
+    from mlops_assets.jobs import RETRAIN, retrain_job
+    from mlops_assets.partitions import data_versions
+
+    def stub(name: str, partitioned: bool) -> dg.AssetsDefinition:
+        @dg.asset(name=name, partitions_def=data_versions if partitioned else None)
+        def _stub() -> None:
+            return None
+
+        return _stub
+
+    pointers = {"staging_deployment", "production_deployment", "rollout_state"}
+    names = {*RETRAIN, "drift_report", "performance_report", "labels"}
+    defs = dg.Definitions(
+        assets=[stub(n, n not in pointers) for n in sorted(names)],
+        jobs=[retrain_job],
+        sensors=rs.RETRAIN_SENSORS,
+        schedules=rs.SCHEDULES,
+        resources={
+            "dataset": DatasetSpecResource(spec="synthetic"),
+            "registry": ModelRegistryResource(url=f"sqlite:///{tmp_path / 'r.db'}"),
+        },
+    )
+    with dg.instance_for_test():  # loading definitions reads the current instance
+        dg.Definitions.validate_loadable(defs)
+        repo = defs.get_repository_def()
+    assert {s.name for s in repo.sensor_defs} >= {"drift_sensor", "performance_sensor", "freshness_sensor"}
+    for sensor in rs.RETRAIN_SENSORS:
+        assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
+    for schedule in rs.SCHEDULES:
+        assert schedule.default_status == dg.DefaultScheduleStatus.STOPPED
+
+
+# -- speed ------------------------------------------------------------------------------------------------------------
+
+
+def test_a_tick_stays_fast_with_many_data_versions(world: World) -> None:
+    many = [f"bulk_{i:05d}__{i:012x}" for i in range(600)]
+    world.instance.add_dynamic_partitions(DATA_VERSIONS, many)
+    world.production(V1)
+    for v in many:
+        world.drift(v, drifted=False)
+    world.labels(*many[:300])
+    start = time.perf_counter()
+    first = world.tick(rs.drift_sensor)
+    perf = world.tick(rs.performance_sensor)
+    fresh = world.tick(rs.freshness_sensor)
+    catch_up = time.perf_counter() - start
+    start = time.perf_counter()
+    world.tick(rs.drift_sensor)
+    steady = time.perf_counter() - start
+    assert not first.run_requests and not perf.run_requests
+    assert len(fresh.run_requests or []) == 1  # 300 labelled versions behind
+    assert catch_up < 20 and steady < 2, (catch_up, steady)
+
+
+def measure(n: int = 2000) -> dict[str, str]:
+    """Tick times (seconds) with ``n`` data versions, ``n`` drift reports, ``n`` labels and ``n`` performance
+    reports on a temporary on-disk SQLite instance. ``python -m mlops_assets_tests.test_retrain_sensors [n]``."""
+    import tempfile
+
+    timings: dict[str, str] = {}
+    with tempfile.TemporaryDirectory() as tmp, dg.instance_for_test() as instance:
+        w = World(instance, Path(tmp))
+        many = [f"bulk_{i:05d}__{i:012x}" for i in range(n)]
+        instance.add_dynamic_partitions(DATA_VERSIONS, many)
+        w.production(V1)
+        for i, v in enumerate(many):
+            w.drift(v, drifted=i % 10 == 0)
+            w.labels(v)
+            w.performance(v, breached=False)
+
+        def timed(name: str, sensor: dg.SensorDefinition) -> None:
+            start = time.perf_counter()
+            result = w.tick(sensor)
+            seconds = time.perf_counter() - start
+            outcome = f"{len(result.run_requests or [])} request(s)" if result.run_requests else "skip"
+            timings[name] = f"{seconds:7.3f} s  {outcome}"
+
+        for sensor in rs.RETRAIN_SENSORS:
+            timed(f"{sensor.name} first tick (reads all history)", sensor)
+            timed(f"{sensor.name} next tick (nothing new)", sensor)
+        w.drift(many[-1])
+        timed("drift_sensor tick with one new drifted, labelled version", rs.drift_sensor)
+        w.registry.close()
+    return timings
+
+
+if __name__ == "__main__":
+    import sys
+
+    for name, line in measure(int(sys.argv[1]) if len(sys.argv) > 1 else 2000).items():
+        print(f"{line}  {name}")
