@@ -29,6 +29,7 @@ from mlops_assets.ml.versions import digest_of_key, file_digest, is_landable, ve
 from mlops_assets.partitions import DATA_VERSIONS
 from mlops_assets.sensors import DATA_VERSION_TAG, EVIDENCE_TAG, REASON_TAG
 
+LOG_DIR = "demo-logs"
 TERMINAL = {dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
 
 
@@ -66,7 +67,7 @@ def _sources(args: argparse.Namespace, spec: DatasetSpec, data_dir: Path) -> lis
         return files[: args.versions] if args.versions else files
     from mlops_assets.ml.flights import prepare_flights_months
 
-    count = args.versions or 3
+    count = args.versions or 12
     if not 1 <= count <= 12:
         raise DemoError("--versions must be between 1 and 12 for the flights demo (one version per month of 2013)")
     months = list(range(1, count + 1))
@@ -78,8 +79,9 @@ def _start_daemon(home: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
     daemon = shutil.which("dagster-daemon", path=str(Path(sys.executable).parent)) or shutil.which("dagster-daemon")
     if daemon is None:
         raise DemoError("dagster-daemon is not installed in this environment (pip install -e .)")
-    (home / "logs").mkdir(exist_ok=True)
-    log = (home / "logs" / "daemon.log").open("ab")
+    # Not $DAGSTER_HOME/logs: Dagster's telemetry uploader moves that folder's files away (.logs_queue).
+    (home / LOG_DIR).mkdir(exist_ok=True)
+    log = (home / LOG_DIR / "daemon.log").open("ab")
     return subprocess.Popen(
         [daemon, "run", "-w", str(home / "workspace.yaml")],
         cwd=home,
@@ -113,10 +115,17 @@ def _wait_for_run(
     instance: dg.DagsterInstance, version: str, timeout: float, daemon: subprocess.Popen[bytes], home: Path
 ) -> dg.DagsterRun:
     deadline = time.monotonic() + timeout
+    next_note = time.monotonic() + 60.0
     while time.monotonic() < deadline:
         if daemon.poll() is not None:
-            raise DemoError(f"the Dagster daemon exited (code {daemon.returncode}); see {home / 'logs' / 'daemon.log'}")
-        runs = instance.get_runs(filters=dg.RunsFilter(tags={DATA_VERSION_TAG: version}), limit=1)
+            raise DemoError(f"the Dagster daemon exited (code {daemon.returncode}); see {home / LOG_DIR}/daemon.log")
+        runs = instance.get_runs(
+            filters=dg.RunsFilter(tags={DATA_VERSION_TAG: version, REASON_TAG: "new_data"}), limit=1
+        )
+        if time.monotonic() >= next_note:
+            status = runs[0].status.value if runs else "not launched yet"
+            _say(f"      … still waiting for the run of {version} ({status})")
+            next_note = time.monotonic() + 60.0
         # A crashed run is retried once under a new run id: give the retry a moment to appear.
         finished = bool(runs) and runs[0].status in TERMINAL
         if finished and (
@@ -124,12 +133,12 @@ def _wait_for_run(
         ):
             return runs[0]
         time.sleep(1.0)
-    raise DemoError(f"no finished run for data version {version} after {timeout:.0f} s; see {home / 'logs'}")
+    raise DemoError(f"no finished run for data version {version} after {timeout:.0f} s; see {home / LOG_DIR}")
 
 
 def _no_retry_follows(instance: dg.DagsterInstance, run: dg.DagsterRun, version: str) -> bool:
     time.sleep(3.0)
-    latest = instance.get_runs(filters=dg.RunsFilter(tags={DATA_VERSION_TAG: version}), limit=1)
+    latest = instance.get_runs(filters=dg.RunsFilter(tags={DATA_VERSION_TAG: version, REASON_TAG: "new_data"}), limit=1)
     return latest[0].run_id == run.run_id
 
 
@@ -144,7 +153,8 @@ def _check_results(instance: dg.DagsterInstance, run_id: str) -> list[tuple[str,
         if not isinstance(evaluation, dg.AssetCheckEvaluation):
             continue
         message = evaluation.metadata.get("message")
-        results.append((evaluation.check_name, bool(evaluation.passed), str(message.value) if message else ""))
+        text = str(message.value) if message else (evaluation.description or "")
+        results.append((evaluation.check_name, bool(evaluation.passed), text))
     return results
 
 
@@ -282,9 +292,10 @@ def _follow_ups(
     seen: dict[str, dg.DagsterRun] = {}
     created: dict[str, float] = {}
     last_activity = time.monotonic()
+    next_note = time.monotonic() + 60.0
     while time.monotonic() < deadline:
         if daemon.poll() is not None:
-            raise DemoError(f"the Dagster daemon exited (code {daemon.returncode}); see {home / 'logs' / 'daemon.log'}")
+            raise DemoError(f"the Dagster daemon exited (code {daemon.returncode}); see {home / LOG_DIR}/daemon.log")
         records = [rec for rec in instance.get_run_records(limit=20) if rec.create_timestamp.timestamp() > after]
         created.update({rec.dagster_run.run_id: rec.create_timestamp.timestamp() for rec in records})
         recent = [rec.dagster_run for rec in records]
@@ -295,8 +306,12 @@ def _follow_ups(
             seen[r.run_id] = r
         if not open_runs and time.monotonic() - last_activity >= quiet:
             return sorted(seen.values(), key=lambda r: created.get(r.run_id, 0.0))
+        if time.monotonic() >= next_note:
+            state = ", ".join(f"{r.job_name} {r.run_id[:8]} {r.status.value}" for r in open_runs) or "none open"
+            _say(f"      … still waiting for the sensors' runs ({state})")
+            next_note = time.monotonic() + 60.0
         time.sleep(1.0)
-    raise DemoError(f"runs still open after {timeout:.0f} s; see {home / 'logs'}")
+    raise DemoError(f"runs still open after {timeout:.0f} s; see {home / LOG_DIR}")
 
 
 def _evidence_summary(evidence: dict[str, Any]) -> str:
@@ -330,7 +345,9 @@ def _parser() -> argparse.ArgumentParser:
             "gates decided and what is in production."
         ),
     )
-    parser.add_argument("--versions", type=int, default=None, help="how many data versions to land (flights: 3)")
+    parser.add_argument(
+        "--versions", type=int, default=None, help="how many data versions to land (flights: 12, one per month of 2013)"
+    )
     parser.add_argument("--spec", help="dataset spec YAML (default: the packaged flights spec)")
     parser.add_argument("--source", help="folder whose CSV/Parquet files, in name order, are the data versions")
     parser.add_argument(
@@ -342,9 +359,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--quiet",
         type=float,
-        default=15.0,
+        default=20.0,
         help="after each landing, wait until no run has started or finished for this many seconds, so that the "
-        "retrains the drift, performance and freshness sensors launch are reported with their month (default 15)",
+        "retrains the drift, performance and freshness sensors launch are reported with their month (default 20)",
     )
     return parser
 
@@ -392,7 +409,7 @@ def _run(args: argparse.Namespace) -> int:
         instance.get_runs(limit=1)
         instance.get_dynamic_partitions(DATA_VERSIONS)
         instance.all_instigator_state()
-        _say(f"  starting the Dagster daemon (landing sensor, run queue); log: {home / 'logs' / 'daemon.log'}")
+        _say(f"  starting the Dagster daemon (landing sensor, run queue); log: {home / LOG_DIR / 'daemon.log'}")
         daemon = _start_daemon(home, env)
         try:
             for index, source in enumerate(sources, start=1):

@@ -11,8 +11,10 @@ from scipy.stats import chi2_contingency, norm
 from mlops_assets.ml.abtest import (
     ABPlan,
     ab_decision,
+    ab_decision_stratified,
     minimum_sample_size,
     plan_ab_test,
+    stratified_ztest,
     two_proportion_ztest,
 )
 
@@ -166,3 +168,31 @@ def test_decision_evidence_is_complete_and_json_ready() -> None:
     z, p = _textbook_z(40, 80, 60, 80)
     assert (test["z"], test["p_value"]) == (pytest.approx(z), pytest.approx(p))
     assert test["ci_low"] < 0.25 < test["ci_high"]
+
+
+# -- stratified (per data version) -------------------------------------------------------------------------------------
+
+
+def test_stratified_ztest_with_one_stratum_is_the_plain_ztest() -> None:
+    plain = two_proportion_ztest(700, 1000, 760, 1000)
+    strat = stratified_ztest([(700, 1000, 760, 1000)])
+    assert strat.z == pytest.approx(plain.z) and strat.p_value == pytest.approx(plain.p_value)
+    assert strat.difference == pytest.approx(plain.difference)
+
+
+def test_stratified_ztest_removes_the_confounding_of_a_changing_split() -> None:
+    # Two months with the same accuracy for both arms (0.9 then 0.7) but a split of 5 % then 50 %:
+    # pooled, the challenger's rows lean to the worse month and it looks worse; within months it is not.
+    strata = [(8550, 9500, 450, 500), (3500, 5000, 3500, 5000)]
+    pooled = two_proportion_ztest(8550 + 3500, 14500, 450 + 3500, 5500)
+    assert pooled.p_value < 1e-10 and pooled.difference < -0.1
+    strat = stratified_ztest(strata)
+    assert strat.difference == pytest.approx(0.0, abs=1e-12) and strat.p_value == pytest.approx(1.0)
+    assert strat.n_a == 14500 and strat.n_b == 5500
+    result = ab_decision_stratified(plan_ab_test(0.8, 0.05), [*strata, (100, 200, 0, 0)])
+    assert result.decision == "no_difference" and result.winner is None  # the stratum with one arm is left out
+
+
+def test_stratified_ztest_needs_a_stratum_with_both_arms() -> None:
+    with pytest.raises(ValueError, match="both arms"):
+        stratified_ztest([(10, 20, 0, 0)])

@@ -352,7 +352,8 @@ def test_breach_in_cooldown_waits_then_fires(world: World, clock) -> None:
     world.labels(V1, V2)
     world.drift(V2)
     world.launch(only_request(world.tick(rs.drift_sensor)))
-    world.performance(V2)
+    world.labels(V3)  # the breach retrains the newest labelled version (V2 was just retrained: a duplicate)
+    world.performance(V3)
     assert "cooldown" in no_request(world.tick(rs.performance_sensor))
     clock(hours=7)
     assert only_request(world.tick(rs.performance_sensor)).tags[REASON_TAG] == "performance"

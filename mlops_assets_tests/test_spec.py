@@ -37,7 +37,6 @@ def test_flights_spec_loads_with_expected_contract() -> None:
     assert spec.slices == ("origin", "carrier")
     assert spec.protected == ()
     assert spec.features == (
-        "day",
         "day_of_week",
         "hour",
         "minute",

@@ -102,7 +102,7 @@ def test_spec_retraining_section_is_parsed(tmp_path: Path) -> None:
     spec = load_spec(_spec_file(tmp_path, {"triggers": ["drift", "stale"], "cooldown_hours": 12}))
     assert spec.retraining.triggers == ("drift", "stale") and spec.retraining.cooldown_hours == 12.0
     assert spec.retraining.max_retrains_per_day == 4  # unspecified keys keep their defaults
-    assert load_spec("flights").retraining == RetrainPolicy()
+    assert load_spec("synthetic").retraining == RetrainPolicy()  # no retraining section: the defaults
     assert spec_from_dict(spec.to_dict()).retraining == spec.retraining
 
 
@@ -140,9 +140,11 @@ def test_disabled_trigger_is_denied() -> None:
 def test_duplicate_same_reason_version_and_code_version() -> None:
     history = [rec(100, reason="drift", version="v9", code_version="1.0")]
     assert decide(RetrainPolicy(), req("drift", "v9", code="1.0"), history).rule == "duplicate"
-    # Another code version (a fix) or another reason is not a duplicate.
+    # Another code version (a fix) is not a duplicate; another automatic reason on the same data and code is
+    # (it would train the same model again); a person asking by hand is not.
     assert decide(RetrainPolicy(), req("drift", "v9", code="1.1"), history).allowed
-    assert decide(RetrainPolicy(), req("stale", "v9", code="1.0"), history).allowed
+    assert decide(RetrainPolicy(), req("stale", "v9", code="1.0"), history).rule == "duplicate"
+    assert decide(RetrainPolicy(), req("manual", "v9", code="1.0"), history).allowed
     # Even a failed or canceled run is a duplicate: the same code would do the same.
     for status in ("failure", "canceled"):
         history = [rec(100, status=status, version="v9", code_version="1.0")]
@@ -353,3 +355,13 @@ def test_decisions_are_deterministic_and_order_of_history_does_not_matter(policy
     history = [r.as_record() for r in first.allowed]
     probe = req(at=T0 + timedelta(days=3))
     assert decide(policy, probe, history) == decide(policy, probe, list(reversed(history)))
+
+
+def test_another_trigger_on_a_version_this_code_already_retrained_is_a_duplicate() -> None:
+    policy = RetrainPolicy(cooldown_hours=0)
+    done = [rec(0.1, status="failure", reason="stale", version="v9", code_version="1.0")]
+    decision = decide(policy, req(reason="performance", version="v9"), done)
+    assert not decision.allowed and decision.rule == "duplicate" and "same model" in decision.message
+    # A new code version may retrain the same data; a person may always ask.
+    assert decide(policy, req(reason="performance", version="v9", code="2.0"), done).allowed
+    assert decide(policy, req(reason="manual", version="v9"), done).allowed

@@ -41,7 +41,7 @@ def raw_data(
         # Unreadable input fails the run here, naming file and rule; no partial value is stored.
         raise dg.Failure(
             description=str(exc),
-            metadata={"file": str(path), "rule": exc.rule, "column": exc.column or "-"},
+            metadata={"file": landing.uri(path.name), "rule": exc.rule, "column": exc.column or "-"},
         ) from exc
     typed = validation.coerce_to_schema(frame, spec)
     stored = typed if typed is not None else frame.astype("string")
@@ -49,7 +49,7 @@ def raw_data(
     return dg.MaterializeResult(
         value=stored,
         metadata={
-            "file": str(path),
+            "file": landing.uri(path.name),  # s3://… on S3, where `path` is a verified local download
             "sha256": file_digest(path),
             "typed": typed is not None,
             "dagster/row_count": len(stored),

@@ -85,6 +85,8 @@ def _content_hashes(instance: dg.DagsterInstance, versions: list[str]) -> dict[s
     partitions_def=data_versions,
     group_name="models",
     kinds={"scikitlearn"},
+    # Training is the heavy step: the instance's `training` pool limit caps how many run at once.
+    pool="training",
     description=(
         "The candidate model of this data version: an sklearn Pipeline with all preprocessing inside, tuned by "
         "time-ordered cross validation over the spec's search space on the training window (the last "

@@ -405,10 +405,11 @@ def ab_plan(
     group_name="monitoring",
     deps=["performance_report"],
     description=(
-        "A/B test of the active rollout (champion vs challenger on the rows each served), pooled over every "
-        "labelled version scored since the rollout began: served decision accuracy per arm, pooled "
-        "two-proportion z-test, a fixed horizon sized up front from the champion's holdout accuracy, and the "
-        "winner once the horizon is reached (p < 0.05). A champion win stops the rollout."
+        "A/B test of the active rollout (champion vs challenger on the rows each served) over every labelled "
+        "version scored since the rollout began: served decision accuracy per arm, a two-proportion z-test "
+        "within each data version combined with Mantel-Haenszel weights (the split changes between canary steps), "
+        "a fixed horizon sized up front from the champion's holdout accuracy, and the winner once the horizon is "
+        "reached (p < 0.05). A champion win stops the rollout."
     ),
 )
 def ab_test(
@@ -422,13 +423,20 @@ def ab_test(
     if state is None or not state.history:
         return dg.MaterializeResult(value={"reason": "no rollout in progress"}, metadata={"decision": "none"})
     joined, used = rollout_evidence(context.instance, stored_assets, state, state.history[0].at)
-    counts = (
-        performance.ab_counts(joined, threshold=spec.policy.decision_threshold)
-        if len(joined)
-        else {CHAMPION_ARM: (0, 0), CHALLENGER_ARM: (0, 0)}
-    )
+    # One stratum per data version: the split changes between canary steps and accuracy between versions.
+    per_version = {
+        key: performance.ab_counts(joined[joined["data_version"] == key], threshold=spec.policy.decision_threshold)
+        for key in used
+    }
+    strata = [(*c[CHAMPION_ARM], *c[CHALLENGER_ARM]) for c in per_version.values()]
+    # Totals over the versions where both arms served (the others carry no comparison: shadow, 100 %).
+    compared = [c for c in per_version.values() if c[CHAMPION_ARM][1] > 0 and c[CHALLENGER_ARM][1] > 0]
+    counts = {
+        arm: (sum(c[arm][0] for c in compared), sum(c[arm][1] for c in compared))
+        for arm in (CHAMPION_ARM, CHALLENGER_ARM)
+    }
     plan = ab_plan(stored_assets, registry, spec.name, state, spec.policy)
-    result = abtest.ab_decision(plan, *counts[CHAMPION_ARM], *counts[CHALLENGER_ARM])
+    result = abtest.ab_decision_stratified(plan, strata)
     record = {
         "model_name": spec.name,
         "champion_version": state.champion_version,
@@ -436,6 +444,10 @@ def ab_test(
         "rollout_salt": state.salt,
         "data_versions": used,
         "counts": {arm: {"correct": c, "n": n} for arm, (c, n) in counts.items()},
+        "strata": {
+            key: {arm: {"correct": c, "n": n} for arm, (c, n) in arms.items()} for key, arms in per_version.items()
+        },
+        "test_kind": "two-proportion z-test within data versions, Mantel-Haenszel weights",
         **result.to_dict(),
     }
     metadata: dict[str, Any] = {

@@ -17,6 +17,7 @@ Statistics (textbook, e.g. Fleiss, Levin & Paik, *Statistical Methods for Rates 
 """
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
@@ -212,6 +213,10 @@ def ab_decision(
         test = two_proportion_ztest(
             champion_successes, champion_n, challenger_successes, challenger_n, alpha=plan.alpha
         )
+    return _decide(plan, champion_n, challenger_n, test)
+
+
+def _decide(plan: ABPlan, champion_n: int, challenger_n: int, test: ZTestResult | None) -> ABResult:
     progress = min(1.0, min(champion_n, challenger_n) / plan.n_per_arm)
     if min(champion_n, challenger_n) < plan.n_per_arm or test is None:
         return ABResult("continue", None, progress, plan, test)
@@ -219,3 +224,77 @@ def ab_decision(
         winner: Arm = "challenger" if test.difference > 0 else "champion"
         return ABResult("winner", winner, progress, plan, test)
     return ABResult("no_difference", None, progress, plan, test)
+
+
+Stratum = tuple[int, int, int, int]
+"""(champion successes, champion trials, challenger successes, challenger trials) of one stratum."""
+
+
+def stratified_ztest(strata: Sequence[Stratum], *, alpha: float = 0.05) -> ZTestResult:
+    """Two-proportion z-test of (challenger − champion) within strata, combined with Mantel–Haenszel weights.
+
+    When the traffic split changes between strata (canary steps: 5 %, then 25 % ...) and the success rate
+    differs between strata (each data version is another month), pooling all rows would compare the arms
+    on different mixes of strata; comparing within each stratum and combining does not. Each stratum's
+    difference is weighted by ``n_a·n_b/(n_a+n_b)``; the z statistic uses the pooled variance under the
+    null in each stratum, the interval the unpooled one. Strata lacking an arm carry no comparison and are
+    left out. With one stratum this is exactly :func:`two_proportion_ztest`.
+
+    Returns:
+        A :class:`ZTestResult` whose counts and rates are the totals over the used strata and whose
+        ``difference``, interval, z and p-value are the stratified ones.
+
+    Raises:
+        ValueError: no stratum has trials in both arms, or bad counts.
+    """
+    if not 0.0 < alpha < 1.0:
+        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+    used = []
+    for i, (sa, na, sb, nb) in enumerate(strata):
+        _check_counts(sa, na, f"stratum {i} champion")
+        _check_counts(sb, nb, f"stratum {i} challenger")
+        if na > 0 and nb > 0:
+            used.append((sa, na, sb, nb))
+    if not used:
+        raise ValueError("no stratum has trials in both arms")
+    weights, diffs, var_null, var_alt = [], [], [], []
+    for sa, na, sb, nb in used:
+        pa, pb = sa / na, sb / nb
+        pooled = (sa + sb) / (na + nb)
+        weights.append(na * nb / (na + nb))
+        diffs.append(pb - pa)
+        var_null.append(pooled * (1.0 - pooled) * (1.0 / na + 1.0 / nb))
+        var_alt.append(pa * (1.0 - pa) / na + pb * (1.0 - pb) / nb)
+    total = sum(weights)
+    difference = sum(w * d for w, d in zip(weights, diffs, strict=True)) / total
+    se_null = math.sqrt(sum(w * w * v for w, v in zip(weights, var_null, strict=True))) / total
+    se_alt = math.sqrt(sum(w * w * v for w, v in zip(weights, var_alt, strict=True))) / total
+    z = 0.0 if se_null == 0.0 else difference / se_null
+    p_value = float(min(1.0, 2.0 * norm.sf(abs(z))))
+    half_width = float(norm.ppf(1.0 - alpha / 2.0)) * se_alt
+    sa_total, na_total = sum(u[0] for u in used), sum(u[1] for u in used)
+    sb_total, nb_total = sum(u[2] for u in used), sum(u[3] for u in used)
+    return ZTestResult(
+        successes_a=sa_total,
+        n_a=na_total,
+        successes_b=sb_total,
+        n_b=nb_total,
+        rate_a=sa_total / na_total,
+        rate_b=sb_total / nb_total,
+        difference=difference,
+        ci_low=difference - half_width,
+        ci_high=difference + half_width,
+        z=z,
+        p_value=p_value,
+        alpha=alpha,
+    )
+
+
+def ab_decision_stratified(plan: ABPlan, strata: Sequence[Stratum]) -> ABResult:
+    """:func:`ab_decision` on strata (e.g. data versions): the horizon counts the trials of strata with both
+    arms, and the test is :func:`stratified_ztest`."""
+    both = [s for s in strata if s[1] > 0 and s[3] > 0]
+    champion_n = sum(s[1] for s in both)
+    challenger_n = sum(s[3] for s in both)
+    test = stratified_ztest(both, alpha=plan.alpha) if both else None
+    return _decide(plan, champion_n, challenger_n, test)

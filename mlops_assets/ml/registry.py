@@ -1971,7 +1971,7 @@ class ModelRegistry:
                     "at": t.at,
                     "kind": "stage",
                     "version": t.version,
-                    "change": f"{t.from_stage} -> {t.to_stage}",
+                    "change": f"{t.from_stage} -> {t.to_stage}" if t.from_stage else f"registered ({t.to_stage})",
                     "actor": t.actor,
                     "reason": t.reason,
                     "evidence": t.evidence,

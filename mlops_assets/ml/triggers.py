@@ -281,6 +281,21 @@ def decide(policy: RetrainPolicy, request: RetrainRequest, history: Iterable[Ret
                 "duplicate",
                 f"{what}: already requested at {_fmt(r.at)} with code {request.code_version} (status {r.status})",
             )
+    if request.reason != "manual" and request.code_version:
+        # Another trigger on a version this code already retrained would train the same model again.
+        same = [
+            r
+            for r in mine
+            if (r.data_version, r.code_version) == (request.data_version, request.code_version) and not r.canceled
+        ]
+        if same:
+            r = max(same, key=lambda x: (x.at, x.reason))
+            return RetrainDecision(
+                False,
+                "duplicate",
+                f"{what}: {request.data_version} was already retrained with code {request.code_version} "
+                f"({r.reason}, requested {_fmt(r.at)}, status {r.status}); the same data and code give the same model",
+            )
     in_flight = [r for r in mine if r.in_flight]
     if in_flight:
         r = max(in_flight, key=lambda x: (x.at, x.data_version, x.reason))  # ties broken by value, not order
