@@ -31,9 +31,8 @@ from mlops_assets.ml.registry import ModelRegistry, ModelVersion
 from mlops_assets.ml.spec import DatasetSpec
 from mlops_assets.partitions import DATA_VERSIONS
 from mlops_assets.resources import DatasetSpecResource, ModelRegistryResource
-from mlops_assets.sensors import DATA_VERSION_TAG, REASON_TAG
+from mlops_assets.sensors import DATA_VERSION_TAG, EVIDENCE_TAG, REASON_TAG
 
-EVIDENCE_TAG = "mlops/evidence"
 MODEL_TAG = "mlops/model"
 CODE_VERSION_TAG = "mlops/code_version"
 PARTITION_TAG = "dagster/partition"
