@@ -56,6 +56,43 @@ def _say(text: str = "") -> None:
     print(text, flush=True)
 
 
+def _fail(text: str) -> None:
+    """One line on stderr: why the demo exits non-zero."""
+    print(f"mlops-demo: {text}", file=sys.stderr, flush=True)
+
+
+#: Exit codes: 0 a run succeeded and a model is in Production; 1 the lifecycle did not deliver; 2 error or usage.
+EXIT_OK, EXIT_NOT_DELIVERED, EXIT_ERROR = 0, 1, 2
+
+
+def exit_decision(outcomes: Sequence[Outcome], production: int | None, model: str) -> tuple[int, str | None]:
+    """The demo's exit code and, when non-zero, a one-line reason.
+
+    Args:
+        outcomes: What happened to each version landed in this invocation (``status`` is the landing run's
+            Dagster run status, e.g. ``SUCCESS``, ``FAILURE``).
+        production: The model version in Production at the end, ``None`` when there is none.
+        model: The model's name, for the message.
+
+    Returns:
+        ``(1, reason)`` when versions were landed and no landing run succeeded, or when no model is in
+        Production at the end (a lifecycle that put nothing into production has not done its job);
+        ``(0, None)`` otherwise — including when nothing new was landed and a model is in Production.
+    """
+    failed = [o for o in outcomes if o.status != "SUCCESS"]
+    if outcomes and len(failed) == len(outcomes):
+        statuses = ", ".join(f"{o.file} {o.status}" for o in outcomes[:5]) + (", …" if len(outcomes) > 5 else "")
+        where = "" if production is None else f" (production still holds {model} v{production})"
+        return EXIT_NOT_DELIVERED, f"no run succeeded: {len(outcomes)} landed versions, all failed ({statuses}){where}"
+    if production is None:
+        succeeded = len(outcomes) - len(failed)
+        return EXIT_NOT_DELIVERED, (
+            f"no {model} model is in Production at the end ({succeeded} of {len(outcomes)} landed versions' runs "
+            "succeeded; the gates promoted nothing — see the run lines above)"
+        )
+    return EXIT_OK, None
+
+
 def _sources(args: argparse.Namespace, spec: DatasetSpec, data_dir: Path) -> list[Path]:
     if args.source:
         source = Path(args.source)
@@ -373,8 +410,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _run(args)
     except (DemoError, SpecError) as exc:
-        _say(f"mlops-demo: error: {exc}")
-        return 2
+        _fail(f"error: {exc}")
+        return EXIT_ERROR
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -458,7 +495,10 @@ def _run(args: argparse.Namespace) -> int:
     _say("Open the UI on this instance (runs, materializations, check results, the sensor's ticks):")
     _say(f"  {prefix} dagster dev -w {home / 'workspace.yaml'}")
     _say("  then browse http://127.0.0.1:3000 (the webserver listens on 127.0.0.1 only)")
-    return 0
+    code, reason = exit_decision(outcomes, production.version if production else None, spec.name)
+    if reason is not None:
+        _fail(reason)
+    return code
 
 
 if __name__ == "__main__":

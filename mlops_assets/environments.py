@@ -23,7 +23,10 @@ Variables (local):
     MLOPS_DATA_DIR: data directory (default ``$DAGSTER_HOME/mlops``, else ``./.dagster_home/mlops``).
 
 Variables (prod; see .env.example):
-    MLOPS_REGISTRY_URL: SQLAlchemy URL of the registry database (``postgresql+psycopg2://...``), a secret.
+    MLOPS_REGISTRY_URL: SQLAlchemy URL of the registry database (``postgresql+psycopg2://user@host:5432/db``),
+        a secret when it holds the password (which must then be percent-encoded; an un-encoded ``@`` is refused
+        when the definitions load, without echoing the URL).
+    MLOPS_REGISTRY_PASSWORD: optional; the registry password as is (any characters), set on the URL as a part.
     MLOPS_S3_BUCKET: bucket; MLOPS_S3_PREFIX: optional key prefix inside it.
     MLOPS_S3_ENDPOINT_URL: optional endpoint of an S3-compatible store (MinIO, moto); unset for AWS.
     MLOPS_S3_REGION: optional region (else boto3's usual AWS_REGION / AWS_DEFAULT_REGION / config).
@@ -47,12 +50,14 @@ from mlops_assets.resources import (
     FrameIOManager,
     LandingZone,
     ModelRegistryResource,
+    RegistryURLError,
     S3ArtifactStoreResource,
     S3FrameIOManager,
     S3LandingZone,
     S3StoredAssets,
     StoredAssets,
 )
+from mlops_assets.resources import registry_url as build_registry_url
 
 ENVIRONMENTS = ("local", "prod")
 
@@ -112,6 +117,7 @@ def prod_environment(
     hmac_key: str | dg.EnvVar | None = None,
     executor: str = "in_process",
     max_concurrent_steps: int | None = None,
+    registry_password: str | dg.EnvVar | None = None,
 ) -> Environment:
     """Production: registry on PostgreSQL, everything else in one S3 bucket under ``prefix``.
 
@@ -128,6 +134,7 @@ def prod_environment(
         hmac_key: Secret for artifact HMACs (an ``EnvVar``).
         executor: ``in_process`` or ``multiprocess``.
         max_concurrent_steps: With ``multiprocess``, step processes per run; ``None`` for the CPU count.
+        registry_password: The registry password as is (an ``EnvVar``), set on ``registry_url`` as a part.
     """
     parse_bucket_name(bucket)
     prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
@@ -150,7 +157,7 @@ def prod_environment(
             "landing": S3LandingZone(directory=url("landing/"), s3=s3),
             "labels_landing": S3LandingZone(directory=url("labels/"), s3=s3),
             "artifacts": S3ArtifactStoreResource(root=url("artifacts"), hmac_key=hmac_key, s3=s3),
-            "registry": ModelRegistryResource(url=registry_url),
+            "registry": ModelRegistryResource(url=registry_url, password=registry_password),
             "io_manager": S3FrameIOManager(base_dir=url("assets"), s3=s3),
             "stored_assets": S3StoredAssets(base_dir=url("assets"), s3=s3),
         },
@@ -180,6 +187,10 @@ def environment() -> Environment:
         if missing:
             raise ValueError(f"MLOPS_ENV=prod needs {', '.join(missing)} (see .env.example); refusing to start")
         steps = os.environ.get("MLOPS_MAX_CONCURRENT_STEPS")
+        try:  # fail here, naming the variable, rather than leak a password fragment from a connection error
+            build_registry_url(os.environ["MLOPS_REGISTRY_URL"])
+        except RegistryURLError as exc:
+            raise ValueError(f"MLOPS_ENV=prod: {exc}; refusing to start") from None
         return prod_environment(
             parse_bucket_name(os.environ["MLOPS_S3_BUCKET"]),
             dg.EnvVar("MLOPS_REGISTRY_URL"),  # may carry a password
@@ -190,5 +201,6 @@ def environment() -> Environment:
             hmac_key=_optional_env("MLOPS_ARTIFACT_HMAC_KEY"),
             executor=os.environ.get("MLOPS_EXECUTOR", "in_process"),
             max_concurrent_steps=int(steps) if steps else None,
+            registry_password=_optional_env("MLOPS_REGISTRY_PASSWORD"),
         )
     raise ValueError(f"MLOPS_ENV={name!r} is not a known environment; known: {', '.join(ENVIRONMENTS)}")

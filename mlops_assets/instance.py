@@ -10,8 +10,15 @@ INSTANCE_CONFIG: dict[str, Any] = {
     "telemetry": {"enabled": False},
     "nux": {"enabled": False},
     "run_retries": {"enabled": True, "max_retries": 1, "retry_on_asset_or_op_failure": False},
-    "run_monitoring": {"enabled": True, "start_timeout_seconds": 180},
-    "concurrency": {"runs": {"max_concurrent_runs": 2}},
+    "run_monitoring": {
+        "enabled": True,
+        "start_timeout_seconds": 180,
+        "cancel_timeout_seconds": 180,
+        "max_runtime_seconds": 3600,
+        "poll_interval_seconds": 60,
+        "free_slots_after_run_end_seconds": 300,
+    },
+    "concurrency": {"runs": {"max_concurrent_runs": 2}, "pools": {"default_limit": 1, "granularity": "op"}},
 }
 
 LOCATION_NAME = "mlops_assets"

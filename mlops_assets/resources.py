@@ -20,6 +20,7 @@ from typing import Any
 
 import dagster as dg
 import pandas as pd
+import sqlalchemy as sa
 from dagster_aws.s3 import S3Resource
 from pydantic import PrivateAttr
 
@@ -120,11 +121,27 @@ class LandingZone(dg.ConfigurableResource):
         )
 
 
+#: How a secret field is shown in a resource's repr/str (the field's presence, never its value).
+HIDDEN = "***"
+
+
+def _hidden(value: Any) -> Any:
+    """A secret field for repr: ``***`` once resolved; an unresolved ``EnvVar`` (a variable's name) as is."""
+    return value if not value or isinstance(value, dg.EnvVar) else HIDDEN
+
+
 class ArtifactStoreResource(dg.ConfigurableResource):
-    """Write-once, content-addressed model artifacts (local folder)."""
+    """Write-once, content-addressed model artifacts (local folder).
+
+    ``repr``/``str`` show ``hmac_key`` as ``***`` (the resolved value of an ``EnvVar`` is a secret).
+    """
 
     root: str
     hmac_key: str | None = None
+
+    def __repr_args__(self) -> Any:
+        for name, value in super().__repr_args__():
+            yield name, (_hidden(value) if name == "hmac_key" else value)
 
     def store(self) -> ArtifactStore:
         key = self.hmac_key.encode() if self.hmac_key else None
@@ -132,17 +149,80 @@ class ArtifactStoreResource(dg.ConfigurableResource):
 
 
 @lru_cache(maxsize=8)
-def _registry(url: str) -> ModelRegistry:
-    return ModelRegistry(url)
+def _registry(url: sa.URL) -> ModelRegistry:
+    # A URL object, not a string: the password is never rendered into text on the way to the engine.
+    return ModelRegistry(url)  # type: ignore[arg-type]
+
+
+class RegistryURLError(ValueError):
+    """The registry URL cannot be used safely; the message never contains any part of the password."""
+
+
+def registry_url(url: str, password: str | None = None) -> sa.URL:
+    """The registry's SQLAlchemy URL from ``url`` and, when given, a separate raw ``password``.
+
+    The password is set as a part (``URL.set(password=...)``: SQLAlchemy escapes it when a driver needs a
+    string), so it may contain any character — ``@ : / % # ?`` included. A password inside ``url`` must be
+    percent-encoded (``urllib.parse.quote(password, safe="")``).
+
+    Raises:
+        RegistryURLError: ``url`` does not parse, or its host contains ``@`` — the sign of an un-encoded ``@``
+            in the password, which would put the rest of the password into connection errors (step failure
+            events, logs) as a "host name". The message names the variables, never the URL.
+    """
+    try:
+        parsed = sa.make_url(url)
+    except Exception:  # ArgumentError / ValueError: the message may quote the string; say nothing of it
+        raise RegistryURLError(
+            "the registry URL (MLOPS_REGISTRY_URL) is not a SQLAlchemy URL "
+            "(expected postgresql+psycopg2://user@host:5432/database or sqlite:///path/registry.db)"
+        ) from None
+    if "@" in (parsed.host or ""):
+        raise RegistryURLError(
+            f"the registry URL (MLOPS_REGISTRY_URL, {parsed.drivername}) has an un-encoded '@' in its password: "
+            "percent-encode the password in the URL (urllib.parse.quote(password, safe='')), or leave it out of "
+            "the URL and set MLOPS_REGISTRY_PASSWORD"
+        )
+    return parsed.set(password=password) if password else parsed
+
+
+def redacted_url(url: str) -> str:
+    """``url`` for messages: password replaced by ``***``; an unparseable or ambiguous URL shows only its scheme."""
+    try:
+        return registry_url(url).render_as_string(hide_password=True)
+    except RegistryURLError:
+        return f"{url.split('://', 1)[0][:40]}://{HIDDEN}" if "://" in url else HIDDEN
 
 
 class ModelRegistryResource(dg.ConfigurableResource):
-    """The transactional model registry (SQLite file locally, PostgreSQL in production)."""
+    """The transactional model registry (SQLite file locally, PostgreSQL in production).
+
+    Attributes:
+        url: SQLAlchemy URL (``sqlite:///path/registry.db``, ``postgresql+psycopg2://user@host:5432/db``); a
+            password in it must be percent-encoded. Pass an ``EnvVar`` when it holds one.
+        password: The database password as is (any characters), set on the URL as a part (``EnvVar``
+            ``MLOPS_REGISTRY_PASSWORD`` in prod); overrides a password in ``url``.
+
+    ``repr``/``str`` show the URL with its password hidden and ``password`` as ``***``.
+    """
 
     url: str
+    password: str | None = None
 
     def registry(self) -> ModelRegistry:
-        return _registry(self.url)
+        """The registry (one per URL and process).
+
+        Raises:
+            RegistryURLError: see :func:`registry_url`.
+        """
+        return _registry(registry_url(self.url, self.password))
+
+    def __repr_args__(self) -> Any:
+        for name, value in super().__repr_args__():
+            if name == "url" and isinstance(value, str) and not isinstance(value, dg.EnvVar):
+                yield name, redacted_url(value)  # an unresolved EnvVar shows its variable's name
+            else:
+                yield name, (_hidden(value) if name == "password" else value)
 
 
 UNPARTITIONED = "__unpartitioned__"

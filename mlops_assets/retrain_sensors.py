@@ -12,7 +12,10 @@
 The sensors read only NEW materialization events (their cursors hold event-log storage ids) and only metadata,
 never asset values. Every request passes :func:`mlops_assets.ml.triggers.decide` against the instance's
 ``retrain_job`` runs (trigger enabled, duplicate, in progress, cooldown, daily cap) and is skipped while a
-shadow/canary rollout is active; a skip says why. Requests carry the run key
+shadow/canary rollout is active; a skip says why. A run queued or running for longer than the spec's
+``retraining.max_in_flight_hours`` (default 1.5 h, above the instance's ``max_runtime_seconds``) is presumed dead
+(e.g. its worker was SIGKILLed and it stays STARTED) and blocks nothing: the tick logs a warning naming it, and an
+allowed request names it in its evidence (``ignored_in_flight``). Requests carry the run key
 ``retrain:<reason>:<data version>:<code version>`` and the tags ``mlops/reason``, ``mlops/data_version``,
 ``mlops/evidence`` (short JSON: what fired), ``mlops/model`` and ``mlops/code_version``.
 """
@@ -105,6 +108,7 @@ def _aware(when: datetime) -> datetime:
 def _record(run_record: Any) -> triggers.RetrainRecord:
     run = run_record.dagster_run
     tags = run.tags
+    started = run_record.start_time  # epoch seconds, None until the run worker started it
     return triggers.RetrainRecord(
         at=_aware(run_record.create_timestamp),
         reason=tags.get(REASON_TAG) or "manual",
@@ -112,6 +116,7 @@ def _record(run_record: Any) -> triggers.RetrainRecord:
         code_version=tags.get(CODE_VERSION_TAG, ""),
         status=run.status.value,
         model=tags.get(MODEL_TAG, ""),
+        started_at=datetime.fromtimestamp(started, UTC) if started else None,
     )
 
 
@@ -153,8 +158,17 @@ def _production_label(spec: DatasetSpec, production: ModelVersion | None) -> str
 # -- requests ---------------------------------------------------------------------------------------------------------
 
 
-def retrain_request(request: triggers.RetrainRequest, evidence: Mapping[str, Any]) -> dg.RunRequest:
-    """The run request for an allowed retrain: run key, partition and tags."""
+def retrain_request(
+    request: triggers.RetrainRequest,
+    evidence: Mapping[str, Any],
+    decision: triggers.RetrainDecision | None = None,
+) -> dg.RunRequest:
+    """The run request for an allowed retrain: run key, partition and tags.
+
+    When ``decision`` ignored in-flight runs presumed dead, the evidence names them first (``ignored_in_flight``).
+    """
+    if decision is not None and decision.ignored:
+        evidence = {"ignored_in_flight": "; ".join(decision.ignored), **evidence}
     return dg.RunRequest(
         run_key=request.run_key,
         partition_key=request.data_version,
@@ -175,8 +189,12 @@ def _consider(
     reason: str,
     data_version: str,
     now: datetime,
+    log: Any = None,
 ) -> tuple[triggers.RetrainRequest, triggers.RetrainDecision | None, str | None]:
-    """Build the request and decide it: ``(request, decision, rollout)``; ``rollout`` set means wait for it."""
+    """Build the request and decide it: ``(request, decision, rollout)``; ``rollout`` set means wait for it.
+
+    ``log`` (the tick's logger) gets a warning when the decision ignored in-flight runs presumed dead.
+    """
     request = triggers.RetrainRequest(
         reason=reason, data_version=data_version, model=spec.name, code_version=code_version(), at=now
     )
@@ -186,7 +204,10 @@ def _consider(
     rollout = _active_rollout(registry, spec.name)
     if rollout is not None:
         return request, None, rollout
-    return request, triggers.decide(policy, request, retrain_history(instance, policy, request)), None
+    decision = triggers.decide(policy, request, retrain_history(instance, policy, request))
+    if decision.ignored and log is not None:
+        log.warning(decision.message)
+    return request, decision, None
 
 
 def _load_cursor(raw: str | None) -> dict[str, Any]:
@@ -277,12 +298,12 @@ def drift_sensor(
         else:
             order = _order(instance, pending)
             target = max(ready, key=order.index)
-            request, decision, rollout = _consider(instance, reg, spec, "drift", target, _now())
+            request, decision, rollout = _consider(instance, reg, spec, "drift", target, _now(), context.log)
             if rollout is not None:
                 skip = rollout
             elif decision is not None:
                 if decision.allowed:
-                    requests.append(retrain_request(request, pending[target]["evidence"]))
+                    requests.append(retrain_request(request, pending[target]["evidence"], decision))
                 else:
                     skip = decision.message
                 if decision.allowed or decision.rule == "duplicate":
@@ -351,11 +372,11 @@ def performance_sensor(
             if target is None:
                 skip = "SLA breached, but no data version is labelled yet"
             else:
-                request, decision, rollout = _consider(instance, reg, spec, "performance", target, _now())
+                request, decision, rollout = _consider(instance, reg, spec, "performance", target, _now(), context.log)
                 if rollout is not None:
                     skip = rollout
                 elif decision is not None and decision.allowed:
-                    requests.append(retrain_request(request, pending))
+                    requests.append(retrain_request(request, pending, decision))
                     pending = None
                 elif decision is not None:
                     skip = decision.message
@@ -423,11 +444,13 @@ def freshness_sensor(
         if stale is not None and stale.run_key == state.get("requested"):
             skip = f"{skip}; retrain on {stale.data_version} already requested by this sensor"
         elif stale is not None:
-            request, decision, rollout = _consider(context.instance, reg, spec, "stale", stale.data_version, now)
+            request, decision, rollout = _consider(
+                context.instance, reg, spec, "stale", stale.data_version, now, context.log
+            )
             if rollout is not None:
                 skip = rollout
             elif decision is not None and decision.allowed:
-                requests.append(retrain_request(request, evidence))
+                requests.append(retrain_request(request, evidence, decision))
                 state["requested"] = request.run_key
             elif decision is not None:
                 skip = f"{skip}; {decision.message}"
@@ -459,7 +482,7 @@ def retrain_schedule(
         return dg.SkipReason("no data version is labelled yet: nothing to retrain on")
     reg = registry.registry()
     # The hygiene rules compare with run creation times: the real clock, not the (possibly missed) tick time.
-    request, decision, rollout = _consider(instance, reg, spec, "schedule", target, _now())
+    request, decision, rollout = _consider(instance, reg, spec, "schedule", target, _now(), context.log)
     if rollout is not None:
         return dg.SkipReason(rollout)
     assert decision is not None
@@ -472,7 +495,7 @@ def retrain_schedule(
         "production_version": production.version if production else None,
         "trained_on": production.data_versions[-1] if production and production.data_versions else None,
     }
-    return retrain_request(request, evidence)
+    return retrain_request(request, evidence, decision)
 
 
 #: What the monitoring schedule re-materializes: read-only measurements, never a rollout step or a promotion.

@@ -397,27 +397,28 @@ def test_retrain_schedule_requests_the_newest_labelled_version_under_the_hygiene
     world = stored_world
     world.production(V1)
     world.labels(V1, V2)
-    context = dg.build_schedule_context(
+    # Contexts are entered: a context left open keeps a disposed instance as the process's current one.
+    with dg.build_schedule_context(
         instance=world.instance, resources=world.resources, scheduled_execution_time=datetime.now(UTC)
-    )
-    request = rs.retrain_schedule(context)
+    ) as context:
+        request = rs.retrain_schedule(context)
     assert isinstance(request, dg.RunRequest)
     assert request.partition_key == V2 and request.tags[REASON_TAG] == "schedule"
     world.launch(request)
-    again = rs.retrain_schedule(
-        dg.build_schedule_context(
-            instance=world.instance, resources=world.resources, scheduled_execution_time=datetime.now(UTC)
-        )
-    )
+    with dg.build_schedule_context(
+        instance=world.instance, resources=world.resources, scheduled_execution_time=datetime.now(UTC)
+    ) as context:
+        again = rs.retrain_schedule(context)
     assert isinstance(again, dg.SkipReason) and "already requested" in str(again.skip_message)
 
 
 def test_monitoring_schedule_remeasures_the_newest_versions(stored_world: World) -> None:
     world = stored_world
     world.labels(V3)
-    requests = rs.monitoring_schedule(
-        dg.build_schedule_context(instance=world.instance, scheduled_execution_time=datetime(2024, 5, 1, 2, tzinfo=UTC))
-    )
+    with dg.build_schedule_context(
+        instance=world.instance, scheduled_execution_time=datetime(2024, 5, 1, 2, tzinfo=UTC)
+    ) as context:
+        requests = rs.monitoring_schedule(context)
     assert isinstance(requests, list)
     assert [(r.partition_key, r.asset_selection) for r in requests] == [
         (V7, [rs.DRIFT_REPORT]),

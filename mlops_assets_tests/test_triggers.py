@@ -153,7 +153,8 @@ def test_duplicate_same_reason_version_and_code_version() -> None:
 
 def test_in_flight_retrain_blocks() -> None:
     for status in ("queued", "started", "not_started", "requested"):
-        decision = decide(RetrainPolicy(cooldown_hours=0), req(), [rec(30, status=status)])
+        # Within max_in_flight_hours (1.5 h by default); an older one is presumed dead (test_operations_safety.py).
+        decision = decide(RetrainPolicy(cooldown_hours=0), req(), [rec(1, status=status)])
         assert decision.rule == "in_progress", status
         assert status in decision.message
 

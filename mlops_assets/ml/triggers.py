@@ -7,13 +7,19 @@ retrain requests of the model:
 1. ``disabled`` — the reason is not among the spec's enabled triggers.
 2. ``duplicate`` — the same reason, data version and code version was requested before (any outcome: a
    failed run fails again with the same code; a fixed release has another code version).
-3. ``in_progress`` — a retrain of the model is queued or running.
+3. ``in_progress`` — a retrain of the model is queued or running, and has been for less than
+   ``max_in_flight_hours`` (from its start, or its request while it has not started).
 4. ``cooldown`` — the last retrain that did not fail started less than ``cooldown_hours`` ago.
 5. ``daily_cap`` — ``max_retrains_per_day`` retrains (failed ones included) in the rolling last 24 h.
 
-Canceled runs count for ``duplicate`` only. :func:`assess_staleness` is the staleness rule (the production model
-is older than ``max_model_age_days``, or its newest training data version is more than ``max_versions_behind``
-labelled versions behind the newest labelled version). Every function here is deterministic: ``now`` is passed in.
+Canceled runs count for ``duplicate`` only. A run still "in flight" after ``max_in_flight_hours`` is presumed
+dead (its worker was killed; the instance's run monitoring cancels any run after ``max_runtime_seconds``, which
+the default bound exceeds): it blocks nothing and counts as failed (``daily_cap`` only), and every decision
+names it in its message and in :attr:`RetrainDecision.ignored`.
+
+:func:`assess_staleness` is the staleness rule (the production model is older than ``max_model_age_days``, or
+its newest training data version is more than ``max_versions_behind`` labelled versions behind the newest
+labelled version). Every function here is deterministic: ``now`` is passed in.
 """
 
 import json
@@ -65,6 +71,10 @@ class RetrainPolicy:
         max_model_age_days: The production model is stale when it was trained longer ago than this.
         max_versions_behind: ... or when more than this many labelled data versions arrived after the newest
             version it was trained on.
+        max_in_flight_hours: A retrain queued or running for longer than this (hours since it started, or since
+            it was requested if it never started) is presumed dead and no longer blocks triggers. Default 1.5 h:
+            above the instance's ``run_monitoring.max_runtime_seconds`` (3600 s) plus ``cancel_timeout_seconds``
+            (180 s) in ``dagster.yaml`` and ``deploy/dagster.yaml``, after which the daemon has ended any run.
     """
 
     triggers: tuple[str, ...] = DEFAULT_TRIGGERS
@@ -72,6 +82,7 @@ class RetrainPolicy:
     max_retrains_per_day: int = 4
     max_model_age_days: float = 30.0
     max_versions_behind: int = 3
+    max_in_flight_hours: float = 1.5
 
     def __post_init__(self) -> None:
         triggers = self.triggers
@@ -99,7 +110,12 @@ class RetrainPolicy:
             raise RetrainPolicyError(
                 f"retraining.max_versions_behind must be an integer >= 0, got {self.max_versions_behind!r}"
             )
+        if not _is_number(self.max_in_flight_hours) or self.max_in_flight_hours <= 0:
+            raise RetrainPolicyError(
+                f"retraining.max_in_flight_hours must be a number > 0, got {self.max_in_flight_hours!r}"
+            )
         object.__setattr__(self, "cooldown_hours", float(self.cooldown_hours))
+        object.__setattr__(self, "max_in_flight_hours", float(self.max_in_flight_hours))
         object.__setattr__(self, "max_model_age_days", float(self.max_model_age_days))
 
     def enabled(self, reason: str) -> bool:
@@ -113,6 +129,10 @@ class RetrainPolicy:
     @property
     def max_model_age(self) -> timedelta:
         return timedelta(days=self.max_model_age_days)
+
+    @property
+    def max_in_flight(self) -> timedelta:
+        return timedelta(hours=self.max_in_flight_hours)
 
     @property
     def history_horizon(self) -> timedelta:
@@ -171,6 +191,7 @@ class RetrainRecord:
         status: Lower-case run status (``queued``, ``started``, ``success``, ``failure``, ``canceled``...), or
             ``requested``.
         model: The model it retrains ("" when unknown: it then counts for every model).
+        started_at: When its run started (``None`` while it has not), timezone-aware.
     """
 
     at: datetime
@@ -179,14 +200,25 @@ class RetrainRecord:
     code_version: str = ""
     status: str = "requested"
     model: str = ""
+    started_at: datetime | None = None
 
     def __post_init__(self) -> None:
         _aware(self.at, "RetrainRecord.at")
+        if self.started_at is not None:
+            _aware(self.started_at, "RetrainRecord.started_at")
         object.__setattr__(self, "status", self.status.lower())
 
     @property
     def in_flight(self) -> bool:
         return self.status in IN_FLIGHT_STATUSES
+
+    def presumed_dead(self, now: datetime, bound: timedelta) -> bool:
+        """In flight for longer than ``bound`` (since it started, else since it was requested) at ``now``."""
+        return self.in_flight and (self.started_at or self.at) <= now - bound
+
+    def describe(self) -> str:
+        """``<reason> on <data version> (<status>, requested <time>)``."""
+        return f"{self.reason} on {self.data_version} ({self.status}, requested {_fmt(self.at)})"
 
     @property
     def canceled(self) -> bool:
@@ -240,14 +272,20 @@ class RetrainDecision:
     """Allowed or not, by which rule, and a sentence saying why.
 
     ``rule`` is ``allowed``, ``disabled``, ``duplicate``, ``in_progress``, ``cooldown`` or ``daily_cap``.
+    ``ignored`` describes the in-flight runs presumed dead (older than ``max_in_flight_hours``), which the
+    decision did not count as in progress; the message says so too.
     """
 
     allowed: bool
     rule: str
     message: str
+    ignored: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        return {"allowed": self.allowed, "rule": self.rule, "message": self.message}
+        out: dict[str, Any] = {"allowed": self.allowed, "rule": self.rule, "message": self.message}
+        if self.ignored:
+            out["ignored_in_flight"] = list(self.ignored)
+        return out
 
 
 def _fmt(when: datetime) -> str:
@@ -274,9 +312,24 @@ def decide(policy: RetrainPolicy, request: RetrainRequest, history: Iterable[Ret
         )
     now = request.at
     mine = [r for r in history if r.concerns(request.model)]
+    dead = sorted(  # by value, so that the message does not depend on the history's order
+        (r for r in mine if r.presumed_dead(now, policy.max_in_flight)),
+        key=lambda x: (x.at, x.reason, x.data_version, x.code_version, x.status, x.model),
+    )
+    ignored = tuple(r.describe() for r in dead)
+    note = (
+        f"; ignored {len(dead)} in-flight run(s) older than {policy.max_in_flight_hours:g} h, presumed dead: "
+        + "; ".join(ignored)
+        if dead
+        else ""
+    )
+
+    def decision(allowed: bool, rule: str, message: str) -> RetrainDecision:
+        return RetrainDecision(allowed, rule, message + note, ignored)
+
     for r in mine:
         if (r.reason, r.data_version, r.code_version) == (request.reason, request.data_version, request.code_version):
-            return RetrainDecision(
+            return decision(
                 False,
                 "duplicate",
                 f"{what}: already requested at {_fmt(r.at)} with code {request.code_version} (status {r.status})",
@@ -290,24 +343,24 @@ def decide(policy: RetrainPolicy, request: RetrainRequest, history: Iterable[Ret
         ]
         if same:
             r = max(same, key=lambda x: (x.at, x.reason))
-            return RetrainDecision(
+            return decision(
                 False,
                 "duplicate",
                 f"{what}: {request.data_version} was already retrained with code {request.code_version} "
                 f"({r.reason}, requested {_fmt(r.at)}, status {r.status}); the same data and code give the same model",
             )
-    in_flight = [r for r in mine if r.in_flight]
+    in_flight = [r for r in mine if r.in_flight and r not in dead]
     if in_flight:
         r = max(in_flight, key=lambda x: (x.at, x.data_version, x.reason))  # ties broken by value, not order
-        return RetrainDecision(
+        return decision(
             False,
             "in_progress",
             f"{what}: a retrain is already {r.status} ({r.reason} on {r.data_version}, requested {_fmt(r.at)})",
         )
-    cooling = [r for r in mine if not r.failed and not r.canceled and r.at > now - policy.cooldown]
+    cooling = [r for r in mine if not r.failed and not r.canceled and r not in dead and r.at > now - policy.cooldown]
     if cooling:
         last = max(cooling, key=lambda x: (x.at, x.data_version, x.reason))
-        return RetrainDecision(
+        return decision(
             False,
             "cooldown",
             f"{what}: cooldown — the last retrain ({last.reason} on {last.data_version}) was "
@@ -318,13 +371,13 @@ def decide(policy: RetrainPolicy, request: RetrainRequest, history: Iterable[Ret
     if len(in_day) >= policy.max_retrains_per_day:
         # The request becomes allowed once the cap-th most recent retrain leaves the window.
         free_at = in_day[policy.max_retrains_per_day - 1] + DAY
-        return RetrainDecision(
+        return decision(
             False,
             "daily_cap",
             f"{what}: {len(in_day)} retrains in the last 24 h, cap is "
             f"{policy.max_retrains_per_day}; next allowed after {_fmt(free_at)}",
         )
-    return RetrainDecision(True, "allowed", f"{what}: allowed")
+    return decision(True, "allowed", f"{what}: allowed")
 
 
 # -- staleness --------------------------------------------------------------------------------------------------------
