@@ -25,6 +25,36 @@ from mlops_assets.resources import (
     StoredAssets,
 )
 
+#: Per-column fields shown in the ``columns`` table of ``drift_report`` (names as in ``drift.ColumnDrift``).
+DRIFT_TABLE_FIELDS: tuple[str, ...] = (
+    "column",
+    "kind",
+    "test",
+    "statistic",
+    "critical",
+    "p_value",
+    "p_value_adjusted",
+    "threshold",
+    "drifted",
+    "psi",
+    "psi_band",
+    "psi_critical",
+    "psi_drifted",
+    "null_share_reference",
+    "null_share_current",
+    "null_share_rise",
+    "reason",
+)
+
+
+def drift_table(report: drift.DriftReport) -> dg.TableMetadataValue:
+    """The per-column verdicts of a drift report as a Dagster table: one row per feature column."""
+    rows = []
+    for col in report.columns:
+        data = col.to_dict()
+        rows.append({k: data.get(k) for k in DRIFT_TABLE_FIELDS})
+    return table(rows)
+
 
 @dg.asset(
     partitions_def=data_versions,
@@ -32,8 +62,10 @@ from mlops_assets.resources import (
     kinds={"numpy"},
     description=(
         "Drift and data quality of this data version's model inputs against the stored reference profile of the "
-        "production model's training data (per-column test chosen by type and reference size, PSI with a "
-        "sample-size-aware critical value, Benjamini–Hochberg, dataset drift when the drifted share ≥ 0.5)."
+        "production model's training data (per-column test chosen by type and reference size; distances and PSI "
+        "calibrated against their null distribution at the batch's size, so false alarms stay at 5 % at every "
+        "size; a significant rise in missing values beyond the policy's max_null_share_increase; "
+        "Benjamini–Hochberg; dataset drift when the drifted share ≥ 0.5)."
     ),
 )
 def drift_report(
@@ -53,34 +85,14 @@ def drift_report(
         )
     data = artifacts.store().get_bytes(ArtifactRef.from_dict(reference_ref))  # digest verified before parsing
     reference = drift.DriftReference.from_json(data.decode())
-    report = drift.drift_report(reference, features[list(reference.column_names)])
+    options = drift.DriftOptions(max_null_share_increase=spec.policy.max_null_share_increase)
+    report = drift.drift_report(reference, features[list(reference.column_names)], options)
     record: dict[str, Any] = {
         "compared_with": production.version,
         "reference_data_versions": list(production.data_versions),
         "reason": report.reason,
         "report": report.to_dict(),
     }
-    rows = [
-        {
-            k: c.to_dict().get(k)
-            for k in (
-                "name",
-                "kind",
-                "test",
-                "statistic",
-                "p_value",
-                "p_value_adjusted",
-                "threshold",
-                "drifted",
-                "psi",
-                "psi_band",
-                "psi_critical",
-                "psi_drifted",
-                "reason",
-            )
-        }
-        for c in report.columns
-    ]
     return dg.MaterializeResult(
         value=record,
         metadata={
@@ -89,7 +101,8 @@ def drift_report(
             "drifted_share": float(report.drifted_share),
             "n_drifted": int(report.n_drifted),
             "drifted_columns": ", ".join(c.column for c in report.columns if c.drifted) or "none",
-            "columns": table(rows),
+            "null_share_increases": ", ".join(report.data_quality.null_share_increases) or "none",
+            "columns": drift_table(report),
             "data_quality": dg.MetadataValue.json(report.data_quality.to_dict()),
         },
     )
@@ -100,9 +113,10 @@ def drift_report(
     blocking=False,
     partitions_def=data_versions,
     description=(
-        "Passes when the data version does not drift as a whole (drifted share of columns < 0.5) and no column "
-        "failed closed (empty or all-missing). Not blocking: drift is a signal for retraining, not a reason to "
-        "stop validating and training on the new data."
+        "Passes when the data version does not drift as a whole (drifted share of columns < 0.5), no column "
+        "failed closed (empty, or all missing where the reference had values) and no column's share of missing "
+        "values rose beyond the policy's max_null_share_increase (a data-quality failure). Not blocking: drift is "
+        "a signal for retraining, not a reason to stop validating and training on the new data."
     ),
 )
 def no_drift(drift_report: dict[str, Any]) -> dg.AssetCheckResult:
@@ -114,12 +128,19 @@ def no_drift(drift_report: dict[str, Any]) -> dg.AssetCheckResult:
             metadata={"compared_with": "none"},
         )
     drifted = [c["column"] for c in report["columns"] if c["drifted"]]
-    no_values = [c["column"] for c in report["columns"] if c.get("reason")]
-    passed = not report["dataset_drift"] and not no_values
+    # Failed closed: drifted with a reason. A column missing on both sides has a reason but is unchanged.
+    no_values = [c["column"] for c in report["columns"] if c.get("reason") and c["drifted"]]
+    null_rises = [
+        f"{s['column']} {s['reference']:.1%} -> {s['current']:.1%}"
+        for s in report["data_quality"]["null_shares"]
+        if s.get("rose")
+    ]
+    passed = not report["dataset_drift"] and not no_values and not null_rises
     message = (
         f"{len(drifted)} of {len(report['columns'])} columns drifted (share {report['drifted_share']:.2f}, "
         f"dataset drift at >= 0.5): {', '.join(drifted) or 'none'}"
         + (f"; failed closed: {', '.join(no_values)}" if no_values else "")
+        + (f"; missing values rose: {', '.join(null_rises)}" if null_rises else "")
     )
     return dg.AssetCheckResult(
         passed=passed,
@@ -129,6 +150,7 @@ def no_drift(drift_report: dict[str, Any]) -> dg.AssetCheckResult:
             "observed": float(report["drifted_share"]),
             "threshold": 0.5,
             "drifted_columns": ", ".join(drifted) or "none",
+            "null_share_increases": ", ".join(report["data_quality"].get("null_share_increases", [])) or "none",
             "compared_with": f"v{drift_report['compared_with']}",
         },
     )
@@ -221,7 +243,9 @@ def _labels_file(landing: LandingZone, version: str) -> str | None:
     description=(
         "The labels of this data version, row id → 0/1: from a labels file landed later in the labels folder "
         "(named like the data file, or after the version key; it wins when present) or else from the data "
-        "file's own label column. Bad labels files fail with the file, column and rule; nothing is stored."
+        "file's own label column. A labels file's id and label columns are typed by the data files' own schema "
+        "(a bool label written yes/no reads as in a data file). Bad labels files fail with the file, column and "
+        "rule; nothing is stored."
     ),
 )
 def labels(
