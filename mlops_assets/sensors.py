@@ -16,6 +16,7 @@ SOURCE_FILE_TAG = "mlops/source_file"
 DATA_VERSION_TAG = "mlops/data_version"
 TRAINING_TAG = "mlops/training"
 EVIDENCE_TAG = "mlops/evidence"
+LANDING_GENERATION_TAG = "mlops/landing_generation"
 
 
 def _known_digests(instance: dg.DagsterInstance) -> set[str]:
@@ -26,6 +27,17 @@ def _known_digests(instance: dg.DagsterInstance) -> set[str]:
         except ValueError:  # a partition added by hand with another naming scheme: not ours to dedupe
             continue
     return digests
+
+
+def landing_generation(instance: dg.DagsterInstance, key: str) -> int:
+    """How many times data version ``key`` has landed, this landing included.
+
+    1 plus the ``new_data`` runs already recorded for the key (one indexed run-tag count, no data read).
+    Deleting a partition and landing the same bytes again re-creates the same key; the generation puts a
+    new run key on that run, where the first run's key would make the daemon skip it as already used.
+    """
+    runs = instance.get_runs_count(dg.RunsFilter(tags={REASON_TAG: "new_data", DATA_VERSION_TAG: key}))
+    return 1 + runs
 
 
 def _trains_on_new_data(dataset: DatasetSpecResource, registry: ModelRegistryResource) -> tuple[bool, str]:
@@ -46,7 +58,9 @@ def _trains_on_new_data(dataset: DatasetSpecResource, registry: ModelRegistryRes
     description=(
         "Registers every new CSV/Parquet file in the landing folder as a data version (content-derived key) "
         "and requests one run for it: ingest_job (validate, features, monitoring, rollout step), or the whole "
-        "lifecycle_job when nothing is in production yet. Landing the same bytes again, under any name, does nothing."
+        "lifecycle_job when nothing is in production yet. Landing the same bytes again, under any name, does nothing "
+        "while their partition exists; after the partition was deleted it lands again with a new run key "
+        "(landing generation)."
     ),
 )
 def landing_sensor(
@@ -62,7 +76,8 @@ def landing_sensor(
     requests: list[dg.RunRequest] = []
     current: dict[str, list] = {}
     train: tuple[bool, str] | None = None
-    for landed in landing.scan():
+    landed_files = landing.scan()
+    for landed in landed_files:
         cached = seen.get(landed.name)
         if cached and cached[0] == landed.size and cached[1] == landed.mtime_ns:
             digest = cached[2]
@@ -77,10 +92,12 @@ def landing_sensor(
         new_keys.append(key)
         if train is None:
             train = _trains_on_new_data(dataset, registry)
+        generation = landing_generation(context.instance, key)
         requests.append(
             dg.RunRequest(
-                # Code version in the key: a failed run does not block a fixed release from retrying.
-                run_key=f"new_data:{key}:{code_version()}",
+                # Code version in the key: a failed run does not block a fixed release from retrying. Landing
+                # generation: a version re-created after its partition was deleted runs again.
+                run_key=f"new_data:{key}:{code_version()}:landing-{generation}",
                 job_name=(lifecycle_job if train[0] else ingest_job).name,
                 partition_key=key,
                 tags={
@@ -88,6 +105,7 @@ def landing_sensor(
                     SOURCE_FILE_TAG: landed.name,
                     DATA_VERSION_TAG: key,
                     TRAINING_TAG: train[1],
+                    LANDING_GENERATION_TAG: str(generation),
                 },
             )
         )
@@ -97,7 +115,17 @@ def landing_sensor(
         run_requests=requests,
         dynamic_partitions_requests=[data_versions.build_add_request(new_keys)] if new_keys else [],
         cursor=json.dumps(current, sort_keys=True),
-        skip_reason=None if requests else "no new data in the landing folder",
+        skip_reason=None if requests else _nothing_new(landing, len(landed_files)),
+    )
+
+
+def _nothing_new(landing: LandingZone, n_files: int) -> str:
+    """Why a landing tick requests nothing."""
+    if not n_files:
+        return f"no data files in the landing folder {landing.uri('')}"
+    return (
+        f"no new data: the {n_files} landed file(s) in {landing.uri('')} are all already registered as data "
+        "versions (same bytes as an existing partition); delete a version's partition to land its bytes again"
     )
 
 

@@ -5,13 +5,21 @@ from collections.abc import Callable
 import dagster as dg
 import pandas as pd
 
+from mlops_assets.assets.features import features_checks
 from mlops_assets.assets.gating import check_result
+from mlops_assets.gate_records import latest_gate_results, latest_materialization_metadata
 from mlops_assets.ml import validation
 from mlops_assets.ml.gate_result import GateResult
 from mlops_assets.ml.spec import DatasetSpec
 from mlops_assets.ml.versions import file_digest
-from mlops_assets.partitions import data_versions
-from mlops_assets.resources import DatasetSpecResource, LandingZone
+from mlops_assets.partitions import DATA_VERSIONS, data_versions
+from mlops_assets.resources import (
+    DatasetSpecResource,
+    LandingZone,
+    S3StoredAssets,
+    StoredAssets,
+    stored_asset_path,
+)
 
 SOURCE_FILE_ATTR = "source_file"
 
@@ -26,7 +34,8 @@ def _column_schema(df: pd.DataFrame) -> dg.TableSchema:
     kinds={"pandas", "parquet"},
     description=(
         "One landed data version: the file's rows, typed by the schema derived from the dataset spec. "
-        "When the schema gate fails the rows are stored as read (text), as evidence, and nothing downstream runs."
+        "When the schema gate fails the rows are stored as read (the reader's types), as evidence, and nothing "
+        "downstream runs; the checks then re-validate exactly what the asset validated."
     ),
 )
 def raw_data(
@@ -44,7 +53,9 @@ def raw_data(
             metadata={"file": landing.uri(path.name), "rule": exc.rule, "column": exc.column or "-"},
         ) from exc
     typed = validation.coerce_to_schema(frame, spec)
-    stored = typed if typed is not None else frame.astype("string")
+    # Failed: the frame exactly as read (CSV: text and inferred numbers; Parquet: its stored types), which Parquet
+    # stores without loss, so the checks see the values the asset saw and report the same failure cases.
+    stored = typed if typed is not None else frame
     stored.attrs[SOURCE_FILE_ATTR] = path.name
     return dg.MaterializeResult(
         value=stored,
@@ -86,3 +97,137 @@ raw_data_checks = [
     _raw_check("label_in_domain", "every label is one of the spec's label values", validation.gate_label_in_domain),
     _raw_check("ids_unique", "the id column is present, never null and unique", validation.gate_ids_unique),
 ]
+
+
+# --- Gates that compare a version with the earlier accepted ones -----------------------------------------------
+
+
+def data_gate_keys() -> list[dg.AssetCheckKey]:
+    """The data gates a version must have passed to be *accepted*: every raw_data and features check."""
+    return [key for c in (*raw_data_checks, *features_checks) for key in c.check_keys]
+
+
+def accepted_earlier_versions(
+    instance: dg.DagsterInstance, current: str, limit: int | None = None
+) -> tuple[list[str], list[dict[str, str]]]:
+    """Earlier data versions whose data gates all passed, newest first, and the ones passed over.
+
+    "Earlier" is the dynamic-partition (landing) order. Reads only the instance's latest check results per
+    version (:func:`~mlops_assets.gate_records.latest_gate_results`): a gate failed, missing or stale (evaluated
+    against an older materialization) means not accepted.
+
+    Args:
+        instance: The Dagster instance.
+        current: The data version being checked; only versions landed before it are considered.
+        limit: Stop after this many accepted versions (``None``: all of them).
+
+    Returns:
+        ``(accepted, skipped)``: accepted keys newest first; skipped ones as ``{"data_version", "reason"}``.
+    """
+    keys = instance.get_dynamic_partitions(DATA_VERSIONS)
+    earlier = keys[: keys.index(current)] if current in keys else list(keys)
+    accepted: list[str] = []
+    skipped: list[dict[str, str]] = []
+    gates = data_gate_keys()
+    for key in reversed(earlier):
+        if limit is not None and len(accepted) >= limit:
+            break
+        failing = [g for g in latest_gate_results(instance, gates, key) if not g.passed]
+        if failing:
+            reason = ", ".join(f"{g.check.split(':')[-1]} {g.status}" for g in failing)
+            skipped.append({"data_version": key, "reason": reason})
+        else:
+            accepted.append(key)
+    return accepted, skipped
+
+
+def _stored_ids(stored: StoredAssets, version: str, column: str) -> pd.Series:
+    """Only the id column of a stored raw_data partition (a column-projected Parquet read on local storage)."""
+    if isinstance(stored, S3StoredAssets):
+        return stored.load("raw_data", version)[column]
+    path = stored_asset_path(stored.base_dir, ["raw_data"], version).with_suffix(".parquet")
+    return pd.read_parquet(path, columns=[column])[column]
+
+
+@dg.asset_check(
+    asset=raw_data,
+    name="volume_within_bounds",
+    blocking=True,
+    partitions_def=data_versions,
+    description=(
+        "Passes when the version's row count divided by that of the previous accepted version (the latest "
+        "earlier data version whose data gates passed) is within policy.volume_ratio_bounds (default [0.5, 2]); "
+        "the first version has nothing to compare with and passes, recorded. Reads only the row_count metadata "
+        "of the raw_data materializations."
+    ),
+)
+def volume_within_bounds(context: dg.AssetCheckExecutionContext, dataset: DatasetSpecResource) -> dg.AssetCheckResult:
+    spec = dataset.load()
+    version = context.partition_key
+    current = latest_materialization_metadata(context.instance, "raw_data", version)
+    source = str(current.get("file", version)).rsplit("/", 1)[-1]  # the file name, as the other raw gates say
+    if current.get("dagster/row_count") is None:
+        # Fail closed: without this version's row count there is nothing to judge.
+        return check_result(
+            GateResult(
+                name="volume_within_bounds",
+                passed=False,
+                condition="row count / previous accepted version's row count within policy.volume_ratio_bounds",
+                message=f"{source}: no row_count recorded for raw_data {version} (rule: volume_within_bounds)",
+            )
+        )
+    # Walks back from the version just before this one and stops at the first accepted one.
+    accepted, skipped = accepted_earlier_versions(context.instance, version, limit=1)
+    previous: tuple[str, int] | None = None
+    if accepted:
+        rows = latest_materialization_metadata(context.instance, "raw_data", accepted[0]).get("dagster/row_count")
+        if rows is None:  # a version whose gates passed has a row count; never compare with a guess
+            return check_result(
+                GateResult(
+                    name="volume_within_bounds",
+                    passed=False,
+                    condition="row count / previous accepted version's row count within policy.volume_ratio_bounds",
+                    message=(
+                        f"{source}: the previous accepted version {accepted[0]} has no row_count recorded "
+                        "(rule: volume_within_bounds)"
+                    ),
+                )
+            )
+        previous = (accepted[0], int(rows))
+    gate = validation.gate_volume_within_bounds(int(current["dagster/row_count"]), previous, spec, source, skipped)
+    return check_result(gate)
+
+
+@dg.asset_check(
+    asset=raw_data,
+    name="ids_unique_across_versions",
+    blocking=True,
+    partitions_def=data_versions,
+    description=(
+        "When the spec sets id_unique_across_versions: passes when no id of this version appears in an earlier "
+        "accepted data version (only their id columns are read). Otherwise passes and records that ids may "
+        "repeat across versions."
+    ),
+)
+def ids_unique_across_versions(
+    context: dg.AssetCheckExecutionContext,
+    raw_data: pd.DataFrame,
+    dataset: DatasetSpecResource,
+    stored_assets: StoredAssets,
+) -> dg.AssetCheckResult:
+    spec = dataset.load()
+    source = str(raw_data.attrs.get(SOURCE_FILE_ATTR, context.partition_key))
+    earlier: dict[str, pd.Series] = {}
+    unreadable: list[str] = []
+    if spec.id_unique_across_versions:
+        accepted, _ = accepted_earlier_versions(context.instance, context.partition_key)
+        for key in reversed(accepted):  # landing order: an id is reported with the first version that used it
+            try:
+                earlier[key] = _stored_ids(stored_assets, key, spec.id_column)
+            except (FileNotFoundError, KeyError, ValueError) as exc:
+                context.log.warning(f"ids of accepted data version {key} unreadable: {exc}")
+                unreadable.append(key)
+    return check_result(validation.gate_ids_unique_across_versions(raw_data, spec, source, earlier, unreadable))
+
+
+raw_data_checks.extend([volume_within_bounds, ids_unique_across_versions])

@@ -24,7 +24,7 @@ from mlops_assets.ml.policy import Policy
 from mlops_assets.ml.rollout import GuardResult, Phase, RolloutState, canary_guards, shadow_guards
 from mlops_assets.ml.routing import CHALLENGER_ARM, CHAMPION_ARM
 from mlops_assets.ml.spec import DatasetSpec
-from mlops_assets.ml.validation import DataFileError, read_data_file
+from mlops_assets.ml.validation import DataFileError, coerce_columns, gate_label_in_domain, read_data_file
 
 LABEL = "label"
 
@@ -47,7 +47,9 @@ def labels_from_file(path: Path, spec: DatasetSpec, known_ids: pd.Series | None 
 
     Raises:
         LabelsError: unreadable file, missing column, missing or duplicate ids, label outside its
-            domain or missing, ids unknown to the data version.
+            domain or missing (read through the label column's type, as in a data file: rule
+            ``label_in_domain``), id or label failing the data files' schema (rule ``schema_valid``), ids
+            unknown to the data version.
     """
     try:
         raw = read_data_file(path, spec)
@@ -67,11 +69,18 @@ def labels_from_file(path: Path, spec: DatasetSpec, known_ids: pd.Series | None 
             f"{path}: column {spec.id_column!r} has {int(duplicated.sum())} duplicate ids, e.g. "
             f"{ids[duplicated].astype(str).iloc[0]!r} (rule: ids_unique)"
         )
+    # The label cells are read through the label column's type, as in a data file (yes/no of a bool label).
+    in_domain = gate_label_in_domain(raw, spec, str(path))
+    if not in_domain.passed:
+        raise LabelsError(in_domain.message)
+    # Then both columns are typed by the data files' own schema, so ids and labels compare like with like
+    # ("01" is the int id 1; "yes" is the bool True).
     try:
-        encoded = encode_label(raw[spec.label.column], spec)
+        typed = coerce_columns(raw, spec, [spec.id_column, spec.label.column], str(path))
     except ValueError as exc:
-        raise LabelsError(f"{path}: {exc} (rule: label_in_domain)") from exc
-    frame = pd.DataFrame({"row_id": ids.astype(str).to_numpy(), LABEL: encoded.astype(float)})
+        raise LabelsError(str(exc)) from exc
+    encoded = encode_label(typed[spec.label.column], spec)
+    frame = pd.DataFrame({"row_id": typed[spec.id_column].astype(str).to_numpy(), LABEL: encoded.astype(float)})
     if known_ids is not None:
         unknown = ~frame["row_id"].isin(set(known_ids.astype(str)))
         if unknown.any():

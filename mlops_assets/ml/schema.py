@@ -4,7 +4,9 @@ Dtype decisions (``coerce=True`` everywhere, so a CSV that pandas read as text i
 
 * ``int``: ``int64`` when the column is not nullable, pandas ``Int64`` (masked, holds ``<NA>``) when it
   is. Coercion is strict: a fractional value such as ``2.5`` fails coercion instead of being truncated
-  to ``2`` the way ``Series.astype("int64")`` silently does.
+  to ``2`` the way ``Series.astype("int64")`` silently does. Text is read as the number it spells, by
+  the same rule: ``"77"`` and ``"77.0"`` are 77, ``"2.5"`` fails, and Python's ``int`` keeps every digit
+  (CSV int columns are read as text for that reason, and a text copy of a frame coerces like the frame).
 * ``float``: ``float64`` (missing values are ``NaN``).
 * ``bool``: ``bool`` when not nullable, pandas ``boolean`` when nullable. Coercion accepts booleans,
   0/1 and the strings true/false, t/f, yes/no, y/n, 1/0 (any case); anything else fails instead of
@@ -22,8 +24,12 @@ nullability, ``min``/``max`` (``Check.in_range`` / ``ge`` / ``le``), ``categorie
 ``unique``. ``strict=False``: extra columns are allowed and kept; the validation gate reports them in
 its evidence without failing. The label column is checked for presence, type and nullability only:
 whether its values are in ``spec.label.values`` is the separate ``label_in_domain`` gate.
+:func:`canonical_value` reads one value by the same rules as a column's cells; the spec reads its label
+values through it and the ``label_in_domain`` gate every label cell, so they agree on what a value is.
 """
 
+import math
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -51,8 +57,43 @@ def _whole_number(value: Any) -> Any:
     return value
 
 
+def _int_from_text(value: Any) -> Any:
+    """Read a text cell as the integer it spells ("77", " 77 ", "77.0", "7.7e1"); other values pass unchanged.
+
+    A text copy of a frame (or a CSV column holding one stray word) carries its numbers as text; they must
+    coerce exactly like the numbers they spell, so "77.0" is 77 as the float 77.0 is, and "2.5" fails as 2.5 does.
+    Python's ``int`` keeps every digit, so text beyond 2**53 is not rounded through a float.
+    """
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if "_" in text or not text.isascii():
+        # Python's int() and float() also accept "1_000" and non-ASCII digits; a data file's number does not.
+        raise ValueError(f"{value!r} is not a number")
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    number = float(text)  # ValueError for text that is no number at all
+    if not math.isfinite(number) or not number.is_integer():
+        raise ValueError(f"{value!r} is not a whole number")
+    return int(number)
+
+
+def _ints_from_text(data: Any) -> Any:
+    # Only text data needs reading; the distinct values are mapped once, so this stays fast on big files.
+    if isinstance(data, pd.Series) and (
+        pd.api.types.is_object_dtype(data.dtype) or pd.api.types.is_string_dtype(data.dtype)
+    ):
+        codes, uniques = pd.factorize(data)  # missing values get code -1, the None appended last
+        parsed = np.array([*(_int_from_text(v) for v in uniques), None], dtype=object)
+        # An object Series of Python ints: Series.map would infer float64 and round digits beyond 2**53.
+        return pd.Series(parsed[codes], index=data.index, name=data.name, dtype=object)
+    return data
+
+
 def _reject_fractions(data: Any) -> Any:
-    # Only float data can hold fractions; strings such as "2.5" already fail the numpy cast.
+    # Only float data can hold fractions; text such as "2.5" has already failed in _ints_from_text.
     if isinstance(data, pd.Series | pd.Index) and pd.api.types.is_float_dtype(data.dtype):
         values = data.to_numpy(dtype="float64", na_value=np.nan)
         finite = values[np.isfinite(values)]
@@ -106,10 +147,10 @@ class StrictInt64(pandas_engine.DataType, dtypes.Int):
         pass
 
     def coerce(self, data_container: Any) -> Any:
-        return super().coerce(_reject_fractions(data_container))
+        return super().coerce(_reject_fractions(_ints_from_text(data_container)))
 
     def coerce_value(self, value: Any) -> Any:
-        return super().coerce_value(_whole_number(value))
+        return super().coerce_value(_whole_number(_int_from_text(value)))
 
 
 @dtypes.immutable
@@ -121,10 +162,10 @@ class StrictNullableInt64(pandas_engine.INT64):
         pass
 
     def coerce(self, data_container: Any) -> Any:
-        return super().coerce(_reject_fractions(data_container))
+        return super().coerce(_reject_fractions(_ints_from_text(data_container)))
 
     def coerce_value(self, value: Any) -> Any:
-        return super().coerce_value(_whole_number(value))
+        return super().coerce_value(_whole_number(_int_from_text(value)))
 
 
 @dtypes.immutable
@@ -183,6 +224,61 @@ def column_dtype(col: ColumnSpec) -> Any:
         datetime_type: Any = pandas_engine.DateTime
         return datetime_type(unit="ns", tz="UTC", to_datetime_kwargs={"utc": True, "format": "ISO8601"})
     raise ValueError(f"unsupported column type {col.type!r} for column {col.name!r}")  # pragma: no cover
+
+
+def canonical_value(col: ColumnSpec, value: Any) -> Any:
+    """One value as the column's type stores it, read by the same rules as the column's cells.
+
+    Used to bring the label values a spec declares (``"yes"``, ``"1"``, ``1.0``) and the label cells of every
+    file to one form, so that a spec, a data file, a labels file and the gates agree on what a value is.
+
+    Args:
+        col: The column spec whose type decides (``int``, ``float``, ``bool``, ``string`` or ``category``).
+        value: A value as written in YAML or found in a file.
+
+    Returns:
+        A plain Python ``int``, ``float``, ``bool`` or ``str``.
+
+    Raises:
+        ValueError: the value cannot be read as the column's type (e.g. ``"maybe"`` for ``bool``, ``1.5`` or
+            ``"a"`` for ``int``), it is missing, or the column is a ``datetime``.
+    """
+    if value is None or value is pd.NA or (isinstance(value, float | np.floating) and np.isnan(value)):
+        raise ValueError("a missing value is not a value")
+    if col.type == "int":
+        number = _whole_number(_int_from_text(value))
+        if isinstance(number, float | np.floating) and not np.isfinite(number):
+            raise ValueError(f"{value!r} is not a whole number")
+        return int(number)
+    if col.type == "float":
+        return float(value.strip() if isinstance(value, str) else value)
+    if col.type == "bool":
+        return bool(_parse_bool(value, allow_missing=False))
+    if col.type in ("string", "category"):
+        # As a text column stores it: str() of the value (YAML's 1 is the text "1").
+        return str(value.item() if isinstance(value, np.generic) else value)
+    raise ValueError(f"a {col.type} column has no canonical scalar value")
+
+
+def typed_column(values: pd.Series, col: ColumnSpec) -> pd.Series:
+    """One column coerced to its spec type when every present value can be, else returned unchanged.
+
+    For gates that compare values of a frame whose schema failed elsewhere (e.g. ``ids_unique`` on the frame as
+    read): "01" and "1" are one int id, whether the file was CSV (text) or Parquet (numbers). Missing values
+    are kept (the nullable form of the type is used); nothing is checked but the type.
+
+    Args:
+        values: The column as read (or already typed; then it is returned as is).
+        col: Its column spec.
+
+    Returns:
+        The coerced column, or ``values`` when some present value is not of the type.
+    """
+    dtype = pandas_engine.Engine.dtype(column_dtype(replace(col, nullable=True)))
+    try:
+        return dtype.coerce(values)
+    except (ValueError, TypeError, OverflowError, pa.errors.ParserError):
+        return values
 
 
 def _bound(value: float, col: ColumnSpec) -> int | float:

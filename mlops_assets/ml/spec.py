@@ -45,6 +45,10 @@ class ColumnSpec:
         categories: Allowed values for ``category`` columns (``None`` allows any string).
         unique: Whether values must be unique within a data version.
         description: Free text shown in docs and the UI.
+        na_values: Further cell texts that mean "missing" in this column, in CSV and Parquet alike (e.g.
+            ``["?", "-999"]``). Without them a string/category column treats only an empty cell as
+            missing (``NA`` may be a region code); other columns also treat pandas' default markers
+            (``NA``, ``null``, ``NaN`` ...) as missing.
     """
 
     name: str
@@ -55,6 +59,7 @@ class ColumnSpec:
     categories: tuple[str, ...] | None = None
     unique: bool = False
     description: str = ""
+    na_values: tuple[str, ...] = ()
 
     @property
     def is_numeric(self) -> bool:
@@ -158,6 +163,9 @@ class DatasetSpec:
     training: TrainingSpec = field(default_factory=TrainingSpec)
     #: When retraining may be requested (triggers, cooldown, daily cap, staleness); see ``ml/triggers.py``.
     retraining: RetrainPolicy = field(default_factory=RetrainPolicy)
+    #: The id column is unique across data versions too: gate ``ids_unique_across_versions`` refuses a version
+    #: that reuses an id of an earlier accepted version. Default ``False`` (ids may repeat across versions).
+    id_unique_across_versions: bool = False
     description: str = ""
     source: str = "<dict>"
 
@@ -207,6 +215,24 @@ def _tuple(value: Any, where: str, key: str) -> tuple[Any, ...]:
     return tuple(value)
 
 
+def _label_value(col: ColumnSpec, value: Any, where: str, key: str) -> Any:
+    """A declared label value as the label column's type stores it (SpecError naming ``key`` when it cannot be)."""
+    # Imported here: the schema module builds on this one (it imports ColumnSpec), so a top-level import would cycle.
+    from mlops_assets.ml.schema import canonical_value
+
+    if col.type == "datetime":
+        raise SpecError(
+            f"{where}: label.column {col.name!r} is a datetime column; a binary label is int, float, bool, "
+            "string or category"
+        )
+    try:
+        return canonical_value(col, value)
+    except (ValueError, TypeError) as exc:
+        raise SpecError(
+            f"{where}: {key} value {value!r} cannot be read as the {col.type} label column {col.name!r}: {exc}"
+        ) from exc
+
+
 def _column(name: str, raw: Any, where: str) -> ColumnSpec:
     if not isinstance(raw, Mapping):
         raise SpecError(f"{where}: columns.{name} must be a mapping with at least 'type'")
@@ -227,6 +253,13 @@ def _column(name: str, raw: Any, where: str) -> ColumnSpec:
             raise SpecError(f"{where}: columns.{name}.{bound} is only valid for int/float columns")
     if raw.get("min") is not None and raw.get("max") is not None and raw["min"] > raw["max"]:
         raise SpecError(f"{where}: columns.{name}: min {raw['min']} is greater than max {raw['max']}")
+    na_values = tuple(str(v) for v in _tuple(raw.get("na_values"), where, f"columns.{name}.na_values"))
+    clash = sorted(set(na_values) & set(categories or ()))
+    if clash:
+        raise SpecError(
+            f"{where}: columns.{name}.na_values lists {clash}, which columns.{name}.categories declares as values; "
+            "a cell cannot be both a category and missing"
+        )
     return ColumnSpec(
         name=str(name),
         type=cast(ColumnType, col_type),
@@ -236,6 +269,7 @@ def _column(name: str, raw: Any, where: str) -> ColumnSpec:
         categories=categories,
         unique=bool(raw.get("unique", False)),
         description=str(raw.get("description", "")),
+        na_values=na_values,
     )
 
 
@@ -274,12 +308,22 @@ def spec_from_dict(data: Mapping[str, Any], source: str = "<dict>") -> DatasetSp
     label_values = _tuple(raw_label.get("values"), where, "label.values")
     if len(label_values) != 2:
         raise SpecError(f"{where}: label.values must list exactly the two label values, got {list(label_values)}")
-    if raw_label["positive"] not in label_values:
+    must_exist(str(raw_label["column"]), "label.column")
+    label_col = next(c for c in columns if c.name == str(raw_label["column"]))
+    # The label values are read through the label column's type, as its cells are (yes/no of a bool label are
+    # False/True), so that data files, labels files, the gates and the encoding compare like with like.
+    canonical_values = tuple(_label_value(label_col, v, where, "label.values") for v in label_values)
+    if canonical_values[0] == canonical_values[1]:
+        raise SpecError(
+            f"{where}: label.values {list(label_values)} are the same value ({canonical_values[0]!r}) once read as "
+            f"the {label_col.type} label column {label_col.name!r}; list two different values"
+        )
+    positive = _label_value(label_col, raw_label["positive"], where, "label.positive")
+    if positive not in canonical_values:
         raise SpecError(
             f"{where}: label.positive {raw_label['positive']!r} is not one of label.values {list(label_values)}"
         )
-    label = LabelSpec(column=str(raw_label["column"]), positive=raw_label["positive"], values=label_values)
-    must_exist(label.column, "label.column")
+    label = LabelSpec(column=label_col.name, positive=positive, values=canonical_values)
 
     features = tuple(str(f) for f in _tuple(data["features"], where, "features"))
     if not features:
@@ -304,11 +348,23 @@ def spec_from_dict(data: Mapping[str, Any], source: str = "<dict>") -> DatasetSp
         must_exist(s, "slices")
     for p in protected:
         must_exist(p, "protected")
+    id_unique_across_versions = data.get("id_unique_across_versions", False)
+    if not isinstance(id_unique_across_versions, bool):
+        raise SpecError(f"{where}: id_unique_across_versions must be true or false, got {id_unique_across_versions!r}")
 
     try:
         policy = policy_from_dict(data.get("policy"), where)
     except PolicyError as exc:
         raise SpecError(str(exc)) from exc
+    # Protected attributes are kept for fairness evaluation and are never model inputs, unless the policy
+    # says explicitly that they may be (then features_allowlisted records them as protected inputs).
+    protected_inputs = [f for f in features if f in set(protected)]
+    if protected_inputs and not policy.allow_protected_as_features:
+        raise SpecError(
+            f"{where}: features lists protected attribute(s) {protected_inputs} (also under 'protected'); "
+            "protected attributes are never model inputs: remove them from 'features', or set "
+            "policy.allow_protected_as_features: true to allow it explicitly"
+        )
     training = _training(data.get("training"), where)
     try:
         retraining = retrain_policy_from_dict(data.get("retraining"), where)
@@ -328,6 +384,7 @@ def spec_from_dict(data: Mapping[str, Any], source: str = "<dict>") -> DatasetSp
         policy=policy,
         training=training,
         retraining=retraining,
+        id_unique_across_versions=id_unique_across_versions,
         description=str(data.get("description", "")),
         source=source,
     )

@@ -10,15 +10,17 @@ rather than crashing), so one run reports everything that is wrong with a file.
 Each gate is also a public function (``gate_schema_valid``, ``gate_row_count``,
 ``gate_label_in_domain``, ``gate_ids_unique``, all ``(df, spec, source_name) -> GateResult``) for
 callers that run them as separate checks, together with :func:`coerce_to_schema`. They accept the frame
-as read, the typed frame, or the frame cast to text (``df.astype("string")``): every comparison goes
-through coercion or the label canonicalisation, so the outcome is the same.
+as read, the typed frame, its Parquet round trip, or the frame cast to text (``df.astype("string")``):
+every comparison goes through the schema's coercion (text is read by the same rules as the values it
+spells: ``"77.0"`` is the int 77 as the float 77.0 is) or through the label column's type, so the
+verdicts and the schema failure cases are the same whichever copy is checked.
 """
 
 import csv
 import math
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
@@ -29,11 +31,38 @@ import pandas as pd
 import pandera.pandas as pa
 
 from mlops_assets.ml.gate_result import GateResult
-from mlops_assets.ml.schema import build_schema
+from mlops_assets.ml.schema import build_schema, canonical_value, typed_column
 from mlops_assets.ml.spec import CATEGORICAL_TYPES, DatasetSpec
 
 #: Gate names of :func:`validate_raw`, in the order they are reported.
 RAW_GATES: tuple[str, ...] = ("schema_valid", "row_count_above_floor", "label_in_domain", "ids_unique")
+
+#: The cells pandas' ``read_csv`` reads as missing by default (its documented ``na_values`` list). CSV reading
+#: keeps them for the columns that are not text; a text/category column treats only an empty cell as missing,
+#: because ``NA`` (a region code) or ``None`` may be a declared value.
+PANDAS_DEFAULT_NA_VALUES: frozenset[str] = frozenset(
+    {
+        "",
+        "#N/A",
+        "#N/A N/A",
+        "#NA",
+        "-1.#IND",
+        "-1.#QNAN",
+        "-NaN",
+        "-nan",
+        "1.#IND",
+        "1.#QNAN",
+        "<NA>",
+        "N/A",
+        "NA",
+        "NULL",
+        "NaN",
+        "None",
+        "n/a",
+        "nan",
+        "null",
+    }
+)
 
 CSV_SUFFIXES: frozenset[str] = frozenset({".csv"})
 PARQUET_SUFFIXES: frozenset[str] = frozenset({".parquet", ".pq"})
@@ -147,7 +176,7 @@ def _first_line(text: str) -> str:
     return lines[0] if lines else text
 
 
-def _check_csv_header(path: Path) -> None:
+def _check_csv_header(path: Path) -> list[str]:
     # pandas silently renames a repeated header to "x.1", which would hide the problem; read the header
     # ourselves to reject it by name.
     with path.open(encoding="utf-8-sig", newline="") as handle:
@@ -157,6 +186,7 @@ def _check_csv_header(path: Path) -> None:
         if name in seen:
             raise DataFileError(path, "unique_column_names", f"column {name!r} appears twice in the header", name)
         seen.add(name)
+    return header
 
 
 def _read_csv(path: Path, spec: DatasetSpec) -> pd.DataFrame:
@@ -164,14 +194,32 @@ def _read_csv(path: Path, spec: DatasetSpec) -> pd.DataFrame:
         head = handle.read(_SNIFF_BYTES)
     if b"\x00" in head:
         raise DataFileError(path, "parseable_csv", "file contains NUL bytes; it is binary, not a UTF-8 text CSV")
-    # Text columns are read as str so that "01" stays "01" and a code such as "1" is not read as a number;
-    # everything else is left to pandas' inference and then coerced by the schema.
-    text_columns: dict[Any, Any] = {c.name: str for c in spec.columns if c.type in CATEGORICAL_TYPES}
+    # Text columns are read as str so that "01" stays "01" and a code such as "1" is not read as a number.
+    # Int columns are read as str too and parsed exactly by the schema: a nullable int column inferred by pandas
+    # goes through float64 and loses every digit beyond 2**53. Everything else is left to pandas' inference
+    # and then coerced by the schema.
+    text_columns = {c.name for c in spec.columns if c.type in CATEGORICAL_TYPES}
+    read_as_str: dict[Any, Any] = {c.name: str for c in spec.columns if c.type in CATEGORICAL_TYPES | {"int"}}
     try:
-        _check_csv_header(path)
+        header = _check_csv_header(path)
+        # Missing-value markers per column: a text column's only missing cell is the empty one ("NA" may be a
+        # region code, "None" a category); every other column keeps pandas' default markers.
+        # The spec's own markers (na_values) are added to either.
+        listed = {c.name: list(c.na_values) for c in spec.columns}
+        na_values = {
+            name: ([""] if name in text_columns else sorted(PANDAS_DEFAULT_NA_VALUES)) + listed.get(name, [])
+            for name in header
+        }
         # utf-8-sig tolerates the byte-order mark spreadsheet programs put in front of CSVs;
         # low_memory=False makes the type inference see the whole column at once, not chunk by chunk.
-        return pd.read_csv(path, dtype=text_columns, encoding="utf-8-sig", low_memory=False)
+        return pd.read_csv(
+            path,
+            dtype=read_as_str,
+            encoding="utf-8-sig",
+            low_memory=False,
+            keep_default_na=False,
+            na_values=na_values,
+        )
     except DataFileError:
         raise
     except pd.errors.EmptyDataError as exc:
@@ -199,14 +247,59 @@ def _read_parquet(path: Path) -> pd.DataFrame:
     return df
 
 
+def _as_number(text: Any) -> float | None:
+    """The number a text spells, else ``None``."""
+    if not isinstance(text, str):
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+def _mark_missing(df: pd.DataFrame, spec: DatasetSpec) -> pd.DataFrame:
+    """Apply the missing-value rules that must not depend on the file format, to a frame just read.
+
+    An empty text cell of a string/category column is missing (a CSV cannot tell "" from a missing value, so
+    Parquet follows it), and so is a cell the spec lists under the column's ``na_values``: as text, or, in an
+    int/float column, as the number it spells ("-999" also matches -999.0), whichever way the file stored it.
+    """
+    for col in spec.columns:
+        if col.name not in df.columns:
+            continue
+        values = df[col.name]
+        markers = set(col.na_values) | ({""} if col.type in CATEGORICAL_TYPES else set())
+        numeric_column = col.type in ("int", "float")
+        numbers = {n for n in map(_as_number, col.na_values) if n is not None} if numeric_column else set()
+        dtype = values.dtype
+        textual = isinstance(dtype, pd.CategoricalDtype)  # a dictionary-encoded Parquet text column
+        if textual or pd.api.types.is_object_dtype(dtype) or pd.api.types.is_string_dtype(dtype):
+            hit = values.isin(sorted(markers))
+            if numbers:
+                hit |= values.map(_as_number, na_action="ignore").isin(sorted(numbers))
+        elif numbers and pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype):
+            hit = values.isin(sorted(numbers))
+        else:
+            continue
+        hit = hit.fillna(False).astype(bool)
+        if hit.any():
+            df[col.name] = values.mask(hit)
+    return df
+
+
 def read_data_file(path: Path, spec: DatasetSpec) -> pd.DataFrame:
     """Read a landed data file (``.csv``, ``.parquet`` or ``.pq``) into a DataFrame.
 
-    CSV files are read as UTF-8 (a byte-order mark is tolerated) with pandas' default missing-value
-    markers (empty, ``NA``, ``null``, ``NaN`` ...); string/category columns of the spec are read as
-    ``str`` so values such as ``"01"`` keep their leading zero, all other columns are left to pandas'
-    type inference (the schema coerces them). A header-only CSV returns an empty frame with its columns,
-    so the row-floor gate reports it. Parquet files are read with their stored types.
+    CSV files are read as UTF-8 (a byte-order mark is tolerated). String/category columns of the spec
+    are read as ``str`` so values such as ``"01"`` keep their leading zero, and only their empty cells
+    are missing: ``NA``, ``None``, ``null``, ``n/a`` ... are values there (a region code ``NA``). Int
+    columns are read as ``str`` too, and parsed exactly by the schema (``"77.0"`` is 77, ``"2.5"`` fails;
+    no digit is lost through a float). All other columns are left to pandas' type inference (the schema
+    coerces them) with pandas' default missing-value markers (:data:`PANDAS_DEFAULT_NA_VALUES`: empty,
+    ``NA``, ``null``, ``NaN`` ...); int columns keep those markers too. A header-only CSV returns an
+    empty frame with its columns, so the row-floor gate reports it. Parquet files are read with their
+    stored types, except that an empty string in a string/category column is missing, as an empty CSV
+    cell is: the same data reads to the same typed frame from either format.
 
     Args:
         path: The file.
@@ -230,9 +323,8 @@ def read_data_file(path: Path, spec: DatasetSpec) -> pd.DataFrame:
         raise DataFileError(path, "file_exists", "file does not exist")
     if path.stat().st_size == 0:
         raise DataFileError(path, "non_empty", "file is empty")
-    if suffix in CSV_SUFFIXES:
-        return _read_csv(path, spec)
-    return _read_parquet(path)
+    frame = _read_csv(path, spec) if suffix in CSV_SUFFIXES else _read_parquet(path)
+    return _mark_missing(frame, spec)
 
 
 def write_frame_atomic(df: pd.DataFrame, path: Path, fmt: Literal["csv", "parquet"] = "csv") -> Path:
@@ -256,7 +348,9 @@ def write_frame_atomic(df: pd.DataFrame, path: Path, fmt: Literal["csv", "parque
     try:
         with os.fdopen(fd, "wb") as handle:
             if fmt == "csv":
-                df.to_csv(handle, index=False, encoding="utf-8")
+                # CRLF (RFC 4180) rows: the csv writer then quotes every field holding a CR or LF, so a text
+                # value "\r" reads back as itself instead of ending the row (it is left bare with LF rows).
+                df.to_csv(handle, index=False, encoding="utf-8", lineterminator="\r\n")
             else:
                 df.to_parquet(handle, index=False)
         os.replace(tmp_name, path)
@@ -398,6 +492,38 @@ def coerce_to_schema(df: pd.DataFrame, spec: DatasetSpec) -> pd.DataFrame | None
         return None
 
 
+def coerce_columns(df: pd.DataFrame, spec: DatasetSpec, columns: Sequence[str], source_name: str) -> pd.DataFrame:
+    """Some columns of a frame, typed by the same schema rules as a whole data file (e.g. a labels file).
+
+    Args:
+        df: A frame as read by :func:`read_data_file`; it must hold ``columns``.
+        spec: The dataset spec whose schema types the columns (type, nullability, range, categories).
+        columns: Spec columns to keep and type, in this order.
+        source_name: How to name the data in messages (usually the file's path).
+
+    Returns:
+        A frame of exactly ``columns``, coerced.
+
+    Raises:
+        ValueError: a column is missing or fails its schema rules; the message names the source, the
+            column(s), the rule(s) and up to five failing values, and ends with ``(rule: schema_valid)``.
+    """
+    names = list(columns)
+    try:
+        # Only the columns present are passed: a missing one is reported as such (column_in_dataframe).
+        present = [c for c in names if c in df.columns]
+        return build_schema(spec).select_columns(names).validate(df.loc[:, present], lazy=True)
+    except pa.errors.SchemaErrors as exc:
+        fc = _failure_frame(exc.failure_cases)
+        shown = "; ".join(
+            f"missing column {c!r}"
+            if k == "column_in_dataframe"
+            else f"{c}: {k} ({', '.join(repr(to_jsonable(v)) for v in part['failure_case'].head(5))})"
+            for (c, k), part in fc.groupby(["column", "check"], sort=False, dropna=False)
+        )
+        raise ValueError(f"{source_name}: {len(fc)} failure case(s): {shown} (rule: schema_valid)") from exc
+
+
 # --------------------------------------------------------------------------------------------------
 # Gate: row_count_above_floor
 # --------------------------------------------------------------------------------------------------
@@ -431,37 +557,26 @@ def gate_row_count(df: pd.DataFrame, spec: DatasetSpec, source_name: str) -> Gat
 # --------------------------------------------------------------------------------------------------
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool | np.bool_)
-
-
-def _canonical(value: Any, numeric_domain: bool) -> str | None:
-    """A comparable form of a label value: ``None`` when missing, else a string.
-
-    A label 1 may arrive as the int 1, the float 1.0 (a CSV column with a missing value), the string
-    "1" (a column with a stray text value) or True; all compare equal to a spec value of 1. Strings
-    compare exactly (case and whitespace matter), except that in a numeric domain a numeric string is
-    read as its number.
-    """
-    if value is None or value is pd.NA or value is pd.NaT:
-        return None
-    if isinstance(value, bool | np.bool_):
-        return "1" if value else "0"
-    if _is_number(value):
-        number = float(value)
-        if math.isnan(number):
-            return None
-        return str(int(number)) if number.is_integer() else repr(number)
-    if isinstance(value, str) and numeric_domain:
-        try:
-            return _canonical(float(value), numeric_domain)
-        except ValueError:
-            return value
-    return str(value)
+def _is_missing(value: Any) -> bool:
+    return (
+        value is None
+        or value is pd.NA
+        or value is pd.NaT
+        or (isinstance(value, float | np.floating) and math.isnan(value))
+    )
 
 
 def gate_label_in_domain(df: pd.DataFrame, spec: DatasetSpec, source_name: str) -> GateResult:
-    """Gate ``label_in_domain``: the label column is present, complete and within ``spec.label.values``."""
+    """Gate ``label_in_domain``: the label column is present, complete and within ``spec.label.values``.
+
+    Every label cell is read through the label column's type (:func:`~mlops_assets.ml.schema.canonical_value`,
+    the rules of the schema's coercion) and compared with ``spec.label.values``, which the spec read through
+    the same type at load. So a ``bool`` label written ``yes``/``no`` and declared ``["no", "yes"]`` or
+    ``[false, true]`` passes on the file as read, on the typed frame and on its text copy alike; for an
+    ``int`` label 1, 1.0, "1" and "1.0" are the same value. A cell that cannot be read as the type is out of
+    the domain and quoted as written. Evidence: the out-of-domain values (as written) with counts, the
+    missing count and the per-value counts of the values in the domain (keyed by the canonical value's text).
+    """
     column = spec.label.column
     allowed = list(spec.label.values)
     condition = f"label column '{column}' present, no missing values, every value in {allowed}"
@@ -475,8 +590,7 @@ def gate_label_in_domain(df: pd.DataFrame, spec: DatasetSpec, source_name: str) 
             threshold=0,
             evidence={"missing_column": column, "allowed_values": to_jsonable(allowed)},
         )
-    numeric_domain = all(_is_number(v) for v in allowed)
-    domain = {_canonical(v, numeric_domain) for v in allowed}
+    label_col = spec.column(column)
     # Count distinct values once and canonicalise only those: fast on large files.
     counts = df[column].value_counts(dropna=False)
     n_null = 0
@@ -485,11 +599,16 @@ def gate_label_in_domain(df: pd.DataFrame, spec: DatasetSpec, source_name: str) 
     for value, count in counts.items():
         if count == 0:
             continue  # an unused category of a categorical column (e.g. from Parquet), not a value
-        canon = _canonical(value, numeric_domain)
-        if canon is None:
+        if _is_missing(value):
             n_null += int(count)
-        elif canon in domain:
-            in_domain[canon] = in_domain.get(canon, 0) + int(count)
+            continue
+        try:
+            canon = canonical_value(label_col, value)
+        except (ValueError, TypeError):
+            bad.append((value, int(count)))
+            continue
+        if canon in allowed:
+            in_domain[str(canon)] = in_domain.get(str(canon), 0) + int(count)
         else:
             bad.append((value, int(count)))
     n_bad = sum(c for _, c in bad)
@@ -529,7 +648,9 @@ def gate_label_in_domain(df: pd.DataFrame, spec: DatasetSpec, source_name: str) 
 def gate_ids_unique(df: pd.DataFrame, spec: DatasetSpec, source_name: str) -> GateResult:
     """Gate ``ids_unique``: the id column is present, with no missing and no repeated values.
 
-    Pass the typed frame when there is one: "01" and "1" are the same id once coerced to int.
+    The ids are compared as the id column's type (:func:`~mlops_assets.ml.schema.typed_column`) whenever they
+    all read as it, so "01" and "1" are one int id on the frame as read, its text copy or the typed frame,
+    from CSV or Parquet alike.
     """
     column = spec.id_column
     condition = f"id column '{column}' present, with no missing and no repeated values"
@@ -543,7 +664,7 @@ def gate_ids_unique(df: pd.DataFrame, spec: DatasetSpec, source_name: str) -> Ga
             threshold=0,
             evidence={"missing_column": column},
         )
-    ids = df[column]
+    ids = typed_column(df[column], spec.column(column))
     n_null = int(ids.isna().sum())
     present = ids.dropna()
     n_dup_rows = int(present.duplicated().sum())
@@ -591,7 +712,8 @@ def validate_raw(df: pd.DataFrame, spec: DatasetSpec, source_name: str) -> RawVa
       per-(column, check) count summary.
     * ``row_count_above_floor``: at least ``spec.policy.min_rows`` rows.
     * ``label_in_domain``: the label column is present, has no missing values and every value is one
-      of ``spec.label.values`` (1, 1.0, "1" and True all match a spec value of 1; strings match exactly).
+      of ``spec.label.values``, each cell read through the label column's type as the spec's values were
+      (an int label: 1, 1.0, "1" are one value; a bool label: yes/no, true/false, 1/0; text matches exactly).
     * ``ids_unique``: the id column is present, has no missing values and no repeats; evidence lists up
       to :data:`MAX_DUPLICATE_IDS` repeated ids with their counts.
 
@@ -612,3 +734,192 @@ def validate_raw(df: pd.DataFrame, spec: DatasetSpec, source_name: str) -> RawVa
         gate_ids_unique(typed if typed is not None else df, spec, source_name),
     )
     return RawValidation(typed=typed, gates=gates)
+
+
+# --------------------------------------------------------------------------------------------------
+# Gates across data versions: volume_within_bounds, ids_unique_across_versions
+# --------------------------------------------------------------------------------------------------
+
+
+def gate_volume_within_bounds(
+    n_rows: int,
+    previous: tuple[str, int] | None,
+    spec: DatasetSpec,
+    source_name: str,
+    skipped: Sequence[Mapping[str, str]] = (),
+) -> GateResult:
+    """Gate ``volume_within_bounds``: the row count is within ``policy.volume_ratio_bounds`` of the previous one.
+
+    The ratio ``n_rows / previous_rows`` must lie in ``[lo, hi]`` (inclusive; default ``[0.5, 2.0]``). A version
+    with 10x the rows of the last accepted one (a file appended to itself, a query without its date filter)
+    is refused, and so is a version with a tenth of them. With nothing to compare (the first version, or no
+    earlier version passed its data gates) the gate passes and says so.
+
+    Args:
+        n_rows: Rows of this data version.
+        previous: ``(data version key, row count)`` of the previous accepted version (the latest earlier data
+            version whose data gates passed), or ``None`` when there is none.
+        spec: The dataset spec (``spec.policy.volume_ratio_bounds``).
+        source_name: How to name this version in messages (usually the landed file).
+        skipped: Earlier versions passed over because their data gates did not pass, newest first, as
+            ``{"data_version": ..., "reason": ...}``; recorded as evidence.
+
+    Returns:
+        The gate result; ``observed`` is the ratio (``None`` with nothing to compare), ``threshold`` the bounds.
+    """
+    lo, hi = spec.policy.volume_ratio_bounds
+    condition = f"row count / previous accepted version's row count in [{lo:g}, {hi:g}]"
+    evidence: dict[str, Any] = {"n_rows": int(n_rows), "bounds": [lo, hi], "skipped": [dict(s) for s in skipped]}
+    threshold = f"[{lo:g}, {hi:g}]"
+    if previous is None:
+        why = (
+            f"no earlier data version passed its data gates ({len(skipped)} skipped)"
+            if skipped
+            else "the first data version"
+        )
+        return GateResult(
+            name="volume_within_bounds",
+            passed=True,
+            condition=condition,
+            message=f"{source_name}: {n_rows} rows; {why}, nothing to compare with (rule: volume_within_bounds)",
+            observed=None,
+            threshold=threshold,
+            evidence={**evidence, "previous_version": None, "previous_rows": None, "ratio": None},
+        )
+    previous_version, previous_rows = previous
+    ratio = n_rows / previous_rows if previous_rows else (math.inf if n_rows else 1.0)
+    passed = lo <= ratio <= hi
+    shown = f"{ratio:.3g}x" if math.isfinite(ratio) else "infinitely many times"
+    message = (
+        f"{source_name}: {n_rows} rows, {shown} the {previous_rows} rows of the previous accepted version "
+        f"{previous_version}; "
+        + (
+            f"within the allowed ratio [{lo:g}, {hi:g}]"
+            if passed
+            else f"outside the allowed ratio [{lo:g}, {hi:g}] (rule: volume_within_bounds, policy.volume_ratio_bounds)"
+        )
+    )
+    return GateResult(
+        name="volume_within_bounds",
+        passed=passed,
+        condition=condition,
+        message=message,
+        observed=ratio,
+        threshold=threshold,
+        evidence={
+            **evidence,
+            "previous_version": previous_version,
+            "previous_rows": int(previous_rows),
+            "ratio": to_jsonable(ratio),
+        },
+    )
+
+
+def _comparable(current: pd.Series, earlier: pd.Series, spec: DatasetSpec) -> tuple[pd.Series, pd.Series]:
+    """Both id series in one comparable form: typed through the id column's spec type ("01" from a CSV whose schema
+    failed and 1 from a typed Parquet are one int id), then as they are when both are numeric, else as text."""
+    id_spec = spec.column(spec.id_column)
+    current, earlier = typed_column(current, id_spec), typed_column(earlier, id_spec)
+    if pd.api.types.is_numeric_dtype(current) and pd.api.types.is_numeric_dtype(earlier):
+        return current, earlier
+    return current.astype("string"), earlier.astype("string")
+
+
+def gate_ids_unique_across_versions(
+    df: pd.DataFrame,
+    spec: DatasetSpec,
+    source_name: str,
+    earlier_ids: Mapping[str, pd.Series],
+    unreadable: Sequence[str] = (),
+) -> GateResult:
+    """Gate ``ids_unique_across_versions``: no id of this version was used by an earlier accepted version.
+
+    Only checked when the spec sets ``id_unique_across_versions: true``; otherwise it passes and says that ids
+    may repeat across versions. The caller loads only the id column of each earlier accepted version.
+
+    Args:
+        df: This version's frame (typed when there is one), with the id column ``spec.id_column``.
+        spec: The dataset spec.
+        source_name: How to name this version in messages.
+        earlier_ids: Data version key → its ids, for every earlier accepted version, in landing order. An id
+            found in several of them is reported with the first.
+        unreadable: Earlier accepted versions whose ids could not be read; the gate fails closed on them.
+
+    Returns:
+        The gate result; ``evidence`` holds the number of reused ids, up to :data:`MAX_DUPLICATE_IDS` of them with
+        the version each came from, the count per version and the versions compared.
+    """
+    column = spec.id_column
+    condition = f"no value of id column '{column}' was used by an earlier accepted data version"
+    if not spec.id_unique_across_versions:
+        return GateResult(
+            name="ids_unique_across_versions",
+            passed=True,
+            condition=condition,
+            message=(
+                f"{source_name}: not checked; the spec does not set id_unique_across_versions, so ids may repeat "
+                "across data versions"
+            ),
+            observed=None,
+            threshold=0,
+            evidence={"id_unique_across_versions": False},
+        )
+    if column not in df.columns:
+        return GateResult(
+            name="ids_unique_across_versions",
+            passed=False,
+            condition=condition,
+            message=f"{source_name}: id column '{column}' is missing (rule: ids_unique_across_versions)",
+            observed=None,
+            threshold=0,
+            evidence={"missing_column": column},
+        )
+    current = df[column].dropna().reset_index(drop=True)
+    seen = pd.Series(False, index=current.index)
+    reused: list[dict[str, Any]] = []
+    per_version: list[dict[str, Any]] = []
+    for version, ids in earlier_ids.items():
+        mine, theirs = _comparable(current, ids.dropna(), spec)
+        hit = mine.isin(theirs).to_numpy(dtype=bool) & ~seen.to_numpy(dtype=bool)
+        if hit.any():
+            per_version.append({"data_version": version, "n_reused": int(hit.sum())})
+            room = MAX_DUPLICATE_IDS - len(reused)
+            reused.extend({"id": to_jsonable(v), "data_version": version} for v in current[hit].head(max(room, 0)))
+            seen |= hit
+    n_reused = int(seen.sum())
+    passed = n_reused == 0 and not unreadable
+    problems = []
+    if n_reused:
+        shown = ", ".join(f"{r['id']} (from {r['data_version']})" for r in reused[:5])
+        problems.append(
+            f"{n_reused} id(s) already used by earlier accepted data versions, e.g. {shown}"
+            + (", ..." if n_reused > 5 else "")
+        )
+    if unreadable:
+        problems.append(f"the ids of earlier accepted version(s) {list(unreadable)} could not be read")
+    if passed:
+        message = (
+            f"{source_name}: none of the {len(current)} ids in '{column}' appear in the {len(earlier_ids)} earlier "
+            "accepted data version(s)"
+        )
+    else:
+        message = (
+            f"{source_name}: id column '{column}': {' and '.join(problems)} "
+            "(rule: ids_unique_across_versions, spec id_unique_across_versions)"
+        )
+    return GateResult(
+        name="ids_unique_across_versions",
+        passed=passed,
+        condition=condition,
+        message=message,
+        observed=n_reused,
+        threshold=0,
+        evidence={
+            "id_unique_across_versions": True,
+            "n_reused": n_reused,
+            "reused_ids": reused,
+            "per_version": per_version,
+            "compared_versions": list(earlier_ids),
+            "unreadable_versions": list(unreadable),
+        },
+    )
