@@ -1,5 +1,6 @@
 """Tests of the pure ML core: features and split, profile, training, metrics, evaluation and model gates."""
 
+import hashlib
 import json
 import math
 from dataclasses import replace
@@ -170,22 +171,26 @@ def test_split_is_out_of_time_with_the_right_ratio(features: pd.DataFrame, spec:
     train = features[features[SPLIT_COLUMN] == TRAIN]
     assert len(holdout) == round(n * spec.policy.holdout_fraction)
     assert len(train) + len(holdout) == n
-    # Out-of-time: every holdout row is at least as late as every train row, ties broken by id.
-    last_train = (train["ts"].max(), train.loc[train["ts"] == train["ts"].max(), "id"].max())
-    first_holdout = (holdout["ts"].min(), holdout.loc[holdout["ts"] == holdout["ts"].min(), "id"].min())
-    assert last_train < first_holdout
-    # The frame is sorted by (order column, id).
-    keys = list(zip(features["ts"], features["id"], strict=True))
+    # Out-of-time: every holdout row is at least as late as every train row, ties broken by the id hash.
+    assert train["ts"].max() <= holdout["ts"].min()
+    # The frame is sorted by (order column, id hash).
+    keys = list(zip(features["ts"], [_id_hash(i, 7) for i in features["id"]], strict=True))
     assert keys == sorted(keys)
+    last_train = keys[len(train) - 1]
+    assert all(key > last_train for key in keys[len(train) :])
     assert list(features.index) == list(range(n))
 
 
-def test_split_breaks_order_ties_by_id(spec: DatasetSpec) -> None:
+def _id_hash(value: Any, seed: int) -> int:
+    return int.from_bytes(hashlib.sha256(f"{seed}:{value}".encode()).digest()[:8], "big")
+
+
+def test_split_breaks_order_ties_by_id_hash(spec: DatasetSpec) -> None:
     raw = make_raw(n=50, seed=3)
     raw["ts"] = pd.Timestamp("2024-01-01", tz="UTC")
     out = build_features(raw, spec)
     holdout_ids = sorted(out.loc[out[SPLIT_COLUMN] == HOLDOUT, "id"])
-    assert holdout_ids == sorted(raw["id"])[-10:]
+    assert holdout_ids == sorted(sorted(raw["id"], key=lambda i: _id_hash(i, 7))[-10:])
 
 
 def test_split_is_deterministic_and_independent_of_row_order(raw: pd.DataFrame, spec: DatasetSpec) -> None:
@@ -201,7 +206,8 @@ def test_hash_split_without_order_column(raw: pd.DataFrame) -> None:
     out = build_features(raw, spec)
     share = (out[SPLIT_COLUMN] == HOLDOUT).mean()
     assert 0.12 < share < 0.28
-    assert list(out["id"]) == sorted(out["id"])
+    # Sorted by the id hash (not the id), so the CV folds are not cut along the id either.
+    assert [_id_hash(i, 7) for i in out["id"]] == sorted(_id_hash(i, 7) for i in out["id"])
     shuffled = build_features(raw.sample(frac=1.0, random_state=5), spec)
     pd.testing.assert_frame_equal(out, shuffled)
     # A row keeps its split when other rows come and go (the hash depends on the id alone).

@@ -1,5 +1,6 @@
 """Stage 2, features: model inputs with a deterministic train/holdout split, and the reference profile."""
 
+from dataclasses import replace
 from typing import Any
 
 import dagster as dg
@@ -7,6 +8,8 @@ import pandas as pd
 
 from mlops_assets.assets.gating import check_result
 from mlops_assets.ml import features as core
+from mlops_assets.ml.gate_result import GateResult
+from mlops_assets.ml.spec import DatasetSpec
 from mlops_assets.partitions import data_versions
 from mlops_assets.resources import DatasetSpecResource
 
@@ -17,13 +20,19 @@ from mlops_assets.resources import DatasetSpecResource
     kinds={"pandas", "parquet"},
     description=(
         "Model inputs from the spec's feature allowlist, the label as 0/1, slice and protected columns for "
-        "evaluation, and a deterministic split: the latest rows by the order column are the holdout."
+        "evaluation, and a deterministic split: the latest rows by the order column are the holdout, rows tied "
+        "with the boundary value split by a seeded sha256 of the id (never by file row order)."
     ),
 )
-def features(raw_data: pd.DataFrame, dataset: DatasetSpecResource) -> dg.MaterializeResult:
+def features(
+    context: dg.AssetExecutionContext, raw_data: pd.DataFrame, dataset: DatasetSpecResource
+) -> dg.MaterializeResult:
     spec = dataset.load()
     frame = core.build_features(raw_data, spec)
     split = frame[core.SPLIT_COLUMN].value_counts()
+    holdout_split = core.describe_split(frame, spec)
+    if holdout_split["warning"]:
+        context.log.warning(f"holdout of {context.partition_key}: {holdout_split['warning']}")
     return dg.MaterializeResult(
         value=frame,
         metadata={
@@ -32,6 +41,8 @@ def features(raw_data: pd.DataFrame, dataset: DatasetSpecResource) -> dg.Materia
             "holdout_rows": int(split.get("holdout", 0)),
             "positive_rate": float(frame[core.LABEL_COLUMN].mean()) if len(frame) else 0.0,
             "model_inputs": ", ".join(core.feature_columns(spec)),
+            "holdout_split": dg.MetadataValue.json(holdout_split),
+            "holdout_split_warning": holdout_split["warning"] or "none",
         },
     )
 
@@ -60,11 +71,33 @@ def feature_profile(features: pd.DataFrame, dataset: DatasetSpecResource) -> dg.
     partitions_def=data_versions,
     description=(
         "Passes when every model input is in the spec's feature allowlist and none is a forbidden (post-outcome, "
-        "leakage) column."
+        "leakage) column, nor a protected attribute unless policy.allow_protected_as_features says so explicitly."
     ),
 )
 def features_allowlisted(features: pd.DataFrame, dataset: DatasetSpecResource) -> dg.AssetCheckResult:
-    return check_result(core.gate_features_allowlisted(features, dataset.load()))
+    spec = dataset.load()
+    return check_result(_protected_inputs_rule(core.gate_features_allowlisted(features, spec), features, spec))
+
+
+def _protected_inputs_rule(gate: GateResult, features: pd.DataFrame, spec: DatasetSpec) -> GateResult:
+    """Protected attributes are never model inputs unless ``policy.allow_protected_as_features``; the evidence says.
+
+    The spec loader already refuses such a spec; this catches a spec object built without it.
+    """
+    protected = [c for c in core.input_columns_of(features, spec) if c in set(spec.protected)]
+    allowed = spec.policy.allow_protected_as_features
+    evidence = {**gate.evidence, "protected_inputs": protected, "allow_protected_as_features": allowed}
+    if not protected:
+        return replace(gate, evidence=evidence)
+    if allowed:
+        note = f"; protected attribute(s) {protected} are model inputs, allowed by policy.allow_protected_as_features"
+        return replace(gate, message=gate.message + note, evidence=evidence)
+    problem = (
+        f"spec {spec.name!r} ({spec.source}): model inputs include protected attribute(s) {protected}, and "
+        "policy.allow_protected_as_features is not set (rule: features_allowlisted)"
+    )
+    message = problem if gate.passed else f"{gate.message}; {problem}"
+    return replace(gate, passed=False, message=message, evidence=evidence)
 
 
 @dg.asset_check(

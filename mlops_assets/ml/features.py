@@ -31,6 +31,15 @@ OTHER_CATEGORY = "__other__"
 PROFILE_TOP_CATEGORIES = 50
 _DECILES = np.linspace(0.0, 1.0, 11)
 
+#: With fewer distinct order values than this, :func:`describe_split` warns: the holdout then spans one or
+#: two (coarse) time values, so it is drawn mostly by the id hash and is out of time in name only.
+MIN_DISTINCT_ORDER_VALUES = 10
+#: :func:`describe_split` also warns when more than this share of the holdout is drawn by the id hash from
+#: rows tied with the boundary value (most of the holdout is then not later than training).
+MAX_HOLDOUT_SHARE_FROM_TIE = 0.5
+SPLIT_BY_ORDER = "order column, ties by id hash"
+SPLIT_BY_HASH = "id hash"
+
 
 # --------------------------------------------------------------------------------------------------
 # Columns
@@ -124,24 +133,48 @@ def encode_label(values: pd.Series, spec: DatasetSpec) -> np.ndarray:
     return positive.astype(np.int64)
 
 
-def _stable_unit_hash(values: pd.Series, seed: int) -> np.ndarray:
-    """Map each value to [0, 1) with sha256, stable across processes (unlike the salted ``hash()``)."""
-    out = np.empty(len(values), dtype=np.float64)
+def id_hash_keys(values: pd.Series, seed: int) -> np.ndarray:
+    """The id hash: first 8 bytes (big-endian) of ``sha256(f"{seed}:{str(id)}")`` as ``uint64``.
+
+    Deterministic across processes and platforms (unlike the salted built-in ``hash()``); it depends on
+    the id alone, so a row keeps its key whatever else is in the file.
+
+    Args:
+        values: The id column.
+        seed: ``spec.policy.random_seed``.
+
+    Returns:
+        One ``uint64`` per value, in the order given.
+    """
+    out = np.empty(len(values), dtype=np.uint64)
     for i, value in enumerate(values.astype(str).tolist()):
-        digest = hashlib.sha256(f"{seed}:{value}".encode()).digest()
-        out[i] = int.from_bytes(digest[:8], "big") / 2.0**64
+        out[i] = int.from_bytes(hashlib.sha256(f"{seed}:{value}".encode()).digest()[:8], "big")
     return out
 
 
+def _stable_unit_hash(values: pd.Series, seed: int) -> np.ndarray:
+    """Map each value to [0, 1) with the id hash (:func:`id_hash_keys`)."""
+    return id_hash_keys(values, seed).astype(np.float64) / 2.0**64
+
+
 def _sort_rows(frame: pd.DataFrame, spec: DatasetSpec) -> pd.DataFrame:
-    """Sort by (order column, id), then by a content hash so that duplicate keys cannot depend on file order."""
-    keys = [spec.order_column] if spec.order_column else []
-    keys.append(spec.id_column)
-    tiebreak = "__row_hash__"
-    sortable = frame.assign(**{tiebreak: pd.util.hash_pandas_object(frame, index=False).to_numpy()})
+    """Sort by (order column, id hash, id), then a content hash so that duplicate keys cannot depend on file order.
+
+    Ties in the order column (every row, without one) are ordered by the seeded id hash, not by the id
+    or the file: ids are often assigned in an order that correlates with the rows' kind, so "the latest
+    rows" of a tie block, and the time-ordered CV folds cutting through it, would otherwise be a biased
+    sample.
+    """
+    order = [spec.order_column] if spec.order_column else []
+    extra = {
+        "__id_hash__": id_hash_keys(frame[spec.id_column], spec.policy.random_seed),
+        "__row_hash__": pd.util.hash_pandas_object(frame, index=False).to_numpy(),
+    }
+    sortable = frame.assign(**extra)
+    keys = [*order, "__id_hash__", spec.id_column, "__row_hash__"]
     # Missing timestamps sort first: an unknown time is never treated as "latest", so it stays in train.
-    ordered = sortable.sort_values([*keys, tiebreak], kind="mergesort", na_position="first")
-    return ordered.drop(columns=tiebreak).reset_index(drop=True)
+    ordered = sortable.sort_values(keys, kind="mergesort", na_position="first")
+    return ordered.drop(columns=list(extra)).reset_index(drop=True)
 
 
 def holdout_size(n_rows: int, fraction: float) -> int:
@@ -163,8 +196,11 @@ def build_features(raw: pd.DataFrame, spec: DatasetSpec) -> pd.DataFrame:
     """Derive the features frame from a validated data version.
 
     The split is out-of-time when the spec has an order column: the latest ``policy.holdout_fraction``
-    of rows by (order column, id) are the holdout. Without an order column a row is in the holdout
-    when a seeded sha256 of its id falls below the fraction, so a row keeps its split across versions.
+    of rows by the order column are the holdout. Rows tied with the boundary value (all rows when the
+    order column is constant) are split by the seeded id hash (:func:`id_hash_keys`, highest hashes to
+    the holdout), never by the id or the file's row order. Without an order column a row is in the
+    holdout when its id hash falls below the fraction, so a row keeps its split across versions.
+    :func:`describe_split` records how the holdout was drawn.
 
     Args:
         raw: The validated landed data.
@@ -172,7 +208,7 @@ def build_features(raw: pd.DataFrame, spec: DatasetSpec) -> pd.DataFrame:
 
     Returns:
         The id, order, allowlisted feature, slice and protected columns, ``_label`` (0/1) and ``_split``
-        (``"train"``/``"holdout"``), sorted by (order column, id) with a fresh RangeIndex.
+        (``"train"``/``"holdout"``), sorted by (order column, id hash, id) with a fresh RangeIndex.
 
     Raises:
         ValueError: a required column is missing or the label cannot be encoded.
@@ -202,22 +238,177 @@ def build_features(raw: pd.DataFrame, spec: DatasetSpec) -> pd.DataFrame:
     return frame
 
 
-def training_frame(current: pd.DataFrame, previous: Sequence[pd.DataFrame], spec: DatasetSpec) -> pd.DataFrame:
+def _json_value(value: Any) -> Any:
+    """An order value as JSON-safe plain data: timestamps as ISO 8601, numpy scalars as Python scalars."""
+    if value is None or (not isinstance(value, str) and bool(pd.isna(value))):
+        return None
+    if isinstance(value, pd.Timestamp):
+        return value.isoformat()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value if isinstance(value, (int, float, str, bool)) else str(value)
+
+
+def describe_split(features_df: pd.DataFrame, spec: DatasetSpec) -> dict[str, Any]:
+    """How the holdout of one data version was drawn: the record kept in the candidate's manifest.
+
+    Args:
+        features_df: Features of one data version, from :func:`build_features`.
+        spec: The dataset spec.
+
+    Returns:
+        JSON-safe plain data: ``method`` (``"order column, ties by id hash"`` or ``"id hash"``), ``seed``,
+        ``holdout_fraction``, ``rows``, ``holdout_rows``; with an order column also ``order_column``,
+        ``n_distinct_order_values`` (missing values not counted), ``boundary_value`` (the earliest order
+        value in the holdout, ISO 8601 for times), ``rows_tied_at_boundary`` (rows with that value),
+        ``holdout_rows_from_tie`` (those of them drawn into the holdout by the id hash) and
+        ``boundary_inside_tie`` (some of them stayed in train). ``warning`` is None or says why the
+        holdout is barely out of time: fewer than :data:`MIN_DISTINCT_ORDER_VALUES` distinct order
+        values, or more than :data:`MAX_HOLDOUT_SHARE_FROM_TIE` of the holdout drawn from the tie.
+
+    Raises:
+        ValueError: the frame lacks ``_split`` or the order column.
+    """
+    for column in (SPLIT_COLUMN, *([spec.order_column] if spec.order_column else [])):
+        if column not in features_df.columns:
+            raise ValueError(f"cannot describe the split of spec {spec.name!r}: the frame has no {column!r} column")
+    is_holdout = (features_df[SPLIT_COLUMN] == HOLDOUT).to_numpy()
+    record: dict[str, Any] = {
+        "method": SPLIT_BY_ORDER if spec.order_column else SPLIT_BY_HASH,
+        "seed": spec.policy.random_seed,
+        "holdout_fraction": spec.policy.holdout_fraction,
+        "rows": len(features_df),
+        "holdout_rows": int(is_holdout.sum()),
+    }
+    if not spec.order_column:
+        record["warning"] = None
+        return record
+    order = features_df[spec.order_column]
+    n_distinct = int(order.nunique(dropna=True))
+    holdout_order = order[is_holdout]
+    boundary = holdout_order.min() if len(holdout_order) else None
+    tied = (order == boundary).to_numpy() if boundary is not None else np.zeros(len(order), dtype=bool)
+    from_tie = int((tied & is_holdout).sum())
+    record.update(
+        {
+            "order_column": spec.order_column,
+            "n_distinct_order_values": n_distinct,
+            "boundary_value": _json_value(boundary),
+            "rows_tied_at_boundary": int(tied.sum()),
+            "holdout_rows_from_tie": from_tie,
+            "boundary_inside_tie": bool((tied & ~is_holdout).any()),
+        }
+    )
+    reasons = []
+    if n_distinct < MIN_DISTINCT_ORDER_VALUES:
+        plural = "value" if n_distinct == 1 else "values"
+        reasons.append(
+            f"order column {spec.order_column!r} has {n_distinct} distinct {plural} (fewer than "
+            f"{MIN_DISTINCT_ORDER_VALUES})"
+        )
+    n_holdout = record["holdout_rows"]
+    if n_holdout and from_tie / n_holdout > MAX_HOLDOUT_SHARE_FROM_TIE and record["boundary_inside_tie"]:
+        reasons.append(
+            f"{from_tie} of {n_holdout} holdout rows (more than {MAX_HOLDOUT_SHARE_FROM_TIE:.0%}) share the "
+            f"boundary value {record['boundary_value']!r} with train rows and were drawn by the id hash"
+        )
+    record["warning"] = (
+        "; ".join(reasons) + ": the holdout is mostly not later than training (an id-hash split, not out of "
+        "time); consider a finer order column"
+        if reasons
+        else None
+    )
+    return record
+
+
+@dataclass(frozen=True)
+class TrainingWindow:
+    """The rows a candidate trains on, and what was removed to keep one row per id.
+
+    Attributes:
+        frame: The training frame: the current version with its split, plus the kept rows of earlier
+            versions as train rows, sorted like :func:`build_features` output.
+        overlap: JSON-safe record of the rows removed: ``rule``, ``rows_dropped``, ``holdout_ids_dropped``
+            (earlier rows whose id is a holdout id of the current version) and ``versions``, one entry per
+            earlier version (oldest first) with ``data_version``, ``rows``, ``dropped``, ``kept``.
+    """
+
+    frame: pd.DataFrame
+    overlap: dict[str, Any]
+
+
+WINDOW_RULE = "an earlier version's row is dropped when its id is in a newer version of the window (newest wins)"
+
+
+def training_window(
+    current: pd.DataFrame,
+    previous: Sequence[pd.DataFrame],
+    spec: DatasetSpec,
+    versions: Sequence[str] | None = None,
+) -> TrainingWindow:
     """The rows a candidate trains on, for a training window of several data versions.
 
-    Every row of the earlier versions becomes a train row; the current version keeps its split, so its
-    holdout (the latest rows) still only evaluates. Rows are re-sorted by (order column, id), so the
-    time-ordered CV folds stay out-of-time across versions.
+    Rows of the earlier versions become train rows, except where the same id appears in a newer version
+    of the window (the current one included): newest wins, so a corrected re-delivery replaces the old
+    row and no holdout id of the current version is ever a training row. The current version keeps its
+    split, so its holdout still only evaluates. Rows are re-sorted like :func:`build_features`, so the
+    time-ordered CV folds stay out-of-time across versions. Ids are matched on their text form.
 
     Args:
         current: Features of the current data version.
-        previous: Features of earlier versions in the window (any order).
+        previous: Features of earlier versions in the window, **oldest first** (landing order).
         spec: The dataset spec.
+        versions: Names of the earlier versions (same order), for the record; default ``"-1"``, ``"-2"``…
+            counted back from the current version.
+
+    Returns:
+        The training frame and the overlap record.
+
+    Raises:
+        ValueError: ``versions`` does not match ``previous``, or a holdout id of the current version is
+            still a train row (duplicate ids inside the current version).
     """
-    if not previous:
-        return current
-    parts = [frame.assign(**{SPLIT_COLUMN: TRAIN}) for frame in previous]
-    return _sort_rows(pd.concat([*parts, current], ignore_index=True), spec)
+    names = list(versions) if versions is not None else [f"-{len(previous) - i}" for i in range(len(previous))]
+    if len(names) != len(previous):
+        raise ValueError(f"{len(names)} version names given for {len(previous)} earlier versions")
+    id_column = spec.id_column
+    seen = set(current[id_column].astype(str))
+    holdout_ids = set(current.loc[current[SPLIT_COLUMN] == HOLDOUT, id_column].astype(str))
+    kept_parts: list[pd.DataFrame] = []
+    per_version: list[dict[str, Any]] = []
+    holdout_dropped = 0
+    # Newest first, so that each id is kept from the newest version holding it.
+    for name, frame in reversed(list(zip(names, previous, strict=True))):
+        keys = frame[id_column].astype(str)
+        drop = keys.isin(seen).to_numpy()
+        holdout_dropped += int(keys[drop].isin(holdout_ids).sum())
+        seen.update(keys[~drop])
+        kept_parts.append(frame[~drop].assign(**{SPLIT_COLUMN: TRAIN}))
+        per_version.append(
+            {"data_version": name, "rows": len(frame), "dropped": int(drop.sum()), "kept": int((~drop).sum())}
+        )
+    per_version.reverse()
+    overlap = {
+        "rule": WINDOW_RULE,
+        "rows_dropped": sum(v["dropped"] for v in per_version),
+        "holdout_ids_dropped": holdout_dropped,
+        "versions": per_version,
+    }
+    parts = [part for part in reversed(kept_parts) if len(part)]
+    combined = _sort_rows(pd.concat([*parts, current], ignore_index=True), spec) if parts else current
+    train_ids = set(combined.loc[combined[SPLIT_COLUMN] == TRAIN, id_column].astype(str))
+    leaked = sorted(holdout_ids & train_ids)
+    if leaked:
+        raise ValueError(
+            f"training window of spec {spec.name!r}: {len(leaked)} holdout ids of the current version are also "
+            f"train rows (e.g. {id_column} {leaked[:5]}); the current version has duplicate ids"
+        )
+    return TrainingWindow(frame=combined, overlap=overlap)
+
+
+def training_frame(current: pd.DataFrame, previous: Sequence[pd.DataFrame], spec: DatasetSpec) -> pd.DataFrame:
+    """The training frame of :func:`training_window` (earlier versions oldest first), without the record."""
+    return training_window(current, previous, spec).frame
 
 
 def model_inputs(features_df: pd.DataFrame, spec: DatasetSpec) -> pd.DataFrame:

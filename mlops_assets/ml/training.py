@@ -265,17 +265,27 @@ def predict_scores(pipeline: Pipeline, features_df: pd.DataFrame, spec: DatasetS
 _SCORING = {"roc_auc": "roc_auc", "pr_auc": "average_precision"}
 
 
+SEARCH_SKIPPED_NO_VALID_FOLD = "search skipped: no fold with both classes in training and validation"
+
+
 @dataclass(frozen=True)
 class SearchResult:
-    """A hyperparameter search: the space, every candidate's cross-validated score, and the choice.
+    """A hyperparameter search: the space, the folds, every candidate's cross-validated score, and the choice.
 
     Attributes:
         space: Parameter name → values searched.
-        cv_folds: Number of time-ordered folds (each validates on rows later than it trains on).
+        cv_folds: Number of time-ordered folds asked for (each validates on rows later than it trains on).
         scoring: sklearn scorer of the headline metric.
-        results: One row per parameter combination: params, mean/std validation score, rank, fit seconds.
-        best_params: The chosen combination (highest mean score; ties go to the first in grid order).
-        best_score: Its mean validation score.
+        results: One row per parameter combination: params, mean/std validation score over the used folds,
+            rank, fit seconds. Empty when the search was skipped.
+        best_params: The chosen combination (highest mean score; ties go to the first in grid order);
+            empty when skipped.
+        best_score: Its mean validation score over the used folds; None when skipped (never NaN).
+        folds: One record per fold: ``fold`` (1-based), ``train_rows``, ``train_positives``,
+            ``train_negatives``, ``validation_rows``, ``validation_positives``, ``validation_negatives``,
+            ``used`` (both classes on both sides; only used folds are scored).
+        skipped: None, or why no search was run (:data:`SEARCH_SKIPPED_NO_VALID_FOLD`); the model then
+            uses the fixed parameters.
     """
 
     space: dict[str, list[Any]]
@@ -283,7 +293,9 @@ class SearchResult:
     scoring: str
     results: tuple[dict[str, Any], ...]
     best_params: dict[str, Any]
-    best_score: float
+    best_score: float | None
+    folds: tuple[dict[str, Any], ...] = ()
+    skipped: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -293,7 +305,42 @@ class SearchResult:
             "results": list(self.results),
             "best_params": self.best_params,
             "best_score": self.best_score,
+            "folds": list(self.folds),
+            "skipped": self.skipped,
         }
+
+
+def cv_folds_with_class_counts(y: np.ndarray, n_splits: int) -> list[tuple[np.ndarray, np.ndarray, dict[str, Any]]]:
+    """The time-ordered folds (``TimeSeriesSplit``) of a label vector, each with its class counts.
+
+    Args:
+        y: 0/1 labels of the train rows, in time order.
+        n_splits: Number of folds.
+
+    Returns:
+        ``(train_index, validation_index, record)`` per fold; ``record`` is described in
+        :attr:`SearchResult.folds`. A fold is ``used`` only when its training and its validation part
+        each hold both classes (otherwise the fit or the score is undefined).
+
+    Raises:
+        ValueError: fewer rows than ``n_splits + 1``.
+    """
+    out = []
+    for i, (train_idx, val_idx) in enumerate(TimeSeriesSplit(n_splits=n_splits).split(y), start=1):
+        train_pos, val_pos = int(y[train_idx].sum()), int(y[val_idx].sum())
+        train_neg, val_neg = len(train_idx) - train_pos, len(val_idx) - val_pos
+        record = {
+            "fold": i,
+            "train_rows": len(train_idx),
+            "train_positives": train_pos,
+            "train_negatives": train_neg,
+            "validation_rows": len(val_idx),
+            "validation_positives": val_pos,
+            "validation_negatives": val_neg,
+            "used": bool(train_pos and train_neg and val_pos and val_neg),
+        }
+        out.append((train_idx, val_idx, record))
+    return out
 
 
 def tune_and_train(
@@ -301,8 +348,12 @@ def tune_and_train(
 ) -> tuple[TrainedModel, SearchResult | None]:
     """Search the configured space with time-ordered CV on the train rows, then fit the best on all of them.
 
-    The rows of a features frame are sorted by (order column, id), so ``TimeSeriesSplit`` validates every
-    fold on rows later than those it trained on — the same out-of-time direction as the holdout.
+    The rows of a features frame are sorted in time order, so ``TimeSeriesSplit`` validates every fold on
+    rows later than those it trained on — the same out-of-time direction as the holdout. Only folds whose
+    training and validation parts each hold both classes are scored; when no fold does, the search is
+    skipped (recorded in :attr:`SearchResult.skipped` with the per-fold class counts) and the model is
+    fitted with the fixed parameters. A fit error in the search raises instead of scoring NaN, and a
+    non-finite mean score is never ranked.
 
     Args:
         features_df: A features frame (possibly several data versions concatenated, in time order).
@@ -311,22 +362,53 @@ def tune_and_train(
 
     Returns:
         The fitted candidate and the search record (None when the space is empty).
+
+    Raises:
+        ValueError: the train rows hold a single class, there are fewer train rows than ``cv_folds + 1``,
+            or a searched combination scores a non-finite mean.
     """
     training = training or spec.training
     if not training.search:
         return train_candidate(features_df, spec, training.estimator, training.params), None
     seed = spec.policy.random_seed
     X, y = _train_rows(features_df, spec)
+    scoring = _SCORING[spec.policy.headline_metric]
+    space = {k: [_plain(v) for v in values] for k, values in training.search.items()}
+    try:
+        folds = cv_folds_with_class_counts(y, training.cv_folds)
+    except ValueError as exc:
+        raise ValueError(
+            f"cannot search spec {spec.name!r} with training.cv_folds={training.cv_folds}: {len(y)} train rows ({exc})"
+        ) from exc
+    fold_records = tuple(record for _, _, record in folds)
+    used = [(train_idx, val_idx) for train_idx, val_idx, record in folds if record["used"]]
+    if not used:
+        model = train_candidate(features_df, spec, training.estimator, training.params)
+        record = SearchResult(
+            space=space,
+            cv_folds=training.cv_folds,
+            scoring=scoring,
+            results=(),
+            best_params={},
+            best_score=None,
+            folds=fold_records,
+            skipped=SEARCH_SKIPPED_NO_VALID_FOLD,
+        )
+        return model, record
     pipeline = build_pipeline(spec, training.estimator, training.params, seed=seed)
     grid = {f"model__{name}": list(values) for name, values in training.search.items()}
-    scoring = _SCORING[spec.policy.headline_metric]
-    search = GridSearchCV(
-        pipeline, grid, scoring=scoring, cv=TimeSeriesSplit(n_splits=training.cv_folds), n_jobs=1, refit=True
-    )
+    search = GridSearchCV(pipeline, grid, scoring=scoring, cv=used, n_jobs=1, refit=True, error_score="raise")
     start = time.perf_counter()
     search.fit(X, y)
     elapsed = time.perf_counter() - start
     cv = search.cv_results_
+    means = np.asarray(cv["mean_test_score"], dtype=np.float64)
+    if not np.isfinite(means).all():
+        bad = [cv["params"][i] for i in np.flatnonzero(~np.isfinite(means))]
+        raise ValueError(
+            f"search of spec {spec.name!r}: {scoring} is not finite for {bad} on folds with both classes; "
+            "refusing to rank NaN"
+        )
     results = tuple(
         {
             "params": {k.removeprefix("model__"): _plain(v) for k, v in cv["params"][i].items()},
@@ -348,12 +430,14 @@ def tune_and_train(
         train_seconds=elapsed,
     )
     record = SearchResult(
-        space={k: [_plain(v) for v in values] for k, values in training.search.items()},
+        space=space,
         cv_folds=training.cv_folds,
         scoring=scoring,
         results=results,
         best_params=best,
         best_score=float(search.best_score_),
+        folds=fold_records,
+        skipped=None,
     )
     return model, record
 
