@@ -292,8 +292,14 @@ LATENCY = LatencyReport(
     batch_p99_ms=60.0,
     batch_size=1000,
     throughput_rows_per_s=25000.0,
-    single_repeats=200,
-    batch_repeats=20,
+    single_repeats=60,
+    batch_repeats=4,
+    repetitions=5,
+    wall_single_p50_ms=3.5,
+    wall_single_p99_ms=12.0,
+    wall_batch_p50_ms=45.0,
+    wall_batch_p99_ms=70.0,
+    wall_throughput_rows_per_s=22000.0,
 )
 
 
@@ -836,13 +842,16 @@ class Recording:
 def test_measure_latency_times_single_rows_and_full_batches() -> None:
     rows = pd.DataFrame({"a": range(7)})
     pipeline = Recording()
-    report = measure_latency(cast(Pipeline, pipeline), rows, batch_size=10, single_repeats=30, batch_repeats=4)
+    report = measure_latency(
+        cast(Pipeline, pipeline), rows, batch_size=10, single_repeats=30, batch_repeats=4, repetitions=3
+    )
     singles = [c for c in pipeline.calls if len(c) == 1]
     batches = [c for c in pipeline.calls if len(c) > 1]
-    assert len(singles) == WARMUP_SINGLE + 30 and len(batches) == WARMUP_BATCH + 4
-    assert [c[0] for c in singles[WARMUP_SINGLE:]] == [i % 7 for i in range(30)]  # cycles through the rows
+    assert len(singles) == WARMUP_SINGLE + 3 * 30 and len(batches) == WARMUP_BATCH + 3 * 4
+    # Each repetition cycles through the rows.
+    assert [c[0] for c in singles[WARMUP_SINGLE:]] == [i % 7 for i in range(30)] * 3
     assert all(c == [i % 7 for i in range(10)] for c in batches)  # fewer rows than a batch: cycled
-    assert (report.batch_size, report.single_repeats, report.batch_repeats) == (10, 30, 4)
+    assert (report.batch_size, report.single_repeats, report.batch_repeats, report.repetitions) == (10, 30, 4, 3)
     assert 0 < report.single_p50_ms <= report.single_p99_ms and 0 < report.batch_p50_ms <= report.batch_p99_ms
     assert report.throughput_rows_per_s == pytest.approx(10 / (report.batch_p50_ms / 1000))
     assert LatencyReport.from_dict(json.loads(json.dumps(report.to_dict()))) == report

@@ -12,6 +12,8 @@ from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 HEADLINE_METRICS: tuple[str, ...] = ("roc_auc", "pr_auc")
+#: Choices of ``Policy.insufficient_data``: what a gate does when too few rows leave its rule unmeasurable.
+INSUFFICIENT_DATA_POLICIES: tuple[str, ...] = ("pass_with_warning", "fail")
 #: Metrics a generic threshold may name, with whether higher is better.
 METRIC_DIRECTIONS: dict[str, bool] = {
     "roc_auc": True,
@@ -81,12 +83,25 @@ class Policy:
         slice_floors: Per-slice floors overriding ``slice_metric_floor``.
         max_ece: Bound on the expected calibration error (``calibration_within_bound``).
         calibration_bins: Equal-width probability bins for the ECE and the reliability table.
+        min_rows_per_calibration_bin: ``calibration_within_bound`` needs at least this many holdout rows per
+            bin on average (``min_rows_per_calibration_bin * calibration_bins`` rows, 100 by default); with
+            fewer its outcome is ``insufficient_data`` and ``insufficient_data`` decides. 0 turns it off.
         max_demographic_parity_difference: Largest allowed gap in predicted-positive rate between groups.
         min_demographic_parity_ratio: Smallest allowed ratio of the lowest to the highest such rate.
         max_equalized_odds_difference: Largest allowed gap in TPR or FPR between groups.
         min_group_size: Protected groups with fewer holdout rows are reported but not gated.
-        max_latency_p99_ms_single: p99 of one-row scoring of the stored artifact, in milliseconds.
-        max_latency_p99_ms_batch: p99 of scoring a batch of ``latency_batch_size`` rows, in milliseconds.
+        insufficient_data: What a gate with a minimum group or slice size does when too few rows leave its
+            rule unmeasurable (fewer than two protected groups of ``min_group_size`` rows, a counted group
+            without positive or negative rows, a ``slice_floors`` slice under ``min_slice_size`` rows or with
+            one class, a slice column with no gated value, a holdout under ``min_rows_per_calibration_bin *
+            calibration_bins`` rows or an ECE excess over ``max_ece`` indistinguishable from sampling noise):
+            ``"pass_with_warning"`` (default: the gate passes
+            with ``outcome: insufficient_data`` and a message starting "insufficient data") or ``"fail"``.
+            A measured violation always fails; see docs/gates.md for why this default.
+        max_latency_p99_ms_single: p99 of one-row scoring of the stored artifact, in milliseconds of thread
+            CPU time on one thread (median over repetitions; see :mod:`mlops_assets.ml.latency`), so the
+            verdict does not depend on how busy the machine is.
+        max_latency_p99_ms_batch: p99 of scoring a batch of ``latency_batch_size`` rows, in the same units.
         latency_batch_size: Rows per batch in the latency measurement.
         decision_threshold: Score at or above which a row is predicted positive.
         thresholds: Further value/change thresholds on any metric (``metric_thresholds_met``).
@@ -107,6 +122,16 @@ class Policy:
         canary_max_error_rate_increase: Canary guard: largest increase of the misclassification rate there.
         ab_min_detectable_effect: The A/B test's horizon is sized to detect this absolute difference in
             the served decision accuracy of the two arms (alpha 0.05, power 0.8).
+        max_null_share_increase: Drift report (``drift_report`` / ``no_drift``): a column whose share of
+            missing values rose by more than this (absolute, 0.05 = 5 percentage points) over the
+            reference, significantly (one-sided Fisher exact test at 0.05), is drifted and a data-quality
+            failure. In [0, 1]; 1 turns the rule off.
+        volume_ratio_bounds: ``volume_within_bounds``: a data version's row count divided by that of the
+            previous accepted version (the latest earlier data version whose data gates passed) must lie in
+            ``[lo, hi]``, inclusive, with ``0 < lo <= 1 <= hi``. The first version has nothing to compare with
+            and passes, recorded.
+        allow_protected_as_features: A column listed both under ``features`` and ``protected`` is refused when
+            the spec loads, unless this is ``true`` (then ``features_allowlisted`` records the protected inputs).
     """
 
     min_rows: int = 500
@@ -123,10 +148,12 @@ class Policy:
     slice_floors: tuple[SliceThreshold, ...] = ()
     max_ece: float = 0.05
     calibration_bins: int = 10
+    min_rows_per_calibration_bin: int = 10
     max_demographic_parity_difference: float = 0.2
     min_demographic_parity_ratio: float = 0.5
     max_equalized_odds_difference: float = 0.2
     min_group_size: int = 100
+    insufficient_data: str = "pass_with_warning"
     max_latency_p99_ms_single: float = 100.0
     max_latency_p99_ms_batch: float = 2000.0
     latency_batch_size: int = 1000
@@ -140,6 +167,9 @@ class Policy:
     canary_max_auc_drop: float = 0.01
     canary_max_error_rate_increase: float = 0.01
     ab_min_detectable_effect: float = 0.02
+    max_null_share_increase: float = 0.05
+    volume_ratio_bounds: tuple[float, float] = (0.5, 2.0)
+    allow_protected_as_features: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -164,6 +194,7 @@ _NON_NEGATIVE = (
     "min_slice_size",
     "max_slice_regression",
     "max_ece",
+    "min_rows_per_calibration_bin",
     "max_demographic_parity_difference",
     "max_equalized_odds_difference",
     "min_group_size",
@@ -174,6 +205,7 @@ _NON_NEGATIVE = (
     "ab_min_detectable_effect",
     "canary_max_auc_drop",
     "canary_max_error_rate_increase",
+    "max_null_share_increase",
 )
 
 
@@ -218,6 +250,16 @@ def _slice_threshold(raw: Any, where: str, i: int) -> SliceThreshold:
     )
 
 
+def _volume_ratio_bounds(value: Any, where: str) -> tuple[float, float]:
+    key = "volume_ratio_bounds"
+    if isinstance(value, str) or not isinstance(value, list | tuple) or len(value) != 2:
+        raise PolicyError(f"{where}: policy.{key} must be a list [lo, hi], got {value!r}")
+    lo, hi = (_number(v, where, key) for v in value)
+    if not 0.0 < lo <= 1.0 <= hi:
+        raise PolicyError(f"{where}: policy.{key} must satisfy 0 < lo <= 1 <= hi, got [{lo}, {hi}]")
+    return lo, hi
+
+
 def policy_from_dict(raw: Mapping[str, Any] | None, where: str = "<dict>") -> Policy:
     """Build and validate a :class:`Policy`; unspecified keys keep their defaults.
 
@@ -239,6 +281,17 @@ def policy_from_dict(raw: Mapping[str, Any] | None, where: str = "<dict>") -> Po
             values[f.name] = tuple(_metric_threshold(t, where, i) for i, t in enumerate(value or ()))
         elif f.name == "slice_floors":
             values[f.name] = tuple(_slice_threshold(t, where, i) for i, t in enumerate(value or ()))
+        elif f.name == "volume_ratio_bounds":
+            values[f.name] = _volume_ratio_bounds(value, where)
+        elif isinstance(getattr(defaults, f.name), bool):
+            if not isinstance(value, bool):
+                raise PolicyError(f"{where}: policy.{f.name} must be true or false, got {value!r}")
+            values[f.name] = value
+        elif f.name == "insufficient_data":
+            if value not in INSUFFICIENT_DATA_POLICIES:
+                choices = list(INSUFFICIENT_DATA_POLICIES)
+                raise PolicyError(f"{where}: policy.insufficient_data must be one of {choices}, got {value!r}")
+            values[f.name] = value
         elif f.name == "headline_metric":
             if value not in HEADLINE_METRICS:
                 raise PolicyError(f"{where}: policy.headline_metric must be one of {list(HEADLINE_METRICS)}")
@@ -257,6 +310,8 @@ def policy_from_dict(raw: Mapping[str, Any] | None, where: str = "<dict>") -> Po
     for key in _NON_NEGATIVE:
         if getattr(policy, key) < 0:
             raise PolicyError(f"{where}: policy.{key} must be >= 0, got {getattr(policy, key)}")
+    if policy.max_null_share_increase > 1:
+        raise PolicyError(f"{where}: policy.max_null_share_increase must be <= 1, got {policy.max_null_share_increase}")
     if policy.calibration_bins < 2 or policy.latency_batch_size < 1 or policy.bootstrap_samples < 100:
         raise PolicyError(
             f"{where}: policy.calibration_bins must be >= 2, latency_batch_size >= 1 and bootstrap_samples >= 100"
