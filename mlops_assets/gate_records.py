@@ -1,16 +1,29 @@
-"""Reading gate results (and materialization records) back from the Dagster instance.
+"""Reading gate results back (from the instance and the registry) and verifying artifacts before a move.
 
 Blocking checks only block inside one run: a failed gate leaves its asset stored and a later run
-would proceed. So every promotion re-reads the latest result of every required gate for its data
-version from the instance and fails closed when one is failed, missing, or stale (it evaluated an
-older materialization than the one now stored).
+would proceed. So every promotion path (``deployment_decision``, ``promote_job``, ``rollback_job`` and
+the rollout's final switch) re-verifies the evidence of the very model version it moves, through
+:func:`promotion_evidence`:
+
+* model gates (checks on ``candidate_model`` and ``model_evaluation``) from the registry's outcomes of
+  that version and artifact digest (each check records its outcome there), never by data version;
+* data gates (checks on ``raw_data`` and ``features``) from the instance, for each of the model's own
+  data versions, failing closed when one is failed, missing, or stale (it evaluated an older
+  materialization than the one now stored);
+
+and reads the stored artifact back and verifies it (:func:`verify_artifact`) before the registry moves it.
 """
 
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import dagster as dg
+
+from mlops_assets.ml.artifacts import ArtifactIntegrityError, ArtifactRef, ArtifactStore, load_model
+from mlops_assets.ml.gate_evidence import judge_evidence
+from mlops_assets.ml.promotion import GateStatus
+from mlops_assets.ml.registry import ModelRegistry, ModelVersion
 
 _PAGE = 200
 
@@ -86,3 +99,118 @@ def latest_gate_results(
             cursor = records[-1].id
         results.append(found)
     return results
+
+
+class ArtifactRefused(Exception):
+    """A model version's stored artifact does not verify against its registered digest (or HMAC).
+
+    Attributes:
+        expected: The registered digest (or HMAC).
+        actual: The digest (or HMAC) of the stored bytes, ``None`` when they could not be read.
+    """
+
+    def __init__(self, message: str, *, expected: str | None = None, actual: str | None = None) -> None:
+        super().__init__(message)
+        self.expected = expected
+        self.actual = actual
+
+
+def verify_artifact(store: ArtifactStore, ref: ArtifactRef, *, what: str) -> None:
+    """Read the stored artifact and verify it (size, sha256, HMAC with a keyed store, trusted skops types).
+
+    Called before every registry move to Staging or Production, so a model whose bytes changed since
+    registration never reaches serving.
+
+    Args:
+        store: The artifact store.
+        ref: The version's registered artifact reference.
+        what: Named in the message, e.g. ``"synthetic v2"``.
+
+    Raises:
+        ArtifactRefused: With both digests (expected = registered, actual = stored bytes).
+    """
+    try:
+        load_model(store, ref)
+    except ArtifactIntegrityError as exc:
+        expected = exc.expected or ref.sha256
+        actual = exc.actual
+        raise ArtifactRefused(
+            f"{what}: stored artifact {ref.uri} does not verify: expected sha256 {expected}, "
+            f"actual {actual or 'unreadable'} ({exc})",
+            expected=expected,
+            actual=actual,
+        ) from exc
+
+
+@dataclass(frozen=True)
+class PromotionEvidence:
+    """The evidence a promotion path re-reads for one model version.
+
+    Attributes:
+        version: The model version to be moved.
+        statuses: Data gates (one per gate and data version of the model) then model gates (from the
+            registry, of this version and artifact).
+        evaluated_version: The model version the latest evaluation of the model's data version judged
+            (``None``: no evaluation found).
+    """
+
+    version: ModelVersion
+    statuses: list[GateStatus] = field(default_factory=list)
+    evaluated_version: int | None = None
+
+    def refusals(self) -> list[str]:
+        """Why the version may not move (empty: it may): the evaluation mismatch first, then each gate."""
+        problems = [
+            f"{s.check} is {s.status}" + (f" ({s.detail})" if s.detail else "")
+            for s in self.statuses
+            if s.status != "passed"
+        ]
+        if not self.statuses:
+            problems.append("no gate results to verify")
+        if problems and self.evaluated_version is not None and self.evaluated_version != self.version.version:
+            problems.insert(0, f"evaluation is of v{self.evaluated_version}, not v{self.version.version}")
+        return problems
+
+    def to_list(self) -> list[dict[str, Any]]:
+        """The statuses as JSON rows (``check``, ``status``, ``detail``) for transition evidence."""
+        return [{"check": s.check, "status": s.status, "detail": s.detail} for s in self.statuses]
+
+
+def promotion_evidence(
+    instance: dg.DagsterInstance,
+    registry: ModelRegistry,
+    version: ModelVersion,
+    *,
+    data_gates: Sequence[dg.AssetCheckKey],
+    model_gates: Sequence[dg.AssetCheckKey],
+    evaluated_version: int | None = None,
+) -> PromotionEvidence:
+    """Re-read the evidence of one model version: its data versions' data gates and its own model gates.
+
+    Args:
+        instance: The Dagster instance (data gate results, the latest evaluation's metadata).
+        registry: The model registry (model gate outcomes per version and artifact).
+        version: The version to be moved.
+        data_gates: Checks judging data, looked up for each of ``version.data_versions``.
+        model_gates: Checks judging the model, looked up in the registry for this version and digest.
+        evaluated_version: The version the evaluation at hand judged; default: read from the latest
+            ``model_evaluation`` materialization of the model's last data version.
+    """
+    statuses: list[GateStatus] = []
+    for data_version in version.data_versions:
+        for g in latest_gate_results(instance, data_gates, data_version):
+            detail = f"data version {data_version}" + (f", run {g.run_id}" if g.run_id else "")
+            statuses.append(GateStatus(g.check, g.status, detail))
+    statuses.extend(
+        judge_evidence(
+            [k.to_user_string() for k in model_gates],
+            registry.gate_outcomes(version.model_name, version.version),
+            version=version.version,
+            artifact_sha256=version.artifact_sha256,
+        )
+    )
+    if evaluated_version is None and version.data_versions:
+        recorded = latest_materialization_metadata(instance, "model_evaluation", version.data_versions[-1])
+        value = recorded.get("model_version")
+        evaluated_version = int(value) if isinstance(value, int | float) else None
+    return PromotionEvidence(version=version, statuses=statuses, evaluated_version=evaluated_version)

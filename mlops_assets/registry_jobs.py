@@ -5,9 +5,14 @@ Launchable from the UI's launchpad and from the CLI, e.g.::
     dg launch --job rollback_job --config-json '{"ops": {"rollback_model": {"config":
         {"actor": "alice", "reason": "p99 latency regression in serving"}}}}'
 
-Every action is one registry transaction, logged with actor, reason and evidence. A manual promotion to
-Production re-reads the gate results of the version's data version from the instance and refuses when
-any is failed, missing or stale — a person cannot promote what the gates rejected. Each job then records
+Every action is one registry transaction, logged with actor, reason and evidence. A move to Staging or
+Production by hand, and a rollback, first re-read the evidence of that very version: its model gates'
+outcomes recorded in the registry for its version and artifact digest, and the data gates of its data
+versions; any failed, missing, stale or of another artifact refuses the move (naming the gate and the run;
+"evaluation is of vN, not vM" when the latest evaluation of its data version judged another version) — a
+person cannot promote what the gates rejected, nor borrow another version's evaluation. The stored
+artifact is then read and verified (sha256, and HMAC with a keyed store); a mismatch refuses with both
+digests. The registry re-checks the gate outcomes inside the move's transaction. Each job then records
 the new deployment pointers as materializations of ``staging_deployment`` and ``production_deployment``.
 """
 
@@ -16,10 +21,10 @@ from typing import Any
 
 import dagster as dg
 
-from mlops_assets.assets.deployments import REQUIRED_GATES
-from mlops_assets.gate_records import latest_gate_results
-from mlops_assets.ml.registry import ModelRegistry, RegistryError
-from mlops_assets.resources import DatasetSpecResource, ModelRegistryResource
+from mlops_assets.assets.deployments import DATA_GATES, MODEL_GATE_NAMES, MODEL_GATES
+from mlops_assets.gate_records import ArtifactRefused, promotion_evidence, verify_artifact
+from mlops_assets.ml.registry import ModelRegistry, ModelVersion, RegistryError
+from mlops_assets.resources import ArtifactStoreResource, DatasetSpecResource, ModelRegistryResource
 
 STAGES_BY_HAND = ("Staging", "Production", "Archived")
 
@@ -70,11 +75,42 @@ def _fail(exc: Exception) -> dg.Failure:
     return dg.Failure(description=str(exc))
 
 
+def _verify_movable(
+    context: dg.OpExecutionContext,
+    registry: ModelRegistry,
+    artifacts: ArtifactStoreResource,
+    version: ModelVersion,
+    to: str,
+) -> list[dict[str, Any]]:
+    """Refuse (dg.Failure) unless this very version's gate evidence all passed and its artifact verifies.
+
+    Returns:
+        The gate statuses, for the move's evidence.
+    """
+    label = f"{version.model_name} v{version.version}"
+    recorded = promotion_evidence(context.instance, registry, version, data_gates=DATA_GATES, model_gates=MODEL_GATES)
+    problems = recorded.refusals()
+    if problems:
+        raise dg.Failure(
+            description=f"refusing to move {label} to {to}: {'; '.join(problems)}",
+            metadata={"gates": dg.MetadataValue.json(recorded.to_list())},
+        )
+    try:
+        verify_artifact(artifacts.store(), version.artifact, what=label)
+    except ArtifactRefused as exc:
+        raise dg.Failure(
+            description=f"refusing to move {label} to {to}: {exc}",
+            metadata={"expected_sha256": str(exc.expected), "actual_sha256": str(exc.actual)},
+        ) from exc
+    return recorded.to_list()
+
+
 @dg.op(description="Move a model version to Staging, Production or Archived (one transaction, logged).")
 def promote_model(
     context: dg.OpExecutionContext,
     config: PromoteConfig,
     dataset: DatasetSpecResource,
+    artifacts: ArtifactStoreResource,
     registry: ModelRegistryResource,
 ) -> Iterator[Any]:
     name = dataset.load().name
@@ -86,26 +122,19 @@ def promote_model(
     except RegistryError as exc:
         raise _fail(exc) from exc
     evidence: dict[str, Any] = {"run_id": context.run.run_id, "by_hand": True}
-    if config.stage == "Production":
-        # The data version the candidate was evaluated on is the last one of its training window.
-        data_version = version.data_versions[-1]
-        gates = latest_gate_results(context.instance, REQUIRED_GATES, data_version)
-        evidence["gates"] = [g.to_dict() for g in gates]
-        not_passed = [f"{g.check} is {g.status}" for g in gates if not g.passed]
-        if not_passed:
-            raise dg.Failure(
-                description=(
-                    f"refusing to promote {name} v{config.version} to Production: gates of data version "
-                    f"{data_version} not passed: {'; '.join(not_passed)}"
-                ),
-                metadata={"gates": dg.MetadataValue.json(evidence["gates"])},
-            )
+    if config.stage in ("Staging", "Production"):
+        evidence["gates"] = _verify_movable(context, reg, artifacts, version, config.stage)
+        evidence["artifact_sha256"] = version.artifact_sha256
+    move: dict[str, Any] = {
+        "actor": config.actor,
+        "reason": config.reason,
+        "evidence": evidence,
+        "required_gates": MODEL_GATE_NAMES,
+    }
     try:
         if config.stage == "Production" and version.stage == "None":
-            reg.transition(name, config.version, "Staging", actor=config.actor, reason=config.reason, evidence=evidence)
-        moved = reg.transition(
-            name, config.version, config.stage, actor=config.actor, reason=config.reason, evidence=evidence
-        )
+            reg.transition(name, config.version, "Staging", **move)
+        moved = reg.transition(name, config.version, config.stage, **move)
     except RegistryError as exc:
         raise _fail(exc) from exc
     context.log.info(f"{name} v{moved.version} is now {moved.stage} (by {config.actor}: {config.reason})")
@@ -135,13 +164,19 @@ def rollback_model(
     context: dg.OpExecutionContext,
     config: RollbackConfig,
     dataset: DatasetSpecResource,
+    artifacts: ArtifactStoreResource,
     registry: ModelRegistryResource,
 ) -> Iterator[Any]:
     name = dataset.load().name
     reg = registry.registry()
+    evidence: dict[str, Any] = {"run_id": context.run.run_id, "by_hand": True}
+    target = reg.rollback_target(name)
+    if target is not None:
+        # The known-good version must still have passing evidence of its own, and an intact artifact.
+        evidence["gates"] = _verify_movable(context, reg, artifacts, target, "Production (rollback)")
     try:
         restored = reg.rollback(
-            name, actor=config.actor, reason=config.reason, evidence={"run_id": context.run.run_id, "by_hand": True}
+            name, actor=config.actor, reason=config.reason, evidence=evidence, required_gates=MODEL_GATE_NAMES
         )
     except RegistryError as exc:
         raise _fail(exc) from exc
@@ -150,7 +185,12 @@ def rollback_model(
     yield dg.Output(None)
 
 
-@dg.job(description="Promote a model version (Production requires its gates passed, and an approval if required).")
+@dg.job(
+    description=(
+        "Move a model version to Staging, Production or Archived (Staging and Production require its own gate "
+        "evidence passed and its artifact verified; Production an approval if required)."
+    )
+)
 def promote_job() -> None:
     promote_model()
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from scipy.stats import binom
 
-from mlops_assets.assets.evaluations import PolicyOverrides, with_gate_outcome
+from mlops_assets.assets.evaluations import PolicyOverrides
 from mlops_assets.assets.gating import check_result
 from mlops_assets.ml.evaluation import (
     Evaluation,
@@ -259,5 +259,5 @@ def test_launchpad_overrides_min_rows_per_calibration_bin() -> None:
 
 
 def test_check_metadata_shows_the_calibration_insufficient_data_outcome() -> None:
-    result = with_gate_outcome(check_result(gate(60, seed=0)))
+    result = check_result(gate(60, seed=0))
     assert result.passed and result.metadata["outcome"].value == "insufficient_data"

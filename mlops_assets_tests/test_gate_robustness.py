@@ -23,7 +23,7 @@ import pytest
 from sklearn.pipeline import Pipeline
 from threadpoolctl import threadpool_info
 
-from mlops_assets.assets.evaluations import PolicyOverrides, with_gate_outcome
+from mlops_assets.assets.evaluations import PolicyOverrides
 from mlops_assets.assets.gating import check_result
 from mlops_assets.ml import latency as latency_module
 from mlops_assets.ml.evaluation import Evaluation, FairnessReport, GroupRates, ScoreValidity, evaluate
@@ -318,12 +318,10 @@ def test_insufficient_data_policy_is_validated_and_overridable() -> None:
 
 
 def test_check_metadata_shows_the_insufficient_data_outcome() -> None:
-    result = with_gate_outcome(check_result(gate_fairness_within_bounds(SMALL, POLICY)))
+    result = check_result(gate_fairness_within_bounds(SMALL, POLICY))
     assert result.passed and result.metadata["outcome"].value == "insufficient_data"
     assert result.description is not None and result.description.startswith("insufficient data")
-    failed = with_gate_outcome(
-        check_result(gate_fairness_within_bounds(SMALL, replace(POLICY, insufficient_data="fail")))
-    )
+    failed = check_result(gate_fairness_within_bounds(SMALL, replace(POLICY, insufficient_data="fail")))
     assert not failed.passed and failed.metadata["outcome"].value == "insufficient_data"
 
 

@@ -344,7 +344,7 @@ def test_landing_sensor_says_why_nothing_runs(tmp_path):
 
 
 def test_ids_reused_across_versions_are_compared_through_the_id_type(tmp_path):
-    """An id read as text ("0250", from a CSV whose schema failed) and the int 250 of an earlier typed version are one id."""
+    """An id read as text ("0250", from a CSV whose schema failed) and the int 250 of an earlier version are one id."""
     import pandas as pd
 
     from mlops_assets.ml.validation import gate_ids_unique_across_versions

@@ -11,25 +11,38 @@ from mlops_assets.assets.features import features_checks
 from mlops_assets.assets.gating import table
 from mlops_assets.assets.models import models_checks
 from mlops_assets.assets.monitoring import rollout_evidence
-from mlops_assets.gate_records import latest_gate_results
+from mlops_assets.gate_records import ArtifactRefused, promotion_evidence, verify_artifact
 from mlops_assets.ml import performance, rollout
-from mlops_assets.ml.promotion import GateStatus, decide
-from mlops_assets.ml.registry import ApprovalRequired, ModelVersion, RegistryConflict
+from mlops_assets.ml.promotion import PromotionDecision, decide
+from mlops_assets.ml.registry import (
+    ApprovalRequired,
+    GateEvidenceMissing,
+    ModelRegistry,
+    ModelVersion,
+    RegistryConflict,
+)
 from mlops_assets.ml.rollout import GuardCheck, GuardResult, GuardStatus, Phase
 from mlops_assets.partitions import data_versions
-from mlops_assets.resources import DatasetSpecResource, ModelRegistryResource, StoredAssets
+from mlops_assets.resources import ArtifactStoreResource, DatasetSpecResource, ModelRegistryResource, StoredAssets
 
 ACTOR = "mlops_assets/deployment_decision"
 ACTOR_ROLLOUT = "mlops_assets/rollout_step"
 
+#: Gates judging data: re-read from the instance for each data version the model was trained on.
+DATA_GATES: list[dg.AssetCheckKey] = [
+    key for checks in (raw_data_checks, features_checks) for c in checks for key in c.check_keys
+]
+#: Gates judging one model version: each records its outcome in the registry for that version and artifact
+#: digest, and every registry move to Staging or Production (and the rollout's final switch, and a rollback)
+#: requires these outcomes passed (``required_gates``).
+MODEL_GATES: list[dg.AssetCheckKey] = [
+    key for checks in (models_checks, evaluations_checks) for c in checks for key in c.check_keys
+]
+#: Their names as the registry records them (``"<asset>:<check>"``).
+MODEL_GATE_NAMES: tuple[str, ...] = tuple(key.to_user_string() for key in MODEL_GATES)
 #: Every gate a version must pass, upstream to downstream. Derived from the check definitions, so a new
 #: gate added to a stage is required for promotion without touching this module.
-REQUIRED_GATES: list[dg.AssetCheckKey] = [
-    key
-    for checks in (raw_data_checks, features_checks, models_checks, evaluations_checks)
-    for c in checks
-    for key in c.check_keys
-]
+REQUIRED_GATES: list[dg.AssetCheckKey] = [*DATA_GATES, *MODEL_GATES]
 
 
 def _version_summary(v: ModelVersion | None) -> dict[str, Any] | None:
@@ -54,7 +67,9 @@ def _version_summary(v: ModelVersion | None) -> dict[str, Any] | None:
     description=(
         "What happened to this version's candidate: rejected and archived, or staged and rolled out against "
         "production (shadow, then canary steps; rollout_step moves it on the evidence of later versions) — or "
-        "promoted at once when nothing is in production. Re-reads every gate's latest result and fails closed."
+        "promoted at once when nothing is in production. Re-reads the gate evidence of this very model version "
+        "and artifact (model gates from the registry, data gates of its data versions), refuses an evaluation "
+        "of another version, verifies the stored artifact, and fails closed."
     ),
 )
 def deployment_decision(
@@ -62,38 +77,53 @@ def deployment_decision(
     candidate_model: dict[str, Any],
     model_evaluation: dict[str, Any],
     dataset: DatasetSpecResource,
+    artifacts: ArtifactStoreResource,
     registry: ModelRegistryResource,
 ) -> dg.MaterializeResult:
     spec = dataset.load()
     reg = registry.registry()
     name, version = spec.name, int(candidate_model["version"])
-    recorded = latest_gate_results(context.instance, REQUIRED_GATES, context.partition_key)
+    current = reg.get_version(name, version)
+    # The evaluation at hand must be of this very version (not of an earlier one of the same data version).
+    evaluated = int(model_evaluation["model_version"])
+    recorded = promotion_evidence(
+        context.instance, reg, current, data_gates=DATA_GATES, model_gates=MODEL_GATES, evaluated_version=evaluated
+    )
     production = reg.production_version(name)
     decision = decide(
-        [GateStatus(g.check, g.status) for g in recorded],
+        recorded.statuses,
         compared_with_production=model_evaluation.get("production_version"),
         production_now=production.version if production else None,
         candidate_version=version,
+        evaluated_version=evaluated,
     )
+    if decision.promote and current.stage in ("None", "Staging"):
+        try:
+            verify_artifact(artifacts.store(), current.artifact, what=f"{name} v{version}")
+        except ArtifactRefused as exc:
+            decision = PromotionDecision(False, (str(exc),))
     evidence = {
         "run_id": context.run.run_id,
         "data_version": context.partition_key,
-        "gates": [g.to_dict() for g in recorded],
+        "model_version": version,
+        "artifact_sha256": current.artifact_sha256,
+        "evaluated_version": evaluated,
+        "gates": recorded.to_list(),
         "headline_metric": model_evaluation.get("headline_metric"),
         "candidate": model_evaluation.get("candidate"),
         "production": model_evaluation.get("production"),
     }
-    current = reg.get_version(name, version)
     outcome = "unchanged"
+    moves: dict[str, Any] = {"actor": ACTOR, "evidence": evidence, "required_gates": MODEL_GATE_NAMES}
     try:
         if decision.promote and current.stage in ("None", "Staging"):
             reason = f"{decision.reasons[0]} for data version {context.partition_key}"
             if current.stage == "None":
-                reg.transition(name, version, "Staging", actor=ACTOR, reason=reason, evidence=evidence)
+                reg.transition(name, version, "Staging", reason=reason, **moves)
             if production is None:
                 # Nothing serves yet: there is no champion to shadow or canary against.
                 try:
-                    reg.transition(name, version, "Production", actor=ACTOR, reason=reason, evidence=evidence)
+                    reg.transition(name, version, "Production", reason=reason, **moves)
                     outcome = "promoted"
                 except ApprovalRequired:
                     # The model's policy wants a person's approval: stage it and wait for approve_job + promote_job.
@@ -102,14 +132,18 @@ def deployment_decision(
                 state = rollout.start(
                     rollout.new_rollout(name, production.version, version), datetime.now(UTC), reason=reason
                 )
-                reg.start_rollout(state, actor=ACTOR, reason=reason, supersede=True)
+                reg.start_rollout(state, actor=ACTOR, reason=reason, supersede=True, required_gates=MODEL_GATE_NAMES)
                 outcome = "rollout_started"
         elif not decision.promote and current.stage == "None":
+            # Rejected: archived with the reasons; only a new passing evaluation of it can stage it again.
             reason = "rejected: " + "; ".join(decision.reasons)
             reg.transition(name, version, "Archived", actor=ACTOR, reason=reason, evidence=evidence)
             outcome = "rejected"
         elif not decision.promote:
             outcome = "rejected"
+    except GateEvidenceMissing as exc:
+        # A newer outcome (e.g. a re-evaluation that failed) was recorded after the evidence was read.
+        raise dg.Failure(description=f"refusing to move {name} v{version}: {exc}") from exc
     except RegistryConflict as exc:
         raise dg.Failure(description=f"promotion of {name} v{version} lost a concurrent promotion: {exc}") from exc
     after = reg.production_version(name)
@@ -177,6 +211,19 @@ def production_deployment(dataset: DatasetSpecResource, registry: ModelRegistryR
     )
 
 
+def _switch_refusals(
+    instance: dg.DagsterInstance, reg: ModelRegistry, artifacts: ArtifactStoreResource, name: str, version: int
+) -> list[str]:
+    """Why the challenger may not become Production now (empty: it may): its gate evidence, then its artifact."""
+    challenger = reg.get_version(name, version)
+    refused = promotion_evidence(instance, reg, challenger, data_gates=DATA_GATES, model_gates=MODEL_GATES).refusals()
+    try:
+        verify_artifact(artifacts.store(), challenger.artifact, what=f"{name} v{version}")
+    except ArtifactRefused as exc:
+        refused.append(str(exc))
+    return refused
+
+
 def _with_ab_verdict(guards: GuardResult, ab: dict[str, Any] | None) -> GuardResult:
     """Add the A/B test to the canary guards: a significant champion win fails the rollout."""
     if guards.kind != "canary" or not ab or ab.get("decision") in (None, "continue"):
@@ -211,6 +258,7 @@ def rollout_step(
     context: dg.AssetExecutionContext,
     dataset: DatasetSpecResource,
     stored_assets: StoredAssets,
+    artifacts: ArtifactStoreResource,
     registry: ModelRegistryResource,
 ) -> dg.MaterializeResult:
     spec = dataset.load()
@@ -236,13 +284,20 @@ def rollout_step(
         ab = None
     guards = _with_ab_verdict(guards, ab)
     moved = rollout.advance(state, guards, datetime.now(UTC))
+    if moved.phase is Phase.PROMOTED:
+        # The blue/green switch moves the challenger to Production: re-verify its own evidence and artifact.
+        refused = _switch_refusals(context.instance, reg, artifacts, spec.name, state.challenger_version)
+        if refused:
+            moved = rollout.roll_back(state, datetime.now(UTC), reason="final switch refused: " + "; ".join(refused))
     action = "wait" if moved == state else moved.phase.value
     note = ""
     try:
-        reg.update_rollout(state, moved, actor=ACTOR_ROLLOUT)
+        reg.update_rollout(state, moved, actor=ACTOR_ROLLOUT, required_gates=MODEL_GATE_NAMES)
     except ApprovalRequired as exc:
         # Every guard passed but the policy wants a person: stay at full canary until approve_job runs.
         action, note, moved = "awaiting_approval", str(exc), state
+    except GateEvidenceMissing as exc:
+        raise dg.Failure(description=f"rollout of v{state.challenger_version} refused: {exc}") from exc
     except RegistryConflict as exc:
         raise dg.Failure(description=f"rollout of v{state.challenger_version} changed concurrently: {exc}") from exc
     after = {"phase": moved.phase.value, "share": moved.challenger_share}

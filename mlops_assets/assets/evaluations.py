@@ -12,7 +12,7 @@ from typing import Any
 import dagster as dg
 import pandas as pd
 
-from mlops_assets.assets.gating import check_result, table
+from mlops_assets.assets.gating import model_check_result, table
 from mlops_assets.ml import model_gates, plots
 from mlops_assets.ml.artifacts import ArtifactRef, load_model
 from mlops_assets.ml.evaluation import Evaluation, evaluate
@@ -41,10 +41,12 @@ class PolicyOverrides(dg.Config):
     max_slice_regression: float | None = None
     max_ece: float | None = None
     calibration_bins: int | None = None
+    min_rows_per_calibration_bin: int | None = None
     max_demographic_parity_difference: float | None = None
     min_demographic_parity_ratio: float | None = None
     max_equalized_odds_difference: float | None = None
     min_group_size: int | None = None
+    insufficient_data: str | None = None
     max_latency_p99_ms_single: float | None = None
     max_latency_p99_ms_batch: float | None = None
     latency_batch_size: int | None = None
@@ -125,19 +127,28 @@ def model_evaluation(
     record = result.to_dict()
     record["model_name"] = spec.name
     record["model_version"] = candidate_model["version"]
+    # The identity the gates judge: their outcomes are recorded in the registry for this version and digest.
+    record["artifact_sha256"] = candidate_model["artifact"]["sha256"]
     # The promotion checks that production is still this version; if it changed, the comparison is void.
     record["production_version"] = production.version if production is not None else None
     metadata: dict[str, Any] = {
         "model": f"{spec.name} v{candidate_model['version']}",
+        "model_version": int(candidate_model["version"]),
+        "artifact_sha256": candidate_model["artifact"]["sha256"],
         "production_model": f"{spec.name} v{production.version}" if production is not None else "none",
         "headline_metric": result.headline_metric,
         "holdout_rows": result.n_holdout,
         **_numeric("candidate", record.get("candidate")),
         **_numeric("baseline", record.get("baseline")),
         **_numeric("production", record.get("production")),
+        # Gated: thread CPU time on one thread (the artifact's own cost); wall-clock time for information.
+        "latency_clock": latency.clock,
         "latency_single_p99_ms": round(latency.single_p99_ms, 3),
         "latency_batch_p99_ms": round(latency.batch_p99_ms, 3),
         "throughput_rows_per_s": round(latency.throughput_rows_per_s, 1),
+        "latency_single_p99_wall_ms": round(latency.wall_single_p99_ms, 3),
+        "latency_batch_p99_wall_ms": round(latency.wall_batch_p99_ms, 3),
+        "throughput_rows_per_s_wall": round(latency.wall_throughput_rows_per_s, 1),
         "policy": dg.MetadataValue.json(record["policy"]),
     }
     bootstrap = record.get("bootstrap")
@@ -168,11 +179,23 @@ def _evaluation_check(name: str, gate: Callable[[Evaluation, Policy], GateResult
         partitions_def=data_versions,
         description=f"Passes when {model_gates.GATE_DESCRIPTIONS[name]}.",
     )
-    def _check(model_evaluation: dict[str, Any], dataset: DatasetSpecResource) -> dg.AssetCheckResult:
+    def _check(
+        context: dg.AssetCheckExecutionContext,
+        model_evaluation: dict[str, Any],
+        dataset: DatasetSpecResource,
+        registry: ModelRegistryResource,
+    ) -> dg.AssetCheckResult:
         evaluation = Evaluation.from_dict(model_evaluation)
         # Decide with the policy the evaluation used (spec + launchpad overrides), never a different one.
         policy = evaluation.effective_policy() or dataset.load().policy
-        return check_result(gate(evaluation, policy))
+        return model_check_result(
+            context,
+            registry.registry(),
+            gate(evaluation, policy),
+            model_name=model_evaluation["model_name"],
+            version=int(model_evaluation["model_version"]),
+            artifact_sha256=model_evaluation.get("artifact_sha256"),
+        )
 
     return _check
 

@@ -1,4 +1,8 @@
-"""Turning the core's GateResult into a Dagster asset check result, with its evidence as metadata."""
+"""Turning the core's GateResult into a Dagster asset check result, with its evidence as metadata.
+
+A model gate (a check judging one model version) also records its outcome in the registry, bound to the
+model version and artifact digest it judged (:func:`model_check_result`): promotion reads that back.
+"""
 
 import math
 from typing import Any
@@ -6,6 +10,7 @@ from typing import Any
 import dagster as dg
 
 from mlops_assets.ml.gate_result import GateResult
+from mlops_assets.ml.registry import ModelRegistry
 
 
 def _scalar(value: Any) -> Any:
@@ -25,6 +30,9 @@ def check_result(gate: GateResult) -> dg.AssetCheckResult:
     if gate.threshold is not None:
         metadata["threshold"] = _scalar(gate.threshold)
     if gate.evidence:
+        if gate.evidence.get("outcome") is not None:
+            # passed / failed / insufficient_data: a pass on too little data shows next to the verdict.
+            metadata["outcome"] = str(gate.evidence["outcome"])
         metadata["evidence"] = dg.MetadataValue.json(dict(gate.evidence))
         # Lists of records (failure cases, slices, groups) also as tables, which the UI can sort and read.
         for key, value in gate.evidence.items():
@@ -35,6 +43,48 @@ def check_result(gate: GateResult) -> dg.AssetCheckResult:
         severity=dg.AssetCheckSeverity.ERROR,
         description=gate.message,
         metadata=metadata,
+    )
+
+
+def model_check_result(
+    context: dg.AssetCheckExecutionContext,
+    registry: ModelRegistry,
+    gate: GateResult,
+    *,
+    model_name: str,
+    version: int,
+    artifact_sha256: str | None,
+) -> dg.AssetCheckResult:
+    """The check result of a model gate, after recording its outcome for this model version in the registry.
+
+    The metadata names the model identity judged (``model_version``, ``artifact_sha256``). An unknown
+    digest (an evaluation recorded before digests were) is recorded as ``"unknown"``: it matches no
+    artifact, so it can never count as evidence.
+
+    Raises:
+        VersionNotFound: The model version is not registered.
+    """
+    sha = artifact_sha256 or "unknown"
+    (spec,) = context.check_specs
+    outcome = registry.record_gate_result(
+        model_name,
+        version,
+        artifact_sha256=sha,
+        gate=spec.key.to_user_string(),
+        passed=gate.passed,
+        data_version=context.partition_key,
+        run_id=context.run.run_id,
+        summary=gate.message,
+    )
+    result = check_result(gate)
+    metadata: dict[str, Any] = {
+        **result.metadata,
+        "model_version": version,
+        "artifact_sha256": sha,
+        "recorded_at": outcome.at.isoformat(),
+    }
+    return dg.AssetCheckResult(
+        passed=result.passed, severity=result.severity, description=result.description, metadata=metadata
     )
 
 

@@ -15,7 +15,7 @@ import pandas as pd
 
 from mlops_assets.assets.data import raw_data_checks
 from mlops_assets.assets.features import features_checks
-from mlops_assets.assets.gating import check_result
+from mlops_assets.assets.gating import model_check_result
 from mlops_assets.gate_records import latest_gate_results, latest_materialization_metadata
 from mlops_assets.ml import drift, training
 from mlops_assets.ml import features as feature_core
@@ -108,8 +108,20 @@ def candidate_model(
     store = artifacts.store()
     earlier, earlier_frames, skipped = _window(context, spec, stored_assets)
     data_versions_used = [*earlier, context.partition_key]
-    train_frame = feature_core.training_frame(features, earlier_frames, spec)
+    # Newest wins: earlier rows whose id is in a newer version are dropped, so no holdout id is trained on.
+    window = feature_core.training_window(features, earlier_frames, spec, versions=earlier)
+    train_frame = window.frame
+    holdout_split = feature_core.describe_split(features, spec)
+    if holdout_split["warning"]:
+        context.log.warning(f"holdout of {context.partition_key}: {holdout_split['warning']}")
     candidate, search = training.tune_and_train(train_frame, spec)
+    if search is not None and search.skipped:
+        counts = "; ".join(
+            f"fold {f['fold']}: train {f['train_positives']}+/{f['train_negatives']}-, "
+            f"validation {f['validation_positives']}+/{f['validation_negatives']}-"
+            for f in search.folds
+        )
+        context.log.warning(f"{search.skipped} ({counts}); trained with the fixed parameters")
     baseline = training.train_baseline(train_frame, spec)
     holdout_scores = training.predict_scores(candidate.pipeline, _holdout(features), spec)
     profile = feature_core.profile_features(train_frame, spec)
@@ -162,7 +174,8 @@ def candidate_model(
                 "training_fingerprint": training_fp,
                 "drift_reference": reference_ref.to_dict(),
             },
-            metrics={"cv_best_score": search.best_score} if search else {},
+            # A skipped search has no score: nothing is registered rather than a NaN.
+            metrics={"cv_best_score": search.best_score} if search and search.best_score is not None else {},
             description=f"candidate trained on data versions {', '.join(data_versions_used)}",
         )
     manifest: dict[str, Any] = {
@@ -175,6 +188,8 @@ def candidate_model(
         "peak_memory_mb": round(peak_memory_mb(), 1),
         "data_versions": _content_hashes(context.instance, data_versions_used),
         "window_skipped": skipped,
+        "window_overlap": window.overlap,
+        "holdout_split": holdout_split,
         "n_train": candidate.n_train,
         "feature_profile_id": profile.profile_id,
         "drift_reference_id": reference.profile_id,
@@ -218,7 +233,10 @@ def candidate_model(
         "manifest": dg.MetadataValue.json(manifest),
     }
     if search is not None:
-        metadata["cv_best_score"] = round(search.best_score, 5)
+        if search.best_score is not None:
+            metadata["cv_best_score"] = round(search.best_score, 5)
+        else:
+            metadata["search_skipped"] = str(search.skipped)
         metadata["cv_results"] = dg.MetadataValue.md(_search_table(search))
     return dg.MaterializeResult(value=record, metadata=metadata)
 
@@ -234,7 +252,15 @@ def _search_table(search: training.SearchResult) -> str:
         + f" | {r['mean_score']:.4f} | {r['std_score']:.4f} |\n"
         for r in rows
     )
-    return f"{search.cv_folds}-fold time-ordered CV\n\n{header}{body}"
+    folds = "".join(
+        f"| {f['fold']} | {f['train_positives']} / {f['train_negatives']} | "
+        f"{f['validation_positives']} / {f['validation_negatives']} | {'yes' if f['used'] else 'no'} |\n"
+        for f in search.folds
+    )
+    fold_table = "| fold | train + / − | validation + / − | used |\n|---|---|---|---|\n" + folds if folds else ""
+    if search.skipped:
+        return f"{search.cv_folds}-fold time-ordered CV: {search.skipped}\n\n{fold_table}"
+    return f"{search.cv_folds}-fold time-ordered CV\n\n{header}{body}\n{fold_table}"
 
 
 @dg.asset_check(
@@ -248,19 +274,27 @@ def _search_table(search: training.SearchResult) -> str:
     ),
 )
 def model_reproduces_holdout_scores(
+    context: dg.AssetCheckExecutionContext,
     candidate_model: dict[str, Any],
     features: pd.DataFrame,
     dataset: DatasetSpecResource,
     artifacts: ArtifactStoreResource,
+    registry: ModelRegistryResource,
 ) -> dg.AssetCheckResult:
     spec = dataset.load()
     ref = ArtifactRef.from_dict(candidate_model["artifact"])
     condition = "artifact verifies, loads, and reproduces the recorded holdout scores exactly"
+    # The outcome is recorded in the registry for this very version and artifact: promotion reads it there.
+    identity = {
+        "model_name": candidate_model["model_name"],
+        "version": int(candidate_model["version"]),
+        "artifact_sha256": ref.sha256,
+    }
     try:
         pipeline = load_model(artifacts.store(), ref)
     except Exception as exc:  # any load failure is a failed gate, with the reason as evidence
         gate = GateResult("model_reproduces_holdout_scores", False, condition, f"{ref.uri}: {exc}")
-        return check_result(gate)
+        return model_check_result(context, registry.registry(), gate, **identity)
     digest = scores_digest(training.predict_scores(pipeline, _holdout(features), spec))
     expected = candidate_model["holdout_scores_sha256"]
     gate = GateResult(
@@ -274,7 +308,7 @@ def model_reproduces_holdout_scores(
         ),
         evidence={"artifact": ref.uri, "expected_sha256": expected, "observed_sha256": digest},
     )
-    return check_result(gate)
+    return model_check_result(context, registry.registry(), gate, **identity)
 
 
 models_checks = [model_reproduces_holdout_scores]

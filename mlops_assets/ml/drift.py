@@ -1058,7 +1058,9 @@ def _split_draws(
     n_ref, n_cur = round(float(np.sum(ref))), round(float(np.sum(cur)))
     small = min(n_ref, n_cur)
     # "count" needs a temporary array of sum(total) integers; faster when few values are drawn per cell.
-    method = "count" if small <= 20 * total.size and int(np.sum(total)) <= 1_000_000 else "marginals"
+    method: Literal["count", "marginals"] = (
+        "count" if small <= 20 * total.size and int(np.sum(total)) <= 1_000_000 else "marginals"
+    )
     drawn = rng.multivariate_hypergeometric(total, small, size=draws, method=method).astype(np.float64)
     rest = total[None, :] - drawn
     return (drawn, rest) if n_ref <= n_cur else (rest, drawn)

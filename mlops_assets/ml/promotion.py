@@ -1,7 +1,8 @@
 """The promotion decision: promote only when every required gate passed for this very version.
 
-Fails closed: a gate that failed, was never evaluated, or evaluated an older materialization blocks
-promotion, and so does a production model that changed after the candidate was compared with it.
+Fails closed: a gate that failed, was never evaluated for this version, judged another artifact, or
+evaluated an older materialization blocks promotion; so does an evaluation of another model version,
+and a production model that changed after the candidate was compared with it.
 """
 
 from collections.abc import Sequence
@@ -10,10 +11,16 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class GateStatus:
-    """The recorded status of one gate: ``passed``, ``failed``, ``missing`` or ``stale``."""
+    """The recorded status of one gate.
+
+    ``status`` is ``passed``, ``failed``, ``missing``, ``stale`` (a data gate that evaluated an older
+    materialization) or ``wrong_artifact`` (a model gate that judged another artifact digest); ``detail``
+    says which run, version and data version the status comes from.
+    """
 
     check: str
     status: str
+    detail: str = ""
 
 
 @dataclass(frozen=True)
@@ -30,18 +37,27 @@ def decide(
     compared_with_production: int | None,
     production_now: int | None,
     candidate_version: int,
+    evaluated_version: int | None = None,
 ) -> PromotionDecision:
     """Decide on promotion from the re-read gate statuses and the production pointer.
 
     Args:
-        gates: Every required gate's latest status for the candidate's data version.
+        gates: Every required gate's status for the candidate: model gates from the registry's outcomes
+            of this very version and artifact, data gates of its data versions.
         compared_with_production: The production version the evaluation compared against (None: none).
         production_now: The production version now.
         candidate_version: The candidate's registered version.
+        evaluated_version: The model version the evaluation at hand judged (None: not known); another
+            version than the candidate refuses with ``"evaluation is of vN, not vM"``.
     """
+    reasons: list[str] = []
+    if evaluated_version is not None and evaluated_version != candidate_version:
+        reasons.append(f"evaluation is of v{evaluated_version}, not v{candidate_version}")
     if not gates:
-        return PromotionDecision(False, ("no gate results to verify: refusing to promote unverified",))
-    reasons = [f"gate {g.check} is {g.status}" for g in gates if g.status != "passed"]
+        reasons.append("no gate results to verify: refusing to promote unverified")
+    reasons.extend(
+        f"gate {g.check} is {g.status}" + (f" ({g.detail})" if g.detail else "") for g in gates if g.status != "passed"
+    )
     if production_now != compared_with_production and production_now != candidate_version:
         reasons.append(
             f"production changed since evaluation (compared with v{compared_with_production}, "

@@ -38,10 +38,17 @@ next to the original two, so an existing registry database gains them without a 
   so every client of the registry (every process, every code version) enforces the same rule.
 * ``version_verdicts`` marks versions bad (``mark_bad``, and automatically the version a
   :meth:`ModelRegistry.rollback` leaves) or clears the mark. A version marked bad is never a rollback
-  target and cannot be promoted until cleared.
+  target and cannot be promoted until cleared. Marking bad (or archiving) the challenger of the active
+  rollout ends that rollout (rolled back, ``challenger`` cleared) in the same transaction.
+* ``gate_results`` holds the outcome of every model gate per (model, version, artifact digest)
+  (:meth:`ModelRegistry.record_gate_result`). Moves to Staging or Production, the rollout's final
+  switch and a rollback take ``required_gates`` and refuse with :class:`GateEvidenceMissing`, inside
+  their transaction, unless the latest outcome of each of those gates is of this very version and
+  artifact and passed (:func:`mlops_assets.ml.gate_evidence.judge_evidence`). A version whose latest
+  outcome of a gate failed stays refused until a new evaluation of it passes.
 
-``alias_log``, ``approvals``, ``model_policies`` and ``version_verdicts`` are append-only in the
-database (triggers), like ``stage_transitions``.
+``alias_log``, ``approvals``, ``model_policies``, ``version_verdicts`` and ``gate_results`` are
+append-only in the database (triggers), like ``stage_transitions``.
 """
 
 import contextlib
@@ -50,7 +57,7 @@ import re
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -89,6 +96,7 @@ from sqlalchemy.engine import Row, make_url
 from sqlalchemy.types import TypeDecorator
 
 from mlops_assets.ml.artifacts import ArtifactRef
+from mlops_assets.ml.gate_evidence import GateOutcome, judge_evidence, refusals
 from mlops_assets.ml.rollout import Phase, RolloutEvent, RolloutState
 from mlops_assets.ml.rollout import conclude as rollout_conclude
 from mlops_assets.ml.rollout import roll_back as rollout_roll_back
@@ -164,6 +172,10 @@ class FourEyesViolation(RegistryError):
 
 class VersionMarkedBad(InvalidTransition):
     """The version is marked bad (by :meth:`ModelRegistry.mark_bad` or a rollback) and cannot be promoted."""
+
+
+class GateEvidenceMissing(InvalidTransition):
+    """A move needs passing gate evidence of this very version and artifact, and some is failed or missing."""
 
 
 class NothingToRollBack(RegistryError):
@@ -625,6 +637,26 @@ rollout_log = Table(
 )
 
 
+gate_results = Table(
+    "gate_results",
+    _metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("model_name", String(255), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("artifact_sha256", String(64), nullable=False),
+    Column("gate", String(255), nullable=False),
+    Column("passed", Boolean, nullable=False),
+    Column("data_version", Text, nullable=False),
+    Column("run_id", Text, nullable=False),
+    Column("summary", Text, nullable=False),
+    Column("at", _UTCDateTime(), nullable=False),
+    _version_fk("version", "fk_gate_results_version"),
+    CheckConstraint("length(gate) > 0", name="ck_gate_results_gate"),
+    Index("ix_gate_results_model_version", "model_name", "version"),
+    sqlite_autoincrement=True,
+)
+
+
 def _make_append_only(table: Table) -> None:
     """Attach triggers refusing UPDATE, DELETE (and TRUNCATE on PostgreSQL) to ``table`` at its creation.
 
@@ -651,7 +683,7 @@ def _make_append_only(table: Table) -> None:
         event.listen(table, "after_create", DDL(statement).execute_if(dialect="postgresql"))
 
 
-for _table in (alias_log, approvals, model_policies, version_verdicts, rollout_log):
+for _table in (alias_log, approvals, model_policies, version_verdicts, rollout_log, gate_results):
     _make_append_only(_table)
 
 
@@ -717,6 +749,21 @@ def _row_to_version(row: Row[Any]) -> ModelVersion:
         metrics=json.loads(m["metrics"]),
         created_at=m["created_at"],
         description=m["description"],
+    )
+
+
+def _row_to_gate_outcome(row: Row[Any]) -> GateOutcome:
+    m = row._mapping
+    return GateOutcome(
+        model_name=m["model_name"],
+        version=int(m["version"]),
+        artifact_sha256=m["artifact_sha256"],
+        gate=m["gate"],
+        passed=bool(m["passed"]),
+        data_version=m["data_version"],
+        run_id=m["run_id"],
+        summary=m["summary"],
+        at=m["at"],
     )
 
 
@@ -1115,6 +1162,79 @@ class ModelRegistry:
         latest: dict[int, tuple[str, str]] = {int(r.version): (r.verdict, r.reason) for r in rows}
         return {v: reason for v, (verdict, reason) in latest.items() if verdict == "bad"}
 
+    @staticmethod
+    def _gate_outcomes(conn: Connection, model_name: str, version: int) -> dict[str, GateOutcome]:
+        """The latest recorded outcome of each gate for one version (later rows replace earlier ones)."""
+        rows = conn.execute(
+            select(gate_results)
+            .where(gate_results.c.model_name == model_name, gate_results.c.version == version)
+            .order_by(gate_results.c.id)
+        ).all()
+        return {r.gate: _row_to_gate_outcome(r) for r in rows}
+
+    def _check_evidence(
+        self, conn: Connection, target: ModelVersion, required_gates: Sequence[str] | None, to: str
+    ) -> None:
+        """Refuse unless every required gate's latest outcome is of this version and artifact, and passed.
+
+        ``required_gates=None`` checks nothing (a registry used without gates); an empty list refuses.
+        """
+        if required_gates is None:
+            return
+        name, version = target.model_name, target.version
+        if not required_gates:
+            raise GateEvidenceMissing(
+                f"{_label(name, version)}: no required gates given for the move to {to}: refusing to move unverified",
+                model_name=name,
+                version=version,
+            )
+        statuses = judge_evidence(
+            list(required_gates),
+            self._gate_outcomes(conn, name, version),
+            version=version,
+            artifact_sha256=target.artifact_sha256,
+        )
+        problems = refusals(statuses)
+        if problems:
+            raise GateEvidenceMissing(
+                f"{_label(name, version)} cannot move to {to}: its gate evidence (for artifact sha256 "
+                f"{target.artifact_sha256}) is not all passed: {'; '.join(problems)}",
+                model_name=name,
+                version=version,
+            )
+
+    def _withdraw_from_rollout(
+        self,
+        conn: Connection,
+        model_name: str,
+        version: int,
+        *,
+        actor: str,
+        reason: str,
+        champion_too: bool = True,
+    ) -> None:
+        """``version`` was archived or marked bad: end the active rollout it takes part in (same transaction).
+
+        The rollout is rolled back (logged), ``challenger`` cleared and a Staging challenger archived.
+        ``champion_too=False`` ends it only when ``version`` is the challenger (a bad mark leaves the
+        champion serving, so its rollout may go on; an archived champion leaves nothing to compare with).
+        """
+        active = self._active_rollout_row(conn, model_name)
+        if active is None:
+            return
+        running = RolloutState.from_json(active.state)
+        if version == running.challenger_version:
+            role = "challenger"
+        elif champion_too and version == running.champion_version:
+            role = "champion"
+        else:
+            return
+        why = f"{role} v{version} withdrawn: {reason}"
+        now = _utcnow()
+        ended = rollout_roll_back(running, max(now, running.history[-1].at) if running.history else now, reason=why)
+        self._save_rollout(conn, int(active.id), running, ended, actor=actor)
+        self._end_rollout(conn, ended, actor=actor, reason=why)
+
     def _check_promotable(self, conn: Connection, target: ModelVersion) -> None:
         """Refuse promoting a version marked bad, or one the model's policy has not seen approved."""
         name, version = target.model_name, target.version
@@ -1322,14 +1442,16 @@ class ModelRegistry:
         actor: str,
         reason: str,
         evidence: Mapping[str, Any],
+        required_gates: Sequence[str] | None = None,
     ) -> ModelVersion:
         """Move a version to ``to_stage`` in one transaction, logging the move.
 
         Promoting to Production archives the current Production version first (logged with reason
         ``"replaced by v<version>"``) and points ``champion`` at the new version (clearing
         ``challenger`` if it named it); moving the Production version anywhere else removes
-        ``champion``. Concurrent promotions of one model are serialised: each sees the previous one's
-        result.
+        ``champion``. Archiving the challenger (or the champion) of the active rollout ends that
+        rollout: rolled back, ``challenger`` cleared. Concurrent promotions of one model are
+        serialised: each sees the previous one's result.
 
         Args:
             model_name: Registered model name.
@@ -1338,6 +1460,9 @@ class ModelRegistry:
             actor: Who makes the change (non-empty).
             reason: Why (non-empty).
             evidence: JSON-serialisable details (gate results, metrics compared, ...).
+            required_gates: For a move to Staging or Production: gate names (``"<asset>:<check>"``)
+                whose latest outcome must be of this version and artifact, and passed. ``None`` checks
+                nothing (every Dagster path passes them).
 
         Returns:
             The version after the move.
@@ -1345,6 +1470,8 @@ class ModelRegistry:
         Raises:
             VersionNotFound: No such version.
             InvalidTransition: ``to_stage`` is not reachable from the current stage.
+            GateEvidenceMissing: A required gate's evidence of this version is failed, missing or of
+                another artifact (an InvalidTransition).
             VersionMarkedBad: Promotion of a version marked bad (an InvalidTransition).
             ApprovalRequired: Promotion that the model's :class:`ApprovalPolicy` has not seen approved.
             RegistryConflict: The database refused the write (e.g. lost a race, lock timeout).
@@ -1367,6 +1494,8 @@ class ModelRegistry:
                     model_name=model_name,
                     version=version,
                 )
+            if to_stage in ("Staging", "Production"):
+                self._check_evidence(conn, current, required_gates, to_stage)
             now = _utcnow()
             if to_stage == "Production":
                 self._check_promotable(conn, current)
@@ -1405,6 +1534,8 @@ class ModelRegistry:
                     evidence={"stage_change": f"v{version} Production -> {to_stage}"},
                     at=now,
                 )
+            if to_stage == "Archived":
+                self._withdraw_from_rollout(conn, model_name, version, actor=actor, reason=reason)
             return self._select_version(conn, model_name, version)
 
     def promote_challenger(
@@ -1415,6 +1546,7 @@ class ModelRegistry:
         reason: str,
         evidence: Mapping[str, Any],
         expected_version: int | None = None,
+        required_gates: Sequence[str] | None = None,
     ) -> ModelVersion:
         """The blue/green switch: promote the version named by ``challenger``, in one transaction.
 
@@ -1429,6 +1561,8 @@ class ModelRegistry:
             evidence: JSON-serialisable details (e.g. the rollout's final guard results).
             expected_version: If given, the version the caller evaluated; refused with
                 :class:`RegistryConflict` if ``challenger`` names another version by now.
+            required_gates: Gates whose latest outcome must be of the challenger's version and
+                artifact, and passed (:class:`GateEvidenceMissing` otherwise); ``None`` checks nothing.
 
         Returns:
             The promoted version.
@@ -1442,7 +1576,13 @@ class ModelRegistry:
         _dumps(evidence_json)
         with self._write(model_name, expected_version, "promoting the challenger of") as conn:
             return self._promote_challenger(
-                conn, model_name, actor=actor, reason=reason, evidence=evidence_json, expected_version=expected_version
+                conn,
+                model_name,
+                actor=actor,
+                reason=reason,
+                evidence=evidence_json,
+                expected_version=expected_version,
+                required_gates=required_gates,
             )
 
     def _promote_challenger(
@@ -1454,6 +1594,7 @@ class ModelRegistry:
         reason: str,
         evidence: dict[str, Any],
         expected_version: int | None,
+        required_gates: Sequence[str] | None = None,
     ) -> ModelVersion:
         version = self._alias_version(conn, model_name, CHALLENGER)
         if version is None:
@@ -1475,6 +1616,7 @@ class ModelRegistry:
                 version=version,
             )
         self._check_promotable(conn, target)
+        self._check_evidence(conn, target, required_gates, "Production")
         self._promote(
             conn,
             target,
@@ -1488,7 +1630,13 @@ class ModelRegistry:
         return self._select_version(conn, model_name, version)
 
     def rollback(
-        self, model_name: str, *, actor: str, reason: str, evidence: Mapping[str, Any] | None = None
+        self,
+        model_name: str,
+        *,
+        actor: str,
+        reason: str,
+        evidence: Mapping[str, Any] | None = None,
+        required_gates: Sequence[str] | None = None,
     ) -> ModelVersion:
         """Roll Production back one step, to the last known-good version, in one transaction.
 
@@ -1506,12 +1654,15 @@ class ModelRegistry:
             actor: Who rolls back.
             reason: Why (e.g. the incident).
             evidence: JSON-serialisable details, recorded on both log rows.
+            required_gates: Gates whose latest outcome must be of the target's version and artifact,
+                and passed; ``None`` checks nothing.
 
         Returns:
             The version now in Production.
 
         Raises:
             NothingToRollBack: No Production version, or no earlier known-good one.
+            GateEvidenceMissing: The target's gate evidence is not all passed (nothing changes).
             RegistryConflict: The database refused the write.
         """
         _require_actor_reason(f"rolling back {_label(model_name, None)}", actor, reason)
@@ -1537,6 +1688,7 @@ class ModelRegistry:
                     version=current,
                 )
             target = self._select_version(conn, model_name, target_version)
+            self._check_evidence(conn, target, required_gates, "Production (rollback target)")
             now = _utcnow()
             trail = {**details, "rollback": {"from": current, "to": target_version}}
             conn.execute(
@@ -1576,6 +1728,9 @@ class ModelRegistry:
     def mark_bad(self, model_name: str, version: int, *, actor: str, reason: str) -> None:
         """Mark a version bad: it is skipped by :meth:`rollback` and refused by promotions until cleared.
 
+        If it is the challenger of the active rollout, that rollout ends in the same transaction:
+        rolled back, ``challenger`` cleared, the challenger archived.
+
         Raises:
             VersionNotFound: No such version.
         """
@@ -1598,6 +1753,10 @@ class ModelRegistry:
                     model_name=model_name, version=version, verdict=verdict, actor=actor, reason=reason, at=_utcnow()
                 )
             )
+            if verdict == "bad":
+                self._withdraw_from_rollout(
+                    conn, model_name, version, actor=actor, reason=f"marked bad: {reason}", champion_too=False
+                )
 
     def approve(
         self, model_name: str, version: int, *, approver: str, stage: str = "Production", comment: str
@@ -1785,7 +1944,15 @@ class ModelRegistry:
                 at=_utcnow(),
             )
 
-    def start_rollout(self, state: RolloutState, *, actor: str, reason: str, supersede: bool = False) -> RolloutState:
+    def start_rollout(
+        self,
+        state: RolloutState,
+        *,
+        actor: str,
+        reason: str,
+        supersede: bool = False,
+        required_gates: Sequence[str] | None = None,
+    ) -> RolloutState:
         """Record a started rollout and point ``challenger`` at its version, in one transaction.
 
         Args:
@@ -1795,11 +1962,15 @@ class ModelRegistry:
             reason: Why (e.g. the deployment decision and its data version).
             supersede: Roll back an active rollout of the model first (its challenger is archived);
                 without it, an active rollout is a :class:`RegistryConflict`.
+            required_gates: Gates whose latest outcome must be of the challenger's version and
+                artifact, and passed; ``None`` checks nothing.
 
         Raises:
             RegistryConflict: Another rollout is active (and ``supersede`` is false), or production
                 moved away from ``state.champion_version``.
             InvalidTransition: The challenger is not in Staging.
+            VersionMarkedBad: The challenger is marked bad.
+            GateEvidenceMissing: The challenger's gate evidence is not all passed.
         """
         _require_actor_reason(
             f"starting a rollout of {_label(state.model_name, state.challenger_version)}", actor, reason
@@ -1841,6 +2012,14 @@ class ModelRegistry:
                     model_name=name,
                     version=version,
                 )
+            bad = self._bad_versions(conn, name)
+            if version in bad:
+                raise VersionMarkedBad(
+                    f"{_label(name, version)} is marked bad ({bad[version]}): it cannot be rolled out",
+                    model_name=name,
+                    version=version,
+                )
+            self._check_evidence(conn, target, required_gates, "a rollout")
             self._move_alias(
                 conn,
                 name,
@@ -1888,7 +2067,14 @@ class ModelRegistry:
             )
         self._log_moves(conn, rollout_id, after, new_moves, actor)
 
-    def update_rollout(self, before: RolloutState, after: RolloutState, *, actor: str) -> RolloutState:
+    def update_rollout(
+        self,
+        before: RolloutState,
+        after: RolloutState,
+        *,
+        actor: str,
+        required_gates: Sequence[str] | None = None,
+    ) -> RolloutState:
         """Persist the next state of the active rollout, applying its registry effect in the same transaction.
 
         ``after`` must be ``before`` plus new moves (``rollout.advance`` / ``rollout.roll_back``). The
@@ -1896,6 +2082,10 @@ class ModelRegistry:
         :class:`RegistryConflict`. Reaching ``promoted`` performs the blue/green switch
         (:meth:`promote_challenger` with ``expected_version``); reaching ``rolled_back`` archives the
         challenger and removes its alias — production never changed, so nothing else to undo.
+
+        A challenger that is Archived or marked bad accepts no move but a roll-back
+        (:class:`InvalidTransition`); ``required_gates`` are checked for the final switch
+        (:class:`GateEvidenceMissing`, nothing saved).
         """
         name, version = before.model_name, before.challenger_version
         if after.history == before.history:
@@ -1908,6 +2098,16 @@ class ModelRegistry:
                     model_name=name,
                     version=version,
                 )
+            if after.phase is not Phase.ROLLED_BACK:
+                challenger = self._select_version(conn, name, version)
+                bad = self._bad_versions(conn, name)
+                if challenger.stage == "Archived" or version in bad:
+                    why = f"marked bad ({bad[version]})" if version in bad else "Archived"
+                    raise InvalidTransition(
+                        f"{_label(name, version)} is {why}: its rollout can only be rolled back",
+                        model_name=name,
+                        version=version,
+                    )
             self._save_rollout(conn, int(active.id), before, after, actor=actor)
             last = after.history[-1]
             if after.phase is Phase.PROMOTED:
@@ -1918,6 +2118,7 @@ class ModelRegistry:
                     reason=f"rollout complete: {last.reason}",
                     evidence={"rollout_id": int(active.id), **dict(last.evidence)},
                     expected_version=version,
+                    required_gates=required_gates,
                 )
             elif after.phase is Phase.ROLLED_BACK:
                 self._end_rollout(conn, after, actor=actor, reason=f"rollout rolled back: {last.reason}")
@@ -1963,7 +2164,9 @@ class ModelRegistry:
         ]
 
     def audit_log(self, model_name: str) -> list[dict[str, Any]]:
-        """One time-ordered trail of the model: stage transitions, alias moves, rollout moves, approvals."""
+        """One time-ordered trail of the model: failed gates (rejections), stage transitions, alias moves, rollout
+        moves and approvals. Each entry has ``at``, ``kind``, ``version``, ``change``, ``actor``, ``reason`` and
+        ``evidence``."""
         entries: list[dict[str, Any]] = []
         for t in self.history(model_name):
             entries.append(
@@ -2013,8 +2216,101 @@ class ModelRegistry:
                     "evidence": {},
                 }
             )
-        order = {"rollout": 0, "alias": 1, "stage": 2, "approval": 3}
+        # A failed gate is the version's rejection (no stage moves for it: its decision never ran), so it is part
+        # of the trail; passed gates are the evidence cited by the promotion's own stage row.
+        for g in self.gate_history(model_name):
+            if not g.passed:
+                entries.append(
+                    {
+                        "at": g.at,
+                        "kind": "gate",
+                        "version": g.version,
+                        "change": f"rejected by {g.gate.rsplit(':', 1)[-1]}",
+                        "actor": f"run {g.run_id}",
+                        "reason": g.summary,
+                        "evidence": g.to_dict(),
+                    }
+                )
+        order = {"gate": 0, "rollout": 1, "alias": 2, "stage": 3, "approval": 4}
         return sorted(entries, key=lambda e: (e["at"], order[e["kind"]]))
+
+    # -- gate evidence ----------------------------------------------------------------------------
+
+    def record_gate_result(
+        self,
+        model_name: str,
+        version: int,
+        *,
+        artifact_sha256: str,
+        gate: str,
+        passed: bool,
+        data_version: str,
+        run_id: str,
+        summary: str = "",
+    ) -> GateOutcome:
+        """Append one gate outcome for one model version (append-only; the latest row per gate counts).
+
+        Args:
+            model_name: Registered model name.
+            version: The version the gate judged.
+            artifact_sha256: Digest of the artifact the gate judged; evidence counts for a move only
+                when it equals the version's registered digest.
+            gate: ``"<asset>:<check>"``.
+            passed: The outcome.
+            data_version: The data version (partition) it was evaluated on.
+            run_id: The run that evaluated it.
+            summary: The gate's message.
+
+        Raises:
+            VersionNotFound: No such version.
+        """
+        if not gate or not run_id:
+            raise ValueError(f"recording a gate result of {_label(model_name, version)}: gate and run_id are required")
+        with self._write(model_name, version, f"recording gate {gate} of") as conn:
+            self._select_version(conn, model_name, version)
+            row = conn.execute(
+                insert(gate_results)
+                .values(
+                    model_name=model_name,
+                    version=version,
+                    artifact_sha256=artifact_sha256,
+                    gate=gate,
+                    passed=bool(passed),
+                    data_version=data_version,
+                    run_id=run_id,
+                    summary=summary,
+                    at=_utcnow(),
+                )
+                .returning(*gate_results.c)
+            ).one()
+            return _row_to_gate_outcome(row)
+
+    def gate_outcomes(self, model_name: str, version: int) -> dict[str, GateOutcome]:
+        """The latest recorded outcome of each gate for one version, by gate name."""
+        with self._read() as conn:
+            return self._gate_outcomes(conn, model_name, version)
+
+    def gate_history(self, model_name: str, version: int | None = None) -> list[GateOutcome]:
+        """Every recorded gate outcome of a model (or one version), oldest first."""
+        query = select(gate_results).where(gate_results.c.model_name == model_name)
+        if version is not None:
+            query = query.where(gate_results.c.version == version)
+        with self._read() as conn:
+            rows = conn.execute(query.order_by(gate_results.c.id)).all()
+        return [_row_to_gate_outcome(r) for r in rows]
+
+    def rollback_target(self, model_name: str) -> ModelVersion | None:
+        """The version :meth:`rollback` would restore now (``None``: nothing in Production or no target)."""
+        with self._read() as conn:
+            current = conn.execute(
+                select(model_versions.c.version).where(
+                    model_versions.c.model_name == model_name, model_versions.c.stage == "Production"
+                )
+            ).scalar_one_or_none()
+            if current is None:
+                return None
+            target = self._rollback_target(conn, model_name, int(current))
+            return None if target is None else self._select_version(conn, model_name, target)
 
     # -- reads --------------------------------------------------------------------------------------
 
