@@ -99,19 +99,12 @@ def s3_bucket(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[tup
 
 
 @pytest.fixture
-def load_tolerant_synthetic_spec(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """Path of the packaged ``synthetic`` spec with latency budgets 20x the defaults.
+def synthetic_spec() -> str:
+    """Path of the packaged ``synthetic`` spec, with its default gate policy.
 
-    The latency gate measures this machine: with two xdist workers, a daemon, webservers and a moto server
-    sharing two cores, a p99 of one-row scoring can exceed 100 ms although nothing is wrong with the model.
-    Tests of the deployment (not of the gate) raise the budget; every other gate keeps its threshold.
+    The latency gate measures the stored artifact's own CPU time, so it needs no allowance for a busy machine
+    (two xdist workers, a daemon, webservers and a moto server sharing two cores): every gate keeps its threshold.
     """
-    import yaml
-
     from mlops_assets.ml.spec import packaged_spec_path
 
-    spec = yaml.safe_load(packaged_spec_path("synthetic").read_text())
-    spec.setdefault("policy", {}).update({"max_latency_p99_ms_single": 2000.0, "max_latency_p99_ms_batch": 40000.0})
-    path = tmp_path_factory.mktemp("spec") / "synthetic.yaml"
-    path.write_text(yaml.safe_dump(spec, sort_keys=False))
-    return str(path)
+    return str(packaged_spec_path("synthetic"))

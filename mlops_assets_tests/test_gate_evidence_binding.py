@@ -277,8 +277,8 @@ def test_rollout_step_moves_nothing_after_the_challenger_was_withdrawn(tmp_path)
 
 
 @pytest.fixture
-def world(tmp_path: Path, load_tolerant_synthetic_spec: str):
-    env = local_environment(tmp_path / "data", spec=load_tolerant_synthetic_spec)
+def world(tmp_path: Path, synthetic_spec: str):
+    env = local_environment(tmp_path / "data", spec=synthetic_spec)
     defs = build_defs(env)
     landing = tmp_path / "data" / "landing"
     landing.mkdir(parents=True)

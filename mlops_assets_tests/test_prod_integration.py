@@ -192,7 +192,7 @@ def test_landed_s3_object_runs_through_daemon_and_shows_in_graphql(
     s3_bucket,
     s3_endpoint: str,
     deployment: Deployment,
-    load_tolerant_synthetic_spec: str,
+    synthetic_spec: str,
 ) -> None:
     started = time.monotonic()
     bucket, s3 = s3_bucket
@@ -223,7 +223,7 @@ def test_landed_s3_object_runs_through_daemon_and_shows_in_graphql(
         **FAKE_AWS_ENV,
         "MLOPS_ENV": "prod",
         # The packaged synthetic spec; only the machine-dependent latency budget is raised (see the fixture).
-        "MLOPS_SPEC": load_tolerant_synthetic_spec,
+        "MLOPS_SPEC": synthetic_spec,
         "MLOPS_REGISTRY_URL": registry_url,
         "MLOPS_S3_BUCKET": bucket,
         "MLOPS_S3_ENDPOINT_URL": s3_endpoint,

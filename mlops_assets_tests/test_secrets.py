@@ -69,7 +69,7 @@ def test_hmac_key_never_leaks(tmp_path: Path, monkeypatch):
 
 
 def test_hmac_key_registry_password_and_s3_secret_never_leak_in_prod(
-    tmp_path: Path, monkeypatch, postgres_url: str, s3_bucket, s3_endpoint: str, load_tolerant_synthetic_spec: str
+    tmp_path: Path, monkeypatch, postgres_url: str, s3_bucket, s3_endpoint: str, synthetic_spec: str
 ):
     """The same guarantee with MLOPS_ENV=prod: registry on PostgreSQL, storage on (moto) S3.
 
@@ -82,7 +82,7 @@ def test_hmac_key_registry_password_and_s3_secret_never_leak_in_prod(
     s3_secret = f"s3secret{uuid.uuid4().hex}"  # moto accepts any credentials
     for name, value in {
         "MLOPS_ENV": "prod",
-        "MLOPS_SPEC": load_tolerant_synthetic_spec,
+        "MLOPS_SPEC": synthetic_spec,
         "MLOPS_REGISTRY_URL": sa.make_url(postgres_url).set(password=None).render_as_string(hide_password=False),
         "MLOPS_REGISTRY_PASSWORD": password,
         "MLOPS_S3_BUCKET": bucket,

@@ -605,6 +605,9 @@ class _Sorted:
 
 def _sort_numeric(values: np.ndarray) -> _Sorted:
     xs = np.sort(values)
+    # -0.0 == 0.0 but serialises and hashes differently: fold it into +0.0 (in place, on the sorted copy) so
+    # the stored reference, its profile id and the Monte Carlo streams do not depend on row order.
+    xs += 0.0
     # NaN sorts last and searchsorted uses the same order, so the split is a binary search, not a pass.
     n_non_nan = int(np.searchsorted(xs, np.nan, side="left"))
     non_nan = xs[:n_non_nan]
