@@ -20,10 +20,11 @@ from typing import Any
 
 import dagster as dg
 
-from mlops_assets.ml.artifacts import ArtifactIntegrityError, ArtifactRef, ArtifactStore, load_model
 from mlops_assets.ml.gate_evidence import judge_evidence
 from mlops_assets.ml.promotion import GateStatus
-from mlops_assets.ml.registry import ModelRegistry, ModelVersion
+from mlops_assets.storage.artifacts.skops_codec import load_model
+from mlops_assets.storage.artifacts.store import ArtifactIntegrityError, ArtifactRef, ArtifactStore
+from mlops_assets.storage.registry import ModelRegistry, ModelVersion
 
 _PAGE = 200
 

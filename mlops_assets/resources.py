@@ -24,11 +24,11 @@ import sqlalchemy as sa
 from dagster_aws.s3 import S3Resource
 from pydantic import PrivateAttr
 
-from mlops_assets.ml.artifacts import ArtifactStore, LocalArtifactStore
-from mlops_assets.ml.registry import ModelRegistry
-from mlops_assets.ml.s3_store import S3ArtifactStore, is_missing, parse_s3_url
 from mlops_assets.ml.spec import DatasetSpec, load_spec
 from mlops_assets.ml.versions import digest_of_key, file_digest, is_landable, safe_stem, stem_of_key
+from mlops_assets.storage.artifacts.s3 import S3ArtifactStore, is_missing, parse_s3_url
+from mlops_assets.storage.artifacts.store import ArtifactStore, LocalArtifactStore
+from mlops_assets.storage.registry import ModelRegistry
 
 
 @lru_cache(maxsize=8)

@@ -30,11 +30,11 @@ import dagster as dg
 from mlops_assets.jobs import retrain_job
 from mlops_assets.ml import triggers
 from mlops_assets.ml.provenance import code_version
-from mlops_assets.ml.registry import ModelRegistry, ModelVersion
 from mlops_assets.ml.spec import DatasetSpec
 from mlops_assets.partitions import DATA_VERSIONS
 from mlops_assets.resources import DatasetSpecResource, ModelRegistryResource
 from mlops_assets.sensors import DATA_VERSION_TAG, EVIDENCE_TAG, REASON_TAG
+from mlops_assets.storage.registry import ModelRegistry, ModelVersion
 
 MODEL_TAG = "mlops/model"
 CODE_VERSION_TAG = "mlops/code_version"

@@ -22,19 +22,16 @@ from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
 
-from mlops_assets.ml import artifacts
-from mlops_assets.ml.artifacts import (
+from mlops_assets.storage.artifacts import skops_codec
+from mlops_assets.storage.artifacts.skops_codec import (
     MODEL_SUFFIX,
     TRUSTED_TYPES,
-    ArtifactIntegrityError,
-    ArtifactRef,
-    ArtifactStore,
-    LocalArtifactStore,
     deserialize_model,
     load_model,
     serialize_model,
     store_model,
 )
+from mlops_assets.storage.artifacts.store import ArtifactIntegrityError, ArtifactRef, ArtifactStore, LocalArtifactStore
 
 
 def _frame(n: int, seed: int) -> tuple[pd.DataFrame, pd.Series]:
@@ -92,7 +89,7 @@ def _never_deserialise(monkeypatch: pytest.MonkeyPatch) -> None:
     def fail(data: bytes, *, uri: str = "") -> Any:
         raise AssertionError(f"deserialize_model must not be reached for {uri}")
 
-    monkeypatch.setattr(artifacts, "deserialize_model", fail)
+    monkeypatch.setattr(skops_codec, "deserialize_model", fail)
 
 
 # -- round trip ------------------------------------------------------------------------------------
@@ -374,7 +371,7 @@ def test_serialize_model_refuses_what_load_would_refuse() -> None:
 
 
 def test_trusted_types_cover_the_pipeline(fitted: tuple[Pipeline, pd.DataFrame]) -> None:
-    found = artifacts.untrusted_types(serialize_model(fitted[0]))
+    found = skops_codec.untrusted_types(serialize_model(fitted[0]))
     assert found  # skops 0.16 flags TreePredictor and numpy.dtype; we trust them explicitly
     assert set(found) <= TRUSTED_TYPES
 

@@ -12,8 +12,8 @@ import yaml
 
 from mlops_assets.instance import INSTANCE_CONFIG
 from mlops_assets.ml import synthetic
-from mlops_assets.ml.registry import ModelRegistry
 from mlops_assets.ml.spec import packaged_spec_path
+from mlops_assets.storage.registry import ModelRegistry
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -348,9 +348,9 @@ def test_drift_report_asset_table_reads_back_with_column_names(tmp_path: Any) ->
     from mlops_assets.assets.monitoring import drift_report as drift_report_asset
     from mlops_assets.assets.monitoring import no_drift
     from mlops_assets.ml.drift import spec_columns
-    from mlops_assets.ml.registry import Lineage
     from mlops_assets.ml.synthetic import generate
     from mlops_assets.resources import ArtifactStoreResource, DatasetSpecResource, ModelRegistryResource
+    from mlops_assets.storage.registry import Lineage
 
     dataset = DatasetSpecResource(spec="synthetic")
     spec = dataset.load()

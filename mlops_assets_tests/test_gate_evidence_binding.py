@@ -22,10 +22,15 @@ import sqlalchemy as sa
 from mlops_assets.definitions import ASSETS, CHECKS, build_defs
 from mlops_assets.environments import local_environment
 from mlops_assets.ml import rollout, synthetic, training
-from mlops_assets.ml.artifacts import ArtifactRef, LocalArtifactStore, store_model
 from mlops_assets.ml.gate_evidence import GateOutcome, judge_evidence
 from mlops_assets.ml.promotion import GateStatus, decide
-from mlops_assets.ml.registry import (
+from mlops_assets.ml.rollout import Phase
+from mlops_assets.ml.validation import write_frame_atomic
+from mlops_assets.ml.versions import file_digest, version_key
+from mlops_assets.partitions import DATA_VERSIONS
+from mlops_assets.storage.artifacts.skops_codec import store_model
+from mlops_assets.storage.artifacts.store import ArtifactRef, LocalArtifactStore
+from mlops_assets.storage.registry import (
     CHALLENGER,
     GateEvidenceMissing,
     Lineage,
@@ -33,10 +38,6 @@ from mlops_assets.ml.registry import (
     RegistryConflict,
     VersionMarkedBad,
 )
-from mlops_assets.ml.rollout import Phase
-from mlops_assets.ml.validation import write_frame_atomic
-from mlops_assets.ml.versions import file_digest, version_key
-from mlops_assets.partitions import DATA_VERSIONS
 
 ROWS = 2500
 GATES = ("candidate_model:model_reproduces_holdout_scores", "model_evaluation:metric_above_floor")

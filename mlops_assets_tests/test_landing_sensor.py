@@ -52,8 +52,8 @@ def test_new_file_becomes_a_partition_and_one_run_request(tmp_path, instance):
 
 
 def test_with_a_production_model_new_data_is_ingested_without_training(tmp_path, instance):
-    from mlops_assets.ml.artifacts import ArtifactRef
-    from mlops_assets.ml.registry import Lineage, ModelRegistry
+    from mlops_assets.storage.artifacts.store import ArtifactRef
+    from mlops_assets.storage.registry import Lineage, ModelRegistry
 
     landing = tmp_path / "landing"
     landing.mkdir()

@@ -33,8 +33,8 @@ import pytest
 import sqlalchemy as sa
 
 from mlops_assets.ml import synthetic
-from mlops_assets.ml.registry import ModelRegistry
 from mlops_assets.ml.versions import version_key
+from mlops_assets.storage.registry import ModelRegistry
 from mlops_assets_tests.conftest import FAKE_AWS_ENV
 
 # One heavy test: keep it on one xdist worker when run with --dist loadgroup. Everything it touches

@@ -16,8 +16,9 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from mlops_assets.ml.artifacts import ArtifactRef
-from mlops_assets.ml.registry import (
+from mlops_assets.ml.rollout import GuardCheck, GuardResult, GuardStatus, Phase, advance, new_rollout, start
+from mlops_assets.storage.artifacts.store import ArtifactRef
+from mlops_assets.storage.registry import (
     ALLOWED_TRANSITIONS,
     CHALLENGER,
     CHAMPION,
@@ -37,7 +38,6 @@ from mlops_assets.ml.registry import (
     VersionMarkedBad,
     VersionNotFound,
 )
-from mlops_assets.ml.rollout import GuardCheck, GuardResult, GuardStatus, Phase, advance, new_rollout, start
 
 MODEL = "flights_delay"
 

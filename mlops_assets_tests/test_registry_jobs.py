@@ -8,10 +8,10 @@ import pytest
 from mlops_assets.definitions import ASSETS, CHECKS, build_defs
 from mlops_assets.environments import local_environment
 from mlops_assets.ml import synthetic
-from mlops_assets.ml.registry import ModelRegistry
 from mlops_assets.ml.validation import write_frame_atomic
 from mlops_assets.ml.versions import file_digest, version_key
 from mlops_assets.partitions import DATA_VERSIONS
+from mlops_assets.storage.registry import ModelRegistry
 
 pytestmark = pytest.mark.slow
 ROWS = 2500

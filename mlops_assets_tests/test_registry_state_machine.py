@@ -28,8 +28,8 @@ from hypothesis.stateful import (
     rule,
 )
 
-from mlops_assets.ml.artifacts import ArtifactRef
-from mlops_assets.ml.registry import (
+from mlops_assets.storage.artifacts.store import ArtifactRef
+from mlops_assets.storage.registry import (
     ALLOWED_TRANSITIONS,
     CHALLENGER,
     CHAMPION,

@@ -19,13 +19,13 @@ import yaml
 from dagster._core.test_utils import create_run_for_test
 
 from mlops_assets import retrain_sensors as rs
-from mlops_assets.ml.artifacts import ArtifactRef
 from mlops_assets.ml.provenance import code_version
-from mlops_assets.ml.registry import Lineage, ModelRegistry
 from mlops_assets.ml.spec import packaged_spec_path
 from mlops_assets.partitions import DATA_VERSIONS
 from mlops_assets.resources import DatasetSpecResource, ModelRegistryResource
 from mlops_assets.sensors import DATA_VERSION_TAG, REASON_TAG
+from mlops_assets.storage.artifacts.store import ArtifactRef
+from mlops_assets.storage.registry import Lineage, ModelRegistry
 
 MODEL = "synthetic"
 VERSIONS = [f"synthetic_v{i:03d}__{hashlib.sha256(str(i).encode()).hexdigest()[:12]}" for i in range(1, 8)]

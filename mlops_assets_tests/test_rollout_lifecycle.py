@@ -16,12 +16,12 @@ import yaml
 from mlops_assets.definitions import build_defs
 from mlops_assets.environments import local_environment
 from mlops_assets.ml import synthetic
-from mlops_assets.ml.registry import CHALLENGER, CHAMPION, ModelRegistry
 from mlops_assets.ml.rollout import Phase
 from mlops_assets.ml.spec import packaged_spec_path
 from mlops_assets.ml.validation import write_frame_atomic
 from mlops_assets.ml.versions import file_digest, version_key
 from mlops_assets.partitions import DATA_VERSIONS
+from mlops_assets.storage.registry import CHALLENGER, CHAMPION, ModelRegistry
 
 pytestmark = pytest.mark.slow
 ROWS = 2500

@@ -12,16 +12,10 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-from mlops_assets.ml import artifacts
-from mlops_assets.ml.artifacts import (
-    MODEL_SUFFIX,
-    ArtifactIntegrityError,
-    ArtifactRef,
-    ArtifactStore,
-    load_model,
-    store_model,
-)
-from mlops_assets.ml.s3_store import S3ArtifactStore, parse_s3_url
+from mlops_assets.storage.artifacts import skops_codec
+from mlops_assets.storage.artifacts.s3 import S3ArtifactStore, parse_s3_url
+from mlops_assets.storage.artifacts.skops_codec import MODEL_SUFFIX, load_model, store_model
+from mlops_assets.storage.artifacts.store import ArtifactIntegrityError, ArtifactRef, ArtifactStore
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +44,7 @@ def _never_deserialise(monkeypatch: pytest.MonkeyPatch) -> None:
     def fail(data: bytes, *, uri: str = "") -> Any:
         raise AssertionError(f"deserialize_model must not be reached for {uri}")
 
-    monkeypatch.setattr(artifacts, "deserialize_model", fail)
+    monkeypatch.setattr(skops_codec, "deserialize_model", fail)
 
 
 def test_parse_s3_url() -> None:

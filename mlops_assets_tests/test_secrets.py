@@ -16,10 +16,10 @@ import sqlalchemy as sa
 from mlops_assets.definitions import build_defs
 from mlops_assets.environments import environment
 from mlops_assets.ml import synthetic
-from mlops_assets.ml.registry import ModelRegistry
 from mlops_assets.ml.validation import write_frame_atomic
 from mlops_assets.ml.versions import file_digest, version_key
 from mlops_assets.partitions import DATA_VERSIONS
+from mlops_assets.storage.registry import ModelRegistry
 
 #: Every character with a meaning in a URL (authority, path, query, fragment, escapes).
 RESERVED = "@:/%#?"

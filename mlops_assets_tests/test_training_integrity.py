@@ -217,10 +217,10 @@ def test_cv_folds_within_ties_follow_the_id_hash_too(spec) -> None:
 def test_candidate_manifest_records_the_window_overlap_and_how_the_holdout_was_drawn(tmp_path: Path) -> None:
     from mlops_assets.definitions import ASSETS, CHECKS
     from mlops_assets.environments import local_environment
-    from mlops_assets.ml.registry import ModelRegistry
     from mlops_assets.ml.validation import write_frame_atomic
     from mlops_assets.ml.versions import file_digest, version_key
     from mlops_assets.partitions import DATA_VERSIONS
+    from mlops_assets.storage.registry import ModelRegistry
 
     spec_path = tmp_path / "synthetic_window.yaml"
     spec_path.write_text(packaged_spec_path("synthetic").read_text() + "training:\n  window: 2\n")

@@ -14,16 +14,16 @@ from mlops_assets.assets.monitoring import rollout_evidence
 from mlops_assets.gate_records import ArtifactRefused, promotion_evidence, verify_artifact
 from mlops_assets.ml import performance, rollout
 from mlops_assets.ml.promotion import PromotionDecision, decide
-from mlops_assets.ml.registry import (
+from mlops_assets.ml.rollout import GuardCheck, GuardResult, GuardStatus, Phase
+from mlops_assets.partitions import data_versions
+from mlops_assets.resources import ArtifactStoreResource, DatasetSpecResource, ModelRegistryResource, StoredAssets
+from mlops_assets.storage.registry import (
     ApprovalRequired,
     GateEvidenceMissing,
     ModelRegistry,
     ModelVersion,
     RegistryConflict,
 )
-from mlops_assets.ml.rollout import GuardCheck, GuardResult, GuardStatus, Phase
-from mlops_assets.partitions import data_versions
-from mlops_assets.resources import ArtifactStoreResource, DatasetSpecResource, ModelRegistryResource, StoredAssets
 
 ACTOR = "mlops_assets/deployment_decision"
 ACTOR_ROLLOUT = "mlops_assets/rollout_step"

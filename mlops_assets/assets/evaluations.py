@@ -14,7 +14,6 @@ import pandas as pd
 
 from mlops_assets.assets.gating import model_check_result, table
 from mlops_assets.ml import model_gates, plots
-from mlops_assets.ml.artifacts import ArtifactRef, load_model
 from mlops_assets.ml.evaluation import Evaluation, evaluate
 from mlops_assets.ml.features import HOLDOUT, SPLIT_COLUMN, model_inputs
 from mlops_assets.ml.gate_result import GateResult
@@ -22,6 +21,8 @@ from mlops_assets.ml.latency import measure_latency
 from mlops_assets.ml.policy import Policy
 from mlops_assets.partitions import data_versions
 from mlops_assets.resources import ArtifactStoreResource, DatasetSpecResource, ModelRegistryResource
+from mlops_assets.storage.artifacts.skops_codec import load_model
+from mlops_assets.storage.artifacts.store import ArtifactRef
 
 
 class PolicyOverrides(dg.Config):

@@ -10,7 +10,7 @@ from typing import Any
 import dagster as dg
 
 from mlops_assets.ml.gate_result import GateResult
-from mlops_assets.ml.registry import ModelRegistry
+from mlops_assets.storage.registry import ModelRegistry
 
 
 def _scalar(value: Any) -> Any:

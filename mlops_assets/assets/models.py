@@ -19,14 +19,15 @@ from mlops_assets.assets.gating import model_check_result
 from mlops_assets.gate_records import latest_gate_results, latest_materialization_metadata
 from mlops_assets.ml import drift, training
 from mlops_assets.ml import features as feature_core
-from mlops_assets.ml.artifacts import ArtifactRef, load_model, store_model
 from mlops_assets.ml.gate_result import GateResult
 from mlops_assets.ml.manifest import peak_memory_mb, runtime_manifest
 from mlops_assets.ml.provenance import code_version, fingerprint, git_state
-from mlops_assets.ml.registry import Lineage
 from mlops_assets.ml.spec import DatasetSpec
 from mlops_assets.partitions import DATA_VERSIONS, data_versions
 from mlops_assets.resources import ArtifactStoreResource, DatasetSpecResource, ModelRegistryResource, StoredAssets
+from mlops_assets.storage.artifacts.skops_codec import load_model, store_model
+from mlops_assets.storage.artifacts.store import ArtifactRef
+from mlops_assets.storage.registry import Lineage
 
 #: Gates an earlier data version must have passed to be trained on in a window.
 DATA_GATES: list[dg.AssetCheckKey] = [key for c in (*raw_data_checks, *features_checks) for key in c.check_keys]

@@ -9,10 +9,8 @@ import pandas as pd
 from mlops_assets.assets.gating import table
 from mlops_assets.gate_records import latest_materialization_metadata
 from mlops_assets.ml import abtest, drift, performance, scoring
-from mlops_assets.ml.artifacts import ArtifactRef, load_model
 from mlops_assets.ml.features import LABEL_COLUMN
 from mlops_assets.ml.policy import Policy
-from mlops_assets.ml.registry import CHALLENGER, CHAMPION, ModelVersion
 from mlops_assets.ml.rollout import RolloutState
 from mlops_assets.ml.routing import CHALLENGER_ARM, CHAMPION_ARM
 from mlops_assets.ml.versions import safe_stem, stem_of_key
@@ -24,6 +22,9 @@ from mlops_assets.resources import (
     ModelRegistryResource,
     StoredAssets,
 )
+from mlops_assets.storage.artifacts.skops_codec import load_model
+from mlops_assets.storage.artifacts.store import ArtifactRef
+from mlops_assets.storage.registry import CHALLENGER, CHAMPION, ModelVersion
 
 #: Per-column fields shown in the ``columns`` table of ``drift_report`` (names as in ``drift.ColumnDrift``).
 DRIFT_TABLE_FIELDS: tuple[str, ...] = (

@@ -1,6 +1,6 @@
 """The write-once, content-addressed, verified artifact store on S3 (or any S3-compatible store).
 
-Same contract as :class:`mlops_assets.ml.artifacts.LocalArtifactStore`: objects live at
+Same contract as :class:`mlops_assets.storage.artifacts.store.LocalArtifactStore`: objects live at
 ``s3://<bucket>/<prefix><sha[:2]>/<sha><suffix>``; every read checks size, SHA-256 and (with a key)
 the HMAC *before* returning a byte, so nothing unverified reaches a decoder; a ref is located by the
 digest and suffix in its URI under this store's bucket and prefix, so copying the objects to another
@@ -22,7 +22,7 @@ import time
 from typing import Any
 from urllib.parse import urlparse
 
-from mlops_assets.ml.artifacts import (
+from mlops_assets.storage.artifacts.store import (
     ArtifactIntegrityError,
     ArtifactRef,
     artifact_name,

@@ -1,0 +1,98 @@
+"""The layers are what they claim: a Dagster-free ML core and storage layer, a registry that is cheap to import.
+
+* ``mlops_assets/ml/`` and ``mlops_assets/storage/`` never import dagster (nor ``matplotlib.pyplot``,
+  which would pick a GUI backend in a worker): checked on the source of every module with ``ast``, so
+  an import inside a function or under ``if TYPE_CHECKING`` is caught too, and once at run time.
+* Importing the registry or the artifact stores does not import skops: the codec is its own module.
+* Each module of the registry stays small enough to read as one concern.
+"""
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import mlops_assets
+
+PACKAGE = Path(mlops_assets.__file__).parent
+FORBIDDEN_IN_CORE = ("dagster", "matplotlib.pyplot")
+MAX_REGISTRY_MODULE_LINES = 450
+
+
+def _modules(subpackage: str) -> list[Path]:
+    paths = sorted((PACKAGE / subpackage).rglob("*.py"))
+    assert paths, f"no modules found under {PACKAGE / subpackage}"
+    return paths
+
+
+def _imported_names(path: Path) -> set[str]:
+    """Every module name an ``import`` or ``from ... import`` statement of ``path`` names (absolute imports)."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return names
+
+
+def _offending(names: set[str], forbidden: str) -> list[str]:
+    return sorted(n for n in names if n == forbidden or n.startswith(forbidden + "."))
+
+
+@pytest.mark.parametrize("subpackage", ["ml", "storage"])
+def test_core_and_storage_modules_never_import_dagster_or_pyplot(subpackage: str) -> None:
+    problems = {
+        str(path.relative_to(PACKAGE)): found
+        for path in _modules(subpackage)
+        if (found := [m for f in FORBIDDEN_IN_CORE for m in _offending(_imported_names(path), f)])
+    }
+    assert problems == {}, f"modules of the pure layers import {FORBIDDEN_IN_CORE}: {problems}"
+
+
+def test_the_import_check_sees_imports_inside_functions(tmp_path: Path) -> None:
+    module = tmp_path / "m.py"
+    module.write_text("def f():\n    import dagster as dg\n    from matplotlib import pyplot\n")
+    names = _imported_names(module)
+    assert _offending(names, "dagster") == ["dagster"]
+    assert _offending(names, "matplotlib.pyplot") == ["matplotlib.pyplot"]
+
+
+def _loaded_after_import(modules: list[str], watched: tuple[str, ...]) -> list[str]:
+    """Import ``modules`` in a fresh interpreter; return which of ``watched`` ended up in ``sys.modules``."""
+    code = f"import sys\nfor m in {modules!r}:\n    __import__(m)\nprint([w for w in {watched!r} if w in sys.modules])"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return ast.literal_eval(out.stdout.strip())
+
+
+def test_importing_the_registry_and_the_stores_does_not_import_skops() -> None:
+    modules = [
+        "mlops_assets.storage.registry",
+        "mlops_assets.storage.artifacts.store",
+        "mlops_assets.storage.artifacts.s3",
+    ]
+    assert _loaded_after_import(modules, ("skops", "skops.io")) == []
+
+
+def test_the_skops_check_would_see_skops() -> None:
+    # Guards the test above against passing vacuously (e.g. a wrong module name in sys.modules).
+    assert _loaded_after_import(["mlops_assets.storage.artifacts.skops_codec"], ("skops",)) == ["skops"]
+
+
+def test_every_core_and_storage_module_imports_without_dagster_or_pyplot_at_run_time() -> None:
+    modules = [
+        ".".join(("mlops_assets", *path.relative_to(PACKAGE).with_suffix("").parts)).removesuffix(".__init__")
+        for sub in ("ml", "storage")
+        for path in _modules(sub)
+    ]
+    assert _loaded_after_import(modules, FORBIDDEN_IN_CORE) == []
+
+
+def test_registry_modules_stay_small() -> None:
+    sizes = {path.name: len(path.read_text().splitlines()) for path in _modules("storage/registry")}
+    too_long = {name: n for name, n in sizes.items() if n >= MAX_REGISTRY_MODULE_LINES}
+    assert too_long == {}, f"registry modules of {MAX_REGISTRY_MODULE_LINES} lines or more: {too_long}"
+    assert "model_registry.py" in sizes and "__init__.py" in sizes
