@@ -33,10 +33,23 @@ from enum import StrEnum
 from typing import Any, Literal
 
 import numpy as np
-from scipy.stats import spearmanr
-from sklearn.metrics import roc_auc_score
 
 DEFAULT_CANARY_STEPS: tuple[float, ...] = (0.05, 0.25, 0.50, 1.00)
+
+
+# The guards' statistics import scipy and scikit-learn on first use: the registry imports this module for the
+# rollout state machine alone, and every run step imports the registry (~1 s of scipy/sklearn import otherwise).
+def _spearmanr(a: np.ndarray, b: np.ndarray) -> Any:
+    from scipy.stats import spearmanr
+
+    return spearmanr(a, b)
+
+
+def _roc_auc(y: np.ndarray, scores: np.ndarray) -> float:
+    from sklearn.metrics import roc_auc_score
+
+    return float(roc_auc_score(y, scores))
+
 
 GuardKind = Literal["shadow", "canary"]
 
@@ -486,7 +499,7 @@ def shadow_guards(
     agree = scored & ((champion >= threshold) == (challenger >= threshold))
     # Fewer than 3 pairs make a rank correlation meaningless (and spearmanr warns); NaN fails the check.
     enough_pairs = scored.sum() >= 3
-    correlation = float(spearmanr(champion[scored], challenger[scored]).statistic) if enough_pairs else math.nan
+    correlation = float(_spearmanr(champion[scored], challenger[scored]).statistic) if enough_pairs else math.nan
     checks = (
         _at_most("challenger_failure_rate", failure_rate, max_failure_rate, "failed challenger predictions"),
         _at_least("agreement", float(agree.mean()), min_agreement, f"decision agreement at {threshold:g}"),
@@ -581,8 +594,8 @@ def canary_guards(
             )
         )
     else:
-        auc_challenger = float(roc_auc_score(y_ok, challenger_ok))
-        auc_champion = float(roc_auc_score(y_ok, champion_ok))
+        auc_challenger = float(_roc_auc(y_ok, challenger_ok))
+        auc_champion = float(_roc_auc(y_ok, champion_ok))
         checks.append(
             _at_most(
                 "auc_drop",
