@@ -77,6 +77,11 @@ def test_importing_the_registry_and_the_stores_does_not_import_skops() -> None:
     assert _loaded_after_import(modules, ("skops", "skops.io")) == []
 
 
+def test_importing_the_registry_does_not_import_scipy_or_sklearn() -> None:
+    # Every run step imports the registry; the rollout guards' statistics load scipy/sklearn on first use only.
+    assert _loaded_after_import(["mlops_assets.storage.registry"], ("scipy", "sklearn")) == []
+
+
 def test_the_skops_check_would_see_skops() -> None:
     # Guards the test above against passing vacuously (e.g. a wrong module name in sys.modules).
     assert _loaded_after_import(["mlops_assets.storage.artifacts.skops_codec"], ("skops",)) == ["skops"]
