@@ -26,8 +26,8 @@ from mlops_assets.instance import ensure_instance
 from mlops_assets.ml.spec import DatasetSpec, SpecError, load_spec
 from mlops_assets.ml.versions import digest_of_key, file_digest, is_landable, version_key
 from mlops_assets.partitions import DATA_VERSIONS
-from mlops_assets.sensors import DATA_VERSION_TAG, EVIDENCE_TAG, REASON_TAG
 from mlops_assets.storage.registry import ModelRegistry
+from mlops_assets.tags import DATA_VERSION_TAG, EVIDENCE_TAG, REASON_TAG
 
 LOG_DIR = "demo-logs"
 TERMINAL = {dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}

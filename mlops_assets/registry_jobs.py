@@ -21,8 +21,8 @@ from typing import Any
 
 import dagster as dg
 
-from mlops_assets.assets.deployments import DATA_GATES, MODEL_GATE_NAMES, MODEL_GATES
 from mlops_assets.gate_records import ArtifactRefused, promotion_evidence, verify_artifact
+from mlops_assets.gates import DATA_GATES, MODEL_GATE_NAMES, MODEL_GATES
 from mlops_assets.resources import ArtifactStoreResource, DatasetSpecResource, ModelRegistryResource
 from mlops_assets.storage.registry import ModelRegistry, ModelVersion, RegistryError
 

@@ -10,9 +10,12 @@
   performance of the newest labelled version against the model now in production.
 
 The sensors read only NEW materialization events (their cursors hold event-log storage ids) and only metadata,
-never asset values. Every request passes :func:`mlops_assets.ml.triggers.decide` against the instance's
-``retrain_job`` runs (trigger enabled, duplicate, in progress, cooldown, daily cap) and is skipped while a
-shadow/canary rollout is active; a skip says why. A run queued or running for longer than the spec's
+never asset values, through :class:`~mlops_assets.ml.summaries.DriftSummary` and
+:class:`~mlops_assets.ml.summaries.PerformanceSummary`: a report counts only when its typed identity
+``(model name, version)`` is the model now in production (an old report without it is dropped: fail closed),
+never by its display string ``compared_with``. Every request passes :func:`mlops_assets.ml.triggers.decide`
+against the instance's ``retrain_job`` runs (trigger enabled, duplicate, in progress, cooldown, daily cap) and
+is skipped while a shadow/canary rollout is active; a skip says why. A run queued or running for longer than the spec's
 ``retraining.max_in_flight_hours`` (default 1.5 h, above the instance's ``max_runtime_seconds``) is presumed dead
 (e.g. its worker was SIGKILLed and it stays STARTED) and blocks nothing: the tick logs a warning naming it, and an
 allowed request names it in its evidence (``ignored_in_flight``). Requests carry the run key
@@ -31,13 +34,12 @@ from mlops_assets.jobs import retrain_job
 from mlops_assets.ml import triggers
 from mlops_assets.ml.provenance import code_version
 from mlops_assets.ml.spec import DatasetSpec
+from mlops_assets.ml.summaries import DriftSummary, PerformanceSummary, display_model
 from mlops_assets.partitions import DATA_VERSIONS
 from mlops_assets.resources import DatasetSpecResource, ModelRegistryResource
-from mlops_assets.sensors import DATA_VERSION_TAG, EVIDENCE_TAG, REASON_TAG
 from mlops_assets.storage.registry import ModelRegistry, ModelVersion
+from mlops_assets.tags import CODE_VERSION_TAG, DATA_VERSION_TAG, EVIDENCE_TAG, MODEL_TAG, REASON_TAG
 
-MODEL_TAG = "mlops/model"
-CODE_VERSION_TAG = "mlops/code_version"
 PARTITION_TAG = "dagster/partition"
 
 RETRAIN_JOB = retrain_job.name
@@ -152,7 +154,26 @@ def _active_rollout(registry: ModelRegistry, model: str) -> str | None:
 
 
 def _production_label(spec: DatasetSpec, production: ModelVersion | None) -> str:
-    return "none" if production is None else f"{spec.name} v{production.version}"
+    """``"flights v3"`` for log lines only: identities are compared as ``(model, version)``, never as text."""
+    return display_model(spec.name, None if production is None else production.version)
+
+
+def _measured_against(evidence: Mapping[str, Any], model: str, version: int | None) -> bool:
+    """Whether pending drift ``evidence`` was measured against ``(model, version)``.
+
+    Evidence kept from before the typed keys (only the display string) has no identity: ``False`` (fail closed).
+    """
+    summary = DriftSummary.from_metadata(evidence)
+    return version is not None and summary.measured_against(model, version)
+
+
+def _breach_concerns(evidence: Mapping[str, Any], model: str, version: int) -> bool:
+    """Whether a pending SLA breach (its evidence) measured ``(model, version)``.
+
+    Evidence without a model name (reports written before ``production_model``) is unknown: ``False`` (fail closed).
+    """
+    summary = PerformanceSummary(model=evidence.get("model"), production_version=evidence.get("production_version"))
+    return summary.measured(model, version)
 
 
 # -- requests ---------------------------------------------------------------------------------------------------------
@@ -261,9 +282,9 @@ def drift_sensor(
         version = record.partition_key
         if not version:
             continue
-        signal = triggers.DriftSignal.from_metadata(version, _metadata(record))
-        if signal.dataset_drift:
-            pending[version] = {"sid": record.storage_id, "labelled": False, "evidence": signal.evidence()}
+        summary = DriftSummary.from_metadata(_metadata(record))
+        if summary.dataset_drift is True:
+            pending[version] = {"sid": record.storage_id, "labelled": False, "evidence": summary.evidence(version)}
             arrived.add(version)
         else:
             pending.pop(version, None)
@@ -283,10 +304,17 @@ def drift_sensor(
     else:
         spec = dataset.load()
         reg = registry.registry()
-        current = _production_label(spec, reg.production_version(spec.name))
-        for version in [v for v, e in pending.items() if e["evidence"].get("compared_with") != current]:
-            measured = pending.pop(version)["evidence"].get("compared_with")
-            context.log.info(f"drift on {version} was measured against {measured}, production is {current}: dropped")
+        production = reg.production_version(spec.name)
+        production_version = None if production is None else production.version
+        current = _production_label(spec, production)
+        for version in [
+            v for v, e in pending.items() if not _measured_against(e["evidence"], spec.name, production_version)
+        ]:
+            measured = DriftSummary.from_metadata(pending.pop(version)["evidence"])
+            against = (
+                measured.compared_with if measured.identity_known else "an unknown model (report without identity)"
+            )
+            context.log.info(f"drift on {version} was measured against {against}, production is {current}: dropped")
         ready = [v for v, e in pending.items() if e["labelled"]]
         if not spec.retraining.enabled("drift"):
             pending.clear()
@@ -342,10 +370,10 @@ def performance_sensor(
     for record in records:  # the latest report decides: a later report within the SLA clears a breach
         if not record.partition_key:
             continue
-        signal = triggers.PerformanceSignal.from_metadata(record.partition_key, _metadata(record))
-        if signal.production_version is None:
+        summary = PerformanceSummary.from_metadata(_metadata(record))
+        if summary.production_version is None:
             continue  # nothing was scored by a production model: says nothing about it
-        pending = signal.evidence() if signal.sla_breached else None
+        pending = summary.evidence(record.partition_key) if summary.sla_breached is True else None
 
     requests: list[dg.RunRequest] = []
     skip = ""
@@ -361,9 +389,12 @@ def performance_sensor(
                 "trigger 'performance' is not enabled in the spec "
                 f"(retraining.triggers: {list(spec.retraining.triggers)})"
             )
-        elif production is None or production.version != pending.get("production_version"):
+        elif production is None or not _breach_concerns(pending, spec.name, production.version):
+            measured = display_model(pending.get("model"), pending.get("production_version"))
+            if pending.get("model") is None:
+                measured = f"{measured} of an unknown model (report without production_model)"
             skip = (
-                f"the SLA breach on {pending.get('data_version')} concerned v{pending.get('production_version')}, "
+                f"the SLA breach on {pending.get('data_version')} concerned {measured}, "
                 f"production is {_production_label(spec, production)}: dropped"
             )
             pending = None

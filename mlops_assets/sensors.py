@@ -10,13 +10,7 @@ from mlops_assets.ml.provenance import code_version
 from mlops_assets.ml.versions import digest_of_key, safe_stem, stem_of_key, version_key
 from mlops_assets.partitions import DATA_VERSIONS, data_versions
 from mlops_assets.resources import DatasetSpecResource, LandingZone, ModelRegistryResource
-
-REASON_TAG = "mlops/reason"
-SOURCE_FILE_TAG = "mlops/source_file"
-DATA_VERSION_TAG = "mlops/data_version"
-TRAINING_TAG = "mlops/training"
-EVIDENCE_TAG = "mlops/evidence"
-LANDING_GENERATION_TAG = "mlops/landing_generation"
+from mlops_assets.tags import DATA_VERSION_TAG, LANDING_GENERATION_TAG, REASON_TAG, SOURCE_FILE_TAG, TRAINING_TAG
 
 
 def _known_digests(instance: dg.DagsterInstance) -> set[str]:

@@ -101,3 +101,74 @@ def test_registry_modules_stay_small() -> None:
     too_long = {name: n for name, n in sizes.items() if n >= MAX_REGISTRY_MODULE_LINES}
     assert too_long == {}, f"registry modules of {MAX_REGISTRY_MODULE_LINES} lines or more: {too_long}"
     assert "model_registry.py" in sizes and "__init__.py" in sizes
+
+
+# --- The gate contract is declared once; stage modules do not import each other ----------------------------------
+
+#: Modules of ``mlops_assets/assets/`` that are not stages: the check-result adapter and the package marker.
+NON_STAGE_ASSET_MODULES = ("__init__", "gating")
+#: Wiring modules outside ``assets/`` that must not reach into a stage module either.
+WIRING_MODULES = ("registry_jobs.py", "sensors.py", "retrain_sensors.py", "demo.py")
+
+
+def _stage_modules() -> list[str]:
+    """Dotted names of the stage modules: every module of ``mlops_assets/assets/`` but the non-stage ones."""
+    return [
+        f"mlops_assets.assets.{path.stem}"
+        for path in _modules("assets")
+        if path.parent == PACKAGE / "assets" and path.stem not in NON_STAGE_ASSET_MODULES
+    ]
+
+
+def _stage_imports(path: Path) -> list[str]:
+    """The stage modules ``path`` imports (or imports names from)."""
+    names = _imported_names(path)
+    return [stage for stage in _stage_modules() if _offending(names, stage)]
+
+
+def _contract_mismatch(defined: dict[str, set[str]], declared: dict[str, tuple[str, ...]]) -> list[str]:
+    """Why the declared gate contract differs from the blocking checks defined, one line per difference."""
+    problems = []
+    for asset in sorted(set(defined) | set(declared)):
+        have, want = defined.get(asset, set()), set(declared.get(asset, ()))
+        if extra := sorted(have - want):
+            problems.append(f"{asset}: blocking check(s) {extra} are defined but not declared in mlops_assets/gates.py")
+        if missing := sorted(want - have):
+            problems.append(f"{asset}: gate(s) {missing} are declared in mlops_assets/gates.py but not defined")
+    return problems
+
+
+def test_gate_contract_equals_the_blocking_checks_defined(tmp_path: Path) -> None:
+    from mlops_assets.definitions import build_defs
+    from mlops_assets.environments import local_environment
+    from mlops_assets.gates import GATE_CONTRACT
+
+    graph = build_defs(local_environment(tmp_path)).resolve_asset_graph()
+    defined: dict[str, set[str]] = {}
+    for key in graph.asset_check_keys:
+        if graph.get_check_spec(key).blocking:
+            defined.setdefault(key.asset_key.to_user_string(), set()).add(key.name)
+    assert _contract_mismatch(defined, GATE_CONTRACT) == []
+
+
+def test_gate_contract_check_names_an_undeclared_and_an_undefined_gate() -> None:
+    # Guards the test above against passing vacuously.
+    problems = _contract_mismatch({"raw_data": {"schema_valid", "new_rule"}}, {"raw_data": ("schema_valid", "gone")})
+    assert problems == [
+        "raw_data: blocking check(s) ['new_rule'] are defined but not declared in mlops_assets/gates.py",
+        "raw_data: gate(s) ['gone'] are declared in mlops_assets/gates.py but not defined",
+    ]
+
+
+def test_stage_modules_do_not_import_each_other() -> None:
+    stages = _stage_modules()
+    assert {"mlops_assets.assets.data", "mlops_assets.assets.deployments", "mlops_assets.assets.monitoring"} <= set(
+        stages
+    ), stages
+    problems = {str(path.relative_to(PACKAGE)): found for path in _modules("assets") if (found := _stage_imports(path))}
+    assert problems == {}, f"stage modules import other stage modules (use mlops_assets/gates.py etc.): {problems}"
+
+
+def test_wiring_modules_import_no_stage_module() -> None:
+    problems = {name: found for name in WIRING_MODULES if (found := _stage_imports(PACKAGE / name))}
+    assert problems == {}, f"wiring modules import stage modules: {problems}"

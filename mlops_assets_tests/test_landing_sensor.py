@@ -8,7 +8,8 @@ import pytest
 from mlops_assets.ml.versions import file_digest, version_key
 from mlops_assets.partitions import DATA_VERSIONS
 from mlops_assets.resources import DatasetSpecResource, LandingZone, ModelRegistryResource
-from mlops_assets.sensors import DATA_VERSION_TAG, REASON_TAG, landing_sensor
+from mlops_assets.sensors import landing_sensor
+from mlops_assets.tags import DATA_VERSION_TAG, REASON_TAG
 
 
 @pytest.fixture

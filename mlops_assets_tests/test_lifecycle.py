@@ -5,9 +5,9 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from mlops_assets.assets.deployments import REQUIRED_GATES
 from mlops_assets.definitions import ASSETS, CHECKS, build_defs
 from mlops_assets.environments import local_environment
+from mlops_assets.gates import REQUIRED_GATES
 from mlops_assets.ml import synthetic
 from mlops_assets.ml.spec import packaged_spec_path
 from mlops_assets.ml.validation import write_frame_atomic

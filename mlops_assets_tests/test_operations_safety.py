@@ -24,7 +24,7 @@ from mlops_assets import retrain_sensors as rs
 from mlops_assets.instance import INSTANCE_CONFIG, ensure_instance
 from mlops_assets.ml.triggers import RetrainPolicy, RetrainPolicyError, RetrainRecord, RetrainRequest, decide
 from mlops_assets.resources import ArtifactStoreResource, ModelRegistryResource
-from mlops_assets.sensors import EVIDENCE_TAG
+from mlops_assets.tags import EVIDENCE_TAG
 from mlops_assets_tests.test_retrain_sensors import V1, V2, V3, World, no_request, only_request
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -14,7 +14,8 @@ from mlops_assets.ml.rollout import Phase, new_rollout, start
 from mlops_assets.ml.spec import load_spec
 from mlops_assets.partitions import DATA_VERSIONS
 from mlops_assets.resources import LandingZone
-from mlops_assets.sensors import DATA_VERSION_TAG, REASON_TAG, labels_sensor, labels_target
+from mlops_assets.sensors import labels_sensor, labels_target
+from mlops_assets.tags import DATA_VERSION_TAG, REASON_TAG
 
 SPEC = load_spec("synthetic")
 T0 = datetime(2026, 1, 1, tzinfo=UTC)

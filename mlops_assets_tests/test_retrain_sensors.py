@@ -21,11 +21,12 @@ from dagster._core.test_utils import create_run_for_test
 from mlops_assets import retrain_sensors as rs
 from mlops_assets.ml.provenance import code_version
 from mlops_assets.ml.spec import packaged_spec_path
+from mlops_assets.ml.summaries import DriftSummary, PerformanceSummary
 from mlops_assets.partitions import DATA_VERSIONS
 from mlops_assets.resources import DatasetSpecResource, ModelRegistryResource
-from mlops_assets.sensors import DATA_VERSION_TAG, REASON_TAG
 from mlops_assets.storage.artifacts.store import ArtifactRef
 from mlops_assets.storage.registry import Lineage, ModelRegistry
+from mlops_assets.tags import DATA_VERSION_TAG, EVIDENCE_TAG, REASON_TAG
 
 MODEL = "synthetic"
 VERSIONS = [f"synthetic_v{i:03d}__{hashlib.sha256(str(i).encode()).hexdigest()[:12]}" for i in range(1, 8)]
@@ -81,27 +82,30 @@ class World:
         for v in versions:
             self.report("labels", v, labelled_rows=1000)
 
-    def drift(self, version: str, production: int = 1, drifted: bool = True) -> None:
-        self.report(
-            "drift_report",
-            version,
+    def drift(self, version: str, production: int = 1, drifted: bool = True, model: str = MODEL) -> None:
+        """A drift report as ``drift_report`` writes it (through :meth:`DriftSummary.to_metadata`)."""
+        summary = DriftSummary(
+            compared_with_model=model,
+            compared_with_version=production,
             dataset_drift=drifted,
             drifted_share=0.625 if drifted else 0.1,
-            drifted_columns="age, income, plan" if drifted else "none",
-            compared_with=f"{MODEL} v{production}",
+            n_drifted=5 if drifted else 1,
+            drifted_columns=("age", "income", "plan") if drifted else (),
         )
+        self.report("drift_report", version, **summary.to_metadata())
 
-    def performance(self, version: str, production: int = 1, breached: bool = True) -> None:
-        self.report(
-            "performance_report",
-            version,
+    def performance(self, version: str, production: int = 1, breached: bool = True, model: str = MODEL) -> None:
+        """A performance report as ``performance_report`` writes it (through :meth:`PerformanceSummary.to_metadata`)."""
+        summary = PerformanceSummary(
+            model=model,
+            production_version=production,
             metric="roc_auc",
             realised_metric=0.52 if breached else 0.71,
             sla_floor=0.6,
             sla_breached=breached,
-            production_version=production,
             labelled_rows=1000,
         )
+        self.report("performance_report", version, **summary.to_metadata())
 
     def tick(self, sensor: dg.SensorDefinition) -> dg.SensorResult:
         context = dg.build_sensor_context(
@@ -166,7 +170,7 @@ def test_drift_on_a_labelled_version_requests_exactly_one_retrain(world: World) 
     assert request.partition_key == V2
     assert request.run_key == f"retrain:drift:{V2}:{code_version()}"
     assert request.tags[REASON_TAG] == "drift" and request.tags[DATA_VERSION_TAG] == V2
-    evidence = json.loads(request.tags[rs.EVIDENCE_TAG])
+    evidence = json.loads(request.tags[EVIDENCE_TAG])
     assert evidence["drifted_share"] == 0.625 and evidence["drifted_columns"] == "age, income, plan"
     assert evidence["compared_with"] == f"{MODEL} v1"
     # Same state on the next tick: nothing new, nothing requested.
@@ -282,6 +286,54 @@ def test_drift_measured_against_an_older_production_model_is_dropped(world: Worl
     assert "no drift against the production model" in no_request(world.tick(rs.drift_sensor))
 
 
+def test_drift_decision_does_not_depend_on_the_display_label(world: World) -> None:
+    """Rewording ``compared_with`` (display) must not switch drift retraining off: identity is (model, version)."""
+    world.production(V1)
+    world.labels(V2)
+    summary = DriftSummary(compared_with_model=MODEL, compared_with_version=1, dataset_drift=True, drifted_share=0.6)
+    world.report("drift_report", V2, **{**summary.to_metadata(), "compared_with": "Synthetic model, release one"})
+    request = only_request(world.tick(rs.drift_sensor))
+    assert request.partition_key == V2
+    evidence = json.loads(request.tags[EVIDENCE_TAG])
+    assert (evidence["compared_with_model"], evidence["compared_with_version"]) == (MODEL, 1)
+
+
+def test_drift_with_the_production_label_but_another_identity_is_dropped(world: World) -> None:
+    world.production(V1)
+    world.labels(V2, V3)
+    stale = DriftSummary(compared_with_model=MODEL, compared_with_version=2, dataset_drift=True)
+    world.report("drift_report", V2, **{**stale.to_metadata(), "compared_with": f"{MODEL} v1"})
+    world.drift(V3, model="another_model")  # same version number, another model
+    assert "no drift against the production model" in no_request(world.tick(rs.drift_sensor))
+
+
+def test_old_drift_record_with_only_the_display_string_is_dropped_fail_closed(world: World) -> None:
+    """A report written before the typed keys cannot be tied to the production model: no retrain on it."""
+    world.production(V1)
+    world.labels(V2)
+    world.report(
+        "drift_report",
+        V2,
+        compared_with=f"{MODEL} v1",
+        dataset_drift=True,
+        drifted_share=0.625,
+        drifted_columns="age, income, plan",
+    )
+    assert "no drift against the production model" in no_request(world.tick(rs.drift_sensor))
+    assert "no drifted data version" in no_request(world.tick(rs.drift_sensor))
+
+
+def test_pending_drift_kept_in_an_old_cursor_without_identity_is_dropped_fail_closed(world: World) -> None:
+    world.production(V1)
+    world.labels(V2)
+    world.tick(rs.drift_sensor)
+    state = json.loads(world.cursors[rs.drift_sensor.name] or "{}")
+    old_evidence = {"trigger": "drift_report", "data_version": V2, "compared_with": f"{MODEL} v1"}
+    state["pending"] = {V2: {"sid": 1, "labelled": True, "evidence": old_evidence}}
+    world.cursors[rs.drift_sensor.name] = json.dumps(state)
+    assert "no drift against the production model" in no_request(world.tick(rs.drift_sensor))
+
+
 def test_drift_disabled_in_the_spec_requests_nothing(world: World) -> None:
     world.production(V1)
     world.set_retraining(triggers=["stale", "manual"])
@@ -313,7 +365,7 @@ def test_sla_breach_requests_one_retrain_on_the_newest_labelled_version(world: W
     request = only_request(world.tick(rs.performance_sensor))
     assert request.partition_key == V3
     assert request.run_key == f"retrain:performance:{V3}:{code_version()}"
-    evidence = json.loads(request.tags[rs.EVIDENCE_TAG])
+    evidence = json.loads(request.tags[EVIDENCE_TAG])
     assert (evidence["realised"], evidence["floor"], evidence["metric"]) == (0.52, 0.6, "roc_auc")
     assert evidence["data_version"] == V2
     no_request(world.tick(rs.performance_sensor))
@@ -347,6 +399,33 @@ def test_breach_of_a_model_no_longer_in_production_is_dropped(world: World) -> N
     assert "no SLA breach" in no_request(world.tick(rs.performance_sensor))
 
 
+def test_breach_of_another_model_with_the_production_version_is_dropped(world: World) -> None:
+    world.production(V1)
+    world.labels(V2)
+    world.performance(V2, production=1, model="another_model")
+    assert "production is synthetic v1" in no_request(world.tick(rs.performance_sensor))
+    assert "no SLA breach" in no_request(world.tick(rs.performance_sensor))
+
+
+def test_old_breach_record_without_the_model_name_is_dropped_fail_closed(world: World) -> None:
+    """A report written before ``production_model`` cannot be tied to the production model: no retrain on it."""
+    world.production(V1)
+    world.labels(V2)
+    world.report(
+        "performance_report",
+        V2,
+        metric="roc_auc",
+        realised_metric=0.52,
+        sla_floor=0.6,
+        sla_breached=True,
+        production_version=1,
+        labelled_rows=1000,
+    )
+    skip = no_request(world.tick(rs.performance_sensor))
+    assert "unknown model" in skip and "dropped" in skip
+    assert "no SLA breach" in no_request(world.tick(rs.performance_sensor))
+
+
 def test_breach_in_cooldown_waits_then_fires(world: World, clock) -> None:
     world.production(V1)
     world.labels(V1, V2)
@@ -369,7 +448,7 @@ def test_model_too_many_versions_behind_requests_one_retrain(world: World) -> No
     world.labels(V5)
     request = only_request(world.tick(rs.freshness_sensor))
     assert request.partition_key == V5 and request.tags[REASON_TAG] == "stale"
-    evidence = json.loads(request.tags[rs.EVIDENCE_TAG])
+    evidence = json.loads(request.tags[EVIDENCE_TAG])
     assert evidence["versions_behind"] == 4 and evidence["trained_on"] == V1
     assert "already requested" in no_request(world.tick(rs.freshness_sensor))
 
@@ -382,7 +461,7 @@ def test_model_too_old_requests_a_retrain_only_when_there_is_newer_labelled_data
     world.labels(V2)
     request = only_request(world.tick(rs.freshness_sensor))
     assert request.partition_key == V2
-    assert json.loads(request.tags[rs.EVIDENCE_TAG])["age_days"] > 30
+    assert json.loads(request.tags[EVIDENCE_TAG])["age_days"] > 30
 
 
 def test_no_production_model_is_not_stale(world: World) -> None:

@@ -18,7 +18,8 @@ from mlops_assets.resources import (
     S3LandingZone,
     S3StoredAssets,
 )
-from mlops_assets.sensors import DATA_VERSION_TAG, landing_sensor
+from mlops_assets.sensors import landing_sensor
+from mlops_assets.tags import DATA_VERSION_TAG
 
 
 @pytest.fixture

@@ -12,11 +12,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mlops_assets.ml.spec import SpecError, load_spec, packaged_spec_path, spec_from_dict
+from mlops_assets.ml.summaries import DriftSummary, PerformanceSummary
 from mlops_assets.ml.triggers import (
     DEFAULT_TRIGGERS,
     REASONS,
-    DriftSignal,
-    PerformanceSignal,
     RetrainPolicy,
     RetrainPolicyError,
     RetrainRecord,
@@ -283,17 +282,16 @@ def test_newest_labelled() -> None:
 
 
 def test_signals_from_metadata() -> None:
-    drift = DriftSignal.from_metadata(
-        "v3", {"dataset_drift": True, "drifted_share": 0.5, "drifted_columns": "a, b", "compared_with": "m v2"}
+    drift = DriftSummary.from_metadata(
+        {"dataset_drift": True, "drifted_share": 0.5, "drifted_columns": "a, b", "compared_with": "m v2"}
     )
-    assert drift.dataset_drift and drift.evidence()["drifted_columns"] == "a, b"
-    assert not DriftSignal.from_metadata("v3", {"compared_with": "none", "reason": "no model"}).dataset_drift
-    perf = PerformanceSignal.from_metadata(
-        "v3",
+    assert drift.dataset_drift and drift.evidence("v3")["drifted_columns"] == "a, b"
+    assert not DriftSummary.from_metadata({"compared_with": "none", "reason": "no model"}).dataset_drift
+    perf = PerformanceSummary.from_metadata(
         {"sla_breached": True, "metric": "roc_auc", "realised_metric": 0.5, "sla_floor": 0.6, "production_version": 2},
     )
     assert perf.sla_breached and perf.production_version == 2 and perf.labelled_rows is None
-    assert PerformanceSignal.from_metadata("v3", {"production_version": "v4"}).production_version == 4
+    assert PerformanceSummary.from_metadata({"production_version": "v4"}).production_version == 4
 
 
 def test_evidence_json_is_short_and_valid() -> None:

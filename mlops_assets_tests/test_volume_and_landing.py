@@ -9,11 +9,10 @@ import pytest
 import yaml
 
 from mlops_assets.assets.data import raw_data_checks
-from mlops_assets.assets.deployments import REQUIRED_GATES
 from mlops_assets.assets.features import features_allowlisted
-from mlops_assets.assets.models import DATA_GATES
 from mlops_assets.definitions import ASSETS, CHECKS
 from mlops_assets.environments import local_environment
+from mlops_assets.gates import DATA_GATES, REQUIRED_GATES
 from mlops_assets.ml import synthetic
 from mlops_assets.ml.features import build_features
 from mlops_assets.ml.policy import Policy, PolicyError, policy_from_dict
@@ -22,7 +21,8 @@ from mlops_assets.ml.validation import coerce_to_schema, write_frame_atomic
 from mlops_assets.ml.versions import file_digest, version_key
 from mlops_assets.partitions import DATA_VERSIONS
 from mlops_assets.resources import DatasetSpecResource, LandingZone, ModelRegistryResource
-from mlops_assets.sensors import DATA_VERSION_TAG, REASON_TAG, landing_sensor
+from mlops_assets.sensors import landing_sensor
+from mlops_assets.tags import DATA_VERSION_TAG, REASON_TAG
 
 # --------------------------------------------------------------------------------------------------
 # Fault 8: volume_within_bounds and ids_unique_across_versions, on a real instance

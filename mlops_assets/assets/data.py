@@ -5,9 +5,9 @@ from collections.abc import Callable
 import dagster as dg
 import pandas as pd
 
-from mlops_assets.assets.features import features_checks
 from mlops_assets.assets.gating import check_result
 from mlops_assets.gate_records import latest_gate_results, latest_materialization_metadata
+from mlops_assets.gates import DATA_GATES
 from mlops_assets.ml import validation
 from mlops_assets.ml.gate_result import GateResult
 from mlops_assets.ml.spec import DatasetSpec
@@ -102,15 +102,12 @@ raw_data_checks = [
 # --- Gates that compare a version with the earlier accepted ones -----------------------------------------------
 
 
-def data_gate_keys() -> list[dg.AssetCheckKey]:
-    """The data gates a version must have passed to be *accepted*: every raw_data and features check."""
-    return [key for c in (*raw_data_checks, *features_checks) for key in c.check_keys]
-
-
 def accepted_earlier_versions(
     instance: dg.DagsterInstance, current: str, limit: int | None = None
 ) -> tuple[list[str], list[dict[str, str]]]:
     """Earlier data versions whose data gates all passed, newest first, and the ones passed over.
+
+    The data gates are :data:`mlops_assets.gates.DATA_GATES` (every blocking raw_data and features check).
 
     "Earlier" is the dynamic-partition (landing) order. Reads only the instance's latest check results per
     version (:func:`~mlops_assets.gate_records.latest_gate_results`): a gate failed, missing or stale (evaluated
@@ -128,11 +125,10 @@ def accepted_earlier_versions(
     earlier = keys[: keys.index(current)] if current in keys else list(keys)
     accepted: list[str] = []
     skipped: list[dict[str, str]] = []
-    gates = data_gate_keys()
     for key in reversed(earlier):
         if limit is not None and len(accepted) >= limit:
             break
-        failing = [g for g in latest_gate_results(instance, gates, key) if not g.passed]
+        failing = [g for g in latest_gate_results(instance, DATA_GATES, key) if not g.passed]
         if failing:
             reason = ", ".join(f"{g.check.split(':')[-1]} {g.status}" for g in failing)
             skipped.append({"data_version": key, "reason": reason})

@@ -5,13 +5,9 @@ from typing import Any
 
 import dagster as dg
 
-from mlops_assets.assets.data import raw_data_checks
-from mlops_assets.assets.evaluations import evaluations_checks
-from mlops_assets.assets.features import features_checks
 from mlops_assets.assets.gating import table
-from mlops_assets.assets.models import models_checks
-from mlops_assets.assets.monitoring import rollout_evidence
 from mlops_assets.gate_records import ArtifactRefused, promotion_evidence, verify_artifact
+from mlops_assets.gates import DATA_GATES, MODEL_GATE_NAMES, MODEL_GATES
 from mlops_assets.ml import performance, rollout
 from mlops_assets.ml.promotion import PromotionDecision, decide
 from mlops_assets.ml.rollout import GuardCheck, GuardResult, GuardStatus, Phase
@@ -24,25 +20,10 @@ from mlops_assets.storage.registry import (
     ModelVersion,
     RegistryConflict,
 )
+from mlops_assets.stored_evidence import rollout_evidence
 
 ACTOR = "mlops_assets/deployment_decision"
 ACTOR_ROLLOUT = "mlops_assets/rollout_step"
-
-#: Gates judging data: re-read from the instance for each data version the model was trained on.
-DATA_GATES: list[dg.AssetCheckKey] = [
-    key for checks in (raw_data_checks, features_checks) for c in checks for key in c.check_keys
-]
-#: Gates judging one model version: each records its outcome in the registry for that version and artifact
-#: digest, and every registry move to Staging or Production (and the rollout's final switch, and a rollback)
-#: requires these outcomes passed (``required_gates``).
-MODEL_GATES: list[dg.AssetCheckKey] = [
-    key for checks in (models_checks, evaluations_checks) for c in checks for key in c.check_keys
-]
-#: Their names as the registry records them (``"<asset>:<check>"``).
-MODEL_GATE_NAMES: tuple[str, ...] = tuple(key.to_user_string() for key in MODEL_GATES)
-#: Every gate a version must pass, upstream to downstream. Derived from the check definitions, so a new
-#: gate added to a stage is required for promotion without touching this module.
-REQUIRED_GATES: list[dg.AssetCheckKey] = [*DATA_GATES, *MODEL_GATES]
 
 
 def _version_summary(v: ModelVersion | None) -> dict[str, Any] | None:

@@ -13,10 +13,9 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from mlops_assets.assets.data import raw_data_checks
-from mlops_assets.assets.features import features_checks
 from mlops_assets.assets.gating import model_check_result
 from mlops_assets.gate_records import latest_gate_results, latest_materialization_metadata
+from mlops_assets.gates import DATA_GATES
 from mlops_assets.ml import drift, training
 from mlops_assets.ml import features as feature_core
 from mlops_assets.ml.gate_result import GateResult
@@ -28,9 +27,6 @@ from mlops_assets.resources import ArtifactStoreResource, DatasetSpecResource, M
 from mlops_assets.storage.artifacts.skops_codec import load_model, store_model
 from mlops_assets.storage.artifacts.store import ArtifactRef
 from mlops_assets.storage.registry import Lineage
-
-#: Gates an earlier data version must have passed to be trained on in a window.
-DATA_GATES: list[dg.AssetCheckKey] = [key for c in (*raw_data_checks, *features_checks) for key in c.check_keys]
 
 
 def _holdout(frame: pd.DataFrame) -> pd.DataFrame:

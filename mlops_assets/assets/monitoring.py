@@ -7,14 +7,14 @@ import dagster as dg
 import pandas as pd
 
 from mlops_assets.assets.gating import table
-from mlops_assets.gate_records import latest_materialization_metadata
 from mlops_assets.ml import abtest, drift, performance, scoring
 from mlops_assets.ml.features import LABEL_COLUMN
 from mlops_assets.ml.policy import Policy
 from mlops_assets.ml.rollout import RolloutState
 from mlops_assets.ml.routing import CHALLENGER_ARM, CHAMPION_ARM
+from mlops_assets.ml.summaries import DriftSummary, PerformanceSummary
 from mlops_assets.ml.versions import safe_stem, stem_of_key
-from mlops_assets.partitions import DATA_VERSIONS, data_versions
+from mlops_assets.partitions import data_versions
 from mlops_assets.resources import (
     ArtifactStoreResource,
     DatasetSpecResource,
@@ -25,6 +25,7 @@ from mlops_assets.resources import (
 from mlops_assets.storage.artifacts.skops_codec import load_model
 from mlops_assets.storage.artifacts.store import ArtifactRef
 from mlops_assets.storage.registry import CHALLENGER, CHAMPION, ModelVersion
+from mlops_assets.stored_evidence import rollout_evidence
 
 #: Per-column fields shown in the ``columns`` table of ``drift_report`` (names as in ``drift.ColumnDrift``).
 DRIFT_TABLE_FIELDS: tuple[str, ...] = (
@@ -82,7 +83,7 @@ def drift_report(
         why = "no model in production" if production is None else f"{spec.name} v{production.version} has no reference"
         return dg.MaterializeResult(
             value={"compared_with": None, "reason": why, "report": None},
-            metadata={"compared_with": "none", "reason": why},
+            metadata=DriftSummary(reason=why).to_metadata(),
         )
     data = artifacts.store().get_bytes(ArtifactRef.from_dict(reference_ref))  # digest verified before parsing
     reference = drift.DriftReference.from_json(data.decode())
@@ -94,15 +95,19 @@ def drift_report(
         "reason": report.reason,
         "report": report.to_dict(),
     }
+    summary = DriftSummary(
+        compared_with_model=spec.name,
+        compared_with_version=production.version,
+        dataset_drift=bool(report.dataset_drift),
+        drifted_share=float(report.drifted_share),
+        n_drifted=int(report.n_drifted),
+        drifted_columns=tuple(c.column for c in report.columns if c.drifted),
+        null_share_increases=tuple(report.data_quality.null_share_increases),
+    )
     return dg.MaterializeResult(
         value=record,
         metadata={
-            "compared_with": f"{spec.name} v{production.version}",
-            "dataset_drift": report.dataset_drift,
-            "drifted_share": float(report.drifted_share),
-            "n_drifted": int(report.n_drifted),
-            "drifted_columns": ", ".join(c.column for c in report.columns if c.drifted) or "none",
-            "null_share_increases": ", ".join(report.data_quality.null_share_increases) or "none",
+            **summary.to_metadata(),
             "columns": drift_table(report),
             "data_quality": dg.MetadataValue.json(report.data_quality.to_dict()),
         },
@@ -312,7 +317,7 @@ def performance_report(
         why = "nothing was scored (no model in production when the data arrived)"
         return dg.MaterializeResult(
             value={"reason": why, "rows": [], "sla": None},
-            metadata={"reason": why, "sla_breached": False, "metric": metric},
+            metadata=PerformanceSummary(metric=metric, sla_breached=False, reason=why).to_metadata(),
         )
     joined = performance.join_labels(predictions, labels)
     rows = performance.realised_performance(joined, threshold=policy.decision_threshold)
@@ -336,20 +341,17 @@ def performance_report(
             f"realised {metric} >= max(metric_floor {policy.metric_floor}, holdout - {policy.max_realised_metric_drop})"
         ),
     }
-    metadata: dict[str, Any] = {
-        "metric": metric,
-        "production_version": champion_version,
-        "labelled_rows": int(champion_row["n"]),
-        "sla_floor": float(floor),
-        "sla_breached": bool(breached),
-        "by_model": table(rows),
-    }
-    if realised is not None:
-        metadata["realised_metric"] = float(realised)
-    if holdout is not None:
-        metadata["holdout_metric"] = float(holdout)
-        if realised is not None:
-            metadata["drop_from_holdout"] = float(holdout - realised)
+    summary = PerformanceSummary(
+        model=spec.name,
+        production_version=champion_version,
+        metric=metric,
+        realised_metric=None if realised is None else float(realised),
+        sla_floor=float(floor),
+        sla_breached=bool(breached),
+        labelled_rows=int(champion_row["n"]),
+        holdout_metric=None if holdout is None else float(holdout),
+    )
+    metadata: dict[str, Any] = {**summary.to_metadata(), "by_model": table(rows)}
     return dg.MaterializeResult(value={"rows": rows, "sla": sla}, metadata=metadata)
 
 
@@ -383,33 +385,6 @@ def performance_within_sla(performance_report: dict[str, Any]) -> dg.AssetCheckR
         ),
         metadata={"observed": float(sla["realised"]), "threshold": float(sla["floor"])},
     )
-
-
-def rollout_evidence(
-    instance: dg.DagsterInstance, stored: StoredAssets, state: RolloutState, since: datetime
-) -> tuple[pd.DataFrame, list[str]]:
-    """The joined prediction logs of every labelled version scored with ``state``'s challenger since ``since``.
-
-    Walks the data versions newest first and stops at the first one scored before ``since``: reads
-    metadata for that walk and data files only for the versions that are evidence.
-    """
-    frames: list[pd.DataFrame] = []
-    used: list[str] = []
-    for key in reversed(instance.get_dynamic_partitions(DATA_VERSIONS)):
-        meta = latest_materialization_metadata(instance, "predictions", key)
-        if not meta or "scored_at" not in meta:
-            continue
-        if datetime.fromisoformat(str(meta["scored_at"])) < since:
-            break
-        if int(meta.get("challenger_version", 0)) != state.challenger_version:
-            continue
-        if int(meta.get("champion_version", 0)) != state.champion_version or not stored.exists("labels", key):
-            continue
-        frames.append(performance.join_labels(stored.load("predictions", key), stored.load("labels", key)))
-        used.append(key)
-    return (
-        pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=[*scoring.LOG_COLUMNS, "label"])
-    ), used
 
 
 def ab_plan(

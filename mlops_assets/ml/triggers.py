@@ -484,89 +484,10 @@ def assess_staleness(
     )
 
 
-# -- signals: what fired, read from materialization metadata ----------------------------------------------------------
+# -- evidence ---------------------------------------------------------------------------------------------------------
 
-
-def _float(value: Any) -> float | None:
-    try:
-        out = float(value)
-    except (TypeError, ValueError):
-        return None
-    return out if math.isfinite(out) else None
-
-
-def _int(value: Any) -> int | None:
-    if _is_int(value):
-        return int(value)
-    if isinstance(value, str) and value.removeprefix("v").isdigit():  # "3" or "v3"
-        return int(value.removeprefix("v"))
-    return None
-
-
-@dataclass(frozen=True)
-class DriftSignal:
-    """A ``drift_report`` of one data version, as far as retraining cares."""
-
-    data_version: str
-    dataset_drift: bool
-    drifted_share: float | None
-    drifted_columns: str
-    compared_with: str
-
-    @classmethod
-    def from_metadata(cls, data_version: str, metadata: Mapping[str, Any]) -> "DriftSignal":
-        return cls(
-            data_version=data_version,
-            dataset_drift=metadata.get("dataset_drift") is True,
-            drifted_share=_float(metadata.get("drifted_share")),
-            drifted_columns=str(metadata.get("drifted_columns", "none")),
-            compared_with=str(metadata.get("compared_with", "none")),
-        )
-
-    def evidence(self) -> dict[str, Any]:
-        return {
-            "trigger": "drift_report",
-            "data_version": self.data_version,
-            "drifted_share": self.drifted_share,
-            "drifted_columns": self.drifted_columns,
-            "compared_with": self.compared_with,
-        }
-
-
-@dataclass(frozen=True)
-class PerformanceSignal:
-    """A ``performance_report`` of one data version: the production model's realised metric against its floor."""
-
-    data_version: str
-    sla_breached: bool
-    metric: str
-    realised_metric: float | None
-    sla_floor: float | None
-    production_version: int | None
-    labelled_rows: int | None
-
-    @classmethod
-    def from_metadata(cls, data_version: str, metadata: Mapping[str, Any]) -> "PerformanceSignal":
-        return cls(
-            data_version=data_version,
-            sla_breached=metadata.get("sla_breached") is True,
-            metric=str(metadata.get("metric", "")),
-            realised_metric=_float(metadata.get("realised_metric")),
-            sla_floor=_float(metadata.get("sla_floor")),
-            production_version=_int(metadata.get("production_version")),
-            labelled_rows=_int(metadata.get("labelled_rows")),
-        )
-
-    def evidence(self) -> dict[str, Any]:
-        return {
-            "trigger": "performance_report",
-            "data_version": self.data_version,
-            "metric": self.metric,
-            "realised": self.realised_metric,
-            "floor": self.sla_floor,
-            "production_version": self.production_version,
-            "labelled_rows": self.labelled_rows,
-        }
+# What fired is read from materialization metadata by the typed summaries in ``mlops_assets.ml.summaries``
+# (``DriftSummary``, ``PerformanceSummary``), which own those keys in both directions.
 
 
 def evidence_json(evidence: Mapping[str, Any], max_chars: int = _EVIDENCE_MAX_CHARS) -> str:
