@@ -21,7 +21,7 @@ from typing import Any
 import dagster as dg
 
 from mlops_assets.ml.gate_evidence import judge_evidence
-from mlops_assets.ml.promotion import GateStatus
+from mlops_assets.ml.promotion import GateStatus, production_changed
 from mlops_assets.storage.artifacts.skops_codec import load_model
 from mlops_assets.storage.artifacts.store import ArtifactIntegrityError, ArtifactRef, ArtifactStore
 from mlops_assets.storage.registry import ModelRegistry, ModelVersion
@@ -158,6 +158,22 @@ class PromotionEvidence:
     version: ModelVersion
     statuses: list[GateStatus] = field(default_factory=list)
     evaluated_version: int | None = None
+    compared_with_production: int | None = None
+    comparison_known: bool = False
+
+    def production_refusal(self, production_now: int | None) -> str | None:
+        """Why a promotion to Production may not rely on this evaluation's comparison with production, or None.
+
+        Refuses when the version's own evaluation is not the latest of its data version (what it compared
+        against is then unknown), and when production moved since that evaluation
+        (:func:`mlops_assets.ml.promotion.production_changed`).
+        """
+        if not self.comparison_known:
+            return (
+                f"the production version v{self.version.version}'s evaluation compared against is unknown (the latest "
+                f"evaluation of its data version is of {_vlabel(self.evaluated_version)}): re-evaluate before promoting"
+            )
+        return production_changed(self.compared_with_production, production_now, self.version.version)
 
     def refusals(self) -> list[str]:
         """Why the version may not move (empty: it may): the evaluation mismatch first, then each gate."""
@@ -210,8 +226,25 @@ def promotion_evidence(
             artifact_sha256=version.artifact_sha256,
         )
     )
+    compared: int | None = None
+    known = False
     if evaluated_version is None and version.data_versions:
         recorded = latest_materialization_metadata(instance, "model_evaluation", version.data_versions[-1])
         value = recorded.get("model_version")
         evaluated_version = int(value) if isinstance(value, int | float) else None
-    return PromotionEvidence(version=version, statuses=statuses, evaluated_version=evaluated_version)
+        # What this version's own evaluation compared against (absent in records written before it was typed).
+        if evaluated_version == version.version and "production_version" in recorded:
+            production = recorded["production_version"]
+            known = production is None or isinstance(production, int)
+            compared = production if isinstance(production, int) else None
+    return PromotionEvidence(
+        version=version,
+        statuses=statuses,
+        evaluated_version=evaluated_version,
+        compared_with_production=compared,
+        comparison_known=known,
+    )
+
+
+def _vlabel(version: int | None) -> str:
+    return "none found" if version is None else f"v{version}"

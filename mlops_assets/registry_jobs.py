@@ -90,6 +90,13 @@ def _verify_movable(
     label = f"{version.model_name} v{version.version}"
     recorded = promotion_evidence(context.instance, registry, version, data_gates=DATA_GATES, model_gates=MODEL_GATES)
     problems = recorded.refusals()
+    if to == "Production":
+        # Non-inferiority was judged against the production of that time (a rollback restores a version that
+        # served, and is not asked this).
+        production = registry.production_version(version.model_name)
+        stale = recorded.production_refusal(production.version if production else None)
+        if stale:
+            problems.append(stale)
     if problems:
         raise dg.Failure(
             description=f"refusing to move {label} to {to}: {'; '.join(problems)}",

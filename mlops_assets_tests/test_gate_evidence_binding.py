@@ -417,3 +417,32 @@ def test_artifact_verification_names_both_digests(tmp_path):
     with pytest.raises(ArtifactRefused) as info:
         verify_artifact(store, ref, what="m v1")
     assert ref.sha256 in str(info.value) and actual in str(info.value)
+
+
+def test_a_comparison_with_production_holds_only_while_that_production_serves():
+    from mlops_assets.ml.promotion import production_changed
+
+    assert production_changed(1, 1, 2) is None  # still the production it was compared with
+    assert production_changed(1, 2, 2) is None  # the candidate itself serves now
+    assert production_changed(None, None, 1) is None  # nothing served then, nothing now
+    assert production_changed(1, 3, 2) == (
+        "production changed since evaluation (compared with v1, now v3): re-evaluate before promoting"
+    )
+    assert "compared with none, now v1" in str(production_changed(None, 1, 2))
+
+
+@pytest.mark.slow
+def test_promote_job_refuses_when_production_changed_since_the_versions_evaluation(world):
+    """v1 was evaluated when nothing served; once v2 serves, promoting v1 by hand needs a new evaluation
+    (rollback_job is the way back to a version that served)."""
+    world.land(1, seed=1)  # v1: nothing in production then, promoted
+    world.land(2, seed=4)  # v2 compared with v1, rolled out
+    promoted = world.launch("promote_job", "promote_model", {"version": 2, "actor": "bob", "reason": "ship v2"})
+    assert promoted.success and world.registry.production_version("synthetic").version == 2
+    result = world.launch("promote_job", "promote_model", {"version": 1, "actor": "bob", "reason": "back to v1"})
+    assert not result.success
+    message = _failure_message(result)
+    assert "production changed since evaluation (compared with none, now v2)" in message
+    assert world.registry.production_version("synthetic").version == 2
+    rolled_back = world.launch("rollback_job", "rollback_model", {"actor": "bob", "reason": "back to v1"})
+    assert rolled_back.success and world.registry.production_version("synthetic").version == 1

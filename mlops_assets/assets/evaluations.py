@@ -137,6 +137,8 @@ def model_evaluation(
         "model_version": int(candidate_model["version"]),
         "artifact_sha256": candidate_model["artifact"]["sha256"],
         "production_model": f"{spec.name} v{production.version}" if production is not None else "none",
+        # Typed: a promotion by hand refuses when production moved since this comparison.
+        "production_version": production.version if production is not None else dg.MetadataValue.null(),
         "headline_metric": result.headline_metric,
         "holdout_rows": result.n_holdout,
         **_numeric("candidate", record.get("candidate")),

@@ -58,11 +58,32 @@ def decide(
     reasons.extend(
         f"gate {g.check} is {g.status}" + (f" ({g.detail})" if g.detail else "") for g in gates if g.status != "passed"
     )
-    if production_now != compared_with_production and production_now != candidate_version:
-        reasons.append(
-            f"production changed since evaluation (compared with v{compared_with_production}, "
-            f"now v{production_now}): re-evaluate before promoting"
-        )
+    changed = production_changed(compared_with_production, production_now, candidate_version)
+    if changed:
+        reasons.append(changed)
     if reasons:
         return PromotionDecision(False, tuple(reasons))
     return PromotionDecision(True, (f"all {len(gates)} gates passed",))
+
+
+def production_changed(compared_with_production: int | None, production_now: int | None, candidate: int) -> str | None:
+    """Why a comparison with production no longer holds, or None when it does.
+
+    The non-inferiority gate compared the candidate with the version in production at evaluation time; once
+    another version serves, that evidence says nothing about the candidate against it.
+
+    Args:
+        compared_with_production: The production version the evaluation compared against (None: none served).
+        production_now: The production version now (None: none).
+        candidate: The candidate's version (already serving counts as unchanged).
+    """
+    if production_now in (compared_with_production, candidate):
+        return None
+    return (
+        f"production changed since evaluation (compared with {_label(compared_with_production)}, "
+        f"now {_label(production_now)}): re-evaluate before promoting"
+    )
+
+
+def _label(version: int | None) -> str:
+    return "none" if version is None else f"v{version}"
