@@ -14,7 +14,7 @@ the rollout's final switch) re-verifies the evidence of the very model version i
 and reads the stored artifact back and verifies it (:func:`verify_artifact`) before the registry moves it.
 """
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -100,6 +100,18 @@ def latest_gate_results(
             cursor = records[-1].id
         results.append(found)
     return results
+
+
+def data_gate_verdicts(
+    instance: dg.DagsterInstance, earlier: Sequence[str], data_gates: Sequence[dg.AssetCheckKey]
+) -> Iterator[tuple[str, list[RecordedGate]]]:
+    """Each of ``earlier`` (data versions in landing order), newest first, with its data gates that did not pass.
+
+    Lazy: a caller that needs only the newest accepted versions stops reading gate histories once it has them.
+    An empty list means every data gate passed (the version is accepted).
+    """
+    for key in reversed(earlier):
+        yield key, [g for g in latest_gate_results(instance, data_gates, key) if not g.passed]
 
 
 class ArtifactRefused(Exception):

@@ -16,7 +16,6 @@ from typing import Any
 import dagster as dg
 import pytest
 import yaml
-from dagster._core.test_utils import create_run_for_test
 
 from mlops_assets import retrain_sensors as rs
 from mlops_assets.ml.provenance import code_version
@@ -118,7 +117,7 @@ class World:
 
     def launch(self, request: dg.RunRequest, status: dg.DagsterRunStatus = dg.DagsterRunStatus.SUCCESS) -> None:
         """What the daemon does with a request (the run is recorded; whether it succeeded is up to the test)."""
-        create_run_for_test(self.instance, job_name="retrain_job", tags=dict(request.tags), status=status)
+        self.instance.add_run(dg.DagsterRun(job_name="retrain_job", tags=dict(request.tags), status=status))
 
 
 @pytest.fixture

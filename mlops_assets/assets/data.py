@@ -6,7 +6,7 @@ import dagster as dg
 import pandas as pd
 
 from mlops_assets.assets.gating import check_result
-from mlops_assets.gate_records import latest_gate_results, latest_materialization_metadata
+from mlops_assets.gate_records import data_gate_verdicts, latest_materialization_metadata
 from mlops_assets.gates import DATA_GATES
 from mlops_assets.ml import validation
 from mlops_assets.ml.gate_result import GateResult
@@ -125,15 +125,16 @@ def accepted_earlier_versions(
     earlier = keys[: keys.index(current)] if current in keys else list(keys)
     accepted: list[str] = []
     skipped: list[dict[str, str]] = []
-    for key in reversed(earlier):
-        if limit is not None and len(accepted) >= limit:
-            break
-        failing = [g for g in latest_gate_results(instance, DATA_GATES, key) if not g.passed]
+    if limit is not None and limit <= 0:
+        return accepted, skipped
+    for key, failing in data_gate_verdicts(instance, earlier, DATA_GATES):
         if failing:
             reason = ", ".join(f"{g.check.split(':')[-1]} {g.status}" for g in failing)
             skipped.append({"data_version": key, "reason": reason})
-        else:
-            accepted.append(key)
+            continue
+        accepted.append(key)
+        if limit is not None and len(accepted) >= limit:
+            break  # before the next version's gate histories are read
     return accepted, skipped
 
 

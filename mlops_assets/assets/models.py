@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from mlops_assets.assets.gating import model_check_result
-from mlops_assets.gate_records import latest_gate_results, latest_materialization_metadata
+from mlops_assets.gate_records import data_gate_verdicts, latest_materialization_metadata
 from mlops_assets.gates import DATA_GATES
 from mlops_assets.ml import drift, training
 from mlops_assets.ml import features as feature_core
@@ -55,10 +55,7 @@ def _window(
     chosen: list[str] = []
     frames: list[pd.DataFrame] = []
     skipped: list[dict[str, str]] = []
-    for key in reversed(earlier):
-        if len(chosen) == wanted:
-            break
-        failing = [g for g in latest_gate_results(context.instance, DATA_GATES, key) if not g.passed]
+    for key, failing in data_gate_verdicts(context.instance, earlier, DATA_GATES):
         if failing:
             skipped.append({"data_version": key, "reason": ", ".join(f"{g.check} {g.status}" for g in failing)})
             continue
@@ -67,6 +64,8 @@ def _window(
             continue
         chosen.append(key)
         frames.append(stored.load("features", key))
+        if len(chosen) == wanted:
+            break  # before the next version's gate histories are read
     return chosen[::-1], frames[::-1], skipped
 
 
