@@ -1,7 +1,9 @@
-"""Measure one landing_sensor tick against N registered data versions (SQLite vs PostgreSQL instance).
+"""Measure one landing-sensor tick against N registered data versions (SQLite vs PostgreSQL instance).
 
-For each instance kind and N, the landing zone holds N small data files that are already registered
-as partitions of ``data_versions`` plus one new file, and the sensor is evaluated directly
+The sensor is the ``synthetic`` model's ``synthetic__landing_sensor`` (built by
+:func:`mlops_assets.sensors.build`). For each instance kind and N, the model's landing zone
+(``<landing root>/synthetic/``) holds N small data files that are already registered as partitions of
+``synthetic__data_versions`` plus one new file, and the sensor is evaluated directly
 (``dg.build_sensor_context``, the daemon's gRPC round trip not included):
 
 * ``warm``: the cursor already knows the N files (the steady state: only the new file is hashed);
@@ -29,10 +31,14 @@ from typing import Any
 import dagster as dg
 import sqlalchemy as sa
 
+from mlops_assets import sensors
+from mlops_assets.jobs import build_jobs
 from mlops_assets.ml.versions import file_digest, version_key
-from mlops_assets.partitions import DATA_VERSIONS
-from mlops_assets.resources import DatasetSpecResource, LandingZone, ModelRegistryResource, S3LandingZone
-from mlops_assets.sensors import landing_sensor
+from mlops_assets.model import MLModel
+from mlops_assets.resources import LandingZone, ModelRegistryResource, S3LandingZone
+
+#: The model whose landing sensor is measured.
+MODEL = MLModel.from_spec("synthetic")
 
 PG_ADMIN = os.environ.get("MLOPS_TEST_POSTGRES_ADMIN_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
 
@@ -57,10 +63,22 @@ def _files(folder: Path, n: int) -> list[Path]:
     return paths
 
 
-def _tick(instance: dg.DagsterInstance, resources: dict[str, Any], cursor: str | None) -> tuple[float, Any]:
+def _landing_sensor(model: MLModel) -> dg.SensorDefinition:
+    """The model's landing sensor, as the code location builds it."""
+    name = model.job_name("landing_sensor")
+    built = sensors.build(model, build_jobs(model))
+    found = [s for s in built.sensors or [] if s.name == name]
+    if len(found) != 1 or not isinstance(found[0], dg.SensorDefinition):
+        raise LookupError(f"mlops_assets.sensors.build({model.name}) defines no sensor {name}")
+    return found[0]
+
+
+def _tick(
+    sensor: dg.SensorDefinition, instance: dg.DagsterInstance, resources: dict[str, Any], cursor: str | None
+) -> tuple[float, Any]:
     with dg.build_sensor_context(instance=instance, cursor=cursor, resources=resources) as context:
         start = time.perf_counter()
-        result = landing_sensor(context)
+        result = sensor(context)
         return time.perf_counter() - start, result
 
 
@@ -76,39 +94,39 @@ def measure(kind: str, n: int, s3_endpoint: str | None, repeat: int, work: Path)
     else:
         (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     try:
-        paths = _files(home / "landing", n)
+        sensor = _landing_sensor(MODEL)
+        local_root = LandingZone(directory=str(home / "landing"))
+        paths = _files(MODEL.landing_zone(local_root).root, n)
         registered = paths[:n]
         keys = [version_key(p.name, file_digest(p)) for p in registered]
-        resources: dict[str, Any] = {
-            "dataset": DatasetSpecResource(spec="synthetic"),
-            "registry": ModelRegistryResource(url=f"sqlite:///{home / 'registry.db'}"),
-        }
+        resources: dict[str, Any] = {"registry": ModelRegistryResource(url=f"sqlite:///{home / 'registry.db'}")}
         if s3_endpoint:
             import boto3
 
             client = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
             bucket = f"bench-{uuid.uuid4().hex[:16]}"
             client.create_bucket(Bucket=bucket)
-            for p in paths:
-                client.put_object(Bucket=bucket, Key=f"landing/{p.name}", Body=p.read_bytes())
             from dagster_aws.s3 import S3Resource
 
-            resources["landing"] = S3LandingZone(
-                directory=f"s3://{bucket}/landing/", s3=S3Resource(endpoint_url=s3_endpoint)
-            )
+            root = S3LandingZone(directory=f"s3://{bucket}/landing/", s3=S3Resource(endpoint_url=s3_endpoint))
+            zone = MODEL.landing_zone(root)
+            for p in paths:
+                key = zone.uri(p.name).removeprefix(f"s3://{bucket}/")
+                client.put_object(Bucket=bucket, Key=key, Body=p.read_bytes())
+            resources["landing"] = root
         else:
-            resources["landing"] = LandingZone(directory=str(home / "landing"))
+            resources["landing"] = local_root
         rows = []
         with dg.DagsterInstance.from_config(str(home)) as instance:
-            instance.add_dynamic_partitions(DATA_VERSIONS, keys)
+            instance.add_dynamic_partitions(MODEL.partitions_name, keys)
             # A cursor that knows the N registered files (what the previous ticks left).
-            _, warm_result = _tick(instance, resources, None)
+            _, warm_result = _tick(sensor, instance, resources, None)
             known = {k: v for k, v in json.loads(warm_result.cursor).items() if k != paths[-1].name}
             warm_cursor = json.dumps(known, sort_keys=True)
             for mode, cursor in (("warm", warm_cursor), ("cold", None)):
                 times = []
                 for _ in range(repeat):
-                    seconds, result = _tick(instance, resources, cursor)
+                    seconds, result = _tick(sensor, instance, resources, cursor)
                     # The one new file is requested every time: its partition is never added here.
                     assert len(result.run_requests) == 1, result
                     times.append(seconds)

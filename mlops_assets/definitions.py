@@ -1,69 +1,50 @@
-"""The code location: every asset, check, job and sensor, assembled explicitly.
+"""The code location: one graph per model, the shared resources and the executor.
 
-Resources and the executor come from :func:`mlops_assets.environments.environment`, evaluated when
-the definitions load (``@dg.definitions``), never at import.
+Models are declared as :class:`~mlops_assets.components.MLModelComponent` instances under
+``mlops_assets/defs/models/<name>/defs.yaml`` (the packaged ``flights`` and ``synthetic``), loaded with
+``dg.load_from_defs_folder``. ``MLOPS_SPEC`` (a spec path or packaged name) instead serves that one spec as the
+only model, named after the spec (single-model deployments from before components; see docs/migration.md).
+Resources and the executor come from :func:`mlops_assets.environments.environment`, evaluated when the
+definitions load (``@dg.definitions``), never at import.
 """
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
 
 import dagster as dg
 
-from mlops_assets.assets.data import raw_data, raw_data_checks
-from mlops_assets.assets.deployments import (
-    deployment_decision,
-    production_deployment,
-    rollout_state,
-    rollout_step,
-    staging_deployment,
-)
-from mlops_assets.assets.evaluations import evaluations_checks, model_evaluation
-from mlops_assets.assets.features import feature_profile, features, features_checks
-from mlops_assets.assets.models import candidate_model, models_checks
-from mlops_assets.assets.monitoring import (
-    ab_test,
-    drift_report,
-    labels,
-    monitoring_checks,
-    performance_report,
-    predictions,
-)
+from mlops_assets import defs as defs_folder
 from mlops_assets.environments import Environment, environment
-from mlops_assets.jobs import JOBS
-from mlops_assets.registry_jobs import registry_jobs
-from mlops_assets.retrain_sensors import RETRAIN_SENSORS, SCHEDULES
-from mlops_assets.sensors import labels_sensor, landing_sensor
+from mlops_assets.model import MLModel
+from mlops_assets.model_graph import build_model_defs
 
-ASSETS = [
-    raw_data,
-    features,
-    feature_profile,
-    candidate_model,
-    model_evaluation,
-    deployment_decision,
-    staging_deployment,
-    production_deployment,
-    drift_report,
-    predictions,
-    labels,
-    performance_report,
-    ab_test,
-    rollout_step,
-    rollout_state,
-]
-CHECKS = [*raw_data_checks, *features_checks, *models_checks, *evaluations_checks, *monitoring_checks]
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
-def build_defs(env: Environment) -> dg.Definitions:
-    """All definitions, with the resources and executor of ``env``."""
-    return dg.Definitions(
-        assets=ASSETS,
-        asset_checks=CHECKS,
-        jobs=[*JOBS, *registry_jobs],
-        sensors=[landing_sensor, labels_sensor, *RETRAIN_SENSORS],
-        schedules=SCHEDULES,
-        resources=env.resources,
-        executor=env.executor,
-    )
+def build_defs(env: Environment, models: Sequence[MLModel] | None = None) -> dg.Definitions:
+    """The code location's definitions with the resources and executor of ``env``.
+
+    Args:
+        env: The environment (resources, executor).
+        models: The models to serve; ``None``: the component instances under ``mlops_assets/defs/``.
+    """
+    if models is None:
+        # The tree of mlops_assets.defs, as dg.load_from_defs_folder builds it, without needing pyproject.toml
+        # next to the package (a wheel installed in an image has none).
+        tree = dg.ComponentTree(defs_module=defs_folder, project_root=PROJECT_ROOT, code_location_name="mlops_assets")
+        graphs = tree.build_defs()
+    else:
+        graphs = dg.Definitions.merge(*(build_model_defs(m) for m in models))
+    return dg.Definitions.merge(graphs, dg.Definitions(resources=env.resources, executor=env.executor))
+
+
+def code_location_defs() -> dg.Definitions:
+    """What the code location serves in this process's environment (``MLOPS_ENV``, ``MLOPS_SPEC``, ...)."""
+    spec = os.environ.get("MLOPS_SPEC")
+    return build_defs(environment(), [MLModel.from_spec(spec)] if spec else None)
 
 
 @dg.definitions
 def defs() -> dg.Definitions:
-    return build_defs(environment())
+    return code_location_defs()

@@ -1,8 +1,11 @@
 """``mlops-demo``: the whole lifecycle, through Dagster, on the embedded default.
 
 It prepares a Dagster instance directory (SQLite, local files), starts the Dagster daemon on it and
-lands data files one at a time in the landing folder. The daemon's landing sensor registers each as
-a data version and launches the lifecycle run; the demo waits for each run and tells what happened,
+lands data files one at a time in the model's landing folder (``<data_dir>/landing/flights/`` for the
+flights model). The daemon serves the code location's packaged models (``flights`` and ``synthetic``,
+declared under ``mlops_assets/defs/models/``); the model's landing sensor (``flights__landing_sensor``)
+registers each file as a data version (a partition of ``flights__data_versions``) and launches its
+lifecycle run (``flights__lifecycle_job``); the demo waits for each run and tells what happened,
 reading the instance and the model registry. Everything — sensor ticks, runs, materializations,
 check results — stays in the instance, so the UI shows it afterwards.
 """
@@ -14,6 +17,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,11 +27,12 @@ import dagster as dg
 
 from mlops_assets.gate_records import latest_materialization_metadata
 from mlops_assets.instance import ensure_instance
-from mlops_assets.ml.spec import DatasetSpec, SpecError, load_spec
+from mlops_assets.ml.spec import DatasetSpec, SpecError
 from mlops_assets.ml.versions import digest_of_key, file_digest, is_landable, version_key
-from mlops_assets.partitions import DATA_VERSIONS
+from mlops_assets.model import MLModel, ModelConfigError
+from mlops_assets.resources import LandingZone
 from mlops_assets.storage.registry import ModelRegistry
-from mlops_assets.tags import DATA_VERSION_TAG, EVIDENCE_TAG, REASON_TAG
+from mlops_assets.tags import DATA_VERSION_TAG, EVIDENCE_TAG, MODEL_TAG, REASON_TAG
 
 LOG_DIR = "demo-logs"
 TERMINAL = {dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
@@ -148,17 +153,26 @@ def _land(source: Path, landing: Path) -> None:
     os.replace(tmp, landing / source.name)
 
 
+def _landing_runs(instance: dg.DagsterInstance, model: MLModel, version: str) -> Sequence[dg.DagsterRun]:
+    """The newest run the model's landing sensor launched for data version ``version`` (none or one)."""
+    tags = {DATA_VERSION_TAG: version, REASON_TAG: "new_data", MODEL_TAG: model.name}
+    return instance.get_runs(filters=dg.RunsFilter(tags=tags), limit=1)
+
+
 def _wait_for_run(
-    instance: dg.DagsterInstance, version: str, timeout: float, daemon: subprocess.Popen[bytes], home: Path
+    instance: dg.DagsterInstance,
+    model: MLModel,
+    version: str,
+    timeout: float,
+    daemon: subprocess.Popen[bytes],
+    home: Path,
 ) -> dg.DagsterRun:
     deadline = time.monotonic() + timeout
     next_note = time.monotonic() + 60.0
     while time.monotonic() < deadline:
         if daemon.poll() is not None:
             raise DemoError(f"the Dagster daemon exited (code {daemon.returncode}); see {home / LOG_DIR}/daemon.log")
-        runs = instance.get_runs(
-            filters=dg.RunsFilter(tags={DATA_VERSION_TAG: version, REASON_TAG: "new_data"}), limit=1
-        )
+        runs = _landing_runs(instance, model, version)
         if time.monotonic() >= next_note:
             status = runs[0].status.value if runs else "not launched yet"
             _say(f"      … still waiting for the run of {version} ({status})")
@@ -166,16 +180,16 @@ def _wait_for_run(
         # A crashed run is retried once under a new run id: give the retry a moment to appear.
         finished = bool(runs) and runs[0].status in TERMINAL
         if finished and (
-            runs[0].status == dg.DagsterRunStatus.SUCCESS or _no_retry_follows(instance, runs[0], version)
+            runs[0].status == dg.DagsterRunStatus.SUCCESS or _no_retry_follows(instance, model, runs[0], version)
         ):
             return runs[0]
         time.sleep(1.0)
     raise DemoError(f"no finished run for data version {version} after {timeout:.0f} s; see {home / LOG_DIR}")
 
 
-def _no_retry_follows(instance: dg.DagsterInstance, run: dg.DagsterRun, version: str) -> bool:
+def _no_retry_follows(instance: dg.DagsterInstance, model: MLModel, run: dg.DagsterRun, version: str) -> bool:
     time.sleep(3.0)
-    latest = instance.get_runs(filters=dg.RunsFilter(tags={DATA_VERSION_TAG: version, REASON_TAG: "new_data"}), limit=1)
+    latest = _landing_runs(instance, model, version)
     return latest[0].run_id == run.run_id
 
 
@@ -206,13 +220,15 @@ def _step_errors(instance: dg.DagsterInstance, run_id: str) -> list[str]:
     return errors
 
 
-def _model_line(version: str, instance: dg.DagsterInstance, registry: ModelRegistry, spec: DatasetSpec) -> str:
+def _model_line(
+    version: str, instance: dg.DagsterInstance, registry: ModelRegistry, model: MLModel, spec: DatasetSpec
+) -> str:
     versions = registry.versions_for_data_version(spec.name, version)
     if not versions:
         return f"no model trained: the data gates stopped version {version} before training"
-    model = versions[-1]
-    evaluation = latest_materialization_metadata(instance, "model_evaluation", version)
-    decision = latest_materialization_metadata(instance, "deployment_decision", version)
+    latest = versions[-1]
+    evaluation = latest_materialization_metadata(instance, model.key("model_evaluation"), version)
+    decision = latest_materialization_metadata(instance, model.key("deployment_decision"), version)
     metric = spec.policy.headline_metric
     figures = ", ".join(
         f"{label} {evaluation[f'{label}_{metric}']:.3f}"
@@ -220,26 +236,26 @@ def _model_line(version: str, instance: dg.DagsterInstance, registry: ModelRegis
         if f"{label}_{metric}" in evaluation
     )
     outcome = str(decision.get("outcome", "not decided (a gate failed before the decision)"))
-    return f"model {spec.name} v{model.version}: {metric} {figures or 'not evaluated'} → {outcome}"
+    return f"model {spec.name} v{latest.version}: {metric} {figures or 'not evaluated'} → {outcome}"
 
 
-def _monitoring_lines(version: str, instance: dg.DagsterInstance, spec: DatasetSpec) -> list[str]:
+def _monitoring_lines(version: str, instance: dg.DagsterInstance, model: MLModel) -> list[str]:
     lines = []
-    drift = latest_materialization_metadata(instance, "drift_report", version)
+    drift = latest_materialization_metadata(instance, model.key("drift_report"), version)
     if drift.get("compared_with", "none") != "none":
         lines.append(
             f"drift vs {drift['compared_with']}: {drift['n_drifted']} columns drifted "
             f"(share {drift['drifted_share']:.2f}; dataset drift: {'YES' if drift['dataset_drift'] else 'no'})"
             + (f": {drift['drifted_columns']}" if drift["drifted_columns"] != "none" else "")
         )
-    perf = latest_materialization_metadata(instance, "performance_report", version)
+    perf = latest_materialization_metadata(instance, model.key("performance_report"), version)
     if "realised_metric" in perf:
         holdout = f"holdout {perf['holdout_metric']:.3f}, " if "holdout_metric" in perf else ""
         lines.append(
             f"realised {perf['metric']} of production v{perf['production_version']}: {perf['realised_metric']:.3f} "
             f"({holdout}SLA floor {perf['sla_floor']:.3f}) {'BREACHED' if perf['sla_breached'] else 'ok'}"
         )
-    ab = latest_materialization_metadata(instance, "ab_test", version)
+    ab = latest_materialization_metadata(instance, model.key("ab_test"), version)
     if ab.get("decision", "none") != "none":
         lines.append(
             f"A/B test: {ab['decision']} (winner {ab['winner']}; {ab['champion_n']} champion / {ab['challenger_n']} "
@@ -247,7 +263,7 @@ def _monitoring_lines(version: str, instance: dg.DagsterInstance, spec: DatasetS
             + (f"; difference {ab['difference']:+.4f}, p={ab['p_value']:.3g}" if "p_value" in ab else "")
             + ")"
         )
-    step = latest_materialization_metadata(instance, "rollout_step", version)
+    step = latest_materialization_metadata(instance, model.key("rollout_step"), version)
     if step.get("action", "none") != "none":
         if "from" in step:
             lines.append(
@@ -282,20 +298,22 @@ def _tell(
     runs: list[dg.DagsterRun],
     instance: dg.DagsterInstance,
     registry: ModelRegistry,
+    model: MLModel,
     spec: DatasetSpec,
     seconds: float,
 ) -> Outcome:
     first = runs[0]
+    training_jobs = (model.job_name("retrain_job"), model.job_name("lifecycle_job"))
     passed, total = _tell_run(first, instance, seconds)
-    for line in _monitoring_lines(version, instance, spec):
+    for line in _monitoring_lines(version, instance, model):
         _say(f"      {line}")
-    if first.job_name == "lifecycle_job":
-        _say(f"      {_model_line(version, instance, registry, spec)}")
+    if first.job_name == model.job_name("lifecycle_job"):
+        _say(f"      {_model_line(version, instance, registry, model, spec)}")
     for follow in runs[1:]:
         _tell_run(follow, instance)
         target = follow.tags.get(DATA_VERSION_TAG, version)
-        if follow.job_name in ("retrain_job", "lifecycle_job"):
-            _say(f"        {_model_line(target, instance, registry, spec)}")
+        if follow.job_name in training_jobs:
+            _say(f"        {_model_line(target, instance, registry, model, spec)}")
     production = registry.production_version(spec.name)
     rollout = registry.active_rollout(spec.name)
     where = f"production: v{production.version}" if production else "production: empty"
@@ -318,13 +336,18 @@ def _tell(
 
 def _follow_ups(
     instance: dg.DagsterInstance,
+    model: MLModel,
     after: float,
     quiet: float,
     timeout: float,
     daemon: subprocess.Popen[bytes],
     home: Path,
 ) -> list[dg.DagsterRun]:
-    """Runs the sensors launch after the landing run (retrains, labels): wait until ``quiet`` s pass with none open."""
+    """The model's runs the sensors launch after the landing run (retrains, labels).
+
+    Waits until ``quiet`` s pass with none of the model's runs open (runs of the code location's other models
+    are not the demo's).
+    """
     deadline = time.monotonic() + timeout
     seen: dict[str, dg.DagsterRun] = {}
     created: dict[str, float] = {}
@@ -333,7 +356,11 @@ def _follow_ups(
     while time.monotonic() < deadline:
         if daemon.poll() is not None:
             raise DemoError(f"the Dagster daemon exited (code {daemon.returncode}); see {home / LOG_DIR}/daemon.log")
-        records = [rec for rec in instance.get_run_records(limit=20) if rec.create_timestamp.timestamp() > after]
+        records = [
+            rec
+            for rec in instance.get_run_records(filters=dg.RunsFilter(tags={MODEL_TAG: model.name}), limit=20)
+            if rec.create_timestamp.timestamp() > after
+        ]
         created.update({rec.dagster_run.run_id: rec.create_timestamp.timestamp() for rec in records})
         recent = [rec.dagster_run for rec in records]
         open_runs = [r for r in recent if r.status not in TERMINAL]
@@ -385,11 +412,15 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--versions", type=int, default=None, help="how many data versions to land (flights: 12, one per month of 2013)"
     )
-    parser.add_argument("--spec", help="dataset spec YAML (default: the packaged flights spec)")
+    parser.add_argument(
+        "--spec",
+        help="the dataset spec of one of the code location's models (mlops_assets/defs/models/): a packaged spec "
+        "name (flights, synthetic) or a YAML path; the model is named after the spec (default: flights)",
+    )
     parser.add_argument("--source", help="folder whose CSV/Parquet files, in name order, are the data versions")
     parser.add_argument(
         "--dagster-home",
-        help="instance directory (default: $DAGSTER_HOME, else ./.dagster_home/<spec name>)",
+        help="instance directory (default: $DAGSTER_HOME, else ./.dagster_home/<model name>)",
     )
     parser.add_argument("--fresh", action="store_true", help="delete the demo's instance directory first")
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds to wait for each run (default 900)")
@@ -409,33 +440,68 @@ def main(argv: Sequence[str] | None = None) -> int:
         _parser().error("--spec and --source go together (a spec describes the files in the source folder)")
     try:
         return _run(args)
-    except (DemoError, SpecError) as exc:
+    except (DemoError, SpecError, ModelConfigError) as exc:
         _fail(f"error: {exc}")
         return EXIT_ERROR
 
 
+def _model(args: argparse.Namespace) -> MLModel:
+    """The model the demo lands files for: ``flights`` unless ``--spec`` names another model's spec."""
+    if not args.spec:
+        return MLModel(name="flights", spec_source="flights")
+    return MLModel.from_spec(args.spec)
+
+
+def _check_served(model: MLModel) -> None:
+    """Refuse, before starting the daemon, a model the code location does not serve (nothing would land).
+
+    Loads the code location as the daemon will (same environment variables), so a broken one fails here.
+    """
+    from mlops_assets.definitions import code_location_defs
+
+    sensor = model.job_name("landing_sensor")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # beta/preview notices of the components API: the daemon's log has them
+            repository = code_location_defs().get_repository_def()
+    except Exception as exc:
+        raise DemoError(f"the code location mlops_assets.definitions does not load: {exc}") from exc
+    if not repository.has_sensor_def(sensor):
+        suffix = "__landing_sensor"
+        served = sorted(d.name.removesuffix(suffix) for d in repository.sensor_defs if d.name.endswith(suffix))
+        raise DemoError(
+            f"the code location serves no model {model.name!r} (no sensor {sensor}; it serves: "
+            f"{', '.join(served) or 'none'})"
+        )
+
+
 def _run(args: argparse.Namespace) -> int:
-    spec = load_spec(args.spec or "flights")
-    home = Path(args.dagster_home or os.environ.get("DAGSTER_HOME") or f".dagster_home/{spec.name}").resolve()
+    model = _model(args)
+    spec = model.spec()
+    home = Path(args.dagster_home or os.environ.get("DAGSTER_HOME") or f".dagster_home/{model.name}").resolve()
     if args.fresh and home.exists():
         if not (home / "dagster.yaml").exists():
             raise DemoError(f"--fresh: {home} does not look like a Dagster instance directory; not deleting it")
         shutil.rmtree(home)
     ensure_instance(home)
     data_dir = home / "mlops"
-    spec_arg = str(Path(spec.source).resolve()) if args.spec else "flights"
-    env = {
-        **os.environ,
-        "DAGSTER_HOME": str(home),
-        "MLOPS_ENV": "local",
-        "MLOPS_SPEC": spec_arg,
-        "MLOPS_DATA_DIR": str(data_dir),
-    }
-    os.environ.update({k: env[k] for k in ("DAGSTER_HOME", "MLOPS_ENV", "MLOPS_SPEC", "MLOPS_DATA_DIR")})
+    # The model's folders under the local environment's landing root (mlops_assets.environments).
+    landing = Path(model.landing_zone(LandingZone(directory=str(data_dir / "landing"))).directory)
+    # Without --spec the daemon serves the code location's declared models (flights and synthetic); with --spec
+    # (your own data) it serves that one spec as its only model (MLOPS_SPEC, mlops_assets.definitions), so a spec
+    # file works without declaring a component first. A MLOPS_SPEC of the caller's is never passed on.
+    env = {k: v for k, v in os.environ.items() if k != "MLOPS_SPEC"}
+    env.update({"DAGSTER_HOME": str(home), "MLOPS_ENV": "local", "MLOPS_DATA_DIR": str(data_dir)})
+    os.environ.pop("MLOPS_SPEC", None)
+    if args.spec:
+        env["MLOPS_SPEC"] = str(Path(args.spec).resolve()) if Path(args.spec).is_file() else args.spec
+    os.environ.update({k: env[k] for k in ("DAGSTER_HOME", "MLOPS_ENV", "MLOPS_DATA_DIR", "MLOPS_SPEC") if k in env})
 
     started = time.monotonic()
-    _say(f"mlops-demo: dataset '{spec.name}' ({spec.source})")
+    _say(f"mlops-demo: model '{model.name}', dataset spec {spec.source}")
     _say(f"  instance: {home}")
+    _say(f"  landing folder: {landing}")
+    _check_served(model)
     sources = _sources(args, spec, data_dir)
     registry = ModelRegistry(f"sqlite:///{data_dir / 'registry.db'}")
     outcomes: list[Outcome] = []
@@ -444,29 +510,32 @@ def _run(args: argparse.Namespace) -> int:
         # fresh instance at once race on its schema migrations (seen: "alembic_version has more than one
         # head", after which the daemon never launches a run).
         instance.get_runs(limit=1)
-        instance.get_dynamic_partitions(DATA_VERSIONS)
+        instance.get_dynamic_partitions(model.partitions_name)
         instance.all_instigator_state()
-        _say(f"  starting the Dagster daemon (landing sensor, run queue); log: {home / LOG_DIR / 'daemon.log'}")
+        _say(
+            f"  starting the Dagster daemon ({model.job_name('landing_sensor')}, run queue); "
+            f"log: {home / LOG_DIR / 'daemon.log'}"
+        )
         daemon = _start_daemon(home, env)
         try:
             for index, source in enumerate(sources, start=1):
                 version = version_key(source.name, file_digest(source))
-                known = {digest_of_key(k) for k in instance.get_dynamic_partitions(DATA_VERSIONS) if "__" in k}
+                known = {digest_of_key(k) for k in instance.get_dynamic_partitions(model.partitions_name) if "__" in k}
                 if digest_of_key(version) in known:
                     _say(f"[{index}/{len(sources)}] {source.name}: already landed as {version}; nothing to do")
                     continue
                 _say(f"[{index}/{len(sources)}] landing {source.name} → data version {version}")
                 begin = time.monotonic()
-                _land(source, data_dir / "landing")
+                _land(source, landing)
                 landed_at = time.time()
-                run = _wait_for_run(instance, version, args.timeout, daemon, home)
+                run = _wait_for_run(instance, model, version, args.timeout, daemon, home)
                 seconds = time.monotonic() - begin
                 follow = [
                     r
-                    for r in _follow_ups(instance, landed_at, args.quiet, args.timeout, daemon, home)
+                    for r in _follow_ups(instance, model, landed_at, args.quiet, args.timeout, daemon, home)
                     if r.run_id != run.run_id and r.tags.get(DATA_VERSION_TAG) is not None
                 ]
-                outcomes.append(_tell(source, version, [run, *follow], instance, registry, spec, seconds))
+                outcomes.append(_tell(source, version, [run, *follow], instance, registry, model, spec, seconds))
         finally:
             _stop_daemon(daemon)
 
@@ -476,8 +545,8 @@ def _run(args: argparse.Namespace) -> int:
     _say(
         f"  versions landed this time: {len(outcomes)}; runs succeeded: {sum(o.status == 'SUCCESS' for o in outcomes)}"
     )
-    for model in registry.list_versions(spec.name):
-        _say(f"  {spec.name} v{model.version}: {model.stage:<10} trained on {', '.join(model.data_versions)}")
+    for kept in registry.list_versions(spec.name):
+        _say(f"  {spec.name} v{kept.version}: {kept.stage:<10} trained on {', '.join(kept.data_versions)}")
     _say(f"  in production: {f'{spec.name} v{production.version}' if production else 'nothing'}")
     retrains = [(o.file, r) for o in outcomes for r in o.retrains]
     _say(f"  retrains fired: {len(retrains)}" + "".join(f"\n    after {f}: {r}" for f, r in retrains))
@@ -491,9 +560,8 @@ def _run(args: argparse.Namespace) -> int:
             f"by {entry['actor']}: {entry['reason'][:160]}" + (f" [{summary}]" if summary else "")
         )
     _say()
-    prefix = f"DAGSTER_HOME={home}" + (f" MLOPS_SPEC={spec_arg}" if args.spec else "")
-    _say("Open the UI on this instance (runs, materializations, check results, the sensor's ticks):")
-    _say(f"  {prefix} dagster dev -w {home / 'workspace.yaml'}")
+    _say("Open the UI on this instance (runs, materializations, check results, the sensors' ticks):")
+    _say(f"  DAGSTER_HOME={home} dagster dev -w {home / 'workspace.yaml'}")
     _say("  then browse http://127.0.0.1:3000 (the webserver listens on 127.0.0.1 only)")
     code, reason = exit_decision(outcomes, production.version if production else None, spec.name)
     if reason is not None:

@@ -16,7 +16,8 @@ and the executor for ``MLOPS_ENV``:
 
 Variables (both):
     MLOPS_ENV: ``local`` (default) or ``prod``.
-    MLOPS_SPEC: dataset spec, a YAML path or a packaged name (default ``flights``).
+    MLOPS_SPEC: optional; serve this one spec (a YAML path or a packaged name) as the only model, instead of
+        the models declared under ``mlops_assets/defs/models/`` (see docs/migration.md).
     MLOPS_ARTIFACT_HMAC_KEY: optional secret; artifacts are then HMAC-signed as well as hashed.
 
 Variables (local):
@@ -46,7 +47,6 @@ from dagster_aws.s3 import S3Resource
 
 from mlops_assets.resources import (
     ArtifactStoreResource,
-    DatasetSpecResource,
     FrameIOManager,
     LandingZone,
     ModelRegistryResource,
@@ -82,13 +82,16 @@ def default_data_dir() -> Path:
     return (Path(home) / "mlops").resolve()
 
 
-def local_environment(data_dir: Path, spec: str = "flights", hmac_key: str | dg.EnvVar | None = None) -> Environment:
-    """The embedded default: everything under ``data_dir``."""
+def local_environment(data_dir: Path, hmac_key: str | dg.EnvVar | None = None) -> Environment:
+    """The embedded default: everything under ``data_dir``.
+
+    Each model lands in ``<data_dir>/landing/<model>/`` and ``<data_dir>/labels/<model>/`` unless its
+    declaration says otherwise; asset values live under ``<data_dir>/assets/<model>/<asset>/``.
+    """
     data_dir = Path(data_dir)
     return Environment(
         name="local",
         resources={
-            "dataset": DatasetSpecResource(spec=spec),
             "landing": LandingZone(directory=str(data_dir / "landing")),
             "labels_landing": LandingZone(directory=str(data_dir / "labels")),
             "artifacts": ArtifactStoreResource(root=str(data_dir / "artifacts"), hmac_key=hmac_key),
@@ -111,7 +114,6 @@ def prod_environment(
     registry_url: str | dg.EnvVar,
     *,
     prefix: str = "",
-    spec: str = "flights",
     endpoint_url: str | dg.EnvVar | None = None,
     region_name: str | dg.EnvVar | None = None,
     hmac_key: str | dg.EnvVar | None = None,
@@ -121,14 +123,13 @@ def prod_environment(
 ) -> Environment:
     """Production: registry on PostgreSQL, everything else in one S3 bucket under ``prefix``.
 
-    Keys: ``<prefix>landing/`` (data versions), ``<prefix>labels/`` (labels), ``<prefix>assets/`` (asset values,
-    Parquet/JSON), ``<prefix>artifacts/`` (models and drift references, write-once, verified).
+    Keys: ``<prefix>landing/<model>/`` (data versions), ``<prefix>labels/<model>/`` (labels), ``<prefix>assets/``
+    (asset values, Parquet/JSON), ``<prefix>artifacts/`` (models and drift references, write-once, verified).
 
     Args:
         bucket: The bucket (where things are, not a secret: a plain value, shown in the UI).
         registry_url: SQLAlchemy URL of the registry; may hold a password, so pass an ``EnvVar``.
         prefix: Key prefix inside the bucket, e.g. ``"mlops/"``.
-        spec: Dataset spec.
         endpoint_url: S3-compatible endpoint (MinIO, moto); ``None`` for AWS.
         region_name: Region; ``None`` lets boto3 find it.
         hmac_key: Secret for artifact HMACs (an ``EnvVar``).
@@ -153,7 +154,6 @@ def prod_environment(
     return Environment(
         name="prod",
         resources={
-            "dataset": DatasetSpecResource(spec=spec),
             "landing": S3LandingZone(directory=url("landing/"), s3=s3),
             "labels_landing": S3LandingZone(directory=url("labels/"), s3=s3),
             "artifacts": S3ArtifactStoreResource(root=url("artifacts"), hmac_key=hmac_key, s3=s3),
@@ -178,7 +178,6 @@ def environment() -> Environment:
     if name == "local":
         return local_environment(
             default_data_dir(),
-            spec=os.environ.get("MLOPS_SPEC", "flights"),
             # A secret: passed as an EnvVar so its value never appears in run config or the UI.
             hmac_key=_optional_env("MLOPS_ARTIFACT_HMAC_KEY"),
         )
@@ -195,7 +194,6 @@ def environment() -> Environment:
             parse_bucket_name(os.environ["MLOPS_S3_BUCKET"]),
             dg.EnvVar("MLOPS_REGISTRY_URL"),  # may carry a password
             prefix=os.environ.get("MLOPS_S3_PREFIX", ""),
-            spec=os.environ.get("MLOPS_SPEC", "flights"),
             endpoint_url=_optional_env("MLOPS_S3_ENDPOINT_URL"),
             region_name=_optional_env("MLOPS_S3_REGION"),
             hmac_key=_optional_env("MLOPS_ARTIFACT_HMAC_KEY"),

@@ -20,6 +20,7 @@ from typing import Any
 
 import dagster as dg
 
+from mlops_assets.gates import gate_name
 from mlops_assets.ml.gate_evidence import judge_evidence
 from mlops_assets.ml.promotion import GateStatus, production_changed
 from mlops_assets.storage.artifacts.skops_codec import load_model
@@ -59,9 +60,11 @@ def latest_materialization(
     return result.records[0] if result.records else None
 
 
-def latest_materialization_metadata(instance: dg.DagsterInstance, asset: str, partition: str) -> dict[str, Any]:
+def latest_materialization_metadata(
+    instance: dg.DagsterInstance, asset_key: dg.AssetKey, partition: str
+) -> dict[str, Any]:
     """Metadata values of the newest materialization of one partition (empty when there is none)."""
-    record = latest_materialization(instance, dg.AssetKey(asset), partition)
+    record = latest_materialization(instance, asset_key, partition)
     materialization = record.asset_materialization if record else None
     return {k: v.value for k, v in materialization.metadata.items()} if materialization else {}
 
@@ -232,7 +235,7 @@ def promotion_evidence(
             statuses.append(GateStatus(g.check, g.status, detail))
     statuses.extend(
         judge_evidence(
-            [k.to_user_string() for k in model_gates],
+            [gate_name(k.asset_key.path[-1], k.name) for k in model_gates],
             registry.gate_outcomes(version.model_name, version.version),
             version=version.version,
             artifact_sha256=version.artifact_sha256,
@@ -241,7 +244,8 @@ def promotion_evidence(
     compared: int | None = None
     known = False
     if evaluated_version is None and version.data_versions:
-        recorded = latest_materialization_metadata(instance, "model_evaluation", version.data_versions[-1])
+        evaluation = dg.AssetKey([version.model_name, "model_evaluation"])
+        recorded = latest_materialization_metadata(instance, evaluation, version.data_versions[-1])
         value = recorded.get("model_version")
         evaluated_version = int(value) if isinstance(value, int | float) else None
         # What this version's own evaluation compared against (absent in records written before it was typed).

@@ -32,22 +32,21 @@ DATA_ASSETS: tuple[str, ...] = ("raw_data", "features")
 MODEL_ASSETS: tuple[str, ...] = ("candidate_model", "model_evaluation")
 
 
-def gate_keys(*assets: str) -> list[dg.AssetCheckKey]:
-    """The check keys of the declared gates of ``assets``, in contract order.
+def gate_keys(model: str, *assets: str) -> list[dg.AssetCheckKey]:
+    """The check keys of the declared gates of ``assets`` of the model ``model``, in contract order.
 
     Raises:
         KeyError: an asset the contract does not declare.
     """
-    return [dg.AssetCheckKey(dg.AssetKey(asset), name) for asset in assets for name in GATE_CONTRACT[asset]]
+    return [dg.AssetCheckKey(dg.AssetKey([model, asset]), name) for asset in assets for name in GATE_CONTRACT[asset]]
 
 
-#: Gates judging data: a data version is *accepted* (may be trained on, compared with) when all passed.
-DATA_GATES: list[dg.AssetCheckKey] = gate_keys(*DATA_ASSETS)
-#: Gates judging one model version: each records its outcome in the registry for that version and artifact
-#: digest, and every registry move to Staging or Production (and the rollout's final switch, and a rollback)
-#: requires these outcomes passed (``required_gates``).
-MODEL_GATES: list[dg.AssetCheckKey] = gate_keys(*MODEL_ASSETS)
-#: Their names as the registry records them (``"<asset>:<check>"``).
-MODEL_GATE_NAMES: tuple[str, ...] = tuple(key.to_user_string() for key in MODEL_GATES)
-#: Every gate a version must pass to be promoted, upstream to downstream.
-REQUIRED_GATES: list[dg.AssetCheckKey] = [*DATA_GATES, *MODEL_GATES]
+def gate_name(asset: str, check: str) -> str:
+    """A gate's name as the registry records it, the same for every model: ``"<asset>:<check>"``."""
+    return f"{asset}:{check}"
+
+
+#: Gates judging one model version, as the registry records them (``"<asset>:<check>"``): each records its outcome
+#: in the registry for that version and artifact digest, and every registry move to Staging or Production (and the
+#: rollout's final switch, and a rollback) requires these outcomes passed (``required_gates``).
+MODEL_GATE_NAMES: tuple[str, ...] = tuple(gate_name(a, c) for a in MODEL_ASSETS for c in GATE_CONTRACT[a])

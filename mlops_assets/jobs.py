@@ -1,21 +1,30 @@
-"""Jobs: what runs for one data version, by what triggered it.
+"""Jobs of one model: what runs for one of its data versions, by what triggered it.
 
-* ``ingest_job`` — a new data file landed (``landing_sensor``, reason ``new_data``): validate, build
-  features, take labels if the file carries them, monitor (drift, batch scoring with the rollout's
+:func:`build_jobs` creates, for a model ``<name>``:
+
+* ``<name>__ingest_job`` — a new data file landed (``<name>__landing_sensor``, reason ``new_data``): validate,
+  build features, take labels if the file carries them, monitor (drift, batch scoring with the rollout's
   traffic split, realised performance, A/B test) and let the active rollout take its next step.
-* ``labels_job`` — labels for an already scored version landed (``labels_sensor``): join them to the
-  prediction log, realised performance, A/B test, rollout step.
-* ``retrain_job`` — a retraining trigger fired (drift, stale, performance, schedule, manual, or the
+* ``<name>__labels_job`` — labels for an already scored version landed (``<name>__labels_sensor``): join them to
+  the prediction log, realised performance, A/B test, rollout step.
+* ``<name>__retrain_job`` — a retraining trigger fired (drift, stale, performance, schedule, manual, or the
   first labelled version when nothing is in production): train → evaluate → gate → register →
   promote or start a rollout.
-* ``lifecycle_job`` — all of it for one version, in dependency order (CI, backfills, ``dg launch``).
+* ``<name>__lifecycle_job`` — all of it for one version, in dependency order (CI, backfills, ``dg launch``).
 
-Every job but ``lifecycle_job`` is a subset of the same asset graph, so the UI shows one lineage.
+Every job but the lifecycle job is a subset of the same model's asset graph, so the UI shows one lineage.
+The tuples below are short asset names; :meth:`MLModel.key` turns them into the model's keys.
 """
+
+from dataclasses import dataclass
 
 import dagster as dg
 
-LIFECYCLE_GROUPS = ("data", "features", "models", "evaluations", "deployments", "monitoring")
+# What dg.define_asset_job returns; dagster does not re-export the class at its top level.
+from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
+
+from mlops_assets.model import MLModel
+from mlops_assets.tags import REASON_TAG
 
 #: Pointer assets (unpartitioned): refreshed by every job that can move a model between stages.
 POINTERS = ("staging_deployment", "production_deployment", "rollout_state")
@@ -24,42 +33,74 @@ INGEST = ("raw_data", "features", "feature_profile", *MONITORING, *POINTERS)
 LABELS = ("labels", "performance_report", "ab_test", "rollout_step", *POINTERS)
 RETRAIN = ("candidate_model", "model_evaluation", "deployment_decision", *POINTERS)
 
-lifecycle_job = dg.define_asset_job(
-    name="lifecycle_job",
-    selection=dg.AssetSelection.groups(*LIFECYCLE_GROUPS),
-    description=(
-        "Everything for one data version (a partition of data_versions): validate → features → monitor → "
-        "train → evaluate → gate → register → promote or roll out. Blocking gates stop what depends on a failure."
-    ),
-)
 
-ingest_job = dg.define_asset_job(
-    name="ingest_job",
-    selection=dg.AssetSelection.assets(*INGEST),
-    description=(
-        "A new data version: validate, features, drift against production's reference, batch scoring routed by "
-        "the active rollout, realised performance and the rollout's next step when labels are in the file."
-    ),
-)
+@dataclass(frozen=True)
+class ModelJobs:
+    """The asset jobs of one model (see the module docstring)."""
 
-labels_job = dg.define_asset_job(
-    name="labels_job",
-    selection=dg.AssetSelection.assets(*LABELS),
-    description=(
-        "Labels landed for a scored data version: join them to the prediction log, realised performance per model "
-        "and arm, the A/B test, and the active rollout's next step (advance, or roll back on a failed guard)."
-    ),
-)
+    lifecycle: UnresolvedAssetJobDefinition
+    ingest: UnresolvedAssetJobDefinition
+    labels: UnresolvedAssetJobDefinition
+    retrain: UnresolvedAssetJobDefinition
 
-retrain_job = dg.define_asset_job(
-    name="retrain_job",
-    selection=dg.AssetSelection.assets(*RETRAIN),
-    # Launched by hand (launchpad, `dg launch`) it is a manual retrain; sensors and schedules set their own reason.
-    run_tags={"mlops/reason": "manual"},
-    description=(
-        "Retrain on this data version (and the training window before it): train → evaluate → gates → register → "
-        "promote (nothing in production) or start a shadow/canary rollout. Tag mlops/reason says why it ran."
-    ),
-)
+    @property
+    def all(self) -> list[UnresolvedAssetJobDefinition]:
+        """Every job, for ``dg.Definitions(jobs=...)``."""
+        return [self.lifecycle, self.ingest, self.labels, self.retrain]
 
-JOBS = [lifecycle_job, ingest_job, labels_job, retrain_job]
+
+def _assets(model: MLModel, names: tuple[str, ...]) -> dg.AssetSelection:
+    return dg.AssetSelection.assets(*(model.key(name) for name in names))
+
+
+def build_jobs(model: MLModel) -> ModelJobs:
+    """The lifecycle, ingest, labels and retrain jobs of ``model``, named ``<name>__<job>``.
+
+    Each job is tagged ``mlops/model: <name>`` (and the model's declared tags), and so are its runs.
+    """
+    tags = model.asset_tags()  # mlops/model and the model's declared tags
+    partitions = model.partitions_name
+    lifecycle = dg.define_asset_job(
+        name=model.job_name("lifecycle_job"),
+        selection=dg.AssetSelection.key_prefixes([model.name]),
+        tags=tags,
+        description=(
+            f"Everything of model {model.name} for one data version (a partition of {partitions}): validate → "
+            "features → monitor → train → evaluate → gate → register → promote or roll out. Blocking gates stop "
+            "what depends on a failure."
+        ),
+    )
+    ingest = dg.define_asset_job(
+        name=model.job_name("ingest_job"),
+        selection=_assets(model, INGEST),
+        tags=tags,
+        description=(
+            f"A new data version of model {model.name}: validate, features, drift against production's reference, "
+            "batch scoring routed by the active rollout, realised performance and the rollout's next step when "
+            "labels are in the file."
+        ),
+    )
+    labels = dg.define_asset_job(
+        name=model.job_name("labels_job"),
+        selection=_assets(model, LABELS),
+        tags=tags,
+        description=(
+            f"Labels landed for a scored data version of model {model.name}: join them to the prediction log, "
+            "realised performance per model and arm, the A/B test, and the active rollout's next step (advance, "
+            "or roll back on a failed guard)."
+        ),
+    )
+    retrain = dg.define_asset_job(
+        name=model.job_name("retrain_job"),
+        selection=_assets(model, RETRAIN),
+        tags=tags,
+        # Launched by hand (launchpad, `dg launch`) it is a manual retrain; sensors and schedules set their own reason.
+        # run_tags replaces the job's tags on its runs: the model's tags are repeated.
+        run_tags={**tags, REASON_TAG: "manual"},
+        description=(
+            f"Retrain model {model.name} on this data version (and the training window before it): train → "
+            "evaluate → gates → register → promote (nothing in production) or start a shadow/canary rollout. "
+            "Tag mlops/reason says why it ran."
+        ),
+    )
+    return ModelJobs(lifecycle=lifecycle, ingest=ingest, labels=labels, retrain=retrain)

@@ -24,29 +24,10 @@ import sqlalchemy as sa
 from dagster_aws.s3 import S3Resource
 from pydantic import PrivateAttr
 
-from mlops_assets.ml.spec import DatasetSpec, load_spec
 from mlops_assets.ml.versions import digest_of_key, file_digest, is_landable, safe_stem, stem_of_key
 from mlops_assets.storage.artifacts.s3 import S3ArtifactStore, is_missing, parse_s3_url
 from mlops_assets.storage.artifacts.store import ArtifactStore, LocalArtifactStore
 from mlops_assets.storage.registry import ModelRegistry
-
-
-@lru_cache(maxsize=8)
-def _load_spec_cached(spec: str, mtime_ns: int) -> DatasetSpec:
-    # mtime in the cache key: an edited spec file is picked up without restarting the code server.
-    del mtime_ns
-    return load_spec(spec)
-
-
-class DatasetSpecResource(dg.ConfigurableResource):
-    """The dataset spec in use: a YAML path, or the name of a packaged spec (``flights``, ``synthetic``)."""
-
-    spec: str = "flights"
-
-    def load(self) -> DatasetSpec:
-        path = Path(self.spec)
-        mtime = path.stat().st_mtime_ns if path.is_file() else 0
-        return _load_spec_cached(self.spec, mtime)
 
 
 @dataclass(frozen=True)
@@ -75,6 +56,18 @@ class LandingZone(dg.ConfigurableResource):
     @property
     def root(self) -> Path:
         return Path(self.directory)
+
+    def at(self, location: str) -> "LandingZone":
+        """The zone at ``location``: a relative path below this one (one model's folder), an absolute path as is.
+
+        Raises:
+            ValueError: an ``s3://`` location for a local zone, or a relative one that leaves this zone.
+        """
+        if location.startswith("s3://"):
+            raise ValueError(f"{location}: an S3 location needs the prod environment (MLOPS_ENV=prod)")
+        if Path(location).is_absolute():
+            return LandingZone(directory=location)
+        return LandingZone(directory=str(self.root / _relative(location)))
 
     def scan(self) -> list[LandedFile]:
         """Landable files in name order; a missing folder is an empty landing zone."""
@@ -119,6 +112,14 @@ class LandingZone(dg.ConfigurableResource):
             f"{self.root}: no landed file holds data version {version!r} (looked at: {seen}); "
             "the file was removed or its bytes changed after landing — a changed file lands as a new version"
         )
+
+
+def _relative(location: str) -> str:
+    """``location`` as a clean relative key path (``a/b``); ``..`` and empty parts are refused."""
+    parts = [p for p in location.replace("\\", "/").split("/") if p not in ("", ".")]
+    if not parts or ".." in parts:
+        raise ValueError(f"{location!r}: a landing location must be a relative path inside the landing root")
+    return "/".join(parts)
 
 
 #: How a secret field is shown in a resource's repr/str (the field's presence, never its value).
@@ -250,11 +251,12 @@ class StoredAssets(dg.ConfigurableResource):
 
     base_dir: str
 
-    def load(self, asset: str, partition: str | None) -> Any:
-        return read_stored_asset(stored_asset_path(self.base_dir, [asset], partition))
+    def load(self, asset: dg.AssetKey, partition: str | None) -> Any:
+        """The stored value of ``asset``'s ``partition`` (FileNotFoundError when there is none)."""
+        return read_stored_asset(stored_asset_path(self.base_dir, asset.path, partition))
 
-    def exists(self, asset: str, partition: str | None) -> bool:
-        target = stored_asset_path(self.base_dir, [asset], partition)
+    def exists(self, asset: dg.AssetKey, partition: str | None) -> bool:
+        target = stored_asset_path(self.base_dir, asset.path, partition)
         return target.with_suffix(".parquet").exists() or target.with_suffix(".json").exists()
 
 
@@ -345,6 +347,20 @@ class S3LandingZone(LandingZone, _S3Location):
     @property
     def root(self) -> Path:
         raise TypeError(f"{self.directory}: an S3 landing zone has no local folder; use fetch() or locate()")
+
+    def at(self, location: str) -> "LandingZone":
+        """The zone at ``location``: a relative key path below this prefix, or an ``s3://`` URL as is.
+
+        Raises:
+            ValueError: an absolute local path (prod reads landing zones from S3 only), or a relative one
+                that leaves this prefix.
+        """
+        if location.startswith("s3://"):
+            parse_s3_url(location)
+            return S3LandingZone(directory=location.rstrip("/") + "/", s3=self.s3)
+        if location.startswith("/"):
+            raise ValueError(f"{location}: the prod environment lands from S3; give an s3:// URL or a relative path")
+        return S3LandingZone(directory=f"{self.directory.rstrip('/')}/{_relative(location)}/", s3=self.s3)
 
     @property
     def bucket(self) -> str:
@@ -481,11 +497,11 @@ class S3StoredAssets(StoredAssets, _S3Location):
         bucket, prefix = parse_s3_url(self.base_dir)
         return bucket, prefix + "/".join([*asset_path, partition or UNPARTITIONED])
 
-    def load(self, asset: str, partition: str | None) -> Any:
-        return _read_s3_value(self._s3_client(), *self._key([asset], partition))
+    def load(self, asset: dg.AssetKey, partition: str | None) -> Any:
+        return _read_s3_value(self._s3_client(), *self._key(asset.path, partition))
 
-    def exists(self, asset: str, partition: str | None) -> bool:
-        bucket, key = self._key([asset], partition)
+    def exists(self, asset: dg.AssetKey, partition: str | None) -> bool:
+        bucket, key = self._key(asset.path, partition)
         for suffix in (".parquet", ".json"):
             try:
                 self._s3_client().head_object(Bucket=bucket, Key=key + suffix)

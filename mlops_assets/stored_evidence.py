@@ -13,31 +13,32 @@ import pandas as pd
 from mlops_assets.gate_records import latest_materialization_metadata
 from mlops_assets.ml import performance, scoring
 from mlops_assets.ml.rollout import RolloutState
-from mlops_assets.partitions import DATA_VERSIONS
+from mlops_assets.model import MLModel
 from mlops_assets.resources import StoredAssets
 
 
 def rollout_evidence(
-    instance: dg.DagsterInstance, stored: StoredAssets, state: RolloutState, since: datetime
+    model: MLModel, instance: dg.DagsterInstance, stored: StoredAssets, state: RolloutState, since: datetime
 ) -> tuple[pd.DataFrame, list[str]]:
     """The joined prediction logs of every labelled version scored with ``state``'s challenger since ``since``.
 
     Walks the data versions newest first and stops at the first one scored before ``since``: reads
     metadata for that walk and data files only for the versions that are evidence.
     """
+    predictions, labels = model.key("predictions"), model.key("labels")
     frames: list[pd.DataFrame] = []
     used: list[str] = []
-    for key in reversed(instance.get_dynamic_partitions(DATA_VERSIONS)):
-        meta = latest_materialization_metadata(instance, "predictions", key)
+    for key in reversed(instance.get_dynamic_partitions(model.partitions_name)):
+        meta = latest_materialization_metadata(instance, predictions, key)
         if not meta or "scored_at" not in meta:
             continue
         if datetime.fromisoformat(str(meta["scored_at"])) < since:
             break
         if int(meta.get("challenger_version", 0)) != state.challenger_version:
             continue
-        if int(meta.get("champion_version", 0)) != state.champion_version or not stored.exists("labels", key):
+        if int(meta.get("champion_version", 0)) != state.champion_version or not stored.exists(labels, key):
             continue
-        frames.append(performance.join_labels(stored.load("predictions", key), stored.load("labels", key)))
+        frames.append(performance.join_labels(stored.load(predictions, key), stored.load(labels, key)))
         used.append(key)
     return (
         pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=[*scoring.LOG_COLUMNS, "label"])

@@ -37,15 +37,16 @@ def test_demo_runs_the_lifecycle_through_the_daemon_and_sensor(tmp_path):
     os.environ["DAGSTER_HOME"] = str(home)
     try:
         with dg.DagsterInstance.get() as instance:
-            keys = instance.get_dynamic_partitions("data_versions")
+            keys = instance.get_dynamic_partitions("synthetic__data_versions")
             assert [k.split("__")[0] for k in keys] == ["synthetic_v001", "synthetic_v002"]
             runs = instance.get_runs()
-            landed = [r for r in runs if r.tags.get("dagster/sensor_name") == "landing_sensor"]
+            landed = [r for r in runs if r.tags.get("dagster/sensor_name") == "synthetic__landing_sensor"]
             assert len(landed) == 2 and {r.tags.get("mlops/reason") for r in landed} == {"new_data"}
             # The first version trains (nothing in production); the second is only ingested and monitored
             # when the first made it to production (a failed gate leaves production empty: it trains too).
             first, second = sorted(landed, key=lambda r: r.tags["mlops/data_version"])
-            assert first.job_name == "lifecycle_job"
+            assert first.job_name == "synthetic__lifecycle_job"
+            assert {r.tags.get("mlops/model") for r in runs} == {"synthetic"}  # --spec: the one model served
             registry = ModelRegistry(f"sqlite:///{home / 'mlops' / 'registry.db'}")
             trained_on_first = [
                 m.version
@@ -55,10 +56,10 @@ def test_demo_runs_the_lifecycle_through_the_daemon_and_sensor(tmp_path):
             first_promoted = any(
                 t.to_stage == "Production" for v in trained_on_first for t in registry.transitions("synthetic", v)
             )
-            assert second.job_name == ("ingest_job" if first_promoted else "lifecycle_job")
+            assert second.job_name == ("synthetic__ingest_job" if first_promoted else "synthetic__lifecycle_job")
             # Anything else was launched by a retraining sensor, with its reason and evidence.
             for other in (r for r in runs if r not in landed):
-                assert other.job_name == "retrain_job" and other.tags["mlops/reason"] in (
+                assert other.job_name == "synthetic__retrain_job" and other.tags["mlops/reason"] in (
                     "drift",
                     "performance",
                     "stale",
@@ -107,13 +108,26 @@ def test_ci_runs_the_readme_commands_verbatim():
         assert command in ci
 
 
+def test_mlops_spec_serves_that_one_spec_as_the_only_model(tmp_path, monkeypatch):
+    from mlops_assets.definitions import code_location_defs
+
+    monkeypatch.setenv("MLOPS_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("MLOPS_SPEC", str(packaged_spec_path("synthetic")))
+    keys = {k.path[0] for k in code_location_defs().resolve_all_asset_keys()}
+    assert keys == {"synthetic"}
+    monkeypatch.delenv("MLOPS_SPEC")
+    keys = {k.path[0] for k in code_location_defs().resolve_all_asset_keys()}
+    assert keys == {"flights", "synthetic"}
+
+
 def test_definitions_load_and_unknown_environment_is_refused(tmp_path, monkeypatch):
     from mlops_assets.definitions import build_defs
     from mlops_assets.environments import environment, local_environment
 
     defs = build_defs(local_environment(tmp_path))
-    assert defs.resolve_job_def("lifecycle_job") is not None
-    assert defs.resolve_sensor_def("landing_sensor") is not None
+    for model in ("flights", "synthetic"):
+        assert defs.resolve_job_def(f"{model}__lifecycle_job") is not None
+        assert defs.resolve_sensor_def(f"{model}__landing_sensor") is not None
     monkeypatch.setenv("MLOPS_ENV", "staging")
     with pytest.raises(ValueError, match="MLOPS_ENV='staging'"):
         environment()

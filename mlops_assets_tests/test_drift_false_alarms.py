@@ -345,15 +345,17 @@ def test_drift_table_rows_name_their_columns() -> None:
 def test_drift_report_asset_table_reads_back_with_column_names(tmp_path: Any) -> None:
     # The asset itself, on a registry whose production model carries a drift reference: the metadata
     # table's rows name their columns (they were all None), and the missing-share rule is wired in.
-    from mlops_assets.assets.monitoring import drift_report as drift_report_asset
-    from mlops_assets.assets.monitoring import no_drift
     from mlops_assets.ml.drift import spec_columns
     from mlops_assets.ml.synthetic import generate
-    from mlops_assets.resources import ArtifactStoreResource, DatasetSpecResource, ModelRegistryResource
+    from mlops_assets.resources import ArtifactStoreResource, ModelRegistryResource
     from mlops_assets.storage.registry import Lineage
+    from mlops_assets_tests.support import model_graph
 
-    dataset = DatasetSpecResource(spec="synthetic")
-    spec = dataset.load()
+    # The asset and its check as the code location builds them for the synthetic model (synthetic/drift_report).
+    g = model_graph("synthetic")
+    drift_report_asset = next(a for a in g.assets if g.key("drift_report") in a.keys)
+    no_drift = next(c for c in g.checks if dg.AssetCheckKey(g.key("drift_report"), "no_drift") in c.check_keys)
+    spec = g.model.spec()
     artifacts = ArtifactStoreResource(root=str(tmp_path / "artifacts"))
     registry = ModelRegistryResource(url=f"sqlite:///{tmp_path / 'registry.db'}")
     train = generate(3000, seed=1)
@@ -373,7 +375,7 @@ def test_drift_report_asset_table_reads_back_with_column_names(tmp_path: Any) ->
     current = generate(800, seed=2)
     gone = spec.features[0]
     current[gone] = None  # every value of one input missing: a rise in missing values, failed closed
-    result = drift_report_asset(features=current, dataset=dataset, artifacts=artifacts, registry=registry)
+    result = drift_report_asset(features=current, artifacts=artifacts, registry=registry)
     assert isinstance(result, dg.MaterializeResult) and result.metadata is not None
     records = [dict(r.data) for r in result.metadata["columns"].records]
     assert [r["column"] for r in records] == list(spec.features)

@@ -19,7 +19,7 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
-from mlops_assets.definitions import ASSETS, CHECKS, build_defs
+from mlops_assets.definitions import build_defs
 from mlops_assets.environments import local_environment
 from mlops_assets.ml import rollout, synthetic, training
 from mlops_assets.ml.gate_evidence import GateOutcome, judge_evidence
@@ -27,7 +27,6 @@ from mlops_assets.ml.promotion import GateStatus, decide
 from mlops_assets.ml.rollout import Phase
 from mlops_assets.ml.validation import write_frame_atomic
 from mlops_assets.ml.versions import file_digest, version_key
-from mlops_assets.partitions import DATA_VERSIONS
 from mlops_assets.storage.artifacts.skops_codec import store_model
 from mlops_assets.storage.artifacts.store import ArtifactRef, LocalArtifactStore
 from mlops_assets.storage.registry import (
@@ -38,9 +37,12 @@ from mlops_assets.storage.registry import (
     RegistryConflict,
     VersionMarkedBad,
 )
+from mlops_assets_tests.support import model_graph
 
 ROWS = 2500
 GATES = ("candidate_model:model_reproduces_holdout_scores", "model_evaluation:metric_above_floor")
+#: The synthetic model's graph: keys ``synthetic/<asset>``, partitions ``synthetic__data_versions``.
+G = model_graph("synthetic")
 
 # -- pure core --------------------------------------------------------------------------------------
 
@@ -254,22 +256,22 @@ def test_rollout_refuses_a_challenger_marked_bad(tmp_path):
 
 
 def test_rollout_step_moves_nothing_after_the_challenger_was_withdrawn(tmp_path):
-    env = local_environment(tmp_path / "data", spec="synthetic")
+    env = local_environment(tmp_path / "data")
     (tmp_path / "data").mkdir()
     reg = _registry(tmp_path / "data", name="synthetic")
     _canary(reg, "synthetic")
     reg.transition("synthetic", 2, "Archived", actor="ops", reason="withdrawn", evidence={})
     key = "synthetic_v001__" + "a" * 12
     with dg.DagsterInstance.ephemeral() as instance:
-        instance.add_dynamic_partitions(DATA_VERSIONS, [key])
+        instance.add_dynamic_partitions(G.partitions_name, [key])
         result = dg.materialize(
-            [*ASSETS, *CHECKS],
-            selection=["rollout_step"],
+            G.assets_and_checks,
+            selection=G.keys("rollout_step"),
             partition_key=key,
             instance=instance,
             resources=env.resources,
         )
-    (mat,) = [m for m in result.asset_materializations_for_node("rollout_step")]
+    (mat,) = [m for m in result.asset_materializations_for_node("synthetic__rollout_step")]
     assert mat.metadata["action"].value == "none"
     assert reg.production_version("synthetic").version == 1
 
@@ -279,16 +281,17 @@ def test_rollout_step_moves_nothing_after_the_challenger_was_withdrawn(tmp_path)
 
 @pytest.fixture
 def world(tmp_path: Path, synthetic_spec: str):
-    env = local_environment(tmp_path / "data", spec=synthetic_spec)
-    defs = build_defs(env)
-    landing = tmp_path / "data" / "landing"
+    graph = model_graph(synthetic_spec)
+    env = local_environment(tmp_path / "data")
+    defs = build_defs(env, [graph.model])
+    landing = tmp_path / "data" / "landing" / "synthetic"
     landing.mkdir(parents=True)
     with dg.DagsterInstance.ephemeral() as instance:
 
         def run(key: str, *assets: str) -> dg.ExecuteInProcessResult:
-            selection = dg.AssetSelection.assets(*assets) if assets else None
+            selection = dg.AssetSelection.assets(*graph.keys(*assets)) if assets else None
             return dg.materialize(
-                [*ASSETS, *CHECKS],
+                graph.assets_and_checks,
                 selection=selection,
                 partition_key=key,
                 instance=instance,
@@ -300,16 +303,18 @@ def world(tmp_path: Path, synthetic_spec: str):
             frame = synthetic.generate(ROWS, seed=seed, start_id=(i - 1) * ROWS, **defects)
             path = write_frame_atomic(frame, landing / f"synthetic_v00{i}.csv", fmt="csv")
             key = version_key(path.name, file_digest(path))
-            instance.add_dynamic_partitions(DATA_VERSIONS, [key])
+            instance.add_dynamic_partitions(graph.partitions_name, [key])
             run(key)
             return key
 
         def launch(job: str, op: str, config: dict) -> dg.ExecuteInProcessResult:
-            return defs.resolve_job_def(job).execute_in_process(
-                run_config={"ops": {op: {"config": config}}}, instance=instance, raise_on_error=False
+            # Job and op names of the model: synthetic__promote_job, synthetic__promote_model, ...
+            return defs.resolve_job_def(graph.name(job)).execute_in_process(
+                run_config={"ops": {graph.name(op): {"config": config}}}, instance=instance, raise_on_error=False
             )
 
         yield SimpleNamespace(
+            graph=graph,
             land=land,
             run=run,
             launch=launch,
@@ -347,7 +352,7 @@ def test_deployment_decision_refuses_evaluation_of_another_version(world, monkey
     v3 = world.registry.versions_for_data_version("synthetic", key)[-1]
     assert v3.version == 3 and v3.params["estimator"] == "dummy"
     world.run(key, "deployment_decision")
-    decision = world.stored.load("deployment_decision", key)
+    decision = world.stored.load(world.graph.key("deployment_decision"), key)
     print(f"1a: v{decision['version']} {decision['outcome']}: {decision['reasons'][:2]}")
     assert decision["version"] == 3 and not decision["promote"]
     assert decision["reasons"][0] == "evaluation is of v2, not v3"

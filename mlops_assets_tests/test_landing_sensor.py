@@ -1,4 +1,7 @@
-"""The landing sensor, invoked directly with dg.build_sensor_context against a real (ephemeral) instance."""
+"""The landing sensor of one model, invoked directly with dg.build_sensor_context against a real (ephemeral) instance.
+
+The environment's ``landing`` resource is the landing ROOT; the synthetic model lands from ``<root>/synthetic/``.
+"""
 
 import os
 
@@ -6,10 +9,13 @@ import dagster as dg
 import pytest
 
 from mlops_assets.ml.versions import file_digest, version_key
-from mlops_assets.partitions import DATA_VERSIONS
-from mlops_assets.resources import DatasetSpecResource, LandingZone, ModelRegistryResource
-from mlops_assets.sensors import landing_sensor
-from mlops_assets.tags import DATA_VERSION_TAG, REASON_TAG
+from mlops_assets.resources import LandingZone, ModelRegistryResource
+from mlops_assets.tags import DATA_VERSION_TAG, MODEL_TAG, REASON_TAG
+from mlops_assets_tests.support import model_graph
+
+#: The synthetic model's graph: sensor ``synthetic__landing_sensor``, partitions ``synthetic__data_versions``.
+G = model_graph("synthetic")
+landing_sensor = next(s for s in G.defs.sensors or [] if s.name == G.name("landing_sensor"))
 
 
 @pytest.fixture
@@ -18,15 +24,21 @@ def instance():
         yield inst
 
 
-def tick(instance, landing_dir, cursor=None) -> dg.SensorResult:
-    """One tick, applying the partition requests as the daemon would."""
+def model_landing(tmp_path):
+    """The synthetic model's landing folder under the landing root ``tmp_path / "landing"``, created."""
+    folder = tmp_path / "landing" / G.model.name
+    folder.mkdir(parents=True)
+    return folder
+
+
+def tick(instance, landing_root, cursor=None) -> dg.SensorResult:
+    """One tick with ``landing_root`` as the landing root, applying the partition requests as the daemon would."""
     context = dg.build_sensor_context(
         instance=instance,
         cursor=cursor,
         resources={
-            "landing": LandingZone(directory=str(landing_dir)),
-            "dataset": DatasetSpecResource(spec="synthetic"),
-            "registry": ModelRegistryResource(url=f"sqlite:///{landing_dir.parent / 'registry.db'}"),
+            "landing": LandingZone(directory=str(landing_root)),
+            "registry": ModelRegistryResource(url=f"sqlite:///{landing_root.parent / 'registry.db'}"),
         },
     )
     result = landing_sensor(context)
@@ -37,90 +49,86 @@ def tick(instance, landing_dir, cursor=None) -> dg.SensorResult:
 
 
 def test_new_file_becomes_a_partition_and_one_run_request(tmp_path, instance):
-    landing = tmp_path / "landing"
-    landing.mkdir()
+    landing = model_landing(tmp_path)
     f = landing / "v1.csv"
     f.write_bytes(b"id,y\n1,0\n")
-    result = tick(instance, landing)
+    result = tick(instance, landing.parent)
     key = version_key("v1.csv", file_digest(f))
-    assert [r.partition_key for r in result.run_requests] == [key]
-    request = result.run_requests[0]
+    requests = result.run_requests or []
+    assert [r.partition_key for r in requests] == [key]
+    request = requests[0]
     assert request.run_key and key in request.run_key
     assert request.tags[REASON_TAG] == "new_data"
     assert request.tags[DATA_VERSION_TAG] == key
-    assert request.job_name == "lifecycle_job"  # nothing in production: the first version trains
-    assert instance.get_dynamic_partitions(DATA_VERSIONS) == [key]
+    assert request.tags[MODEL_TAG] == "synthetic"
+    assert request.job_name == G.name("lifecycle_job")  # nothing in production: the first version trains
+    assert instance.get_dynamic_partitions(G.partitions_name) == [key]
 
 
 def test_with_a_production_model_new_data_is_ingested_without_training(tmp_path, instance):
     from mlops_assets.storage.artifacts.store import ArtifactRef
     from mlops_assets.storage.registry import Lineage, ModelRegistry
 
-    landing = tmp_path / "landing"
-    landing.mkdir()
+    landing = model_landing(tmp_path)
     registry = ModelRegistry(f"sqlite:///{tmp_path / 'registry.db'}")
     ref = ArtifactRef(uri="file:///m", sha256="a" * 64, size=1)
     registry.register_version("synthetic", ref, Lineage(("v0",), "run", "code", "sha", "spec"), {}, {})
     registry.transition("synthetic", 1, "Staging", actor="t", reason="t", evidence={})
     registry.transition("synthetic", 1, "Production", actor="t", reason="t", evidence={})
     (landing / "v2.csv").write_bytes(b"id,y\n1,0\n")
-    (request,) = tick(instance, landing).run_requests
-    assert request.job_name == "ingest_job"
+    (request,) = tick(instance, landing.parent).run_requests or []
+    assert request.job_name == G.name("ingest_job")
     assert request.tags[REASON_TAG] == "new_data"
 
 
 def test_same_file_again_does_nothing_even_without_cursor(tmp_path, instance):
-    landing = tmp_path / "landing"
-    landing.mkdir()
+    landing = model_landing(tmp_path)
     (landing / "v1.csv").write_bytes(b"id,y\n1,0\n")
-    first = tick(instance, landing)
-    again = tick(instance, landing, cursor=first.cursor)
+    first = tick(instance, landing.parent)
+    again = tick(instance, landing.parent, cursor=first.cursor)
     assert again.run_requests == [] and not again.dynamic_partitions_requests
     # A lost cursor must not re-register: the instance's partitions are the source of truth.
-    fresh = tick(instance, landing, cursor=None)
+    fresh = tick(instance, landing.parent, cursor=None)
     assert fresh.run_requests == []
 
 
 def test_same_bytes_under_another_name_do_nothing(tmp_path, instance):
-    landing = tmp_path / "landing"
-    landing.mkdir()
+    landing = model_landing(tmp_path)
     (landing / "v1.csv").write_bytes(b"id,y\n1,0\n")
-    first = tick(instance, landing)
+    first = tick(instance, landing.parent)
     (landing / "copy_of_v1.csv").write_bytes(b"id,y\n1,0\n")
-    assert tick(instance, landing, cursor=first.cursor).run_requests == []
+    assert tick(instance, landing.parent, cursor=first.cursor).run_requests == []
 
 
 def test_changed_bytes_are_a_new_version(tmp_path, instance):
-    landing = tmp_path / "landing"
-    landing.mkdir()
+    landing = model_landing(tmp_path)
     f = landing / "v1.csv"
     f.write_bytes(b"id,y\n1,0\n")
-    first = tick(instance, landing)
+    first = tick(instance, landing.parent)
     f.write_bytes(b"id,y\n1,0\n2,1\n")
     os.utime(f, ns=(1, 1))  # a different mtime as well as size: the cursor must not mask the change
-    second = tick(instance, landing, cursor=first.cursor)
-    assert [r.partition_key for r in second.run_requests] == [version_key("v1.csv", file_digest(f))]
-    assert len(instance.get_dynamic_partitions(DATA_VERSIONS)) == 2
+    second = tick(instance, landing.parent, cursor=first.cursor)
+    assert [r.partition_key for r in second.run_requests or []] == [version_key("v1.csv", file_digest(f))]
+    assert len(instance.get_dynamic_partitions(G.partitions_name)) == 2
 
 
 def test_partial_uploads_and_other_files_are_ignored(tmp_path, instance):
-    landing = tmp_path / "landing"
-    landing.mkdir()
+    landing = model_landing(tmp_path)
     (landing / ".v1.csv.part").write_bytes(b"id,y\n1,")
     (landing / "notes.txt").write_text("hello")
-    result = tick(instance, landing)
+    result = tick(instance, landing.parent)
     assert result.run_requests == []
-    assert instance.get_dynamic_partitions(DATA_VERSIONS) == []
+    assert instance.get_dynamic_partitions(G.partitions_name) == []
 
 
 def test_several_new_files_in_one_tick_in_name_order(tmp_path, instance):
-    landing = tmp_path / "landing"
-    landing.mkdir()
+    landing = model_landing(tmp_path)
     for i in (2, 1, 3):
         (landing / f"v{i}.parquet").write_bytes(f"content {i}".encode())
-    result = tick(instance, landing)
-    assert [r.partition_key.split("__")[0] for r in result.run_requests] == ["v1", "v2", "v3"]
-    assert len({r.run_key for r in result.run_requests}) == 3
+    result = tick(instance, landing.parent)
+    requests = result.run_requests or []
+    assert [(r.partition_key or "").split("__")[0] for r in requests] == ["v1", "v2", "v3"]
+    assert len({r.run_key for r in requests}) == 3
 
 
 def test_missing_landing_folder_is_empty_not_an_error(tmp_path, instance):

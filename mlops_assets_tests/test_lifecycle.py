@@ -5,25 +5,26 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from mlops_assets.definitions import ASSETS, CHECKS, build_defs
+from mlops_assets.definitions import build_defs
 from mlops_assets.environments import local_environment
-from mlops_assets.gates import REQUIRED_GATES
 from mlops_assets.ml import synthetic
 from mlops_assets.ml.spec import packaged_spec_path
 from mlops_assets.ml.validation import write_frame_atomic
 from mlops_assets.ml.versions import file_digest, version_key
-from mlops_assets.partitions import DATA_VERSIONS
 from mlops_assets.storage.registry import ModelRegistry
+from mlops_assets_tests.support import model_graph
 
 pytestmark = pytest.mark.slow
 
 ROWS = 2500
+#: The synthetic model's graph: keys ``synthetic/<asset>``, partitions ``synthetic__data_versions``.
+G = model_graph("synthetic")
 
 
 @pytest.fixture
 def lifecycle(tmp_path: Path):
-    env = local_environment(tmp_path / "data", spec="synthetic")
-    landing = tmp_path / "data" / "landing"
+    env = local_environment(tmp_path / "data")
+    landing = tmp_path / "data" / "landing" / "synthetic"
     landing.mkdir(parents=True)
     with dg.DagsterInstance.ephemeral() as instance:
 
@@ -31,12 +32,12 @@ def lifecycle(tmp_path: Path):
             frame = synthetic.generate(ROWS, seed=kwargs.pop("seed", 1), **kwargs)
             path = write_frame_atomic(frame, landing / name, fmt="csv")
             key = version_key(path.name, file_digest(path))
-            instance.add_dynamic_partitions(DATA_VERSIONS, [key])
+            instance.add_dynamic_partitions(G.partitions_name, [key])
             return key
 
         def run(key: str, selection=None) -> dg.ExecuteInProcessResult:
             return dg.materialize(
-                [*ASSETS, *CHECKS],
+                G.assets_and_checks,
                 partition_key=key,
                 instance=instance,
                 resources=env.resources,
@@ -65,7 +66,7 @@ def test_failing_gates_stop_promotion_for_that_version_only(lifecycle):
     assert r1.success
     outcomes = check_outcomes(r1)
     assert all(outcomes.values())
-    assert {k.name for k in REQUIRED_GATES} | {"no_drift", "performance_within_sla"} == set(outcomes)
+    assert {k.name for k in G.model.required_gates} | {"no_drift", "performance_within_sla"} == set(outcomes)
     prod = registry.production_version("synthetic")
     assert prod is not None and prod.data_versions == (v1,)
     first = prod.version
@@ -76,7 +77,7 @@ def test_failing_gates_stop_promotion_for_that_version_only(lifecycle):
     assert not r2.success
     outcomes = check_outcomes(r2)
     assert outcomes["label_in_domain"] is False
-    assert "candidate_model" not in {e.asset_key.to_user_string() for e in r2.get_asset_materialization_events()}
+    assert G.key("candidate_model") not in {e.asset_key for e in r2.get_asset_materialization_events()}
     assert registry.versions_for_data_version("synthetic", v2) == []
     assert registry.production_version("synthetic").version == first
 
@@ -90,9 +91,9 @@ def test_failing_gates_stop_promotion_for_that_version_only(lifecycle):
     assert registry.production_version("synthetic").version == first
 
     # Fail closed: running the promotion alone for v3 (its gates failed earlier) rejects it.
-    r3b = run(v3, selection=["deployment_decision"])
+    r3b = run(v3, selection=G.keys("deployment_decision"))
     assert r3b.success
-    decision = r3b.asset_value("deployment_decision")
+    decision = r3b.asset_value(G.key("deployment_decision"))
     assert decision["outcome"] == "rejected"
     assert any("metric_above_floor is failed" in reason for reason in decision["reasons"])
     assert registry.get_version("synthetic", cand3.version).stage == "Archived"
@@ -102,7 +103,7 @@ def test_failing_gates_stop_promotion_for_that_version_only(lifecycle):
     v4 = land("synthetic_v004.csv", seed=4, start_id=3 * ROWS)
     r4 = run(v4)
     assert r4.success, check_outcomes(r4)
-    assert r4.asset_value("deployment_decision")["outcome"] == "rollout_started"
+    assert r4.asset_value(G.key("deployment_decision"))["outcome"] == "rollout_started"
     (cand4,) = registry.versions_for_data_version("synthetic", v4)
     assert cand4.stage == "Staging"
     rollout = registry.active_rollout("synthetic")
@@ -118,13 +119,13 @@ def test_promotion_refuses_a_version_whose_gates_never_ran(lifecycle):
     v1 = land("synthetic_v001.csv", seed=1)
     # Materialize up to the evaluation without running any check, then ask for the decision.
     r = dg.materialize(
-        [*ASSETS],
+        G.assets,
         partition_key=v1,
         instance=instance,
-        resources=build_defs(local_environment(Path(registry.engine.url.database).parent, spec="synthetic")).resources,
-        selection=["raw_data", "features", "candidate_model", "model_evaluation", "deployment_decision"],
+        resources=build_defs(local_environment(Path(registry.engine.url.database).parent), [G.model]).resources,
+        selection=G.keys("raw_data", "features", "candidate_model", "model_evaluation", "deployment_decision"),
     )
-    decision = r.asset_value("deployment_decision")
+    decision = r.asset_value(G.key("deployment_decision"))
     assert decision["outcome"] == "rejected"
     assert all("missing" in reason for reason in decision["reasons"])
     assert registry.production_version("synthetic") is None
@@ -140,7 +141,7 @@ def test_rerunning_a_version_reuses_its_model_version(lifecycle, monkeypatch):
     assert again.success
     versions = registry.list_versions("synthetic")
     assert [v.version for v in versions] == [1]
-    assert again.asset_value("deployment_decision")["outcome"] == "unchanged"
+    assert again.asset_value(G.key("deployment_decision"))["outcome"] == "unchanged"
 
 
 @pytest.mark.parametrize(
@@ -154,11 +155,11 @@ def test_unreadable_file_fails_the_run_naming_file_and_rule(lifecycle, tmp_path,
     land, run, registry, instance = lifecycle
     good = land("synthetic_v001.csv", seed=1)
     assert run(good).success
-    landing = tmp_path / "data" / "landing"
+    landing = tmp_path / "data" / "landing" / "synthetic"
     bad_path = landing / "broken.csv"
     bad_path.write_bytes(content)
     bad = version_key(bad_path.name, file_digest(bad_path))
-    instance.add_dynamic_partitions(DATA_VERSIONS, [bad])
+    instance.add_dynamic_partitions(G.partitions_name, [bad])
     result = run(bad)
     assert not result.success
     (step_failure,) = [e for e in result.all_events if e.is_step_failure]
@@ -172,11 +173,11 @@ def test_unreadable_file_fails_the_run_naming_file_and_rule(lifecycle, tmp_path,
 
 def test_header_only_and_wrong_dtype_fail_their_gates(lifecycle, tmp_path):
     land, run, registry, instance = lifecycle
-    landing = tmp_path / "data" / "landing"
+    landing = tmp_path / "data" / "landing" / "synthetic"
     header = landing / "header_only.csv"
     header.write_text("customer_id,event_time,age,income,tenure_months,balance,region,plan,gender,churned\n")
     key = version_key(header.name, file_digest(header))
-    instance.add_dynamic_partitions(DATA_VERSIONS, [key])
+    instance.add_dynamic_partitions(G.partitions_name, [key])
     outcomes = check_outcomes(run(key))
     assert outcomes["row_count_above_floor"] is False
 
@@ -186,7 +187,7 @@ def test_header_only_and_wrong_dtype_fail_their_gates(lifecycle, tmp_path):
     schema = evaluations["schema_valid"]
     assert schema.passed is False
     assert "wrong_type.csv" in schema.description and "income" in schema.description
-    assert "candidate_model" not in {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+    assert G.key("candidate_model") not in {e.asset_key for e in result.get_asset_materialization_events()}
     assert registry.list_versions("synthetic") == []
 
 
@@ -198,8 +199,9 @@ def windowed_spec(tmp_path: Path) -> str:
 
 
 def test_training_window_skips_versions_that_failed_their_gates(tmp_path, windowed_spec, monkeypatch):
-    env = local_environment(tmp_path / "w", spec=windowed_spec)
-    landing = tmp_path / "w" / "landing"
+    windowed = model_graph(windowed_spec)  # named after the spec: synthetic
+    env = local_environment(tmp_path / "w")
+    landing = tmp_path / "w" / "landing" / "synthetic"
     landing.mkdir(parents=True)
     with dg.DagsterInstance.ephemeral() as instance:
         keys = []
@@ -207,15 +209,19 @@ def test_training_window_skips_versions_that_failed_their_gates(tmp_path, window
             frame = synthetic.generate(ROWS, seed=i, start_id=(i - 1) * ROWS, **defect)
             path = write_frame_atomic(frame, landing / f"synthetic_v00{i}.csv", fmt="csv")
             key = version_key(path.name, file_digest(path))
-            instance.add_dynamic_partitions(DATA_VERSIONS, [key])
+            instance.add_dynamic_partitions(windowed.partitions_name, [key])
             keys.append(key)
             dg.materialize(
-                [*ASSETS, *CHECKS], partition_key=key, instance=instance, resources=env.resources, raise_on_error=False
+                windowed.assets_and_checks,
+                partition_key=key,
+                instance=instance,
+                resources=env.resources,
+                raise_on_error=False,
             )
         registry = ModelRegistry(env.resources["registry"].url)
         (third,) = registry.versions_for_data_version("synthetic", keys[2])
         assert third.data_versions == (keys[0], keys[2])
-        stored = env.resources["stored_assets"].load("candidate_model", keys[2])
+        stored = env.resources["stored_assets"].load(windowed.key("candidate_model"), keys[2])
         manifest = stored["manifest"]
         assert [s["data_version"] for s in manifest["window_skipped"]] == [keys[1]]
         assert "label_in_domain failed" in manifest["window_skipped"][0]["reason"]
@@ -228,13 +234,13 @@ def test_training_window_skips_versions_that_failed_their_gates(tmp_path, window
 def test_launchpad_policy_override_is_recorded_and_decides(lifecycle):
     land, _run, registry, instance = lifecycle
     v1 = land("synthetic_v001.csv", seed=1)
-    env_resources = local_environment(Path(registry.engine.url.database).parent, spec="synthetic").resources
+    env_resources = local_environment(Path(registry.engine.url.database).parent).resources
     result = dg.materialize(
-        [*ASSETS, *CHECKS],
+        G.assets_and_checks,
         partition_key=v1,
         instance=instance,
         resources=env_resources,
-        run_config={"ops": {"model_evaluation": {"config": {"metric_floor": 0.99}}}},
+        run_config={"ops": {"synthetic__model_evaluation": {"config": {"metric_floor": 0.99}}}},
         raise_on_error=False,
     )
     assert not result.success
@@ -249,9 +255,7 @@ def test_candidate_metadata_carries_the_reproducibility_manifest(lifecycle):
     v1 = land("synthetic_v001.csv", seed=1)
     result = run(v1)
     (materialization,) = [
-        e.materialization
-        for e in result.get_asset_materialization_events()
-        if e.asset_key == dg.AssetKey("candidate_model")
+        e.materialization for e in result.get_asset_materialization_events() if e.asset_key == G.key("candidate_model")
     ]
     manifest = materialization.metadata["manifest"].value
     for key in (
@@ -276,9 +280,7 @@ def test_candidate_metadata_carries_the_reproducibility_manifest(lifecycle):
     assert set(manifest["signature"]) == {"age", "income", "tenure_months", "balance", "region", "plan"}
     assert len(manifest["search"]["results"]) == 2
     evaluation = next(
-        e.materialization
-        for e in result.get_asset_materialization_events()
-        if e.asset_key == dg.AssetKey("model_evaluation")
+        e.materialization for e in result.get_asset_materialization_events() if e.asset_key == G.key("model_evaluation")
     )
     for key in ("candidate_roc_auc", "candidate_ece", "slices", "fairness_groups", "roc_curve", "reliability_diagram"):
         assert key in evaluation.metadata, key
@@ -289,59 +291,59 @@ def test_drift_report_compares_new_data_with_the_production_models_training_data
     land, run, _registry, _instance = lifecycle
     v1 = land("synthetic_v001.csv", seed=1)
     first = run(v1)
-    assert first.asset_value("drift_report")["compared_with"] is None  # nothing in production yet
+    assert first.asset_value(G.key("drift_report"))["compared_with"] is None  # nothing in production yet
     v2 = land("synthetic_v002.csv", seed=2, start_id=ROWS)
     calm = run(v2)
-    assert calm.asset_value("drift_report")["compared_with"] == 1
-    assert calm.asset_value("drift_report")["report"]["dataset_drift"] is False
+    assert calm.asset_value(G.key("drift_report"))["compared_with"] == 1
+    assert calm.asset_value(G.key("drift_report"))["report"]["dataset_drift"] is False
     assert check_outcomes(calm)["no_drift"] is True
     v3 = land("synthetic_v003.csv", seed=3, start_id=2 * ROWS, shift=2.0)
     shifted = run(v3)
-    report = shifted.asset_value("drift_report")
+    report = shifted.asset_value(G.key("drift_report"))
     drifted = {c["column"] for c in report["report"]["columns"] if c["drifted"]}
     assert {"age", "income", "tenure_months", "balance"} <= drifted
     assert {"region", "plan"}.isdisjoint(drifted)  # the shift moves numeric columns only
     assert report["report"]["dataset_drift"] is True
     assert check_outcomes(shifted)["no_drift"] is False  # a warning: the rest of the run still proceeds
-    assert "model_evaluation" in {e.asset_key.to_user_string() for e in shifted.get_asset_materialization_events()}
+    assert G.key("model_evaluation") in {e.asset_key for e in shifted.get_asset_materialization_events()}
 
 
 def test_prediction_log_scores_with_champion_and_routes_a_share_to_the_challenger(lifecycle):
     land, run, registry, instance = lifecycle
     v1 = land("synthetic_v001.csv", seed=1)
-    assert run(v1).asset_value("predictions").empty  # nothing in production yet
+    assert run(v1).asset_value(G.key("predictions")).empty  # nothing in production yet
     v2 = land("synthetic_v002.csv", seed=2, start_id=ROWS, label_noise=0.5)  # rejected candidate
-    logged = run(v2).asset_value("predictions")
+    logged = run(v2).asset_value(G.key("predictions"))
     assert set(logged["model_version"]) == {1} and logged["served"].all() and len(logged) == ROWS
     assert logged["prediction_id"].is_unique and logged["feature_hash"].str.len().eq(64).all()
     (rejected,) = registry.versions_for_data_version("synthetic", v2)
     registry.set_alias("synthetic", "challenger", rejected.version, actor="test", reason="canary by hand")
     v3 = land("synthetic_v003.csv", seed=3, start_id=2 * ROWS)
-    env_resources = local_environment(Path(registry.engine.url.database).parent, spec="synthetic").resources
+    env_resources = local_environment(Path(registry.engine.url.database).parent).resources
     dg.materialize(
-        [*ASSETS], partition_key=v3, instance=instance, resources=env_resources, selection=["raw_data", "features"]
+        G.assets, partition_key=v3, instance=instance, resources=env_resources, selection=G.keys("raw_data", "features")
     )
     result = dg.materialize(
-        [*ASSETS, *CHECKS],
+        G.assets_and_checks,
         partition_key=v3,
         instance=instance,
         resources=env_resources,
-        selection=["predictions"],
-        run_config={"ops": {"predictions": {"config": {"challenger_share": 0.25}}}},
+        selection=G.keys("predictions"),
+        run_config={"ops": {"synthetic__predictions": {"config": {"challenger_share": 0.25}}}},
     )
-    log = result.asset_value("predictions")
+    log = result.asset_value(G.key("predictions"))
     champion, challenger = log[log["arm"] == "champion"], log[log["arm"] == "challenger"]
     assert len(champion) == len(challenger) == ROWS  # both score every row
     served_share = challenger["served"].mean()
     assert 0.2 < served_share < 0.3
     assert (champion["served"].to_numpy() != challenger["served"].to_numpy()).all()  # exactly one serves each row
     again = dg.materialize(
-        [*ASSETS, *CHECKS],
+        G.assets_and_checks,
         partition_key=v3,
         instance=instance,
         resources=env_resources,
-        selection=["predictions"],
-        run_config={"ops": {"predictions": {"config": {"challenger_share": 0.25}}}},
-    ).asset_value("predictions")
+        selection=G.keys("predictions"),
+        run_config={"ops": {"synthetic__predictions": {"config": {"challenger_share": 0.25}}}},
+    ).asset_value(G.key("predictions"))
     assert again["served"].tolist() == log["served"].tolist()  # routing is stable
     assert again["prediction_id"].tolist() == log["prediction_id"].tolist()

@@ -167,9 +167,9 @@ def test_drift_sensor_ignores_a_killed_manual_retrain_older_than_the_bound_and_s
             status=dg.DagsterRunStatus.STARTED,
         )
         world.drift(V3)
-        assert "already started" in no_request(world.tick(rs.drift_sensor))
+        assert "already started" in no_request(world.tick("drift_sensor"))
         monkeypatch.setattr(rs, "_now", lambda: datetime.now(UTC) + timedelta(hours=2))
-        request = only_request(world.tick(rs.drift_sensor))
+        request = only_request(world.tick("drift_sensor"))
         assert request.partition_key == V3
         assert "ignored_in_flight" in request.tags[EVIDENCE_TAG] and f"manual on {V2}" in request.tags[EVIDENCE_TAG]
         world.registry.close()
@@ -201,11 +201,10 @@ def test_every_retrain_trigger_ignores_a_killed_retrain_older_than_the_bound(
                 with dg.build_schedule_context(
                     instance=instance, resources=world.resources, scheduled_execution_time=datetime.now(UTC)
                 ) as context:
-                    out = rs.retrain_schedule(context)
+                    out = world.schedule("retrain_schedule")(context)
                 assert isinstance(out, dg.RunRequest | dg.SkipReason)
                 return out if isinstance(out, dg.RunRequest) else str(out.skip_message)
-            sensor = rs.performance_sensor if trigger == "performance" else rs.freshness_sensor
-            result = world.tick(sensor)
+            result = world.tick("performance_sensor" if trigger == "performance" else "freshness_sensor")
             return only_request(result) if result.run_requests else no_request(result)
 
         blocked = fire()

@@ -12,12 +12,14 @@ from mlops_assets.ml import performance
 from mlops_assets.ml.policy import Policy
 from mlops_assets.ml.rollout import Phase, new_rollout, start
 from mlops_assets.ml.spec import load_spec
-from mlops_assets.partitions import DATA_VERSIONS
 from mlops_assets.resources import LandingZone
-from mlops_assets.sensors import labels_sensor, labels_target
+from mlops_assets.sensors import labels_target
 from mlops_assets.tags import DATA_VERSION_TAG, REASON_TAG
+from mlops_assets_tests.support import model_graph
 
 SPEC = load_spec("synthetic")
+#: The synthetic model's graph: its labels sensor watches ``<labels root>/synthetic/``.
+G = model_graph("synthetic")
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
@@ -121,19 +123,22 @@ def test_labels_target_matches_the_file_stem_or_the_version_key():
 
 
 def test_labels_sensor_requests_one_labels_run_and_waits_for_unknown_versions(tmp_path):
-    labels_dir = tmp_path / "labels"
-    labels_dir.mkdir()
+    labels_root = tmp_path / "labels"
+    labels_dir = labels_root / "synthetic"
+    labels_dir.mkdir(parents=True)
     (labels_dir / "jan.csv").write_text("customer_id,churned\n1,yes\n")
     (labels_dir / "mar.csv").write_text("customer_id,churned\n1,yes\n")
+    # Taken from the graph's own list: G.sensor() resolves the whole repository, which needs every job's resources.
+    labels_sensor = next(s for s in G.defs.sensors or [] if s.name == G.name("labels_sensor"))
     with dg.DagsterInstance.ephemeral() as instance:
-        instance.add_dynamic_partitions(DATA_VERSIONS, ["jan__aaaaaaaaaaaa"])
-        resources = {"labels_landing": LandingZone(directory=str(labels_dir))}
+        instance.add_dynamic_partitions(G.partitions_name, ["jan__aaaaaaaaaaaa"])
+        resources = {"labels_landing": LandingZone(directory=str(labels_root))}
         first = labels_sensor(dg.build_sensor_context(instance=instance, resources=resources))
         assert [r.partition_key for r in first.run_requests] == ["jan__aaaaaaaaaaaa"]
         assert first.run_requests[0].tags[REASON_TAG] == "new_labels"
         assert first.run_requests[0].tags[DATA_VERSION_TAG] == "jan__aaaaaaaaaaaa"
         again = labels_sensor(dg.build_sensor_context(instance=instance, cursor=first.cursor, resources=resources))
         assert again.run_requests == []  # mar waits for its data version; jan is done
-        instance.add_dynamic_partitions(DATA_VERSIONS, ["mar__dddddddddddd"])
+        instance.add_dynamic_partitions(G.partitions_name, ["mar__dddddddddddd"])
         third = labels_sensor(dg.build_sensor_context(instance=instance, cursor=again.cursor, resources=resources))
         assert [r.partition_key for r in third.run_requests] == ["mar__dddddddddddd"]

@@ -73,13 +73,19 @@ def test_prod_secrets_are_env_vars_not_values(prod_vars: None) -> None:
 
 def test_prod_definitions_load_with_multiprocess_executor(prod_vars: None, monkeypatch: pytest.MonkeyPatch) -> None:
     from mlops_assets.definitions import build_defs
+    from mlops_assets.model import MLModel
 
     monkeypatch.setenv("MLOPS_EXECUTOR", "multiprocess")
     monkeypatch.setenv("MLOPS_MAX_CONCURRENT_STEPS", "2")
     env = environment()
-    defs = build_defs(env)
-    assert defs.resolve_job_def("lifecycle_job").executor_def.name == "multiprocess"
-    assert defs.resolve_sensor_def("landing_sensor") is not None
+    # Every packaged model (the components), and the one model MLOPS_SPEC serves (single-model deployments).
+    for defs, models in (
+        (build_defs(env), ("flights", "synthetic")),
+        (build_defs(env, [MLModel.from_spec(os.environ["MLOPS_SPEC"])]), ("synthetic",)),
+    ):
+        for name in models:
+            assert defs.resolve_job_def(f"{name}__lifecycle_job").executor_def.name == "multiprocess"
+            assert defs.resolve_sensor_def(f"{name}__landing_sensor") is not None
     monkeypatch.setenv("MLOPS_EXECUTOR", "threads")
     with pytest.raises(ValueError, match="MLOPS_EXECUTOR='threads'"):
         environment()

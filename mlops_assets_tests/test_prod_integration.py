@@ -7,9 +7,10 @@ workers the code server spawns for each run. The instance is ``deploy/dagster.ya
 PostgreSQL database, the registry lives in its own schema of that database, and landing zone, asset
 values and artifacts live in a fresh bucket of a moto S3 server on loopback.
 
-A synthetic data version is uploaded under the bucket's ``landing/`` prefix; the daemon's
-``landing_sensor`` (RUNNING by default) registers it and launches the run; the test then asks the
-webserver's GraphQL API what happened and looks into the bucket.
+The code server serves one model, ``synthetic``, from ``MLOPS_SPEC`` (assets ``synthetic/<asset>``, jobs and
+sensors ``synthetic__<name>``). A synthetic data version is uploaded under the model's landing prefix
+(``landing/synthetic/``); the daemon's ``synthetic__landing_sensor`` (RUNNING by default) registers it and
+launches the run; the test then asks the webserver's GraphQL API what happened and looks into the bucket.
 """
 
 import contextlib
@@ -47,6 +48,9 @@ ROWS = 2500
 STARTUP_TIMEOUT_S = 180
 RUN_TIMEOUT_S = 900
 TERMINAL = {"SUCCESS", "FAILURE", "CANCELED"}
+#: The model MLOPS_SPEC serves (named after the packaged synthetic spec).
+MODEL = "synthetic"
+LIFECYCLE_JOB = f"{MODEL}__lifecycle_job"
 
 
 def _free_port() -> int:
@@ -170,9 +174,9 @@ query Materializations($path: [String!]!, $partition: String!) {
 }"""
 
 LAUNCH = """
-mutation Launch($partition: String!) {
+mutation Launch($job: String!, $partition: String!) {
   launchRun(executionParams: {
-    selector: {repositoryLocationName: "mlops_assets", repositoryName: "__repository__", jobName: "lifecycle_job"},
+    selector: {repositoryLocationName: "mlops_assets", repositoryName: "__repository__", jobName: $job},
     executionMetadata: {tags: [{key: "dagster/partition", value: $partition}]}
   }) { __typename ... on UnauthorizedError { message } }
 }"""
@@ -280,7 +284,7 @@ def test_landed_s3_object_runs_through_daemon_and_shows_in_graphql(
     frame = synthetic.generate(ROWS, seed=1)
     body = frame.to_csv(index=False).encode()
     key = version_key("v1.csv", hashlib.sha256(body).hexdigest())
-    s3.put_object(Bucket=bucket, Key="landing/v1.csv", Body=body)
+    s3.put_object(Bucket=bucket, Key=f"landing/{MODEL}/v1.csv", Body=body)
     landed = time.monotonic()
 
     def finished_run() -> dict[str, Any] | None:
@@ -299,14 +303,15 @@ def test_landed_s3_object_runs_through_daemon_and_shows_in_graphql(
 
     detail = _graphql(web_port, RUN, {"runId": run["runId"]})["runOrError"]
     materialized = {"/".join(m["assetKey"]["path"]) for m in detail["assetMaterializations"] if m["partition"] == key}
-    assert {"raw_data", "features"} <= materialized, materialized
-    trained = "candidate_model" in materialized
-    if run["jobName"] == "lifecycle_job":
+    assert {f"{MODEL}/raw_data", f"{MODEL}/features"} <= materialized, materialized
+    trained = f"{MODEL}/candidate_model" in materialized
+    if run["jobName"] == LIFECYCLE_JOB:
         # Nothing was in production, so the sensor launched the whole lifecycle: train, gate, promote.
-        assert {"candidate_model", "model_evaluation", "deployment_decision"} <= materialized, materialized
+        expected = {f"{MODEL}/{a}" for a in ("candidate_model", "model_evaluation", "deployment_decision")}
+        assert expected <= materialized, materialized
     excerpt: dict[str, Any] = {}
     for asset in ["raw_data", "features", *(["candidate_model", "deployment_decision"] if trained else [])]:
-        events = _graphql(web_port, MATERIALIZATIONS, {"path": [asset], "partition": key})["assetOrError"]
+        events = _graphql(web_port, MATERIALIZATIONS, {"path": [MODEL, asset], "partition": key})["assetOrError"]
         assert [e["runId"] for e in events["assetMaterializations"]] == [run["runId"]], (asset, events)
         excerpt[asset] = [
             {**e, "metadataEntries": [m["label"] for m in e["metadataEntries"]][:6]}
@@ -334,12 +339,13 @@ def test_landed_s3_object_runs_through_daemon_and_shows_in_graphql(
         for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket)
         for o in page.get("Contents", [])
     }
-    assert f"assets/raw_data/{key}.parquet" in keys and f"assets/features/{key}.parquet" in keys, sorted(keys)
+    assert f"assets/{MODEL}/raw_data/{key}.parquet" in keys, sorted(keys)
+    assert f"assets/{MODEL}/features/{key}.parquet" in keys, sorted(keys)
     if trained:
         assert any(k.startswith("artifacts/") and k.endswith(".skops") for k in keys), sorted(keys)
-    if run["jobName"] == "lifecycle_job":
+    if run["jobName"] == LIFECYCLE_JOB:
         # The registry (PostgreSQL, its own schema) holds the promoted version, its artifact in the bucket.
-        production = ModelRegistry(registry_url).production_version("synthetic")
+        production = ModelRegistry(registry_url).production_version(MODEL)
         assert production is not None and production.artifact_uri.startswith(f"s3://{bucket}/artifacts/")
         assert production.artifact_hmac, "artifacts are HMAC-signed when MLOPS_ARTIFACT_HMAC_KEY is set"
     # The HMAC key (only in the code server's environment) reached no object, no run config, no log.
@@ -348,7 +354,7 @@ def test_landed_s3_object_runs_through_daemon_and_shows_in_graphql(
     assert canary not in detail["runConfigYaml"]
     # The read-only webserver reports the same run but refuses to launch one.
     assert _graphql(viewer_port, RUN, {"runId": run["runId"]})["runOrError"]["status"] == "SUCCESS"
-    refused = _graphql(viewer_port, LAUNCH, {"partition": key})["launchRun"]
+    refused = _graphql(viewer_port, LAUNCH, {"job": LIFECYCLE_JOB, "partition": key})["launchRun"]
     assert refused["__typename"] == "UnauthorizedError", refused
     deployment.assert_alive()
     total_s = time.monotonic() - started
@@ -362,9 +368,9 @@ def test_landed_s3_object_runs_through_daemon_and_shows_in_graphql(
         "materialized": sorted(materialized),
         "checks": {n: o[0] for n, o in sorted(outcomes.items())},
         "objects": len(keys),
-        "object_keys_sample": [k for k in sorted(keys) if k.startswith(("landing/", "assets/raw_data/", "artifacts/"))][
-            :4
-        ],
+        "object_keys_sample": [
+            k for k in sorted(keys) if k.startswith(("landing/", f"assets/{MODEL}/raw_data/", "artifacts/"))
+        ][:4],
         "graphql_excerpt": excerpt,
     }
     print("prod integration:", json.dumps(summary, indent=1))

@@ -5,23 +5,25 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from mlops_assets.definitions import ASSETS, CHECKS, build_defs
+from mlops_assets.definitions import build_defs
 from mlops_assets.environments import local_environment
 from mlops_assets.ml import synthetic
 from mlops_assets.ml.validation import write_frame_atomic
 from mlops_assets.ml.versions import file_digest, version_key
-from mlops_assets.partitions import DATA_VERSIONS
 from mlops_assets.storage.registry import ModelRegistry
+from mlops_assets_tests.support import model_graph
 
 pytestmark = pytest.mark.slow
 ROWS = 2500
+#: The synthetic model's graph: keys ``synthetic/<asset>``, jobs ``synthetic__promote_job`` and so on.
+G = model_graph("synthetic")
 
 
 @pytest.fixture
 def world(tmp_path: Path):
-    env = local_environment(tmp_path / "data", spec="synthetic")
-    defs = build_defs(env)
-    landing = tmp_path / "data" / "landing"
+    env = local_environment(tmp_path / "data")
+    defs = build_defs(env, [G.model])
+    landing = tmp_path / "data" / "landing" / "synthetic"
     landing.mkdir(parents=True)
     with dg.DagsterInstance.ephemeral() as instance:
 
@@ -29,15 +31,20 @@ def world(tmp_path: Path):
             frame = synthetic.generate(ROWS, seed=seed, start_id=(i - 1) * ROWS, **defects)
             path = write_frame_atomic(frame, landing / f"synthetic_v00{i}.csv", fmt="csv")
             key = version_key(path.name, file_digest(path))
-            instance.add_dynamic_partitions(DATA_VERSIONS, [key])
+            instance.add_dynamic_partitions(G.partitions_name, [key])
             dg.materialize(
-                [*ASSETS, *CHECKS], partition_key=key, instance=instance, resources=env.resources, raise_on_error=False
+                G.assets_and_checks,
+                partition_key=key,
+                instance=instance,
+                resources=env.resources,
+                raise_on_error=False,
             )
             return key
 
         def launch(job: str, op: str, config: dict) -> dg.ExecuteInProcessResult:
-            return defs.resolve_job_def(job).execute_in_process(
-                run_config={"ops": {op: {"config": config}}}, instance=instance, raise_on_error=False
+            # Job and op names of the model: synthetic__promote_job, synthetic__promote_model, ...
+            return defs.resolve_job_def(G.name(job)).execute_in_process(
+                run_config={"ops": {G.name(op): {"config": config}}}, instance=instance, raise_on_error=False
             )
 
         land_and_run.stored = env.resources["stored_assets"]  # type: ignore[attr-defined]
@@ -68,13 +75,11 @@ def test_rollback_drill_restores_the_previous_production_model(world):
     assert (log[-2].version, log[-2].to_stage, log[-2].actor) == (2, "Archived", "alice")
     assert (log[-1].version, log[-1].to_stage) == (1, "Production")
     assert "drill" in log[-1].reason
-    shown = [
-        e for e in result.get_asset_materialization_events() if e.asset_key == dg.AssetKey("production_deployment")
-    ]
+    shown = [e for e in result.get_asset_materialization_events() if e.asset_key == G.key("production_deployment")]
     assert shown and "v1" in shown[0].materialization.metadata["model"].value
     # Scoring uses v1 again: the next data version is scored by the champion v1 only.
     third = land_and_run(3, seed=5)
-    scored = land_and_run.stored.load("predictions", third)
+    scored = land_and_run.stored.load(G.key("predictions"), third)
     assert set(scored["model_version"]) == {1} and scored["served"].all()
     # Nothing earlier than v1 to roll back to: a clear failure, nothing changes.
     again = launch("rollback_job", "rollback_model", {"actor": "alice", "reason": "again"})

@@ -1,5 +1,7 @@
-"""Retraining sensors and schedules, invoked with dg.build_sensor_context against a real temporary instance.
+"""Retraining sensors and schedules of one model, invoked with dg.build_sensor_context on a real temporary instance.
 
+The model is ``synthetic`` declared by a spec file the tests edit (its sensors ``synthetic__drift_sensor`` etc.,
+assets ``synthetic/<asset>``, partitions ``synthetic__data_versions``, retrain job ``synthetic__retrain_job``).
 Monitoring results are reported as runless materializations (metadata only, as the monitoring assets write
 them); the production model lives in a real SQLite registry. Run requests are turned into runs with the
 request's tags, as the daemon would, so the hygiene rules see them.
@@ -7,6 +9,7 @@ request's tags, as the daemon would, so the hygiene rules see them.
 
 import hashlib
 import json
+import os
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -21,43 +24,60 @@ from mlops_assets import retrain_sensors as rs
 from mlops_assets.ml.provenance import code_version
 from mlops_assets.ml.spec import packaged_spec_path
 from mlops_assets.ml.summaries import DriftSummary, PerformanceSummary
-from mlops_assets.partitions import DATA_VERSIONS
-from mlops_assets.resources import DatasetSpecResource, ModelRegistryResource
+from mlops_assets.resources import ModelRegistryResource
 from mlops_assets.storage.artifacts.store import ArtifactRef
 from mlops_assets.storage.registry import Lineage, ModelRegistry
-from mlops_assets.tags import DATA_VERSION_TAG, EVIDENCE_TAG, REASON_TAG
+from mlops_assets.tags import DATA_VERSION_TAG, EVIDENCE_TAG, MODEL_TAG, REASON_TAG
+from mlops_assets_tests.support import ModelGraph, model_graph
 
 MODEL = "synthetic"
 VERSIONS = [f"synthetic_v{i:03d}__{hashlib.sha256(str(i).encode()).hexdigest()[:12]}" for i in range(1, 8)]
 V1, V2, V3, V4, V5, V6, V7 = VERSIONS
+#: The retrain sensors of a model (``<model>__<name>``) and its schedules.
+RETRAIN_SENSORS = ("drift_sensor", "performance_sensor", "freshness_sensor")
+SCHEDULES = ("retrain_schedule", "monitoring_schedule")
 
 
 class World:
-    """A temporary instance, a spec file and a registry, with helpers to drive them."""
+    """A temporary instance, a spec file, the graph of the model it declares and a registry, with helpers."""
 
     def __init__(self, instance: dg.DagsterInstance, tmp_path: Path) -> None:
         self.instance = instance
         self.spec_path = tmp_path / "spec.yaml"
+        self._mtime_ns = time.time_ns()
         self.url = f"sqlite:///{tmp_path / 'registry.db'}"
         self.registry = ModelRegistry(self.url)
         self.cursors: dict[str, str | None] = {}
         self.set_retraining()
-        instance.add_dynamic_partitions(DATA_VERSIONS, VERSIONS)
+        #: The model declared by the spec file (named after the spec: ``synthetic``), built once: an edit of the
+        #: file applies to the next tick without rebuilding, as in a running code location.
+        self.g: ModelGraph = model_graph(str(self.spec_path))
+        assert self.g.model.name == MODEL
+        instance.add_dynamic_partitions(self.g.partitions_name, VERSIONS)
 
     def set_retraining(self, **retraining: Any) -> None:
         raw = yaml.safe_load(packaged_spec_path("synthetic").read_text())
         if retraining:
             raw["retraining"] = retraining
-        # A new file per change: the spec resource caches by path and mtime (which may not move within a tick).
-        self.spec_path = self.spec_path.with_name(f"spec_{time.monotonic_ns()}.yaml")
+        # The same file, edited: the model re-reads its spec when the file's mtime moves, which it may not do
+        # by itself within a tick (coarse file-system clocks), so each edit sets a new one.
         self.spec_path.write_text(yaml.safe_dump(raw))
+        self._mtime_ns += 1_000_000
+        os.utime(self.spec_path, ns=(self._mtime_ns, self._mtime_ns))
 
     @property
     def resources(self) -> dict[str, Any]:
-        return {
-            "dataset": DatasetSpecResource(spec=str(self.spec_path)),
-            "registry": ModelRegistryResource(url=self.url),
-        }
+        return {"registry": ModelRegistryResource(url=self.url)}
+
+    def sensor(self, base: str) -> dg.SensorDefinition:
+        """The model's sensor ``<model>__<base>``."""
+        return next(s for s in self.g.defs.sensors or [] if s.name == self.g.name(base))
+
+    def schedule(self, base: str) -> dg.ScheduleDefinition:
+        """The model's schedule ``<model>__<base>``."""
+        schedule = next(s for s in self.g.defs.schedules or [] if s.name == self.g.name(base))
+        assert isinstance(schedule, dg.ScheduleDefinition)
+        return schedule
 
     def production(self, *data_versions: str, key: str = "m1") -> int:
         sha = hashlib.sha256(key.encode()).hexdigest()
@@ -74,7 +94,7 @@ class World:
 
     def report(self, asset: str, version: str, **metadata: Any) -> None:
         self.instance.report_runless_asset_event(
-            dg.AssetMaterialization(asset_key=asset, partition=version, metadata=metadata)
+            dg.AssetMaterialization(asset_key=self.g.key(asset), partition=version, metadata=metadata)
         )
 
     def labels(self, *versions: str) -> None:
@@ -106,7 +126,9 @@ class World:
         )
         self.report("performance_report", version, **summary.to_metadata())
 
-    def tick(self, sensor: dg.SensorDefinition) -> dg.SensorResult:
+    def tick(self, base: str) -> dg.SensorResult:
+        """One tick of the model's sensor ``<model>__<base>``, with its cursor from the last tick."""
+        sensor = self.sensor(base)
         context = dg.build_sensor_context(
             instance=self.instance, cursor=self.cursors.get(sensor.name), resources=self.resources
         )
@@ -116,8 +138,11 @@ class World:
         return result
 
     def launch(self, request: dg.RunRequest, status: dg.DagsterRunStatus = dg.DagsterRunStatus.SUCCESS) -> None:
-        """What the daemon does with a request (the run is recorded; whether it succeeded is up to the test)."""
-        self.instance.add_run(dg.DagsterRun(job_name="retrain_job", tags=dict(request.tags), status=status))
+        """What the daemon does with a request (a run of the model's retrain job is recorded; whether it succeeded
+        is up to the test)."""
+        self.instance.add_run(
+            dg.DagsterRun(job_name=self.g.name("retrain_job"), tags=dict(request.tags), status=status)
+        )
 
 
 @pytest.fixture
@@ -165,7 +190,7 @@ def test_drift_on_a_labelled_version_requests_exactly_one_retrain(world: World) 
     world.production(V1)
     world.labels(V1, V2)
     world.drift(V2)
-    request = only_request(world.tick(rs.drift_sensor))
+    request = only_request(world.tick("drift_sensor"))
     assert request.partition_key == V2
     assert request.run_key == f"retrain:drift:{V2}:{code_version()}"
     assert request.tags[REASON_TAG] == "drift" and request.tags[DATA_VERSION_TAG] == V2
@@ -173,50 +198,50 @@ def test_drift_on_a_labelled_version_requests_exactly_one_retrain(world: World) 
     assert evidence["drifted_share"] == 0.625 and evidence["drifted_columns"] == "age, income, plan"
     assert evidence["compared_with"] == f"{MODEL} v1"
     # Same state on the next tick: nothing new, nothing requested.
-    assert "no drifted data version" in no_request(world.tick(rs.drift_sensor))
+    assert "no drifted data version" in no_request(world.tick("drift_sensor"))
 
 
 def test_drift_waits_for_labels_then_requests_once(world: World) -> None:
     world.production(V1)
     world.labels(V1)
     world.drift(V2)
-    assert "wait for labels" in no_request(world.tick(rs.drift_sensor))
-    assert "wait for labels" in no_request(world.tick(rs.drift_sensor))
+    assert "wait for labels" in no_request(world.tick("drift_sensor"))
+    assert "wait for labels" in no_request(world.tick("drift_sensor"))
     world.labels(V2)
-    assert only_request(world.tick(rs.drift_sensor)).partition_key == V2
-    no_request(world.tick(rs.drift_sensor))
+    assert only_request(world.tick("drift_sensor")).partition_key == V2
+    no_request(world.tick("drift_sensor"))
 
 
 def test_labels_before_drift_report_count(world: World) -> None:
     world.production(V1)
     world.labels(V2)
-    world.tick(rs.drift_sensor)  # the labels event is consumed before the drift arrives
+    world.tick("drift_sensor")  # the labels event is consumed before the drift arrives
     world.drift(V2)
-    assert only_request(world.tick(rs.drift_sensor)).partition_key == V2
+    assert only_request(world.tick("drift_sensor")).partition_key == V2
 
 
 def test_no_drift_requests_nothing_and_a_later_clean_report_clears_a_waiting_one(world: World) -> None:
     world.production(V1)
     world.drift(V2, drifted=False)
-    no_request(world.tick(rs.drift_sensor))
+    no_request(world.tick("drift_sensor"))
     world.drift(V3)
-    no_request(world.tick(rs.drift_sensor))  # waits for labels
+    no_request(world.tick("drift_sensor"))  # waits for labels
     world.drift(V3, drifted=False)  # re-measured: no drift any more
     world.labels(V3)
-    assert "no drifted data version" in no_request(world.tick(rs.drift_sensor))
+    assert "no drifted data version" in no_request(world.tick("drift_sensor"))
 
 
 def test_second_drift_within_cooldown_is_skipped_with_the_reason_then_allowed(world: World, clock) -> None:
     world.production(V1)
     world.labels(V1, V2, V3)
     world.drift(V2)
-    world.launch(only_request(world.tick(rs.drift_sensor)))
+    world.launch(only_request(world.tick("drift_sensor")))
     world.drift(V3)
-    reason = no_request(world.tick(rs.drift_sensor))
+    reason = no_request(world.tick("drift_sensor"))
     assert "cooldown" in reason and "6 h" in reason
-    assert "cooldown" in no_request(world.tick(rs.drift_sensor))  # still waiting, still says why
+    assert "cooldown" in no_request(world.tick("drift_sensor"))  # still waiting, still says why
     clock(hours=7)
-    assert only_request(world.tick(rs.drift_sensor)).partition_key == V3
+    assert only_request(world.tick("drift_sensor")).partition_key == V3
 
 
 def test_daily_cap_is_respected(world: World, clock) -> None:
@@ -225,12 +250,12 @@ def test_daily_cap_is_respected(world: World, clock) -> None:
     world.labels(*VERSIONS)
     for v in (V2, V3):
         world.drift(v)
-        world.launch(only_request(world.tick(rs.drift_sensor)))
+        world.launch(only_request(world.tick("drift_sensor")))
     world.drift(V4)
-    reason = no_request(world.tick(rs.drift_sensor))
+    reason = no_request(world.tick("drift_sensor"))
     assert "cap is 2" in reason
     clock(hours=25)
-    assert only_request(world.tick(rs.drift_sensor)).partition_key == V4
+    assert only_request(world.tick("drift_sensor")).partition_key == V4
 
 
 def test_a_retrain_in_flight_blocks_another(world: World) -> None:
@@ -238,9 +263,9 @@ def test_a_retrain_in_flight_blocks_another(world: World) -> None:
     world.set_retraining(cooldown_hours=0)
     world.labels(V2, V3)
     world.drift(V2)
-    world.launch(only_request(world.tick(rs.drift_sensor)), status=dg.DagsterRunStatus.STARTED)
+    world.launch(only_request(world.tick("drift_sensor")), status=dg.DagsterRunStatus.STARTED)
     world.drift(V3)
-    assert "already started" in no_request(world.tick(rs.drift_sensor))
+    assert "already started" in no_request(world.tick("drift_sensor"))
 
 
 def test_a_failed_retrain_does_not_start_the_cooldown_but_counts_for_the_cap(world: World) -> None:
@@ -248,11 +273,11 @@ def test_a_failed_retrain_does_not_start_the_cooldown_but_counts_for_the_cap(wor
     world.set_retraining(max_retrains_per_day=2)
     world.labels(V2, V3, V4)
     world.drift(V2)
-    world.launch(only_request(world.tick(rs.drift_sensor)), status=dg.DagsterRunStatus.FAILURE)
+    world.launch(only_request(world.tick("drift_sensor")), status=dg.DagsterRunStatus.FAILURE)
     world.drift(V3)
-    world.launch(only_request(world.tick(rs.drift_sensor)), status=dg.DagsterRunStatus.FAILURE)
+    world.launch(only_request(world.tick("drift_sensor")), status=dg.DagsterRunStatus.FAILURE)
     world.drift(V4)
-    assert "cap is 2" in no_request(world.tick(rs.drift_sensor))
+    assert "cap is 2" in no_request(world.tick("drift_sensor"))
 
 
 def test_a_lost_cursor_does_not_request_the_same_retrain_twice(world: World) -> None:
@@ -261,11 +286,11 @@ def test_a_lost_cursor_does_not_request_the_same_retrain_twice(world: World) -> 
     world.labels(V2, V3)
     world.drift(V2)
     world.drift(V3)
-    world.launch(only_request(world.tick(rs.drift_sensor)))
+    world.launch(only_request(world.tick("drift_sensor")))
     world.cursors.clear()
-    assert "already requested" in no_request(world.tick(rs.drift_sensor))
+    assert "already requested" in no_request(world.tick("drift_sensor"))
     # The duplicate on V3 also drops the older V2 signal: no retrain on older data afterwards.
-    assert "no drifted data version" in no_request(world.tick(rs.drift_sensor))
+    assert "no drifted data version" in no_request(world.tick("drift_sensor"))
 
 
 def test_newest_drifted_version_wins_and_supersedes_older_ones(world: World) -> None:
@@ -273,8 +298,8 @@ def test_newest_drifted_version_wins_and_supersedes_older_ones(world: World) -> 
     world.labels(V2, V3)
     world.drift(V3)
     world.drift(V2)  # reported later, but V2 is the older data version
-    assert only_request(world.tick(rs.drift_sensor)).partition_key == V3
-    assert "no drifted data version" in no_request(world.tick(rs.drift_sensor))
+    assert only_request(world.tick("drift_sensor")).partition_key == V3
+    assert "no drifted data version" in no_request(world.tick("drift_sensor"))
 
 
 def test_drift_measured_against_an_older_production_model_is_dropped(world: World) -> None:
@@ -282,7 +307,7 @@ def test_drift_measured_against_an_older_production_model_is_dropped(world: Worl
     world.production(V1, V2, key="m2")  # v2 replaced v1 in production
     world.labels(V3)
     world.drift(V3, production=1)
-    assert "no drift against the production model" in no_request(world.tick(rs.drift_sensor))
+    assert "no drift against the production model" in no_request(world.tick("drift_sensor"))
 
 
 def test_drift_decision_does_not_depend_on_the_display_label(world: World) -> None:
@@ -291,7 +316,7 @@ def test_drift_decision_does_not_depend_on_the_display_label(world: World) -> No
     world.labels(V2)
     summary = DriftSummary(compared_with_model=MODEL, compared_with_version=1, dataset_drift=True, drifted_share=0.6)
     world.report("drift_report", V2, **{**summary.to_metadata(), "compared_with": "Synthetic model, release one"})
-    request = only_request(world.tick(rs.drift_sensor))
+    request = only_request(world.tick("drift_sensor"))
     assert request.partition_key == V2
     evidence = json.loads(request.tags[EVIDENCE_TAG])
     assert (evidence["compared_with_model"], evidence["compared_with_version"]) == (MODEL, 1)
@@ -303,7 +328,7 @@ def test_drift_with_the_production_label_but_another_identity_is_dropped(world: 
     stale = DriftSummary(compared_with_model=MODEL, compared_with_version=2, dataset_drift=True)
     world.report("drift_report", V2, **{**stale.to_metadata(), "compared_with": f"{MODEL} v1"})
     world.drift(V3, model="another_model")  # same version number, another model
-    assert "no drift against the production model" in no_request(world.tick(rs.drift_sensor))
+    assert "no drift against the production model" in no_request(world.tick("drift_sensor"))
 
 
 def test_old_drift_record_with_only_the_display_string_is_dropped_fail_closed(world: World) -> None:
@@ -318,19 +343,19 @@ def test_old_drift_record_with_only_the_display_string_is_dropped_fail_closed(wo
         drifted_share=0.625,
         drifted_columns="age, income, plan",
     )
-    assert "no drift against the production model" in no_request(world.tick(rs.drift_sensor))
-    assert "no drifted data version" in no_request(world.tick(rs.drift_sensor))
+    assert "no drift against the production model" in no_request(world.tick("drift_sensor"))
+    assert "no drifted data version" in no_request(world.tick("drift_sensor"))
 
 
 def test_pending_drift_kept_in_an_old_cursor_without_identity_is_dropped_fail_closed(world: World) -> None:
     world.production(V1)
     world.labels(V2)
-    world.tick(rs.drift_sensor)
-    state = json.loads(world.cursors[rs.drift_sensor.name] or "{}")
+    world.tick("drift_sensor")
+    state = json.loads(world.cursors[world.g.name("drift_sensor")] or "{}")
     old_evidence = {"trigger": "drift_report", "data_version": V2, "compared_with": f"{MODEL} v1"}
     state["pending"] = {V2: {"sid": 1, "labelled": True, "evidence": old_evidence}}
-    world.cursors[rs.drift_sensor.name] = json.dumps(state)
-    assert "no drift against the production model" in no_request(world.tick(rs.drift_sensor))
+    world.cursors[world.g.name("drift_sensor")] = json.dumps(state)
+    assert "no drift against the production model" in no_request(world.tick("drift_sensor"))
 
 
 def test_drift_disabled_in_the_spec_requests_nothing(world: World) -> None:
@@ -338,7 +363,7 @@ def test_drift_disabled_in_the_spec_requests_nothing(world: World) -> None:
     world.set_retraining(triggers=["stale", "manual"])
     world.labels(V2)
     world.drift(V2)
-    assert "'drift' is not enabled" in no_request(world.tick(rs.drift_sensor))
+    assert "'drift' is not enabled" in no_request(world.tick("drift_sensor"))
 
 
 def test_an_active_rollout_holds_retraining(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -349,9 +374,9 @@ def test_an_active_rollout_holds_retraining(world: World, monkeypatch: pytest.Mo
     world.drift(V2)
     state = RolloutState(model_name=MODEL, champion_version=1, challenger_version=2, phase=Phase.SHADOW)
     monkeypatch.setattr(ModelRegistry, "active_rollout", lambda self, name: state, raising=False)
-    assert "rollout of synthetic v2 is in shadow" in no_request(world.tick(rs.drift_sensor))
+    assert "rollout of synthetic v2 is in shadow" in no_request(world.tick("drift_sensor"))
     monkeypatch.setattr(ModelRegistry, "active_rollout", lambda self, name: None, raising=False)
-    assert only_request(world.tick(rs.drift_sensor)).partition_key == V2
+    assert only_request(world.tick("drift_sensor")).partition_key == V2
 
 
 # -- performance ------------------------------------------------------------------------------------------------------
@@ -361,32 +386,32 @@ def test_sla_breach_requests_one_retrain_on_the_newest_labelled_version(world: W
     world.production(V1)
     world.labels(V1, V2, V3)
     world.performance(V2)
-    request = only_request(world.tick(rs.performance_sensor))
+    request = only_request(world.tick("performance_sensor"))
     assert request.partition_key == V3
     assert request.run_key == f"retrain:performance:{V3}:{code_version()}"
     evidence = json.loads(request.tags[EVIDENCE_TAG])
     assert (evidence["realised"], evidence["floor"], evidence["metric"]) == (0.52, 0.6, "roc_auc")
     assert evidence["data_version"] == V2
-    no_request(world.tick(rs.performance_sensor))
+    no_request(world.tick("performance_sensor"))
 
 
 def test_a_report_without_a_production_model_does_not_clear_a_breach(world: World, clock) -> None:
     world.production(V1)
     world.labels(V1, V2)
     world.drift(V1)
-    world.launch(only_request(world.tick(rs.drift_sensor)))
+    world.launch(only_request(world.tick("drift_sensor")))
     world.performance(V1)
-    assert "cooldown" in no_request(world.tick(rs.performance_sensor))
+    assert "cooldown" in no_request(world.tick("performance_sensor"))
     world.report("performance_report", V2, reason="nothing was scored", sla_breached=False, metric="roc_auc")
     clock(hours=7)
-    assert only_request(world.tick(rs.performance_sensor)).partition_key == V2
+    assert only_request(world.tick("performance_sensor")).partition_key == V2
 
 
 def test_performance_within_sla_requests_nothing(world: World) -> None:
     world.production(V1)
     world.labels(V1, V2)
     world.performance(V2, breached=False)
-    assert "no SLA breach" in no_request(world.tick(rs.performance_sensor))
+    assert "no SLA breach" in no_request(world.tick("performance_sensor"))
 
 
 def test_breach_of_a_model_no_longer_in_production_is_dropped(world: World) -> None:
@@ -394,16 +419,16 @@ def test_breach_of_a_model_no_longer_in_production_is_dropped(world: World) -> N
     world.production(V1, V2, key="m2")
     world.labels(V2)
     world.performance(V2, production=1)
-    assert "production is synthetic v2" in no_request(world.tick(rs.performance_sensor))
-    assert "no SLA breach" in no_request(world.tick(rs.performance_sensor))
+    assert "production is synthetic v2" in no_request(world.tick("performance_sensor"))
+    assert "no SLA breach" in no_request(world.tick("performance_sensor"))
 
 
 def test_breach_of_another_model_with_the_production_version_is_dropped(world: World) -> None:
     world.production(V1)
     world.labels(V2)
     world.performance(V2, production=1, model="another_model")
-    assert "production is synthetic v1" in no_request(world.tick(rs.performance_sensor))
-    assert "no SLA breach" in no_request(world.tick(rs.performance_sensor))
+    assert "production is synthetic v1" in no_request(world.tick("performance_sensor"))
+    assert "no SLA breach" in no_request(world.tick("performance_sensor"))
 
 
 def test_old_breach_record_without_the_model_name_is_dropped_fail_closed(world: World) -> None:
@@ -420,21 +445,21 @@ def test_old_breach_record_without_the_model_name_is_dropped_fail_closed(world: 
         production_version=1,
         labelled_rows=1000,
     )
-    skip = no_request(world.tick(rs.performance_sensor))
+    skip = no_request(world.tick("performance_sensor"))
     assert "unknown model" in skip and "dropped" in skip
-    assert "no SLA breach" in no_request(world.tick(rs.performance_sensor))
+    assert "no SLA breach" in no_request(world.tick("performance_sensor"))
 
 
 def test_breach_in_cooldown_waits_then_fires(world: World, clock) -> None:
     world.production(V1)
     world.labels(V1, V2)
     world.drift(V2)
-    world.launch(only_request(world.tick(rs.drift_sensor)))
+    world.launch(only_request(world.tick("drift_sensor")))
     world.labels(V3)  # the breach retrains the newest labelled version (V2 was just retrained: a duplicate)
     world.performance(V3)
-    assert "cooldown" in no_request(world.tick(rs.performance_sensor))
+    assert "cooldown" in no_request(world.tick("performance_sensor"))
     clock(hours=7)
-    assert only_request(world.tick(rs.performance_sensor)).tags[REASON_TAG] == "performance"
+    assert only_request(world.tick("performance_sensor")).tags[REASON_TAG] == "performance"
 
 
 # -- staleness --------------------------------------------------------------------------------------------------------
@@ -443,29 +468,29 @@ def test_breach_in_cooldown_waits_then_fires(world: World, clock) -> None:
 def test_model_too_many_versions_behind_requests_one_retrain(world: World) -> None:
     world.production(V1)
     world.labels(V1, V2, V3, V4)
-    assert "fresh" in no_request(world.tick(rs.freshness_sensor))  # 3 behind: not more than 3
+    assert "fresh" in no_request(world.tick("freshness_sensor"))  # 3 behind: not more than 3
     world.labels(V5)
-    request = only_request(world.tick(rs.freshness_sensor))
+    request = only_request(world.tick("freshness_sensor"))
     assert request.partition_key == V5 and request.tags[REASON_TAG] == "stale"
     evidence = json.loads(request.tags[EVIDENCE_TAG])
     assert evidence["versions_behind"] == 4 and evidence["trained_on"] == V1
-    assert "already requested" in no_request(world.tick(rs.freshness_sensor))
+    assert "already requested" in no_request(world.tick("freshness_sensor"))
 
 
 def test_model_too_old_requests_a_retrain_only_when_there_is_newer_labelled_data(world: World, clock) -> None:
     world.production(V1)
     world.labels(V1)
     clock(days=31)
-    assert "no labelled data version newer" in no_request(world.tick(rs.freshness_sensor))
+    assert "no labelled data version newer" in no_request(world.tick("freshness_sensor"))
     world.labels(V2)
-    request = only_request(world.tick(rs.freshness_sensor))
+    request = only_request(world.tick("freshness_sensor"))
     assert request.partition_key == V2
     assert json.loads(request.tags[EVIDENCE_TAG])["age_days"] > 30
 
 
 def test_no_production_model_is_not_stale(world: World) -> None:
     world.labels(V1, V2, V3, V4, V5)
-    assert "no synthetic model in production" in no_request(world.tick(rs.freshness_sensor))
+    assert "no synthetic model in production" in no_request(world.tick("freshness_sensor"))
 
 
 # -- schedules --------------------------------------------------------------------------------------------------------
@@ -479,14 +504,14 @@ def test_retrain_schedule_requests_the_newest_labelled_version_under_the_hygiene
     with dg.build_schedule_context(
         instance=world.instance, resources=world.resources, scheduled_execution_time=datetime.now(UTC)
     ) as context:
-        request = rs.retrain_schedule(context)
+        request = world.schedule("retrain_schedule")(context)
     assert isinstance(request, dg.RunRequest)
     assert request.partition_key == V2 and request.tags[REASON_TAG] == "schedule"
     world.launch(request)
     with dg.build_schedule_context(
         instance=world.instance, resources=world.resources, scheduled_execution_time=datetime.now(UTC)
     ) as context:
-        again = rs.retrain_schedule(context)
+        again = world.schedule("retrain_schedule")(context)
     assert isinstance(again, dg.SkipReason) and "already requested" in str(again.skip_message)
 
 
@@ -496,22 +521,26 @@ def test_monitoring_schedule_remeasures_the_newest_versions(stored_world: World)
     with dg.build_schedule_context(
         instance=world.instance, scheduled_execution_time=datetime(2024, 5, 1, 2, tzinfo=UTC)
     ) as context:
-        requests = rs.monitoring_schedule(context)
+        requests = world.schedule("monitoring_schedule")(context)
     assert isinstance(requests, list)
     assert [(r.partition_key, r.asset_selection) for r in requests] == [
-        (V7, [rs.DRIFT_REPORT]),
-        (V3, [rs.PERFORMANCE_REPORT]),
+        (V7, [world.g.key("drift_report")]),
+        (V3, [world.g.key("performance_report")]),
     ]
     assert requests[0].run_key == f"monitoring:drift:{V7}:2024-05-01"
+    assert all(r.tags[MODEL_TAG] == MODEL for r in requests)
 
 
 def test_sensors_and_schedules_load_in_definitions(tmp_path: Path) -> None:
     """Wiring: targets resolve against assets with the lead's keys (stubs here, not mlops_assets.definitions)."""
-    from mlops_assets.jobs import RETRAIN, retrain_job
-    from mlops_assets.partitions import data_versions
+    from mlops_assets.jobs import RETRAIN, build_jobs
+    from mlops_assets.model import MLModel
+
+    model = MLModel.from_spec("synthetic")
+    model_jobs = build_jobs(model)
 
     def stub(name: str, partitioned: bool) -> dg.AssetsDefinition:
-        @dg.asset(name=name, partitions_def=data_versions if partitioned else None)
+        @dg.asset(key=model.key(name), partitions_def=model.partitions if partitioned else None)
         def _stub() -> None:
             return None
 
@@ -519,23 +548,26 @@ def test_sensors_and_schedules_load_in_definitions(tmp_path: Path) -> None:
 
     pointers = {"staging_deployment", "production_deployment", "rollout_state"}
     names = {*RETRAIN, "drift_report", "performance_report", "labels"}
-    defs = dg.Definitions(
-        assets=[stub(n, n not in pointers) for n in sorted(names)],
-        jobs=[retrain_job],
-        sensors=rs.RETRAIN_SENSORS,
-        schedules=rs.SCHEDULES,
-        resources={
-            "dataset": DatasetSpecResource(spec="synthetic"),
-            "registry": ModelRegistryResource(url=f"sqlite:///{tmp_path / 'r.db'}"),
-        },
+    retrain = rs.build(model, model_jobs)
+    defs = dg.Definitions.merge(
+        retrain,
+        dg.Definitions(
+            assets=[stub(n, n not in pointers) for n in sorted(names)],
+            jobs=[model_jobs.retrain],
+            resources={"registry": ModelRegistryResource(url=f"sqlite:///{tmp_path / 'r.db'}")},
+        ),
     )
     with dg.instance_for_test():  # loading definitions reads the current instance
         dg.Definitions.validate_loadable(defs)
         repo = defs.get_repository_def()
-    assert {s.name for s in repo.sensor_defs} >= {"drift_sensor", "performance_sensor", "freshness_sensor"}
-    for sensor in rs.RETRAIN_SENSORS:
+    assert {s.name for s in repo.sensor_defs} >= {model.job_name(n) for n in RETRAIN_SENSORS}
+    assert {s.name for s in repo.schedule_defs} >= {model.job_name(n) for n in SCHEDULES}
+    assert len(list(retrain.sensors or [])) == len(RETRAIN_SENSORS)
+    for sensor in retrain.sensors or []:
+        assert isinstance(sensor, dg.SensorDefinition)
         assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
-    for schedule in rs.SCHEDULES:
+    for schedule in retrain.schedules or []:
+        assert isinstance(schedule, dg.ScheduleDefinition)
         assert schedule.default_status == dg.DefaultScheduleStatus.STOPPED
 
 
@@ -544,18 +576,18 @@ def test_sensors_and_schedules_load_in_definitions(tmp_path: Path) -> None:
 
 def test_a_tick_stays_fast_with_many_data_versions(world: World) -> None:
     many = [f"bulk_{i:05d}__{i:012x}" for i in range(600)]
-    world.instance.add_dynamic_partitions(DATA_VERSIONS, many)
+    world.instance.add_dynamic_partitions(world.g.partitions_name, many)
     world.production(V1)
     for v in many:
         world.drift(v, drifted=False)
     world.labels(*many[:300])
     start = time.perf_counter()
-    first = world.tick(rs.drift_sensor)
-    perf = world.tick(rs.performance_sensor)
-    fresh = world.tick(rs.freshness_sensor)
+    first = world.tick("drift_sensor")
+    perf = world.tick("performance_sensor")
+    fresh = world.tick("freshness_sensor")
     catch_up = time.perf_counter() - start
     start = time.perf_counter()
-    world.tick(rs.drift_sensor)
+    world.tick("drift_sensor")
     steady = time.perf_counter() - start
     assert not first.run_requests and not perf.run_requests
     assert len(fresh.run_requests or []) == 1  # 300 labelled versions behind
@@ -571,25 +603,25 @@ def measure(n: int = 2000) -> dict[str, str]:
     with tempfile.TemporaryDirectory() as tmp, dg.instance_for_test() as instance:
         w = World(instance, Path(tmp))
         many = [f"bulk_{i:05d}__{i:012x}" for i in range(n)]
-        instance.add_dynamic_partitions(DATA_VERSIONS, many)
+        instance.add_dynamic_partitions(w.g.partitions_name, many)
         w.production(V1)
         for i, v in enumerate(many):
             w.drift(v, drifted=i % 10 == 0)
             w.labels(v)
             w.performance(v, breached=False)
 
-        def timed(name: str, sensor: dg.SensorDefinition) -> None:
+        def timed(name: str, sensor: str) -> None:
             start = time.perf_counter()
             result = w.tick(sensor)
             seconds = time.perf_counter() - start
             outcome = f"{len(result.run_requests or [])} request(s)" if result.run_requests else "skip"
             timings[name] = f"{seconds:7.3f} s  {outcome}"
 
-        for sensor in rs.RETRAIN_SENSORS:
-            timed(f"{sensor.name} first tick (reads all history)", sensor)
-            timed(f"{sensor.name} next tick (nothing new)", sensor)
+        for sensor in RETRAIN_SENSORS:
+            timed(f"{w.g.name(sensor)} first tick (reads all history)", sensor)
+            timed(f"{w.g.name(sensor)} next tick (nothing new)", sensor)
         w.drift(many[-1])
-        timed("drift_sensor tick with one new drifted, labelled version", rs.drift_sensor)
+        timed(f"{w.g.name('drift_sensor')} tick with one new drifted, labelled version", "drift_sensor")
         w.registry.close()
     return timings
 

@@ -20,8 +20,8 @@ from mlops_assets.ml.rollout import Phase
 from mlops_assets.ml.spec import packaged_spec_path
 from mlops_assets.ml.validation import write_frame_atomic
 from mlops_assets.ml.versions import file_digest, version_key
-from mlops_assets.partitions import DATA_VERSIONS
 from mlops_assets.storage.registry import CHALLENGER, CHAMPION, ModelRegistry
+from mlops_assets_tests.support import model_graph
 
 pytestmark = pytest.mark.slow
 ROWS = 2500
@@ -42,9 +42,10 @@ def world(tmp_path: Path):
     stack = ExitStack()
 
     def make(**policy: object):
-        env = local_environment(tmp_path / "data", spec=_spec(tmp_path, **policy))
-        defs = build_defs(env)
-        landing = tmp_path / "data" / "landing"
+        graph = model_graph(_spec(tmp_path, **policy))  # named after the spec: synthetic
+        env = local_environment(tmp_path / "data")
+        defs = build_defs(env, [graph.model])
+        landing = tmp_path / "data" / "landing" / "synthetic"
         landing.mkdir(parents=True, exist_ok=True)
         instance = stack.enter_context(dg.DagsterInstance.ephemeral())
 
@@ -52,24 +53,25 @@ def world(tmp_path: Path):
             frame = synthetic.generate(ROWS, seed=seed, start_id=(i - 1) * ROWS, **kwargs)
             path = write_frame_atomic(frame, landing / f"synthetic_v{i:03d}.csv", fmt="csv")
             key = version_key(path.name, file_digest(path))
-            instance.add_dynamic_partitions(DATA_VERSIONS, [key])
+            instance.add_dynamic_partitions(graph.partitions_name, [key])
             run(job, key)
             return key
 
         def run(job: str, key: str) -> dg.ExecuteInProcessResult:
-            result = defs.resolve_job_def(job).execute_in_process(
+            # The model's job: lifecycle_job → synthetic__lifecycle_job.
+            result = defs.resolve_job_def(graph.name(job)).execute_in_process(
                 partition_key=key, instance=instance, raise_on_error=False
             )
             return result
 
-        return land, run, ModelRegistry(env.resources["registry"].url), env.resources["stored_assets"]
+        return land, run, ModelRegistry(env.resources["registry"].url), env.resources["stored_assets"], graph
 
     with stack:
         yield make
 
 
 def test_retrained_model_goes_through_shadow_and_canary_steps_to_production(world):
-    land, run, registry, stored = world()
+    land, run, registry, stored, graph = world()
     land(1, "lifecycle_job", seed=1)  # bootstrap: nothing in production, promoted at once
     assert registry.production_version("synthetic").version == 1
     second = land(2, "ingest_job", seed=4)
@@ -82,7 +84,7 @@ def test_retrained_model_goes_through_shadow_and_canary_steps_to_production(worl
     seen = []
     for i in range(3, 9):
         key = land(i, "ingest_job", seed=10 + i)
-        log = stored.load("predictions", key)
+        log = stored.load(graph.key("predictions"), key)
         served_by_challenger = log[(log["arm"] == "challenger") & log["served"]]
         seen.append((registry.get_rollout("synthetic").phase.value, len(served_by_challenger)))
         if registry.active_rollout("synthetic") is None:
@@ -113,7 +115,7 @@ def test_retrained_model_goes_through_shadow_and_canary_steps_to_production(worl
 def test_canary_whose_guard_fails_rolls_back_automatically(world):
     # A challenger trained on labels that are mostly noise: lax gates and shadow guards let it through to the
     # canary (to test the canary), where its AUC drop on the rows it serves exceeds the guard.
-    land, run, registry, _stored = world(
+    land, run, registry, _stored, _graph = world(
         metric_floor=0.5,
         min_lift_over_baseline=-1.0,
         non_inferiority_margin=1.0,
@@ -140,19 +142,19 @@ def test_canary_whose_guard_fails_rolls_back_automatically(world):
 
 
 def test_labels_landing_later_replace_the_files_labels_and_bad_ones_fail_clearly(world, tmp_path):
-    land, run, _registry, stored = world()
+    land, run, _registry, stored, graph = world()
     key = land(1, "lifecycle_job", seed=1)
     second = land(2, "ingest_job", seed=4)
-    frame = pd.read_csv(tmp_path / "data" / "landing" / "synthetic_v002.csv")
-    labels_dir = tmp_path / "data" / "labels"
-    labels_dir.mkdir()
+    frame = pd.read_csv(tmp_path / "data" / "landing" / "synthetic" / "synthetic_v002.csv")
+    labels_dir = tmp_path / "data" / "labels" / "synthetic"
+    labels_dir.mkdir(parents=True)
     flipped = frame[["customer_id", "churned"]].assign(churned=frame["churned"].map({"yes": "no", "no": "yes"}))
     flipped.to_csv(labels_dir / "synthetic_v002.csv", index=False)
     result = run("labels_job", second)
     assert result.success
-    labels = stored.load("labels", second)
+    labels = stored.load(graph.key("labels"), second)
     assert labels["label"].mean() == pytest.approx(1 - (frame["churned"] == "yes").mean())
-    report = stored.load("performance_report", second)
+    report = stored.load(graph.key("performance_report"), second)
     assert report["sla"]["breached"]  # inverted labels: the production model looks terrible, as it should
     bad = frame[["customer_id", "churned"]].assign(churned="maybe")
     bad.to_csv(labels_dir / "synthetic_v002.csv", index=False)

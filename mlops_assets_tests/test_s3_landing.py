@@ -9,17 +9,19 @@ import pytest
 from dagster_aws.s3 import S3Resource
 
 from mlops_assets.ml.versions import version_key
-from mlops_assets.partitions import DATA_VERSIONS
 from mlops_assets.resources import (
-    DatasetSpecResource,
     LandingZone,
     ModelRegistryResource,
     S3FrameIOManager,
     S3LandingZone,
     S3StoredAssets,
 )
-from mlops_assets.sensors import landing_sensor
 from mlops_assets.tags import DATA_VERSION_TAG
+from mlops_assets_tests.support import model_graph
+
+#: The synthetic model's graph: it lands from ``<landing root>/synthetic/``.
+G = model_graph("synthetic")
+landing_sensor = next(s for s in G.defs.sensors or [] if s.name == G.name("landing_sensor"))
 
 
 @pytest.fixture
@@ -76,23 +78,23 @@ def test_digest_fetch_and_locate(zone: S3LandingZone, s3_bucket, tmp_path: Path,
 
 def test_landing_sensor_registers_an_s3_object(zone: S3LandingZone, s3_bucket, tmp_path: Path) -> None:
     resources = {
-        "landing": zone,
-        "dataset": DatasetSpecResource(spec="synthetic"),
+        "landing": zone,  # the landing root: the model's objects are under landing/synthetic/
         "registry": ModelRegistryResource(url=f"sqlite:///{tmp_path / 'registry.db'}"),
     }
     body = b"id,y\n1,0\n"
-    _put(s3_bucket, "landing/v1.csv", body)
+    _put(s3_bucket, "landing/synthetic/v1.csv", body)
     key = version_key("v1.csv", hashlib.sha256(body).hexdigest())
     with dg.DagsterInstance.ephemeral() as instance:
         # S3 resources are context-managed (dagster-aws opens the client in a setup step): use the context as one.
         with dg.build_sensor_context(instance=instance, resources=resources) as context:
             result = landing_sensor(context)
         assert isinstance(result, dg.SensorResult)
-        assert [r.partition_key for r in result.run_requests] == [key]
-        assert result.run_requests[0].tags[DATA_VERSION_TAG] == key
+        requests = result.run_requests or []
+        assert [r.partition_key for r in requests] == [key]
+        assert requests[0].tags[DATA_VERSION_TAG] == key
         for request in result.dynamic_partitions_requests or []:
             instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
-        assert instance.get_dynamic_partitions(DATA_VERSIONS) == [key]
+        assert instance.get_dynamic_partitions(G.partitions_name) == [key]
         with dg.build_sensor_context(instance=instance, cursor=result.cursor, resources=resources) as context:
             again = landing_sensor(context)
         assert isinstance(again, dg.SensorResult) and again.run_requests == []
@@ -103,11 +105,12 @@ def test_io_manager_and_stored_assets_round_trip(s3_bucket, s3_endpoint) -> None
     s3 = S3Resource(endpoint_url=s3_endpoint)
     parts = dg.StaticPartitionsDefinition(["p1"])
 
-    @dg.asset(partitions_def=parts)
+    # Keys as a model's assets have them (``<model>/<asset>``): stored under ``<base>/<model>/<asset>/<partition>``.
+    @dg.asset(key=["synthetic", "frame"], partitions_def=parts)
     def frame() -> pd.DataFrame:
         return pd.DataFrame({"a": [1, 2], "b": ["x", "y"]})
 
-    @dg.asset(partitions_def=parts)
+    @dg.asset(key=["synthetic", "record"], partitions_def=parts, ins={"frame": dg.AssetIn(key=["synthetic", "frame"])})
     def record(frame: pd.DataFrame) -> dict:
         return {"rows": len(frame)}
 
@@ -126,10 +129,12 @@ def test_io_manager_and_stored_assets_round_trip(s3_bucket, s3_endpoint) -> None
         )
     assert result.success
     keys = sorted(o["Key"] for o in client.list_objects_v2(Bucket=bucket)["Contents"])
-    assert keys == ["mlops/assets/frame/p1.parquet", "mlops/assets/record/p1.json"]
+    assert keys == ["mlops/assets/synthetic/frame/p1.parquet", "mlops/assets/synthetic/record/p1.json"]
     stored = S3StoredAssets(base_dir=f"s3://{bucket}/mlops/assets", s3=s3)
-    pd.testing.assert_frame_equal(stored.load("frame", "p1"), pd.DataFrame({"a": [1, 2], "b": ["x", "y"]}))
-    assert stored.load("record", "p1") == {"rows": 2}
-    assert stored.exists("frame", "p1") and not stored.exists("frame", "p2")
+    frame_key, record_key = dg.AssetKey(["synthetic", "frame"]), dg.AssetKey(["synthetic", "record"])
+    pd.testing.assert_frame_equal(stored.load(frame_key, "p1"), pd.DataFrame({"a": [1, 2], "b": ["x", "y"]}))
+    assert stored.load(record_key, "p1") == {"rows": 2}
+    assert stored.exists(frame_key, "p1") and not stored.exists(frame_key, "p2")
+    assert not stored.exists(dg.AssetKey("frame"), "p1")  # another model's (or an unprefixed) key is another value
     with pytest.raises(FileNotFoundError, match="no stored value"):
-        stored.load("record", "p2")
+        stored.load(record_key, "p2")

@@ -18,8 +18,9 @@ from mlops_assets.environments import environment
 from mlops_assets.ml import synthetic
 from mlops_assets.ml.validation import write_frame_atomic
 from mlops_assets.ml.versions import file_digest, version_key
-from mlops_assets.partitions import DATA_VERSIONS
+from mlops_assets.model import MLModel
 from mlops_assets.storage.registry import ModelRegistry
+from mlops_assets_tests.support import model_graph
 
 #: Every character with a meaning in a URL (authority, path, query, fragment, escapes).
 RESERVED = "@:/%#?"
@@ -33,24 +34,26 @@ def _resolved_reprs(resources: dict) -> str:
 
 pytestmark = pytest.mark.slow
 
+#: The synthetic model's graph (keys ``synthetic/<asset>``, job ``synthetic__lifecycle_job``).
+G = model_graph("synthetic")
+
 
 def test_hmac_key_never_leaks(tmp_path: Path, monkeypatch):
     canary = f"canary-secret-{uuid.uuid4().hex}"
     data_dir = tmp_path / "data"
     monkeypatch.setenv("MLOPS_ARTIFACT_HMAC_KEY", canary)
     monkeypatch.setenv("MLOPS_DATA_DIR", str(data_dir))
-    monkeypatch.setenv("MLOPS_SPEC", "synthetic")
     env = environment()
-    landing = data_dir / "landing"
+    landing = data_dir / "landing" / "synthetic"  # the model's folder under the landing root
     landing.mkdir(parents=True)
     path = write_frame_atomic(synthetic.generate(2500, seed=1), landing / "v1.csv", fmt="csv")
     key = version_key(path.name, file_digest(path))
     (tmp_path / "instance").mkdir()
     with dg.DagsterInstance.local_temp(str(tmp_path / "instance")) as instance:
-        instance.add_dynamic_partitions(DATA_VERSIONS, [key])
+        instance.add_dynamic_partitions(G.partitions_name, [key])
         result = (
-            build_defs(env)
-            .resolve_job_def("lifecycle_job")
+            build_defs(env, [MLModel.from_spec("synthetic")])
+            .resolve_job_def(G.name("lifecycle_job"))
             .execute_in_process(instance=instance, partition_key=key, raise_on_error=False)
         )
         assert result.success
@@ -82,7 +85,6 @@ def test_hmac_key_registry_password_and_s3_secret_never_leak_in_prod(
     s3_secret = f"s3secret{uuid.uuid4().hex}"  # moto accepts any credentials
     for name, value in {
         "MLOPS_ENV": "prod",
-        "MLOPS_SPEC": synthetic_spec,
         "MLOPS_REGISTRY_URL": sa.make_url(postgres_url).set(password=None).render_as_string(hide_password=False),
         "MLOPS_REGISTRY_PASSWORD": password,
         "MLOPS_S3_BUCKET": bucket,
@@ -99,14 +101,14 @@ def test_hmac_key_registry_password_and_s3_secret_never_leak_in_prod(
     for canary in (hmac_canary, password, s3_secret):
         assert canary not in shown and canary not in repr(env.resources)
     body = synthetic.generate(2500, seed=1).to_csv(index=False).encode()
-    s3.put_object(Bucket=bucket, Key="landing/v1.csv", Body=body)
+    s3.put_object(Bucket=bucket, Key="landing/synthetic/v1.csv", Body=body)  # the model's prefix under the root
     key = version_key("v1.csv", hashlib.sha256(body).hexdigest())
     (tmp_path / "instance").mkdir()
     with dg.DagsterInstance.local_temp(str(tmp_path / "instance")) as instance:
-        instance.add_dynamic_partitions(DATA_VERSIONS, [key])
+        instance.add_dynamic_partitions(G.partitions_name, [key])
         result = (
-            build_defs(env)
-            .resolve_job_def("lifecycle_job")
+            build_defs(env, [MLModel.from_spec(synthetic_spec)])
+            .resolve_job_def(G.name("lifecycle_job"))
             .execute_in_process(instance=instance, partition_key=key, raise_on_error=False)
         )
         assert result.success
@@ -119,7 +121,7 @@ def test_hmac_key_registry_password_and_s3_secret_never_leak_in_prod(
     version = ModelRegistry(postgres_url).production_version("synthetic")
     assert version is not None and version.artifact_hmac and version.artifact_uri.startswith(f"s3://{bucket}/")
     objects = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]]
-    assert any(k.startswith("artifacts/") for k in objects) and f"assets/raw_data/{key}.parquet" in objects
+    assert any(k.startswith("artifacts/") for k in objects) and f"assets/synthetic/raw_data/{key}.parquet" in objects
     bodies = {k: s3.get_object(Bucket=bucket, Key=k)["Body"].read() for k in objects}
     files = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
     engine = sa.create_engine(postgres_url, poolclass=sa.pool.NullPool)
@@ -142,20 +144,21 @@ def test_unencoded_at_in_the_registry_password_leaks_no_fragment_into_failure_ev
     built by hand would be): the step fails closed, and no part of the password is in any event, the run's config
     or tags, or a stored file. SQLAlchemy would read the part after the ``@`` as the host name, which psycopg2 then
     quotes in its connection error ("could not translate host name ...")."""
-    from mlops_assets.assets.deployments import staging_deployment
     from mlops_assets.environments import prod_environment
+
+    staging_deployment = next(a for a in G.assets if G.key("staging_deployment") in a.keys)
 
     head, fragment = f"pw{uuid.uuid4().hex[:6]}", f"frag{uuid.uuid4().hex}"
     url = sa.make_url(postgres_url)
     whole = f"postgresql+psycopg2://{url.username}:{head}@{fragment}@{url.host}:{url.port}/{url.database}"
     monkeypatch.setenv("MLOPS_REGISTRY_URL", whole)
-    env = prod_environment("acme-mlops-test", dg.EnvVar("MLOPS_REGISTRY_URL"), spec="synthetic")
+    env = prod_environment("acme-mlops-test", dg.EnvVar("MLOPS_REGISTRY_URL"))
     assert fragment not in _resolved_reprs({"registry": env.resources["registry"]})
     (tmp_path / "instance").mkdir()
     with dg.DagsterInstance.local_temp(str(tmp_path / "instance")) as instance:
         result = dg.materialize(
             [staging_deployment],
-            resources={k: env.resources[k] for k in ("dataset", "registry")},
+            resources={"registry": env.resources["registry"]},
             instance=instance,
             raise_on_error=False,
         )

@@ -8,10 +8,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mlops_assets import retrain_sensors as rs
 from mlops_assets.ml.summaries import DriftSummary, PerformanceSummary
-from mlops_assets.resources import DatasetSpecResource, ModelRegistryResource
+from mlops_assets.resources import ModelRegistryResource
+from mlops_assets_tests.support import model_graph
 from mlops_assets_tests.test_lifecycle import ROWS, lifecycle  # noqa: F401 (the fixture)
+
+#: The synthetic model's graph, as the lifecycle fixture runs it: assets ``synthetic/<asset>``.
+G = model_graph("synthetic")
 
 _names = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), min_size=1, max_size=12).filter(
     lambda s: ", " not in s and s != "none"
@@ -134,7 +137,7 @@ def test_malformed_metadata_reads_as_unknown_never_raises() -> None:
     )
 
 
-# -- the real writer: drift_report's metadata, read back by drift_sensor ----------------------------------------------
+# -- the real writer: drift_report's metadata, read back by the model's drift sensor -----------------------------------
 
 
 @pytest.mark.slow
@@ -144,9 +147,7 @@ def test_drift_report_writes_the_typed_identity_the_drift_sensor_compares(lifecy
     shifted = land("synthetic_v002.csv", seed=2, start_id=ROWS, shift=2.0)
     result = run(shifted)
     event = next(
-        e.materialization
-        for e in result.get_asset_materialization_events()
-        if e.asset_key == dg.AssetKey("drift_report")
+        e.materialization for e in result.get_asset_materialization_events() if e.asset_key == G.key("drift_report")
     )
     metadata = {k: v.value for k, v in event.metadata.items()}
     summary = DriftSummary.from_metadata(metadata)
@@ -157,11 +158,9 @@ def test_drift_report_writes_the_typed_identity_the_drift_sensor_compares(lifecy
     assert summary.n_drifted == len(summary.drifted_columns)
     # The sensor reads that record: measured against the model now in production, so it is kept (until labels
     # arrive, a rollout ends, or a retrain is requested) — never dropped as measured against another model.
-    resources = {
-        "dataset": DatasetSpecResource(spec="synthetic"),
-        "registry": ModelRegistryResource(url=f"sqlite:///{tmp_path / 'data' / 'registry.db'}"),
-    }
-    tick = rs.drift_sensor(dg.build_sensor_context(instance=instance, resources=resources))
+    resources = {"registry": ModelRegistryResource(url=f"sqlite:///{tmp_path / 'data' / 'registry.db'}")}
+    drift_sensor = next(s for s in G.defs.sensors or [] if s.name == G.name("drift_sensor"))
+    tick = drift_sensor(dg.build_sensor_context(instance=instance, resources=resources))
     assert isinstance(tick, dg.SensorResult)
     requested = [r.partition_key for r in tick.run_requests or []]
     assert requested == [shifted] or shifted in json.loads(tick.cursor or "{}")["pending"], tick.skip_reason

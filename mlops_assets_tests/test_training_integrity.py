@@ -215,31 +215,31 @@ def test_cv_folds_within_ties_follow_the_id_hash_too(spec) -> None:
 
 @pytest.mark.slow
 def test_candidate_manifest_records_the_window_overlap_and_how_the_holdout_was_drawn(tmp_path: Path) -> None:
-    from mlops_assets.definitions import ASSETS, CHECKS
     from mlops_assets.environments import local_environment
     from mlops_assets.ml.validation import write_frame_atomic
     from mlops_assets.ml.versions import file_digest, version_key
-    from mlops_assets.partitions import DATA_VERSIONS
     from mlops_assets.storage.registry import ModelRegistry
+    from mlops_assets_tests.support import model_graph
 
     spec_path = tmp_path / "synthetic_window.yaml"
     spec_path.write_text(packaged_spec_path("synthetic").read_text() + "training:\n  window: 2\n")
-    env = local_environment(tmp_path / "w", spec=str(spec_path))
-    landing = tmp_path / "w" / "landing"
+    g = model_graph(str(spec_path))  # the model "synthetic", declared by the windowed spec
+    env = local_environment(tmp_path / "w")
+    landing = tmp_path / "w" / "landing" / g.model.name
     landing.mkdir(parents=True)
     frame = synthetic.generate(800, seed=1)
     corrected = frame.copy()
     corrected.loc[5, "income"] = corrected.loc[5, "income"] + 1000.0
-    selection = ["raw_data", "features", "candidate_model"]
+    selection = g.keys("raw_data", "features", "candidate_model")
     with dg.DagsterInstance.ephemeral() as instance:
         keys = []
         for i, data in enumerate([frame, corrected], start=1):
             path = write_frame_atomic(data, landing / f"synthetic_v00{i}.csv", fmt="csv")
             key = version_key(path.name, file_digest(path))
-            instance.add_dynamic_partitions(DATA_VERSIONS, [key])
+            instance.add_dynamic_partitions(g.partitions_name, [key])
             keys.append(key)
             result = dg.materialize(
-                [*ASSETS, *CHECKS],
+                g.assets_and_checks,
                 partition_key=key,
                 instance=instance,
                 resources=env.resources,
@@ -247,7 +247,7 @@ def test_candidate_manifest_records_the_window_overlap_and_how_the_holdout_was_d
                 raise_on_error=False,
             )
             assert result.success
-        stored = env.resources["stored_assets"].load("candidate_model", keys[1])
+        stored = env.resources["stored_assets"].load(g.key("candidate_model"), keys[1])
         manifest = stored["manifest"]
         assert stored["data_versions"] == keys
         assert manifest["window_overlap"]["rows_dropped"] == 800

@@ -14,7 +14,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mlops_assets.assets.data import raw_data, raw_data_checks
 from mlops_assets.environments import local_environment
 from mlops_assets.ml.features import encode_label
 from mlops_assets.ml.performance import LABEL, LabelsError, labels_from_file
@@ -29,7 +28,7 @@ from mlops_assets.ml.validation import (
     write_frame_atomic,
 )
 from mlops_assets.ml.versions import file_digest, version_key
-from mlops_assets.partitions import DATA_VERSIONS
+from mlops_assets_tests.support import model_graph
 
 
 def _spec(columns: dict[str, Any], label: dict[str, Any] | None = None, **extra: Any) -> Any:
@@ -382,7 +381,7 @@ def test_a_label_positive_outside_the_canonical_values_is_refused() -> None:
 
 def _failing_file(tmp_path: Path, fmt: str = "csv", fraction: bool = False) -> tuple[Any, Path]:
     spec = _spec({"x": {"type": "float"}, "n": {"type": "int"}, "z": {"type": "float"}})
-    path = tmp_path / "landing" / f"bad_v001.{fmt}"
+    path = tmp_path / "landing" / spec.name / f"bad_v001.{fmt}"  # the model's landing zone under the root
     path.parent.mkdir(parents=True, exist_ok=True)
     # Column z is missing; n is written 77.0, which the docs accept as the int 77 (and, with fraction, one 2.5).
     n = [77.0] * 5 + [2.5 if fraction else 77.0]
@@ -412,12 +411,16 @@ def test_raw_data_schema_check_reports_only_the_real_failure_cases(tmp_path: Pat
     import yaml
 
     spec_path.write_text(yaml.safe_dump(spec.to_dict()))
-    env = local_environment(tmp_path, spec=str(spec_path))
+    g = model_graph(str(spec_path))  # the model "typed"
+    raw_data = [a for a in g.assets if g.key("raw_data") in a.keys]
+    raw_data_checks = [c for c in g.checks if any(k.asset_key == g.key("raw_data") for k in c.check_keys)]
+    assert len(raw_data) == 1 and raw_data_checks
+    env = local_environment(tmp_path)
     key = version_key(path.name, file_digest(path))
     with dg.instance_for_test() as instance:
-        instance.add_dynamic_partitions(DATA_VERSIONS, [key])
+        instance.add_dynamic_partitions(g.partitions_name, [key])
         result = dg.materialize(
-            [raw_data, *raw_data_checks],
+            [*raw_data, *raw_data_checks],
             partition_key=key,
             instance=instance,
             resources=env.resources,

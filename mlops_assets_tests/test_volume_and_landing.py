@@ -8,21 +8,31 @@ import dagster as dg
 import pytest
 import yaml
 
-from mlops_assets.assets.data import raw_data_checks
-from mlops_assets.assets.features import features_allowlisted
-from mlops_assets.definitions import ASSETS, CHECKS
 from mlops_assets.environments import local_environment
-from mlops_assets.gates import DATA_GATES, REQUIRED_GATES
 from mlops_assets.ml import synthetic
 from mlops_assets.ml.features import build_features
 from mlops_assets.ml.policy import Policy, PolicyError, policy_from_dict
 from mlops_assets.ml.spec import PACKAGED_SPECS, SpecError, load_spec, packaged_spec_path, spec_from_dict
 from mlops_assets.ml.validation import coerce_to_schema, write_frame_atomic
 from mlops_assets.ml.versions import file_digest, version_key
-from mlops_assets.partitions import DATA_VERSIONS
-from mlops_assets.resources import DatasetSpecResource, LandingZone, ModelRegistryResource
-from mlops_assets.sensors import landing_sensor
+from mlops_assets.model import MLModel
+from mlops_assets.resources import LandingZone, ModelRegistryResource
 from mlops_assets.tags import DATA_VERSION_TAG, REASON_TAG
+from mlops_assets_tests.support import ModelGraph, model_graph
+
+#: The packaged synthetic model (``synthetic/raw_data``, ``synthetic__data_versions``, ...).
+SYNTHETIC = model_graph("synthetic")
+
+
+def _checks_on(g: ModelGraph, asset: str) -> list[dg.AssetChecksDefinition]:
+    """The checks definitions of the model's ``asset`` (e.g. every raw_data check)."""
+    return [c for c in g.checks if any(k.asset_key == g.key(asset) for k in c.check_keys)]
+
+
+def _check(g: ModelGraph, asset: str, name: str) -> dg.AssetChecksDefinition:
+    """The check ``name`` on the model's ``asset``, as built in the model's graph."""
+    return next(c for c in g.checks if dg.AssetCheckKey(g.key(asset), name) in c.check_keys)
+
 
 # --------------------------------------------------------------------------------------------------
 # Fault 8: volume_within_bounds and ids_unique_across_versions, on a real instance
@@ -40,26 +50,33 @@ def _spec_file(tmp_path: Path, **top_level) -> Path:
 
 @pytest.fixture
 def data_run(tmp_path: Path):
-    """land(name, n_rows, start_id) → version key; run(key) materializes raw_data and features with their checks."""
-    landing = tmp_path / "data" / "landing"
+    """land(name, n_rows, start_id) → version key; run(key) materializes raw_data and features with their checks.
+
+    Files land in the synthetic model's landing zone (``<data>/landing/synthetic/``); ``spec`` (a packaged name or a
+    spec path, named ``synthetic``) declares the model whose graph runs.
+    """
+    landing = tmp_path / "data" / "landing" / SYNTHETIC.model.name
     landing.mkdir(parents=True)
+    graphs: dict[str, ModelGraph] = {}
     with dg.DagsterInstance.ephemeral() as instance:
 
         def land(name: str, n_rows: int, start_id: int, seed: int = 1) -> str:
             frame = synthetic.generate(n_rows, seed=seed, start_id=start_id)
             path = write_frame_atomic(frame, landing / name, fmt="csv")
             key = version_key(path.name, file_digest(path))
-            instance.add_dynamic_partitions(DATA_VERSIONS, [key])
+            instance.add_dynamic_partitions(SYNTHETIC.partitions_name, [key])
             return key
 
         def run(key: str, spec: str = "synthetic") -> dg.ExecuteInProcessResult:
-            env = local_environment(tmp_path / "data", spec=spec)
+            g = graphs.setdefault(spec, model_graph(spec))
+            assert g.model.name == SYNTHETIC.model.name  # the same model, declared by another spec
+            env = local_environment(tmp_path / "data")
             return dg.materialize(
-                [*ASSETS, *CHECKS],
+                g.assets_and_checks,
                 partition_key=key,
                 instance=instance,
                 resources=env.resources,
-                selection=["raw_data", "features"],
+                selection=g.keys("raw_data", "features"),
                 raise_on_error=False,
             )
 
@@ -71,15 +88,16 @@ def _evaluation(result: dg.ExecuteInProcessResult, name: str) -> dg.AssetCheckEv
     return evaluation
 
 
-def _materialized(result: dg.ExecuteInProcessResult) -> set[str]:
-    return {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+def _materialized(result: dg.ExecuteInProcessResult) -> set[dg.AssetKey | None]:
+    return {e.asset_key for e in result.get_asset_materialization_events()}
 
 
 def test_new_data_gates_are_required_for_promotion_and_the_training_window():
     names = {"volume_within_bounds", "ids_unique_across_versions"}
+    raw_data_checks = _checks_on(SYNTHETIC, "raw_data")
     assert names <= {k.name for c in raw_data_checks for k in c.check_keys}
-    assert names <= {k.name for k in REQUIRED_GATES}
-    assert names <= {k.name for k in DATA_GATES}
+    assert names <= {k.name for k in SYNTHETIC.model.required_gates}
+    assert names <= {k.name for k in SYNTHETIC.model.data_gates}
     assert all(spec.blocking for check in raw_data_checks for spec in check.check_specs)
 
 
@@ -103,7 +121,7 @@ def test_volume_within_bounds_blocks_ten_times_the_rows_of_the_previous_accepted
     assert evidence["previous_version"] == v1
     assert (evidence["n_rows"], evidence["previous_rows"], evidence["ratio"]) == (3000, 300, 10.0)
     assert evidence["bounds"] == [0.5, 2.0]
-    assert "features" not in _materialized(r2)
+    assert SYNTHETIC.key("features") not in _materialized(r2)
 
     # The next normal version compares with v1 (the latest *accepted* version), not with the rejected v2.
     v3 = land("v3.csv", 330, start_id=3300, seed=3)
@@ -145,7 +163,7 @@ def test_ids_reused_from_an_earlier_version_are_refused_when_ids_are_unique_acro
     evidence = gate.metadata["evidence"].value
     assert evidence["n_reused"] == 50
     assert evidence["reused_ids"][0] == {"id": 250, "data_version": v1}
-    assert "features" not in _materialized(r2)
+    assert SYNTHETIC.key("features") not in _materialized(r2)
     # Disjoint ids pass, compared only with accepted versions (v1; the rejected v2 is skipped).
     v3 = land("v3.csv", 300, start_id=300, seed=3)
     r3 = run(v3, spec=spec)
@@ -169,17 +187,20 @@ def test_earlier_ids_are_read_from_stored_raw_data_locally_and_on_s3(tmp_path, s
     from mlops_assets.assets.data import _stored_ids
     from mlops_assets.resources import S3StoredAssets, StoredAssets
 
+    model = SYNTHETIC.model
     frame = synthetic.generate(50, seed=1, start_id=7)
-    local = tmp_path / "assets" / "raw_data"
+    local = tmp_path / "assets" / "synthetic" / "raw_data"
     local.mkdir(parents=True)
     frame.to_parquet(local / "v1.parquet", index=False)
-    assert _stored_ids(StoredAssets(base_dir=str(tmp_path / "assets")), "v1", "customer_id").tolist() == list(
+    assert _stored_ids(model, StoredAssets(base_dir=str(tmp_path / "assets")), "v1", "customer_id").tolist() == list(
         range(7, 57)
     )
     bucket, client = s3_bucket
-    client.put_object(Bucket=bucket, Key="mlops/assets/raw_data/v1.parquet", Body=frame.to_parquet(index=False))
+    client.put_object(
+        Bucket=bucket, Key="mlops/assets/synthetic/raw_data/v1.parquet", Body=frame.to_parquet(index=False)
+    )
     stored = S3StoredAssets(base_dir=f"s3://{bucket}/mlops/assets", s3=S3Resource(endpoint_url=s3_endpoint))
-    assert _stored_ids(stored, "v1", "customer_id").tolist() == list(range(7, 57))
+    assert _stored_ids(model, stored, "v1", "customer_id").tolist() == list(range(7, 57))
 
 
 @pytest.mark.parametrize("bounds", [[0.0, 2.0], [1.5, 2.0], [0.5, 0.9], [2.0, 0.5], [0.5], "0.5-2", [0.5, True]])
@@ -222,12 +243,16 @@ def test_protected_attribute_listed_as_a_feature_is_refused_at_load():
     assert "features" in message and "protected" in message and "allow_protected_as_features" in message
 
 
-def test_protected_attribute_as_a_feature_when_the_policy_allows_it_is_recorded_by_features_allowlisted(monkeypatch):
-    spec = spec_from_dict(_synthetic_with_gender_feature(allow_protected_as_features=True), "churn.yaml")
-    monkeypatch.setattr(DatasetSpecResource, "load", lambda self: spec)
+def test_protected_attribute_as_a_feature_when_the_policy_allows_it_is_recorded_by_features_allowlisted():
+    data = _synthetic_with_gender_feature(allow_protected_as_features=True)
+    spec = spec_from_dict(data, "churn.yaml")
     assert spec.policy.allow_protected_as_features is True
+    # The model declares the spec inline: its checks read it through model.spec(), as in a run.
+    g = ModelGraph(MLModel(name="synthetic", spec_source=data, declared_in="churn.yaml"))
+    assert g.model.spec().fingerprint() == spec.fingerprint()  # the same spec, read from the model
     frame = build_features(coerce_to_schema(synthetic.generate(300, seed=1), spec), spec)
-    result = features_allowlisted(features=frame, dataset=DatasetSpecResource(spec="synthetic"))
+    result = _check(g, "features", "features_allowlisted")(features=frame)
+    assert isinstance(result, dg.AssetCheckResult)
     assert result.passed
     evidence = result.metadata["evidence"].value
     assert evidence["protected_inputs"] == ["gender"] and evidence["allow_protected_as_features"] is True
@@ -237,9 +262,10 @@ def test_protected_attribute_as_a_feature_when_the_policy_allows_it_is_recorded_
 def test_features_allowlisted_fails_a_protected_input_in_a_spec_built_without_the_loader(monkeypatch):
     spec = load_spec("synthetic")
     spec = dataclasses.replace(spec, features=(*spec.features, "gender"))  # bypasses spec_from_dict
-    monkeypatch.setattr(DatasetSpecResource, "load", lambda self: spec)
+    monkeypatch.setattr(MLModel, "spec", lambda self: spec)
     frame = build_features(coerce_to_schema(synthetic.generate(300, seed=1), spec), spec)
-    result = features_allowlisted(features=frame, dataset=DatasetSpecResource(spec="synthetic"))
+    result = _check(SYNTHETIC, "features", "features_allowlisted")(features=frame)
+    assert isinstance(result, dg.AssetCheckResult)
     assert not result.passed
     assert result.metadata["evidence"].value["protected_inputs"] == ["gender"]
     assert "protected" in result.description and "gender" in result.description
@@ -258,17 +284,18 @@ def test_packaged_specs_keep_protected_attributes_out_of_the_features(name):
 
 
 def _tick(instance, tmp_path: Path, cursor=None) -> dg.SensorResult:
-    """One tick, applying the partition requests as the daemon does."""
+    """One tick of the synthetic model's landing sensor, applying the partition requests as the daemon does."""
     context = dg.build_sensor_context(
         instance=instance,
         cursor=cursor,
         resources={
-            "landing": LandingZone(directory=str(tmp_path / "landing")),
-            "dataset": DatasetSpecResource(spec="synthetic"),
+            "landing": LandingZone(directory=str(tmp_path / "landing")),  # the root: the model lands in synthetic/
             "registry": ModelRegistryResource(url=f"sqlite:///{tmp_path / 'registry.db'}"),
         },
     )
-    result = landing_sensor(context)
+    # Looked up by name in the graph: resolving it (ModelGraph.sensor) would need every resource of the graph's jobs.
+    sensor = next(s for s in SYNTHETIC.defs.sensors or [] if s.name == SYNTHETIC.name("landing_sensor"))
+    result = sensor(context)
     assert isinstance(result, dg.SensorResult)
     for request in result.dynamic_partitions_requests or []:
         instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
@@ -277,14 +304,18 @@ def _tick(instance, tmp_path: Path, cursor=None) -> dg.SensorResult:
 
 def _launch_as_the_daemon_would(instance, tmp_path: Path, request: dg.RunRequest) -> dg.ExecuteInProcessResult:
     """Run the requested partition with the tags the sensor daemon puts on a run (incl. its run key)."""
-    env = local_environment(tmp_path, spec="synthetic")
+    env = local_environment(tmp_path)
     return dg.materialize(
-        [*ASSETS, *CHECKS],
+        SYNTHETIC.assets_and_checks,
         partition_key=request.partition_key,
         instance=instance,
         resources={**env.resources, "landing": LandingZone(directory=str(tmp_path / "landing"))},
-        selection=["raw_data"],
-        tags={**request.tags, "dagster/run_key": request.run_key, "dagster/sensor_name": "landing_sensor"},
+        selection=SYNTHETIC.keys("raw_data"),
+        tags={
+            **request.tags,
+            "dagster/run_key": request.run_key,
+            "dagster/sensor_name": SYNTHETIC.name("landing_sensor"),
+        },
         raise_on_error=False,
     )
 
@@ -294,8 +325,8 @@ def _used_run_keys(instance) -> set[str]:
 
 
 def test_relanding_a_deleted_partition_gets_a_new_run_key(tmp_path):
-    landing = tmp_path / "landing"
-    landing.mkdir()
+    landing = tmp_path / "landing" / "synthetic"
+    landing.mkdir(parents=True)
     with dg.DagsterInstance.ephemeral() as instance:
         bad = synthetic.generate(300, seed=1, label_out_of_domain=True)
         path = write_frame_atomic(bad, landing / "v1.csv", fmt="csv")
@@ -305,11 +336,11 @@ def test_relanding_a_deleted_partition_gets_a_new_run_key(tmp_path):
         assert not _launch_as_the_daemon_would(instance, tmp_path, request).success  # the failed version
 
         # The operator deletes the failed version and lands the same file again.
-        instance.delete_dynamic_partition(DATA_VERSIONS, key)
+        instance.delete_dynamic_partition(SYNTHETIC.partitions_name, key)
         path.unlink()
         write_frame_atomic(bad, landing / "v1.csv", fmt="csv")
         again = _tick(instance, tmp_path, cursor=first.cursor)
-        assert instance.get_dynamic_partitions(DATA_VERSIONS) == [key]
+        assert instance.get_dynamic_partitions(SYNTHETIC.partitions_name) == [key]
         (request2,) = again.run_requests
         assert request2.partition_key == key
         assert request2.run_key not in _used_run_keys(instance)  # the daemon would launch it
@@ -318,7 +349,7 @@ def test_relanding_a_deleted_partition_gets_a_new_run_key(tmp_path):
 
         # A third landing after another deletion gets yet another key; a lost cursor changes nothing.
         _launch_as_the_daemon_would(instance, tmp_path, request2)
-        instance.delete_dynamic_partition(DATA_VERSIONS, key)
+        instance.delete_dynamic_partition(SYNTHETIC.partitions_name, key)
         (request3,) = _tick(instance, tmp_path, cursor=None).run_requests
         assert request3.run_key not in _used_run_keys(instance)
         assert request3.tags["mlops/landing_generation"] == "3"
@@ -330,10 +361,11 @@ def _skip_message(result: dg.SensorResult) -> str:
 
 
 def test_landing_sensor_says_why_nothing_runs(tmp_path):
-    landing = tmp_path / "landing"
-    landing.mkdir()
+    landing = tmp_path / "landing" / "synthetic"
+    landing.mkdir(parents=True)
     with dg.DagsterInstance.ephemeral() as instance:
-        assert "no data files in the landing folder" in _skip_message(_tick(instance, tmp_path))
+        empty = _skip_message(_tick(instance, tmp_path))
+        assert "no data files in the landing zone" in empty and str(landing) in empty
         (landing / "v1.csv").write_bytes(b"id,y\n1,0\n")
         first = _tick(instance, tmp_path)
         (landing / "copy.csv").write_bytes(b"id,y\n1,0\n")

@@ -1,4 +1,4 @@
-"""Stage 1, data: one landed file per data version, read, typed and gated."""
+"""Stage 1, data: one landed file per data version of a model, read, typed and gated."""
 
 from collections.abc import Callable
 
@@ -7,19 +7,12 @@ import pandas as pd
 
 from mlops_assets.assets.gating import check_result
 from mlops_assets.gate_records import data_gate_verdicts, latest_materialization_metadata
-from mlops_assets.gates import DATA_GATES
 from mlops_assets.ml import validation
 from mlops_assets.ml.gate_result import GateResult
 from mlops_assets.ml.spec import DatasetSpec
 from mlops_assets.ml.versions import file_digest
-from mlops_assets.partitions import DATA_VERSIONS, data_versions
-from mlops_assets.resources import (
-    DatasetSpecResource,
-    LandingZone,
-    S3StoredAssets,
-    StoredAssets,
-    stored_asset_path,
-)
+from mlops_assets.model import MLModel
+from mlops_assets.resources import LandingZone, S3StoredAssets, StoredAssets, stored_asset_path
 
 SOURCE_FILE_ATTR = "source_file"
 
@@ -28,92 +21,22 @@ def _column_schema(df: pd.DataFrame) -> dg.TableSchema:
     return dg.TableSchema(columns=[dg.TableColumn(name=str(c), type=str(t)) for c, t in df.dtypes.items()])
 
 
-@dg.asset(
-    partitions_def=data_versions,
-    group_name="data",
-    kinds={"pandas", "parquet"},
-    description=(
-        "One landed data version: the file's rows, typed by the schema derived from the dataset spec. "
-        "When the schema gate fails the rows are stored as read (the reader's types), as evidence, and nothing "
-        "downstream runs; the checks then re-validate exactly what the asset validated."
-    ),
-)
-def raw_data(
-    context: dg.AssetExecutionContext, landing: LandingZone, dataset: DatasetSpecResource
-) -> dg.MaterializeResult:
-    spec = dataset.load()
-    version = context.partition_key
-    path = landing.locate(version)
-    try:
-        frame = validation.read_data_file(path, spec)
-    except validation.DataFileError as exc:
-        # Unreadable input fails the run here, naming file and rule; no partial value is stored.
-        raise dg.Failure(
-            description=str(exc),
-            metadata={"file": landing.uri(path.name), "rule": exc.rule, "column": exc.column or "-"},
-        ) from exc
-    typed = validation.coerce_to_schema(frame, spec)
-    # Failed: the frame exactly as read (CSV: text and inferred numbers; Parquet: its stored types), which Parquet
-    # stores without loss, so the checks see the values the asset saw and report the same failure cases.
-    stored = typed if typed is not None else frame
-    stored.attrs[SOURCE_FILE_ATTR] = path.name
-    return dg.MaterializeResult(
-        value=stored,
-        metadata={
-            "file": landing.uri(path.name),  # s3://… on S3, where `path` is a verified local download
-            "sha256": file_digest(path),
-            "typed": typed is not None,
-            "dagster/row_count": len(stored),
-            "dagster/column_schema": _column_schema(stored),
-            "spec": spec.name,
-            "spec_fingerprint": spec.fingerprint(),
-        },
-    )
-
-
-def _raw_check(name: str, condition: str, gate: Callable[[pd.DataFrame, DatasetSpec, str], GateResult]):
-    @dg.asset_check(
-        asset=raw_data,
-        name=name,
-        blocking=True,
-        partitions_def=data_versions,
-        description=f"Passes when {condition}.",
-    )
-    def _check(context: dg.AssetCheckExecutionContext, raw_data: pd.DataFrame, dataset: DatasetSpecResource):
-        source = str(raw_data.attrs.get(SOURCE_FILE_ATTR, context.partition_key))
-        return check_result(gate(raw_data, dataset.load(), source))
-
-    return _check
-
-
-raw_data_checks = [
-    _raw_check(
-        "schema_valid",
-        "every column of the spec is present with its type, range, categories, nullability and uniqueness "
-        "(pandera, lazy: every failure case is listed)",
-        validation.gate_schema_valid,
-    ),
-    _raw_check("row_count_above_floor", "the version has at least policy.min_rows rows", validation.gate_row_count),
-    _raw_check("label_in_domain", "every label is one of the spec's label values", validation.gate_label_in_domain),
-    _raw_check("ids_unique", "the id column is present, never null and unique", validation.gate_ids_unique),
-]
-
-
 # --- Gates that compare a version with the earlier accepted ones -----------------------------------------------
 
 
 def accepted_earlier_versions(
-    instance: dg.DagsterInstance, current: str, limit: int | None = None
+    model: MLModel, instance: dg.DagsterInstance, current: str, limit: int | None = None
 ) -> tuple[list[str], list[dict[str, str]]]:
-    """Earlier data versions whose data gates all passed, newest first, and the ones passed over.
+    """Earlier data versions of ``model`` whose data gates all passed, newest first, and the ones passed over.
 
-    The data gates are :data:`mlops_assets.gates.DATA_GATES` (every blocking raw_data and features check).
+    The data gates are ``model.data_gates`` (every blocking raw_data and features check of the model).
 
-    "Earlier" is the dynamic-partition (landing) order. Reads only the instance's latest check results per
-    version (:func:`~mlops_assets.gate_records.latest_gate_results`): a gate failed, missing or stale (evaluated
-    against an older materialization) means not accepted.
+    "Earlier" is the order of the model's dynamic partitions (``<model>__data_versions``, landing order). Reads
+    only the instance's latest check results per version (:func:`~mlops_assets.gate_records.latest_gate_results`):
+    a gate failed, missing or stale (evaluated against an older materialization) means not accepted.
 
     Args:
+        model: The model whose data versions are walked.
         instance: The Dagster instance.
         current: The data version being checked; only versions landed before it are considered.
         limit: Stop after this many accepted versions (``None``: all of them).
@@ -121,13 +44,13 @@ def accepted_earlier_versions(
     Returns:
         ``(accepted, skipped)``: accepted keys newest first; skipped ones as ``{"data_version", "reason"}``.
     """
-    keys = instance.get_dynamic_partitions(DATA_VERSIONS)
+    keys = instance.get_dynamic_partitions(model.partitions_name)
     earlier = keys[: keys.index(current)] if current in keys else list(keys)
     accepted: list[str] = []
     skipped: list[dict[str, str]] = []
     if limit is not None and limit <= 0:
         return accepted, skipped
-    for key, failing in data_gate_verdicts(instance, earlier, DATA_GATES):
+    for key, failing in data_gate_verdicts(instance, earlier, model.data_gates):
         if failing:
             reason = ", ".join(f"{g.check.split(':')[-1]} {g.status}" for g in failing)
             skipped.append({"data_version": key, "reason": reason})
@@ -138,93 +61,173 @@ def accepted_earlier_versions(
     return accepted, skipped
 
 
-def _stored_ids(stored: StoredAssets, version: str, column: str) -> pd.Series:
-    """Only the id column of a stored raw_data partition (a column-projected Parquet read on local storage)."""
+def _stored_ids(model: MLModel, stored: StoredAssets, version: str, column: str) -> pd.Series:
+    """Only the id column of a stored raw_data partition of ``model`` (column-projected on local storage)."""
+    key = model.key("raw_data")
     if isinstance(stored, S3StoredAssets):
-        return stored.load("raw_data", version)[column]
-    path = stored_asset_path(stored.base_dir, ["raw_data"], version).with_suffix(".parquet")
+        return stored.load(key, version)[column]
+    path = stored_asset_path(stored.base_dir, key.path, version).with_suffix(".parquet")
     return pd.read_parquet(path, columns=[column])[column]
 
 
-@dg.asset_check(
-    asset=raw_data,
-    name="volume_within_bounds",
-    blocking=True,
-    partitions_def=data_versions,
-    description=(
-        "Passes when the version's row count divided by that of the previous accepted version (the latest "
-        "earlier data version whose data gates passed) is within policy.volume_ratio_bounds (default [0.5, 2]); "
-        "the first version has nothing to compare with and passes, recorded. Reads only the row_count metadata "
-        "of the raw_data materializations."
-    ),
-)
-def volume_within_bounds(context: dg.AssetCheckExecutionContext, dataset: DatasetSpecResource) -> dg.AssetCheckResult:
-    spec = dataset.load()
-    version = context.partition_key
-    current = latest_materialization_metadata(context.instance, "raw_data", version)
-    source = str(current.get("file", version)).rsplit("/", 1)[-1]  # the file name, as the other raw gates say
-    if current.get("dagster/row_count") is None:
-        # Fail closed: without this version's row count there is nothing to judge.
-        return check_result(
-            GateResult(
-                name="volume_within_bounds",
-                passed=False,
-                condition="row count / previous accepted version's row count within policy.volume_ratio_bounds",
-                message=f"{source}: no row_count recorded for raw_data {version} (rule: volume_within_bounds)",
-            )
+# --- The model's data stage --------------------------------------------------------------------------------------
+
+
+def build(model: MLModel) -> dg.Definitions:
+    """The data stage of ``model``: its ``raw_data`` asset (``<model>/raw_data``) and the asset's blocking checks."""
+
+    @dg.asset(
+        key=model.key("raw_data"),
+        partitions_def=model.partitions,
+        group_name=model.name,
+        owners=list(model.owners),
+        tags={**model.asset_tags(), "mlops/stage": "data"},
+        kinds={"pandas", "parquet"},
+        description=(
+            f"One landed data version of {model.name}: the file's rows (from the model's landing zone), typed by "
+            "the schema derived from its dataset spec. When the schema gate fails the rows are stored as read "
+            "(the reader's types), as evidence, and nothing downstream runs; the checks then re-validate exactly "
+            "what the asset validated."
+        ),
+    )
+    def raw_data(context: dg.AssetExecutionContext, landing: LandingZone) -> dg.MaterializeResult:
+        spec = model.spec()
+        zone = model.landing_zone(landing)
+        version = context.partition_key
+        path = zone.locate(version)
+        try:
+            frame = validation.read_data_file(path, spec)
+        except validation.DataFileError as exc:
+            # Unreadable input fails the run here, naming file and rule; no partial value is stored.
+            raise dg.Failure(
+                description=str(exc),
+                metadata={"file": zone.uri(path.name), "rule": exc.rule, "column": exc.column or "-"},
+            ) from exc
+        typed = validation.coerce_to_schema(frame, spec)
+        # Failed: the frame exactly as read (CSV: text and inferred numbers; Parquet: its stored types), which
+        # Parquet stores without loss, so the checks see the values the asset saw and report the same failure cases.
+        stored = typed if typed is not None else frame
+        stored.attrs[SOURCE_FILE_ATTR] = path.name
+        return dg.MaterializeResult(
+            value=stored,
+            metadata={
+                "file": zone.uri(path.name),  # s3://… on S3, where `path` is a verified local download
+                "sha256": file_digest(path),
+                "typed": typed is not None,
+                "dagster/row_count": len(stored),
+                "dagster/column_schema": _column_schema(stored),
+                "spec": spec.name,
+                "spec_fingerprint": spec.fingerprint(),
+            },
         )
-    # Walks back from the version just before this one and stops at the first accepted one.
-    accepted, skipped = accepted_earlier_versions(context.instance, version, limit=1)
-    previous: tuple[str, int] | None = None
-    if accepted:
-        rows = latest_materialization_metadata(context.instance, "raw_data", accepted[0]).get("dagster/row_count")
-        if rows is None:  # a version whose gates passed has a row count; never compare with a guess
+
+    def raw_check(
+        name: str, condition: str, gate: Callable[[pd.DataFrame, DatasetSpec, str], GateResult]
+    ) -> dg.AssetChecksDefinition:
+        @dg.asset_check(
+            asset=raw_data,
+            name=name,
+            blocking=True,
+            partitions_def=model.partitions,
+            description=f"Passes when {condition}.",
+        )
+        def _check(context: dg.AssetCheckExecutionContext, raw_data: pd.DataFrame) -> dg.AssetCheckResult:
+            source = str(raw_data.attrs.get(SOURCE_FILE_ATTR, context.partition_key))
+            return check_result(gate(raw_data, model.spec(), source))
+
+        return _check
+
+    @dg.asset_check(
+        asset=raw_data,
+        name="volume_within_bounds",
+        blocking=True,
+        partitions_def=model.partitions,
+        description=(
+            "Passes when the version's row count divided by that of the previous accepted version (the latest "
+            "earlier data version of this model whose data gates passed) is within policy.volume_ratio_bounds "
+            "(default [0.5, 2]); the first version has nothing to compare with and passes, recorded. Reads only "
+            "the row_count metadata of the raw_data materializations."
+        ),
+    )
+    def volume_within_bounds(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
+        spec = model.spec()
+        version = context.partition_key
+        current = latest_materialization_metadata(context.instance, model.key("raw_data"), version)
+        source = str(current.get("file", version)).rsplit("/", 1)[-1]  # the file name, as the other raw gates say
+        if current.get("dagster/row_count") is None:
+            # Fail closed: without this version's row count there is nothing to judge.
             return check_result(
                 GateResult(
                     name="volume_within_bounds",
                     passed=False,
                     condition="row count / previous accepted version's row count within policy.volume_ratio_bounds",
-                    message=(
-                        f"{source}: the previous accepted version {accepted[0]} has no row_count recorded "
-                        "(rule: volume_within_bounds)"
-                    ),
+                    message=f"{source}: no row_count recorded for raw_data {version} (rule: volume_within_bounds)",
                 )
             )
-        previous = (accepted[0], int(rows))
-    gate = validation.gate_volume_within_bounds(int(current["dagster/row_count"]), previous, spec, source, skipped)
-    return check_result(gate)
+        # Walks back from the version just before this one and stops at the first accepted one.
+        accepted, skipped = accepted_earlier_versions(model, context.instance, version, limit=1)
+        previous: tuple[str, int] | None = None
+        if accepted:
+            rows = latest_materialization_metadata(context.instance, model.key("raw_data"), accepted[0]).get(
+                "dagster/row_count"
+            )
+            if rows is None:  # a version whose gates passed has a row count; never compare with a guess
+                return check_result(
+                    GateResult(
+                        name="volume_within_bounds",
+                        passed=False,
+                        condition=(
+                            "row count / previous accepted version's row count within policy.volume_ratio_bounds"
+                        ),
+                        message=(
+                            f"{source}: the previous accepted version {accepted[0]} has no row_count recorded "
+                            "(rule: volume_within_bounds)"
+                        ),
+                    )
+                )
+            previous = (accepted[0], int(rows))
+        gate = validation.gate_volume_within_bounds(int(current["dagster/row_count"]), previous, spec, source, skipped)
+        return check_result(gate)
 
+    @dg.asset_check(
+        asset=raw_data,
+        name="ids_unique_across_versions",
+        blocking=True,
+        partitions_def=model.partitions,
+        description=(
+            "When the spec sets id_unique_across_versions: passes when no id of this version appears in an earlier "
+            "accepted data version of this model (only their id columns are read). Otherwise passes and records "
+            "that ids may repeat across versions."
+        ),
+    )
+    def ids_unique_across_versions(
+        context: dg.AssetCheckExecutionContext, raw_data: pd.DataFrame, stored_assets: StoredAssets
+    ) -> dg.AssetCheckResult:
+        spec = model.spec()
+        source = str(raw_data.attrs.get(SOURCE_FILE_ATTR, context.partition_key))
+        earlier: dict[str, pd.Series] = {}
+        unreadable: list[str] = []
+        if spec.id_unique_across_versions:
+            accepted, _ = accepted_earlier_versions(model, context.instance, context.partition_key)
+            for key in reversed(accepted):  # landing order: an id is reported with the first version that used it
+                try:
+                    earlier[key] = _stored_ids(model, stored_assets, key, spec.id_column)
+                except (FileNotFoundError, KeyError, ValueError) as exc:
+                    context.log.warning(f"ids of accepted data version {key} unreadable: {exc}")
+                    unreadable.append(key)
+        return check_result(validation.gate_ids_unique_across_versions(raw_data, spec, source, earlier, unreadable))
 
-@dg.asset_check(
-    asset=raw_data,
-    name="ids_unique_across_versions",
-    blocking=True,
-    partitions_def=data_versions,
-    description=(
-        "When the spec sets id_unique_across_versions: passes when no id of this version appears in an earlier "
-        "accepted data version (only their id columns are read). Otherwise passes and records that ids may "
-        "repeat across versions."
-    ),
-)
-def ids_unique_across_versions(
-    context: dg.AssetCheckExecutionContext,
-    raw_data: pd.DataFrame,
-    dataset: DatasetSpecResource,
-    stored_assets: StoredAssets,
-) -> dg.AssetCheckResult:
-    spec = dataset.load()
-    source = str(raw_data.attrs.get(SOURCE_FILE_ATTR, context.partition_key))
-    earlier: dict[str, pd.Series] = {}
-    unreadable: list[str] = []
-    if spec.id_unique_across_versions:
-        accepted, _ = accepted_earlier_versions(context.instance, context.partition_key)
-        for key in reversed(accepted):  # landing order: an id is reported with the first version that used it
-            try:
-                earlier[key] = _stored_ids(stored_assets, key, spec.id_column)
-            except (FileNotFoundError, KeyError, ValueError) as exc:
-                context.log.warning(f"ids of accepted data version {key} unreadable: {exc}")
-                unreadable.append(key)
-    return check_result(validation.gate_ids_unique_across_versions(raw_data, spec, source, earlier, unreadable))
-
-
-raw_data_checks.extend([volume_within_bounds, ids_unique_across_versions])
+    checks = [
+        raw_check(
+            "schema_valid",
+            "every column of the spec is present with its type, range, categories, nullability and uniqueness "
+            "(pandera, lazy: every failure case is listed)",
+            validation.gate_schema_valid,
+        ),
+        raw_check("row_count_above_floor", "the version has at least policy.min_rows rows", validation.gate_row_count),
+        raw_check("label_in_domain", "every label is one of the spec's label values", validation.gate_label_in_domain),
+        raw_check("ids_unique", "the id column is present, never null and unique", validation.gate_ids_unique),
+        volume_within_bounds,
+        ids_unique_across_versions,
+    ]
+    return dg.Definitions(assets=[raw_data], asset_checks=checks)

@@ -1,18 +1,22 @@
-"""Stage 5, deployments: the promotion decision per version and the current stage pointers."""
+"""Stage 5, deployments: the promotion decision per version and the current stage pointers, per model.
+
+:func:`build` creates the stage's assets for one :class:`~mlops_assets.model.MLModel` (keys ``<model>/...``).
+"""
 
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 import dagster as dg
 
 from mlops_assets.assets.gating import table
 from mlops_assets.gate_records import ArtifactRefused, promotion_evidence, verify_artifact
-from mlops_assets.gates import DATA_GATES, MODEL_GATE_NAMES, MODEL_GATES
+from mlops_assets.gates import MODEL_GATE_NAMES
 from mlops_assets.ml import performance, rollout
 from mlops_assets.ml.promotion import PromotionDecision, decide
-from mlops_assets.ml.rollout import GuardCheck, GuardResult, GuardStatus, Phase
-from mlops_assets.partitions import data_versions
-from mlops_assets.resources import ArtifactStoreResource, DatasetSpecResource, ModelRegistryResource, StoredAssets
+from mlops_assets.ml.rollout import Phase
+from mlops_assets.model import MLModel
+from mlops_assets.resources import ArtifactStoreResource, ModelRegistryResource, StoredAssets
 from mlops_assets.storage.registry import (
     ApprovalRequired,
     GateEvidenceMissing,
@@ -40,164 +44,19 @@ def _version_summary(v: ModelVersion | None) -> dict[str, Any] | None:
     }
 
 
-@dg.asset(
-    partitions_def=data_versions,
-    group_name="deployments",
-    # Monitoring of the new data runs first, against the production model in effect when it arrived.
-    deps=["drift_report", "predictions", "rollout_step"],
-    description=(
-        "What happened to this version's candidate: rejected and archived, or staged and rolled out against "
-        "production (shadow, then canary steps; rollout_step moves it on the evidence of later versions) — or "
-        "promoted at once when nothing is in production. Re-reads the gate evidence of this very model version "
-        "and artifact (model gates from the registry, data gates of its data versions), refuses an evaluation "
-        "of another version, verifies the stored artifact, and fails closed."
-    ),
-)
-def deployment_decision(
-    context: dg.AssetExecutionContext,
-    candidate_model: dict[str, Any],
-    model_evaluation: dict[str, Any],
-    dataset: DatasetSpecResource,
-    artifacts: ArtifactStoreResource,
-    registry: ModelRegistryResource,
-) -> dg.MaterializeResult:
-    spec = dataset.load()
-    reg = registry.registry()
-    name, version = spec.name, int(candidate_model["version"])
-    current = reg.get_version(name, version)
-    # The evaluation at hand must be of this very version (not of an earlier one of the same data version).
-    evaluated = int(model_evaluation["model_version"])
-    recorded = promotion_evidence(
-        context.instance, reg, current, data_gates=DATA_GATES, model_gates=MODEL_GATES, evaluated_version=evaluated
-    )
-    production = reg.production_version(name)
-    decision = decide(
-        recorded.statuses,
-        compared_with_production=model_evaluation.get("production_version"),
-        production_now=production.version if production else None,
-        candidate_version=version,
-        evaluated_version=evaluated,
-    )
-    if decision.promote and current.stage in ("None", "Staging"):
-        try:
-            verify_artifact(artifacts.store(), current.artifact, what=f"{name} v{version}")
-        except ArtifactRefused as exc:
-            decision = PromotionDecision(False, (str(exc),))
-    evidence = {
-        "run_id": context.run.run_id,
-        "data_version": context.partition_key,
-        "model_version": version,
-        "artifact_sha256": current.artifact_sha256,
-        "evaluated_version": evaluated,
-        "gates": recorded.to_list(),
-        "headline_metric": model_evaluation.get("headline_metric"),
-        "candidate": model_evaluation.get("candidate"),
-        "production": model_evaluation.get("production"),
-    }
-    outcome = "unchanged"
-    moves: dict[str, Any] = {"actor": ACTOR, "evidence": evidence, "required_gates": MODEL_GATE_NAMES}
-    try:
-        if decision.promote and current.stage in ("None", "Staging"):
-            reason = f"{decision.reasons[0]} for data version {context.partition_key}"
-            if current.stage == "None":
-                reg.transition(name, version, "Staging", reason=reason, **moves)
-            if production is None:
-                # Nothing serves yet: there is no champion to shadow or canary against.
-                try:
-                    reg.transition(name, version, "Production", reason=reason, **moves)
-                    outcome = "promoted"
-                except ApprovalRequired:
-                    # The model's policy wants a person's approval: stage it and wait for approve_job + promote_job.
-                    outcome = "staged_awaiting_approval"
-            else:
-                state = rollout.start(
-                    rollout.new_rollout(name, production.version, version), datetime.now(UTC), reason=reason
-                )
-                reg.start_rollout(state, actor=ACTOR, reason=reason, supersede=True, required_gates=MODEL_GATE_NAMES)
-                outcome = "rollout_started"
-        elif not decision.promote and current.stage == "None":
-            # Rejected: archived with the reasons; only a new passing evaluation of it can stage it again.
-            reason = "rejected: " + "; ".join(decision.reasons)
-            reg.transition(name, version, "Archived", actor=ACTOR, reason=reason, evidence=evidence)
-            outcome = "rejected"
-        elif not decision.promote:
-            outcome = "rejected"
-    except GateEvidenceMissing as exc:
-        # A newer outcome (e.g. a re-evaluation that failed) was recorded after the evidence was read.
-        raise dg.Failure(description=f"refusing to move {name} v{version}: {exc}") from exc
-    except RegistryConflict as exc:
-        raise dg.Failure(description=f"promotion of {name} v{version} lost a concurrent promotion: {exc}") from exc
-    after = reg.production_version(name)
-    record = {
-        "model_name": name,
-        "version": version,
-        "outcome": outcome,
-        "promote": decision.promote,
-        "reasons": list(decision.reasons),
-        "stage_before": current.stage,
-        "production_before": production.version if production else None,
-        "production_after": after.version if after else None,
-        "evidence": evidence,
-    }
-    context.log.info(f"{name} v{version}: {outcome} ({'; '.join(decision.reasons)})")
-    return dg.MaterializeResult(
-        value=record,
-        metadata={
-            "outcome": outcome,
-            "model": f"{name} v{version}",
-            "reasons": "\n".join(decision.reasons),
-            "production_after": f"v{after.version}" if after else "none",
-            "gates": dg.MetadataValue.json(evidence["gates"]),
-        },
-    )
-
-
-@dg.asset(
-    group_name="deployments",
-    deps=[deployment_decision, "rollout_step"],
-    description="The registry's Staging versions of the model, as of the last deployment decision.",
-)
-def staging_deployment(dataset: DatasetSpecResource, registry: ModelRegistryResource) -> dg.MaterializeResult:
-    name = dataset.load().name
-    staged = [v for v in registry.registry().list_versions(name) if v.stage == "Staging"]
-    return dg.MaterializeResult(
-        value={"model_name": name, "staging": [_version_summary(v) for v in staged]},
-        metadata={"staging_versions": ", ".join(f"v{v.version}" for v in staged) or "none"},
-    )
-
-
-@dg.asset(
-    group_name="deployments",
-    deps=[deployment_decision, "rollout_step"],
-    description=(
-        "The model version in Production (the registry is the single source of truth; this mirrors it). "
-        "Freshness: it should be refreshed by new data at least weekly (warn after 3 days)."
-    ),
-    freshness_policy=dg.FreshnessPolicy.time_window(fail_window=timedelta(days=7), warn_window=timedelta(days=3)),
-)
-def production_deployment(dataset: DatasetSpecResource, registry: ModelRegistryResource) -> dg.MaterializeResult:
-    name = dataset.load().name
-    reg = registry.registry()
-    production = reg.production_version(name)
-    metadata: dict[str, Any] = {"model": f"{name} v{production.version}" if production else f"{name}: none"}
-    if production is not None:
-        metadata["version"] = production.version
-        metadata["trained_on"] = ", ".join(production.data_versions)
-        metadata["artifact_sha256"] = production.artifact_sha256
-        promoted = [t for t in reg.transitions(name, production.version) if t.to_stage == "Production"]
-        if promoted:
-            metadata["promoted_at"] = promoted[-1].at.isoformat()
-    return dg.MaterializeResult(
-        value={"model_name": name, "production": _version_summary(production)}, metadata=metadata
-    )
-
-
 def _switch_refusals(
-    instance: dg.DagsterInstance, reg: ModelRegistry, artifacts: ArtifactStoreResource, name: str, version: int
+    model: MLModel,
+    instance: dg.DagsterInstance,
+    reg: ModelRegistry,
+    artifacts: ArtifactStoreResource,
+    name: str,
+    version: int,
 ) -> list[str]:
     """Why the challenger may not become Production now (empty: it may): its gate evidence, then its artifact."""
     challenger = reg.get_version(name, version)
-    refused = promotion_evidence(instance, reg, challenger, data_gates=DATA_GATES, model_gates=MODEL_GATES).refusals()
+    refused = promotion_evidence(
+        instance, reg, challenger, data_gates=model.data_gates, model_gates=model.model_gates
+    ).refusals()
     try:
         verify_artifact(artifacts.store(), challenger.artifact, what=f"{name} v{version}")
     except ArtifactRefused as exc:
@@ -205,138 +64,274 @@ def _switch_refusals(
     return refused
 
 
-def _with_ab_verdict(guards: GuardResult, ab: dict[str, Any] | None) -> GuardResult:
-    """Add the A/B test to the canary guards: a significant champion win fails the rollout."""
-    if guards.kind != "canary" or not ab or ab.get("decision") in (None, "continue"):
-        return guards
-    test = ab.get("test") or {}
-    lost = ab.get("winner") == "champion"
-    check = GuardCheck(
-        "ab_test",
-        GuardStatus.FAIL if lost else GuardStatus.PASS,
-        test.get("p_value"),
-        (ab.get("plan") or {}).get("alpha", 0.05),
-        f"A/B at its horizon: {ab['decision']}"
-        + (f", winner {ab['winner']}" if ab.get("winner") else "")
-        + (f" (difference {test['difference']:+.4f}, p={test['p_value']:.3g})" if test else ""),
-    )
-    return GuardResult(guards.kind, guards.n_rows, guards.min_rows, (*guards.checks, check))
+def _stored_ab_verdict(model: MLModel, stored: StoredAssets, partition: str) -> rollout.ABVerdict | None:
+    """The ``ab_test`` verdict stored for data version ``partition`` (``None``: no test stored for it)."""
+    key = model.key("ab_test")
+    return rollout.ABVerdict.from_record(stored.load(key, partition) if stored.exists(key, partition) else None)
 
 
-@dg.asset(
-    partitions_def=data_versions,
-    group_name="deployments",
-    deps=["performance_report", "ab_test"],
-    description=(
-        "The active rollout's step on the evidence of this data version: guards of the current phase on every "
-        "labelled version scored since the phase began (shadow: agreement and rank correlation with the "
-        "champion; canary: failure rate, error-rate increase and AUC drop on the challenger's rows, paired "
-        "with the champion's scores, and the A/B verdict). Pass: one step forward (the last one is the atomic "
-        "blue/green switch in the registry); fail: automatic rollback; too little data: no move."
-    ),
-)
-def rollout_step(
-    context: dg.AssetExecutionContext,
-    dataset: DatasetSpecResource,
-    stored_assets: StoredAssets,
-    artifacts: ArtifactStoreResource,
-    registry: ModelRegistryResource,
-) -> dg.MaterializeResult:
-    spec = dataset.load()
-    reg = registry.registry()
-    state = reg.active_rollout(spec.name)
-    if state is None:
-        return dg.MaterializeResult(
-            value={"action": "none", "reason": "no rollout in progress"}, metadata={"action": "none"}
-        )
-    since = state.phase_started_at or datetime.now(UTC)
-    joined, used = rollout_evidence(context.instance, stored_assets, state, since)
-    guards = performance.rollout_guards(state, joined, spec.policy) if len(joined) else None
-    before = {"phase": state.phase.value, "share": state.challenger_share}
-    if guards is None:
-        why = "no version scored with this rollout's challenger since the phase began has labels yet"
-        return dg.MaterializeResult(
-            value={"action": "wait", "reason": why, "rollout": state.to_dict()},
-            metadata={"action": "wait", "reason": why, "phase": state.phase.value, "share": state.challenger_share},
-        )
-    key = context.partition_key
-    ab = stored_assets.load("ab_test", key) if stored_assets.exists("ab_test", key) else None
-    if ab and ab.get("challenger_version") != state.challenger_version:
-        ab = None
-    guards = _with_ab_verdict(guards, ab)
-    moved = rollout.advance(state, guards, datetime.now(UTC))
-    if moved.phase is Phase.PROMOTED:
-        # The blue/green switch moves the challenger to Production: re-verify its own evidence and artifact.
-        refused = _switch_refusals(context.instance, reg, artifacts, spec.name, state.challenger_version)
-        if refused:
-            moved = rollout.roll_back(state, datetime.now(UTC), reason="final switch refused: " + "; ".join(refused))
-    action = "wait" if moved == state else moved.phase.value
-    note = ""
-    try:
-        reg.update_rollout(state, moved, actor=ACTOR_ROLLOUT, required_gates=MODEL_GATE_NAMES)
-    except ApprovalRequired as exc:
-        # Every guard passed but the policy wants a person: stay at full canary until approve_job runs.
-        action, note, moved = "awaiting_approval", str(exc), state
-    except GateEvidenceMissing as exc:
-        raise dg.Failure(description=f"rollout of v{state.challenger_version} refused: {exc}") from exc
-    except RegistryConflict as exc:
-        raise dg.Failure(description=f"rollout of v{state.challenger_version} changed concurrently: {exc}") from exc
-    after = {"phase": moved.phase.value, "share": moved.challenger_share}
-    context.log.info(
-        f"{spec.name} v{state.challenger_version} rollout: {before['phase']} {before['share']:g} -> "
-        f"{after['phase']} {after['share']:g} ({guards.status.value} on {guards.n_rows} rows from {len(used)} versions)"
-    )
-    return dg.MaterializeResult(
-        value={
-            "action": action,
-            "before": before,
-            "after": after,
-            "guards": guards.to_dict(),
-            "evidence_versions": used,
-            "note": note,
-            "rollout": moved.to_dict(),
+def build(model: MLModel) -> dg.Definitions:
+    """The deployments stage of ``model``: its promotion decision, rollout step and stage pointers.
+
+    ``deployment_decision`` and ``rollout_step`` are partitioned by the model's data versions;
+    ``staging_deployment``, ``production_deployment`` and ``rollout_state`` mirror the registry (unpartitioned).
+    """
+    tags = {**model.asset_tags(), "mlops/stage": "deployments"}
+    owners = list(model.owners)
+
+    @dg.asset(
+        key=model.key("deployment_decision"),
+        partitions_def=model.partitions,
+        group_name=model.name,
+        owners=owners,
+        tags=tags,
+        ins={
+            "candidate_model": dg.AssetIn(key=model.key("candidate_model")),
+            "model_evaluation": dg.AssetIn(key=model.key("model_evaluation")),
         },
-        metadata={
-            "action": action,
-            "challenger": f"v{state.challenger_version}",
-            "champion": f"v{state.champion_version}",
-            "from": f"{before['phase']} {before['share']:g}",
-            "to": f"{after['phase']} {after['share']:g}",
-            "guard_status": guards.status.value,
-            "guard_rows": guards.n_rows,
-            "guards": table([c.to_dict() for c in guards.checks]),
-            "evidence_versions": ", ".join(used),
-        },
+        # Monitoring of the new data runs first, against the production model in effect when it arrived.
+        deps=[model.key("drift_report"), model.key("predictions"), model.key("rollout_step")],
+        description=(
+            "What happened to this version's candidate: rejected and archived, or staged and rolled out against "
+            "production (shadow, then canary steps; rollout_step moves it on the evidence of later versions) — or "
+            "promoted at once when nothing is in production. Re-reads the gate evidence of this very model version "
+            "and artifact (model gates from the registry, data gates of its data versions), refuses an evaluation "
+            "of another version, verifies the stored artifact, and fails closed."
+        ),
     )
-
-
-@dg.asset(
-    group_name="deployments",
-    deps=[deployment_decision, rollout_step],
-    description="The model's latest rollout as the registry records it: phase, traffic share and every move.",
-)
-def rollout_state(dataset: DatasetSpecResource, registry: ModelRegistryResource) -> dg.MaterializeResult:
-    name = dataset.load().name
-    state = registry.registry().get_rollout(name)
-    if state is None:
-        return dg.MaterializeResult(value={"model_name": name, "rollout": None}, metadata={"phase": "none"})
-    moves = [
-        {
-            "at": e.at.isoformat(),
-            "from": f"{e.from_phase.value} {e.from_share:g}",
-            "to": f"{e.to_phase.value} {e.to_share:g}",
-            "reason": e.reason,
+    def deployment_decision(
+        context: dg.AssetExecutionContext,
+        candidate_model: dict[str, Any],
+        model_evaluation: dict[str, Any],
+        artifacts: ArtifactStoreResource,
+        registry: ModelRegistryResource,
+    ) -> dg.MaterializeResult:
+        spec = model.spec()
+        reg = registry.registry()
+        name, version = spec.name, int(candidate_model["version"])
+        current = reg.get_version(name, version)
+        # The evaluation at hand must be of this very version (not of an earlier one of the same data version).
+        evaluated = int(model_evaluation["model_version"])
+        recorded = promotion_evidence(
+            context.instance,
+            reg,
+            current,
+            data_gates=model.data_gates,
+            model_gates=model.model_gates,
+            evaluated_version=evaluated,
+        )
+        production = reg.production_version(name)
+        decision = decide(
+            recorded.statuses,
+            compared_with_production=model_evaluation.get("production_version"),
+            production_now=production.version if production else None,
+            candidate_version=version,
+            evaluated_version=evaluated,
+        )
+        if decision.promote and current.stage in ("None", "Staging"):
+            try:
+                verify_artifact(artifacts.store(), current.artifact, what=f"{name} v{version}")
+            except ArtifactRefused as exc:
+                decision = PromotionDecision(False, (str(exc),))
+        evidence = {
+            "run_id": context.run.run_id,
+            "data_version": context.partition_key,
+            "model_version": version,
+            "artifact_sha256": current.artifact_sha256,
+            "evaluated_version": evaluated,
+            "gates": recorded.to_list(),
+            "headline_metric": model_evaluation.get("headline_metric"),
+            "candidate": model_evaluation.get("candidate"),
+            "production": model_evaluation.get("production"),
         }
-        for e in state.history
-    ]
-    return dg.MaterializeResult(
-        value={"model_name": name, "rollout": state.to_dict()},
-        metadata={
-            "phase": state.phase.value,
-            "challenger_share": state.challenger_share,
-            "active": state.phase in (Phase.SHADOW, Phase.CANARY),
-            "champion": f"v{state.champion_version}",
-            "challenger": f"v{state.challenger_version}",
-            "moves": table(moves),
-        },
+        outcome = "unchanged"
+        moves: dict[str, Any] = {"actor": ACTOR, "evidence": evidence, "required_gates": MODEL_GATE_NAMES}
+        try:
+            if decision.promote and current.stage in ("None", "Staging"):
+                reason = f"{decision.reasons[0]} for data version {context.partition_key}"
+                if current.stage == "None":
+                    reg.transition(name, version, "Staging", reason=reason, **moves)
+                if production is None:
+                    # Nothing serves yet: there is no champion to shadow or canary against.
+                    try:
+                        reg.transition(name, version, "Production", reason=reason, **moves)
+                        outcome = "promoted"
+                    except ApprovalRequired:
+                        # The model's policy wants a person's approval: stage it and wait for
+                        # <model>__approve_job + <model>__promote_job.
+                        outcome = "staged_awaiting_approval"
+                else:
+                    state = rollout.start(
+                        rollout.new_rollout(name, production.version, version), datetime.now(UTC), reason=reason
+                    )
+                    reg.start_rollout(
+                        state, actor=ACTOR, reason=reason, supersede=True, required_gates=MODEL_GATE_NAMES
+                    )
+                    outcome = "rollout_started"
+            elif not decision.promote and current.stage == "None":
+                # Rejected: archived with the reasons; only a new passing evaluation of it can stage it again.
+                reason = "rejected: " + "; ".join(decision.reasons)
+                reg.transition(name, version, "Archived", actor=ACTOR, reason=reason, evidence=evidence)
+                outcome = "rejected"
+            elif not decision.promote:
+                outcome = "rejected"
+        except GateEvidenceMissing as exc:
+            # A newer outcome (e.g. a re-evaluation that failed) was recorded after the evidence was read.
+            raise dg.Failure(description=f"refusing to move {name} v{version}: {exc}") from exc
+        except RegistryConflict as exc:
+            raise dg.Failure(description=f"promotion of {name} v{version} lost a concurrent promotion: {exc}") from exc
+        after = reg.production_version(name)
+        record = {
+            "model_name": name,
+            "version": version,
+            "outcome": outcome,
+            "promote": decision.promote,
+            "reasons": list(decision.reasons),
+            "stage_before": current.stage,
+            "production_before": production.version if production else None,
+            "production_after": after.version if after else None,
+            "evidence": evidence,
+        }
+        context.log.info(f"{name} v{version}: {outcome} ({'; '.join(decision.reasons)})")
+        return dg.MaterializeResult(
+            value=record,
+            metadata={
+                "outcome": outcome,
+                "model": f"{name} v{version}",
+                "reasons": "\n".join(decision.reasons),
+                "production_after": f"v{after.version}" if after else "none",
+                "gates": dg.MetadataValue.json(evidence["gates"]),
+            },
+        )
+
+    @dg.asset(
+        key=model.key("staging_deployment"),
+        group_name=model.name,
+        owners=owners,
+        tags=tags,
+        deps=[model.key("deployment_decision"), model.key("rollout_step")],
+        description="The registry's Staging versions of the model, as of the last deployment decision.",
+    )
+    def staging_deployment(registry: ModelRegistryResource) -> dg.MaterializeResult:
+        name = model.name
+        staged = [v for v in registry.registry().list_versions(name) if v.stage == "Staging"]
+        return dg.MaterializeResult(
+            value={"model_name": name, "staging": [_version_summary(v) for v in staged]},
+            metadata={"staging_versions": ", ".join(f"v{v.version}" for v in staged) or "none"},
+        )
+
+    @dg.asset(
+        key=model.key("production_deployment"),
+        group_name=model.name,
+        owners=owners,
+        tags=tags,
+        deps=[model.key("deployment_decision"), model.key("rollout_step")],
+        description=(
+            "The model version in Production (the registry is the single source of truth; this mirrors it). "
+            "Freshness: it should be refreshed by new data at least weekly (warn after 3 days)."
+        ),
+        freshness_policy=dg.FreshnessPolicy.time_window(fail_window=timedelta(days=7), warn_window=timedelta(days=3)),
+    )
+    def production_deployment(registry: ModelRegistryResource) -> dg.MaterializeResult:
+        name = model.name
+        reg = registry.registry()
+        production = reg.production_version(name)
+        metadata: dict[str, Any] = {"model": f"{name} v{production.version}" if production else f"{name}: none"}
+        if production is not None:
+            metadata["version"] = production.version
+            metadata["trained_on"] = ", ".join(production.data_versions)
+            metadata["artifact_sha256"] = production.artifact_sha256
+            promoted = [t for t in reg.transitions(name, production.version) if t.to_stage == "Production"]
+            if promoted:
+                metadata["promoted_at"] = promoted[-1].at.isoformat()
+        return dg.MaterializeResult(
+            value={"model_name": name, "production": _version_summary(production)}, metadata=metadata
+        )
+
+    @dg.asset(
+        key=model.key("rollout_step"),
+        partitions_def=model.partitions,
+        group_name=model.name,
+        owners=owners,
+        tags=tags,
+        deps=[model.key("performance_report"), model.key("ab_test")],
+        description=(
+            "The active rollout's step on the evidence of this data version: guards of the current phase on every "
+            "labelled version scored since the phase began (shadow: agreement and rank correlation with the "
+            "champion; canary: failure rate, error-rate increase and AUC drop on the challenger's rows, paired "
+            "with the champion's scores, and the A/B verdict). Pass: one step forward (the last one is the atomic "
+            "blue/green switch in the registry); fail: automatic rollback; too little data: no move."
+        ),
+    )
+    def rollout_step(
+        context: dg.AssetExecutionContext,
+        stored_assets: StoredAssets,
+        artifacts: ArtifactStoreResource,
+        registry: ModelRegistryResource,
+    ) -> dg.MaterializeResult:
+        spec, reg, now = model.spec(), registry.registry(), datetime.now(UTC)
+        state = reg.active_rollout(spec.name)
+        if state is None:
+            return dg.MaterializeResult(
+                value={"action": "none", "reason": "no rollout in progress"}, metadata={"action": "none"}
+            )
+        version = state.challenger_version
+        joined, used = rollout_evidence(model, context.instance, stored_assets, state, state.phase_started_at or now)
+        guards = performance.rollout_guards(state, joined, spec.policy) if len(joined) else None
+        ab = _stored_ab_verdict(model, stored_assets, context.partition_key) if guards is not None else None
+        refusals = partial(_switch_refusals, model, context.instance, reg, artifacts, spec.name, version)
+        decision = rollout.next_rollout_step(state, guards, ab, now, switch_refusals=refusals)
+        if decision.guards is None:  # no evidence yet: nothing to persist
+            return dg.MaterializeResult(value=decision.to_record(used), metadata=decision.to_metadata(used))
+        try:
+            reg.update_rollout(state, decision.after, actor=ACTOR_ROLLOUT, required_gates=MODEL_GATE_NAMES)
+        except ApprovalRequired as exc:
+            # Every guard passed but the policy wants a person: stay at full canary until <model>__approve_job runs.
+            decision = decision.held_for_approval(str(exc))
+        except GateEvidenceMissing as exc:
+            raise dg.Failure(description=f"rollout of v{version} refused: {exc}") from exc
+        except RegistryConflict as exc:
+            raise dg.Failure(description=f"rollout of v{version} changed concurrently: {exc}") from exc
+        context.log.info(decision.log_line(used))
+        return dg.MaterializeResult(
+            value=decision.to_record(used),
+            metadata={**decision.to_metadata(used), "guards": table(decision.guard_rows)},
+        )
+
+    @dg.asset(
+        key=model.key("rollout_state"),
+        group_name=model.name,
+        owners=owners,
+        tags=tags,
+        deps=[model.key("deployment_decision"), model.key("rollout_step")],
+        description="The model's latest rollout as the registry records it: phase, traffic share and every move.",
+    )
+    def rollout_state(registry: ModelRegistryResource) -> dg.MaterializeResult:
+        name = model.name
+        state = registry.registry().get_rollout(name)
+        if state is None:
+            return dg.MaterializeResult(value={"model_name": name, "rollout": None}, metadata={"phase": "none"})
+        moves = [
+            {
+                "at": e.at.isoformat(),
+                "from": f"{e.from_phase.value} {e.from_share:g}",
+                "to": f"{e.to_phase.value} {e.to_share:g}",
+                "reason": e.reason,
+            }
+            for e in state.history
+        ]
+        return dg.MaterializeResult(
+            value={"model_name": name, "rollout": state.to_dict()},
+            metadata={
+                "phase": state.phase.value,
+                "challenger_share": state.challenger_share,
+                "active": state.phase in (Phase.SHADOW, Phase.CANARY),
+                "champion": f"v{state.champion_version}",
+                "challenger": f"v{state.challenger_version}",
+                "moves": table(moves),
+            },
+        )
+
+    return dg.Definitions(
+        assets=[deployment_decision, staging_deployment, production_deployment, rollout_step, rollout_state]
     )

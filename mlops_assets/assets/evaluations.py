@@ -19,8 +19,8 @@ from mlops_assets.ml.features import HOLDOUT, SPLIT_COLUMN, model_inputs
 from mlops_assets.ml.gate_result import GateResult
 from mlops_assets.ml.latency import measure_latency
 from mlops_assets.ml.policy import Policy
-from mlops_assets.partitions import data_versions
-from mlops_assets.resources import ArtifactStoreResource, DatasetSpecResource, ModelRegistryResource
+from mlops_assets.model import MLModel
+from mlops_assets.resources import ArtifactStoreResource, ModelRegistryResource
 from mlops_assets.storage.artifacts.skops_codec import load_model
 from mlops_assets.storage.artifacts.store import ArtifactRef
 
@@ -91,116 +91,128 @@ def _plots(result: Evaluation) -> dict[str, Any]:
     return out
 
 
-@dg.asset(
-    partitions_def=data_versions,
-    group_name="evaluations",
-    kinds={"scikitlearn"},
-    description=(
-        "Holdout evaluation of the candidate against the baseline and the model in production, on the same rows: "
-        "metrics, paired bootstrap interval of (candidate − production), per-slice metrics, fairness gaps, "
-        "calibration (ECE, reliability), latency of the stored artifact, with ROC and reliability plots. "
-        "The effective policy (spec + launchpad overrides) is recorded; the gates below decide on it."
-    ),
-)
-def model_evaluation(
-    config: PolicyOverrides,
-    features: pd.DataFrame,
-    candidate_model: dict[str, Any],
-    dataset: DatasetSpecResource,
-    artifacts: ArtifactStoreResource,
-    registry: ModelRegistryResource,
-) -> dg.MaterializeResult:
-    spec = dataset.load()
-    policy = config.apply(spec.policy)
-    store = artifacts.store()
-    candidate = load_model(store, ArtifactRef.from_dict(candidate_model["artifact"]))
-    baseline = load_model(store, ArtifactRef.from_dict(candidate_model["baseline_artifact"]))
-    production = registry.registry().production_version(spec.name)
-    production_pipeline = None
-    if production is not None:
-        production_pipeline = (
-            candidate if production.version == candidate_model["version"] else load_model(store, production.artifact)
-        )
-    holdout = features[features[SPLIT_COLUMN] == HOLDOUT]
-    # Latency of the exact object loaded from the verified artifact, not of the in-memory training result.
-    latency = measure_latency(candidate, model_inputs(holdout, spec), batch_size=policy.latency_batch_size)
-    result = evaluate(features, spec, candidate, baseline, production_pipeline, policy=policy, latency=latency)
-    record = result.to_dict()
-    record["model_name"] = spec.name
-    record["model_version"] = candidate_model["version"]
-    # The identity the gates judge: their outcomes are recorded in the registry for this version and digest.
-    record["artifact_sha256"] = candidate_model["artifact"]["sha256"]
-    # The promotion checks that production is still this version; if it changed, the comparison is void.
-    record["production_version"] = production.version if production is not None else None
-    metadata: dict[str, Any] = {
-        "model": f"{spec.name} v{candidate_model['version']}",
-        "model_version": int(candidate_model["version"]),
-        "artifact_sha256": candidate_model["artifact"]["sha256"],
-        "production_model": f"{spec.name} v{production.version}" if production is not None else "none",
-        # Typed: a promotion by hand refuses when production moved since this comparison.
-        "production_version": production.version if production is not None else dg.MetadataValue.null(),
-        "headline_metric": result.headline_metric,
-        "holdout_rows": result.n_holdout,
-        **_numeric("candidate", record.get("candidate")),
-        **_numeric("baseline", record.get("baseline")),
-        **_numeric("production", record.get("production")),
-        # Gated: thread CPU time on one thread (the artifact's own cost); wall-clock time for information.
-        "latency_clock": latency.clock,
-        "latency_single_p99_ms": round(latency.single_p99_ms, 3),
-        "latency_batch_p99_ms": round(latency.batch_p99_ms, 3),
-        "throughput_rows_per_s": round(latency.throughput_rows_per_s, 1),
-        "latency_single_p99_wall_ms": round(latency.wall_single_p99_ms, 3),
-        "latency_batch_p99_wall_ms": round(latency.wall_batch_p99_ms, 3),
-        "throughput_rows_per_s_wall": round(latency.wall_throughput_rows_per_s, 1),
-        "policy": dg.MetadataValue.json(record["policy"]),
-    }
-    bootstrap = record.get("bootstrap")
-    if bootstrap and bootstrap.get("lower") is not None:
-        metadata["diff_vs_production"] = float(bootstrap["estimate"])
-        metadata["diff_vs_production_lower"] = float(bootstrap["lower"])
-        metadata["diff_vs_production_upper"] = float(bootstrap["upper"])
-    if record["slices"]:
-        metadata["slices"] = table(list(record["slices"]))
-    fairness_rows = [{"attribute": f["attribute"], **g} for f in record["fairness"] for g in f["groups"]]
-    if fairness_rows:
-        metadata["fairness_groups"] = table(fairness_rows)
-        metadata["fairness_gaps"] = table(
-            [{k: v for k, v in f.items() if k not in ("groups", "small_groups", "counted")} for f in record["fairness"]]
-        )
-    reliability = record.get("reliability", {}).get("candidate")
-    if reliability:
-        metadata["reliability"] = table(reliability)
-    metadata.update(_plots(result))
-    return dg.MaterializeResult(value=record, metadata=metadata)
+def build(model: MLModel) -> dg.Definitions:
+    """The evaluations stage of ``model``: ``<model>/model_evaluation`` and its model gates."""
 
-
-def _evaluation_check(name: str, gate: Callable[[Evaluation, Policy], GateResult]) -> dg.AssetChecksDefinition:
-    @dg.asset_check(
-        asset=model_evaluation,
-        name=name,
-        blocking=True,
-        partitions_def=data_versions,
-        description=f"Passes when {model_gates.GATE_DESCRIPTIONS[name]}.",
+    @dg.asset(
+        key=model.key("model_evaluation"),
+        ins={
+            "features": dg.AssetIn(key=model.key("features")),
+            "candidate_model": dg.AssetIn(key=model.key("candidate_model")),
+        },
+        partitions_def=model.partitions,
+        group_name=model.name,
+        owners=list(model.owners),
+        tags={**model.asset_tags(), "mlops/stage": "evaluations"},
+        kinds={"scikitlearn"},
+        description=(
+            "Holdout evaluation of the candidate against the baseline and the model in production, on the same rows: "
+            "metrics, paired bootstrap interval of (candidate − production), per-slice metrics, fairness gaps, "
+            "calibration (ECE, reliability), latency of the stored artifact, with ROC and reliability plots. "
+            "The effective policy (spec + launchpad overrides) is recorded; the gates below decide on it."
+        ),
     )
-    def _check(
-        context: dg.AssetCheckExecutionContext,
-        model_evaluation: dict[str, Any],
-        dataset: DatasetSpecResource,
+    def model_evaluation(
+        config: PolicyOverrides,
+        features: pd.DataFrame,
+        candidate_model: dict[str, Any],
+        artifacts: ArtifactStoreResource,
         registry: ModelRegistryResource,
-    ) -> dg.AssetCheckResult:
-        evaluation = Evaluation.from_dict(model_evaluation)
-        # Decide with the policy the evaluation used (spec + launchpad overrides), never a different one.
-        policy = evaluation.effective_policy() or dataset.load().policy
-        return model_check_result(
-            context,
-            registry.registry(),
-            gate(evaluation, policy),
-            model_name=model_evaluation["model_name"],
-            version=int(model_evaluation["model_version"]),
-            artifact_sha256=model_evaluation.get("artifact_sha256"),
+    ) -> dg.MaterializeResult:
+        spec = model.spec()
+        policy = config.apply(spec.policy)
+        store = artifacts.store()
+        candidate = load_model(store, ArtifactRef.from_dict(candidate_model["artifact"]))
+        baseline = load_model(store, ArtifactRef.from_dict(candidate_model["baseline_artifact"]))
+        production = registry.registry().production_version(spec.name)
+        production_pipeline = None
+        if production is not None:
+            production_pipeline = (
+                candidate
+                if production.version == candidate_model["version"]
+                else load_model(store, production.artifact)
+            )
+        holdout = features[features[SPLIT_COLUMN] == HOLDOUT]
+        # Latency of the exact object loaded from the verified artifact, not of the in-memory training result.
+        latency = measure_latency(candidate, model_inputs(holdout, spec), batch_size=policy.latency_batch_size)
+        result = evaluate(features, spec, candidate, baseline, production_pipeline, policy=policy, latency=latency)
+        record = result.to_dict()
+        record["model_name"] = spec.name
+        record["model_version"] = candidate_model["version"]
+        # The identity the gates judge: their outcomes are recorded in the registry for this version and digest.
+        record["artifact_sha256"] = candidate_model["artifact"]["sha256"]
+        # The promotion checks that production is still this version; if it changed, the comparison is void.
+        record["production_version"] = production.version if production is not None else None
+        metadata: dict[str, Any] = {
+            "model": f"{spec.name} v{candidate_model['version']}",
+            "model_version": int(candidate_model["version"]),
+            "artifact_sha256": candidate_model["artifact"]["sha256"],
+            "production_model": f"{spec.name} v{production.version}" if production is not None else "none",
+            # Typed: a promotion by hand refuses when production moved since this comparison.
+            "production_version": production.version if production is not None else dg.MetadataValue.null(),
+            "headline_metric": result.headline_metric,
+            "holdout_rows": result.n_holdout,
+            **_numeric("candidate", record.get("candidate")),
+            **_numeric("baseline", record.get("baseline")),
+            **_numeric("production", record.get("production")),
+            # Gated: thread CPU time on one thread (the artifact's own cost); wall-clock time for information.
+            "latency_clock": latency.clock,
+            "latency_single_p99_ms": round(latency.single_p99_ms, 3),
+            "latency_batch_p99_ms": round(latency.batch_p99_ms, 3),
+            "throughput_rows_per_s": round(latency.throughput_rows_per_s, 1),
+            "latency_single_p99_wall_ms": round(latency.wall_single_p99_ms, 3),
+            "latency_batch_p99_wall_ms": round(latency.wall_batch_p99_ms, 3),
+            "throughput_rows_per_s_wall": round(latency.wall_throughput_rows_per_s, 1),
+            "policy": dg.MetadataValue.json(record["policy"]),
+        }
+        bootstrap = record.get("bootstrap")
+        if bootstrap and bootstrap.get("lower") is not None:
+            metadata["diff_vs_production"] = float(bootstrap["estimate"])
+            metadata["diff_vs_production_lower"] = float(bootstrap["lower"])
+            metadata["diff_vs_production_upper"] = float(bootstrap["upper"])
+        if record["slices"]:
+            metadata["slices"] = table(list(record["slices"]))
+        fairness_rows = [{"attribute": f["attribute"], **g} for f in record["fairness"] for g in f["groups"]]
+        if fairness_rows:
+            metadata["fairness_groups"] = table(fairness_rows)
+            metadata["fairness_gaps"] = table(
+                [
+                    {k: v for k, v in f.items() if k not in ("groups", "small_groups", "counted")}
+                    for f in record["fairness"]
+                ]
+            )
+        reliability = record.get("reliability", {}).get("candidate")
+        if reliability:
+            metadata["reliability"] = table(reliability)
+        metadata.update(_plots(result))
+        return dg.MaterializeResult(value=record, metadata=metadata)
+
+    def evaluation_check(name: str, gate: Callable[[Evaluation, Policy], GateResult]) -> dg.AssetChecksDefinition:
+        @dg.asset_check(
+            asset=model_evaluation,
+            name=name,
+            blocking=True,
+            partitions_def=model.partitions,
+            description=f"Passes when {model_gates.GATE_DESCRIPTIONS[name]}.",
         )
+        def _check(
+            context: dg.AssetCheckExecutionContext,
+            model_evaluation: dict[str, Any],
+            registry: ModelRegistryResource,
+        ) -> dg.AssetCheckResult:
+            evaluation = Evaluation.from_dict(model_evaluation)
+            # Decide with the policy the evaluation used (spec + launchpad overrides), never a different one.
+            policy = evaluation.effective_policy() or model.spec().policy
+            return model_check_result(
+                context,
+                registry.registry(),
+                gate(evaluation, policy),
+                model_name=model_evaluation["model_name"],
+                version=int(model_evaluation["model_version"]),
+                artifact_sha256=model_evaluation.get("artifact_sha256"),
+            )
 
-    return _check
+        return _check
 
-
-evaluations_checks = [_evaluation_check(name, gate) for name, gate in model_gates.GATES.items()]
+    checks = [evaluation_check(name, gate) for name, gate in model_gates.GATES.items()]
+    return dg.Definitions(assets=[model_evaluation], asset_checks=checks)

@@ -10,73 +10,7 @@ from mlops_assets.assets.gating import check_result
 from mlops_assets.ml import features as core
 from mlops_assets.ml.gate_result import GateResult
 from mlops_assets.ml.spec import DatasetSpec
-from mlops_assets.partitions import data_versions
-from mlops_assets.resources import DatasetSpecResource
-
-
-@dg.asset(
-    partitions_def=data_versions,
-    group_name="features",
-    kinds={"pandas", "parquet"},
-    description=(
-        "Model inputs from the spec's feature allowlist, the label as 0/1, slice and protected columns for "
-        "evaluation, and a deterministic split: the latest rows by the order column are the holdout, rows tied "
-        "with the boundary value split by a seeded sha256 of the id (never by file row order)."
-    ),
-)
-def features(
-    context: dg.AssetExecutionContext, raw_data: pd.DataFrame, dataset: DatasetSpecResource
-) -> dg.MaterializeResult:
-    spec = dataset.load()
-    frame = core.build_features(raw_data, spec)
-    split = frame[core.SPLIT_COLUMN].value_counts()
-    holdout_split = core.describe_split(frame, spec)
-    if holdout_split["warning"]:
-        context.log.warning(f"holdout of {context.partition_key}: {holdout_split['warning']}")
-    return dg.MaterializeResult(
-        value=frame,
-        metadata={
-            "dagster/row_count": len(frame),
-            "train_rows": int(split.get("train", 0)),
-            "holdout_rows": int(split.get("holdout", 0)),
-            "positive_rate": float(frame[core.LABEL_COLUMN].mean()) if len(frame) else 0.0,
-            "model_inputs": ", ".join(core.feature_columns(spec)),
-            "holdout_split": dg.MetadataValue.json(holdout_split),
-            "holdout_split_warning": holdout_split["warning"] or "none",
-        },
-    )
-
-
-@dg.asset(
-    partitions_def=data_versions,
-    group_name="features",
-    kinds={"json"},
-    description=(
-        "Reference statistics of the training rows (decile edges and counts, category shares, null shares, n): "
-        "what drift monitoring compares new data with, without reloading the raw reference."
-    ),
-)
-def feature_profile(features: pd.DataFrame, dataset: DatasetSpecResource) -> dg.MaterializeResult:
-    profile = core.profile_features(features, dataset.load())
-    data: dict[str, Any] = profile.to_dict()
-    return dg.MaterializeResult(
-        value=data,
-        metadata={"profile_id": profile.profile_id, "n_rows": profile.n_rows},
-    )
-
-
-@dg.asset_check(
-    asset=features,
-    blocking=True,
-    partitions_def=data_versions,
-    description=(
-        "Passes when every model input is in the spec's feature allowlist and none is a forbidden (post-outcome, "
-        "leakage) column, nor a protected attribute unless policy.allow_protected_as_features says so explicitly."
-    ),
-)
-def features_allowlisted(features: pd.DataFrame, dataset: DatasetSpecResource) -> dg.AssetCheckResult:
-    spec = dataset.load()
-    return check_result(_protected_inputs_rule(core.gate_features_allowlisted(features, spec), features, spec))
+from mlops_assets.model import MLModel
 
 
 def _protected_inputs_rule(gate: GateResult, features: pd.DataFrame, spec: DatasetSpec) -> GateResult:
@@ -100,14 +34,86 @@ def _protected_inputs_rule(gate: GateResult, features: pd.DataFrame, spec: Datas
     return replace(gate, passed=False, message=message, evidence=evidence)
 
 
-@dg.asset_check(
-    asset=features,
-    blocking=True,
-    partitions_def=data_versions,
-    description="Passes when no numeric model input is ±inf and only nullable inputs have missing values.",
-)
-def features_finite(features: pd.DataFrame, dataset: DatasetSpecResource) -> dg.AssetCheckResult:
-    return check_result(core.gate_features_finite(features, dataset.load()))
+def build(model: MLModel) -> dg.Definitions:
+    """The features stage of ``model``: ``<model>/features``, ``<model>/feature_profile`` and the features gates."""
+    tags = {**model.asset_tags(), "mlops/stage": "features"}
 
+    @dg.asset(
+        key=model.key("features"),
+        ins={"raw_data": dg.AssetIn(key=model.key("raw_data"))},
+        partitions_def=model.partitions,
+        group_name=model.name,
+        owners=list(model.owners),
+        tags=tags,
+        kinds={"pandas", "parquet"},
+        description=(
+            "Model inputs from the spec's feature allowlist, the label as 0/1, slice and protected columns for "
+            "evaluation, and a deterministic split: the latest rows by the order column are the holdout, rows tied "
+            "with the boundary value split by a seeded sha256 of the id (never by file row order)."
+        ),
+    )
+    def features(context: dg.AssetExecutionContext, raw_data: pd.DataFrame) -> dg.MaterializeResult:
+        spec = model.spec()
+        frame = core.build_features(raw_data, spec)
+        split = frame[core.SPLIT_COLUMN].value_counts()
+        holdout_split = core.describe_split(frame, spec)
+        if holdout_split["warning"]:
+            context.log.warning(f"holdout of {context.partition_key}: {holdout_split['warning']}")
+        return dg.MaterializeResult(
+            value=frame,
+            metadata={
+                "dagster/row_count": len(frame),
+                "train_rows": int(split.get("train", 0)),
+                "holdout_rows": int(split.get("holdout", 0)),
+                "positive_rate": float(frame[core.LABEL_COLUMN].mean()) if len(frame) else 0.0,
+                "model_inputs": ", ".join(core.feature_columns(spec)),
+                "holdout_split": dg.MetadataValue.json(holdout_split),
+                "holdout_split_warning": holdout_split["warning"] or "none",
+            },
+        )
 
-features_checks = [features_allowlisted, features_finite]
+    @dg.asset(
+        key=model.key("feature_profile"),
+        ins={"features": dg.AssetIn(key=model.key("features"))},
+        partitions_def=model.partitions,
+        group_name=model.name,
+        owners=list(model.owners),
+        tags=tags,
+        kinds={"json"},
+        description=(
+            "Reference statistics of the training rows (decile edges and counts, category shares, null shares, n): "
+            "what drift monitoring compares new data with, without reloading the raw reference."
+        ),
+    )
+    def feature_profile(features: pd.DataFrame) -> dg.MaterializeResult:
+        profile = core.profile_features(features, model.spec())
+        data: dict[str, Any] = profile.to_dict()
+        return dg.MaterializeResult(
+            value=data,
+            metadata={"profile_id": profile.profile_id, "n_rows": profile.n_rows},
+        )
+
+    @dg.asset_check(
+        asset=features,
+        blocking=True,
+        partitions_def=model.partitions,
+        description=(
+            "Passes when every model input is in the spec's feature allowlist and none is a forbidden "
+            "(post-outcome, leakage) column, nor a protected attribute unless policy.allow_protected_as_features "
+            "says so explicitly."
+        ),
+    )
+    def features_allowlisted(features: pd.DataFrame) -> dg.AssetCheckResult:
+        spec = model.spec()
+        return check_result(_protected_inputs_rule(core.gate_features_allowlisted(features, spec), features, spec))
+
+    @dg.asset_check(
+        asset=features,
+        blocking=True,
+        partitions_def=model.partitions,
+        description="Passes when no numeric model input is ±inf and only nullable inputs have missing values.",
+    )
+    def features_finite(features: pd.DataFrame) -> dg.AssetCheckResult:
+        return check_result(core.gate_features_finite(features, model.spec()))
+
+    return dg.Definitions(assets=[features, feature_profile], asset_checks=[features_allowlisted, features_finite])

@@ -9,6 +9,7 @@ from typing import Any
 
 import dagster as dg
 
+from mlops_assets.gates import gate_name
 from mlops_assets.ml.gate_result import GateResult
 from mlops_assets.storage.registry import ModelRegistry
 
@@ -57,6 +58,8 @@ def model_check_result(
 ) -> dg.AssetCheckResult:
     """The check result of a model gate, after recording its outcome for this model version in the registry.
 
+    The registry records the gate as ``"<asset>:<check>"`` (:func:`mlops_assets.gates.gate_name`, without the
+    model prefix of the check key), the name promotion looks for whatever the model.
     The metadata names the model identity judged (``model_version``, ``artifact_sha256``). An unknown
     digest (an evaluation recorded before digests were) is recorded as ``"unknown"``: it matches no
     artifact, so it can never count as evidence.
@@ -70,7 +73,7 @@ def model_check_result(
         model_name,
         version,
         artifact_sha256=sha,
-        gate=spec.key.to_user_string(),
+        gate=gate_name(spec.key.asset_key.path[-1], spec.key.name),
         passed=gate.passed,
         data_version=context.partition_key,
         run_id=context.run.run_id,

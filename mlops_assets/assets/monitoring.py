@@ -1,4 +1,8 @@
-"""Stage 6, monitoring: drift, batch scoring, labels, realised performance and the A/B test, per data version."""
+"""Stage 6, monitoring: drift, batch scoring, labels, realised performance and the A/B test, per data version.
+
+:func:`build` creates the stage's assets and checks for one :class:`~mlops_assets.model.MLModel`
+(keys ``<model>/...``, partitioned by the model's data versions).
+"""
 
 from datetime import UTC, datetime
 from typing import Any
@@ -11,13 +15,12 @@ from mlops_assets.ml import abtest, drift, performance, scoring
 from mlops_assets.ml.features import LABEL_COLUMN
 from mlops_assets.ml.policy import Policy
 from mlops_assets.ml.rollout import RolloutState
-from mlops_assets.ml.routing import CHALLENGER_ARM, CHAMPION_ARM
+from mlops_assets.ml.routing import CHAMPION_ARM
 from mlops_assets.ml.summaries import DriftSummary, PerformanceSummary
 from mlops_assets.ml.versions import safe_stem, stem_of_key
-from mlops_assets.partitions import data_versions
+from mlops_assets.model import MLModel
 from mlops_assets.resources import (
     ArtifactStoreResource,
-    DatasetSpecResource,
     LandingZone,
     ModelRegistryResource,
     StoredAssets,
@@ -58,181 +61,10 @@ def drift_table(report: drift.DriftReport) -> dg.TableMetadataValue:
     return table(rows)
 
 
-@dg.asset(
-    partitions_def=data_versions,
-    group_name="monitoring",
-    kinds={"numpy"},
-    description=(
-        "Drift and data quality of this data version's model inputs against the stored reference profile of the "
-        "production model's training data (per-column test chosen by type and reference size; distances and PSI "
-        "calibrated against their null distribution at the batch's size, so false alarms stay at 5 % at every "
-        "size; a significant rise in missing values beyond the policy's max_null_share_increase; "
-        "Benjamini–Hochberg; dataset drift when the drifted share ≥ 0.5)."
-    ),
-)
-def drift_report(
-    features: pd.DataFrame,
-    dataset: DatasetSpecResource,
-    artifacts: ArtifactStoreResource,
-    registry: ModelRegistryResource,
-) -> dg.MaterializeResult:
-    spec = dataset.load()
-    production = registry.registry().production_version(spec.name)
-    reference_ref = production.params.get("drift_reference") if production is not None else None
-    if production is None or not reference_ref:
-        why = "no model in production" if production is None else f"{spec.name} v{production.version} has no reference"
-        return dg.MaterializeResult(
-            value={"compared_with": None, "reason": why, "report": None},
-            metadata=DriftSummary(reason=why).to_metadata(),
-        )
-    data = artifacts.store().get_bytes(ArtifactRef.from_dict(reference_ref))  # digest verified before parsing
-    reference = drift.DriftReference.from_json(data.decode())
-    options = drift.DriftOptions(max_null_share_increase=spec.policy.max_null_share_increase)
-    report = drift.drift_report(reference, features[list(reference.column_names)], options)
-    record: dict[str, Any] = {
-        "compared_with": production.version,
-        "reference_data_versions": list(production.data_versions),
-        "reason": report.reason,
-        "report": report.to_dict(),
-    }
-    summary = DriftSummary(
-        compared_with_model=spec.name,
-        compared_with_version=production.version,
-        dataset_drift=bool(report.dataset_drift),
-        drifted_share=float(report.drifted_share),
-        n_drifted=int(report.n_drifted),
-        drifted_columns=tuple(c.column for c in report.columns if c.drifted),
-        null_share_increases=tuple(report.data_quality.null_share_increases),
-    )
-    return dg.MaterializeResult(
-        value=record,
-        metadata={
-            **summary.to_metadata(),
-            "columns": drift_table(report),
-            "data_quality": dg.MetadataValue.json(report.data_quality.to_dict()),
-        },
-    )
-
-
-@dg.asset_check(
-    asset=drift_report,
-    blocking=False,
-    partitions_def=data_versions,
-    description=(
-        "Passes when the data version does not drift as a whole (drifted share of columns < 0.5), no column "
-        "failed closed (empty, or all missing where the reference had values) and no column's share of missing "
-        "values rose beyond the policy's max_null_share_increase (a data-quality failure). Not blocking: drift is "
-        "a signal for retraining, not a reason to stop validating and training on the new data."
-    ),
-)
-def no_drift(drift_report: dict[str, Any]) -> dg.AssetCheckResult:
-    report = drift_report.get("report")
-    if report is None:
-        return dg.AssetCheckResult(
-            passed=True,
-            description=f"nothing to compare with: {drift_report.get('reason')}",
-            metadata={"compared_with": "none"},
-        )
-    drifted = [c["column"] for c in report["columns"] if c["drifted"]]
-    # Failed closed: drifted with a reason. A column missing on both sides has a reason but is unchanged.
-    no_values = [c["column"] for c in report["columns"] if c.get("reason") and c["drifted"]]
-    null_rises = [
-        f"{s['column']} {s['reference']:.1%} -> {s['current']:.1%}"
-        for s in report["data_quality"]["null_shares"]
-        if s.get("rose")
-    ]
-    passed = not report["dataset_drift"] and not no_values and not null_rises
-    message = (
-        f"{len(drifted)} of {len(report['columns'])} columns drifted (share {report['drifted_share']:.2f}, "
-        f"dataset drift at >= 0.5): {', '.join(drifted) or 'none'}"
-        + (f"; failed closed: {', '.join(no_values)}" if no_values else "")
-        + (f"; missing values rose: {', '.join(null_rises)}" if null_rises else "")
-    )
-    return dg.AssetCheckResult(
-        passed=passed,
-        severity=dg.AssetCheckSeverity.WARN,
-        description=message,
-        metadata={
-            "observed": float(report["drifted_share"]),
-            "threshold": 0.5,
-            "drifted_columns": ", ".join(drifted) or "none",
-            "null_share_increases": ", ".join(report["data_quality"].get("null_share_increases", [])) or "none",
-            "compared_with": f"v{drift_report['compared_with']}",
-        },
-    )
-
-
 class RoutingConfig(dg.Config):
     """Launchpad override of the traffic split. Unset: the active rollout's share (0 in shadow)."""
 
     challenger_share: float | None = None
-
-
-@dg.asset(
-    partitions_def=data_versions,
-    group_name="monitoring",
-    kinds={"parquet"},
-    description=(
-        "The prediction log of this data version: every row scored by the production model (champion) and, while "
-        "a rollout is active, by its challenger — routed by a stable hash of the row id with the rollout's "
-        "current share (shadow: the challenger scores every row and serves none). One row per (row, model): "
-        "prediction id, data version, row id, model version, arm, served, score, feature hash, time."
-    ),
-)
-def predictions(
-    context: dg.AssetExecutionContext,
-    config: RoutingConfig,
-    features: pd.DataFrame,
-    dataset: DatasetSpecResource,
-    artifacts: ArtifactStoreResource,
-    registry: ModelRegistryResource,
-) -> dg.MaterializeResult:
-    spec = dataset.load()
-    reg = registry.registry()
-    store = artifacts.store()
-    champion = reg.get_alias(spec.name, CHAMPION)
-    if champion is None:
-        return dg.MaterializeResult(
-            value=pd.DataFrame(columns=list(scoring.LOG_COLUMNS)),
-            metadata={"scored_rows": 0, "reason": "no model in production: nothing to score with"},
-        )
-    challenger = reg.get_alias(spec.name, CHALLENGER)
-    rollout = reg.active_rollout(spec.name)
-    if rollout is not None and challenger is not None and rollout.challenger_version == challenger.version:
-        share, salt, phase = rollout.challenger_share, rollout.salt, rollout.phase.value
-    else:
-        share, salt, phase = 0.0, (f"{spec.name}:v{challenger.version}" if challenger else spec.name), "none"
-    if config.challenger_share is not None:
-        share, phase = config.challenger_share, f"{phase} (share set on the launchpad)"
-    scored_at = datetime.now(UTC)
-    log = scoring.prediction_log(
-        features,
-        spec,
-        context.partition_key,
-        scoring.ScoringModel(champion.version, load_model(store, champion.artifact)),
-        scoring.ScoringModel(challenger.version, load_model(store, challenger.artifact)) if challenger else None,
-        challenger_share=share,
-        salt=salt,
-        scored_at=scored_at,
-    )
-    served = log[log["served"]]
-    by_arm = served.groupby("arm")["score"].agg(["size", "mean"])
-    return dg.MaterializeResult(
-        value=log,
-        metadata={
-            "champion": f"v{champion.version}",
-            "champion_version": champion.version,
-            "challenger": f"v{challenger.version}" if challenger else "none",
-            "challenger_version": challenger.version if challenger else 0,
-            "rollout_phase": phase,
-            "challenger_share": share,
-            "scored_at": scored_at.isoformat(),
-            "scored_rows": len(features),
-            "dagster/row_count": len(log),
-            "served_by_arm": dg.MetadataValue.json({str(a): int(r["size"]) for a, r in by_arm.iterrows()}),
-            "mean_served_score": float(served["score"].mean()) if len(served) else 0.0,
-        },
-    )
 
 
 def _labels_file(landing: LandingZone, version: str) -> str | None:
@@ -242,233 +74,397 @@ def _labels_file(landing: LandingZone, version: str) -> str | None:
     return max(matches, key=lambda f: (f.mtime_ns, f.name)).name if matches else None
 
 
-@dg.asset(
-    partitions_def=data_versions,
-    group_name="monitoring",
-    kinds={"parquet"},
-    description=(
-        "The labels of this data version, row id → 0/1: from a labels file landed later in the labels folder "
-        "(named like the data file, or after the version key; it wins when present) or else from the data "
-        "file's own label column. A labels file's id and label columns are typed by the data files' own schema "
-        "(a bool label written yes/no reads as in a data file). Bad labels files fail with the file, column and "
-        "rule; nothing is stored."
-    ),
-)
-def labels(
-    context: dg.AssetExecutionContext, features: pd.DataFrame, dataset: DatasetSpecResource, labels_landing: LandingZone
-) -> dg.MaterializeResult:
-    spec = dataset.load()
-    name = _labels_file(labels_landing, context.partition_key)
-    if name is not None:
-        try:
-            with labels_landing.fetch(name) as path:
-                frame = performance.labels_from_file(path, spec, known_ids=features[spec.id_column])
-        except performance.LabelsError as exc:
-            raise dg.Failure(description=str(exc)) from exc
-        source = f"labels file {name}"
-    else:
-        frame = performance.labels_from_features(features, spec, LABEL_COLUMN)
-        source = "the data file's label column"
-    known = frame[performance.LABEL].notna()
-    return dg.MaterializeResult(
-        value=frame,
-        metadata={
-            "source": source,
-            "labelled_rows": int(known.sum()),
-            "rows": len(features),
-            "coverage": float(known.sum() / len(features)) if len(features) else 0.0,
-            "positive_rate": float(frame[performance.LABEL][known].mean()) if known.any() else 0.0,
-        },
-    )
-
-
-def _holdout_metric(stored: StoredAssets, version: ModelVersion, metric: str) -> float | None:
+def _holdout_metric(model: MLModel, stored: StoredAssets, version: ModelVersion, metric: str) -> float | None:
     """The model's headline metric on its own holdout, from the evaluation of the version it was trained on."""
     trained_on = version.data_versions[-1] if version.data_versions else None
-    if trained_on is None or not stored.exists("model_evaluation", trained_on):
+    evaluation = model.key("model_evaluation")
+    if trained_on is None or not stored.exists(evaluation, trained_on):
         return None
-    record = stored.load("model_evaluation", trained_on)
+    record = stored.load(evaluation, trained_on)
     if int(record.get("model_version", -1)) != version.version:
         return None
     value = (record.get("candidate") or {}).get(metric)
     return float(value) if value is not None else None
 
 
-@dg.asset(
-    partitions_def=data_versions,
-    group_name="monitoring",
-    description=(
-        "Realised performance on this data version: the prediction log joined with the labels by row id; "
-        "metrics per model version and arm (all scored rows, served rows) and of the served mix. The "
-        "production model's realised headline metric is held against its performance SLA."
-    ),
-)
-def performance_report(
-    predictions: pd.DataFrame,
-    labels: pd.DataFrame,
-    dataset: DatasetSpecResource,
-    stored_assets: StoredAssets,
-    registry: ModelRegistryResource,
-) -> dg.MaterializeResult:
-    spec = dataset.load()
-    policy = spec.policy
-    metric = policy.headline_metric
-    if predictions.empty:
-        why = "nothing was scored (no model in production when the data arrived)"
-        return dg.MaterializeResult(
-            value={"reason": why, "rows": [], "sla": None},
-            metadata=PerformanceSummary(metric=metric, sla_breached=False, reason=why).to_metadata(),
-        )
-    joined = performance.join_labels(predictions, labels)
-    rows = performance.realised_performance(joined, threshold=policy.decision_threshold)
-    champion_version = int(joined.loc[joined["arm"] == CHAMPION_ARM, "model_version"].iloc[0])
-    champion_row = next(r for r in rows if r["model_version"] == champion_version and r["rows"] == "scored")
-    realised = champion_row[metric]
-    holdout = _holdout_metric(stored_assets, registry.registry().get_version(spec.name, champion_version), metric)
-    floor = (
-        policy.metric_floor if holdout is None else max(policy.metric_floor, holdout - policy.max_realised_metric_drop)
-    )
-    breached = realised is not None and realised < floor
-    sla = {
-        "metric": metric,
-        "model_version": champion_version,
-        "realised": realised,
-        "holdout": holdout,
-        "floor": floor,
-        "breached": breached,
-        "labelled_rows": champion_row["n"],
-        "rule": (
-            f"realised {metric} >= max(metric_floor {policy.metric_floor}, holdout - {policy.max_realised_metric_drop})"
-        ),
-    }
-    summary = PerformanceSummary(
-        model=spec.name,
-        production_version=champion_version,
-        metric=metric,
-        realised_metric=None if realised is None else float(realised),
-        sla_floor=float(floor),
-        sla_breached=bool(breached),
-        labelled_rows=int(champion_row["n"]),
-        holdout_metric=None if holdout is None else float(holdout),
-    )
-    metadata: dict[str, Any] = {**summary.to_metadata(), "by_model": table(rows)}
-    return dg.MaterializeResult(value={"rows": rows, "sla": sla}, metadata=metadata)
-
-
-@dg.asset_check(
-    asset=performance_report,
-    blocking=False,
-    partitions_def=data_versions,
-    description=(
-        "Performance SLA: the production model's realised headline metric on this version's labels is at least "
-        "max(metric_floor, its holdout value − max_realised_metric_drop). Not blocking: a breach is a retraining "
-        "signal (performance_sensor), not a reason to stop monitoring."
-    ),
-)
-def performance_within_sla(performance_report: dict[str, Any]) -> dg.AssetCheckResult:
-    sla = performance_report.get("sla")
-    if sla is None:
-        return dg.AssetCheckResult(passed=True, description=str(performance_report.get("reason")))
-    if sla["realised"] is None:
-        return dg.AssetCheckResult(
-            passed=True,
-            severity=dg.AssetCheckSeverity.WARN,
-            description=f"{sla['metric']} undefined on {sla['labelled_rows']} labelled rows (one class only)",
-        )
-    return dg.AssetCheckResult(
-        passed=not sla["breached"],
-        severity=dg.AssetCheckSeverity.WARN,
-        description=(
-            f"v{sla['model_version']} realised {sla['metric']} {sla['realised']:.4f} "
-            f"{'<' if sla['breached'] else '>='} floor {sla['floor']:.4f} on {sla['labelled_rows']} labelled rows "
-            f"(holdout {sla['holdout'] if sla['holdout'] is None else round(sla['holdout'], 4)})"
-        ),
-        metadata={"observed": float(sla["realised"]), "threshold": float(sla["floor"])},
-    )
-
-
 def ab_plan(
-    stored: StoredAssets, registry: ModelRegistryResource, spec_name: str, state: RolloutState, policy: Policy
+    model: MLModel,
+    stored: StoredAssets,
+    registry: ModelRegistryResource,
+    spec_name: str,
+    state: RolloutState,
+    policy: Policy,
 ) -> abtest.ABPlan:
     """The A/B test's fixed horizon, from what was known before the test: the champion's holdout accuracy."""
     accuracy = None
     if state.champion_version is not None:
         accuracy = _holdout_metric(
-            stored, registry.registry().get_version(spec_name, state.champion_version), "accuracy"
+            model, stored, registry.registry().get_version(spec_name, state.champion_version), "accuracy"
         )
-    p = accuracy if accuracy is not None and 0.0 < accuracy < 1.0 - policy.ab_min_detectable_effect else 0.5
-    return abtest.plan_ab_test(p, policy.ab_min_detectable_effect)
+    return abtest.plan_for_champion(accuracy, policy.ab_min_detectable_effect)
 
 
-@dg.asset(
-    partitions_def=data_versions,
-    group_name="monitoring",
-    deps=["performance_report"],
-    description=(
-        "A/B test of the active rollout (champion vs challenger on the rows each served) over every labelled "
-        "version scored since the rollout began: served decision accuracy per arm, a two-proportion z-test "
-        "within each data version combined with Mantel-Haenszel weights (the split changes between canary steps), "
-        "a fixed horizon sized up front from the champion's holdout accuracy, and the winner once the horizon is "
-        "reached (p < 0.05). A champion win stops the rollout."
-    ),
-)
-def ab_test(
-    context: dg.AssetExecutionContext,
-    dataset: DatasetSpecResource,
-    stored_assets: StoredAssets,
-    registry: ModelRegistryResource,
-) -> dg.MaterializeResult:
-    spec = dataset.load()
-    state = registry.registry().active_rollout(spec.name)
-    if state is None or not state.history:
-        return dg.MaterializeResult(value={"reason": "no rollout in progress"}, metadata={"decision": "none"})
-    joined, used = rollout_evidence(context.instance, stored_assets, state, state.history[0].at)
-    # One stratum per data version: the split changes between canary steps and accuracy between versions.
-    per_version = {
-        key: performance.ab_counts(joined[joined["data_version"] == key], threshold=spec.policy.decision_threshold)
-        for key in used
-    }
-    strata = [(*c[CHAMPION_ARM], *c[CHALLENGER_ARM]) for c in per_version.values()]
-    # Totals over the versions where both arms served (the others carry no comparison: shadow, 100 %).
-    compared = [c for c in per_version.values() if c[CHAMPION_ARM][1] > 0 and c[CHALLENGER_ARM][1] > 0]
-    counts = {
-        arm: (sum(c[arm][0] for c in compared), sum(c[arm][1] for c in compared))
-        for arm in (CHAMPION_ARM, CHALLENGER_ARM)
-    }
-    plan = ab_plan(stored_assets, registry, spec.name, state, spec.policy)
-    result = abtest.ab_decision_stratified(plan, strata)
-    record = {
-        "model_name": spec.name,
-        "champion_version": state.champion_version,
-        "challenger_version": state.challenger_version,
-        "rollout_salt": state.salt,
-        "data_versions": used,
-        "counts": {arm: {"correct": c, "n": n} for arm, (c, n) in counts.items()},
-        "strata": {
-            key: {arm: {"correct": c, "n": n} for arm, (c, n) in arms.items()} for key, arms in per_version.items()
+def _sla_summary(model_name: str, sla: dict[str, Any]) -> PerformanceSummary:
+    """The ``performance_report`` metadata of a measured SLA (:func:`mlops_assets.ml.performance.performance_sla`)."""
+    realised, holdout = sla["realised"], sla["holdout"]
+    return PerformanceSummary(
+        model=model_name,
+        production_version=sla["model_version"],
+        metric=sla["metric"],
+        realised_metric=None if realised is None else float(realised),
+        sla_floor=float(sla["floor"]),
+        sla_breached=bool(sla["breached"]),
+        labelled_rows=int(sla["labelled_rows"]),
+        holdout_metric=None if holdout is None else float(holdout),
+    )
+
+
+def build(model: MLModel) -> dg.Definitions:
+    """The monitoring stage of ``model``: drift, predictions, labels, realised performance and the A/B test.
+
+    Every asset and check is partitioned by the model's data versions and reads the model's spec per run.
+    """
+    tags = {**model.asset_tags(), "mlops/stage": "monitoring"}
+    owners = list(model.owners)
+
+    @dg.asset(
+        key=model.key("drift_report"),
+        partitions_def=model.partitions,
+        group_name=model.name,
+        owners=owners,
+        tags=tags,
+        kinds={"numpy"},
+        ins={"features": dg.AssetIn(key=model.key("features"))},
+        description=(
+            "Drift and data quality of this data version's model inputs against the stored reference profile of the "
+            "production model's training data (per-column test chosen by type and reference size; distances and PSI "
+            "calibrated against their null distribution at the batch's size, so false alarms stay at 5 % at every "
+            "size; a significant rise in missing values beyond the policy's max_null_share_increase; "
+            "Benjamini–Hochberg; dataset drift when the drifted share ≥ 0.5)."
+        ),
+    )
+    def drift_report(
+        features: pd.DataFrame,
+        artifacts: ArtifactStoreResource,
+        registry: ModelRegistryResource,
+    ) -> dg.MaterializeResult:
+        spec = model.spec()
+        production = registry.registry().production_version(spec.name)
+        reference_ref = production.params.get("drift_reference") if production is not None else None
+        if production is None or not reference_ref:
+            why = (
+                "no model in production"
+                if production is None
+                else f"{spec.name} v{production.version} has no reference"
+            )
+            return dg.MaterializeResult(
+                value={"compared_with": None, "reason": why, "report": None},
+                metadata=DriftSummary(reason=why).to_metadata(),
+            )
+        data = artifacts.store().get_bytes(ArtifactRef.from_dict(reference_ref))  # digest verified before parsing
+        reference = drift.DriftReference.from_json(data.decode())
+        options = drift.DriftOptions(max_null_share_increase=spec.policy.max_null_share_increase)
+        report = drift.drift_report(reference, features[list(reference.column_names)], options)
+        record: dict[str, Any] = {
+            "compared_with": production.version,
+            "reference_data_versions": list(production.data_versions),
+            "reason": report.reason,
+            "report": report.to_dict(),
+        }
+        summary = DriftSummary(
+            compared_with_model=spec.name,
+            compared_with_version=production.version,
+            dataset_drift=bool(report.dataset_drift),
+            drifted_share=float(report.drifted_share),
+            n_drifted=int(report.n_drifted),
+            drifted_columns=tuple(c.column for c in report.columns if c.drifted),
+            null_share_increases=tuple(report.data_quality.null_share_increases),
+        )
+        return dg.MaterializeResult(
+            value=record,
+            metadata={
+                **summary.to_metadata(),
+                "columns": drift_table(report),
+                "data_quality": dg.MetadataValue.json(report.data_quality.to_dict()),
+            },
+        )
+
+    @dg.asset_check(
+        asset=drift_report,
+        blocking=False,
+        partitions_def=model.partitions,
+        description=(
+            "Passes when the data version does not drift as a whole (drifted share of columns < 0.5), no column "
+            "failed closed (empty, or all missing where the reference had values) and no column's share of missing "
+            "values rose beyond the policy's max_null_share_increase (a data-quality failure). Not blocking: drift is "
+            "a signal for retraining, not a reason to stop validating and training on the new data."
+        ),
+    )
+    def no_drift(drift_report: dict[str, Any]) -> dg.AssetCheckResult:
+        report = drift_report.get("report")
+        if report is None:
+            return dg.AssetCheckResult(
+                passed=True,
+                description=f"nothing to compare with: {drift_report.get('reason')}",
+                metadata={"compared_with": "none"},
+            )
+        drifted = [c["column"] for c in report["columns"] if c["drifted"]]
+        # Failed closed: drifted with a reason. A column missing on both sides has a reason but is unchanged.
+        no_values = [c["column"] for c in report["columns"] if c.get("reason") and c["drifted"]]
+        null_rises = [
+            f"{s['column']} {s['reference']:.1%} -> {s['current']:.1%}"
+            for s in report["data_quality"]["null_shares"]
+            if s.get("rose")
+        ]
+        passed = not report["dataset_drift"] and not no_values and not null_rises
+        message = (
+            f"{len(drifted)} of {len(report['columns'])} columns drifted (share {report['drifted_share']:.2f}, "
+            f"dataset drift at >= 0.5): {', '.join(drifted) or 'none'}"
+            + (f"; failed closed: {', '.join(no_values)}" if no_values else "")
+            + (f"; missing values rose: {', '.join(null_rises)}" if null_rises else "")
+        )
+        return dg.AssetCheckResult(
+            passed=passed,
+            severity=dg.AssetCheckSeverity.WARN,
+            description=message,
+            metadata={
+                "observed": float(report["drifted_share"]),
+                "threshold": 0.5,
+                "drifted_columns": ", ".join(drifted) or "none",
+                "null_share_increases": ", ".join(report["data_quality"].get("null_share_increases", [])) or "none",
+                "compared_with": f"v{drift_report['compared_with']}",
+            },
+        )
+
+    @dg.asset(
+        key=model.key("predictions"),
+        partitions_def=model.partitions,
+        group_name=model.name,
+        owners=owners,
+        tags=tags,
+        kinds={"parquet"},
+        ins={"features": dg.AssetIn(key=model.key("features"))},
+        description=(
+            "The prediction log of this data version: every row scored by the production model (champion) and, while "
+            "a rollout is active, by its challenger — routed by a stable hash of the row id with the rollout's "
+            "current share (shadow: the challenger scores every row and serves none). One row per (row, model): "
+            "prediction id, data version, row id, model version, arm, served, score, feature hash, time."
+        ),
+    )
+    def predictions(
+        context: dg.AssetExecutionContext,
+        config: RoutingConfig,
+        features: pd.DataFrame,
+        artifacts: ArtifactStoreResource,
+        registry: ModelRegistryResource,
+    ) -> dg.MaterializeResult:
+        spec = model.spec()
+        reg = registry.registry()
+        store = artifacts.store()
+        champion = reg.get_alias(spec.name, CHAMPION)
+        if champion is None:
+            return dg.MaterializeResult(
+                value=pd.DataFrame(columns=list(scoring.LOG_COLUMNS)),
+                metadata={"scored_rows": 0, "reason": "no model in production: nothing to score with"},
+            )
+        challenger = reg.get_alias(spec.name, CHALLENGER)
+        rollout = reg.active_rollout(spec.name)
+        if rollout is not None and challenger is not None and rollout.challenger_version == challenger.version:
+            share, salt, phase = rollout.challenger_share, rollout.salt, rollout.phase.value
+        else:
+            share, salt, phase = 0.0, (f"{spec.name}:v{challenger.version}" if challenger else spec.name), "none"
+        if config.challenger_share is not None:
+            share, phase = config.challenger_share, f"{phase} (share set on the launchpad)"
+        scored_at = datetime.now(UTC)
+        log = scoring.prediction_log(
+            features,
+            spec,
+            context.partition_key,
+            scoring.ScoringModel(champion.version, load_model(store, champion.artifact)),
+            scoring.ScoringModel(challenger.version, load_model(store, challenger.artifact)) if challenger else None,
+            challenger_share=share,
+            salt=salt,
+            scored_at=scored_at,
+        )
+        served = log[log["served"]]
+        by_arm = served.groupby("arm")["score"].agg(["size", "mean"])
+        return dg.MaterializeResult(
+            value=log,
+            metadata={
+                "champion": f"v{champion.version}",
+                "champion_version": champion.version,
+                "challenger": f"v{challenger.version}" if challenger else "none",
+                "challenger_version": challenger.version if challenger else 0,
+                "rollout_phase": phase,
+                "challenger_share": share,
+                "scored_at": scored_at.isoformat(),
+                "scored_rows": len(features),
+                "dagster/row_count": len(log),
+                "served_by_arm": dg.MetadataValue.json({str(a): int(r["size"]) for a, r in by_arm.iterrows()}),
+                "mean_served_score": float(served["score"].mean()) if len(served) else 0.0,
+            },
+        )
+
+    @dg.asset(
+        key=model.key("labels"),
+        partitions_def=model.partitions,
+        group_name=model.name,
+        owners=owners,
+        tags=tags,
+        kinds={"parquet"},
+        ins={"features": dg.AssetIn(key=model.key("features"))},
+        description=(
+            "The labels of this data version, row id → 0/1: from a labels file landed later in the model's labels zone "
+            "(named like the data file, or after the version key; it wins when present) or else from the data "
+            "file's own label column. A labels file's id and label columns are typed by the data files' own schema "
+            "(a bool label written yes/no reads as in a data file). Bad labels files fail with the file, column and "
+            "rule; nothing is stored."
+        ),
+    )
+    def labels(
+        context: dg.AssetExecutionContext, features: pd.DataFrame, labels_landing: LandingZone
+    ) -> dg.MaterializeResult:
+        spec = model.spec()
+        zone = model.labels_zone(labels_landing)
+        name = _labels_file(zone, context.partition_key)
+        if name is not None:
+            try:
+                with zone.fetch(name) as path:
+                    frame = performance.labels_from_file(path, spec, known_ids=features[spec.id_column])
+            except performance.LabelsError as exc:
+                raise dg.Failure(description=str(exc)) from exc
+            source = f"labels file {name}"
+        else:
+            frame = performance.labels_from_features(features, spec, LABEL_COLUMN)
+            source = "the data file's label column"
+        known = frame[performance.LABEL].notna()
+        return dg.MaterializeResult(
+            value=frame,
+            metadata={
+                "source": source,
+                "labelled_rows": int(known.sum()),
+                "rows": len(features),
+                "coverage": float(known.sum() / len(features)) if len(features) else 0.0,
+                "positive_rate": float(frame[performance.LABEL][known].mean()) if known.any() else 0.0,
+            },
+        )
+
+    @dg.asset(
+        key=model.key("performance_report"),
+        partitions_def=model.partitions,
+        group_name=model.name,
+        owners=owners,
+        tags=tags,
+        ins={
+            "predictions": dg.AssetIn(key=model.key("predictions")),
+            "labels": dg.AssetIn(key=model.key("labels")),
         },
-        "test_kind": "two-proportion z-test within data versions, Mantel-Haenszel weights",
-        **result.to_dict(),
-    }
-    metadata: dict[str, Any] = {
-        "decision": result.decision,
-        "winner": result.winner or "none",
-        "progress": float(result.progress),
-        "horizon_per_arm": plan.n_per_arm,
-        "champion_n": counts[CHAMPION_ARM][1],
-        "challenger_n": counts[CHALLENGER_ARM][1],
-        "versions_pooled": len(used),
-    }
-    if result.test is not None:
-        metadata.update(
-            {
-                "champion_accuracy": float(result.test.rate_a),
-                "challenger_accuracy": float(result.test.rate_b),
-                "difference": float(result.test.difference),
-                "p_value": float(result.test.p_value),
-            }
+        description=(
+            "Realised performance on this data version: the prediction log joined with the labels by row id; "
+            "metrics per model version and arm (all scored rows, served rows) and of the served mix. The "
+            "production model's realised headline metric is held against its performance SLA."
+        ),
+    )
+    def performance_report(
+        predictions: pd.DataFrame,
+        labels: pd.DataFrame,
+        stored_assets: StoredAssets,
+        registry: ModelRegistryResource,
+    ) -> dg.MaterializeResult:
+        spec = model.spec()
+        policy = spec.policy
+        metric = policy.headline_metric
+        if predictions.empty:
+            why = "nothing was scored (no model in production when the data arrived)"
+            return dg.MaterializeResult(
+                value={"reason": why, "rows": [], "sla": None},
+                metadata=PerformanceSummary(metric=metric, sla_breached=False, reason=why).to_metadata(),
+            )
+        joined = performance.join_labels(predictions, labels)
+        rows = performance.realised_performance(joined, threshold=policy.decision_threshold)
+        champion_version = int(joined.loc[joined["arm"] == CHAMPION_ARM, "model_version"].iloc[0])
+        holdout = _holdout_metric(
+            model, stored_assets, registry.registry().get_version(spec.name, champion_version), metric
         )
-    return dg.MaterializeResult(value=record, metadata=metadata)
+        sla = performance.performance_sla(rows, champion_version, holdout, policy)
+        summary = _sla_summary(spec.name, sla)
+        metadata: dict[str, Any] = {**summary.to_metadata(), "by_model": table(rows)}
+        return dg.MaterializeResult(value={"rows": rows, "sla": sla}, metadata=metadata)
 
+    @dg.asset_check(
+        asset=performance_report,
+        blocking=False,
+        partitions_def=model.partitions,
+        description=(
+            "Performance SLA: the production model's realised headline metric on this version's labels is at least "
+            "max(metric_floor, its holdout value − max_realised_metric_drop). Not blocking: a breach is a retraining "
+            "signal (the model's <model>__performance_sensor), not a reason to stop monitoring."
+        ),
+    )
+    def performance_within_sla(performance_report: dict[str, Any]) -> dg.AssetCheckResult:
+        sla = performance_report.get("sla")
+        if sla is None:
+            return dg.AssetCheckResult(passed=True, description=str(performance_report.get("reason")))
+        if sla["realised"] is None:
+            return dg.AssetCheckResult(
+                passed=True,
+                severity=dg.AssetCheckSeverity.WARN,
+                description=f"{sla['metric']} undefined on {sla['labelled_rows']} labelled rows (one class only)",
+            )
+        return dg.AssetCheckResult(
+            passed=not sla["breached"],
+            severity=dg.AssetCheckSeverity.WARN,
+            description=(
+                f"v{sla['model_version']} realised {sla['metric']} {sla['realised']:.4f} "
+                f"{'<' if sla['breached'] else '>='} floor {sla['floor']:.4f} on {sla['labelled_rows']} labelled rows "
+                f"(holdout {sla['holdout'] if sla['holdout'] is None else round(sla['holdout'], 4)})"
+            ),
+            metadata={"observed": float(sla["realised"]), "threshold": float(sla["floor"])},
+        )
 
-monitoring_checks = [no_drift, performance_within_sla]
+    @dg.asset(
+        key=model.key("ab_test"),
+        partitions_def=model.partitions,
+        group_name=model.name,
+        owners=owners,
+        tags=tags,
+        deps=[model.key("performance_report")],
+        description=(
+            "A/B test of the active rollout (champion vs challenger on the rows each served) over every labelled "
+            "version scored since the rollout began: served decision accuracy per arm, a two-proportion z-test "
+            "within each data version combined with Mantel-Haenszel weights (the split changes between canary steps), "
+            "a fixed horizon sized up front from the champion's holdout accuracy, and the winner once the horizon is "
+            "reached (p < 0.05). A champion win stops the rollout."
+        ),
+    )
+    def ab_test(
+        context: dg.AssetExecutionContext,
+        stored_assets: StoredAssets,
+        registry: ModelRegistryResource,
+    ) -> dg.MaterializeResult:
+        spec = model.spec()
+        state = registry.registry().active_rollout(spec.name)
+        if state is None or not state.history:
+            return dg.MaterializeResult(value={"reason": "no rollout in progress"}, metadata={"decision": "none"})
+        joined, used = rollout_evidence(model, context.instance, stored_assets, state, state.history[0].at)
+        # One stratum per data version: the split changes between canary steps and accuracy between versions.
+        threshold = spec.policy.decision_threshold
+        per_version = {
+            key: performance.ab_counts(joined[joined["data_version"] == key], threshold=threshold) for key in used
+        }
+        plan = ab_plan(model, stored_assets, registry, spec.name, state, spec.policy)
+        pooled = abtest.ab_test_by_stratum(plan, per_version)
+        record = {
+            "model_name": spec.name,
+            "champion_version": state.champion_version,
+            "challenger_version": state.challenger_version,
+            "rollout_salt": state.salt,
+            "data_versions": used,
+            **pooled.to_record(),
+        }
+        return dg.MaterializeResult(value=record, metadata=pooled.to_metadata())
+
+    return dg.Definitions(
+        assets=[drift_report, predictions, labels, performance_report, ab_test],
+        asset_checks=[no_drift, performance_within_sla],
+    )

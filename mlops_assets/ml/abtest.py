@@ -17,11 +17,13 @@ Statistics (textbook, e.g. Fleiss, Levin & Paik, *Statistical Methods for Rates 
 """
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 from scipy.stats import norm
+
+from mlops_assets.ml.routing import CHALLENGER_ARM, CHAMPION_ARM
 
 Arm = Literal["champion", "challenger"]
 Decision = Literal["continue", "winner", "no_difference"]
@@ -165,6 +167,18 @@ def plan_ab_test(p_baseline: float, min_detectable_effect: float, alpha: float =
     return ABPlan(p_baseline, min_detectable_effect, alpha, power, n)
 
 
+def plan_for_champion(champion_accuracy: float | None, min_detectable_effect: float) -> ABPlan:
+    """The horizon from what was known before the test: the champion's holdout accuracy as the baseline rate.
+
+    Falls back to 0.5 (the largest variance, hence the longest horizon) when the accuracy is unknown or
+    leaves no room for the effect (not in ``(0, 1 - min_detectable_effect)``). Alpha 0.05, power 0.8.
+    """
+    baseline = champion_accuracy
+    if baseline is None or not 0.0 < baseline < 1.0 - min_detectable_effect:
+        baseline = 0.5
+    return plan_ab_test(baseline, min_detectable_effect)
+
+
 @dataclass(frozen=True)
 class ABResult:
     """The decision, with its evidence.
@@ -298,3 +312,90 @@ def ab_decision_stratified(plan: ABPlan, strata: Sequence[Stratum]) -> ABResult:
     challenger_n = sum(s[3] for s in both)
     test = stratified_ztest(both, alpha=plan.alpha) if both else None
     return _decide(plan, champion_n, challenger_n, test)
+
+
+ArmCounts = Mapping[str, tuple[int, int]]
+"""Per arm (``"champion"``, ``"challenger"``): (successes, trials), as from ``performance.ab_counts``."""
+
+#: What the stored record names the test.
+STRATIFIED_TEST_KIND = "two-proportion z-test within data versions, Mantel-Haenszel weights"
+
+
+@dataclass(frozen=True)
+class StratifiedAB:
+    """An A/B test pooled over strata (data versions), with the counts it rests on.
+
+    Attributes:
+        result: The decision (:func:`ab_decision_stratified`).
+        strata: Per stratum key (data version), per arm: (successes, trials); in the order given.
+        counts: Per arm: (successes, trials) summed over the strata where both arms served — the
+            others (shadow: nothing served by the challenger; 100 %: nothing by the champion) carry no
+            comparison and count neither in the test nor here.
+    """
+
+    result: ABResult
+    strata: dict[str, dict[str, tuple[int, int]]]
+    counts: dict[str, tuple[int, int]]
+
+    def to_record(self) -> dict[str, Any]:
+        """JSON-ready: ``counts`` and ``strata`` as ``{arm: {"correct", "n"}}``, ``test_kind``, the result's fields."""
+        return {
+            "counts": {arm: {"correct": c, "n": n} for arm, (c, n) in self.counts.items()},
+            "strata": {
+                key: {arm: {"correct": c, "n": n} for arm, (c, n) in arms.items()} for key, arms in self.strata.items()
+            },
+            "test_kind": STRATIFIED_TEST_KIND,
+            **self.result.to_dict(),
+        }
+
+    def to_metadata(self) -> dict[str, Any]:
+        """Plain-valued summary: decision, winner (``"none"``), progress, horizon, trials per arm, strata pooled,
+        and once both arms have trials the two accuracies, their difference and the p-value."""
+        result = self.result
+        metadata: dict[str, Any] = {
+            "decision": result.decision,
+            "winner": result.winner or "none",
+            "progress": float(result.progress),
+            "horizon_per_arm": result.plan.n_per_arm,
+            "champion_n": self.counts[CHAMPION_ARM][1],
+            "challenger_n": self.counts[CHALLENGER_ARM][1],
+            "versions_pooled": len(self.strata),
+        }
+        if result.test is not None:
+            metadata.update(
+                {
+                    "champion_accuracy": float(result.test.rate_a),
+                    "challenger_accuracy": float(result.test.rate_b),
+                    "difference": float(result.test.difference),
+                    "p_value": float(result.test.p_value),
+                }
+            )
+        return metadata
+
+
+def ab_test_by_stratum(plan: ABPlan, per_stratum: Mapping[str, ArmCounts]) -> StratifiedAB:
+    """Decide the A/B test on counts per stratum: one stratum per data version, arms compared within each.
+
+    The traffic split changes between canary steps and the success rate between data versions, so the
+    arms are compared within each version and combined with Mantel–Haenszel weights
+    (:func:`ab_decision_stratified`); a version where an arm served nothing is kept in ``strata`` but
+    carries no comparison.
+
+    Args:
+        plan: The test's horizon, fixed before the test (:func:`plan_ab_test`).
+        per_stratum: Per data version, per arm (``"champion"``, ``"challenger"``): (correct served
+            decisions, labelled served rows).
+
+    Returns:
+        The decision with the counts it rests on.
+
+    Raises:
+        KeyError: A stratum lacks an arm.
+        ValueError: Impossible counts (successes above trials, negative numbers).
+    """
+    arms = (CHAMPION_ARM, CHALLENGER_ARM)
+    strata = {key: {arm: (int(c[arm][0]), int(c[arm][1])) for arm in arms} for key, c in per_stratum.items()}
+    result = ab_decision_stratified(plan, [(*c[CHAMPION_ARM], *c[CHALLENGER_ARM]) for c in strata.values()])
+    compared = [c for c in strata.values() if c[CHAMPION_ARM][1] > 0 and c[CHALLENGER_ARM][1] > 0]
+    counts = {arm: (sum(c[arm][0] for c in compared), sum(c[arm][1] for c in compared)) for arm in arms}
+    return StratifiedAB(result, strata, counts)

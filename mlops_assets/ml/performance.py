@@ -6,12 +6,14 @@ prediction log) → ``label`` (0/1) and joined to the log by row id. From the jo
 
 * :func:`realised_performance` — per model version: on every row it scored (both models score every
   row) and on the rows it served; plus the served mix as a whole (what users got);
+* :func:`performance_sla` — the production model's realised headline metric held against its SLA floor;
 * :func:`ab_counts` — per arm, the served rows and how many the served model decided correctly;
 * :func:`rollout_guards` — the guard metrics of the rollout's current phase (shadow: agreement
   with the champion on every row; canary: both models on the rows the challenger served, paired).
 """
 
 import math
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -152,6 +154,55 @@ def realised_performance(joined: pd.DataFrame, *, threshold: float = 0.5) -> lis
         }
     )
     return rows
+
+
+def performance_sla(
+    rows: Sequence[Mapping[str, Any]], model_version: int, holdout: float | None, policy: Policy
+) -> dict[str, Any]:
+    """The performance SLA of the production model on one data version: its realised headline metric vs its floor.
+
+    Rule: ``floor = max(policy.metric_floor, holdout - policy.max_realised_metric_drop)``, or
+    ``policy.metric_floor`` alone when the holdout value is unknown; the SLA is breached when
+    ``realised < floor``. A realised metric that is undefined (``None``: one class only among the labelled
+    rows) does not breach it.
+
+    Args:
+        rows: :func:`realised_performance` of the data version; the row of ``model_version`` on every row
+            it scored (``"rows": "scored"``) is the one held against the SLA (it must be there).
+        model_version: The registry version of the production model (the champion arm) that scored the rows.
+        holdout: Its headline metric on its own holdout split at evaluation (same units: a score in [0, 1]
+            for ``roc_auc`` / ``pr_auc``), or ``None`` when unknown.
+        policy: ``headline_metric`` (which metric), ``metric_floor`` (absolute floor) and
+            ``max_realised_metric_drop`` (largest allowed drop below the holdout value, absolute).
+
+    Returns:
+        The ``sla`` of the ``performance_report`` record (JSON-ready): ``metric`` (name), ``model_version``,
+        ``realised`` (float or ``None``), ``holdout`` (float or ``None``), ``floor`` (float), ``breached``
+        (bool), ``labelled_rows`` (labelled rows the realised value rests on) and ``rule`` (in words, with the
+        policy's values).
+
+    Raises:
+        StopIteration: ``rows`` has no ``"scored"`` row of ``model_version``.
+        KeyError: The rows lack the headline metric.
+    """
+    metric = policy.headline_metric
+    row = next(r for r in rows if r["model_version"] == model_version and r["rows"] == "scored")
+    realised = row[metric]
+    floor = (
+        policy.metric_floor if holdout is None else max(policy.metric_floor, holdout - policy.max_realised_metric_drop)
+    )
+    return {
+        "metric": metric,
+        "model_version": model_version,
+        "realised": realised,
+        "holdout": holdout,
+        "floor": floor,
+        "breached": realised is not None and realised < floor,
+        "labelled_rows": row["n"],
+        "rule": (
+            f"realised {metric} >= max(metric_floor {policy.metric_floor}, holdout - {policy.max_realised_metric_drop})"
+        ),
+    }
 
 
 def ab_counts(joined: pd.DataFrame, *, threshold: float = 0.5) -> dict[str, tuple[int, int]]:

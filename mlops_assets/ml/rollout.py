@@ -16,6 +16,12 @@ States (:class:`Phase`)::
 as soon as any guard fails, and nowhere while the guards lack data (``insufficient_data``): a rollout
 never moves on silence. Every move is appended to the state's history with the guard evidence.
 
+One scheduled step of a rollout is :func:`next_rollout_step`: the current state, the guards of the
+current phase (computed by :func:`mlops_assets.ml.performance.rollout_guards` on the joined prediction
+logs), the stored A/B verdict (:class:`ABVerdict`: a significant champion win vetoes the canary) and the
+re-verification of the final switch go in; a :class:`RolloutDecision` (the next state, the move, the
+reason, the guard rows) comes out. The caller only persists it.
+
 The switch at the end is blue/green: reaching ``promoted`` means "apply the promotion now", which the
 caller does as one registry transaction (``ModelRegistry.promote_challenger(..., expected_version=
 state.challenger_version)`` archives the champion, promotes the challenger and moves the ``champion``
@@ -26,7 +32,7 @@ registry, so every decision here is a pure function of its inputs.
 import itertools
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
@@ -605,3 +611,235 @@ def canary_guards(
             )
         )
     return GuardResult("canary", n, min_rows, tuple(checks))
+
+
+# -- one scheduled step ----------------------------------------------------------------------------
+
+#: Why a step holds when no data version carries evidence for the current phase yet.
+NO_EVIDENCE_REASON = "no version scored with this rollout's challenger since the phase began has labels yet"
+
+RolloutMove = Literal["hold", "advance", "rollback", "promote"]
+
+
+@dataclass(frozen=True)
+class ABVerdict:
+    """The A/B test's outcome as a rollout step reads it (from the stored ``ab_test`` record).
+
+    Attributes:
+        challenger_version: The challenger the test was run for (``None`` when the record names none:
+            e.g. the record of a version with no rollout in progress).
+        decision: ``"continue"``, ``"winner"`` or ``"no_difference"`` (see :class:`mlops_assets.ml.abtest.ABResult`);
+            ``None`` when the record holds no decision.
+        winner: ``"champion"`` or ``"challenger"`` when ``decision == "winner"``, else ``None``.
+        p_value: Two-sided p-value of the (stratified) z-test, ``None`` while an arm has no trials.
+        difference: Challenger minus champion served decision accuracy (a fraction in [-1, 1]), or ``None``.
+        alpha: Significance level of the test's plan (0.05 when the record has no plan).
+    """
+
+    challenger_version: int | None
+    decision: str | None
+    winner: str | None = None
+    p_value: float | None = None
+    difference: float | None = None
+    alpha: float = 0.05
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any] | None) -> "ABVerdict | None":
+        """Read the ``ab_test`` asset's stored value (``ABResult.to_dict()`` plus ``challenger_version``).
+
+        Returns ``None`` for a missing or empty record. Keys read: ``challenger_version``, ``decision``,
+        ``winner``, ``test.p_value``, ``test.difference``, ``plan.alpha``; everything else is ignored.
+        """
+        if not record:
+            return None
+        test = record.get("test") or {}
+        challenger = record.get("challenger_version")
+        return cls(
+            challenger_version=None if challenger is None else int(challenger),
+            decision=record.get("decision"),
+            winner=record.get("winner"),
+            p_value=test.get("p_value"),
+            difference=test.get("difference"),
+            alpha=(record.get("plan") or {}).get("alpha", 0.05),
+        )
+
+    @property
+    def decided(self) -> bool:
+        """Whether the test reached its horizon (``winner`` or ``no_difference``): before it, it says nothing."""
+        return self.decision not in (None, "continue")
+
+    def guard_check(self) -> GuardCheck:
+        """The ``ab_test`` guard: fails on a significant champion win, passes on any other decided outcome.
+
+        ``value`` is the p-value and ``limit`` the plan's alpha (the test was already decided against
+        it by :func:`mlops_assets.ml.abtest.ab_decision_stratified`; the check only carries the verdict).
+        """
+        lost = self.winner == "champion"
+        detail = f"A/B at its horizon: {self.decision}" + (f", winner {self.winner}" if self.winner else "")
+        if self.p_value is not None and self.difference is not None:
+            detail += f" (difference {self.difference:+.4f}, p={self.p_value:.3g})"
+        return GuardCheck("ab_test", GuardStatus.FAIL if lost else GuardStatus.PASS, self.p_value, self.alpha, detail)
+
+
+def with_ab_verdict(guards: GuardResult, ab: ABVerdict | None) -> GuardResult:
+    """The canary guards plus the A/B verdict as one more check (``ab_test``): a significant champion win fails.
+
+    Unchanged for shadow guards (the challenger serves nothing there), without a verdict, and while the
+    test has not reached its horizon (``continue``: a peek would inflate its false-positive rate). The
+    caller checks that the verdict is of this rollout's challenger (:func:`next_rollout_step` does).
+    Because a failed check outranks missing data (:attr:`GuardResult.status`), a champion win rolls the
+    canary back even while the other guards still lack rows.
+    """
+    if guards.kind != "canary" or ab is None or not ab.decided:
+        return guards
+    return GuardResult(guards.kind, guards.n_rows, guards.min_rows, (*guards.checks, ab.guard_check()))
+
+
+@dataclass(frozen=True)
+class RolloutDecision:
+    """What one rollout step decided, before the registry applies it.
+
+    Attributes:
+        before: The state the step started from.
+        after: The state to persist (``before`` itself on a hold): pass it to
+            ``ModelRegistry.update_rollout(before, after, ...)``, which is a no-op when nothing moved.
+        move: ``"hold"`` (no move), ``"advance"`` (shadow -> canary[0], or one canary step up),
+            ``"rollback"`` (a guard or the A/B test failed, or the final switch was refused) or
+            ``"promote"`` (the blue/green switch to the challenger).
+        action: What the ``rollout_step`` record reports: ``"wait"`` on a hold, else the new phase
+            (``"canary"``, ``"promoted"``, ``"rolled_back"``); ``"awaiting_approval"`` after
+            :meth:`held_for_approval`.
+        reason: Why, in words (the reason of the new history event when the rollout moved).
+        guards: The guards that decided, the A/B check included; ``None`` when there was no evidence.
+        note: The registry's refusal message after :meth:`held_for_approval`, else empty.
+    """
+
+    before: RolloutState
+    after: RolloutState
+    move: RolloutMove
+    action: str
+    reason: str
+    guards: GuardResult | None
+    note: str = ""
+
+    @property
+    def guard_rows(self) -> list[dict[str, Any]]:
+        """One JSON-ready row per guard check (name, status, value, limit, detail), for a metadata table."""
+        return [] if self.guards is None else [c.to_dict() for c in self.guards.checks]
+
+    def held_for_approval(self, note: str) -> "RolloutDecision":
+        """The step as it ends when the registry wants a person's approval for the switch: nothing moved."""
+        return replace(self, after=self.before, move="hold", action="awaiting_approval", note=note)
+
+    def _ends(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        before = {"phase": self.before.phase.value, "share": self.before.challenger_share}
+        return before, {"phase": self.after.phase.value, "share": self.after.challenger_share}
+
+    def to_record(self, evidence_versions: Sequence[str]) -> dict[str, Any]:
+        """The ``rollout_step`` asset's value (JSON-ready); ``evidence_versions``: the data versions read."""
+        if self.guards is None:
+            return {"action": self.action, "reason": self.reason, "rollout": self.before.to_dict()}
+        before, after = self._ends()
+        return {
+            "action": self.action,
+            "before": before,
+            "after": after,
+            "guards": self.guards.to_dict(),
+            "evidence_versions": list(evidence_versions),
+            "note": self.note,
+            "rollout": self.after.to_dict(),
+        }
+
+    def to_metadata(self, evidence_versions: Sequence[str]) -> dict[str, Any]:
+        """The ``rollout_step`` metadata as plain values; the caller adds ``guards`` (a table of :attr:`guard_rows`).
+
+        Without guards: ``action``, ``reason``, ``phase``, ``share``. With guards: ``action``,
+        ``challenger``, ``champion``, ``from``, ``to``, ``guard_status``, ``guard_rows``, ``evidence_versions``.
+        """
+        if self.guards is None:
+            return {
+                "action": self.action,
+                "reason": self.reason,
+                "phase": self.before.phase.value,
+                "share": self.before.challenger_share,
+            }
+        before, after = self._ends()
+        return {
+            "action": self.action,
+            "challenger": f"v{self.before.challenger_version}",
+            "champion": f"v{self.before.champion_version}",
+            "from": f"{before['phase']} {before['share']:g}",
+            "to": f"{after['phase']} {after['share']:g}",
+            "guard_status": self.guards.status.value,
+            "guard_rows": self.guards.n_rows,
+            "evidence_versions": ", ".join(evidence_versions),
+        }
+
+    def log_line(self, evidence_versions: Sequence[str]) -> str:
+        """One line for the run log."""
+        (before, after), state = self._ends(), self.before
+        head = f"{state.model_name} v{state.challenger_version} rollout: {before['phase']} {before['share']:g}"
+        if self.guards is None:
+            return f"{head}: {self.action} ({self.reason})"
+        return (
+            f"{head} -> {after['phase']} {after['share']:g} "
+            f"({self.guards.status.value} on {self.guards.n_rows} rows from {len(evidence_versions)} versions)"
+        )
+
+
+def next_rollout_step(
+    state: RolloutState,
+    guards: GuardResult | None,
+    ab: ABVerdict | None,
+    now: datetime,
+    *,
+    switch_refusals: Callable[[], Sequence[str]],
+) -> RolloutDecision:
+    """One scheduled step of a rollout: the evidence of the current phase in, the next state out. Pure.
+
+    The rules, in order:
+
+    1. No guards (no data version scored with this challenger and champion since the phase began has
+       labels, see :func:`mlops_assets.ml.performance.rollout_guards`): hold, reason
+       :data:`NO_EVIDENCE_REASON`. A rollout never moves on silence.
+    2. In a canary step, an A/B verdict of this very challenger that reached its horizon becomes the
+       ``ab_test`` check (:func:`with_ab_verdict`); a verdict of another challenger is ignored.
+    3. :func:`advance` on those guards: any failed check -> ``rolled_back``; a check lacking data ->
+       hold; all passed -> one step forward, the step after the last canary being ``promoted``.
+    4. ``promoted`` is the blue/green switch: ``switch_refusals()`` is called (only then) and any
+       refusal it returns (missing gate evidence, an artifact that no longer verifies) turns the move
+       into a roll-back from ``state`` with reason ``"final switch refused: <refusals joined by '; '>"``.
+
+    Args:
+        state: The active rollout (shadow or canary; a terminal state only ever holds).
+        guards: The guards of the current phase on the evidence pooled since
+            :attr:`RolloutState.phase_started_at`, or ``None`` when there is none.
+        ab: The stored A/B verdict of the data version at hand (``None``: no test stored).
+        now: Decision time, timezone-aware, not before the rollout's last move.
+        switch_refusals: Re-verification of the final switch; returns human-readable refusals (empty:
+            the switch may happen). May read the registry and the artifact store; never called otherwise.
+
+    Returns:
+        The decision; its ``after`` is ``state`` itself on a hold.
+
+    Raises:
+        ValueError: ``now`` is naive or before the last move, the rollout is idle, or the guards are of
+            the wrong kind for the phase (see :func:`advance`).
+    """
+    if guards is None:
+        return RolloutDecision(state, state, "hold", "wait", NO_EVIDENCE_REASON, None)
+    if ab is not None and ab.challenger_version != state.challenger_version:
+        ab = None
+    guards = with_ab_verdict(guards, ab)
+    moved = advance(state, guards, now)
+    if moved.phase is Phase.PROMOTED and not state.is_terminal:
+        refused = list(switch_refusals())
+        if refused:
+            moved = roll_back(state, now, reason="final switch refused: " + "; ".join(refused))
+    if moved == state:
+        lacking = [f"{c.name}: {c.detail}" for c in guards.checks if c.status is GuardStatus.INSUFFICIENT_DATA]
+        why = "guards lack data: " + "; ".join(lacking) if lacking else f"{state.phase.value} is final: no move"
+        return RolloutDecision(state, state, "hold", "wait", why, guards)
+    moves: dict[Phase, RolloutMove] = {Phase.PROMOTED: "promote", Phase.ROLLED_BACK: "rollback"}
+    move = moves.get(moved.phase, "advance")
+    return RolloutDecision(state, moved, move, moved.phase.value, moved.history[-1].reason, guards)
