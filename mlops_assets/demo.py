@@ -107,7 +107,7 @@ def _sources(args: argparse.Namespace, spec: DatasetSpec, data_dir: Path) -> lis
         if not files:
             raise DemoError(f"--source {source}: no .csv or .parquet files")
         return files[: args.versions] if args.versions else files
-    from mlops_assets.ml.flights import prepare_flights_months
+    from mlops_assets.demo_data.flights import prepare_flights_months
 
     count = args.versions or 12
     if not 1 <= count <= 12:

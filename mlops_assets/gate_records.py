@@ -14,7 +14,7 @@ the rollout's final switch) re-verifies the evidence of the very model version i
 and reads the stored artifact back and verifies it (:func:`verify_artifact`) before the registry moves it.
 """
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,7 +22,7 @@ import dagster as dg
 
 from mlops_assets.gates import gate_name
 from mlops_assets.ml.gate_evidence import judge_evidence
-from mlops_assets.ml.promotion import GateStatus, production_changed
+from mlops_assets.ml.promotion import GateStatus, comparison_refusal, gate_refusals
 from mlops_assets.storage.artifacts.skops_codec import load_model
 from mlops_assets.storage.artifacts.store import ArtifactIntegrityError, ArtifactRef, ArtifactStore
 from mlops_assets.storage.registry import ModelRegistry, ModelVersion
@@ -158,6 +158,33 @@ def verify_artifact(store: ArtifactStore, ref: ArtifactRef, *, what: str) -> Non
         ) from exc
 
 
+@dataclass
+class ArtifactCheck:
+    """A lazy :func:`verify_artifact`, for ``artifact_refusal`` of :func:`mlops_assets.ml.promotion.decide_move`.
+
+    Calling it reads and verifies the stored artifact and returns the refusal message (``None``: it verifies);
+    ``refused`` keeps the :class:`ArtifactRefused` (with both digests) for the caller's error.
+
+    Attributes:
+        store: Returns the artifact store (called only when the check runs).
+        ref: The version's registered artifact reference.
+        what: Named in the message, e.g. ``"synthetic v2"``.
+    """
+
+    store: Callable[[], ArtifactStore]
+    ref: ArtifactRef
+    what: str
+    refused: ArtifactRefused | None = None
+
+    def __call__(self) -> str | None:
+        try:
+            verify_artifact(self.store(), self.ref, what=self.what)
+        except ArtifactRefused as exc:
+            self.refused = exc
+            return str(exc)
+        return None
+
+
 @dataclass(frozen=True)
 class PromotionEvidence:
     """The evidence a promotion path re-reads for one model version.
@@ -181,27 +208,22 @@ class PromotionEvidence:
 
         Refuses when the version's own evaluation is not the latest of its data version (what it compared
         against is then unknown), and when production moved since that evaluation
-        (:func:`mlops_assets.ml.promotion.production_changed`).
+        (:func:`mlops_assets.ml.promotion.comparison_refusal`).
         """
-        if not self.comparison_known:
-            return (
-                f"the production version v{self.version.version}'s evaluation compared against is unknown (the latest "
-                f"evaluation of its data version is of {_vlabel(self.evaluated_version)}): re-evaluate before promoting"
-            )
-        return production_changed(self.compared_with_production, production_now, self.version.version)
+        return comparison_refusal(
+            self.version.version,
+            self.evaluated_version,
+            self.comparison_known,
+            self.compared_with_production,
+            production_now,
+        )
 
     def refusals(self) -> list[str]:
-        """Why the version may not move (empty: it may): the evaluation mismatch first, then each gate."""
-        problems = [
-            f"{s.check} is {s.status}" + (f" ({s.detail})" if s.detail else "")
-            for s in self.statuses
-            if s.status != "passed"
-        ]
-        if not self.statuses:
-            problems.append("no gate results to verify")
-        if problems and self.evaluated_version is not None and self.evaluated_version != self.version.version:
-            problems.insert(0, f"evaluation is of v{self.evaluated_version}, not v{self.version.version}")
-        return problems
+        """Why the version may not move (empty: it may): the evaluation mismatch first, then each gate.
+
+        :func:`mlops_assets.ml.promotion.gate_refusals`, the rule of a move by hand.
+        """
+        return gate_refusals(self.statuses, self.evaluated_version, self.version.version)
 
     def to_list(self) -> list[dict[str, Any]]:
         """The statuses as JSON rows (``check``, ``status``, ``detail``) for transition evidence."""
@@ -260,7 +282,3 @@ def promotion_evidence(
         compared_with_production=compared,
         comparison_known=known,
     )
-
-
-def _vlabel(version: int | None) -> str:
-    return "none found" if version is None else f"v{version}"

@@ -17,19 +17,20 @@ The tuples below are short asset names; :meth:`MLModel.key` turns them into the 
 """
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import dagster as dg
-
-# What dg.define_asset_job returns; dagster does not re-export the class at its top level.
-from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 
 from mlops_assets.model import MLModel
 from mlops_assets.tags import REASON_TAG
 
+if TYPE_CHECKING:  # what dg.define_asset_job returns; dagster does not re-export the class at its top level
+    from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
+
 #: Pointer assets (unpartitioned): refreshed by every job that can move a model between stages.
 POINTERS = ("staging_deployment", "production_deployment", "rollout_state")
 MONITORING = ("labels", "drift_report", "predictions", "performance_report", "ab_test", "rollout_step")
-INGEST = ("raw_data", "features", "feature_profile", *MONITORING, *POINTERS)
+INGEST = ("raw_data", "features", *MONITORING, *POINTERS)
 LABELS = ("labels", "performance_report", "ab_test", "rollout_step", *POINTERS)
 RETRAIN = ("candidate_model", "model_evaluation", "deployment_decision", *POINTERS)
 
@@ -38,13 +39,13 @@ RETRAIN = ("candidate_model", "model_evaluation", "deployment_decision", *POINTE
 class ModelJobs:
     """The asset jobs of one model (see the module docstring)."""
 
-    lifecycle: UnresolvedAssetJobDefinition
-    ingest: UnresolvedAssetJobDefinition
-    labels: UnresolvedAssetJobDefinition
-    retrain: UnresolvedAssetJobDefinition
+    lifecycle: "UnresolvedAssetJobDefinition"
+    ingest: "UnresolvedAssetJobDefinition"
+    labels: "UnresolvedAssetJobDefinition"
+    retrain: "UnresolvedAssetJobDefinition"
 
     @property
-    def all(self) -> list[UnresolvedAssetJobDefinition]:
+    def all(self) -> list["UnresolvedAssetJobDefinition"]:
         """Every job, for ``dg.Definitions(jobs=...)``."""
         return [self.lifecycle, self.ingest, self.labels, self.retrain]
 

@@ -25,20 +25,21 @@ from typing import Any
 
 import dagster as dg
 
-from mlops_assets.gate_records import ArtifactRefused, promotion_evidence, verify_artifact
+from mlops_assets.gate_records import ArtifactCheck, promotion_evidence
 from mlops_assets.gates import MODEL_GATE_NAMES
+from mlops_assets.ml.promotion import Move, MoveDecision, decide_move
 from mlops_assets.model import MLModel
 from mlops_assets.resources import ArtifactStoreResource, ModelRegistryResource
-from mlops_assets.storage.registry import ModelRegistry, ModelVersion, RegistryError
+from mlops_assets.storage.registry import ModelRegistry, ModelVersion, RegistryError, Stage
 
-STAGES_BY_HAND = ("Staging", "Production", "Archived")
+STAGES_BY_HAND = (Stage.STAGING, Stage.PRODUCTION, Stage.ARCHIVED)
 
 
 class PromoteConfig(dg.Config):
     """Move one model version to a stage."""
 
     version: int
-    stage: str = "Production"
+    stage: str = Stage.PRODUCTION.value
     actor: str
     reason: str
 
@@ -49,7 +50,7 @@ class ApproveConfig(dg.Config):
     version: int
     approver: str
     comment: str
-    stage: str = "Production"
+    stage: str = Stage.PRODUCTION.value
 
 
 class RollbackConfig(dg.Config):
@@ -63,7 +64,7 @@ def _pointer_events(model: MLModel, registry: ModelRegistry) -> Iterator[dg.Asse
     """The new state of the model's deployment pointers, as materializations the UI shows on those assets."""
     name = model.name
     production = registry.production_version(name)
-    staged = [v.version for v in registry.list_versions(name) if v.stage == "Staging"]
+    staged = [v.version for v in registry.list_versions(name) if v.stage == Stage.STAGING]
     yield dg.AssetMaterialization(
         asset_key=model.key("production_deployment"),
         metadata={
@@ -92,33 +93,58 @@ def _verify_movable(
     """Refuse (dg.Failure) unless this very version's gate evidence all passed and its artifact verifies.
 
     Returns:
-        The gate statuses, for the move's evidence.
+        The gate statuses, for the move's evidence (see :func:`_decide_by_hand`).
     """
-    label = f"{version.model_name} v{version.version}"
+    return _decide_by_hand(model, context, registry, artifacts, version, to)[1]
+
+
+def _decide_by_hand(
+    model: MLModel,
+    context: dg.OpExecutionContext,
+    registry: ModelRegistry,
+    artifacts: ArtifactStoreResource,
+    version: ModelVersion,
+    to: str,
+) -> tuple[MoveDecision, list[dict[str, Any]]]:
+    """Refuse (dg.Failure) unless this very version's gate evidence all passed and its artifact verifies.
+
+    The decision is :func:`mlops_assets.ml.promotion.decide_move` (the one ``deployment_decision`` takes), with
+    the move by hand ``Move(to)``: ``"Staging"``, ``"Production"`` or ``"Production (rollback)"``.
+
+    Returns:
+        The decision (its ``stages`` are the moves to make) and the gate statuses, for the move's evidence.
+    """
+    move, label = Move(to), f"{version.model_name} v{version.version}"
     recorded = promotion_evidence(
         context.instance, registry, version, data_gates=model.data_gates, model_gates=model.model_gates
     )
-    problems = recorded.refusals()
-    if to == "Production":
-        # Non-inferiority was judged against the production of that time (a rollback restores a version that
-        # served, and is not asked this).
-        production = registry.production_version(version.model_name)
-        stale = recorded.production_refusal(production.version if production else None)
-        if stale:
-            problems.append(stale)
-    if problems:
-        raise dg.Failure(
-            description=f"refusing to move {label} to {to}: {'; '.join(problems)}",
-            metadata={"gates": dg.MetadataValue.json(recorded.to_list())},
-        )
-    try:
-        verify_artifact(artifacts.store(), version.artifact, what=label)
-    except ArtifactRefused as exc:
+    # Non-inferiority was judged against the production of that time (a rollback restores a version that served,
+    # and is not asked this).
+    production = registry.production_version(version.model_name) if move is Move.PRODUCTION else None
+    artifact = ArtifactCheck(artifacts.store, version.artifact, label)
+    decision = decide_move(
+        move,
+        version=version.version,
+        stage=version.stage,
+        gates=recorded.statuses,
+        evaluated_version=recorded.evaluated_version,
+        production_now=production.version if production else None,
+        compared_with_production=recorded.compared_with_production,
+        comparison_known=recorded.comparison_known,
+        artifact_refusal=artifact,
+    )
+    if artifact.refused is not None:
+        exc = artifact.refused
         raise dg.Failure(
             description=f"refusing to move {label} to {to}: {exc}",
             metadata={"expected_sha256": str(exc.expected), "actual_sha256": str(exc.actual)},
         ) from exc
-    return recorded.to_list()
+    if not decision.allowed:
+        raise dg.Failure(
+            description=f"refusing to move {label} to {to}: {'; '.join(decision.reasons)}",
+            metadata={"gates": dg.MetadataValue.json(recorded.to_list())},
+        )
+    return decision, recorded.to_list()
 
 
 def build(model: MLModel) -> dg.Definitions:
@@ -146,15 +172,19 @@ def build(model: MLModel) -> dg.Definitions:
         name = model.name
         reg = registry.registry()
         if config.stage not in STAGES_BY_HAND:
-            raise dg.Failure(description=f"stage must be one of {list(STAGES_BY_HAND)}, got {config.stage!r}")
+            raise dg.Failure(
+                description=f"stage must be one of {[str(s) for s in STAGES_BY_HAND]}, got {config.stage!r}"
+            )
         try:
             version = reg.get_version(name, config.version)
         except RegistryError as exc:
             raise _fail(exc) from exc
         evidence: dict[str, Any] = {"run_id": context.run.run_id, "by_hand": True}
-        if config.stage in ("Staging", "Production"):
-            evidence["gates"] = _verify_movable(model, context, reg, artifacts, version, config.stage)
+        stages: tuple[str, ...] = (config.stage,)  # archiving needs no evidence
+        if config.stage in (Move.STAGING, Move.PRODUCTION):
+            decision, evidence["gates"] = _decide_by_hand(model, context, reg, artifacts, version, config.stage)
             evidence["artifact_sha256"] = version.artifact_sha256
+            stages = decision.stages
         move: dict[str, Any] = {
             "actor": config.actor,
             "reason": config.reason,
@@ -162,9 +192,8 @@ def build(model: MLModel) -> dg.Definitions:
             "required_gates": MODEL_GATE_NAMES,
         }
         try:
-            if config.stage == "Production" and version.stage == "None":
-                reg.transition(name, config.version, "Staging", **move)
-            moved = reg.transition(name, config.version, config.stage, **move)
+            for stage in stages:
+                moved = reg.transition(name, config.version, stage, **move)
         except RegistryError as exc:
             raise _fail(exc) from exc
         context.log.info(f"{name} v{moved.version} is now {moved.stage} (by {config.actor}: {config.reason})")

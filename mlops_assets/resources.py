@@ -7,7 +7,6 @@ and sensors that annotate the base class work unchanged in either environment.
 
 import hashlib
 import io
-import json
 import os
 import shutil
 import tempfile
@@ -24,6 +23,7 @@ import sqlalchemy as sa
 from dagster_aws.s3 import S3Resource
 from pydantic import PrivateAttr
 
+from mlops_assets.ml import json_codec
 from mlops_assets.ml.versions import digest_of_key, file_digest, is_landable, safe_stem, stem_of_key
 from mlops_assets.storage.artifacts.s3 import S3ArtifactStore, is_missing, parse_s3_url
 from mlops_assets.storage.artifacts.store import ArtifactStore, LocalArtifactStore
@@ -239,7 +239,7 @@ def read_stored_asset(target: Path) -> Any:
     if target.with_suffix(".parquet").exists():
         return pd.read_parquet(target.with_suffix(".parquet"))
     if target.with_suffix(".json").exists():
-        return json.loads(target.with_suffix(".json").read_text())
+        return json_codec.loads(target.with_suffix(".json").read_text())
     raise FileNotFoundError(f"{target}: no stored value")
 
 
@@ -263,6 +263,9 @@ class StoredAssets(dg.ConfigurableResource):
 class FrameIOManager(dg.ConfigurableIOManager):
     """Stores data frames as Parquet and records (dicts) as JSON, one file per asset partition.
 
+    Records are written as standard JSON by :mod:`mlops_assets.ml.json_codec` (NaN and ±inf as ``null``,
+    timestamps as ISO 8601, any other unknown value as its ``str``).
+
     Every write goes to a temporary file in the target folder and is renamed into place, so a run
     killed mid-write never corrupts the previous value (unlike the default pickle IO manager).
     """
@@ -284,7 +287,7 @@ class FrameIOManager(dg.ConfigurableIOManager):
             final = target.with_suffix(".json")
 
             def write(p: Path) -> None:
-                p.write_text(json.dumps(obj, indent=1, sort_keys=True, default=str))
+                p.write_text(json_codec.dumps(obj, indent=1, sort_keys=True, default=str))
 
         fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=f".{final.name}.", suffix=".tmp")
         os.close(fd)
@@ -474,7 +477,7 @@ def _frame_bytes(obj: Any) -> tuple[str, bytes, str]:
         buffer = io.BytesIO()
         obj.to_parquet(buffer, index=False)
         return ".parquet", buffer.getvalue(), "application/vnd.apache.parquet"
-    return ".json", json.dumps(obj, indent=1, sort_keys=True, default=str).encode(), "application/json"
+    return ".json", json_codec.dumps(obj, indent=1, sort_keys=True, default=str).encode(), "application/json"
 
 
 def _read_s3_value(client: Any, bucket: str, key: str) -> Any:
@@ -486,7 +489,7 @@ def _read_s3_value(client: Any, bucket: str, key: str) -> Any:
             if is_missing(exc):
                 continue
             raise
-        return pd.read_parquet(io.BytesIO(body)) if suffix == ".parquet" else json.loads(body)
+        return pd.read_parquet(io.BytesIO(body)) if suffix == ".parquet" else json_codec.loads(body)
     raise FileNotFoundError(f"{_s3_uri(bucket, key)}: no stored value")
 
 

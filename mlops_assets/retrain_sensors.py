@@ -27,12 +27,12 @@ enabled, duplicate, in progress, cooldown, daily cap) and is skipped while a sha
 says why. A run queued or running for longer than the spec's ``retraining.max_in_flight_hours`` (default 1.5 h,
 above the instance's ``max_runtime_seconds``) is presumed dead (e.g. its worker was SIGKILLed and it stays STARTED)
 and blocks nothing: the tick logs a warning naming it, and an allowed request names it in its evidence
-(``ignored_in_flight``). Requests carry the run key ``retrain:<reason>:<data version>:<code version>`` and the tags
+(``ignored_in_flight``). Requests carry the run key ``retrain:<reason>:<data version>:<package version>`` and the tags
 ``mlops/reason``, ``mlops/data_version``, ``mlops/evidence`` (short JSON: what fired), ``mlops/model`` and
-``mlops/code_version``.
+``mlops/package_version`` (the mlops_assets release, :func:`mlops_assets.provenance.package_version`; runs
+requested before the rename carry ``mlops/code_version``, which is still read).
 """
 
-import json
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -40,14 +40,21 @@ from typing import Any
 import dagster as dg
 
 from mlops_assets.jobs import ModelJobs
-from mlops_assets.ml import backlog, triggers
-from mlops_assets.ml.provenance import code_version
+from mlops_assets.ml import backlog, json_codec, triggers
 from mlops_assets.ml.spec import DatasetSpec
 from mlops_assets.ml.summaries import DriftSummary, PerformanceSummary
 from mlops_assets.model import MLModel
+from mlops_assets.provenance import package_version
 from mlops_assets.resources import ModelRegistryResource
 from mlops_assets.storage.registry import ModelRegistry
-from mlops_assets.tags import CODE_VERSION_TAG, DATA_VERSION_TAG, EVIDENCE_TAG, MODEL_TAG, REASON_TAG
+from mlops_assets.tags import (
+    DATA_VERSION_TAG,
+    EVIDENCE_TAG,
+    FORMER_PACKAGE_VERSION_TAG,
+    MODEL_TAG,
+    PACKAGE_VERSION_TAG,
+    REASON_TAG,
+)
 
 PARTITION_TAG = "dagster/partition"
 
@@ -121,7 +128,7 @@ def _record(run_record: Any) -> triggers.RetrainRecord:
         at=_aware(run_record.create_timestamp),
         reason=tags.get(REASON_TAG) or "manual",
         data_version=tags.get(DATA_VERSION_TAG) or tags.get(PARTITION_TAG) or "",
-        code_version=tags.get(CODE_VERSION_TAG, ""),
+        code_version=tags.get(PACKAGE_VERSION_TAG) or tags.get(FORMER_PACKAGE_VERSION_TAG, ""),
         status=run.status.value,
         model=tags.get(MODEL_TAG, ""),
         started_at=datetime.fromtimestamp(started, UTC) if started else None,
@@ -185,7 +192,7 @@ def retrain_request(
             DATA_VERSION_TAG: request.data_version,
             EVIDENCE_TAG: triggers.evidence_json(evidence),
             MODEL_TAG: request.model,
-            CODE_VERSION_TAG: request.code_version,
+            PACKAGE_VERSION_TAG: request.code_version,
         },
     )
 
@@ -207,7 +214,7 @@ def _consider(
     ``log`` (the tick's logger) gets a warning when the decision ignored in-flight runs presumed dead.
     """
     request = triggers.RetrainRequest(
-        reason=reason, data_version=data_version, model=spec.name, code_version=code_version(), at=now
+        reason=reason, data_version=data_version, model=spec.name, code_version=package_version(), at=now
     )
     policy = spec.retraining
     if not policy.enabled(reason):
@@ -225,14 +232,14 @@ def _load_cursor(raw: str | None) -> dict[str, Any]:
     if not raw:
         return {}
     try:
-        loaded = json.loads(raw)
-    except json.JSONDecodeError:
+        loaded = json_codec.loads(raw)
+    except json_codec.JSONDecodeError:
         return {}  # an unreadable cursor starts over: the hygiene rules still prevent duplicate retrains
     return loaded if isinstance(loaded, dict) else {}
 
 
 def _dump_cursor(state: Mapping[str, Any]) -> str:
-    return json.dumps(state, sort_keys=True, separators=(",", ":"))
+    return json_codec.dumps(state, sort_keys=True, separators=(",", ":"))
 
 
 # -- the drift and performance backlogs --------------------------------------------------------------------------------
@@ -295,7 +302,7 @@ def _stale_request(
         return None, {}, message
     evidence = {"trigger": "staleness", "production_version": production.version, **staleness.evidence()}
     request = triggers.RetrainRequest(
-        reason="stale", data_version=staleness.newest_labelled, model=spec.name, code_version=code_version(), at=now
+        reason="stale", data_version=staleness.newest_labelled, model=spec.name, code_version=package_version(), at=now
     )
     return request, evidence, message
 

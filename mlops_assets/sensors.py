@@ -5,15 +5,13 @@ model's landing and labels zones (:meth:`MLModel.landing_zone`, :meth:`MLModel.l
 to ``<name>__data_versions`` and request runs of the model's jobs, tagged ``mlops/model``.
 """
 
-import json
-from collections.abc import Sequence
-
 import dagster as dg
 
 from mlops_assets.jobs import ModelJobs
-from mlops_assets.ml.provenance import code_version
-from mlops_assets.ml.versions import digest_of_key, safe_stem, stem_of_key, version_key
+from mlops_assets.ml.landing import LabelsRun, NewVersion, plan_labels, plan_landing, trains_on_new_data
+from mlops_assets.ml.landing import labels_target as labels_target  # re-exported: callers import it from here
 from mlops_assets.model import MLModel
+from mlops_assets.provenance import package_version
 from mlops_assets.resources import LandingZone, ModelRegistryResource
 from mlops_assets.tags import (
     DATA_VERSION_TAG,
@@ -23,17 +21,6 @@ from mlops_assets.tags import (
     SOURCE_FILE_TAG,
     TRAINING_TAG,
 )
-
-
-def _known_digests(model: MLModel, instance: dg.DagsterInstance) -> set[str]:
-    """Short digests of the model's registered data versions."""
-    digests = set()
-    for key in instance.get_dynamic_partitions(model.partitions_name):
-        try:
-            digests.add(digest_of_key(key))
-        except ValueError:  # a partition added by hand with another naming scheme: not ours to dedupe
-            continue
-    return digests
 
 
 def landing_generation(model: MLModel, instance: dg.DagsterInstance, key: str) -> int:
@@ -53,37 +40,38 @@ def landing_generation(model: MLModel, instance: dg.DagsterInstance, key: str) -
 def _trains_on_new_data(model: MLModel, registry: ModelRegistryResource) -> tuple[bool, str]:
     """Whether a new data version of ``model`` should also train: nothing in production yet, or the spec asks for it."""
     spec = model.spec()
-    if registry.registry().production_version(spec.name) is None:
-        return True, "bootstrap: no model in production yet"
-    retraining = getattr(spec, "retraining", None)
-    if retraining is not None and "new_data" in retraining.triggers:
-        return True, "retraining.triggers includes new_data"
-    return False, "production model serves; retraining is left to the drift, performance and freshness sensors"
+    return trains_on_new_data(registry.registry().production_version(spec.name), getattr(spec, "retraining", None))
 
 
-def _nothing_new(landing: LandingZone, n_files: int) -> str:
-    """Why a landing tick requests nothing (``landing``: the model's landing zone)."""
-    if not n_files:
-        return f"no data files in the landing zone {landing.uri('')}"
-    return (
-        f"no new data: the {n_files} landed file(s) in {landing.uri('')} are all already registered as data "
-        "versions (same bytes as an existing partition); delete a version's partition to land its bytes again"
+def _landing_request(model: MLModel, jobs: ModelJobs, version: NewVersion) -> dg.RunRequest:
+    """The run of a new data version: the model's lifecycle job when it trains, else its ingest job."""
+    return dg.RunRequest(
+        run_key=version.run_key,
+        job_name=(jobs.lifecycle if version.trains else jobs.ingest).name,
+        partition_key=version.key,
+        tags={
+            REASON_TAG: "new_data",
+            SOURCE_FILE_TAG: version.file_name,
+            DATA_VERSION_TAG: version.key,
+            TRAINING_TAG: version.training,
+            LANDING_GENERATION_TAG: str(version.generation),
+            MODEL_TAG: model.name,
+        },
     )
 
 
-def labels_target(version_keys: Sequence[str], file_name: str) -> str | None:
-    """The data version a labels file is for: the version key itself, else the newest version of that file stem."""
-    stem = safe_stem(file_name)
-    if stem in version_keys:
-        return stem
-    matching = []
-    for key in version_keys:
-        try:
-            if stem_of_key(key) == stem:
-                matching.append(key)
-        except ValueError:
-            continue
-    return matching[-1] if matching else None
+def _labels_request(model: MLModel, run: LabelsRun) -> dg.RunRequest:
+    """The labels run of a labels file (the sensor's job: the model's labels job)."""
+    return dg.RunRequest(
+        run_key=run.run_key,
+        partition_key=run.target,
+        tags={
+            REASON_TAG: "new_labels",
+            SOURCE_FILE_TAG: run.file_name,
+            DATA_VERSION_TAG: run.target,
+            MODEL_TAG: model.name,
+        },
+    )
 
 
 def build(model: MLModel, jobs: ModelJobs) -> dg.Definitions:
@@ -112,54 +100,27 @@ def build(model: MLModel, jobs: ModelJobs) -> dg.Definitions:
         registry: ModelRegistryResource,
     ) -> dg.SensorResult:
         zone = model.landing_zone(landing)
+        registered = context.instance.get_dynamic_partitions(partitions)
         # The cursor remembers (size, mtime) → digest per file name, so a tick hashes only new or changed files.
-        seen: dict[str, list] = json.loads(context.cursor) if context.cursor else {}
-        known = _known_digests(model, context.instance)
-        new_keys: list[str] = []
-        requests: list[dg.RunRequest] = []
-        current: dict[str, list] = {}
-        train: tuple[bool, str] | None = None
-        landed_files = zone.scan()
-        for landed in landed_files:
-            cached = seen.get(landed.name)
-            if cached and cached[0] == landed.size and cached[1] == landed.mtime_ns:
-                digest = cached[2]
-            else:
-                digest = zone.digest(landed.name)
-            current[landed.name] = [landed.size, landed.mtime_ns, digest]
-            short = digest[:12]
-            if short in known:
-                continue
-            known.add(short)
-            key = version_key(landed.name, digest)
-            new_keys.append(key)
-            if train is None:
-                train = _trains_on_new_data(model, registry)
-            generation = landing_generation(model, context.instance, key)
-            requests.append(
-                dg.RunRequest(
-                    # Code version in the key: a failed run does not block a fixed release from retrying. Landing
-                    # generation: a version re-created after its partition was deleted runs again.
-                    run_key=f"new_data:{key}:{code_version()}:landing-{generation}",
-                    job_name=(jobs.lifecycle if train[0] else jobs.ingest).name,
-                    partition_key=key,
-                    tags={
-                        REASON_TAG: "new_data",
-                        SOURCE_FILE_TAG: landed.name,
-                        DATA_VERSION_TAG: key,
-                        TRAINING_TAG: train[1],
-                        LANDING_GENERATION_TAG: str(generation),
-                        MODEL_TAG: model.name,
-                    },
-                )
-            )
+        # The release in the run key: a failed run does not block a fixed release from retrying.
+        plan = plan_landing(
+            zone.scan(),
+            context.cursor,
+            registered,
+            zone.digest,
+            trains=lambda: _trains_on_new_data(model, registry),
+            generation_of=lambda key: landing_generation(model, context.instance, key),
+            release=package_version(),
+            zone_uri=zone.uri(""),
+        )
+        new_keys = plan.new_keys
         if new_keys:
             context.log.info(f"new data versions of {model.name}: {', '.join(new_keys)}")
         return dg.SensorResult(
-            run_requests=requests,
+            run_requests=[_landing_request(model, jobs, version) for version in plan.versions],
             dynamic_partitions_requests=[model.partitions.build_add_request(new_keys)] if new_keys else [],
-            cursor=json.dumps(current, sort_keys=True),
-            skip_reason=None if requests else _nothing_new(zone, len(landed_files)),
+            cursor=plan.cursor,
+            skip_reason=plan.skip_reason,
         )
 
     @dg.sensor(
@@ -176,42 +137,14 @@ def build(model: MLModel, jobs: ModelJobs) -> dg.Definitions:
     )
     def labels_sensor(context: dg.SensorEvaluationContext, labels_landing: LandingZone) -> dg.SensorResult:
         zone = model.labels_zone(labels_landing)
-        seen: dict[str, list] = json.loads(context.cursor) if context.cursor else {}
         keys = context.instance.get_dynamic_partitions(partitions)
-        requests: list[dg.RunRequest] = []
-        waiting: list[str] = []
-        current: dict[str, list] = {}
-        for landed in zone.scan():
-            cached = seen.get(landed.name)
-            if cached and cached[0] == landed.size and cached[1] == landed.mtime_ns:
-                current[landed.name] = cached
-                continue
-            target = labels_target(keys, landed.name)
-            if target is None:
-                waiting.append(landed.name)  # not in the cursor: looked at again next tick
-                continue
-            digest = zone.digest(landed.name)
-            current[landed.name] = [landed.size, landed.mtime_ns, digest]
-            requests.append(
-                dg.RunRequest(
-                    run_key=f"new_labels:{target}:{digest[:12]}:{code_version()}",
-                    partition_key=target,
-                    tags={
-                        REASON_TAG: "new_labels",
-                        SOURCE_FILE_TAG: landed.name,
-                        DATA_VERSION_TAG: target,
-                        MODEL_TAG: model.name,
-                    },
-                )
-            )
-        if waiting:
-            context.log.info(f"labels waiting for their data version to land: {', '.join(waiting)}")
+        plan = plan_labels(zone.scan(), context.cursor, keys, zone.digest, package_version())
+        if plan.waiting:
+            context.log.info(f"labels waiting for their data version to land: {', '.join(plan.waiting)}")
         return dg.SensorResult(
-            run_requests=requests,
-            cursor=json.dumps(current, sort_keys=True),
-            skip_reason=None
-            if requests
-            else "no new labels" + (f" ({len(waiting)} waiting for data)" if waiting else ""),
+            run_requests=[_labels_request(model, run) for run in plan.runs],
+            cursor=plan.cursor,
+            skip_reason=plan.skip_reason,
         )
 
     return dg.Definitions(sensors=[landing_sensor, labels_sensor])

@@ -14,5 +14,7 @@ EVIDENCE_TAG = "mlops/evidence"
 LANDING_GENERATION_TAG = "mlops/landing_generation"
 #: The model a retrain run is for (retrain sensors).
 MODEL_TAG = "mlops/model"
-#: The code version a retrain run was requested under (retrain sensors).
-CODE_VERSION_TAG = "mlops/code_version"
+#: The package version (mlops_assets release) a retrain run was requested under (retrain sensors).
+PACKAGE_VERSION_TAG = "mlops/package_version"
+#: The same tag on runs requested before it was renamed: still read, so the hygiene rules see those runs' versions.
+FORMER_PACKAGE_VERSION_TAG = "mlops/code_version"

@@ -6,6 +6,13 @@ from collections.abc import Iterator
 
 import pytest
 import sqlalchemy as sa
+from hypothesis import HealthCheck, settings
+
+# No test may depend on machine speed: Hypothesis' default 200 ms deadline per example (and its too_slow health
+# check) fail property tests on a busy shared CI machine (seen: 251 ms at load average 22). Example counts stay as
+# each test sets them.
+settings.register_profile("mlops", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("mlops")
 
 # The local server used in development; CI may point elsewhere.
 POSTGRES_ADMIN_URL = os.environ.get(

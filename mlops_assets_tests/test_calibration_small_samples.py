@@ -16,6 +16,7 @@ from scipy.stats import binom
 
 from mlops_assets.assets.evaluations import PolicyOverrides
 from mlops_assets.assets.gating import check_result
+from mlops_assets.demo_data.synthetic import generate
 from mlops_assets.ml.evaluation import (
     Evaluation,
     ReliabilityBin,
@@ -29,7 +30,6 @@ from mlops_assets.ml.gate_result import GateResult
 from mlops_assets.ml.model_gates import gate_calibration_within_bound
 from mlops_assets.ml.policy import Policy, PolicyError, policy_from_dict
 from mlops_assets.ml.spec import load_spec
-from mlops_assets.ml.synthetic import generate
 from mlops_assets.ml.training import train_baseline, train_candidate
 
 POLICY = Policy()  # max_ece 0.05, 10 bins, 10 rows per bin on average: 100 rows at least

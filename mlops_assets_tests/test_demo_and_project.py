@@ -10,8 +10,8 @@ import dagster as dg
 import pytest
 import yaml
 
+from mlops_assets.demo_data import synthetic
 from mlops_assets.instance import INSTANCE_CONFIG
-from mlops_assets.ml import synthetic
 from mlops_assets.ml.spec import packaged_spec_path
 from mlops_assets.storage.registry import ModelRegistry
 

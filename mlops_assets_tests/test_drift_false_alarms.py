@@ -345,8 +345,8 @@ def test_drift_table_rows_name_their_columns() -> None:
 def test_drift_report_asset_table_reads_back_with_column_names(tmp_path: Any) -> None:
     # The asset itself, on a registry whose production model carries a drift reference: the metadata
     # table's rows name their columns (they were all None), and the missing-share rule is wired in.
+    from mlops_assets.demo_data.synthetic import generate
     from mlops_assets.ml.drift import spec_columns
-    from mlops_assets.ml.synthetic import generate
     from mlops_assets.resources import ArtifactStoreResource, ModelRegistryResource
     from mlops_assets.storage.registry import Lineage
     from mlops_assets_tests.support import model_graph

@@ -20,15 +20,16 @@ import pytest
 import sqlalchemy as sa
 
 from mlops_assets.definitions import build_defs
+from mlops_assets.demo_data import synthetic
 from mlops_assets.environments import local_environment
-from mlops_assets.ml import rollout, synthetic, training
+from mlops_assets.ml import rollout, training
 from mlops_assets.ml.gate_evidence import GateOutcome, judge_evidence
 from mlops_assets.ml.promotion import GateStatus, decide
 from mlops_assets.ml.rollout import Phase
-from mlops_assets.ml.validation import write_frame_atomic
 from mlops_assets.ml.versions import file_digest, version_key
 from mlops_assets.storage.artifacts.skops_codec import store_model
 from mlops_assets.storage.artifacts.store import ArtifactRef, LocalArtifactStore
+from mlops_assets.storage.files import write_frame_atomic
 from mlops_assets.storage.registry import (
     CHALLENGER,
     GateEvidenceMissing,

@@ -25,6 +25,7 @@ from threadpoolctl import threadpool_info
 
 from mlops_assets.assets.evaluations import PolicyOverrides
 from mlops_assets.assets.gating import check_result
+from mlops_assets.demo_data.synthetic import generate
 from mlops_assets.ml import latency as latency_module
 from mlops_assets.ml.evaluation import Evaluation, FairnessReport, GroupRates, ScoreValidity, evaluate
 from mlops_assets.ml.features import HOLDOUT, SPLIT_COLUMN, build_features, model_inputs
@@ -32,7 +33,6 @@ from mlops_assets.ml.latency import WARMUP_BATCH, WARMUP_SINGLE, LatencyReport, 
 from mlops_assets.ml.model_gates import gate_fairness_within_bounds, gate_latency_within_budget, gate_slices_meet_floor
 from mlops_assets.ml.policy import Policy, PolicyError, SliceThreshold, policy_from_dict
 from mlops_assets.ml.spec import load_spec
-from mlops_assets.ml.synthetic import generate
 from mlops_assets.ml.training import train_baseline, train_candidate
 
 # --------------------------------------------------------------------------------------------------

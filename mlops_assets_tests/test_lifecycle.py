@@ -6,11 +6,11 @@ import dagster as dg
 import pytest
 
 from mlops_assets.definitions import build_defs
+from mlops_assets.demo_data import synthetic
 from mlops_assets.environments import local_environment
-from mlops_assets.ml import synthetic
 from mlops_assets.ml.spec import packaged_spec_path
-from mlops_assets.ml.validation import write_frame_atomic
 from mlops_assets.ml.versions import file_digest, version_key
+from mlops_assets.storage.files import write_frame_atomic
 from mlops_assets.storage.registry import ModelRegistry
 from mlops_assets_tests.support import model_graph
 

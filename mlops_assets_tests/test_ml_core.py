@@ -582,7 +582,7 @@ def test_beats_baseline_with_a_required_lift() -> None:
 
 
 def test_tuned_training_is_reproducible_and_records_the_search():
-    from mlops_assets.ml import synthetic
+    from mlops_assets.demo_data import synthetic
     from mlops_assets.ml.features import build_features
     from mlops_assets.ml.spec import load_spec
     from mlops_assets.ml.training import predict_scores, tune_and_train

@@ -317,7 +317,7 @@ def test_demo_main_exits_nonzero_with_one_line_reason_when_the_only_version_fail
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from mlops_assets.demo import main
-    from mlops_assets.ml import synthetic
+    from mlops_assets.demo_data import synthetic
     from mlops_assets.ml.spec import packaged_spec_path
 
     source = tmp_path / "source"

@@ -33,7 +33,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from mlops_assets.ml import synthetic
+from mlops_assets.demo_data import synthetic
 from mlops_assets.ml.versions import version_key
 from mlops_assets.storage.registry import ModelRegistry
 from mlops_assets_tests.conftest import FAKE_AWS_ENV

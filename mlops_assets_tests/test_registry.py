@@ -1010,7 +1010,8 @@ _SNAPSHOT = sa.text(
     # champion are read at the same instant.
     "SELECT (SELECT count(*) FROM model_versions WHERE model_name = :m AND stage = 'Production') AS n, "
     "(SELECT max(version) FROM model_versions WHERE model_name = :m AND stage = 'Production') AS production, "
-    "(SELECT version FROM model_aliases WHERE model_name = :m AND alias = 'champion') AS champion"
+    "(SELECT to_version FROM alias_log WHERE model_name = :m AND alias = 'champion' ORDER BY id DESC LIMIT 1) "
+    "AS champion"
 )
 
 

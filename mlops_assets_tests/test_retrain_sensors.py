@@ -21,13 +21,13 @@ import pytest
 import yaml
 
 from mlops_assets import retrain_sensors as rs
-from mlops_assets.ml.provenance import code_version
 from mlops_assets.ml.spec import packaged_spec_path
 from mlops_assets.ml.summaries import DriftSummary, PerformanceSummary
+from mlops_assets.provenance import package_version
 from mlops_assets.resources import ModelRegistryResource
 from mlops_assets.storage.artifacts.store import ArtifactRef
 from mlops_assets.storage.registry import Lineage, ModelRegistry
-from mlops_assets.tags import DATA_VERSION_TAG, EVIDENCE_TAG, MODEL_TAG, REASON_TAG
+from mlops_assets.tags import DATA_VERSION_TAG, EVIDENCE_TAG, MODEL_TAG, PACKAGE_VERSION_TAG, REASON_TAG
 from mlops_assets_tests.support import ModelGraph, model_graph
 
 MODEL = "synthetic"
@@ -192,13 +192,25 @@ def test_drift_on_a_labelled_version_requests_exactly_one_retrain(world: World) 
     world.drift(V2)
     request = only_request(world.tick("drift_sensor"))
     assert request.partition_key == V2
-    assert request.run_key == f"retrain:drift:{V2}:{code_version()}"
+    assert request.run_key == f"retrain:drift:{V2}:{package_version()}"
     assert request.tags[REASON_TAG] == "drift" and request.tags[DATA_VERSION_TAG] == V2
+    assert request.tags[PACKAGE_VERSION_TAG] == package_version() and "mlops/code_version" not in request.tags
     evidence = json.loads(request.tags[EVIDENCE_TAG])
     assert evidence["drifted_share"] == 0.625 and evidence["drifted_columns"] == "age, income, plan"
     assert evidence["compared_with"] == f"{MODEL} v1"
     # Same state on the next tick: nothing new, nothing requested.
     assert "no drifted data version" in no_request(world.tick("drift_sensor"))
+
+
+def test_runs_tagged_before_the_package_version_rename_keep_their_version(world: World) -> None:
+    # Runs requested before the tag was renamed carry mlops/code_version: the hygiene rules still see their version.
+    old = {REASON_TAG: "drift", DATA_VERSION_TAG: V2, MODEL_TAG: MODEL, "mlops/code_version": "1.0"}
+    world.instance.add_run(dg.DagsterRun(job_name=world.g.name("retrain_job"), tags=old))
+    world.instance.add_run(
+        dg.DagsterRun(job_name=world.g.name("retrain_job"), tags={**old, PACKAGE_VERSION_TAG: "2.0"})
+    )
+    records = sorted(rs._record(r).code_version for r in world.instance.get_run_records())
+    assert records == ["1.0", "2.0"]
 
 
 def test_drift_waits_for_labels_then_requests_once(world: World) -> None:
@@ -388,7 +400,7 @@ def test_sla_breach_requests_one_retrain_on_the_newest_labelled_version(world: W
     world.performance(V2)
     request = only_request(world.tick("performance_sensor"))
     assert request.partition_key == V3
-    assert request.run_key == f"retrain:performance:{V3}:{code_version()}"
+    assert request.run_key == f"retrain:performance:{V3}:{package_version()}"
     evidence = json.loads(request.tags[EVIDENCE_TAG])
     assert (evidence["realised"], evidence["floor"], evidence["metric"]) == (0.52, 0.6, "roc_auc")
     assert evidence["data_version"] == V2

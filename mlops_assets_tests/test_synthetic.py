@@ -10,8 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mlops_assets.ml.spec import DatasetSpec, load_spec
-from mlops_assets.ml.synthetic import (
+from mlops_assets.demo_data.synthetic import (
     COLUMNS,
     NEW_REGION,
     OUT_OF_DOMAIN_LABEL,
@@ -19,6 +18,7 @@ from mlops_assets.ml.synthetic import (
     generate,
     write_versions,
 )
+from mlops_assets.ml.spec import DatasetSpec, load_spec
 from mlops_assets.ml.validation import read_data_file, validate_raw
 
 

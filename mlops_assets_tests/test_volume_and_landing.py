@@ -8,15 +8,16 @@ import dagster as dg
 import pytest
 import yaml
 
+from mlops_assets.demo_data import synthetic
 from mlops_assets.environments import local_environment
-from mlops_assets.ml import synthetic
 from mlops_assets.ml.features import build_features
 from mlops_assets.ml.policy import Policy, PolicyError, policy_from_dict
 from mlops_assets.ml.spec import PACKAGED_SPECS, SpecError, load_spec, packaged_spec_path, spec_from_dict
-from mlops_assets.ml.validation import coerce_to_schema, write_frame_atomic
+from mlops_assets.ml.validation import coerce_to_schema
 from mlops_assets.ml.versions import file_digest, version_key
 from mlops_assets.model import MLModel
 from mlops_assets.resources import LandingZone, ModelRegistryResource
+from mlops_assets.storage.files import write_frame_atomic
 from mlops_assets.tags import DATA_VERSION_TAG, REASON_TAG
 from mlops_assets_tests.support import ModelGraph, model_graph
 

@@ -1,6 +1,7 @@
 """Stage 1, data: one landed file per data version of a model, read, typed and gated."""
 
 from collections.abc import Callable
+from typing import Any
 
 import dagster as dg
 import pandas as pd
@@ -152,41 +153,18 @@ def build(model: MLModel) -> dg.Definitions:
     def volume_within_bounds(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
         spec = model.spec()
         version = context.partition_key
-        current = latest_materialization_metadata(context.instance, model.key("raw_data"), version)
-        source = str(current.get("file", version)).rsplit("/", 1)[-1]  # the file name, as the other raw gates say
-        if current.get("dagster/row_count") is None:
-            # Fail closed: without this version's row count there is nothing to judge.
-            return check_result(
-                GateResult(
-                    name="volume_within_bounds",
-                    passed=False,
-                    condition="row count / previous accepted version's row count within policy.volume_ratio_bounds",
-                    message=f"{source}: no row_count recorded for raw_data {version} (rule: volume_within_bounds)",
-                )
-            )
-        # Walks back from the version just before this one and stops at the first accepted one.
-        accepted, skipped = accepted_earlier_versions(model, context.instance, version, limit=1)
-        previous: tuple[str, int] | None = None
-        if accepted:
-            rows = latest_materialization_metadata(context.instance, model.key("raw_data"), accepted[0]).get(
-                "dagster/row_count"
-            )
-            if rows is None:  # a version whose gates passed has a row count; never compare with a guess
-                return check_result(
-                    GateResult(
-                        name="volume_within_bounds",
-                        passed=False,
-                        condition=(
-                            "row count / previous accepted version's row count within policy.volume_ratio_bounds"
-                        ),
-                        message=(
-                            f"{source}: the previous accepted version {accepted[0]} has no row_count recorded "
-                            "(rule: volume_within_bounds)"
-                        ),
-                    )
-                )
-            previous = (accepted[0], int(rows))
-        gate = validation.gate_volume_within_bounds(int(current["dagster/row_count"]), previous, spec, source, skipped)
+
+        def recorded(key: str) -> dict[str, Any]:
+            return latest_materialization_metadata(context.instance, model.key("raw_data"), key)
+
+        gate = validation.gate_volume_within_bounds_recorded(
+            version,
+            recorded(version),
+            # Walks back from the version just before this one and stops at the first accepted one.
+            earlier=lambda: accepted_earlier_versions(model, context.instance, version, limit=1),
+            recorded_of=recorded,
+            spec=spec,
+        )
         return check_result(gate)
 
     @dg.asset_check(

@@ -10,10 +10,16 @@ from typing import Any
 import dagster as dg
 
 from mlops_assets.assets.gating import table
-from mlops_assets.gate_records import ArtifactRefused, promotion_evidence, verify_artifact
+from mlops_assets.gate_records import (
+    ArtifactCheck,
+    ArtifactRefused,
+    PromotionEvidence,
+    promotion_evidence,
+    verify_artifact,
+)
 from mlops_assets.gates import MODEL_GATE_NAMES
 from mlops_assets.ml import performance, rollout
-from mlops_assets.ml.promotion import PromotionDecision, decide
+from mlops_assets.ml.promotion import ROLLOUT_STARTED, Move, MoveDecision, decide_move
 from mlops_assets.ml.rollout import Phase
 from mlops_assets.model import MLModel
 from mlops_assets.resources import ArtifactStoreResource, ModelRegistryResource, StoredAssets
@@ -23,6 +29,7 @@ from mlops_assets.storage.registry import (
     ModelRegistry,
     ModelVersion,
     RegistryConflict,
+    Stage,
 )
 from mlops_assets.stored_evidence import rollout_evidence
 
@@ -62,6 +69,109 @@ def _switch_refusals(
     except ArtifactRefused as exc:
         refused.append(str(exc))
     return refused
+
+
+def _decision_evidence(
+    context: dg.AssetExecutionContext,
+    current: ModelVersion,
+    evaluated: int,
+    recorded: PromotionEvidence,
+    model_evaluation: dict[str, Any],
+) -> dict[str, Any]:
+    """The evidence ``deployment_decision`` records with its moves and in its value."""
+    return {
+        "run_id": context.run.run_id,
+        "data_version": context.partition_key,
+        "model_version": current.version,
+        "artifact_sha256": current.artifact_sha256,
+        "evaluated_version": evaluated,
+        "gates": recorded.to_list(),
+        "headline_metric": model_evaluation.get("headline_metric"),
+        "candidate": model_evaluation.get("candidate"),
+        "production": model_evaluation.get("production"),
+    }
+
+
+def _apply_decision(
+    reg: ModelRegistry,
+    decision: MoveDecision,
+    current: ModelVersion,
+    production: ModelVersion | None,
+    evidence: dict[str, Any],
+    partition: str,
+) -> str:
+    """Make the registry moves of an automatic decision; returns the outcome to record.
+
+    ``staged_awaiting_approval`` instead of ``promoted`` when the model's policy wants a person's approval for
+    Production (the registry enforces it in the move's transaction).
+
+    Raises:
+        dg.Failure: The registry refused the move (newer failed gate evidence) or lost a concurrent promotion.
+    """
+    name, version = current.model_name, current.version
+    try:
+        if not decision.allowed:
+            # Rejected: archived with the reasons when never staged; only a new passing evaluation stages it again.
+            reason = "rejected: " + "; ".join(decision.reasons)
+            for stage in decision.stages:
+                reg.transition(name, version, stage, actor=ACTOR, reason=reason, evidence=evidence)
+            return decision.outcome
+        reason = f"{decision.reasons[0]} for data version {partition}"
+        moves: dict[str, Any] = {"actor": ACTOR, "evidence": evidence, "required_gates": MODEL_GATE_NAMES}
+        for stage in decision.stages:
+            try:
+                reg.transition(name, version, stage, reason=reason, **moves)
+            except ApprovalRequired:
+                if stage != Stage.PRODUCTION:
+                    raise
+                # Staged, waiting for <model>__approve_job + <model>__promote_job.
+                return "staged_awaiting_approval"
+        if decision.outcome == ROLLOUT_STARTED and production is not None:
+            # A champion serves: shadow, then canary steps against it (rollout_step moves it on).
+            state = rollout.start(
+                rollout.new_rollout(name, production.version, version), datetime.now(UTC), reason=reason
+            )
+            reg.start_rollout(state, actor=ACTOR, reason=reason, supersede=True, required_gates=MODEL_GATE_NAMES)
+        return decision.outcome
+    except GateEvidenceMissing as exc:
+        # A newer outcome (e.g. a re-evaluation that failed) was recorded after the evidence was read.
+        raise dg.Failure(description=f"refusing to move {name} v{version}: {exc}") from exc
+    except RegistryConflict as exc:
+        raise dg.Failure(description=f"promotion of {name} v{version} lost a concurrent promotion: {exc}") from exc
+
+
+def _decision_record(
+    decision: MoveDecision,
+    outcome: str,
+    current: ModelVersion,
+    production: ModelVersion | None,
+    after: ModelVersion | None,
+    evidence: dict[str, Any],
+) -> dict[str, Any]:
+    """``deployment_decision``'s value: the decision, the stage and production pointer before and after."""
+    return {
+        "model_name": current.model_name,
+        "version": current.version,
+        "outcome": outcome,
+        "promote": decision.promote,
+        "reasons": list(decision.reasons),
+        "stage_before": current.stage,
+        "production_before": production.version if production else None,
+        "production_after": after.version if after else None,
+        "evidence": evidence,
+    }
+
+
+def _decision_metadata(record: dict[str, Any]) -> dict[str, Any]:
+    """``deployment_decision``'s materialization metadata, from its value."""
+    after = record["production_after"]
+    return {
+        "outcome": record["outcome"],
+        "model": f"{record['model_name']} v{record['version']}",
+        "reasons": "\n".join(record["reasons"]),
+        "production_after": "none" if after is None else f"v{after}",
+        "gates": dg.MetadataValue.json(record["evidence"]["gates"]),
+    }
 
 
 def _stored_ab_verdict(model: MLModel, stored: StoredAssets, partition: str) -> rollout.ABVerdict | None:
@@ -106,8 +216,7 @@ def build(model: MLModel) -> dg.Definitions:
         artifacts: ArtifactStoreResource,
         registry: ModelRegistryResource,
     ) -> dg.MaterializeResult:
-        spec = model.spec()
-        reg = registry.registry()
+        spec, reg = model.spec(), registry.registry()
         name, version = spec.name, int(candidate_model["version"])
         current = reg.get_version(name, version)
         # The evaluation at hand must be of this very version (not of an earlier one of the same data version).
@@ -121,88 +230,22 @@ def build(model: MLModel) -> dg.Definitions:
             evaluated_version=evaluated,
         )
         production = reg.production_version(name)
-        decision = decide(
-            recorded.statuses,
-            compared_with_production=model_evaluation.get("production_version"),
-            production_now=production.version if production else None,
-            candidate_version=version,
+        decision = decide_move(
+            Move.AUTOMATIC,
+            version=version,
+            stage=current.stage,
+            gates=recorded.statuses,
             evaluated_version=evaluated,
+            production_now=production.version if production else None,
+            compared_with_production=model_evaluation.get("production_version"),
+            artifact_refusal=ArtifactCheck(artifacts.store, current.artifact, f"{name} v{version}"),
         )
-        if decision.promote and current.stage in ("None", "Staging"):
-            try:
-                verify_artifact(artifacts.store(), current.artifact, what=f"{name} v{version}")
-            except ArtifactRefused as exc:
-                decision = PromotionDecision(False, (str(exc),))
-        evidence = {
-            "run_id": context.run.run_id,
-            "data_version": context.partition_key,
-            "model_version": version,
-            "artifact_sha256": current.artifact_sha256,
-            "evaluated_version": evaluated,
-            "gates": recorded.to_list(),
-            "headline_metric": model_evaluation.get("headline_metric"),
-            "candidate": model_evaluation.get("candidate"),
-            "production": model_evaluation.get("production"),
-        }
-        outcome = "unchanged"
-        moves: dict[str, Any] = {"actor": ACTOR, "evidence": evidence, "required_gates": MODEL_GATE_NAMES}
-        try:
-            if decision.promote and current.stage in ("None", "Staging"):
-                reason = f"{decision.reasons[0]} for data version {context.partition_key}"
-                if current.stage == "None":
-                    reg.transition(name, version, "Staging", reason=reason, **moves)
-                if production is None:
-                    # Nothing serves yet: there is no champion to shadow or canary against.
-                    try:
-                        reg.transition(name, version, "Production", reason=reason, **moves)
-                        outcome = "promoted"
-                    except ApprovalRequired:
-                        # The model's policy wants a person's approval: stage it and wait for
-                        # <model>__approve_job + <model>__promote_job.
-                        outcome = "staged_awaiting_approval"
-                else:
-                    state = rollout.start(
-                        rollout.new_rollout(name, production.version, version), datetime.now(UTC), reason=reason
-                    )
-                    reg.start_rollout(
-                        state, actor=ACTOR, reason=reason, supersede=True, required_gates=MODEL_GATE_NAMES
-                    )
-                    outcome = "rollout_started"
-            elif not decision.promote and current.stage == "None":
-                # Rejected: archived with the reasons; only a new passing evaluation of it can stage it again.
-                reason = "rejected: " + "; ".join(decision.reasons)
-                reg.transition(name, version, "Archived", actor=ACTOR, reason=reason, evidence=evidence)
-                outcome = "rejected"
-            elif not decision.promote:
-                outcome = "rejected"
-        except GateEvidenceMissing as exc:
-            # A newer outcome (e.g. a re-evaluation that failed) was recorded after the evidence was read.
-            raise dg.Failure(description=f"refusing to move {name} v{version}: {exc}") from exc
-        except RegistryConflict as exc:
-            raise dg.Failure(description=f"promotion of {name} v{version} lost a concurrent promotion: {exc}") from exc
+        evidence = _decision_evidence(context, current, evaluated, recorded, model_evaluation)
+        outcome = _apply_decision(reg, decision, current, production, evidence, context.partition_key)
         after = reg.production_version(name)
-        record = {
-            "model_name": name,
-            "version": version,
-            "outcome": outcome,
-            "promote": decision.promote,
-            "reasons": list(decision.reasons),
-            "stage_before": current.stage,
-            "production_before": production.version if production else None,
-            "production_after": after.version if after else None,
-            "evidence": evidence,
-        }
+        record = _decision_record(decision, outcome, current, production, after, evidence)
         context.log.info(f"{name} v{version}: {outcome} ({'; '.join(decision.reasons)})")
-        return dg.MaterializeResult(
-            value=record,
-            metadata={
-                "outcome": outcome,
-                "model": f"{name} v{version}",
-                "reasons": "\n".join(decision.reasons),
-                "production_after": f"v{after.version}" if after else "none",
-                "gates": dg.MetadataValue.json(evidence["gates"]),
-            },
-        )
+        return dg.MaterializeResult(value=record, metadata=_decision_metadata(record))
 
     @dg.asset(
         key=model.key("staging_deployment"),
@@ -214,7 +257,7 @@ def build(model: MLModel) -> dg.Definitions:
     )
     def staging_deployment(registry: ModelRegistryResource) -> dg.MaterializeResult:
         name = model.name
-        staged = [v for v in registry.registry().list_versions(name) if v.stage == "Staging"]
+        staged = [v for v in registry.registry().list_versions(name) if v.stage == Stage.STAGING]
         return dg.MaterializeResult(
             value={"model_name": name, "staging": [_version_summary(v) for v in staged]},
             metadata={"staging_versions": ", ".join(f"v{v.version}" for v in staged) or "none"},
@@ -241,7 +284,7 @@ def build(model: MLModel) -> dg.Definitions:
             metadata["version"] = production.version
             metadata["trained_on"] = ", ".join(production.data_versions)
             metadata["artifact_sha256"] = production.artifact_sha256
-            promoted = [t for t in reg.transitions(name, production.version) if t.to_stage == "Production"]
+            promoted = [t for t in reg.transitions(name, production.version) if t.to_stage == Stage.PRODUCTION]
             if promoted:
                 metadata["promoted_at"] = promoted[-1].at.isoformat()
         return dg.MaterializeResult(

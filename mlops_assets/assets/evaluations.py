@@ -5,7 +5,6 @@ production, slices, fairness, calibration, the latency of the stored artifact â€
 policy (the spec's, with any launchpad overrides), so every gate result traces to its numbers.
 """
 
-import math
 from collections.abc import Callable
 from typing import Any
 
@@ -14,12 +13,11 @@ import pandas as pd
 
 from mlops_assets.assets.gating import model_check_result, table
 from mlops_assets.ml import model_gates, plots
-from mlops_assets.ml.evaluation import Evaluation, evaluate
-from mlops_assets.ml.features import HOLDOUT, SPLIT_COLUMN, model_inputs
+from mlops_assets.ml.evaluation import Evaluation, EvaluationOutcome, evaluate_candidate
 from mlops_assets.ml.gate_result import GateResult
-from mlops_assets.ml.latency import measure_latency
 from mlops_assets.ml.policy import Policy
 from mlops_assets.model import MLModel
+from mlops_assets.provenance import asset_code_version
 from mlops_assets.resources import ArtifactStoreResource, ModelRegistryResource
 from mlops_assets.storage.artifacts.skops_codec import load_model
 from mlops_assets.storage.artifacts.store import ArtifactRef
@@ -58,16 +56,6 @@ class PolicyOverrides(dg.Config):
         return policy.with_overrides(overrides, "launchpad config of model_evaluation") if overrides else policy
 
 
-def _numeric(prefix: str, metrics: dict[str, Any] | None) -> dict[str, float]:
-    if not metrics:
-        return {}
-    return {
-        f"{prefix}_{k}": float(v)
-        for k, v in metrics.items()
-        if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
-    }
-
-
 def _plots(result: Evaluation) -> dict[str, Any]:
     """ROC and reliability plots as inline images (markdown metadata)."""
     out: dict[str, Any] = {}
@@ -91,11 +79,25 @@ def _plots(result: Evaluation) -> dict[str, Any]:
     return out
 
 
+def _evaluation_metadata(outcome: EvaluationOutcome) -> dict[str, Any]:
+    """The core's plain metadata as Dagster metadata: a typed null, the policy as JSON, the tables, then the plots."""
+    metadata: dict[str, Any] = dict(outcome.metadata)
+    if metadata["production_version"] is None:
+        # Typed: a promotion by hand refuses when production moved since this comparison.
+        metadata["production_version"] = dg.MetadataValue.null()
+    metadata["policy"] = dg.MetadataValue.json(metadata["policy"])
+    metadata.update({name: table(rows) for name, rows in outcome.tables.items()})
+    metadata.update(_plots(outcome.result))
+    return metadata
+
+
 def build(model: MLModel) -> dg.Definitions:
     """The evaluations stage of ``model``: ``<model>/model_evaluation`` and its model gates."""
+    code_version = asset_code_version(model)
 
     @dg.asset(
         key=model.key("model_evaluation"),
+        code_version=code_version,
         ins={
             "features": dg.AssetIn(key=model.key("features")),
             "candidate_model": dg.AssetIn(key=model.key("candidate_model")),
@@ -125,67 +127,27 @@ def build(model: MLModel) -> dg.Definitions:
         candidate = load_model(store, ArtifactRef.from_dict(candidate_model["artifact"]))
         baseline = load_model(store, ArtifactRef.from_dict(candidate_model["baseline_artifact"]))
         production = registry.registry().production_version(spec.name)
-        production_pipeline = None
-        if production is not None:
-            production_pipeline = (
-                candidate
-                if production.version == candidate_model["version"]
-                else load_model(store, production.artifact)
-            )
-        holdout = features[features[SPLIT_COLUMN] == HOLDOUT]
-        # Latency of the exact object loaded from the verified artifact, not of the in-memory training result.
-        latency = measure_latency(candidate, model_inputs(holdout, spec), batch_size=policy.latency_batch_size)
-        result = evaluate(features, spec, candidate, baseline, production_pipeline, policy=policy, latency=latency)
-        record = result.to_dict()
-        record["model_name"] = spec.name
-        record["model_version"] = candidate_model["version"]
-        # The identity the gates judge: their outcomes are recorded in the registry for this version and digest.
-        record["artifact_sha256"] = candidate_model["artifact"]["sha256"]
-        # The promotion checks that production is still this version; if it changed, the comparison is void.
-        record["production_version"] = production.version if production is not None else None
-        metadata: dict[str, Any] = {
-            "model": f"{spec.name} v{candidate_model['version']}",
-            "model_version": int(candidate_model["version"]),
-            "artifact_sha256": candidate_model["artifact"]["sha256"],
-            "production_model": f"{spec.name} v{production.version}" if production is not None else "none",
-            # Typed: a promotion by hand refuses when production moved since this comparison.
-            "production_version": production.version if production is not None else dg.MetadataValue.null(),
-            "headline_metric": result.headline_metric,
-            "holdout_rows": result.n_holdout,
-            **_numeric("candidate", record.get("candidate")),
-            **_numeric("baseline", record.get("baseline")),
-            **_numeric("production", record.get("production")),
-            # Gated: thread CPU time on one thread (the artifact's own cost); wall-clock time for information.
-            "latency_clock": latency.clock,
-            "latency_single_p99_ms": round(latency.single_p99_ms, 3),
-            "latency_batch_p99_ms": round(latency.batch_p99_ms, 3),
-            "throughput_rows_per_s": round(latency.throughput_rows_per_s, 1),
-            "latency_single_p99_wall_ms": round(latency.wall_single_p99_ms, 3),
-            "latency_batch_p99_wall_ms": round(latency.wall_batch_p99_ms, 3),
-            "throughput_rows_per_s_wall": round(latency.wall_throughput_rows_per_s, 1),
-            "policy": dg.MetadataValue.json(record["policy"]),
-        }
-        bootstrap = record.get("bootstrap")
-        if bootstrap and bootstrap.get("lower") is not None:
-            metadata["diff_vs_production"] = float(bootstrap["estimate"])
-            metadata["diff_vs_production_lower"] = float(bootstrap["lower"])
-            metadata["diff_vs_production_upper"] = float(bootstrap["upper"])
-        if record["slices"]:
-            metadata["slices"] = table(list(record["slices"]))
-        fairness_rows = [{"attribute": f["attribute"], **g} for f in record["fairness"] for g in f["groups"]]
-        if fairness_rows:
-            metadata["fairness_groups"] = table(fairness_rows)
-            metadata["fairness_gaps"] = table(
-                [
-                    {k: v for k, v in f.items() if k not in ("groups", "small_groups", "counted")}
-                    for f in record["fairness"]
-                ]
-            )
-        reliability = record.get("reliability", {}).get("candidate")
-        if reliability:
-            metadata["reliability"] = table(reliability)
-        metadata.update(_plots(result))
-        return dg.MaterializeResult(value=record, metadata=metadata)
+        production_pipeline = (
+            None
+            if production is None
+            else candidate
+            if production.version == candidate_model["version"]
+            else load_model(store, production.artifact)
+        )
+        outcome = evaluate_candidate(
+            features,
+            spec,
+            candidate,
+            baseline,
+            production_pipeline,
+            policy=policy,
+            model_version=candidate_model["version"],
+            # The identity the gates judge: their outcomes are recorded in the registry for this version and digest.
+            artifact_sha256=candidate_model["artifact"]["sha256"],
+            # The promotion checks that production is still this version; if it changed, the comparison is void.
+            production_version=production.version if production is not None else None,
+        )
+        return dg.MaterializeResult(value=outcome.record, metadata=_evaluation_metadata(outcome))
 
     def evaluation_check(name: str, gate: Callable[[Evaluation, Policy], GateResult]) -> dg.AssetChecksDefinition:
         @dg.asset_check(

@@ -1,7 +1,6 @@
-"""Stage 2, features: model inputs with a deterministic train/holdout split, and the reference profile."""
+"""Stage 2, features: model inputs with a deterministic train/holdout split."""
 
 from dataclasses import replace
-from typing import Any
 
 import dagster as dg
 import pandas as pd
@@ -11,6 +10,7 @@ from mlops_assets.ml import features as core
 from mlops_assets.ml.gate_result import GateResult
 from mlops_assets.ml.spec import DatasetSpec
 from mlops_assets.model import MLModel
+from mlops_assets.provenance import asset_code_version
 
 
 def _protected_inputs_rule(gate: GateResult, features: pd.DataFrame, spec: DatasetSpec) -> GateResult:
@@ -35,11 +35,16 @@ def _protected_inputs_rule(gate: GateResult, features: pd.DataFrame, spec: Datas
 
 
 def build(model: MLModel) -> dg.Definitions:
-    """The features stage of ``model``: ``<model>/features``, ``<model>/feature_profile`` and the features gates."""
+    """The features stage of ``model``: ``<model>/features`` and the features gates.
+
+    The drift reference is not an asset of this stage: ``candidate_model`` builds it from the training window's
+    train rows and stores it beside the model version, and ``drift_report`` compares with the production model's.
+    """
     tags = {**model.asset_tags(), "mlops/stage": "features"}
 
     @dg.asset(
         key=model.key("features"),
+        code_version=asset_code_version(model),
         ins={"raw_data": dg.AssetIn(key=model.key("raw_data"))},
         partitions_def=model.partitions,
         group_name=model.name,
@@ -72,27 +77,6 @@ def build(model: MLModel) -> dg.Definitions:
             },
         )
 
-    @dg.asset(
-        key=model.key("feature_profile"),
-        ins={"features": dg.AssetIn(key=model.key("features"))},
-        partitions_def=model.partitions,
-        group_name=model.name,
-        owners=list(model.owners),
-        tags=tags,
-        kinds={"json"},
-        description=(
-            "Reference statistics of the training rows (decile edges and counts, category shares, null shares, n): "
-            "what drift monitoring compares new data with, without reloading the raw reference."
-        ),
-    )
-    def feature_profile(features: pd.DataFrame) -> dg.MaterializeResult:
-        profile = core.profile_features(features, model.spec())
-        data: dict[str, Any] = profile.to_dict()
-        return dg.MaterializeResult(
-            value=data,
-            metadata={"profile_id": profile.profile_id, "n_rows": profile.n_rows},
-        )
-
     @dg.asset_check(
         asset=features,
         blocking=True,
@@ -116,4 +100,4 @@ def build(model: MLModel) -> dg.Definitions:
     def features_finite(features: pd.DataFrame) -> dg.AssetCheckResult:
         return check_result(core.gate_features_finite(features, model.spec()))
 
-    return dg.Definitions(assets=[features, feature_profile], asset_checks=[features_allowlisted, features_finite])
+    return dg.Definitions(assets=[features], asset_checks=[features_allowlisted, features_finite])

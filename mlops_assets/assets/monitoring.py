@@ -16,7 +16,7 @@ from mlops_assets.ml.features import LABEL_COLUMN
 from mlops_assets.ml.policy import Policy
 from mlops_assets.ml.rollout import RolloutState
 from mlops_assets.ml.routing import CHAMPION_ARM
-from mlops_assets.ml.summaries import DriftSummary, PerformanceSummary
+from mlops_assets.ml.summaries import PerformanceSummary
 from mlops_assets.ml.versions import safe_stem, stem_of_key
 from mlops_assets.model import MLModel
 from mlops_assets.resources import (
@@ -61,10 +61,36 @@ def drift_table(report: drift.DriftReport) -> dg.TableMetadataValue:
     return table(rows)
 
 
+def _drift_reference(artifacts: ArtifactStoreResource, production: ModelVersion | None) -> drift.DriftReference | None:
+    """The drift reference stored with the production version, None when nothing is in production or it has none."""
+    reference_ref = production.params.get("drift_reference") if production is not None else None
+    if not reference_ref:
+        return None
+    data = artifacts.store().get_bytes(ArtifactRef.from_dict(reference_ref))  # digest verified before parsing
+    return drift.DriftReference.from_json(data.decode())
+
+
+def _drift_result(comparison: drift.DriftComparison) -> dg.MaterializeResult:
+    """The ``drift_report`` materialization: the summary's metadata, then the per-column table and data quality."""
+    metadata: dict[str, Any] = dict(comparison.summary.to_metadata())
+    if comparison.report is not None:
+        metadata["columns"] = drift_table(comparison.report)
+        metadata["data_quality"] = dg.MetadataValue.json(comparison.report.data_quality.to_dict())
+    return dg.MaterializeResult(value=comparison.record, metadata=metadata)
+
+
 class RoutingConfig(dg.Config):
     """Launchpad override of the traffic split. Unset: the active rollout's share (0 in shadow)."""
 
     challenger_share: float | None = None
+
+
+def _scored_result(scored: scoring.ScoredVersion) -> dg.MaterializeResult:
+    """The ``predictions`` materialization of the core's scored version (``served_by_arm`` as JSON)."""
+    metadata = dict(scored.metadata)
+    if "served_by_arm" in metadata:
+        metadata["served_by_arm"] = dg.MetadataValue.json(metadata["served_by_arm"])
+    return dg.MaterializeResult(value=scored.log, metadata=metadata)
 
 
 def _labels_file(landing: LandingZone, version: str) -> str | None:
@@ -150,44 +176,15 @@ def build(model: MLModel) -> dg.Definitions:
     ) -> dg.MaterializeResult:
         spec = model.spec()
         production = registry.registry().production_version(spec.name)
-        reference_ref = production.params.get("drift_reference") if production is not None else None
-        if production is None or not reference_ref:
-            why = (
-                "no model in production"
-                if production is None
-                else f"{spec.name} v{production.version} has no reference"
-            )
-            return dg.MaterializeResult(
-                value={"compared_with": None, "reason": why, "report": None},
-                metadata=DriftSummary(reason=why).to_metadata(),
-            )
-        data = artifacts.store().get_bytes(ArtifactRef.from_dict(reference_ref))  # digest verified before parsing
-        reference = drift.DriftReference.from_json(data.decode())
-        options = drift.DriftOptions(max_null_share_increase=spec.policy.max_null_share_increase)
-        report = drift.drift_report(reference, features[list(reference.column_names)], options)
-        record: dict[str, Any] = {
-            "compared_with": production.version,
-            "reference_data_versions": list(production.data_versions),
-            "reason": report.reason,
-            "report": report.to_dict(),
-        }
-        summary = DriftSummary(
-            compared_with_model=spec.name,
-            compared_with_version=production.version,
-            dataset_drift=bool(report.dataset_drift),
-            drifted_share=float(report.drifted_share),
-            n_drifted=int(report.n_drifted),
-            drifted_columns=tuple(c.column for c in report.columns if c.drifted),
-            null_share_increases=tuple(report.data_quality.null_share_increases),
+        comparison = drift.compare_with_production(
+            features,
+            _drift_reference(artifacts, production),
+            spec.policy,
+            model_name=spec.name,
+            production_version=production.version if production is not None else None,
+            reference_data_versions=production.data_versions if production is not None else (),
         )
-        return dg.MaterializeResult(
-            value=record,
-            metadata={
-                **summary.to_metadata(),
-                "columns": drift_table(report),
-                "data_quality": dg.MetadataValue.json(report.data_quality.to_dict()),
-            },
-        )
+        return _drift_result(comparison)
 
     @dg.asset_check(
         asset=drift_report,
@@ -263,47 +260,21 @@ def build(model: MLModel) -> dg.Definitions:
         store = artifacts.store()
         champion = reg.get_alias(spec.name, CHAMPION)
         if champion is None:
-            return dg.MaterializeResult(
-                value=pd.DataFrame(columns=list(scoring.LOG_COLUMNS)),
-                metadata={"scored_rows": 0, "reason": "no model in production: nothing to score with"},
-            )
+            return _scored_result(scoring.unscored())
         challenger = reg.get_alias(spec.name, CHALLENGER)
         rollout = reg.active_rollout(spec.name)
-        if rollout is not None and challenger is not None and rollout.challenger_version == challenger.version:
-            share, salt, phase = rollout.challenger_share, rollout.salt, rollout.phase.value
-        else:
-            share, salt, phase = 0.0, (f"{spec.name}:v{challenger.version}" if challenger else spec.name), "none"
-        if config.challenger_share is not None:
-            share, phase = config.challenger_share, f"{phase} (share set on the launchpad)"
         scored_at = datetime.now(UTC)
-        log = scoring.prediction_log(
+        scored = scoring.score_data_version(
             features,
             spec,
             context.partition_key,
             scoring.ScoringModel(champion.version, load_model(store, champion.artifact)),
             scoring.ScoringModel(challenger.version, load_model(store, challenger.artifact)) if challenger else None,
-            challenger_share=share,
-            salt=salt,
+            rollout=rollout,
+            share_override=config.challenger_share,
             scored_at=scored_at,
         )
-        served = log[log["served"]]
-        by_arm = served.groupby("arm")["score"].agg(["size", "mean"])
-        return dg.MaterializeResult(
-            value=log,
-            metadata={
-                "champion": f"v{champion.version}",
-                "champion_version": champion.version,
-                "challenger": f"v{challenger.version}" if challenger else "none",
-                "challenger_version": challenger.version if challenger else 0,
-                "rollout_phase": phase,
-                "challenger_share": share,
-                "scored_at": scored_at.isoformat(),
-                "scored_rows": len(features),
-                "dagster/row_count": len(log),
-                "served_by_arm": dg.MetadataValue.json({str(a): int(r["size"]) for a, r in by_arm.iterrows()}),
-                "mean_served_score": float(served["score"].mean()) if len(served) else 0.0,
-            },
-        )
+        return _scored_result(scored)
 
     @dg.asset(
         key=model.key("labels"),

@@ -27,11 +27,11 @@ step needs it, exactly when the sensors asked the instance before this module ex
 ``{"performance": id, "pending": evidence | null}``), so existing cursors keep working.
 """
 
-import json
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Self, TypeAlias, TypeVar
 
+from mlops_assets.ml import json_codec
 from mlops_assets.ml.summaries import DriftSummary, PerformanceSummary, display_model
 from mlops_assets.ml.triggers import RetrainDecision, RetrainPolicy, newest_labelled
 
@@ -56,14 +56,14 @@ def _load(raw: str | None) -> dict[str, Any]:
     if not raw:
         return {}
     try:
-        loaded = json.loads(raw)
-    except json.JSONDecodeError:
+        loaded = json_codec.loads(raw)
+    except json_codec.JSONDecodeError:
         return {}  # an unreadable cursor starts over: the hygiene rules still prevent duplicate retrains
     return loaded if isinstance(loaded, dict) else {}
 
 
 def _dump(state: Mapping[str, Any]) -> str:
-    return json.dumps(state, sort_keys=True, separators=(",", ":"))
+    return json_codec.dumps(state, sort_keys=True, separators=(",", ":"))
 
 
 def _mark(value: Any) -> int | None:

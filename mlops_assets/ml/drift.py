@@ -94,7 +94,6 @@ unchanged: not drifted, with the reason ``no values on either side``.
 import hashlib
 import heapq
 import itertools
-import json
 import math
 import zlib
 from collections.abc import Callable, Mapping, Sequence
@@ -106,7 +105,10 @@ import numpy as np
 import pandas as pd
 from scipy import special, stats
 
+from mlops_assets.ml import json_codec
+from mlops_assets.ml.policy import Policy
 from mlops_assets.ml.spec import DatasetSpec
+from mlops_assets.ml.summaries import DriftSummary
 
 ColumnKind = Literal["numeric", "categorical"]
 NUMERIC: ColumnKind = "numeric"
@@ -171,7 +173,7 @@ def _dec(value: Any) -> float | None:
 
 
 def _canonical_json(data: Any) -> str:
-    return json.dumps(data, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return json_codec.dumps(data, sort_keys=True, separators=(",", ":"))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -548,7 +550,7 @@ class DriftReference:
     @classmethod
     def from_json(cls, text: str) -> "DriftReference":
         """Inverse of :meth:`to_json`."""
-        return cls.from_dict(json.loads(text))
+        return cls.from_dict(json_codec.loads(text))
 
     @cached_property
     def profile_id(self) -> str:
@@ -2054,3 +2056,81 @@ def drift_report(
         prediction_drift=prediction,
         options=options,
     )
+
+
+@dataclass(frozen=True)
+class DriftComparison:
+    """The ``drift_report`` of one data version: the stored record, its summary and the report behind them.
+
+    Attributes:
+        record: The stored value: ``compared_with`` (the production version, None when nothing was compared),
+            ``reason`` and ``report`` (:meth:`DriftReport.to_dict`, None when nothing was compared), plus
+            ``reference_data_versions`` when compared.
+        summary: The metadata the retraining sensors read (:class:`~mlops_assets.ml.summaries.DriftSummary`).
+        report: The report, None when nothing was compared.
+    """
+
+    record: dict[str, Any]
+    summary: DriftSummary
+    report: DriftReport | None
+
+
+def compare_with_production(
+    current: pd.DataFrame,
+    reference: DriftReference | None,
+    policy: Policy,
+    *,
+    model_name: str,
+    production_version: int | None,
+    reference_data_versions: Sequence[str] = (),
+) -> DriftComparison:
+    """Drift of a data version's model inputs against the training reference of the model in production.
+
+    Nothing is compared, with the reason, when no model is in production or its version stores no reference.
+    Otherwise the reference's columns of ``current`` are compared (:func:`drift_report`) with the policy's
+    ``max_null_share_increase``.
+
+    Args:
+        current: The data version's features (extra columns are ignored).
+        reference: The production version's reference, None when it has none (or nothing is in production).
+        policy: The effective policy.
+        model_name: Registered model name.
+        production_version: The version in production, None when none is.
+        reference_data_versions: The data versions the production model was trained on (recorded).
+
+    Returns:
+        The comparison.
+
+    Raises:
+        ValueError: A reference without a production version, or (from :func:`drift_report`) a test that does
+            not fit its column; KeyError: ``current`` lacks a reference column.
+    """
+    if reference is None:
+        why = (
+            "no model in production"
+            if production_version is None
+            else f"{model_name} v{production_version} has no reference"
+        )
+        return DriftComparison(
+            record={"compared_with": None, "reason": why, "report": None}, summary=DriftSummary(reason=why), report=None
+        )
+    if production_version is None:
+        raise ValueError(f"a drift reference of {model_name!r} without the production version it belongs to")
+    options = DriftOptions(max_null_share_increase=policy.max_null_share_increase)
+    report = drift_report(reference, current[list(reference.column_names)], options)
+    summary = DriftSummary(
+        compared_with_model=model_name,
+        compared_with_version=production_version,
+        dataset_drift=bool(report.dataset_drift),
+        drifted_share=float(report.drifted_share),
+        n_drifted=int(report.n_drifted),
+        drifted_columns=tuple(c.column for c in report.columns if c.drifted),
+        null_share_increases=tuple(report.data_quality.null_share_increases),
+    )
+    record: dict[str, Any] = {
+        "compared_with": production_version,
+        "reference_data_versions": list(reference_data_versions),
+        "reason": report.reason,
+        "report": report.to_dict(),
+    }
+    return DriftComparison(record=record, summary=summary, report=report)

@@ -21,8 +21,8 @@ import pandas as pd
 from sklearn import metrics as skm
 from sklearn.pipeline import Pipeline
 
-from mlops_assets.ml.features import HOLDOUT, LABEL_COLUMN, OTHER_CATEGORY, SPLIT_COLUMN
-from mlops_assets.ml.latency import LatencyReport
+from mlops_assets.ml.features import HOLDOUT, LABEL_COLUMN, OTHER_CATEGORY, SPLIT_COLUMN, model_inputs
+from mlops_assets.ml.latency import LatencyReport, measure_latency
 from mlops_assets.ml.policy import Policy, policy_from_dict
 from mlops_assets.ml.spec import DatasetSpec
 from mlops_assets.ml.training import predict_scores
@@ -1068,4 +1068,146 @@ def evaluate(
         scores=HoldoutScores(
             y_true=y, candidate=scores["candidate"], baseline=scores["baseline"], production=scores.get("production")
         ),
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# The model_evaluation outcome: record and metadata of one candidate version
+# --------------------------------------------------------------------------------------------------
+
+#: Keys of :attr:`EvaluationOutcome.tables`, in the order they follow the plain metadata.
+EVALUATION_TABLES: tuple[str, ...] = ("slices", "fairness_groups", "fairness_gaps", "reliability")
+
+
+def numeric_metrics(prefix: str, metrics: Mapping[str, Any] | None) -> dict[str, float]:
+    """The finite numbers of a metrics record as ``{<prefix>_<metric>: float}`` (booleans, text, None, NaN left out)."""
+    if not metrics:
+        return {}
+    return {
+        f"{prefix}_{k}": float(v)
+        for k, v in metrics.items()
+        if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+    }
+
+
+@dataclass(frozen=True)
+class EvaluationOutcome:
+    """What ``model_evaluation`` stores and shows for one candidate version.
+
+    Attributes:
+        result: The evaluation (its scores and reliability tables feed the plots).
+        record: The stored value: :meth:`Evaluation.to_dict` plus ``model_name``, ``model_version``,
+            ``artifact_sha256`` (the identity the gates judge) and ``production_version`` (None without one).
+        metadata: Plain metadata values, in display order; ``production_version`` is None without production
+            (the caller writes a typed null) and ``policy`` is the effective policy (the caller writes it as JSON).
+        tables: Rows of the tables that follow, keyed by :data:`EVALUATION_TABLES` (only the non-empty ones).
+    """
+
+    result: Evaluation
+    record: dict[str, Any]
+    metadata: dict[str, Any]
+    tables: dict[str, list[dict[str, Any]]]
+
+
+def evaluation_outcome(
+    result: Evaluation,
+    *,
+    model_name: str,
+    model_version: int,
+    artifact_sha256: str,
+    production_version: int | None,
+) -> EvaluationOutcome:
+    """The record and metadata of an evaluation of ``model_name`` version ``model_version``.
+
+    Args:
+        result: From :func:`evaluate`, with its ``latency`` measured.
+        model_name: Registered model name.
+        model_version: The candidate's registry version (recorded as given, shown as an int).
+        artifact_sha256: Digest of the candidate artifact the gates judge.
+        production_version: The version in production the candidate was compared with, None without one
+            (promotion refuses when production moved since this comparison).
+
+    Returns:
+        The outcome; the bootstrap keys ``diff_vs_production*`` are present only when its interval is defined.
+
+    Raises:
+        ValueError: ``result.latency`` is None.
+    """
+    latency = result.latency
+    if latency is None:
+        raise ValueError("the evaluation has no latency: measure it (measure_latency) before recording")
+    record = result.to_dict()
+    record["model_name"] = model_name
+    record["model_version"] = model_version
+    record["artifact_sha256"] = artifact_sha256
+    record["production_version"] = production_version
+    metadata: dict[str, Any] = {
+        "model": f"{model_name} v{model_version}",
+        "model_version": int(model_version),
+        "artifact_sha256": artifact_sha256,
+        "production_model": f"{model_name} v{production_version}" if production_version is not None else "none",
+        "production_version": production_version,
+        "headline_metric": result.headline_metric,
+        "holdout_rows": result.n_holdout,
+        **numeric_metrics("candidate", record.get("candidate")),
+        **numeric_metrics("baseline", record.get("baseline")),
+        **numeric_metrics("production", record.get("production")),
+        # Gated: thread CPU time on one thread (the artifact's own cost); wall-clock time for information.
+        "latency_clock": latency.clock,
+        "latency_single_p99_ms": round(latency.single_p99_ms, 3),
+        "latency_batch_p99_ms": round(latency.batch_p99_ms, 3),
+        "throughput_rows_per_s": round(latency.throughput_rows_per_s, 1),
+        "latency_single_p99_wall_ms": round(latency.wall_single_p99_ms, 3),
+        "latency_batch_p99_wall_ms": round(latency.wall_batch_p99_ms, 3),
+        "throughput_rows_per_s_wall": round(latency.wall_throughput_rows_per_s, 1),
+        "policy": record["policy"],
+    }
+    bootstrap = record.get("bootstrap")
+    if bootstrap and bootstrap.get("lower") is not None:
+        metadata["diff_vs_production"] = float(bootstrap["estimate"])
+        metadata["diff_vs_production_lower"] = float(bootstrap["lower"])
+        metadata["diff_vs_production_upper"] = float(bootstrap["upper"])
+    tables: dict[str, list[dict[str, Any]]] = {}
+    if record["slices"]:
+        tables["slices"] = list(record["slices"])
+    fairness_rows = [{"attribute": f["attribute"], **g} for f in record["fairness"] for g in f["groups"]]
+    if fairness_rows:
+        tables["fairness_groups"] = fairness_rows
+        tables["fairness_gaps"] = [
+            {k: v for k, v in f.items() if k not in ("groups", "small_groups", "counted")} for f in record["fairness"]
+        ]
+    reliability = record.get("reliability", {}).get("candidate")
+    if reliability:
+        tables["reliability"] = reliability
+    return EvaluationOutcome(result=result, record=record, metadata=metadata, tables=tables)
+
+
+def evaluate_candidate(
+    features_df: pd.DataFrame,
+    spec: DatasetSpec,
+    candidate_pipeline: Pipeline,
+    baseline_pipeline: Pipeline,
+    production_pipeline: Pipeline | None,
+    *,
+    policy: Policy,
+    model_version: int,
+    artifact_sha256: str,
+    production_version: int | None,
+) -> EvaluationOutcome:
+    """Measure the candidate's latency on the holdout inputs, :func:`evaluate` it, and build its outcome.
+
+    The latency is that of ``candidate_pipeline`` itself: pass the exact object loaded from the verified
+    artifact, not the in-memory training result. See :func:`evaluate` and :func:`evaluation_outcome`.
+    """
+    holdout = features_df[features_df[SPLIT_COLUMN] == HOLDOUT]
+    latency = measure_latency(candidate_pipeline, model_inputs(holdout, spec), batch_size=policy.latency_batch_size)
+    result = evaluate(
+        features_df, spec, candidate_pipeline, baseline_pipeline, production_pipeline, policy=policy, latency=latency
+    )
+    return evaluation_outcome(
+        result,
+        model_name=spec.name,
+        model_version=model_version,
+        artifact_sha256=artifact_sha256,
+        production_version=production_version,
     )

@@ -8,7 +8,6 @@ independent of the row order of the landed file.
 """
 
 import hashlib
-import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mlops_assets.ml import json_codec
 from mlops_assets.ml.gate_result import GateResult
 from mlops_assets.ml.spec import DatasetSpec
 
@@ -676,7 +676,7 @@ class FeatureProfile:
 
     def to_json(self) -> str:
         """Canonical JSON (sorted keys, no whitespace, no NaN): the input of :attr:`profile_id`."""
-        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"), allow_nan=False)
+        return json_codec.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
 
     @property
     def profile_id(self) -> str:

@@ -3,10 +3,16 @@
 Fails closed: a gate that failed, was never evaluated for this version, judged another artifact, or
 evaluated an older materialization blocks promotion; so does an evaluation of another model version,
 and a production model that changed after the candidate was compared with it.
+
+:func:`decide_move` is the one decision every move of a version goes through — the automatic one of
+``deployment_decision`` and the moves by hand of ``<model>__promote_job`` (and ``<model>__rollback_job``):
+the re-read evidence in, a typed :class:`MoveDecision` (allowed or refused, outcome, reasons, stage moves)
+out. Pure: the wiring reads the evidence, verifies the artifact when asked, and applies the decision.
 """
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 
 
 @dataclass(frozen=True)
@@ -87,3 +93,188 @@ def production_changed(compared_with_production: int | None, production_now: int
 
 def _label(version: int | None) -> str:
     return "none" if version is None else f"v{version}"
+
+
+class Move(StrEnum):
+    """A requested move of one model version: automatic, or by hand (the value names the target in messages)."""
+
+    #: ``deployment_decision`` on the version's own evaluation: stage it, then roll it out or promote it.
+    AUTOMATIC = "automatic"
+    #: ``<model>__promote_job`` to Staging.
+    STAGING = "Staging"
+    #: ``<model>__promote_job`` to Production (via Staging from ``None``); its comparison with production must hold.
+    PRODUCTION = "Production"
+    #: ``<model>__rollback_job``'s known-good version: its own gate evidence only (it served before).
+    ROLLBACK = "Production (rollback)"
+
+
+#: Outcomes of an automatic move (``deployment_decision``'s ``outcome``).
+REJECTED = "rejected"
+UNCHANGED = "unchanged"
+PROMOTED = "promoted"
+ROLLOUT_STARTED = "rollout_started"
+#: Outcomes of a move by hand.
+MOVED = "moved"
+REFUSED = "refused"
+#: Registry stages a version may be staged or rolled out from automatically.
+_MOVABLE = ("None", "Staging")
+
+
+@dataclass(frozen=True)
+class MoveDecision:
+    """What :func:`decide_move` decided, before the registry applies it.
+
+    Attributes:
+        move: The requested move.
+        allowed: Whether the evidence allows it (an automatic decision on a version already in Production
+            or Archived is allowed and ``unchanged``).
+        outcome: Automatic: ``rejected``, ``unchanged``, ``promoted`` (nothing serves: straight to
+            Production) or ``rollout_started`` (shadow against production). By hand: ``moved`` or ``refused``.
+        reasons: Why, in order: every refusal, or ``"all N gates passed"``.
+        stages: The registry stage moves to make, in order (``("Staging", "Production")`` from ``None``;
+            ``("Archived",)`` for a rejected version never staged; empty: none).
+        artifact_refused: The refusal is the stored artifact's (then ``reasons`` is its message alone).
+    """
+
+    move: Move
+    allowed: bool
+    outcome: str
+    reasons: tuple[str, ...]
+    stages: tuple[str, ...] = ()
+    artifact_refused: bool = False
+
+    @property
+    def promote(self) -> bool:
+        """``allowed``, under the name ``deployment_decision`` records it."""
+        return self.allowed
+
+
+def decide_move(
+    move: Move,
+    *,
+    version: int,
+    stage: str,
+    gates: Sequence[GateStatus],
+    evaluated_version: int | None,
+    production_now: int | None,
+    compared_with_production: int | None,
+    artifact_refusal: Callable[[], str | None],
+    comparison_known: bool = True,
+) -> MoveDecision:
+    """Decide one move of a model version from its re-read evidence. Pure (``artifact_refusal`` aside).
+
+    The rules, by move:
+
+    * ``AUTOMATIC`` (:func:`decide`): an evaluation of another version, no gates, any gate not passed, or a
+      production that changed since the evaluation refuses. Allowed and in ``None``/``Staging``: the artifact
+      is verified, then with nothing in production ``promoted`` (staged first from ``None``), else
+      ``rollout_started`` (staged first from ``None``); allowed in Production/Archived: ``unchanged``.
+      Refused: ``rejected``, and archived when never staged.
+    * By hand (``STAGING``, ``PRODUCTION``, ``ROLLBACK``; :func:`gate_refusals`): any gate not passed, or
+      no gates, refuses, preceded by "evaluation is of vN, not vM" when the latest evaluation judged another
+      version. ``PRODUCTION`` also refuses when what the evaluation compared against is unknown or production
+      changed since (:func:`comparison_refusal`). Then the artifact is verified.
+
+    Args:
+        move: The requested move.
+        version: The version to move.
+        stage: Its registry stage now (``"None"``, ``"Staging"``, ``"Production"`` or ``"Archived"``).
+        gates: Its gate statuses: data gates of its data versions, model gates of this version and artifact.
+        evaluated_version: The version the evaluation at hand (automatic) or the latest evaluation of its
+            data version (by hand) judged; ``None``: not known.
+        production_now: The production version now (``None``: none).
+        compared_with_production: The production version the evaluation compared against (``None``: none).
+        artifact_refusal: Verifies the stored artifact; returns why it does not verify, or ``None``. Called
+            only when the evidence allows a move that needs it.
+        comparison_known: Whether ``compared_with_production`` is known (by hand: the version's own
+            evaluation is the latest of its data version).
+    """
+    if move is Move.AUTOMATIC:
+        return _automatic(
+            version, stage, gates, evaluated_version, production_now, compared_with_production, artifact_refusal
+        )
+    reasons = gate_refusals(gates, evaluated_version, version)
+    if move is Move.PRODUCTION:
+        stale = comparison_refusal(
+            version, evaluated_version, comparison_known, compared_with_production, production_now
+        )
+        if stale:
+            reasons.append(stale)
+    if reasons:
+        return MoveDecision(move, False, REFUSED, tuple(reasons))
+    refusal = artifact_refusal()
+    if refusal:
+        return MoveDecision(move, False, REFUSED, (refusal,), artifact_refused=True)
+    stages = {Move.STAGING: ("Staging",), Move.PRODUCTION: ("Production",), Move.ROLLBACK: ()}[move]
+    if move is Move.PRODUCTION and stage == "None":
+        stages = ("Staging", *stages)
+    return MoveDecision(move, True, MOVED, (f"all {len(gates)} gates passed",), stages)
+
+
+def _automatic(
+    version: int,
+    stage: str,
+    gates: Sequence[GateStatus],
+    evaluated_version: int | None,
+    production_now: int | None,
+    compared_with_production: int | None,
+    artifact_refusal: Callable[[], str | None],
+) -> MoveDecision:
+    decision = decide(
+        gates,
+        compared_with_production=compared_with_production,
+        production_now=production_now,
+        candidate_version=version,
+        evaluated_version=evaluated_version,
+    )
+    never_staged = stage == "None"
+    if decision.promote and stage not in _MOVABLE:
+        return MoveDecision(Move.AUTOMATIC, True, UNCHANGED, decision.reasons)
+    refusal = artifact_refusal() if decision.promote else None
+    if refusal:
+        decision = PromotionDecision(False, (refusal,))
+    if not decision.promote:
+        # Rejected: archived with the reasons when never staged (only a new passing evaluation stages it again).
+        archived = ("Archived",) if never_staged else ()
+        return MoveDecision(Move.AUTOMATIC, False, REJECTED, decision.reasons, archived, artifact_refused=bool(refusal))
+    staged = ("Staging",) if never_staged else ()
+    if production_now is None:  # nothing serves: no champion to shadow or canary against
+        return MoveDecision(Move.AUTOMATIC, True, PROMOTED, decision.reasons, (*staged, "Production"))
+    return MoveDecision(Move.AUTOMATIC, True, ROLLOUT_STARTED, decision.reasons, staged)
+
+
+def gate_refusals(gates: Sequence[GateStatus], evaluated_version: int | None, version: int) -> list[str]:
+    """Why a move by hand may not rely on these gates (empty: it may): the evaluation mismatch first, then each gate.
+
+    ``"evaluation is of vN, not vM"`` explains a refusal only: a later evaluation of the same data version may
+    have judged a newer version, and this version's own model gates are read by version and artifact.
+    """
+    problems = [
+        f"{g.check} is {g.status}" + (f" ({g.detail})" if g.detail else "") for g in gates if g.status != "passed"
+    ]
+    if not gates:
+        problems.append("no gate results to verify")
+    if problems and evaluated_version is not None and evaluated_version != version:
+        problems.insert(0, f"evaluation is of v{evaluated_version}, not v{version}")
+    return problems
+
+
+def comparison_refusal(
+    version: int,
+    evaluated_version: int | None,
+    comparison_known: bool,
+    compared_with_production: int | None,
+    production_now: int | None,
+) -> str | None:
+    """Why a move to Production by hand may not rely on the evaluation's comparison with production, or None.
+
+    Refuses when the version's own evaluation is not the latest of its data version (what it compared against
+    is then unknown), and when production moved since that evaluation (:func:`production_changed`).
+    """
+    if not comparison_known:
+        found = "none found" if evaluated_version is None else f"v{evaluated_version}"
+        return (
+            f"the production version v{version}'s evaluation compared against is unknown (the latest "
+            f"evaluation of its data version is of {found}): re-evaluate before promoting"
+        )
+    return production_changed(compared_with_production, production_now, version)

@@ -30,7 +30,6 @@ registry, so every decision here is a pure function of its inputs.
 """
 
 import itertools
-import json
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -39,6 +38,8 @@ from enum import StrEnum
 from typing import Any, Literal
 
 import numpy as np
+
+from mlops_assets.ml import json_codec
 
 DEFAULT_CANARY_STEPS: tuple[float, ...] = (0.05, 0.25, 0.50, 1.00)
 
@@ -303,13 +304,13 @@ class RolloutState:
         )
 
     def to_json(self) -> str:
-        """Serialise (strict JSON: evidence must not hold NaN or infinities)."""
-        return json.dumps(self.to_dict(), sort_keys=True, allow_nan=False)
+        """Serialise as standard JSON (:mod:`mlops_assets.ml.json_codec`: NaN or infinities in evidence become null)."""
+        return json_codec.dumps(self.to_dict(), sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> "RolloutState":
         """Inverse of :meth:`to_json`."""
-        return cls.from_dict(json.loads(text))
+        return cls.from_dict(json_codec.loads(text))
 
 
 def new_rollout(

@@ -10,12 +10,14 @@ arm, whether it was served, score, feature hash and time.
 import hashlib
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from sklearn.pipeline import Pipeline
 
 from mlops_assets.ml.features import model_inputs
+from mlops_assets.ml.rollout import RolloutState
 from mlops_assets.ml.routing import CHALLENGER_ARM, CHAMPION_ARM, assign_arms, feature_hash
 from mlops_assets.ml.spec import DatasetSpec
 from mlops_assets.ml.training import predict_scores
@@ -104,3 +106,128 @@ def prediction_log(
     if not parts:
         return pd.DataFrame(columns=list(LOG_COLUMNS))
     return pd.concat(parts, ignore_index=True)[list(LOG_COLUMNS)]
+
+
+#: Why a data version was not scored: nothing holds the champion alias.
+NO_CHAMPION_REASON = "no model in production: nothing to score with"
+
+
+@dataclass(frozen=True)
+class Routing:
+    """How one data version's rows are split between champion and challenger.
+
+    Attributes:
+        challenger_share: Share of rows the challenger serves (0: shadow only, or no rollout of it).
+        salt: Routing salt: the rollout's, else ``"<model>:v<challenger>"`` (the model name without a challenger).
+        phase: The rollout's phase, ``"none"`` without a rollout of this challenger; a launchpad share says so.
+    """
+
+    challenger_share: float
+    salt: str
+    phase: str
+
+
+def routing_for(
+    model_name: str,
+    challenger_version: int | None,
+    rollout: RolloutState | None,
+    share_override: float | None = None,
+) -> Routing:
+    """The traffic split of a data version: the active rollout's share when it rolls out this challenger, else 0.
+
+    Args:
+        model_name: Registered model name.
+        challenger_version: The version holding the challenger alias, None when none does.
+        rollout: The model's active rollout, None when none is in progress.
+        share_override: A share set on the launchpad; replaces the share whatever the rollout (the phase says so).
+
+    Returns:
+        The routing.
+    """
+    if rollout is not None and challenger_version is not None and rollout.challenger_version == challenger_version:
+        share, salt, phase = rollout.challenger_share, rollout.salt, rollout.phase.value
+    else:
+        salt = f"{model_name}:v{challenger_version}" if challenger_version is not None else model_name
+        share, phase = 0.0, "none"
+    if share_override is not None:
+        share, phase = share_override, f"{phase} (share set on the launchpad)"
+    return Routing(challenger_share=share, salt=salt, phase=phase)
+
+
+@dataclass(frozen=True)
+class ScoredVersion:
+    """The ``predictions`` of one data version: its prediction log and metadata.
+
+    Attributes:
+        log: The prediction log (columns :data:`LOG_COLUMNS`; empty when nothing was scored).
+        metadata: Plain metadata values in display order; ``served_by_arm`` (arm → served rows), when present,
+            is a dict the caller writes as JSON.
+    """
+
+    log: pd.DataFrame
+    metadata: dict[str, Any]
+
+
+def unscored() -> ScoredVersion:
+    """The ``predictions`` of a data version that arrived with no model in production: an empty log."""
+    return ScoredVersion(
+        log=pd.DataFrame(columns=list(LOG_COLUMNS)), metadata={"scored_rows": 0, "reason": NO_CHAMPION_REASON}
+    )
+
+
+def score_data_version(
+    features_df: pd.DataFrame,
+    spec: DatasetSpec,
+    data_version: str,
+    champion: ScoringModel,
+    challenger: ScoringModel | None,
+    *,
+    rollout: RolloutState | None,
+    share_override: float | None,
+    scored_at: datetime,
+) -> ScoredVersion:
+    """Route (:func:`routing_for`) and score every row of a data version (:func:`prediction_log`), with a summary.
+
+    Args:
+        features_df: The data version's features (all rows).
+        spec: The dataset spec.
+        data_version: The data version key.
+        champion: The production model.
+        challenger: The version holding the challenger alias, or None.
+        rollout: The model's active rollout, or None.
+        share_override: A challenger share set on the launchpad, or None.
+        scored_at: Timestamp of every log row (UTC).
+
+    Returns:
+        The log and its metadata: champion and challenger (``"none"`` / version 0 without one), rollout phase,
+        challenger share, time, rows scored, log rows, served rows per arm and the mean served score.
+    """
+    routing = routing_for(spec.name, challenger.version if challenger else None, rollout, share_override)
+    log = prediction_log(
+        features_df,
+        spec,
+        data_version,
+        champion,
+        challenger,
+        challenger_share=routing.challenger_share,
+        salt=routing.salt,
+        scored_at=scored_at,
+    )
+    served = log[log["served"]]
+    by_arm = served.groupby("arm")["score"].agg(["size", "mean"])
+    return ScoredVersion(
+        log=log,
+        metadata={
+            "champion": f"v{champion.version}",
+            "champion_version": champion.version,
+            "challenger": f"v{challenger.version}" if challenger else "none",
+            "challenger_version": challenger.version if challenger else 0,
+            "rollout_phase": routing.phase,
+            "challenger_share": routing.challenger_share,
+            "scored_at": scored_at.isoformat(),
+            "scored_rows": len(features_df),
+            "dagster/row_count": len(log),
+            "served_by_arm": {str(a): int(r["size"]) for a, r in by_arm.iterrows()},
+            "mean_served_score": float(served["score"].mean()) if len(served) else 0.0,
+        },
+    )

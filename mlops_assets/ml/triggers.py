@@ -22,12 +22,13 @@ its newest training data version is more than ``max_versions_behind`` labelled v
 labelled version). Every function here is deterministic: ``now`` is passed in.
 """
 
-import json
 import math
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from typing import Any
+
+from mlops_assets.ml import json_codec
 
 #: Every reason a retrain can have (the ``mlops/reason`` run tag).
 REASONS: tuple[str, ...] = ("new_data", "new_labels", "drift", "performance", "stale", "schedule", "manual")
@@ -491,7 +492,9 @@ def assess_staleness(
 
 
 def evidence_json(evidence: Mapping[str, Any], max_chars: int = _EVIDENCE_MAX_CHARS) -> str:
-    """Compact JSON for the ``mlops/evidence`` tag: floats rounded to 4 places, long strings shortened.
+    """Compact standard JSON for the ``mlops/evidence`` tag: floats rounded to 4 places, long strings shortened.
+
+    NaN and infinities (at any depth) are ``null`` (:mod:`mlops_assets.ml.json_codec`).
 
     Never longer than ``max_chars`` (keys are dropped from the end, and ``"truncated": true`` is added).
     """
@@ -504,10 +507,12 @@ def evidence_json(evidence: Mapping[str, Any], max_chars: int = _EVIDENCE_MAX_CH
         return value
 
     items = [(str(k), short(v)) for k, v in evidence.items()]
-    text = json.dumps(dict(items), separators=(",", ":"), ensure_ascii=False, default=str)
+    text = json_codec.dumps(dict(items), separators=(",", ":"), ensure_ascii=False, default=str)
     while len(text) > max_chars and items:
         items.pop()
-        text = json.dumps({**dict(items), "truncated": True}, separators=(",", ":"), ensure_ascii=False, default=str)
+        text = json_codec.dumps(
+            {**dict(items), "truncated": True}, separators=(",", ":"), ensure_ascii=False, default=str
+        )
     return text
 
 

@@ -18,13 +18,11 @@ verdicts and the schema failure cases are the same whichever copy is checked.
 
 import csv
 import math
-import os
-import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -167,7 +165,7 @@ def to_jsonable(value: Any) -> Any:
 
 
 # --------------------------------------------------------------------------------------------------
-# Reading and writing landed files
+# Reading landed files
 # --------------------------------------------------------------------------------------------------
 
 
@@ -325,39 +323,6 @@ def read_data_file(path: Path, spec: DatasetSpec) -> pd.DataFrame:
         raise DataFileError(path, "non_empty", "file is empty")
     frame = _read_csv(path, spec) if suffix in CSV_SUFFIXES else _read_parquet(path)
     return _mark_missing(frame, spec)
-
-
-def write_frame_atomic(df: pd.DataFrame, path: Path, fmt: Literal["csv", "parquet"] = "csv") -> Path:
-    """Write a frame to ``path`` so that no reader ever sees a partial file.
-
-    The frame is written to a temporary file in the same directory and renamed over ``path``
-    (``os.replace`` is atomic within a file system), so a sensor watching the directory sees either no
-    file or the complete one.
-
-    Args:
-        df: The frame; its index is not written.
-        path: The target file (its directory must exist).
-        fmt: ``csv`` or ``parquet``.
-
-    Returns:
-        ``path``.
-    """
-    path = Path(path)
-    # The temporary name starts with a dot and ends in .tmp so a landing-zone sensor ignores it.
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            if fmt == "csv":
-                # CRLF (RFC 4180) rows: the csv writer then quotes every field holding a CR or LF, so a text
-                # value "\r" reads back as itself instead of ending the row (it is left bare with LF rows).
-                df.to_csv(handle, index=False, encoding="utf-8", lineterminator="\r\n")
-            else:
-                df.to_parquet(handle, index=False)
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-    return path
 
 
 # --------------------------------------------------------------------------------------------------
@@ -813,6 +778,61 @@ def gate_volume_within_bounds(
             "ratio": to_jsonable(ratio),
         },
     )
+
+
+#: The metadata key of a raw_data materialization that holds its row count.
+ROW_COUNT_KEY = "dagster/row_count"
+
+
+def gate_volume_within_bounds_recorded(
+    version: str,
+    recorded: Mapping[str, Any],
+    earlier: Callable[[], tuple[Sequence[str], Sequence[Mapping[str, str]]]],
+    recorded_of: Callable[[str], Mapping[str, Any]],
+    spec: DatasetSpec,
+) -> GateResult:
+    """Gate ``volume_within_bounds`` from the recorded metadata of raw_data materializations; fails closed.
+
+    Without this version's row count (:data:`ROW_COUNT_KEY`) there is nothing to judge: the gate fails, and the
+    earlier versions are not looked up. When the previous accepted version has no row count the gate fails too
+    (a version whose gates passed has one; it never compares with a guess). Otherwise
+    :func:`gate_volume_within_bounds` decides. Messages name the version by its file (the ``file`` metadata's
+    last path part, else the version key), as the other raw gates do.
+
+    Args:
+        version: The data version checked.
+        recorded: The metadata of its latest raw_data materialization (empty when there is none).
+        earlier: ``(accepted, skipped)``: the earlier versions whose data gates passed, newest first (only the
+            first is used), and the ones passed over; called only when this version has a row count.
+        recorded_of: The metadata of a version's latest raw_data materialization; called for the previous
+            accepted version only.
+        spec: The dataset spec (``spec.policy.volume_ratio_bounds``).
+    """
+    source = str(recorded.get("file", version)).rsplit("/", 1)[-1]
+    condition = "row count / previous accepted version's row count within policy.volume_ratio_bounds"
+    if recorded.get(ROW_COUNT_KEY) is None:
+        return GateResult(
+            name="volume_within_bounds",
+            passed=False,
+            condition=condition,
+            message=f"{source}: no row_count recorded for raw_data {version} (rule: volume_within_bounds)",
+        )
+    accepted, skipped = earlier()
+    previous: tuple[str, int] | None = None
+    if accepted:
+        rows = recorded_of(accepted[0]).get(ROW_COUNT_KEY)
+        if rows is None:
+            return GateResult(
+                name="volume_within_bounds",
+                passed=False,
+                condition=condition,
+                message=(
+                    f"{source}: the previous accepted version {accepted[0]} has no row_count recorded "
+                    "(rule: volume_within_bounds)"
+                ),
+            )
+        previous = (accepted[0], int(rows))
+    return gate_volume_within_bounds(int(recorded[ROW_COUNT_KEY]), previous, spec, source, skipped)
 
 
 def _comparable(current: pd.Series, earlier: pd.Series, spec: DatasetSpec) -> tuple[pd.Series, pd.Series]:

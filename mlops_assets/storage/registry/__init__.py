@@ -1,7 +1,8 @@
 """Transactional model registry on SQLAlchemy Core: SQLite locally, PostgreSQL in production.
 
 A model version is an immutable record (artifact reference, lineage, params, metrics); only its
-stage moves, along the edges in :data:`ALLOWED_TRANSITIONS`. Every move is appended to
+:class:`Stage` moves, along the edges in :data:`ALLOWED_TRANSITIONS` (declared once, over the enum; its
+members equal the strings stored in the database). Every move is appended to
 ``stage_transitions`` in the same transaction as the stage change, so the log is the registry's
 history and answers "what was in production at time T".
 
@@ -26,9 +27,11 @@ Deployment extensions (aliases, approvals, rollback) live in their own tables, c
 next to the original two, so an existing registry database gains them without a migration:
 
 * ``model_aliases`` maps ``(model, alias)`` to a version; every change is appended to ``alias_log``
-  in the same transaction. ``champion`` is managed by the registry and always names the Production
-  version (set by every promotion and rollback, removed when Production is retired without a
-  replacement); ``set_alias`` refuses to point it anywhere else. ``challenger`` may not name the
+  in the same transaction. ``champion`` is not stored: it is derived from the Production stage, the one
+  record of what is in production (reading it returns the Production version, none when nothing is in
+  Production). Every promotion, rollback and retirement of Production still appends its ``champion``
+  move to ``alias_log`` (the audit); a ``champion`` row an older registry left in ``model_aliases`` is
+  ignored. ``set_alias`` refuses to point it anywhere else. ``challenger`` may not name the
   Production version and is cleared when its version is promoted. Other names are free pointers.
 * ``approvals`` records who approved which version for which stage. ``model_policies`` holds each
   model's :class:`ApprovalPolicy` (latest row wins, older rows are the policy's history). Under
@@ -82,6 +85,7 @@ from mlops_assets.storage.registry.types import (
     NothingToRollBack,
     RegistryConflict,
     RegistryError,
+    Stage,
     Transition,
     VersionMarkedBad,
     VersionNotFound,
@@ -111,6 +115,7 @@ __all__ = [
     "NothingToRollBack",
     "RegistryConflict",
     "RegistryError",
+    "Stage",
     "Transition",
     "VersionMarkedBad",
     "VersionNotFound",

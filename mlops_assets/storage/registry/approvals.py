@@ -14,6 +14,7 @@ from mlops_assets.storage.registry.types import (
     ApprovalRequired,
     FourEyesViolation,
     ModelVersion,
+    Stage,
     VersionMarkedBad,
 )
 
@@ -32,7 +33,7 @@ def check_promotable(conn: Connection, target: ModelVersion) -> None:
     if not policy.require_approval_for_production:
         return
     query = select(approvals.c.approver).where(
-        approvals.c.model_name == name, approvals.c.version == version, approvals.c.stage == "Production"
+        approvals.c.model_name == name, approvals.c.version == version, approvals.c.stage == Stage.PRODUCTION
     )
     registrant = registrant_of(conn, name, version)
     if policy.four_eyes:
@@ -51,7 +52,7 @@ class ApprovalsMixin(RegistryCore):
     """Approvals, policy and verdicts (tables ``approvals``, ``model_policies``, ``version_verdicts``)."""
 
     def approve(
-        self, model_name: str, version: int, *, approver: str, stage: str = "Production", comment: str
+        self, model_name: str, version: int, *, approver: str, stage: Stage | str = Stage.PRODUCTION, comment: str
     ) -> Approval:
         """Record that ``approver`` approves ``version`` for ``stage`` (append-only; approvals do not expire).
 
@@ -59,7 +60,7 @@ class ApprovalsMixin(RegistryCore):
             model_name: Registered model name.
             version: Version approved.
             approver: Who approves (non-empty).
-            stage: ``"Production"`` (what the policy checks) or ``"Staging"``.
+            stage: :attr:`Stage.PRODUCTION` (what the policy checks) or :attr:`Stage.STAGING`.
             comment: The approver's note.
 
         Returns:
@@ -72,7 +73,10 @@ class ApprovalsMixin(RegistryCore):
         if not approver:
             raise ValueError(f"approving {label(model_name, version)}: approver is required")
         if stage not in APPROVABLE_STAGES:
-            raise ValueError(f"approving {label(model_name, version)}: stage must be one of {APPROVABLE_STAGES}")
+            raise ValueError(
+                f"approving {label(model_name, version)}: stage must be one of {[str(s) for s in APPROVABLE_STAGES]}"
+            )
+        stage = Stage(stage)
         with self._write(model_name, version, "approving") as conn:
             select_version(conn, model_name, version)
             if policy_in_force(conn, model_name).four_eyes and approver == registrant_of(conn, model_name, version):

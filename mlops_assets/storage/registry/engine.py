@@ -18,9 +18,15 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 
 from mlops_assets.storage.registry.records import label, utcnow
-from mlops_assets.storage.registry.schema import metadata, model_aliases, model_versions
-from mlops_assets.storage.registry.statements import alias_version, move_alias
-from mlops_assets.storage.registry.types import CHAMPION, DEFAULT_LOCK_TIMEOUT_S, RegistryConflict, RegistryError
+from mlops_assets.storage.registry.schema import alias_log, metadata, model_versions
+from mlops_assets.storage.registry.statements import log_champion, production_of
+from mlops_assets.storage.registry.types import (
+    CHAMPION,
+    DEFAULT_LOCK_TIMEOUT_S,
+    RegistryConflict,
+    RegistryError,
+    Stage,
+)
 
 # PostgreSQL advisory locks in the two-int4 key space, namespaced so they cannot collide with
 # single-bigint advisory locks taken by other software sharing the database (e.g. Dagster storage).
@@ -158,32 +164,40 @@ class RegistryCore:
             self._schema_ready = True
 
     def _backfill_champions(self, conn: Connection) -> None:
-        """Give a Production version that has no ``champion`` alias one (databases created before aliases).
+        """Log the ``champion`` of a Production version the alias log does not name (databases created before aliases).
 
-        Idempotent and cheap once done (one indexed query). On PostgreSQL the model's write lock is
-        taken before re-checking, so a writer in another process cannot insert the alias in between.
+        ``champion`` is derived from the Production stage, so nothing is stored: this only completes the
+        audit trail (one ``alias_log`` row per such model). Idempotent and cheap once done (one indexed
+        query). On PostgreSQL the model's write lock is taken before re-checking, so a writer in another
+        process cannot log a move in between.
         """
-        champion = model_aliases.alias("champion")
-        orphan_query = select(model_versions.c.model_name, model_versions.c.version).where(
-            model_versions.c.stage == "Production",
-            ~select(champion.c.version)
-            .where(champion.c.model_name == model_versions.c.model_name, champion.c.alias == CHAMPION)
-            .exists(),
+        latest_logged = (
+            select(alias_log.c.to_version)
+            .where(alias_log.c.model_name == model_versions.c.model_name, alias_log.c.alias == CHAMPION)
+            .order_by(alias_log.c.id.desc())
+            .limit(1)
+            .scalar_subquery()
         )
-        for model_name, _version in conn.execute(orphan_query).all():
+        orphan_query = select(model_versions.c.model_name).where(
+            model_versions.c.stage == Stage.PRODUCTION,
+            func.coalesce(latest_logged, 0) != model_versions.c.version,
+        )
+        for (model_name,) in conn.execute(orphan_query).all():
             if self._dialect == "postgresql":
                 conn.execute(select(func.pg_advisory_xact_lock(_PG_LOCK_NAMESPACE, func.hashtext(model_name))))
-            production = conn.execute(
-                select(model_versions.c.version).where(
-                    model_versions.c.model_name == model_name, model_versions.c.stage == "Production"
-                )
+            production = production_of(conn, model_name)
+            logged = conn.execute(
+                select(alias_log.c.to_version)
+                .where(alias_log.c.model_name == model_name, alias_log.c.alias == CHAMPION)
+                .order_by(alias_log.c.id.desc())
+                .limit(1)
             ).scalar_one_or_none()
-            if production is not None and alias_version(conn, model_name, CHAMPION) is None:
-                move_alias(
+            if production is not None and logged != production:
+                log_champion(
                     conn,
                     model_name,
-                    CHAMPION,
-                    int(production),
+                    None if logged is None else int(logged),
+                    production,
                     actor="registry",
                     reason="backfilled: the Production version predates aliases",
                     evidence={},

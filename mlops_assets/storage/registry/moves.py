@@ -1,6 +1,6 @@
 """Compound effects of a stage or rollout change, applied inside the caller's write transaction.
 
-Promotion (archive the incumbent, promote, move ``champion``, clear ``challenger``), and how a change of
+Promotion (archive the incumbent, promote, log the ``champion`` move, clear ``challenger``), and how a change of
 production or a withdrawn version ends the active rollout (rolled back or concluded, logged, the
 challenger archived). Shared by stage transitions, rollbacks, verdicts and rollouts.
 """
@@ -15,23 +15,24 @@ from mlops_assets.ml.rollout import RolloutEvent, RolloutState
 from mlops_assets.ml.rollout import conclude as rollout_conclude
 from mlops_assets.ml.rollout import roll_back as rollout_roll_back
 from mlops_assets.storage.registry.records import dumps, label, utcnow
-from mlops_assets.storage.registry.schema import model_versions, rollout_log, rollouts, stage_transitions
+from mlops_assets.storage.registry.schema import rollout_log, rollouts, stage_transitions
 from mlops_assets.storage.registry.statements import (
     active_rollout_row,
     alias_version,
+    log_champion,
     log_transition,
     marked_bad,
     move_alias,
+    production_of,
     select_version,
     set_stage,
 )
 from mlops_assets.storage.registry.types import (
-    ALLOWED_TRANSITIONS,
     CHALLENGER,
-    CHAMPION,
     InvalidTransition,
     ModelVersion,
     RegistryConflict,
+    Stage,
 )
 
 
@@ -46,48 +47,47 @@ def promote(
     incumbent_reason: str,
     incumbent_evidence: Mapping[str, Any],
 ) -> None:
-    """Archive the current Production version, promote ``target``, move ``champion``: one transaction."""
+    """Archive the current Production version, promote ``target``, log the ``champion`` move: one transaction.
+
+    ``champion`` is the Production version by definition; the alias log records the change for the audit.
+    """
     name, version = target.model_name, target.version
-    if (target.stage, "Production") not in ALLOWED_TRANSITIONS:
+    if not target.stage.can_move_to(Stage.PRODUCTION):
         raise InvalidTransition(
-            f"{label(name, version)}: transition {target.stage} -> Production is not allowed",
+            f"{label(name, version)}: transition {target.stage} -> {Stage.PRODUCTION} is not allowed",
             model_name=name,
             version=version,
         )
-    incumbent = conn.execute(
-        select(model_versions.c.version).where(
-            model_versions.c.model_name == name, model_versions.c.stage == "Production"
-        )
-    ).scalar_one_or_none()
+    incumbent = production_of(conn, name)
     if incumbent is not None:
         # Archive first so the unique index never sees two Production rows, and so the log (read
         # by production_at) has the promotion as the last row of the transaction.
-        set_stage(conn, name, incumbent, "Production", "Archived")
+        set_stage(conn, name, incumbent, Stage.PRODUCTION, Stage.ARCHIVED)
         log_transition(
             conn,
             model_name=name,
             version=incumbent,
-            from_stage="Production",
-            to_stage="Archived",
+            from_stage=Stage.PRODUCTION,
+            to_stage=Stage.ARCHIVED,
             actor=actor,
             reason=incumbent_reason,
             evidence=incumbent_evidence,
             at=at,
         )
-    set_stage(conn, name, version, target.stage, "Production")
+    set_stage(conn, name, version, target.stage, Stage.PRODUCTION)
     log_transition(
         conn,
         model_name=name,
         version=version,
         from_stage=target.stage,
-        to_stage="Production",
+        to_stage=Stage.PRODUCTION,
         actor=actor,
         reason=reason,
         evidence=evidence,
         at=at,
     )
-    alias_evidence = {"stage_change": f"v{version} {target.stage} -> Production", "replaced": incumbent}
-    move_alias(conn, name, CHAMPION, version, actor=actor, reason=reason, evidence=alias_evidence, at=at)
+    alias_evidence = {"stage_change": f"v{version} {target.stage} -> {Stage.PRODUCTION}", "replaced": incumbent}
+    log_champion(conn, name, incumbent, version, actor=actor, reason=reason, evidence=alias_evidence, at=at)
     if alias_version(conn, name, CHALLENGER) == version:
         # The challenger won: it is the champion now, and a version cannot challenge itself.
         move_alias(conn, name, CHALLENGER, None, actor=actor, reason=reason, evidence=alias_evidence, at=at)
@@ -156,14 +156,14 @@ def end_rollout(conn: Connection, state: RolloutState, *, actor: str, reason: st
     if alias_version(conn, name, CHALLENGER) == version:
         move_alias(conn, name, CHALLENGER, None, actor=actor, reason=reason, evidence=evidence, at=utcnow())
     current = select_version(conn, name, version)
-    if current.stage == "Staging":
-        set_stage(conn, name, version, "Staging", "Archived")
+    if current.stage == Stage.STAGING:
+        set_stage(conn, name, version, Stage.STAGING, Stage.ARCHIVED)
         log_transition(
             conn,
             model_name=name,
             version=version,
-            from_stage="Staging",
-            to_stage="Archived",
+            from_stage=Stage.STAGING,
+            to_stage=Stage.ARCHIVED,
             actor=actor,
             reason=reason,
             evidence=evidence,
@@ -216,7 +216,7 @@ def find_rollback_target(conn: Connection, model_name: str, current: int) -> int
     """The newest version promoted before that is not ``current`` and not marked bad, or ``None``."""
     promotions = conn.execute(
         select(stage_transitions.c.version)
-        .where(stage_transitions.c.model_name == model_name, stage_transitions.c.to_stage == "Production")
+        .where(stage_transitions.c.model_name == model_name, stage_transitions.c.to_stage == Stage.PRODUCTION)
         .order_by(stage_transitions.c.id.desc())
     ).scalars()
     bad = marked_bad(conn, model_name)

@@ -1,12 +1,11 @@
 """Encoding and decoding helpers shared by the registry modules: JSON columns, labels, rows to records."""
 
-import json
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy.engine import Row
 
+from mlops_assets.ml import json_codec
 from mlops_assets.ml.gate_evidence import GateOutcome
 from mlops_assets.storage.registry.types import (
     ALIAS_PATTERN,
@@ -15,6 +14,7 @@ from mlops_assets.storage.registry.types import (
     Approval,
     InvalidAlias,
     ModelVersion,
+    Stage,
     Transition,
 )
 
@@ -27,25 +27,15 @@ def vlabel(version: int | None) -> str:
     return "none" if version is None else f"v{version}"
 
 
-def _json_default(obj: Any) -> Any:
-    # numpy scalars (metrics computed with numpy) are not JSON types; duck-type them so this module
-    # needs no numpy import.
-    if isinstance(obj, datetime):
-        return obj.isoformat()
-    if isinstance(obj, Path):
-        return str(obj)
-    item = getattr(obj, "item", None)
-    if callable(item):
-        return item()
-    if isinstance(obj, set | frozenset):
-        return sorted(obj)
-    raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
-
-
 def dumps(value: Any) -> str:
-    # Non-finite floats are written as NaN/Infinity (Python's json extension) rather than refused: a
-    # metric can legitimately be undefined (roc_auc on a one-class slice).
-    return json.dumps(value, sort_keys=True, default=_json_default)
+    # Standard JSON (mlops_assets.ml.json_codec): an undefined metric (roc_auc on a one-class slice) or an
+    # infinite value is stored as null, so the columns stay valid for PostgreSQL jsonb and any JSON reader.
+    return json_codec.dumps(value, sort_keys=True)
+
+
+def loads(text: str) -> Any:
+    # Rows written before the codec may hold NaN/Infinity tokens; they read as None, like new rows.
+    return json_codec.loads(text)
 
 
 def utcnow() -> datetime:
@@ -71,18 +61,18 @@ def row_to_version(row: Row[Any]) -> ModelVersion:
     return ModelVersion(
         model_name=m["model_name"],
         version=int(m["version"]),
-        stage=m["stage"],
+        stage=Stage(m["stage"]),
         artifact_uri=m["artifact_uri"],
         artifact_sha256=m["artifact_sha256"],
         artifact_size=int(m["artifact_size"]),
         artifact_hmac=m["artifact_hmac"],
-        data_versions=tuple(json.loads(m["data_versions"])),
+        data_versions=tuple(loads(m["data_versions"])),
         run_id=m["run_id"],
         code_version=m["code_version"],
         git_sha=m["git_sha"],
         spec_fingerprint=m["spec_fingerprint"],
-        params=json.loads(m["params"]),
-        metrics=json.loads(m["metrics"]),
+        params=loads(m["params"]),
+        metrics=loads(m["metrics"]),
         created_at=m["created_at"],
         description=m["description"],
     )
@@ -94,11 +84,11 @@ def row_to_transition(row: Row[Any]) -> Transition:
         id=int(m["id"]),
         model_name=m["model_name"],
         version=int(m["version"]),
-        from_stage=m["from_stage"],
-        to_stage=m["to_stage"],
+        from_stage=None if m["from_stage"] is None else Stage(m["from_stage"]),
+        to_stage=Stage(m["to_stage"]),
         actor=m["actor"],
         reason=m["reason"],
-        evidence=json.loads(m["evidence"]),
+        evidence=loads(m["evidence"]),
         at=m["at"],
     )
 
@@ -113,7 +103,7 @@ def row_to_alias_change(row: Row[Any]) -> AliasChange:
         to_version=None if m["to_version"] is None else int(m["to_version"]),
         actor=m["actor"],
         reason=m["reason"],
-        evidence=json.loads(m["evidence"]),
+        evidence=loads(m["evidence"]),
         at=m["at"],
     )
 
@@ -124,7 +114,7 @@ def row_to_approval(row: Row[Any]) -> Approval:
         id=int(m["id"]),
         model_name=m["model_name"],
         version=int(m["version"]),
-        stage=m["stage"],
+        stage=Stage(m["stage"]),
         approver=m["approver"],
         comment=m["comment"],
         at=m["at"],

@@ -1,21 +1,27 @@
 """Rollouts: the persisted shadow / canary state machine of a challenger against the champion."""
 
-import json
 from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import insert, select
 
+from mlops_assets.ml import json_codec
 from mlops_assets.ml.rollout import Phase, RolloutState
 from mlops_assets.ml.rollout import roll_back as rollout_roll_back
 from mlops_assets.storage.registry.engine import RegistryCore
 from mlops_assets.storage.registry.gates import check_evidence
 from mlops_assets.storage.registry.moves import end_rollout, log_rollout_moves, save_rollout
 from mlops_assets.storage.registry.records import label, require_actor_reason, utcnow
-from mlops_assets.storage.registry.schema import model_versions, rollout_log, rollouts
+from mlops_assets.storage.registry.schema import rollout_log, rollouts
 from mlops_assets.storage.registry.stages import promote_the_challenger
-from mlops_assets.storage.registry.statements import active_rollout_row, marked_bad, move_alias, select_version
-from mlops_assets.storage.registry.types import CHALLENGER, InvalidTransition, RegistryConflict, VersionMarkedBad
+from mlops_assets.storage.registry.statements import (
+    active_rollout_row,
+    marked_bad,
+    move_alias,
+    production_of,
+    select_version,
+)
+from mlops_assets.storage.registry.types import CHALLENGER, InvalidTransition, RegistryConflict, Stage, VersionMarkedBad
 
 
 class RolloutsMixin(RegistryCore):
@@ -70,11 +76,7 @@ class RolloutsMixin(RegistryCore):
                 ended = rollout_roll_back(running, max(utcnow(), running.history[-1].at), reason=why)
                 save_rollout(conn, int(active.id), running, ended, actor=actor)
                 end_rollout(conn, ended, actor=actor, reason=why)
-            production = conn.execute(
-                select(model_versions.c.version).where(
-                    model_versions.c.model_name == name, model_versions.c.stage == "Production"
-                )
-            ).scalar_one_or_none()
+            production = production_of(conn, name)
             if production != state.champion_version:
                 raise RegistryConflict(
                     f"{label(name, version)}: the rollout was planned against production "
@@ -83,7 +85,7 @@ class RolloutsMixin(RegistryCore):
                     version=version,
                 )
             target = select_version(conn, name, version)
-            if target.stage != "Staging":
+            if target.stage != Stage.STAGING:
                 raise InvalidTransition(
                     f"{label(name, version)} is in {target.stage}: only a Staging version can be rolled out",
                     model_name=name,
@@ -159,7 +161,7 @@ class RolloutsMixin(RegistryCore):
             if after.phase is not Phase.ROLLED_BACK:
                 challenger = select_version(conn, name, version)
                 bad = marked_bad(conn, name)
-                if challenger.stage == "Archived" or version in bad:
+                if challenger.stage == Stage.ARCHIVED or version in bad:
                     why = f"marked bad ({bad[version]})" if version in bad else "Archived"
                     raise InvalidTransition(
                         f"{label(name, version)} is {why}: its rollout can only be rolled back",
@@ -215,7 +217,7 @@ class RolloutsMixin(RegistryCore):
                 "to_share": r.to_share,
                 "actor": r.actor,
                 "reason": r.reason,
-                "evidence": json.loads(r.evidence),
+                "evidence": json_codec.loads(r.evidence),
                 "at": r.at,
             }
             for r in rows

@@ -30,7 +30,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.types import TypeDecorator
 
-from mlops_assets.storage.registry.types import MAX_ALIAS_LENGTH
+from mlops_assets.storage.registry.types import APPROVABLE_STAGES, MAX_ALIAS_LENGTH, STAGES, Stage
 
 
 class _UTCDateTime(TypeDecorator[datetime]):
@@ -60,7 +60,12 @@ class _UTCDateTime(TypeDecorator[datetime]):
 
 metadata = MetaData()
 
-_stage_check = "({col} IN ('None', 'Staging', 'Production', 'Archived'))"
+
+def _sql_in(values: tuple[Stage, ...]) -> str:
+    return ", ".join(f"'{v.value}'" for v in values)
+
+
+_stage_check = f"({{col}} IN ({_sql_in(STAGES)}))"
 
 model_versions = Table(
     "model_versions",
@@ -92,8 +97,8 @@ Index(
     "uq_model_versions_one_production",
     model_versions.c.model_name,
     unique=True,
-    sqlite_where=model_versions.c.stage == "Production",
-    postgresql_where=model_versions.c.stage == "Production",
+    sqlite_where=model_versions.c.stage == Stage.PRODUCTION.value,
+    postgresql_where=model_versions.c.stage == Stage.PRODUCTION.value,
 )
 
 stage_transitions = Table(
@@ -216,7 +221,7 @@ approvals = Table(
     Column("comment", Text, nullable=False),
     Column("at", _UTCDateTime(), nullable=False),
     _version_fk("version", "fk_approvals_version"),
-    CheckConstraint("stage IN ('Staging', 'Production')", name="ck_approvals_stage"),
+    CheckConstraint(f"stage IN ({_sql_in(APPROVABLE_STAGES)})", name="ck_approvals_stage"),
     CheckConstraint("length(approver) > 0", name="ck_approvals_approver"),
     Index("ix_approvals_model_version", "model_name", "version"),
     sqlite_autoincrement=True,

@@ -3,31 +3,31 @@
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, insert, select
+from sqlalchemy import Connection, insert
 
 from mlops_assets.storage.registry.approvals import check_promotable
 from mlops_assets.storage.registry.engine import RegistryCore
 from mlops_assets.storage.registry.gates import check_evidence
 from mlops_assets.storage.registry.moves import find_rollback_target, promote, withdraw_from_rollout
 from mlops_assets.storage.registry.records import dumps, label, require_actor_reason, utcnow
-from mlops_assets.storage.registry.schema import model_versions, version_verdicts
+from mlops_assets.storage.registry.schema import version_verdicts
 from mlops_assets.storage.registry.statements import (
     alias_version,
+    log_champion,
     log_transition,
-    move_alias,
+    production_of,
     select_version,
     set_stage,
 )
 from mlops_assets.storage.registry.types import (
-    ALLOWED_TRANSITIONS,
     CHALLENGER,
-    CHAMPION,
     STAGES,
     AliasNotFound,
     InvalidTransition,
     ModelVersion,
     NothingToRollBack,
     RegistryConflict,
+    Stage,
 )
 
 
@@ -54,15 +54,15 @@ def promote_the_challenger(
         )
     target = select_version(conn, model_name, version)
     # Same order of checks as transition(): the stage machine first, then bad mark and approval.
-    if (target.stage, "Production") not in ALLOWED_TRANSITIONS:
+    if not target.stage.can_move_to(Stage.PRODUCTION):
         raise InvalidTransition(
-            f"{label(model_name, version)}: transition {target.stage} -> Production is not allowed "
+            f"{label(model_name, version)}: transition {target.stage} -> {Stage.PRODUCTION} is not allowed "
             f"(the challenger must be in Staging or Archived)",
             model_name=model_name,
             version=version,
         )
     check_promotable(conn, target)
-    check_evidence(conn, target, required_gates, "Production")
+    check_evidence(conn, target, required_gates, Stage.PRODUCTION)
     promote(
         conn,
         target,
@@ -83,7 +83,7 @@ class StagesMixin(RegistryCore):
         self,
         model_name: str,
         version: int,
-        to_stage: str,
+        to_stage: Stage | str,
         *,
         actor: str,
         reason: str,
@@ -93,16 +93,17 @@ class StagesMixin(RegistryCore):
         """Move a version to ``to_stage`` in one transaction, logging the move.
 
         Promoting to Production archives the current Production version first (logged with reason
-        ``"replaced by v<version>"``) and points ``champion`` at the new version (clearing
-        ``challenger`` if it named it); moving the Production version anywhere else removes
-        ``champion``. Archiving the challenger (or the champion) of the active rollout ends that
-        rollout: rolled back, ``challenger`` cleared. Concurrent promotions of one model are
-        serialised: each sees the previous one's result.
+        ``"replaced by v<version>"``); ``champion``, derived from the stage, then names the new version
+        (the move is in the alias log, and ``challenger`` is cleared if it named it). Moving the
+        Production version anywhere else leaves no ``champion`` (logged too). Archiving the
+        challenger (or the champion) of the active rollout ends that rollout: rolled back,
+        ``challenger`` cleared. Concurrent promotions of one model are serialised: each sees the
+        previous one's result.
 
         Args:
             model_name: Registered model name.
             version: Version to move.
-            to_stage: Target stage, one of :data:`STAGES`.
+            to_stage: Target :class:`Stage` (or its string).
             actor: Who makes the change (non-empty).
             reason: Why (non-empty).
             evidence: JSON-serialisable details (gate results, metrics compared, ...).
@@ -128,22 +129,23 @@ class StagesMixin(RegistryCore):
         dumps(evidence_json)  # fail fast on non-serialisable evidence, before taking the lock
         if to_stage not in STAGES:
             raise InvalidTransition(
-                f"{label(model_name, version)}: unknown stage {to_stage!r}, expected one of {STAGES}",
+                f"{label(model_name, version)}: unknown stage {to_stage!r}, expected one of {[str(s) for s in STAGES]}",
                 model_name=model_name,
                 version=version,
             )
+        to_stage = Stage(to_stage)
         with self._write(model_name, version, f"moving to {to_stage}") as conn:
             current = select_version(conn, model_name, version)
-            if (current.stage, to_stage) not in ALLOWED_TRANSITIONS:
+            if not current.stage.can_move_to(to_stage):
                 raise InvalidTransition(
                     f"{label(model_name, version)}: transition {current.stage} -> {to_stage} is not allowed",
                     model_name=model_name,
                     version=version,
                 )
-            if to_stage in ("Staging", "Production"):
+            if to_stage in (Stage.STAGING, Stage.PRODUCTION):
                 check_evidence(conn, current, required_gates, to_stage)
             now = utcnow()
-            if to_stage == "Production":
+            if to_stage == Stage.PRODUCTION:
                 check_promotable(conn, current)
                 promote(
                     conn,
@@ -168,19 +170,19 @@ class StagesMixin(RegistryCore):
                 evidence=evidence_json,
                 at=now,
             )
-            if current.stage == "Production":
+            if current.stage == Stage.PRODUCTION:
                 # Production retired without a replacement: there is no champion any more.
-                move_alias(
+                log_champion(
                     conn,
                     model_name,
-                    CHAMPION,
+                    version,
                     None,
                     actor=actor,
                     reason=reason,
-                    evidence={"stage_change": f"v{version} Production -> {to_stage}"},
+                    evidence={"stage_change": f"v{version} {Stage.PRODUCTION} -> {to_stage}"},
                     at=now,
                 )
-            if to_stage == "Archived":
+            if to_stage == Stage.ARCHIVED:
                 withdraw_from_rollout(conn, model_name, version, actor=actor, reason=reason)
             return select_version(conn, model_name, version)
 
@@ -196,7 +198,7 @@ class StagesMixin(RegistryCore):
     ) -> ModelVersion:
         """The blue/green switch: promote the version named by ``challenger``, in one transaction.
 
-        Same rules and effects as ``transition(model, challenger, "Production")`` (approval policy,
+        Same rules and effects as ``transition(model, challenger, Stage.PRODUCTION)`` (approval policy,
         bad mark, archive of the incumbent, ``champion`` moved, ``challenger`` cleared), with the
         version read from the alias under the model's lock.
 
@@ -271,16 +273,11 @@ class StagesMixin(RegistryCore):
         details = dict(evidence or {})
         dumps(details)
         with self._write(model_name, None, "rolling back") as conn:
-            current = conn.execute(
-                select(model_versions.c.version).where(
-                    model_versions.c.model_name == model_name, model_versions.c.stage == "Production"
-                )
-            ).scalar_one_or_none()
+            current = production_of(conn, model_name)
             if current is None:
                 raise NothingToRollBack(
                     f"{label(model_name, None)} has no Production version to roll back from", model_name=model_name
                 )
-            current = int(current)
             target_version = find_rollback_target(conn, model_name, current)
             if target_version is None:
                 raise NothingToRollBack(
@@ -318,12 +315,8 @@ class StagesMixin(RegistryCore):
     def rollback_target(self, model_name: str) -> ModelVersion | None:
         """The version :meth:`rollback` would restore now (``None``: nothing in Production or no target)."""
         with self._read() as conn:
-            current = conn.execute(
-                select(model_versions.c.version).where(
-                    model_versions.c.model_name == model_name, model_versions.c.stage == "Production"
-                )
-            ).scalar_one_or_none()
+            current = production_of(conn, model_name)
             if current is None:
                 return None
-            target = find_rollback_target(conn, model_name, int(current))
+            target = find_rollback_target(conn, model_name, current)
             return None if target is None else select_version(conn, model_name, target)

@@ -23,7 +23,14 @@ from mlops_assets.storage.registry.schema import (
     stage_transitions,
     version_verdicts,
 )
-from mlops_assets.storage.registry.types import ApprovalPolicy, ModelVersion, RegistryConflict, VersionNotFound
+from mlops_assets.storage.registry.types import (
+    CHAMPION,
+    ApprovalPolicy,
+    ModelVersion,
+    RegistryConflict,
+    Stage,
+    VersionNotFound,
+)
 
 
 def select_version(conn: Connection, model_name: str, version: int) -> ModelVersion:
@@ -36,13 +43,23 @@ def select_version(conn: Connection, model_name: str, version: int) -> ModelVers
     return row_to_version(row)
 
 
+def production_of(conn: Connection, model_name: str) -> int | None:
+    """The model's Production version number (the champion), or ``None``."""
+    version = conn.execute(
+        select(model_versions.c.version).where(
+            model_versions.c.model_name == model_name, model_versions.c.stage == Stage.PRODUCTION
+        )
+    ).scalar_one_or_none()
+    return None if version is None else int(version)
+
+
 def log_transition(
     conn: Connection,
     *,
     model_name: str,
     version: int,
-    from_stage: str | None,
-    to_stage: str,
+    from_stage: Stage | None,
+    to_stage: Stage,
     actor: str,
     reason: str,
     evidence: Mapping[str, Any],
@@ -63,7 +80,7 @@ def log_transition(
     )
 
 
-def set_stage(conn: Connection, model_name: str, version: int, from_stage: str, to_stage: str) -> None:
+def set_stage(conn: Connection, model_name: str, version: int, from_stage: Stage, to_stage: Stage) -> None:
     """Move a version ``from_stage`` -> ``to_stage``; :class:`RegistryConflict` if it left ``from_stage`` meanwhile."""
     # Conditional on the stage we validated against: if it changed under us, nothing is updated
     # and we refuse rather than apply a move validated against stale state.
@@ -85,7 +102,9 @@ def set_stage(conn: Connection, model_name: str, version: int, from_stage: str, 
 
 
 def alias_version(conn: Connection, model_name: str, alias: str) -> int | None:
-    """The version ``alias`` names, or ``None``."""
+    """The version ``alias`` names, or ``None`` (``champion``: the Production version; stored rows are ignored)."""
+    if alias == CHAMPION:
+        return production_of(conn, model_name)
     version = conn.execute(
         select(model_aliases.c.version).where(model_aliases.c.model_name == model_name, model_aliases.c.alias == alias)
     ).scalar_one_or_none()
@@ -103,7 +122,12 @@ def move_alias(
     evidence: Mapping[str, Any],
     at: datetime,
 ) -> bool:
-    """Point ``alias`` at ``to_version`` (``None``: delete it) and log the change; False if nothing changed."""
+    """Point ``alias`` at ``to_version`` (``None``: delete it) and log the change; False if nothing changed.
+
+    Not for ``champion``, which is derived from the Production stage (see :func:`log_champion`).
+    """
+    if alias == CHAMPION:
+        raise ValueError(f"{label(model_name, to_version)}: {CHAMPION!r} is derived from the Production stage")
     from_version = alias_version(conn, model_name, alias)
     if from_version == to_version:
         # No-ops are not logged, so every log row is a real change (the table's check enforces it).
@@ -130,6 +154,37 @@ def move_alias(
         )
     )
     return True
+
+
+def log_champion(
+    conn: Connection,
+    model_name: str,
+    from_version: int | None,
+    to_version: int | None,
+    *,
+    actor: str,
+    reason: str,
+    evidence: Mapping[str, Any],
+    at: datetime,
+) -> None:
+    """Append the change of production to ``alias_log`` as a ``champion`` move (audit only, nothing stored).
+
+    ``champion`` is derived from the Production stage; the log keeps its history, as for any alias.
+    """
+    if from_version == to_version:
+        return
+    conn.execute(
+        insert(alias_log).values(
+            model_name=model_name,
+            alias=CHAMPION,
+            from_version=from_version,
+            to_version=to_version,
+            actor=actor,
+            reason=reason,
+            evidence=dumps(dict(evidence)),
+            at=at,
+        )
+    )
 
 
 def policy_in_force(conn: Connection, model_name: str) -> ApprovalPolicy:

@@ -3,29 +3,45 @@
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from mlops_assets.storage.artifacts.store import ArtifactRef
 
-STAGES: tuple[str, ...] = ("None", "Staging", "Production", "Archived")
 
-# Edges of the stage machine. None -> Archived is how a candidate is rejected; Archived -> Production
-# is a rollback; Archived -> Staging re-stages an old version for another evaluation.
-ALLOWED_TRANSITIONS: frozenset[tuple[str, str]] = frozenset(
+class Stage(StrEnum):
+    """A version's stage. Members equal the strings stored in the database (``Stage.PRODUCTION == "Production"``)."""
+
+    NONE = "None"
+    STAGING = "Staging"
+    PRODUCTION = "Production"
+    ARCHIVED = "Archived"
+
+    def can_move_to(self, target: "Stage | str") -> bool:
+        """Whether ``self -> target`` is an edge of the stage machine (:data:`ALLOWED_TRANSITIONS`)."""
+        return (self, target) in ALLOWED_TRANSITIONS
+
+
+STAGES: tuple[Stage, ...] = tuple(Stage)
+
+# Edges of the stage machine, declared once. None -> Archived is how a candidate is rejected;
+# Archived -> Production is a rollback; Archived -> Staging re-stages an old version for another evaluation.
+ALLOWED_TRANSITIONS: frozenset[tuple[Stage, Stage]] = frozenset(
     {
-        ("None", "Staging"),
-        ("None", "Archived"),
-        ("Staging", "Production"),
-        ("Staging", "Archived"),
-        ("Production", "Archived"),
-        ("Archived", "Staging"),
-        ("Archived", "Production"),
+        (Stage.NONE, Stage.STAGING),
+        (Stage.NONE, Stage.ARCHIVED),
+        (Stage.STAGING, Stage.PRODUCTION),
+        (Stage.STAGING, Stage.ARCHIVED),
+        (Stage.PRODUCTION, Stage.ARCHIVED),
+        (Stage.ARCHIVED, Stage.STAGING),
+        (Stage.ARCHIVED, Stage.PRODUCTION),
     }
 )
 
 DEFAULT_LOCK_TIMEOUT_S = 30.0
 
-#: The alias the registry keeps on the Production version.
+#: The alias of the Production version. Derived from the stage (never stored): reading it returns the
+#: Production version, and only promotions and rollbacks move it.
 CHAMPION = "champion"
 
 #: The alias of the version being tried against the champion (shadow, canary, A/B test).
@@ -36,7 +52,7 @@ ALIAS_PATTERN = re.compile(r"[a-z][a-z0-9_-]*")
 MAX_ALIAS_LENGTH = 64
 
 #: Stages an approval can be given for (only Production approvals are enforced, by the policy).
-APPROVABLE_STAGES: tuple[str, ...] = ("Staging", "Production")
+APPROVABLE_STAGES: tuple[Stage, ...] = (Stage.STAGING, Stage.PRODUCTION)
 
 
 class RegistryError(Exception):
@@ -128,7 +144,7 @@ class ModelVersion:
     Attributes:
         model_name: Registered model name.
         version: Version number, 1, 2, 3, ... per model.
-        stage: One of :data:`STAGES`.
+        stage: The version's :class:`Stage`.
         artifact_uri: Artifact locator.
         artifact_sha256: Artifact digest.
         artifact_size: Artifact size in bytes.
@@ -146,7 +162,7 @@ class ModelVersion:
 
     model_name: str
     version: int
-    stage: str
+    stage: Stage
     artifact_uri: str
     artifact_sha256: str
     artifact_size: int
@@ -200,8 +216,8 @@ class Transition:
     id: int
     model_name: str
     version: int
-    from_stage: str | None
-    to_stage: str
+    from_stage: Stage | None
+    to_stage: Stage
     actor: str
     reason: str
     evidence: dict[str, Any] = field(hash=False)
@@ -252,7 +268,7 @@ class Approval:
     id: int
     model_name: str
     version: int
-    stage: str
+    stage: Stage
     approver: str
     comment: str
     at: datetime

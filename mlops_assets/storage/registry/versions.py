@@ -11,7 +11,7 @@ from mlops_assets.storage.registry.engine import RegistryCore
 from mlops_assets.storage.registry.records import dumps, row_to_transition, row_to_version, utcnow
 from mlops_assets.storage.registry.schema import model_versions, stage_transitions
 from mlops_assets.storage.registry.statements import log_transition, select_version
-from mlops_assets.storage.registry.types import Lineage, ModelVersion, Transition
+from mlops_assets.storage.registry.types import Lineage, ModelVersion, Stage, Transition
 
 
 class VersionsMixin(RegistryCore):
@@ -28,7 +28,7 @@ class VersionsMixin(RegistryCore):
         *,
         actor: str = "registry",
     ) -> ModelVersion:
-        """Register a model artifact as the model's next version, in stage ``"None"``.
+        """Register a model artifact as the model's next version, in stage :attr:`Stage.NONE`.
 
         Idempotent: if this model already has a version with the same artifact digest, that version is
         returned unchanged (params, metrics and lineage of the new call are ignored).
@@ -75,7 +75,7 @@ class VersionsMixin(RegistryCore):
                 insert(model_versions).values(
                     model_name=model_name,
                     version=version,
-                    stage="None",
+                    stage=Stage.NONE,
                     artifact_uri=artifact.uri,
                     artifact_sha256=artifact.sha256,
                     artifact_size=artifact.size,
@@ -96,7 +96,7 @@ class VersionsMixin(RegistryCore):
                 model_name=model_name,
                 version=version,
                 from_stage=None,
-                to_stage="None",
+                to_stage=Stage.NONE,
                 actor=actor,
                 reason="registered",
                 evidence={"artifact_sha256": artifact.sha256, "run_id": lineage.run_id},
@@ -128,7 +128,7 @@ class VersionsMixin(RegistryCore):
         with self._read() as conn:
             row = conn.execute(
                 select(model_versions).where(
-                    model_versions.c.model_name == model_name, model_versions.c.stage == "Production"
+                    model_versions.c.model_name == model_name, model_versions.c.stage == Stage.PRODUCTION
                 )
             ).first()
         return None if row is None else row_to_version(row)
@@ -172,11 +172,14 @@ class VersionsMixin(RegistryCore):
                 .where(
                     stage_transitions.c.model_name == model_name,
                     stage_transitions.c.at <= when,
-                    or_(stage_transitions.c.to_stage == "Production", stage_transitions.c.from_stage == "Production"),
+                    or_(
+                        stage_transitions.c.to_stage == Stage.PRODUCTION,
+                        stage_transitions.c.from_stage == Stage.PRODUCTION,
+                    ),
                 )
                 .order_by(stage_transitions.c.id.desc())
                 .limit(1)
             ).first()
-        if row is None or row.to_stage != "Production":
+        if row is None or row.to_stage != Stage.PRODUCTION:
             return None
         return int(row.version)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from mlops_assets.ml.validation import write_frame_atomic
+from mlops_assets.storage.files import write_frame_atomic
 
 #: Column order of a landed flights file; identical to the column order of ``specs/flights.yaml``.
 FLIGHTS_COLUMNS: tuple[str, ...] = (

@@ -17,7 +17,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from mlops_assets.ml.validation import write_frame_atomic
+from mlops_assets.storage.files import write_frame_atomic
 
 REGIONS: tuple[str, ...] = ("north", "south", "east", "west")
 PLANS: tuple[str, ...] = ("basic", "plus", "premium")
