@@ -40,7 +40,7 @@ from typing import Any
 import dagster as dg
 
 from mlops_assets.jobs import ModelJobs
-from mlops_assets.ml import backlog, json_codec, triggers
+from mlops_assets.ml import backlog, triggers
 from mlops_assets.ml.spec import DatasetSpec
 from mlops_assets.ml.summaries import DriftSummary, PerformanceSummary
 from mlops_assets.model import MLModel
@@ -228,20 +228,6 @@ def _consider(
     return request, decision, None
 
 
-def _load_cursor(raw: str | None) -> dict[str, Any]:
-    if not raw:
-        return {}
-    try:
-        loaded = json_codec.loads(raw)
-    except json_codec.JSONDecodeError:
-        return {}  # an unreadable cursor starts over: the hygiene rules still prevent duplicate retrains
-    return loaded if isinstance(loaded, dict) else {}
-
-
-def _dump_cursor(state: Mapping[str, Any]) -> str:
-    return json_codec.dumps(state, sort_keys=True, separators=(",", ":"))
-
-
 # -- the drift and performance backlogs --------------------------------------------------------------------------------
 
 
@@ -418,7 +404,7 @@ def build(model: MLModel, jobs: ModelJobs) -> dg.Definitions:
         ),
     )
     def freshness_sensor(context: dg.SensorEvaluationContext, registry: ModelRegistryResource) -> dg.SensorResult:
-        state = _load_cursor(context.cursor)
+        state = backlog.load_cursor(context.cursor)
         spec = model.spec()
         requests: list[dg.RunRequest] = []
         if not spec.retraining.enabled("stale"):
@@ -443,7 +429,7 @@ def build(model: MLModel, jobs: ModelJobs) -> dg.Definitions:
         if not requests:
             context.log.info(skip)
         return dg.SensorResult(
-            run_requests=requests, cursor=_dump_cursor(state), skip_reason=None if requests else skip
+            run_requests=requests, cursor=backlog.dump_cursor(state), skip_reason=None if requests else skip
         )
 
     # -- schedules

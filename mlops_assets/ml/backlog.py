@@ -52,7 +52,8 @@ def _is_labelled(labelled: Callable[[str], bool] | Collection[str], version: str
     return labelled(version) if callable(labelled) else version in labelled
 
 
-def _load(raw: str | None) -> dict[str, Any]:
+def load_cursor(raw: str | None) -> dict[str, Any]:
+    """A sensor cursor as a dict; empty when absent, unreadable or not an object (the tick starts over)."""
     if not raw:
         return {}
     try:
@@ -62,7 +63,8 @@ def _load(raw: str | None) -> dict[str, Any]:
     return loaded if isinstance(loaded, dict) else {}
 
 
-def _dump(state: Mapping[str, Any]) -> str:
+def dump_cursor(state: Mapping[str, Any]) -> str:
+    """A sensor cursor as compact, sorted, standard JSON."""
     return json_codec.dumps(state, sort_keys=True, separators=(",", ":"))
 
 
@@ -164,7 +166,7 @@ class DriftBacklog:
         return next((p for p in self.pending if p.data_version == data_version), None)
 
     def to_cursor(self) -> str:
-        return _dump(
+        return dump_cursor(
             {
                 "drift": self.drift_mark,
                 "labels": self.labels_mark,
@@ -175,7 +177,7 @@ class DriftBacklog:
     @classmethod
     def from_cursor(cls, raw: str | None) -> Self:
         """Read a cursor written by the drift sensor (any release); unreadable parts start over (empty)."""
-        state = _load(raw)
+        state = load_cursor(raw)
         pending: list[PendingDrift] = []
         raw_pending = state.get("pending")
         for version, entry in (raw_pending if isinstance(raw_pending, dict) else {}).items():
@@ -365,12 +367,12 @@ class PerformanceBacklog:
         return self.pending is not None
 
     def to_cursor(self) -> str:
-        return _dump({"performance": self.mark, "pending": None if self.pending is None else dict(self.pending)})
+        return dump_cursor({"performance": self.mark, "pending": None if self.pending is None else dict(self.pending)})
 
     @classmethod
     def from_cursor(cls, raw: str | None) -> Self:
         """Read a cursor written by the performance sensor (any release); unreadable parts start over."""
-        state = _load(raw)
+        state = load_cursor(raw)
         pending = state.get("pending")
         return cls(_mark(state.get("performance")), pending if isinstance(pending, dict) else None)
 
