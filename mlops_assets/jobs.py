@@ -17,15 +17,15 @@ The tuples below are short asset names; :meth:`MLModel.key` turns them into the 
 """
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Any, TypeAlias
 
 import dagster as dg
 
 from mlops_assets.model import MLModel
 from mlops_assets.tags import REASON_TAG
 
-if TYPE_CHECKING:  # what dg.define_asset_job returns; dagster does not re-export the class at its top level
-    from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
+#: What ``dg.define_asset_job`` returns (an unresolved asset job; dagster exports no public name for its class).
+AssetJob: TypeAlias = Any
 
 #: Pointer assets (unpartitioned): refreshed by every job that can move a model between stages.
 POINTERS = ("staging_deployment", "production_deployment", "rollout_state")
@@ -39,13 +39,13 @@ RETRAIN = ("candidate_model", "model_evaluation", "deployment_decision", *POINTE
 class ModelJobs:
     """The asset jobs of one model (see the module docstring)."""
 
-    lifecycle: "UnresolvedAssetJobDefinition"
-    ingest: "UnresolvedAssetJobDefinition"
-    labels: "UnresolvedAssetJobDefinition"
-    retrain: "UnresolvedAssetJobDefinition"
+    lifecycle: AssetJob
+    ingest: AssetJob
+    labels: AssetJob
+    retrain: AssetJob
 
     @property
-    def all(self) -> list["UnresolvedAssetJobDefinition"]:
+    def all(self) -> list[AssetJob]:
         """Every job, for ``dg.Definitions(jobs=...)``."""
         return [self.lifecycle, self.ingest, self.labels, self.retrain]
 
