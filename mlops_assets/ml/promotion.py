@@ -14,6 +14,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
+from mlops_assets.ml.stages import Stage
+
 
 @dataclass(frozen=True)
 class GateStatus:
@@ -101,9 +103,9 @@ class Move(StrEnum):
     #: ``deployment_decision`` on the version's own evaluation: stage it, then roll it out or promote it.
     AUTOMATIC = "automatic"
     #: ``<model>__promote_job`` to Staging.
-    STAGING = "Staging"
+    STAGING = Stage.STAGING.value
     #: ``<model>__promote_job`` to Production (via Staging from ``None``); its comparison with production must hold.
-    PRODUCTION = "Production"
+    PRODUCTION = Stage.PRODUCTION.value
     #: ``<model>__rollback_job``'s known-good version: its own gate evidence only (it served before).
     ROLLBACK = "Production (rollback)"
 
@@ -117,7 +119,7 @@ ROLLOUT_STARTED = "rollout_started"
 MOVED = "moved"
 REFUSED = "refused"
 #: Registry stages a version may be staged or rolled out from automatically.
-_MOVABLE = ("None", "Staging")
+_MOVABLE = (Stage.NONE, Stage.STAGING)
 
 
 @dataclass(frozen=True)
@@ -140,7 +142,7 @@ class MoveDecision:
     allowed: bool
     outcome: str
     reasons: tuple[str, ...]
-    stages: tuple[str, ...] = ()
+    stages: tuple[Stage, ...] = ()
     artifact_refused: bool = False
 
     @property
@@ -153,7 +155,7 @@ def decide_move(
     move: Move,
     *,
     version: int,
-    stage: str,
+    stage: Stage | str,
     gates: Sequence[GateStatus],
     evaluated_version: int | None,
     production_now: int | None,
@@ -205,15 +207,19 @@ def decide_move(
     refusal = artifact_refusal()
     if refusal:
         return MoveDecision(move, False, REFUSED, (refusal,), artifact_refused=True)
-    stages = {Move.STAGING: ("Staging",), Move.PRODUCTION: ("Production",), Move.ROLLBACK: ()}[move]
-    if move is Move.PRODUCTION and stage == "None":
-        stages = ("Staging", *stages)
+    stages: tuple[Stage, ...] = {
+        Move.STAGING: (Stage.STAGING,),
+        Move.PRODUCTION: (Stage.PRODUCTION,),
+        Move.ROLLBACK: (),
+    }[move]
+    if move is Move.PRODUCTION and stage == Stage.NONE:
+        stages = (Stage.STAGING, *stages)
     return MoveDecision(move, True, MOVED, (f"all {len(gates)} gates passed",), stages)
 
 
 def _automatic(
     version: int,
-    stage: str,
+    stage: Stage | str,
     gates: Sequence[GateStatus],
     evaluated_version: int | None,
     production_now: int | None,
@@ -227,7 +233,7 @@ def _automatic(
         candidate_version=version,
         evaluated_version=evaluated_version,
     )
-    never_staged = stage == "None"
+    never_staged = stage == Stage.NONE
     if decision.promote and stage not in _MOVABLE:
         return MoveDecision(Move.AUTOMATIC, True, UNCHANGED, decision.reasons)
     refusal = artifact_refusal() if decision.promote else None
@@ -235,11 +241,11 @@ def _automatic(
         decision = PromotionDecision(False, (refusal,))
     if not decision.promote:
         # Rejected: archived with the reasons when never staged (only a new passing evaluation stages it again).
-        archived = ("Archived",) if never_staged else ()
+        archived = (Stage.ARCHIVED,) if never_staged else ()
         return MoveDecision(Move.AUTOMATIC, False, REJECTED, decision.reasons, archived, artifact_refused=bool(refusal))
-    staged = ("Staging",) if never_staged else ()
+    staged = (Stage.STAGING,) if never_staged else ()
     if production_now is None:  # nothing serves: no champion to shadow or canary against
-        return MoveDecision(Move.AUTOMATIC, True, PROMOTED, decision.reasons, (*staged, "Production"))
+        return MoveDecision(Move.AUTOMATIC, True, PROMOTED, decision.reasons, (*staged, Stage.PRODUCTION))
     return MoveDecision(Move.AUTOMATIC, True, ROLLOUT_STARTED, decision.reasons, staged)
 
 

@@ -61,16 +61,15 @@ triggers), :mod:`.engine` (engines, transactions, locking), :mod:`.records` and 
 facade and the audit trail). Importing the registry does not import skops.
 """
 
+from mlops_assets.ml.stages import ALLOWED_TRANSITIONS, STAGES, Stage
 from mlops_assets.storage.registry.model_registry import ModelRegistry
 from mlops_assets.storage.registry.types import (
     ALIAS_PATTERN,
-    ALLOWED_TRANSITIONS,
     APPROVABLE_STAGES,
     CHALLENGER,
     CHAMPION,
     DEFAULT_LOCK_TIMEOUT_S,
     MAX_ALIAS_LENGTH,
-    STAGES,
     AliasChange,
     AliasNotFound,
     Approval,
@@ -85,7 +84,6 @@ from mlops_assets.storage.registry.types import (
     NothingToRollBack,
     RegistryConflict,
     RegistryError,
-    Stage,
     Transition,
     VersionMarkedBad,
     VersionNotFound,

@@ -30,7 +30,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.types import TypeDecorator
 
-from mlops_assets.storage.registry.types import APPROVABLE_STAGES, MAX_ALIAS_LENGTH, STAGES, Stage
+from mlops_assets.ml.stages import STAGES, Stage
+from mlops_assets.storage.registry.types import APPROVABLE_STAGES, MAX_ALIAS_LENGTH
 
 
 class _UTCDateTime(TypeDecorator[datetime]):

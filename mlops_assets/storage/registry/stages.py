@@ -5,6 +5,7 @@ from typing import Any
 
 from sqlalchemy import Connection, insert
 
+from mlops_assets.ml.stages import STAGES
 from mlops_assets.storage.registry.approvals import check_promotable
 from mlops_assets.storage.registry.engine import RegistryCore
 from mlops_assets.storage.registry.gates import check_evidence
@@ -21,7 +22,6 @@ from mlops_assets.storage.registry.statements import (
 )
 from mlops_assets.storage.registry.types import (
     CHALLENGER,
-    STAGES,
     AliasNotFound,
     InvalidTransition,
     ModelVersion,

@@ -1,42 +1,15 @@
-"""Registry vocabulary: stages and their edges, aliases, errors and the frozen records the registry returns."""
+"""Registry vocabulary: aliases, errors and the frozen records the registry returns.
+
+Stages and their edges are the pure core's (:mod:`mlops_assets.ml.stages`).
+"""
 
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
-from enum import StrEnum
 from typing import Any
 
+from mlops_assets.ml.stages import Stage
 from mlops_assets.storage.artifacts.store import ArtifactRef
-
-
-class Stage(StrEnum):
-    """A version's stage. Members equal the strings stored in the database (``Stage.PRODUCTION == "Production"``)."""
-
-    NONE = "None"
-    STAGING = "Staging"
-    PRODUCTION = "Production"
-    ARCHIVED = "Archived"
-
-    def can_move_to(self, target: "Stage | str") -> bool:
-        """Whether ``self -> target`` is an edge of the stage machine (:data:`ALLOWED_TRANSITIONS`)."""
-        return (self, target) in ALLOWED_TRANSITIONS
-
-
-STAGES: tuple[Stage, ...] = tuple(Stage)
-
-# Edges of the stage machine, declared once. None -> Archived is how a candidate is rejected;
-# Archived -> Production is a rollback; Archived -> Staging re-stages an old version for another evaluation.
-ALLOWED_TRANSITIONS: frozenset[tuple[Stage, Stage]] = frozenset(
-    {
-        (Stage.NONE, Stage.STAGING),
-        (Stage.NONE, Stage.ARCHIVED),
-        (Stage.STAGING, Stage.PRODUCTION),
-        (Stage.STAGING, Stage.ARCHIVED),
-        (Stage.PRODUCTION, Stage.ARCHIVED),
-        (Stage.ARCHIVED, Stage.STAGING),
-        (Stage.ARCHIVED, Stage.PRODUCTION),
-    }
-)
 
 DEFAULT_LOCK_TIMEOUT_S = 30.0
 
