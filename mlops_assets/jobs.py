@@ -50,8 +50,11 @@ class ModelJobs:
         return [self.lifecycle, self.ingest, self.labels, self.retrain]
 
 
-def _assets(model: MLModel, names: tuple[str, ...]) -> dg.AssetSelection:
-    return dg.AssetSelection.assets(*(model.key(name) for name in names))
+def _job(model: MLModel, base: str, selection: dg.AssetSelection, description: str, **kwargs: Any) -> AssetJob:
+    """The asset job ``<model>__<base>``, tagged ``mlops/model`` (and the model's declared tags) like its runs."""
+    return dg.define_asset_job(
+        name=model.job_name(base), selection=selection, tags=model.asset_tags(), description=description, **kwargs
+    )
 
 
 def build_jobs(model: MLModel) -> ModelJobs:
@@ -59,49 +62,45 @@ def build_jobs(model: MLModel) -> ModelJobs:
 
     Each job is tagged ``mlops/model: <name>`` (and the model's declared tags), and so are its runs.
     """
-    tags = model.asset_tags()  # mlops/model and the model's declared tags
-    partitions = model.partitions_name
-    lifecycle = dg.define_asset_job(
-        name=model.job_name("lifecycle_job"),
-        selection=dg.AssetSelection.key_prefixes([model.name]),
-        tags=tags,
-        description=(
-            f"Everything of model {model.name} for one data version (a partition of {partitions}): validate → "
-            "features → monitor → train → evaluate → gate → register → promote or roll out. Blocking gates stop "
-            "what depends on a failure."
+    name = model.name
+
+    def assets(names: tuple[str, ...]) -> dg.AssetSelection:
+        return dg.AssetSelection.assets(*(model.key(asset) for asset in names))
+
+    return ModelJobs(
+        lifecycle=_job(
+            model,
+            "lifecycle_job",
+            dg.AssetSelection.key_prefixes([name]),
+            f"Everything of model {name} for one data version (a partition of {model.partitions_name}): validate "
+            "→ features → monitor → train → evaluate → gate → register → promote or roll out. Blocking gates stop "
+            "what depends on a failure.",
+        ),
+        ingest=_job(
+            model,
+            "ingest_job",
+            assets(INGEST),
+            f"A new data version of model {name}: validate, features, drift against production's reference, batch "
+            "scoring routed by the active rollout, realised performance and the rollout's next step when labels "
+            "are in the file.",
+        ),
+        labels=_job(
+            model,
+            "labels_job",
+            assets(LABELS),
+            f"Labels landed for a scored data version of model {name}: join them to the prediction log, realised "
+            "performance per model and arm, the A/B test, and the active rollout's next step (advance, or roll "
+            "back on a failed guard).",
+        ),
+        retrain=_job(
+            model,
+            "retrain_job",
+            assets(RETRAIN),
+            f"Retrain model {name} on this data version (and the training window before it): train → evaluate → "
+            "gates → register → promote (nothing in production) or start a shadow/canary rollout. Tag mlops/reason "
+            "says why it ran.",
+            # Launched by hand (launchpad, `dg launch`) it is a manual retrain; sensors and schedules set their own
+            # reason. run_tags replaces the job's tags on its runs: the model's tags are repeated.
+            run_tags={**model.asset_tags(), REASON_TAG: "manual"},
         ),
     )
-    ingest = dg.define_asset_job(
-        name=model.job_name("ingest_job"),
-        selection=_assets(model, INGEST),
-        tags=tags,
-        description=(
-            f"A new data version of model {model.name}: validate, features, drift against production's reference, "
-            "batch scoring routed by the active rollout, realised performance and the rollout's next step when "
-            "labels are in the file."
-        ),
-    )
-    labels = dg.define_asset_job(
-        name=model.job_name("labels_job"),
-        selection=_assets(model, LABELS),
-        tags=tags,
-        description=(
-            f"Labels landed for a scored data version of model {model.name}: join them to the prediction log, "
-            "realised performance per model and arm, the A/B test, and the active rollout's next step (advance, "
-            "or roll back on a failed guard)."
-        ),
-    )
-    retrain = dg.define_asset_job(
-        name=model.job_name("retrain_job"),
-        selection=_assets(model, RETRAIN),
-        tags=tags,
-        # Launched by hand (launchpad, `dg launch`) it is a manual retrain; sensors and schedules set their own reason.
-        # run_tags replaces the job's tags on its runs: the model's tags are repeated.
-        run_tags={**tags, REASON_TAG: "manual"},
-        description=(
-            f"Retrain model {model.name} on this data version (and the training window before it): train → "
-            "evaluate → gates → register → promote (nothing in production) or start a shadow/canary rollout. "
-            "Tag mlops/reason says why it ran."
-        ),
-    )
-    return ModelJobs(lifecycle=lifecycle, ingest=ingest, labels=labels, retrain=retrain)

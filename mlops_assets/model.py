@@ -22,14 +22,13 @@ import dagster as dg
 
 from mlops_assets.gates import DATA_ASSETS, MODEL_ASSETS, gate_keys
 from mlops_assets.ml.spec import DatasetSpec, SpecError, load_spec, spec_from_dict
+from mlops_assets.tags import MODEL_TAG, STAGE_TAG
 
 if TYPE_CHECKING:
     from mlops_assets.resources import LandingZone
 
 #: A model's name is an asset-key part, the prefix of its jobs, sensors and partitions, and its registry key.
 MODEL_NAME = re.compile(r"^[a-z][a-z0-9_]{0,47}$")
-#: Tag on every asset, check, job and run request of a model.
-MODEL_TAG = "mlops/model"
 
 
 class ModelConfigError(ValueError):
@@ -131,6 +130,27 @@ class MLModel:
     def asset_tags(self) -> dict[str, str]:
         """Tags on every asset and job of the model: ``mlops/model`` and the declared tags."""
         return {**dict(self.tags), MODEL_TAG: self.name}
+
+    def asset_defaults(self, asset: str, stage: str) -> dict[str, Any]:
+        """The ``@dg.asset`` arguments every asset of this model shares, declared once.
+
+        Args:
+            asset: The asset's name within the model (``raw_data``, ``features``, …): its key is ``<model>/<asset>``.
+            stage: The lifecycle stage it belongs to (``data``, ``features``, ``models``, ``evaluations``,
+                ``deployments``, ``monitoring``), recorded as the ``mlops/stage`` tag.
+
+        Returns:
+            ``key``, ``partitions_def`` (the model's data versions), ``group_name`` (the model's name), ``owners``
+            and ``tags`` (:meth:`asset_tags` plus ``mlops/stage``), to be unpacked into ``@dg.asset(...)`` beside
+            the asset's own ``kinds``, ``ins`` and ``description``.
+        """
+        return {
+            "key": self.key(asset),
+            "partitions_def": self.partitions,
+            "group_name": self.name,
+            "owners": list(self.owners),
+            "tags": {**self.asset_tags(), STAGE_TAG: stage},
+        }
 
     # --- configuration -------------------------------------------------------------------------------------------
 

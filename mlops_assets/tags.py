@@ -1,4 +1,4 @@
-"""Run tags the sensors set and the demo, the retrain sensors and the tests read (one place, no dagster)."""
+"""Asset and run tags the wiring sets and the demo, the retrain sensors and the tests read (one place, no dagster)."""
 
 #: Why the run was requested: ``new_data``, ``new_labels``, or a retrain trigger's reason.
 REASON_TAG = "mlops/reason"
@@ -12,8 +12,10 @@ TRAINING_TAG = "mlops/training"
 EVIDENCE_TAG = "mlops/evidence"
 #: How many times this data version has landed, this landing included (a re-landing gets a new run key).
 LANDING_GENERATION_TAG = "mlops/landing_generation"
-#: The model a retrain run is for (retrain sensors).
+#: The model an asset, check, job or run belongs to (on every one of them, and on retrain requests).
 MODEL_TAG = "mlops/model"
+#: An asset's lifecycle stage: ``data``, ``features``, ``models``, ``evaluations``, ``deployments``, ``monitoring``.
+STAGE_TAG = "mlops/stage"
 #: The package version (mlops_assets release) a retrain run was requested under (retrain sensors).
 PACKAGE_VERSION_TAG = "mlops/package_version"
 #: The same tag on runs requested before it was renamed: still read, so the hygiene rules see those runs' versions.
