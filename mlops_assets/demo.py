@@ -25,6 +25,7 @@ from typing import Any
 
 import dagster as dg
 
+from mlops_assets.environments import local_environment
 from mlops_assets.gate_records import latest_materialization_metadata
 from mlops_assets.instance import ensure_instance
 from mlops_assets.ml.spec import DatasetSpec, SpecError
@@ -229,7 +230,7 @@ def _model_line(
     latest = versions[-1]
     evaluation = latest_materialization_metadata(instance, model.key("model_evaluation"), version)
     decision = latest_materialization_metadata(instance, model.key("deployment_decision"), version)
-    metric = spec.policy.headline_metric
+    metric = spec.policy.evaluation.headline_metric
     figures = ", ".join(
         f"{label} {evaluation[f'{label}_{metric}']:.3f}"
         for label in ("candidate", "baseline", "production")
@@ -503,7 +504,8 @@ def _run(args: argparse.Namespace) -> int:
     _say(f"  landing folder: {landing}")
     _check_served(model)
     sources = _sources(args, spec, data_dir)
-    registry = ModelRegistry(f"sqlite:///{data_dir / 'registry.db'}")
+    # The registry the daemon's runs use (the local environment's resource), closed when the demo ends.
+    registry = local_environment(data_dir).resources["registry"].open()
     outcomes: list[Outcome] = []
     with dg.DagsterInstance.get() as instance:
         # Create the instance's SQLite storages here, before the daemon starts: two processes creating a
@@ -563,6 +565,7 @@ def _run(args: argparse.Namespace) -> int:
     _say("Open the UI on this instance (runs, materializations, check results, the sensors' ticks):")
     _say(f"  DAGSTER_HOME={home} dagster dev -w {home / 'workspace.yaml'}")
     _say("  then browse http://127.0.0.1:3000 (the webserver listens on 127.0.0.1 only)")
+    registry.close()
     code, reason = exit_decision(outcomes, production.version if production else None, spec.name)
     if reason is not None:
         _fail(reason)

@@ -54,8 +54,6 @@ from mlops_assets.resources import (
     S3ArtifactStoreResource,
     S3FrameIOManager,
     S3LandingZone,
-    S3StoredAssets,
-    StoredAssets,
 )
 from mlops_assets.resources import registry_url as build_registry_url
 
@@ -97,7 +95,6 @@ def local_environment(data_dir: Path, hmac_key: str | dg.EnvVar | None = None) -
             "artifacts": ArtifactStoreResource(root=str(data_dir / "artifacts"), hmac_key=hmac_key),
             "registry": ModelRegistryResource(url=f"sqlite:///{data_dir / 'registry.db'}"),
             "io_manager": FrameIOManager(base_dir=str(data_dir / "assets")),
-            "stored_assets": StoredAssets(base_dir=str(data_dir / "assets")),
         },
         executor=dg.in_process_executor,
     )
@@ -159,7 +156,6 @@ def prod_environment(
             "artifacts": S3ArtifactStoreResource(root=url("artifacts"), hmac_key=hmac_key, s3=s3),
             "registry": ModelRegistryResource(url=registry_url, password=registry_password),
             "io_manager": S3FrameIOManager(base_dir=url("assets"), s3=s3),
-            "stored_assets": S3StoredAssets(base_dir=url("assets"), s3=s3),
         },
         executor=chosen,
     )

@@ -14,7 +14,7 @@ the rollout's final switch) re-verifies the evidence of the very model version i
 and reads the stored artifact back and verifies it (:func:`verify_artifact`) before the registry moves it.
 """
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -166,19 +166,19 @@ class ArtifactCheck:
     ``refused`` keeps the :class:`ArtifactRefused` (with both digests) for the caller's error.
 
     Attributes:
-        store: Returns the artifact store (called only when the check runs).
+        store: The artifact store (read only when the check runs).
         ref: The version's registered artifact reference.
         what: Named in the message, e.g. ``"synthetic v2"``.
     """
 
-    store: Callable[[], ArtifactStore]
+    store: ArtifactStore
     ref: ArtifactRef
     what: str
     refused: ArtifactRefused | None = None
 
     def __call__(self) -> str | None:
         try:
-            verify_artifact(self.store(), self.ref, what=self.what)
+            verify_artifact(self.store, self.ref, what=self.what)
         except ArtifactRefused as exc:
             self.refused = exc
             return str(exc)

@@ -131,22 +131,24 @@ class MLModel:
         """Tags on every asset and job of the model: ``mlops/model`` and the declared tags."""
         return {**dict(self.tags), MODEL_TAG: self.name}
 
-    def asset_defaults(self, asset: str, stage: str) -> dict[str, Any]:
+    def asset_defaults(self, asset: str, stage: str, *, partitioned: bool = True) -> dict[str, Any]:
         """The ``@dg.asset`` arguments every asset of this model shares, declared once.
 
         Args:
             asset: The asset's name within the model (``raw_data``, ``features``, …): its key is ``<model>/<asset>``.
             stage: The lifecycle stage it belongs to (``data``, ``features``, ``models``, ``evaluations``,
                 ``deployments``, ``monitoring``), recorded as the ``mlops/stage`` tag.
+            partitioned: Whether the asset is partitioned by the model's data versions (``False`` for the pointer
+                assets: ``staging_deployment``, ``production_deployment``, ``rollout_state``).
 
         Returns:
-            ``key``, ``partitions_def`` (the model's data versions), ``group_name`` (the model's name), ``owners``
+            ``key``, ``partitions_def`` (the model's data versions, when partitioned), ``group_name`` (the model's name), ``owners``
             and ``tags`` (:meth:`asset_tags` plus ``mlops/stage``), to be unpacked into ``@dg.asset(...)`` beside
             the asset's own ``kinds``, ``ins`` and ``description``.
         """
         return {
             "key": self.key(asset),
-            "partitions_def": self.partitions,
+            **({"partitions_def": self.partitions} if partitioned else {}),
             "group_name": self.name,
             "owners": list(self.owners),
             "tags": {**self.asset_tags(), STAGE_TAG: stage},

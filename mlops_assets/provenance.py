@@ -1,4 +1,5 @@
-"""Where a result came from, read from the running process: the package version and the git state.
+"""Where a result came from, read from the running process: the package version, the git state and the runtime
+(Python, platform, CPU, package versions, peak memory) recorded in every candidate's reproducibility manifest.
 
 Wiring layer (the pure core in ``mlops_assets/ml/`` does no I/O): these read the installed package metadata and
 run ``git``. The package version is what retrain run keys and the ``mlops/package_version`` tag record, and what
@@ -6,10 +7,15 @@ the registry stores as a model version's lineage (column ``code_version``). It i
 ``code_version``: that one is :func:`asset_code_version`, set on the assets whose logic defines the model.
 """
 
+import os
+import platform
+import resource
 import subprocess
+import sys
 from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 from mlops_assets.model import MLModel
 
@@ -54,3 +60,59 @@ def git_state() -> tuple[str, bool]:
     except (OSError, subprocess.SubprocessError):
         return "unknown", False
     return sha, bool(status.strip())
+
+
+#: Distributions whose versions change what a model is or how it is judged.
+RELEVANT_PACKAGES: tuple[str, ...] = (
+    "mlops_assets",
+    "dagster",
+    "numpy",
+    "pandas",
+    "scikit-learn",
+    "scipy",
+    "pandera",
+    "pyarrow",
+    "skops",
+    "SQLAlchemy",
+)
+
+
+def package_versions(names: tuple[str, ...] = RELEVANT_PACKAGES) -> dict[str, str]:
+    """Installed version of each distribution (``"not installed"`` where absent)."""
+    versions = {}
+    for name in names:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def cpu_model() -> str:
+    """The CPU's model name (from /proc/cpuinfo on Linux), else what ``platform`` knows."""
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def peak_memory_mb() -> float:
+    """Peak resident memory of this process so far, in MiB (ru_maxrss is KiB on Linux, bytes on macOS)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
+
+
+def runtime_manifest() -> dict[str, Any]:
+    """Python, platform, CPU and package versions of the running process."""
+    return {
+        "python": platform.python_version(),
+        "implementation": platform.python_implementation(),
+        "platform": platform.platform(),
+        "cpu": cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "packages": package_versions(),
+    }

@@ -29,7 +29,7 @@ from mlops_assets.gate_records import ArtifactCheck, promotion_evidence
 from mlops_assets.gates import MODEL_GATE_NAMES
 from mlops_assets.ml.promotion import Move, MoveDecision, decide_move
 from mlops_assets.model import MLModel
-from mlops_assets.resources import ArtifactStoreResource, ModelRegistryResource
+from mlops_assets.storage.artifacts.store import ArtifactStore
 from mlops_assets.storage.registry import ModelRegistry, ModelVersion, RegistryError, Stage
 
 STAGES_BY_HAND = (Stage.STAGING, Stage.PRODUCTION, Stage.ARCHIVED)
@@ -86,7 +86,7 @@ def _verify_movable(
     model: MLModel,
     context: dg.OpExecutionContext,
     registry: ModelRegistry,
-    artifacts: ArtifactStoreResource,
+    artifacts: ArtifactStore,
     version: ModelVersion,
     to: str,
 ) -> list[dict[str, Any]]:
@@ -102,7 +102,7 @@ def _decide_by_hand(
     model: MLModel,
     context: dg.OpExecutionContext,
     registry: ModelRegistry,
-    artifacts: ArtifactStoreResource,
+    artifacts: ArtifactStore,
     version: ModelVersion,
     to: str,
 ) -> tuple[MoveDecision, list[dict[str, Any]]]:
@@ -121,7 +121,7 @@ def _decide_by_hand(
     # Non-inferiority was judged against the production of that time (a rollback restores a version that served,
     # and is not asked this).
     production = registry.production_version(version.model_name) if move is Move.PRODUCTION else None
-    artifact = ArtifactCheck(artifacts.store, version.artifact, label)
+    artifact = ArtifactCheck(artifacts, version.artifact, label)
     decision = decide_move(
         move,
         version=version.version,
@@ -166,11 +166,11 @@ def build(model: MLModel) -> dg.Definitions:
     def promote_model(
         context: dg.OpExecutionContext,
         config: PromoteConfig,
-        artifacts: ArtifactStoreResource,
-        registry: ModelRegistryResource,
+        artifacts: dg.ResourceParam[ArtifactStore],
+        registry: dg.ResourceParam[ModelRegistry],
     ) -> Iterator[Any]:
         name = model.name
-        reg = registry.registry()
+        reg = registry
         if config.stage not in STAGES_BY_HAND:
             raise dg.Failure(
                 description=f"stage must be one of {[str(s) for s in STAGES_BY_HAND]}, got {config.stage!r}"
@@ -210,11 +210,11 @@ def build(model: MLModel) -> dg.Definitions:
     def approve_model(
         context: dg.OpExecutionContext,
         config: ApproveConfig,
-        registry: ModelRegistryResource,
+        registry: dg.ResourceParam[ModelRegistry],
     ) -> None:
         name = model.name
         try:
-            approval = registry.registry().approve(
+            approval = registry.approve(
                 name, config.version, approver=config.approver, stage=config.stage, comment=config.comment
             )
         except RegistryError as exc:
@@ -231,11 +231,11 @@ def build(model: MLModel) -> dg.Definitions:
     def rollback_model(
         context: dg.OpExecutionContext,
         config: RollbackConfig,
-        artifacts: ArtifactStoreResource,
-        registry: ModelRegistryResource,
+        artifacts: dg.ResourceParam[ArtifactStore],
+        registry: dg.ResourceParam[ModelRegistry],
     ) -> Iterator[Any]:
         name = model.name
-        reg = registry.registry()
+        reg = registry
         evidence: dict[str, Any] = {"run_id": context.run.run_id, "by_hand": True}
         target = reg.rollback_target(name)
         if target is not None:

@@ -45,7 +45,6 @@ from mlops_assets.ml.spec import DatasetSpec
 from mlops_assets.ml.summaries import DriftSummary, PerformanceSummary
 from mlops_assets.model import MLModel
 from mlops_assets.provenance import package_version
-from mlops_assets.resources import ModelRegistryResource
 from mlops_assets.storage.registry import ModelRegistry
 from mlops_assets.tags import (
     DATA_VERSION_TAG,
@@ -128,7 +127,7 @@ def _record(run_record: Any) -> triggers.RetrainRecord:
         at=_aware(run_record.create_timestamp),
         reason=tags.get(REASON_TAG) or "manual",
         data_version=tags.get(DATA_VERSION_TAG) or tags.get(PARTITION_TAG) or "",
-        code_version=tags.get(PACKAGE_VERSION_TAG) or tags.get(FORMER_PACKAGE_VERSION_TAG, ""),
+        package_version=tags.get(PACKAGE_VERSION_TAG) or tags.get(FORMER_PACKAGE_VERSION_TAG, ""),
         status=run.status.value,
         model=tags.get(MODEL_TAG, ""),
         started_at=datetime.fromtimestamp(started, UTC) if started else None,
@@ -192,7 +191,7 @@ def retrain_request(
             DATA_VERSION_TAG: request.data_version,
             EVIDENCE_TAG: triggers.evidence_json(evidence),
             MODEL_TAG: request.model,
-            PACKAGE_VERSION_TAG: request.code_version,
+            PACKAGE_VERSION_TAG: request.package_version,
         },
     )
 
@@ -214,7 +213,7 @@ def _consider(
     ``log`` (the tick's logger) gets a warning when the decision ignored in-flight runs presumed dead.
     """
     request = triggers.RetrainRequest(
-        reason=reason, data_version=data_version, model=spec.name, code_version=package_version(), at=now
+        reason=reason, data_version=data_version, model=spec.name, package_version=package_version(), at=now
     )
     policy = spec.retraining
     if not policy.enabled(reason):
@@ -232,13 +231,13 @@ def _consider(
 
 
 def _production_loader(
-    model: MLModel, registry: ModelRegistryResource
+    model: MLModel, registry: ModelRegistry
 ) -> tuple[Callable[[], backlog.Production], dict[str, Any]]:
     """What a backlog is judged against, loaded only when the step asks (spec and registry read once per tick)."""
     loaded: dict[str, Any] = {}
 
     def production() -> backlog.Production:
-        loaded["spec"], loaded["reg"] = spec, reg = model.spec(), registry.registry()
+        loaded["spec"], loaded["reg"] = spec, reg = model.spec(), registry
         current = reg.production_version(spec.name)
         return backlog.Production(spec.name, None if current is None else current.version, spec.retraining)
 
@@ -288,7 +287,11 @@ def _stale_request(
         return None, {}, message
     evidence = {"trigger": "staleness", "production_version": production.version, **staleness.evidence()}
     request = triggers.RetrainRequest(
-        reason="stale", data_version=staleness.newest_labelled, model=spec.name, code_version=package_version(), at=now
+        reason="stale",
+        data_version=staleness.newest_labelled,
+        model=spec.name,
+        package_version=package_version(),
+        at=now,
     )
     return request, evidence, message
 
@@ -322,7 +325,7 @@ def build(model: MLModel, jobs: ModelJobs) -> dg.Definitions:
             "cooldown, daily cap, de-duplication and active rollouts apply (spec: retraining)."
         ),
     )
-    def drift_sensor(context: dg.SensorEvaluationContext, registry: ModelRegistryResource) -> dg.SensorResult:
+    def drift_sensor(context: dg.SensorEvaluationContext, registry: dg.ResourceParam[ModelRegistry]) -> dg.SensorResult:
         instance = context.instance
         stored = backlog.DriftBacklog.from_cursor(context.cursor)
         # Labels first: a labels event stored after this read is seen by the direct check below or the next tick.
@@ -365,7 +368,9 @@ def build(model: MLModel, jobs: ModelJobs) -> dg.Definitions:
             "a model no longer in production is ignored. Cooldown, daily cap, de-duplication and rollouts apply."
         ),
     )
-    def performance_sensor(context: dg.SensorEvaluationContext, registry: ModelRegistryResource) -> dg.SensorResult:
+    def performance_sensor(
+        context: dg.SensorEvaluationContext, registry: dg.ResourceParam[ModelRegistry]
+    ) -> dg.SensorResult:
         instance = context.instance
         stored = backlog.PerformanceBacklog.from_cursor(context.cursor)
         records, mark = _new_materializations(instance, performance_report, stored.mark)
@@ -403,14 +408,16 @@ def build(model: MLModel, jobs: ModelJobs) -> dg.Definitions:
             "behind (reason stale). Cooldown, daily cap, de-duplication and rollouts apply."
         ),
     )
-    def freshness_sensor(context: dg.SensorEvaluationContext, registry: ModelRegistryResource) -> dg.SensorResult:
+    def freshness_sensor(
+        context: dg.SensorEvaluationContext, registry: dg.ResourceParam[ModelRegistry]
+    ) -> dg.SensorResult:
         state = backlog.load_cursor(context.cursor)
         spec = model.spec()
         requests: list[dg.RunRequest] = []
         if not spec.retraining.enabled("stale"):
             skip = f"trigger 'stale' is not enabled in the spec (retraining.triggers: {list(spec.retraining.triggers)})"
         else:
-            reg = registry.registry()
+            reg = registry
             now = _now()
             stale, evidence, skip = _stale_request(model, context.instance, spec, reg, now)
             if stale is not None and stale.run_key == state.get("requested"):
@@ -446,14 +453,14 @@ def build(model: MLModel, jobs: ModelJobs) -> dg.Definitions:
         ),
     )
     def retrain_schedule(
-        context: dg.ScheduleEvaluationContext, registry: ModelRegistryResource
+        context: dg.ScheduleEvaluationContext, registry: dg.ResourceParam[ModelRegistry]
     ) -> dg.RunRequest | dg.SkipReason:
         spec = model.spec()
         instance = context.instance
         target = triggers.newest_labelled(instance.get_dynamic_partitions(partitions), _labelled(model, instance))
         if target is None:
             return dg.SkipReason("no data version is labelled yet: nothing to retrain on")
-        reg = registry.registry()
+        reg = registry
         # The hygiene rules compare with run creation times: the real clock, not the (possibly missed) tick time.
         request, decision, rollout = _consider(
             instance, retrain_job, reg, spec, "schedule", target, _now(), context.log

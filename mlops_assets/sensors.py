@@ -12,7 +12,8 @@ from mlops_assets.ml.landing import LabelsRun, NewVersion, plan_labels, plan_lan
 from mlops_assets.ml.landing import labels_target as labels_target  # re-exported: callers import it from here
 from mlops_assets.model import MLModel
 from mlops_assets.provenance import package_version
-from mlops_assets.resources import LandingZone, ModelRegistryResource
+from mlops_assets.resources import LandingZone
+from mlops_assets.storage.registry import ModelRegistry
 from mlops_assets.tags import (
     DATA_VERSION_TAG,
     LANDING_GENERATION_TAG,
@@ -37,10 +38,10 @@ def landing_generation(model: MLModel, instance: dg.DagsterInstance, key: str) -
     return 1 + runs
 
 
-def _trains_on_new_data(model: MLModel, registry: ModelRegistryResource) -> tuple[bool, str]:
+def _trains_on_new_data(model: MLModel, registry: ModelRegistry) -> tuple[bool, str]:
     """Whether a new data version of ``model`` should also train: nothing in production yet, or the spec asks for it."""
     spec = model.spec()
-    return trains_on_new_data(registry.registry().production_version(spec.name), getattr(spec, "retraining", None))
+    return trains_on_new_data(registry.production_version(spec.name), getattr(spec, "retraining", None))
 
 
 def _landing_request(model: MLModel, jobs: ModelJobs, version: NewVersion) -> dg.RunRequest:
@@ -97,7 +98,7 @@ def build(model: MLModel, jobs: ModelJobs) -> dg.Definitions:
     def landing_sensor(
         context: dg.SensorEvaluationContext,
         landing: LandingZone,
-        registry: ModelRegistryResource,
+        registry: dg.ResourceParam[ModelRegistry],
     ) -> dg.SensorResult:
         zone = model.landing_zone(landing)
         registered = context.instance.get_dynamic_partitions(partitions)

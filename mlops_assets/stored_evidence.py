@@ -14,11 +14,11 @@ from mlops_assets.gate_records import latest_materialization_metadata
 from mlops_assets.ml import performance, scoring
 from mlops_assets.ml.rollout import RolloutState
 from mlops_assets.model import MLModel
-from mlops_assets.resources import StoredAssets
+from mlops_assets.resources import FrameIOManager
 
 
 def rollout_evidence(
-    model: MLModel, instance: dg.DagsterInstance, stored: StoredAssets, state: RolloutState, since: datetime
+    model: MLModel, instance: dg.DagsterInstance, stored: FrameIOManager, state: RolloutState, since: datetime
 ) -> tuple[pd.DataFrame, list[str]]:
     """The joined prediction logs of every labelled version scored with ``state``'s challenger since ``since``.
 
@@ -36,9 +36,9 @@ def rollout_evidence(
             break
         if int(meta.get("challenger_version", 0)) != state.challenger_version:
             continue
-        if int(meta.get("champion_version", 0)) != state.champion_version or not stored.exists(labels, key):
+        if int(meta.get("champion_version", 0)) != state.champion_version or not stored.has_value(labels, key):
             continue
-        frames.append(performance.join_labels(stored.load(predictions, key), stored.load(labels, key)))
+        frames.append(performance.join_labels(stored.load_value(predictions, key), stored.load_value(labels, key)))
         used.append(key)
     return (
         pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=[*scoring.LOG_COLUMNS, "label"])

@@ -41,11 +41,6 @@ FORBIDDEN_IO_IMPORTS_IN_CORE = (
 FORBIDDEN_IO_BUILTINS_IN_CORE = ("open",)
 #: Methods the pure core never calls (``path.write_text(...)``, ``df.to_csv(...)`` ...): they write files.
 FORBIDDEN_IO_METHODS_IN_CORE = ("write_text", "write_bytes", "to_parquet", "to_csv")
-#: Known I/O left in the core, per module (path relative to the package) → the uses allowed there. Each entry is
-#: a debt: remove it when the code moves out of ``ml/``.
-IO_ALLOWED_IN_CORE: dict[str, tuple[str, ...]] = {
-    "ml/manifest.py": ("open(",),  # cpu_model reads /proc/cpuinfo; to move out of ml/ (issue 11)
-}
 MAX_REGISTRY_MODULE_LINES = 450
 
 
@@ -107,23 +102,12 @@ def test_core_modules_do_no_io() -> None:
     problems = {}
     for path in _modules("ml"):
         module = path.relative_to(PACKAGE).as_posix()
-        allowed = IO_ALLOWED_IN_CORE.get(module, ())
-        if found := [use for use in _io_uses(path) if use not in allowed]:
+        if found := _io_uses(path):
             problems[module] = found
     assert problems == {}, (
         "modules of the pure core do I/O (write files with mlops_assets/storage/files.py, demo data belongs in "
         f"mlops_assets/demo_data/): {problems}"
     )
-
-
-def test_the_io_allow_list_holds_no_stale_entry() -> None:
-    # An entry whose module no longer does that I/O (or has left ml/) must go, so the debt list stays true.
-    stale = {
-        module: unused
-        for module, allowed in IO_ALLOWED_IN_CORE.items()
-        if (unused := sorted(set(allowed) - set(_io_uses(PACKAGE / module) if (PACKAGE / module).exists() else [])))
-    }
-    assert stale == {}, f"remove these entries from IO_ALLOWED_IN_CORE: {stale}"
 
 
 def test_the_io_check_sees_io_imports_and_calls(tmp_path: Path) -> None:

@@ -53,17 +53,17 @@ def evaluation(y: np.ndarray, scores: np.ndarray, policy: Policy = POLICY) -> Ev
     return Evaluation(
         n_holdout=len(y),
         headline_metric="roc_auc",
-        candidate={"ece": expected_calibration_error(y, scores, policy.calibration_bins)},
+        candidate={"ece": expected_calibration_error(y, scores, policy.evaluation.calibration_bins)},
         baseline={},
         production=None,
-        reliability={"candidate": reliability_table(y, scores, policy.calibration_bins)},
+        reliability={"candidate": reliability_table(y, scores, policy.evaluation.calibration_bins)},
         policy=policy.to_dict(),
     )
 
 
 def gate(n: int, seed: int, kind: str = "calibrated", policy: Policy = POLICY) -> GateResult:
     y, scores = holdout(n, seed, kind)
-    return gate_calibration_within_bound(evaluation(y, scores, policy), policy)
+    return gate_calibration_within_bound(evaluation(y, scores, policy), policy.gates, policy.evaluation)
 
 
 def evidence(result: GateResult) -> dict[str, Any]:
@@ -78,11 +78,11 @@ def evidence(result: GateResult) -> dict[str, Any]:
 def test_calibrated_model_passes_at_140_holdout_rows_although_its_raw_ece_is_over_the_bound() -> None:
     result = gate(140, seed=7)
     ev = evidence(result)
-    assert ev["ece"] > POLICY.max_ece  # the raw ECE the old gate compared: sampling noise alone
+    assert ev["ece"] > POLICY.gates.max_ece  # the raw ECE the old gate compared: sampling noise alone
     assert result.passed and ev["outcome"] == "passed"
     assert ev["debiased_ece"] == pytest.approx(ev["ece"] - ev["null_mean_ece"])
-    assert ev["debiased_ece"] <= POLICY.max_ece
-    assert result.observed == pytest.approx(ev["debiased_ece"]) and result.threshold == POLICY.max_ece
+    assert ev["debiased_ece"] <= POLICY.gates.max_ece
+    assert result.observed == pytest.approx(ev["debiased_ece"]) and result.threshold == POLICY.gates.max_ece
 
 
 def test_calibrated_model_passes_at_20000_holdout_rows() -> None:
@@ -96,7 +96,7 @@ def test_calibrated_model_false_rejection_rate_is_at_most_5_percent_at_200_rows(
     results = [gate(200, seed) for seed in range(100)]
     assert sum(not r.passed for r in results) <= 5
     # The raw ECE the old gate compared with 0.05 is over the bound in most of these calibrated holdouts.
-    assert sum(evidence(r)["ece"] > POLICY.max_ece for r in results) > 80
+    assert sum(evidence(r)["ece"] > POLICY.gates.max_ece for r in results) > 80
 
 
 def test_calibrated_model_false_rejection_rate_is_at_most_5_percent_at_the_minimum_size() -> None:
@@ -108,7 +108,7 @@ def test_calibrated_model_false_rejection_rate_is_at_most_5_percent_at_the_minim
 def test_miscalibrated_model_is_detected_at_2000_rows(kind: str) -> None:
     results = [gate(2000, seed, kind) for seed in range(50)]
     assert all(not r.passed and evidence(r)["outcome"] == "failed" for r in results)
-    assert min(evidence(r)["debiased_ece"] for r in results) > POLICY.max_ece
+    assert min(evidence(r)["debiased_ece"] for r in results) > POLICY.gates.max_ece
 
 
 @pytest.mark.parametrize("kind", ["squashed", "shifted"])
@@ -121,13 +121,13 @@ def test_miscalibrated_model_fails_at_1000_rows(kind: str) -> None:
 def test_calibration_gate_is_deterministic_for_the_policy_seed() -> None:
     first, again = gate(300, seed=11), gate(300, seed=11)
     assert first.evidence == again.evidence
-    other_seed = gate(300, seed=11, policy=replace(POLICY, random_seed=1))
+    other_seed = gate(300, seed=11, policy=POLICY.with_overrides(dict(random_seed=1)))
     assert evidence(other_seed)["null_mean_ece"] != evidence(first)["null_mean_ece"]
     assert evidence(other_seed)["resampling_seed"] == 1
 
 
 # --------------------------------------------------------------------------------------------------
-# Too few rows: insufficient data, decided by policy.insufficient_data
+# Too few rows: insufficient data, decided by policy.gates.insufficient_data
 # --------------------------------------------------------------------------------------------------
 
 
@@ -141,23 +141,23 @@ def test_calibration_below_min_rows_is_insufficient_data_and_passes_with_a_warni
 
 
 def test_calibration_below_min_rows_fails_when_policy_says_fail() -> None:
-    policy = replace(POLICY, insufficient_data="fail")
+    policy = POLICY.with_overrides(dict(insufficient_data="fail"))
     result = gate(99, seed=1, policy=policy)
     assert not result.passed and evidence(result)["outcome"] == "insufficient_data"
     assert result.message.startswith("insufficient data, failing")
 
 
 def test_calibration_min_rows_scales_with_the_bins_and_zero_turns_it_off() -> None:
-    twenty_bins = replace(POLICY, calibration_bins=20)
+    twenty_bins = POLICY.with_overrides(dict(calibration_bins=20))
     assert evidence(gate(150, seed=1, policy=twenty_bins))["outcome"] == "insufficient_data"  # 150 < 200
-    off = replace(POLICY, min_rows_per_calibration_bin=0)
+    off = POLICY.with_overrides(dict(min_rows_per_calibration_bin=0))
     assert evidence(gate(60, seed=1, policy=off))["outcome"] != "insufficient_data"
 
 
 def test_calibration_excess_indistinguishable_from_noise_is_insufficient_data() -> None:
     # A bound far below what 150 rows can resolve: the debiased ECE may exceed it by noise alone, and a
     # calibrated model must then not be failed as if the excess were measured.
-    policy = replace(POLICY, max_ece=0.005)
+    policy = POLICY.with_overrides(dict(max_ece=0.005))
     results = [gate(150, seed, policy=policy) for seed in range(40)]
     outcomes = [evidence(r)["outcome"] for r in results]
     assert "insufficient_data" in outcomes
@@ -165,12 +165,12 @@ def test_calibration_excess_indistinguishable_from_noise_is_insufficient_data() 
     for r in results:
         ev = evidence(r)
         if ev["outcome"] == "insufficient_data":
-            assert ev["debiased_ece"] > policy.max_ece and ev["p_value"] > 0.05
+            assert ev["debiased_ece"] > policy.gates.max_ece and ev["p_value"] > 0.05
             assert "sampling noise" in r.message
 
 
 def test_min_rows_per_calibration_bin_is_validated() -> None:
-    assert policy_from_dict({"min_rows_per_calibration_bin": 25}).min_rows_per_calibration_bin == 25
+    assert policy_from_dict({"min_rows_per_calibration_bin": 25}).gates.min_rows_per_calibration_bin == 25
     with pytest.raises(PolicyError, match="min_rows_per_calibration_bin"):
         policy_from_dict({"min_rows_per_calibration_bin": -1}, "spec.yaml")
     with pytest.raises(PolicyError, match="min_rows_per_calibration_bin"):
@@ -188,13 +188,13 @@ def test_calibration_evidence_records_observed_null_and_debiased_ece() -> None:
     for key in ("ece", "null_mean_ece", "null_p95_ece", "debiased_ece", "p_value", "resamples", "reliability"):
         assert ev[key] is not None, key
     assert ev["null_mean_ece"] < ev["null_p95_ece"]
-    assert ev["resamples"] >= 200 and len(ev["reliability"]) == POLICY.calibration_bins
+    assert ev["resamples"] >= 200 and len(ev["reliability"]) == POLICY.evaluation.calibration_bins
 
 
 def test_calibration_over_the_bound_without_a_reliability_table_fails_closed() -> None:
     y, scores = holdout(1000, 0, "shifted")
     ev = replace(evaluation(y, scores), reliability={})
-    result = gate_calibration_within_bound(ev, POLICY)
+    result = gate_calibration_within_bound(ev, POLICY.gates, POLICY.evaluation)
     assert not result.passed and evidence(result)["outcome"] == "failed"
     assert "reliability table" in result.message and "failing closed" in result.message
 
@@ -203,14 +203,14 @@ def test_calibration_within_the_bound_without_a_reliability_table_passes_on_the_
     # The raw ECE over-states the error, so a raw ECE within the bound is a pass the correction cannot undo.
     y, scores = holdout(20_000, 0)
     ev = replace(evaluation(y, scores), reliability={})
-    result = gate_calibration_within_bound(ev, POLICY)
+    result = gate_calibration_within_bound(ev, POLICY.gates, POLICY.evaluation)
     assert result.passed and evidence(result)["outcome"] == "passed"
 
 
 def test_calibration_table_with_other_bins_fails_closed() -> None:
     y, scores = holdout(1000, 0)
-    ev = replace(evaluation(y, scores, replace(POLICY, calibration_bins=5)), policy={})
-    result = gate_calibration_within_bound(ev, POLICY)
+    ev = replace(evaluation(y, scores, POLICY.with_overrides(dict(calibration_bins=5))), policy={})
+    result = gate_calibration_within_bound(ev, POLICY.gates, POLICY.evaluation)
     assert not result.passed and "bins" in result.message and "failing closed" in result.message
 
 
@@ -248,14 +248,14 @@ def test_700_row_synthetic_version_passes_calibration_on_its_140_row_holdout() -
     features = build_features(generate(700, 0), spec)
     candidate, baseline = train_candidate(features, spec).pipeline, train_baseline(features, spec).pipeline
     ev = evaluate(features, spec, candidate, baseline, policy=spec.policy)
-    result = gate_calibration_within_bound(ev, spec.policy)
+    result = gate_calibration_within_bound(ev, spec.policy.gates, spec.policy.evaluation)
     assert ev.n_holdout == 140
-    assert ev.candidate["ece"] > spec.policy.max_ece  # what the old gate failed on
+    assert ev.candidate["ece"] > spec.policy.gates.max_ece  # what the old gate failed on
     assert result.passed and evidence(result)["outcome"] == "passed", result.message
 
 
 def test_launchpad_overrides_min_rows_per_calibration_bin() -> None:
-    assert PolicyOverrides(min_rows_per_calibration_bin=30).apply(Policy()).min_rows_per_calibration_bin == 30
+    assert PolicyOverrides(min_rows_per_calibration_bin=30).apply(Policy()).gates.min_rows_per_calibration_bin == 30
 
 
 def test_check_metadata_shows_the_calibration_insufficient_data_outcome() -> None:

@@ -259,7 +259,7 @@ def test_the_manifest_records_how_the_model_was_made(spec: DatasetSpec) -> None:
     ]  # fmt: skip
     assert manifest["git_sha"] == "abc123" and manifest["git_dirty"] is False
     assert manifest["package_version"] == "1.2.3" and manifest["packages"] == {"numpy": "2"}
-    assert manifest["seed"] == spec.policy.random_seed
+    assert manifest["seed"] == spec.policy.evaluation.random_seed
     assert manifest["wall_seconds"] == 12.346 and manifest["peak_memory_mb"] == 322.0
     assert manifest["data_versions"] == {"v1": "1" * 64, "v3": "3" * 64}
     assert manifest["window_skipped"] == [{"data_version": "v2", "reason": "label_in_domain failed"}]
@@ -380,5 +380,7 @@ def test_a_skipped_search_is_warned_and_falls_back_to_the_fixed_parameters(spec:
     )
     assert trained.search is not None and trained.search.skipped == SEARCH_SKIPPED
     assert warnings == [core.skipped_search_warning(trained.search)]
-    assert trained.candidate.params == training.estimator_params("logistic_regression", {}, spec.policy.random_seed)
+    assert trained.candidate.params == training.estimator_params(
+        "logistic_regression", {}, spec.policy.evaluation.random_seed
+    )
     assert trained.registry_metrics() == {}

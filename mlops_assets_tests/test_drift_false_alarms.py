@@ -43,7 +43,7 @@ from mlops_assets.ml.policy import Policy, policy_from_dict
 ALPHA = 0.05
 BATCHES = 200
 MAX_ALARMS = 18  # binom.sf(18, 200, 0.05) = 0.005
-MIN_ROWS = Policy().min_rows
+MIN_ROWS = Policy().data.min_rows
 
 
 def _zipf(k: int) -> np.ndarray:
@@ -288,7 +288,7 @@ def test_missing_share_rule_follows_the_policy_threshold_and_does_not_false_alar
     assert not drift_report(reference, modest).data_quality.null_share_increases
     # ... and above a stricter one set in the policy.
     strict = policy_from_dict({"max_null_share_increase": 0.02})
-    options = DriftOptions(max_null_share_increase=strict.max_null_share_increase)
+    options = DriftOptions(max_null_share_increase=strict.monitoring.max_null_share_increase)
     assert set(drift_report(reference, modest, options).data_quality.null_share_increases) == set(kinds)
     # Undrifted missing share at min_rows, even with a limit of 0: no more than alpha false alarms.
     alarms = 0
@@ -310,7 +310,7 @@ def test_null_share_test_is_fishers_one_sided_exact_test() -> None:
 
 
 def test_policy_carries_the_missing_share_limit() -> None:
-    assert Policy().max_null_share_increase == 0.05
+    assert Policy().monitoring.max_null_share_increase == 0.05
     with pytest.raises(ValueError, match="max_null_share_increase"):
         policy_from_dict({"max_null_share_increase": 1.5})
 
@@ -360,9 +360,9 @@ def test_drift_report_asset_table_reads_back_with_column_names(tmp_path: Any) ->
     registry = ModelRegistryResource(url=f"sqlite:///{tmp_path / 'registry.db'}")
     train = generate(3000, seed=1)
     reference = build_reference(train, spec_columns(spec))
-    stored = artifacts.store().put_bytes(reference.to_json().encode(), ".json")
-    model = artifacts.store().put_bytes(b"model", ".skops")
-    with registry.registry() as reg:
+    stored = artifacts.open().put_bytes(reference.to_json().encode(), ".json")
+    model = artifacts.open().put_bytes(b"model", ".skops")
+    with registry.open() as reg:
         reg.register_version(
             spec.name,
             model,

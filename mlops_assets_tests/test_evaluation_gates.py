@@ -44,7 +44,7 @@ from mlops_assets.ml.model_gates import (
     gate_slices_meet_floor,
 )
 from mlops_assets.ml.plots import png_markdown, reliability_png, roc_curve_png
-from mlops_assets.ml.policy import MetricThreshold, Policy, SliceThreshold
+from mlops_assets.ml.policy import MetricThreshold, Policy, SliceThreshold, policy_from_dict
 from mlops_assets.ml.spec import spec_from_dict
 
 # --------------------------------------------------------------------------------------------------
@@ -388,18 +388,19 @@ def test_evaluate_records_every_section(frame: pd.DataFrame) -> None:
     ]
     back = Evaluation.from_dict(json.loads(json.dumps(data, allow_nan=False)))
     assert back == ev and back.scores is None
-    assert all(r.passed for r in evaluation_gates(back, spec.policy)), [
-        r.message for r in evaluation_gates(back, spec.policy) if not r.passed
+    assert all(r.passed for r in evaluation_gates(back, spec.policy.gates, spec.policy.evaluation)), [
+        r.message for r in evaluation_gates(back, spec.policy.gates, spec.policy.evaluation) if not r.passed
     ]
 
 
 def test_evaluate_uses_the_policy_argument(frame: pd.DataFrame) -> None:
-    policy = replace(
-        EVAL_SPEC.policy,
-        headline_metric="pr_auc",
-        decision_threshold=0.3,
-        calibration_bins=5,
-        slice_floors=(SliceThreshold("region", "north", 0.99),),
+    policy = EVAL_SPEC.policy.with_overrides(
+        {
+            "headline_metric": "pr_auc",
+            "decision_threshold": 0.3,
+            "calibration_bins": 5,
+            "slice_floors": (SliceThreshold("region", "north", 0.99),),
+        }
     )
     ev = evaluate(frame, EVAL_SPEC, scored_by("s_cand"), scored_by("s_base"), scored_by("s_prod"), policy=policy)
     cand = _holdout(frame)["s_cand"].to_numpy()
@@ -409,7 +410,7 @@ def test_evaluate_uses_the_policy_argument(frame: pd.DataFrame) -> None:
     assert {row["value"]: row["floor"] for row in ev.slices} == {"north": 0.99, "south": 0.5, "tiny": 0.5}
     assert {row["metric"] for row in ev.slices} == {"pr_auc"}
     assert ev.bootstrap is not None and ev.bootstrap.metric == "pr_auc"
-    assert ev.policy["decision_threshold"] == 0.3 and ev.latency is None
+    assert ev.policy["evaluation"]["decision_threshold"] == 0.3 and ev.latency is None
 
 
 def test_evaluate_is_deterministic(frame: pd.DataFrame) -> None:
@@ -426,7 +427,7 @@ def test_first_run_has_no_production_sections(frame: pd.DataFrame) -> None:
     assert all(math.isnan(row["production"]) for row in ev.slices)
     back = Evaluation.from_dict(json.loads(json.dumps(ev.to_dict(), allow_nan=False)))
     assert back == ev
-    results = {r.name: r for r in evaluation_gates(back, EVAL_SPEC.policy)}
+    results = {r.name: r for r in evaluation_gates(back, EVAL_SPEC.policy.gates, EVAL_SPEC.policy.evaluation)}
     assert all(r.passed for r in results.values())
     assert results["non_inferior_to_production"].evidence["first_run"] is True
 
@@ -445,7 +446,9 @@ def test_invalid_candidate_scores_are_counted_and_fail_closed(frame: pd.DataFram
     assert ev.fairness[0].undefined_reason is not None
     back = Evaluation.from_dict(json.loads(json.dumps(ev.to_dict(), allow_nan=False)))
     assert back == ev
-    failed = {r.name for r in evaluation_gates(back, EVAL_SPEC.policy) if not r.passed}
+    failed = {
+        r.name for r in evaluation_gates(back, EVAL_SPEC.policy.gates, EVAL_SPEC.policy.evaluation) if not r.passed
+    }
     assert failed == {
         "metric_above_floor",
         "beats_baseline",
@@ -464,27 +467,29 @@ def test_single_class_slice_is_reported_but_not_gated(frame: pd.DataFrame) -> No
     south = next(row for row in ev.slices if row["value"] == "south")
     assert not south["gated"] and "all" in south["not_gated_reason"] and math.isnan(south["candidate"])
     assert Evaluation.from_dict(json.loads(json.dumps(ev.to_dict(), allow_nan=False))) == ev
-    assert gate_slices_meet_floor(ev, EVAL_SPEC.policy).passed
+    assert gate_slices_meet_floor(ev, EVAL_SPEC.policy.gates, EVAL_SPEC.policy.evaluation).passed
 
 
 # --------------------------------------------------------------------------------------------------
 # The gate decision table, on hand-made evaluations
 # --------------------------------------------------------------------------------------------------
 
-GATE_POLICY = Policy(
-    metric_floor=0.6,
-    non_inferiority_margin=0.01,
-    min_slice_size=200,
-    slice_metric_floor=0.6,
-    max_slice_regression=0.05,
-    max_ece=0.05,
-    min_group_size=100,
-    max_demographic_parity_difference=0.1,
-    min_demographic_parity_ratio=0.8,
-    max_equalized_odds_difference=0.1,
-    latency_batch_size=1000,
-    max_latency_p99_ms_single=50.0,
-    max_latency_p99_ms_batch=500.0,
+GATE_POLICY = policy_from_dict(
+    dict(
+        metric_floor=0.6,
+        non_inferiority_margin=0.01,
+        min_slice_size=200,
+        slice_metric_floor=0.6,
+        max_slice_regression=0.05,
+        max_ece=0.05,
+        min_group_size=100,
+        max_demographic_parity_difference=0.1,
+        min_demographic_parity_ratio=0.8,
+        max_equalized_odds_difference=0.1,
+        latency_batch_size=1000,
+        max_latency_p99_ms_single=50.0,
+        max_latency_p99_ms_batch=500.0,
+    )
 )
 
 
@@ -566,7 +571,7 @@ def with_slice(row: dict[str, Any]) -> Evaluation:
 
 
 def thresholds(*items: MetricThreshold) -> Policy:
-    return replace(GATE_POLICY, thresholds=items)
+    return GATE_POLICY.with_overrides(dict(thresholds=items))
 
 
 DECISIONS: list[tuple[str, Evaluation, Policy, set[str]]] = [
@@ -604,13 +609,13 @@ DECISIONS: list[tuple[str, Evaluation, Policy, set[str]]] = [
     (
         "slice below its own floor",
         BASE,
-        replace(GATE_POLICY, slice_floors=(SliceThreshold("region", "south", 0.85),)),
+        GATE_POLICY.with_overrides(dict(slice_floors=(SliceThreshold("region", "south", 0.85),))),
         {"slices_meet_floor"},
     ),
     (
         "slice above a lowered floor",
         with_slice(slice_row("east", 300, 0.58, 0.55)),
-        replace(GATE_POLICY, slice_floors=(SliceThreshold("region", "east", 0.55),)),
+        GATE_POLICY.with_overrides(dict(slice_floors=(SliceThreshold("region", "east", 0.55),))),
         set(),
     ),
     (
@@ -704,7 +709,7 @@ DECISIONS: list[tuple[str, Evaluation, Policy, set[str]]] = [
 
 @pytest.mark.parametrize(("case", "ev", "policy", "failing"), DECISIONS, ids=[d[0] for d in DECISIONS])
 def test_gate_decisions(case: str, ev: Evaluation, policy: Policy, failing: set[str]) -> None:
-    results = evaluation_gates(ev, policy)
+    results = evaluation_gates(ev, policy.gates, policy.evaluation)
     assert [r.name for r in results] == list(GATES)
     assert {r.name for r in results if not r.passed} == failing, [r.message for r in results if not r.passed]
     for r in results:
@@ -712,12 +717,12 @@ def test_gate_decisions(case: str, ev: Evaluation, policy: Policy, failing: set[
         json.dumps(dict(r.evidence), allow_nan=False)
     # A stored record decides the same.
     back = Evaluation.from_dict(json.loads(json.dumps(ev.to_dict(), allow_nan=False)))
-    assert [r.passed for r in evaluation_gates(back, policy)] == [r.passed for r in results]
+    assert [r.passed for r in evaluation_gates(back, policy.gates, policy.evaluation)] == [r.passed for r in results]
 
 
 def test_gate_names_and_descriptions() -> None:
     assert list(GATE_DESCRIPTIONS) == list(GATES)
-    assert [r.name for r in evaluation_gates(BASE, GATE_POLICY)] == [
+    assert [r.name for r in evaluation_gates(BASE, GATE_POLICY.gates, GATE_POLICY.evaluation)] == [
         "metric_above_floor",
         "beats_baseline",
         "non_inferior_to_production",
@@ -733,22 +738,36 @@ def test_gate_names_and_descriptions() -> None:
 
 def test_non_inferiority_decides_on_the_lower_bound() -> None:
     ev = replace(BASE, bootstrap=interval(-0.004, -0.02, 0.012))
-    result = gate_non_inferior_to_production(ev, GATE_POLICY)
+    result = gate_non_inferior_to_production(ev, GATE_POLICY.gates, GATE_POLICY.evaluation)
     assert not result.passed
     assert result.observed == -0.02 and result.threshold == -0.01
     assert result.evidence["interval"]["lower"] == -0.02 and result.evidence["first_run"] is False
     assert "95% paired bootstrap interval" in result.condition
-    first = gate_non_inferior_to_production(FIRST_RUN, GATE_POLICY)
+    first = gate_non_inferior_to_production(FIRST_RUN, GATE_POLICY.gates, GATE_POLICY.evaluation)
     assert first.passed and first.evidence["first_run"] is True
     assert first.message == "no model in production: first-run, change threshold skipped"
 
 
 def test_gate_fails_closed_when_measured_under_another_policy() -> None:
-    ev = replace(BASE, policy=replace(GATE_POLICY, confidence_level=0.9).to_dict())
-    results = {r.name: r for r in evaluation_gates(ev, GATE_POLICY)}
+    ev = replace(BASE, policy=GATE_POLICY.with_overrides(dict(confidence_level=0.9)).to_dict())
+    results = {r.name: r for r in evaluation_gates(ev, GATE_POLICY.gates, GATE_POLICY.evaluation)}
     assert not results["non_inferior_to_production"].passed
     assert "confidence_level 0.9" in results["non_inferior_to_production"].message
     assert all(r.passed for name, r in results.items() if name != "non_inferior_to_production")
+
+
+@pytest.mark.parametrize("form", ["sectioned", "flat (recorded before the policy had sections)"])
+def test_a_recorded_policy_is_read_in_either_form(form: str) -> None:
+    measured = GATE_POLICY.with_overrides({"confidence_level": 0.9, "calibration_bins": 5})
+    recorded = measured.to_dict() if form == "sectioned" else measured.to_flat_dict()
+    assert ("evaluation" in recorded) is (form == "sectioned")
+    stored = json.loads(json.dumps(replace(BASE, policy=recorded).to_dict()))
+    ev = Evaluation.from_dict(stored)
+    assert ev.effective_policy() == measured
+    results = {r.name: r for r in evaluation_gates(ev, GATE_POLICY.gates, GATE_POLICY.evaluation)}
+    assert "confidence_level 0.9" in results["non_inferior_to_production"].message
+    assert "calibration_bins 5" in results["calibration_within_bound"].message
+    assert not results["non_inferior_to_production"].passed and not results["calibration_within_bound"].passed
 
 
 def test_thresholds_evidence_records_each_check() -> None:
@@ -756,7 +775,7 @@ def test_thresholds_evidence_records_each_check() -> None:
         MetricThreshold("brier", max_value=0.2, max_regression_absolute=0.01),
         MetricThreshold("roc_auc", min_value=0.7, max_regression_relative=0.0),
     )
-    result = gate_metric_thresholds_met(BASE, policy)
+    result = gate_metric_thresholds_met(BASE, policy.gates, policy.evaluation)
     statuses = [(c["metric"], c["kind"], c["status"]) for c in result.evidence["checks"]]
     assert statuses == [
         ("brier", "max_value", "passed"),
@@ -765,15 +784,17 @@ def test_thresholds_evidence_records_each_check() -> None:
         ("roc_auc", "max_regression_relative", "passed"),
     ]
     assert result.observed == 1 and not result.passed
-    skipped = gate_metric_thresholds_met(FIRST_RUN, policy)
+    skipped = gate_metric_thresholds_met(FIRST_RUN, policy.gates, policy.evaluation)
     assert [c["status"] for c in skipped.evidence["checks"]] == ["passed", "skipped", "passed", "skipped"]
     assert skipped.passed and "2 change thresholds skipped" in skipped.message
-    none = gate_metric_thresholds_met(BASE, GATE_POLICY)
+    none = gate_metric_thresholds_met(BASE, GATE_POLICY.gates, GATE_POLICY.evaluation)
     assert none.passed and none.evidence["configured"] is False
 
 
 def test_slice_evidence_lists_failing_and_ungated_slices() -> None:
-    result = gate_slices_meet_floor(with_slice(slice_row("west", 300, 0.72, 0.80)), GATE_POLICY)
+    result = gate_slices_meet_floor(
+        with_slice(slice_row("west", 300, 0.72, 0.80)), GATE_POLICY.gates, GATE_POLICY.evaluation
+    )
     assert [(f["value"], f["problems"]) for f in result.evidence["failing"]] == [
         ("west", ["-0.0800 vs production < -0.05"])
     ]
@@ -786,8 +807,8 @@ def test_slice_evidence_lists_failing_and_ungated_slices() -> None:
 
 def test_fairness_gate_counts_groups_by_the_gate_policy() -> None:
     # With a smaller min_group_size the extreme group "x" (20 rows) is counted and breaks the bounds.
-    assert gate_fairness_within_bounds(BASE, GATE_POLICY).passed
-    result = gate_fairness_within_bounds(BASE, replace(GATE_POLICY, min_group_size=10))
+    assert gate_fairness_within_bounds(BASE, GATE_POLICY.gates, GATE_POLICY.evaluation).passed
+    result = gate_fairness_within_bounds(BASE, replace(GATE_POLICY.gates, min_group_size=10), GATE_POLICY.evaluation)
     assert not result.passed
     (attribute,) = result.evidence["attributes"]
     assert attribute["counted"] == ["f", "m", "x"]
@@ -795,9 +816,11 @@ def test_fairness_gate_counts_groups_by_the_gate_policy() -> None:
 
 
 def test_latency_gate_names_the_failing_budget() -> None:
-    result = gate_latency_within_budget(replace(BASE, latency=replace(LATENCY, batch_p99_ms=600.0)), GATE_POLICY)
+    result = gate_latency_within_budget(
+        replace(BASE, latency=replace(LATENCY, batch_p99_ms=600.0)), GATE_POLICY.gates, GATE_POLICY.evaluation
+    )
     assert (result.observed, result.threshold) == (600.0, 500.0)
-    missing = gate_latency_within_budget(replace(BASE, latency=None), GATE_POLICY)
+    missing = gate_latency_within_budget(replace(BASE, latency=None), GATE_POLICY.gates, GATE_POLICY.evaluation)
     assert "no latency measurement" in missing.message and missing.evidence["latency"] is None
 
 
@@ -811,7 +834,9 @@ def test_a_record_from_before_the_new_sections_fails_closed_without_crashing() -
         "production": None,
         "slices": [],
     }
-    results = {r.name: r for r in evaluation_gates(Evaluation.from_dict(old), GATE_POLICY)}
+    results = {
+        r.name: r for r in evaluation_gates(Evaluation.from_dict(old), GATE_POLICY.gates, GATE_POLICY.evaluation)
+    }
     assert {name for name, r in results.items() if not r.passed} == {
         "calibration_within_bound",
         "predictions_valid",

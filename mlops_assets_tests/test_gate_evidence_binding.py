@@ -107,7 +107,7 @@ def _registry(where: Path | str, n: int = 2, name: str = "m") -> ModelRegistry:
     reg = ModelRegistry(where if isinstance(where, str) else f"sqlite:///{where / 'registry.db'}")
     for i in range(1, n + 1):
         lineage = Lineage(
-            data_versions=(f"d{i}",), run_id=f"train-{i}", code_version="c", git_sha="g", spec_fingerprint="s"
+            data_versions=(f"d{i}",), run_id=f"train-{i}", package_version="c", git_sha="g", spec_fingerprint="s"
         )
         reg.register_version(name, _ref(i), lineage, {}, {})
     return reg
@@ -320,7 +320,7 @@ def world(tmp_path: Path, synthetic_spec: str):
             run=run,
             launch=launch,
             registry=ModelRegistry(env.resources["registry"].url),
-            stored=env.resources["stored_assets"],
+            stored=env.resources["io_manager"],
             artifacts=Path(env.resources["artifacts"].root),
         )
 
@@ -353,7 +353,7 @@ def test_deployment_decision_refuses_evaluation_of_another_version(world, monkey
     v3 = world.registry.versions_for_data_version("synthetic", key)[-1]
     assert v3.version == 3 and v3.params["estimator"] == "dummy"
     world.run(key, "deployment_decision")
-    decision = world.stored.load(world.graph.key("deployment_decision"), key)
+    decision = world.stored.load_value(world.graph.key("deployment_decision"), key)
     print(f"1a: v{decision['version']} {decision['outcome']}: {decision['reasons'][:2]}")
     assert decision["version"] == 3 and not decision["promote"]
     assert decision["reasons"][0] == "evaluation is of v2, not v3"

@@ -61,8 +61,8 @@ def test_latency_gate_decides_on_cpu_time_not_on_waiting() -> None:
     assert report.clock == "thread_cpu"
     assert report.wall_single_p99_ms >= 20.0 and report.wall_batch_p99_ms >= 20.0
     assert report.single_p99_ms < 20.0 and report.batch_p99_ms < 20.0
-    policy = Policy(latency_batch_size=4, max_latency_p99_ms_single=20.0, max_latency_p99_ms_batch=20.0)
-    result = gate_latency_within_budget(replace(EV, latency=report), policy)
+    policy = policy_from_dict(dict(latency_batch_size=4, max_latency_p99_ms_single=20.0, max_latency_p99_ms_batch=20.0))
+    result = gate_latency_within_budget(replace(EV, latency=report), policy.gates, policy.evaluation)
     assert result.passed, result.message
     assert result.observed == report.single_p99_ms
     # The wall figures are recorded, for information.
@@ -124,7 +124,7 @@ def test_latency_gate_refuses_a_wall_clock_measurement() -> None:
     }
     report = LatencyReport.from_dict(old)
     assert report.clock == "wall"
-    result = gate_latency_within_budget(replace(EV, latency=report), POLICY)
+    result = gate_latency_within_budget(replace(EV, latency=report), POLICY.gates, POLICY.evaluation)
     assert not result.passed and "wall" in result.message and "failing closed" in result.message
 
 
@@ -147,15 +147,18 @@ def test_latency_gate_gives_the_same_verdict_under_cpu_load() -> None:
     kwargs: dict[str, Any] = {"batch_size": 100, "single_repeats": 20, "batch_repeats": 2, "repetitions": 5}
     unloaded = measure_latency(pipeline, rows, **kwargs)
     factor = 5.0
-    generous = Policy(
-        latency_batch_size=100,
-        max_latency_p99_ms_single=unloaded.single_p99_ms * factor,
-        max_latency_p99_ms_batch=unloaded.batch_p99_ms * factor,
+    generous = policy_from_dict(
+        dict(
+            latency_batch_size=100,
+            max_latency_p99_ms_single=unloaded.single_p99_ms * factor,
+            max_latency_p99_ms_batch=unloaded.batch_p99_ms * factor,
+        )
     )
-    tight = replace(
-        generous,
-        max_latency_p99_ms_single=unloaded.single_p99_ms / factor,
-        max_latency_p99_ms_batch=unloaded.batch_p99_ms / factor,
+    tight = generous.with_overrides(
+        {
+            "max_latency_p99_ms_single": unloaded.single_p99_ms / factor,
+            "max_latency_p99_ms_batch": unloaded.batch_p99_ms / factor,
+        }
     )
     # CPU-bound burners, each ending by itself after 10 minutes (even if this process is killed) and terminated
     # below in any case. Forked, so that they burn at once instead of importing for seconds first.
@@ -174,8 +177,12 @@ def test_latency_gate_gives_the_same_verdict_under_cpu_load() -> None:
             burner.join(timeout=10)
     figures = f"unloaded {unloaded.to_dict()}, loaded {loaded.to_dict()}"
     for policy, verdict in ((generous, True), (tight, False)):
-        assert gate_latency_within_budget(replace(EV, latency=unloaded), policy).passed is verdict, figures
-        assert gate_latency_within_budget(replace(EV, latency=loaded), policy).passed is verdict, figures
+        assert (
+            gate_latency_within_budget(replace(EV, latency=unloaded), policy.gates, policy.evaluation).passed is verdict
+        ), figures
+        assert (
+            gate_latency_within_budget(replace(EV, latency=loaded), policy.gates, policy.evaluation).passed is verdict
+        ), figures
 
 
 # --------------------------------------------------------------------------------------------------
@@ -198,7 +205,7 @@ LATENCY = LatencyReport(
     wall_batch_p99_ms=600.0,
     wall_throughput_rows_per_s=2500.0,
 )
-POLICY = Policy(min_group_size=100, min_slice_size=200)
+POLICY = policy_from_dict(dict(min_group_size=100, min_slice_size=200))
 
 
 def _metrics(auc: float) -> dict[str, Any]:
@@ -247,81 +254,83 @@ SMALL = replace(EV, fairness=(groups(900, 60),))
 
 
 def test_fairness_with_fewer_than_two_large_groups_is_insufficient_data_not_failed() -> None:
-    result = gate_fairness_within_bounds(SMALL, POLICY)
-    assert POLICY.insufficient_data == "pass_with_warning"
+    result = gate_fairness_within_bounds(SMALL, POLICY.gates, POLICY.evaluation)
+    assert POLICY.gates.insufficient_data == "pass_with_warning"
     assert result.passed, result.message
     assert result.evidence["outcome"] == "insufficient_data"
     (attribute,) = result.evidence["attributes"]
     assert attribute["outcome"] == "insufficient_data" and attribute["passed"] is None
     assert result.message.startswith("insufficient data") and "gender" in result.message
-    strict = gate_fairness_within_bounds(SMALL, replace(POLICY, insufficient_data="fail"))
+    strict = gate_fairness_within_bounds(SMALL, replace(POLICY.gates, insufficient_data="fail"), POLICY.evaluation)
     assert not strict.passed and strict.evidence["outcome"] == "insufficient_data"
     assert "policy.insufficient_data is 'fail'" in strict.message
     # Enough data: a plain pass, outcome recorded.
-    ok = gate_fairness_within_bounds(EV, POLICY)
+    ok = gate_fairness_within_bounds(EV, POLICY.gates, POLICY.evaluation)
     assert ok.passed and ok.evidence["outcome"] == "passed"
 
 
 def test_fairness_violation_outranks_insufficient_data() -> None:
     ev = replace(EV, fairness=(groups(900, 60), groups(500, 500, rates=(0.5, 0.1), attribute="age_band")))
-    result = gate_fairness_within_bounds(ev, POLICY)
+    result = gate_fairness_within_bounds(ev, POLICY.gates, POLICY.evaluation)
     assert not result.passed and result.evidence["outcome"] == "failed"
     assert [a["outcome"] for a in result.evidence["attributes"]] == ["insufficient_data", "failed"]
 
 
 def test_fairness_undefined_for_invalid_scores_still_fails_closed() -> None:
     ev = replace(EV, fairness=(FairnessReport.undefined("gender", 100, "12 of 1000 candidate scores are NaN"),))
-    result = gate_fairness_within_bounds(ev, POLICY)
+    result = gate_fairness_within_bounds(ev, POLICY.gates, POLICY.evaluation)
     assert not result.passed and result.evidence["outcome"] == "failed"
 
 
 def test_a_counted_group_without_positives_is_insufficient_data_for_equalized_odds_only() -> None:
     rates = [GroupRates("f", 500, 150, 0.3, 0.30, 0.7, 0.1), GroupRates("m", 120, 0, 0.0, 0.29, math.nan, 0.1)]
     ev = replace(EV, fairness=(FairnessReport.from_groups("gender", rates, 100),))
-    result = gate_fairness_within_bounds(ev, POLICY)
+    result = gate_fairness_within_bounds(ev, POLICY.gates, POLICY.evaluation)
     assert result.passed and result.evidence["outcome"] == "insufficient_data"
     # Demographic parity is still gated on the same groups: a gap there fails.
     rates[1] = replace(rates[1], predicted_positive_rate=0.02)
     ev = replace(EV, fairness=(FairnessReport.from_groups("gender", rates, 100),))
-    failed = gate_fairness_within_bounds(ev, POLICY)
+    failed = gate_fairness_within_bounds(ev, POLICY.gates, POLICY.evaluation)
     assert not failed.passed and failed.evidence["outcome"] == "failed"
 
 
 def test_slice_floor_on_a_slice_without_enough_rows_is_insufficient_data() -> None:
     # No explicit floor on the tiny slice: listed, not gated, a plain pass (as before).
-    plain = gate_slices_meet_floor(EV, POLICY)
+    plain = gate_slices_meet_floor(EV, POLICY.gates, POLICY.evaluation)
     assert plain.passed and plain.evidence["outcome"] == "passed"
     # An explicit floor on it (or on a value absent from the holdout) cannot be checked.
     for value in ("tiny", "east"):
-        policy = replace(POLICY, slice_floors=(SliceThreshold("region", value, 0.7),))
-        result = gate_slices_meet_floor(EV, policy)
+        policy = POLICY.with_overrides(dict(slice_floors=(SliceThreshold("region", value, 0.7),)))
+        result = gate_slices_meet_floor(EV, policy.gates, policy.evaluation)
         assert result.passed and result.evidence["outcome"] == "insufficient_data", result.message
         assert result.evidence["insufficient_data"][0]["value"] == value
-        strict = gate_slices_meet_floor(EV, replace(policy, insufficient_data="fail"))
+        strict = gate_slices_meet_floor(EV, replace(policy.gates, insufficient_data="fail"), policy.evaluation)
         assert not strict.passed and strict.evidence["outcome"] == "insufficient_data"
 
 
 def test_a_slice_column_without_any_gated_value_is_insufficient_data() -> None:
     ev = replace(EV, slices=(_slice("north", 150, 0.8), _slice("south", 120, 0.2)))
-    result = gate_slices_meet_floor(ev, POLICY)
+    result = gate_slices_meet_floor(ev, POLICY.gates, POLICY.evaluation)
     assert result.passed and result.evidence["outcome"] == "insufficient_data"
     assert "region" in result.message
-    assert not gate_slices_meet_floor(ev, replace(POLICY, insufficient_data="fail")).passed
+    assert not gate_slices_meet_floor(ev, replace(POLICY.gates, insufficient_data="fail"), POLICY.evaluation).passed
 
 
 def test_insufficient_data_policy_is_validated_and_overridable() -> None:
-    assert Policy().insufficient_data == "pass_with_warning"
-    assert policy_from_dict({"insufficient_data": "fail"}, "spec.yaml").insufficient_data == "fail"
+    assert Policy().gates.insufficient_data == "pass_with_warning"
+    assert policy_from_dict({"insufficient_data": "fail"}, "spec.yaml").gates.insufficient_data == "fail"
     with pytest.raises(PolicyError, match=r"spec.yaml: policy.insufficient_data must be one of"):
         policy_from_dict({"insufficient_data": "ignore"}, "spec.yaml")
-    assert PolicyOverrides(insufficient_data="fail").apply(Policy()).insufficient_data == "fail"
+    assert PolicyOverrides(insufficient_data="fail").apply(Policy()).gates.insufficient_data == "fail"
 
 
 def test_check_metadata_shows_the_insufficient_data_outcome() -> None:
-    result = check_result(gate_fairness_within_bounds(SMALL, POLICY))
+    result = check_result(gate_fairness_within_bounds(SMALL, POLICY.gates, POLICY.evaluation))
     assert result.passed and result.metadata["outcome"].value == "insufficient_data"
     assert result.description is not None and result.description.startswith("insufficient data")
-    failed = check_result(gate_fairness_within_bounds(SMALL, replace(POLICY, insufficient_data="fail")))
+    failed = check_result(
+        gate_fairness_within_bounds(SMALL, replace(POLICY.gates, insufficient_data="fail"), POLICY.evaluation)
+    )
     assert not failed.passed and failed.metadata["outcome"].value == "insufficient_data"
 
 
@@ -331,10 +340,13 @@ def test_a_small_data_version_is_not_rejected_for_insufficient_data() -> None:
     features = build_features(generate(600, 3), spec)
     candidate, baseline = train_candidate(features, spec).pipeline, train_baseline(features, spec).pipeline
     ev = evaluate(features, spec, candidate, baseline, policy=spec.policy)
-    fairness = gate_fairness_within_bounds(ev, spec.policy)
-    slices = gate_slices_meet_floor(ev, spec.policy)
+    fairness = gate_fairness_within_bounds(ev, spec.policy.gates, spec.policy.evaluation)
+    slices = gate_slices_meet_floor(ev, spec.policy.gates, spec.policy.evaluation)
     for result in (fairness, slices):
         assert result.passed and result.evidence["outcome"] == "insufficient_data", result.message
     assert "'gender'" in fairness.message
-    strict = replace(spec.policy, insufficient_data="fail")
-    assert not gate_fairness_within_bounds(ev, strict).passed and not gate_slices_meet_floor(ev, strict).passed
+    strict = spec.policy.with_overrides(dict(insufficient_data="fail"))
+    assert (
+        not gate_fairness_within_bounds(ev, strict.gates, strict.evaluation).passed
+        and not gate_slices_meet_floor(ev, strict.gates, strict.evaluation).passed
+    )

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from mlops_assets.ml import json_codec
 from mlops_assets.ml.backlog import PerformanceBacklog
 from mlops_assets.ml.triggers import evidence_json
-from mlops_assets.resources import FrameIOManager, _frame_bytes, read_stored_asset, stored_asset_path
+from mlops_assets.resources import FrameIOManager, _frame_bytes, stored_asset_path
 from mlops_assets.storage.artifacts.store import ArtifactRef
 from mlops_assets.storage.registry import Lineage, ModelRegistry
 from mlops_assets.storage.registry.records import dumps as registry_dumps
@@ -157,7 +157,7 @@ def test_frame_io_manager_writes_standard_json(tmp_path: Path) -> None:
     assert text.startswith("{\n ")  # indent=1, as before
     expected = {"at": "2024-01-01T00:00:00+00:00", "n": 3, "psi": None, "roc_auc": None}
     assert strict_loads(text) == expected
-    assert read_stored_asset(target) == expected
+    assert manager.load_value(dg.AssetKey(["m", "report"]), None) == expected
 
 
 def test_s3_io_manager_body_is_standard_json() -> None:
@@ -203,7 +203,7 @@ def test_registry_evidence_with_infinity_is_valid_jsonb_on_postgresql(postgres_u
     }
     ref = ArtifactRef(uri="file:///artifacts/ab/abc.skops", sha256="ab" * 32, size=123, hmac=None)
     lineage = Lineage(
-        data_versions=("2024-05",), run_id="run-1", code_version="v1", git_sha="abc", spec_fingerprint="fp"
+        data_versions=("2024-05",), run_id="run-1", package_version="v1", git_sha="abc", spec_fingerprint="fp"
     )
     with ModelRegistry(postgres_url) as registry:
         registry.register_version("codec_model", ref, lineage, {"C": np.float64(1.0)}, {"roc_auc": math.nan})

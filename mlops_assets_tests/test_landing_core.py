@@ -221,7 +221,9 @@ def spec():
 
 def test_no_row_count_for_this_version_fails_closed_without_looking_back(spec):
     earlier = Calls(([], []))
-    gate = gate_volume_within_bounds_recorded("v2__x", {"file": "/landing/m/v2.csv"}, earlier, Calls({}), spec)
+    gate = gate_volume_within_bounds_recorded(
+        "v2__x", {"file": "/landing/m/v2.csv"}, earlier, Calls({}), spec.policy.data
+    )
     assert not gate.passed and gate.name == "volume_within_bounds"
     assert gate.message == "v2.csv: no row_count recorded for raw_data v2__x (rule: volume_within_bounds)"
     assert gate.condition == "row count / previous accepted version's row count within policy.volume_ratio_bounds"
@@ -229,14 +231,14 @@ def test_no_row_count_for_this_version_fails_closed_without_looking_back(spec):
 
 
 def test_without_a_file_the_version_key_names_it(spec):
-    gate = gate_volume_within_bounds_recorded("v2__x", {}, Calls(([], [])), Calls({}), spec)
+    gate = gate_volume_within_bounds_recorded("v2__x", {}, Calls(([], [])), Calls({}), spec.policy.data)
     assert gate.message.startswith("v2__x: no row_count recorded")
 
 
 def test_a_previous_accepted_version_without_a_row_count_fails_closed(spec):
     recorded_of = Calls({"file": "v1.csv"})
     gate = gate_volume_within_bounds_recorded(
-        "v2", {"dagster/row_count": 10, "file": "v2.csv"}, Calls((["v1", "v0"], [])), recorded_of, spec
+        "v2", {"dagster/row_count": 10, "file": "v2.csv"}, Calls((["v1", "v0"], [])), recorded_of, spec.policy.data
     )
     assert not gate.passed
     assert (
@@ -249,20 +251,24 @@ def test_a_previous_accepted_version_without_a_row_count_fails_closed(spec):
 def test_the_first_version_passes_with_nothing_to_compare(spec):
     skipped = [{"data_version": "v1", "reason": "schema_valid failed"}]
     recorded_of = Calls({})
-    gate = gate_volume_within_bounds_recorded("v2", {"dagster/row_count": 10}, Calls(([], skipped)), recorded_of, spec)
+    gate = gate_volume_within_bounds_recorded(
+        "v2", {"dagster/row_count": 10}, Calls(([], skipped)), recorded_of, spec.policy.data
+    )
     assert gate.passed and gate.observed is None
     assert gate.evidence["skipped"] == skipped and gate.evidence["previous_version"] is None
     assert recorded_of.args == []
 
 
 def test_the_ratio_to_the_previous_accepted_version_decides(spec):
-    hi = spec.policy.volume_ratio_bounds[1]
+    hi = spec.policy.data.volume_ratio_bounds[1]
     previous = Calls({"dagster/row_count": 100})
-    inside = gate_volume_within_bounds_recorded("v2", {"dagster/row_count": 100}, Calls((["v1"], [])), previous, spec)
+    inside = gate_volume_within_bounds_recorded(
+        "v2", {"dagster/row_count": 100}, Calls((["v1"], [])), previous, spec.policy.data
+    )
     assert inside.passed and inside.observed == 1.0 and inside.evidence["previous_version"] == "v1"
     too_many = int(100 * hi) + 1
     outside = gate_volume_within_bounds_recorded(
-        "v2", {"dagster/row_count": too_many}, Calls((["v1"], [])), previous, spec
+        "v2", {"dagster/row_count": too_many}, Calls((["v1"], [])), previous, spec.policy.data
     )
     assert not outside.passed and outside.observed == too_many / 100
     assert outside.evidence["previous_rows"] == 100 and outside.evidence["n_rows"] == too_many

@@ -33,15 +33,16 @@ def model_landing(tmp_path):
 
 def tick(instance, landing_root, cursor=None) -> dg.SensorResult:
     """One tick with ``landing_root`` as the landing root, applying the partition requests as the daemon would."""
-    context = dg.build_sensor_context(
+    # Entered: the registry resource is opened for the tick and closed by its teardown when the context exits.
+    with dg.build_sensor_context(
         instance=instance,
         cursor=cursor,
         resources={
             "landing": LandingZone(directory=str(landing_root)),
             "registry": ModelRegistryResource(url=f"sqlite:///{landing_root.parent / 'registry.db'}"),
         },
-    )
-    result = landing_sensor(context)
+    ) as context:
+        result = landing_sensor(context)
     assert isinstance(result, dg.SensorResult)
     for request in result.dynamic_partitions_requests or []:
         instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))

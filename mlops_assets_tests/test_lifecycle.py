@@ -221,7 +221,7 @@ def test_training_window_skips_versions_that_failed_their_gates(tmp_path, window
         registry = ModelRegistry(env.resources["registry"].url)
         (third,) = registry.versions_for_data_version("synthetic", keys[2])
         assert third.data_versions == (keys[0], keys[2])
-        stored = env.resources["stored_assets"].load(windowed.key("candidate_model"), keys[2])
+        stored = env.resources["io_manager"].load_value(windowed.key("candidate_model"), keys[2])
         manifest = stored["manifest"]
         assert [s["data_version"] for s in manifest["window_skipped"]] == [keys[1]]
         assert "label_in_domain failed" in manifest["window_skipped"][0]["reason"]

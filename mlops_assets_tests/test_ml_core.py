@@ -3,7 +3,6 @@
 import hashlib
 import json
 import math
-from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -39,7 +38,8 @@ from mlops_assets.ml.model_gates import (
     gate_metric_above_floor,
     gate_non_inferior_to_production,
 )
-from mlops_assets.ml.spec import DatasetSpec, Policy, spec_from_dict
+from mlops_assets.ml.policy import policy_from_dict
+from mlops_assets.ml.spec import DatasetSpec, spec_from_dict
 from mlops_assets.ml.training import (
     build_pipeline,
     predict_scores,
@@ -169,7 +169,7 @@ def test_split_is_out_of_time_with_the_right_ratio(features: pd.DataFrame, spec:
     n = len(features)
     holdout = features[features[SPLIT_COLUMN] == HOLDOUT]
     train = features[features[SPLIT_COLUMN] == TRAIN]
-    assert len(holdout) == round(n * spec.policy.holdout_fraction)
+    assert len(holdout) == round(n * spec.policy.evaluation.holdout_fraction)
     assert len(train) + len(holdout) == n
     # Out-of-time: every holdout row is at least as late as every train row, ties broken by the id hash.
     assert train["ts"].max() <= holdout["ts"].min()
@@ -380,7 +380,7 @@ def test_training_twice_gives_identical_scores(features: pd.DataFrame, spec: Dat
         predict_scores(first.pipeline, features, spec), predict_scores(second.pipeline, features, spec)
     )
     assert first.params == second.params
-    assert first.params["random_state"] == spec.policy.random_seed
+    assert first.params["random_state"] == spec.policy.evaluation.random_seed
 
 
 def test_models_learn_the_signal(features: pd.DataFrame, spec: DatasetSpec) -> None:
@@ -500,7 +500,7 @@ def test_single_class_holdout_gives_nan_and_gates_fail_closed(features: pd.DataF
     assert math.isnan(ev.candidate_headline)
     assert UNDEFINED_REASON in ev.candidate
     assert ev.to_dict()["candidate"]["roc_auc"] is None
-    floor, lift, prod = evaluation_gates(ev, spec.policy)[:3]
+    floor, lift, prod = evaluation_gates(ev, spec.policy.gates, spec.policy.evaluation)[:3]
     assert not floor.passed and "undefined" in floor.message
     assert not lift.passed
     assert prod.passed  # first run: nothing to compare with
@@ -510,7 +510,7 @@ def test_single_class_holdout_gives_nan_and_gates_fail_closed(features: pd.DataF
 # Model gates
 # --------------------------------------------------------------------------------------------------
 
-POLICY = Policy(metric_floor=0.6, min_lift_over_baseline=0.0, non_inferiority_margin=0.01)
+POLICY = policy_from_dict(dict(metric_floor=0.6, min_lift_over_baseline=0.0, non_inferiority_margin=0.01))
 
 
 def crafted(candidate: float, baseline: float = 0.6, production: float | None = None) -> Evaluation:
@@ -552,7 +552,7 @@ def crafted(candidate: float, baseline: float = 0.6, production: float | None = 
     ],
 )
 def test_model_gates(case: str, ev: Evaluation, expected: tuple[bool, bool, bool]) -> None:
-    results = evaluation_gates(ev, POLICY)[:3]
+    results = evaluation_gates(ev, POLICY.gates, POLICY.evaluation)[:3]
     assert [r.name for r in results] == ["metric_above_floor", "beats_baseline", "non_inferior_to_production"]
     assert tuple(r.passed for r in results) == expected, [r.message for r in results]
     for r in results:
@@ -561,24 +561,28 @@ def test_model_gates(case: str, ev: Evaluation, expected: tuple[bool, bool, bool
 
 
 def test_gate_details() -> None:
-    first = gate_non_inferior_to_production(crafted(0.7), POLICY)
+    first = gate_non_inferior_to_production(crafted(0.7), POLICY.gates, POLICY.evaluation)
     assert first.message == "no model in production: first-run, change threshold skipped"
     assert first.evidence["first_run"] is True
-    worse = gate_non_inferior_to_production(crafted(0.70, production=0.72), POLICY)
+    worse = gate_non_inferior_to_production(crafted(0.70, production=0.72), POLICY.gates, POLICY.evaluation)
     assert worse.observed == pytest.approx(-0.02) and worse.threshold == -0.01
     assert worse.evidence["first_run"] is False
     assert "candidate roc_auc - production roc_auc >= -0.01" in worse.condition
-    nan = gate_metric_above_floor(crafted(math.nan), POLICY)
+    nan = gate_metric_above_floor(crafted(math.nan), POLICY.gates, POLICY.evaluation)
     assert nan.observed is None and "all 100 rows are negative" in nan.message
-    assert gate_metric_above_floor(crafted(0.61), POLICY).condition == "candidate roc_auc >= 0.6"
+    assert (
+        gate_metric_above_floor(crafted(0.61), POLICY.gates, POLICY.evaluation).condition == "candidate roc_auc >= 0.6"
+    )
 
 
 def test_beats_baseline_with_a_required_lift() -> None:
-    policy = replace(POLICY, min_lift_over_baseline=0.05)
-    assert gate_beats_baseline(crafted(0.75, baseline=0.70), policy).passed  # 0.0499999... counts as 0.05
-    assert not gate_beats_baseline(crafted(0.74, baseline=0.70), policy).passed
-    assert ">= 0.05" in gate_beats_baseline(crafted(0.74, baseline=0.70), policy).condition
-    assert "> 0.0" in gate_beats_baseline(crafted(0.74, baseline=0.70), POLICY).condition
+    policy = POLICY.with_overrides(dict(min_lift_over_baseline=0.05))
+    assert gate_beats_baseline(
+        crafted(0.75, baseline=0.70), policy.gates, policy.evaluation
+    ).passed  # 0.0499999... counts as 0.05
+    assert not gate_beats_baseline(crafted(0.74, baseline=0.70), policy.gates, policy.evaluation).passed
+    assert ">= 0.05" in gate_beats_baseline(crafted(0.74, baseline=0.70), policy.gates, policy.evaluation).condition
+    assert "> 0.0" in gate_beats_baseline(crafted(0.74, baseline=0.70), POLICY.gates, POLICY.evaluation).condition
 
 
 def test_tuned_training_is_reproducible_and_records_the_search():

@@ -115,7 +115,7 @@ def test_helm_values_mirror_run_monitoring_and_slot_release() -> None:
 
 
 def _request(at: datetime, version: str = "v9") -> RetrainRequest:
-    return RetrainRequest(reason="drift", data_version=version, model="flights", code_version="1.0", at=at)
+    return RetrainRequest(reason="drift", data_version=version, model="flights", package_version="1.0", at=at)
 
 
 def test_an_in_flight_retrain_older_than_the_bound_no_longer_blocks_a_trigger() -> None:
@@ -223,7 +223,7 @@ def test_registry_url_with_an_unencoded_at_in_the_password_is_refused_without_ec
     fragment = f"frag{uuid.uuid4().hex[:8]}"
     resource = ModelRegistryResource(url=f"postgresql+psycopg2://mlops:p@ss{fragment}@127.0.0.1:5432/registry")
     with pytest.raises(ValueError) as raised:
-        resource.registry()
+        resource.open()
     message = str(raised.value)
     assert "un-encoded" in message and "MLOPS_REGISTRY_PASSWORD" in message
     assert fragment not in message and "p@ss" not in message
@@ -251,7 +251,7 @@ def test_registry_password_with_reserved_characters_is_set_from_its_own_variable
     canary = f"reg{RESERVED}{uuid.uuid4().hex}"
     without = sa.make_url(postgres_url).set(password=None).render_as_string(hide_password=False)
     resource = ModelRegistryResource(url=without, password=canary)
-    registry = resource.registry()
+    registry = resource.open()
     assert registry.production_version("anything") is None  # connected (trust authentication accepts it)
     assert canary not in repr(resource) and canary not in str(resource) and canary not in repr(registry)
     registry.close()

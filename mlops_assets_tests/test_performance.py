@@ -9,7 +9,7 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from mlops_assets.ml import performance
-from mlops_assets.ml.policy import Policy
+from mlops_assets.ml.policy import RolloutPolicy
 from mlops_assets.ml.rollout import Phase, new_rollout, start
 from mlops_assets.ml.spec import load_spec
 from mlops_assets.resources import LandingZone
@@ -86,14 +86,16 @@ def test_rollout_guards_use_the_current_phase_and_ignore_evidence_from_before_it
     log, labels = _log(3000, 0.05, at=T0 + timedelta(hours=1))
     joined = performance.join_labels(log, labels)
     state = start(new_rollout("m", 1, 2), T0)
-    shadow = performance.rollout_guards(state, joined, Policy(rollout_min_rows=100))
+    shadow = performance.rollout_guards(state, joined, RolloutPolicy(rollout_min_rows=100), decision_threshold=0.5)
     assert shadow is not None and shadow.kind == "shadow" and shadow.n_rows == 3000
     later = start(new_rollout("m", 1, 2), T0 + timedelta(hours=2))  # the phase began after these were scored
-    assert performance.rollout_guards(later, joined, Policy(rollout_min_rows=100)) is None
+    assert (
+        performance.rollout_guards(later, joined, RolloutPolicy(rollout_min_rows=100), decision_threshold=0.5) is None
+    )
     other = start(new_rollout("m", 1, 7), T0)  # another challenger: not this rollout's evidence
-    assert performance.rollout_guards(other, joined, Policy()) is None
+    assert performance.rollout_guards(other, joined, RolloutPolicy(), decision_threshold=0.5) is None
     canary = start(new_rollout("m", 1, 2), T0, shadow=False)
-    guards = performance.rollout_guards(canary, joined, Policy(rollout_min_rows=100))
+    guards = performance.rollout_guards(canary, joined, RolloutPolicy(rollout_min_rows=100), decision_threshold=0.5)
     assert guards is not None and guards.kind == "canary" and 100 < guards.n_rows < 200  # the challenger's rows
     assert canary.phase is Phase.CANARY
 

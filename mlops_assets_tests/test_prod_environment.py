@@ -14,7 +14,6 @@ from mlops_assets.resources import (
     S3ArtifactStoreResource,
     S3FrameIOManager,
     S3LandingZone,
-    S3StoredAssets,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,8 +52,8 @@ def test_prod_resources_and_locations(prod_vars: None) -> None:
         isinstance(r["artifacts"], S3ArtifactStoreResource)
         and r["artifacts"].root == "s3://acme-mlops/team-a/artifacts"
     )
-    assert isinstance(r["io_manager"], S3FrameIOManager) and isinstance(r["stored_assets"], S3StoredAssets)
-    assert r["io_manager"].base_dir == r["stored_assets"].base_dir == "s3://acme-mlops/team-a/assets"
+    assert isinstance(r["io_manager"], S3FrameIOManager) and r["io_manager"].base_dir == "s3://acme-mlops/team-a/assets"
+    assert "stored_assets" not in r  # the IO manager is the one reader of stored values
     assert env.executor is dg.in_process_executor
 
 

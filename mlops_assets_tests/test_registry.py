@@ -66,7 +66,7 @@ def _lineage(*data_versions: str, run_id: str = "run-1") -> Lineage:
     return Lineage(
         data_versions=data_versions or ("2024-01",),
         run_id=run_id,
-        code_version="v1",
+        package_version="v1",
         git_sha="abc123",
         spec_fingerprint="fp-1",
     )
@@ -494,10 +494,10 @@ def test_registry_errors_survive_pickling() -> None:
 
 
 def test_lineage_normalises_data_versions_to_tuple() -> None:
-    lineage = Lineage(data_versions=["a", "b"], run_id="r", code_version="c", git_sha="g", spec_fingerprint="f")  # type: ignore[arg-type]
+    lineage = Lineage(data_versions=["a", "b"], run_id="r", package_version="c", git_sha="g", spec_fingerprint="f")  # type: ignore[arg-type]
     assert lineage.data_versions == ("a", "b")
     with pytest.raises(TypeError):
-        Lineage(data_versions="ab", run_id="r", code_version="c", git_sha="g", spec_fingerprint="f")  # type: ignore[arg-type]
+        Lineage(data_versions="ab", run_id="r", package_version="c", git_sha="g", spec_fingerprint="f")  # type: ignore[arg-type]
 
 
 # -- invariants shared with the state-machine test ------------------------------------------------

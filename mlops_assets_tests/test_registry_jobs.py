@@ -47,7 +47,7 @@ def world(tmp_path: Path):
                 run_config={"ops": {G.name(op): {"config": config}}}, instance=instance, raise_on_error=False
             )
 
-        land_and_run.stored = env.resources["stored_assets"]  # type: ignore[attr-defined]
+        land_and_run.stored = env.resources["io_manager"]  # type: ignore[attr-defined]
         yield land_and_run, launch, ModelRegistry(env.resources["registry"].url)
 
 
@@ -79,7 +79,7 @@ def test_rollback_drill_restores_the_previous_production_model(world):
     assert shown and "v1" in shown[0].materialization.metadata["model"].value
     # Scoring uses v1 again: the next data version is scored by the champion v1 only.
     third = land_and_run(3, seed=5)
-    scored = land_and_run.stored.load(G.key("predictions"), third)
+    scored = land_and_run.stored.load_value(G.key("predictions"), third)
     assert set(scored["model_version"]) == {1} and scored["served"].all()
     # Nothing earlier than v1 to roll back to: a clear failure, nothing changes.
     again = launch("rollback_job", "rollback_model", {"actor": "alice", "reason": "again"})

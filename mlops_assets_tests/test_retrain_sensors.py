@@ -84,7 +84,7 @@ class World:
         version = self.registry.register_version(
             MODEL,
             ArtifactRef(uri=f"file:///a/{sha}.skops", sha256=sha, size=1),
-            Lineage(data_versions=data_versions, run_id="r", code_version="c", git_sha="g", spec_fingerprint="f"),
+            Lineage(data_versions=data_versions, run_id="r", package_version="c", git_sha="g", spec_fingerprint="f"),
             {},
             {},
         ).version
@@ -129,10 +129,11 @@ class World:
     def tick(self, base: str) -> dg.SensorResult:
         """One tick of the model's sensor ``<model>__<base>``, with its cursor from the last tick."""
         sensor = self.sensor(base)
-        context = dg.build_sensor_context(
+        # Entered: the registry resource is opened for the tick and closed by its teardown when the context exits.
+        with dg.build_sensor_context(
             instance=self.instance, cursor=self.cursors.get(sensor.name), resources=self.resources
-        )
-        result = sensor(context)
+        ) as context:
+            result = sensor(context)
         assert isinstance(result, dg.SensorResult)
         self.cursors[sensor.name] = result.cursor
         return result
@@ -209,7 +210,7 @@ def test_runs_tagged_before_the_package_version_rename_keep_their_version(world:
     world.instance.add_run(
         dg.DagsterRun(job_name=world.g.name("retrain_job"), tags={**old, PACKAGE_VERSION_TAG: "2.0"})
     )
-    records = sorted(rs._record(r).code_version for r in world.instance.get_run_records())
+    records = sorted(rs._record(r).package_version for r in world.instance.get_run_records())
     assert records == ["1.0", "2.0"]
 
 

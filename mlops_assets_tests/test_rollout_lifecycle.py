@@ -64,7 +64,7 @@ def world(tmp_path: Path):
             )
             return result
 
-        return land, run, ModelRegistry(env.resources["registry"].url), env.resources["stored_assets"], graph
+        return land, run, ModelRegistry(env.resources["registry"].url), env.resources["io_manager"], graph
 
     with stack:
         yield make
@@ -84,7 +84,7 @@ def test_retrained_model_goes_through_shadow_and_canary_steps_to_production(worl
     seen = []
     for i in range(3, 9):
         key = land(i, "ingest_job", seed=10 + i)
-        log = stored.load(graph.key("predictions"), key)
+        log = stored.load_value(graph.key("predictions"), key)
         served_by_challenger = log[(log["arm"] == "challenger") & log["served"]]
         seen.append((registry.get_rollout("synthetic").phase.value, len(served_by_challenger)))
         if registry.active_rollout("synthetic") is None:
@@ -152,9 +152,9 @@ def test_labels_landing_later_replace_the_files_labels_and_bad_ones_fail_clearly
     flipped.to_csv(labels_dir / "synthetic_v002.csv", index=False)
     result = run("labels_job", second)
     assert result.success
-    labels = stored.load(graph.key("labels"), second)
+    labels = stored.load_value(graph.key("labels"), second)
     assert labels["label"].mean() == pytest.approx(1 - (frame["churned"] == "yes").mean())
-    report = stored.load(graph.key("performance_report"), second)
+    report = stored.load_value(graph.key("performance_report"), second)
     assert report["sla"]["breached"]  # inverted labels: the production model looks terrible, as it should
     bad = frame[["customer_id", "churned"]].assign(churned="maybe")
     bad.to_csv(labels_dir / "synthetic_v002.csv", index=False)

@@ -1,4 +1,4 @@
-"""The S3 forms of the landing zone, the IO manager and stored assets, against a moto S3 server."""
+"""The S3 forms of the landing zone and the IO manager (writer and reader of stored values), against moto S3."""
 
 import hashlib
 from pathlib import Path
@@ -14,7 +14,6 @@ from mlops_assets.resources import (
     ModelRegistryResource,
     S3FrameIOManager,
     S3LandingZone,
-    S3StoredAssets,
 )
 from mlops_assets.tags import DATA_VERSION_TAG
 from mlops_assets_tests.support import model_graph
@@ -100,7 +99,7 @@ def test_landing_sensor_registers_an_s3_object(zone: S3LandingZone, s3_bucket, t
         assert isinstance(again, dg.SensorResult) and again.run_requests == []
 
 
-def test_io_manager_and_stored_assets_round_trip(s3_bucket, s3_endpoint) -> None:
+def test_io_manager_round_trip(s3_bucket, s3_endpoint) -> None:
     bucket, client = s3_bucket
     s3 = S3Resource(endpoint_url=s3_endpoint)
     parts = dg.StaticPartitionsDefinition(["p1"])
@@ -130,11 +129,12 @@ def test_io_manager_and_stored_assets_round_trip(s3_bucket, s3_endpoint) -> None
     assert result.success
     keys = sorted(o["Key"] for o in client.list_objects_v2(Bucket=bucket)["Contents"])
     assert keys == ["mlops/assets/synthetic/frame/p1.parquet", "mlops/assets/synthetic/record/p1.json"]
-    stored = S3StoredAssets(base_dir=f"s3://{bucket}/mlops/assets", s3=s3)
+    stored = S3FrameIOManager(base_dir=f"s3://{bucket}/mlops/assets", s3=s3)
     frame_key, record_key = dg.AssetKey(["synthetic", "frame"]), dg.AssetKey(["synthetic", "record"])
-    pd.testing.assert_frame_equal(stored.load(frame_key, "p1"), pd.DataFrame({"a": [1, 2], "b": ["x", "y"]}))
-    assert stored.load(record_key, "p1") == {"rows": 2}
-    assert stored.exists(frame_key, "p1") and not stored.exists(frame_key, "p2")
-    assert not stored.exists(dg.AssetKey("frame"), "p1")  # another model's (or an unprefixed) key is another value
+    pd.testing.assert_frame_equal(stored.load_value(frame_key, "p1"), pd.DataFrame({"a": [1, 2], "b": ["x", "y"]}))
+    pd.testing.assert_frame_equal(stored.load_value(frame_key, "p1", columns=["b"]), pd.DataFrame({"b": ["x", "y"]}))
+    assert stored.load_value(record_key, "p1") == {"rows": 2}
+    assert stored.has_value(frame_key, "p1") and not stored.has_value(frame_key, "p2")
+    assert not stored.has_value(dg.AssetKey("frame"), "p1")  # another model's (or an unprefixed) key is another value
     with pytest.raises(FileNotFoundError, match="no stored value"):
-        stored.load(record_key, "p2")
+        stored.load_value(record_key, "p2")

@@ -27,7 +27,8 @@ RESERVED = "@:/%#?"
 
 
 def _resolved_reprs(resources: dict) -> str:
-    """repr and str of every resource as a run sees it (EnvVars resolved)."""
+    """repr and str of every resource as a run's code receives it (EnvVars resolved; the registry and artifact
+    resources hand out a ``ModelRegistry`` and an ``ArtifactStore``)."""
     with dg.build_resources(resources) as built:
         return " ".join(f"{getattr(built, n)!r} {getattr(built, n)!s}" for n in resources if n != "io_manager")
 
@@ -141,9 +142,10 @@ def test_unencoded_at_in_the_registry_password_leaks_no_fragment_into_failure_ev
     tmp_path: Path, monkeypatch, postgres_url: str
 ):
     """A registry URL whose password has an un-encoded ``@`` (the definitions' load check bypassed, as a resource
-    built by hand would be): the step fails closed, and no part of the password is in any event, the run's config
-    or tags, or a stored file. SQLAlchemy would read the part after the ``@`` as the host name, which psycopg2 then
-    quotes in its connection error ("could not translate host name ...")."""
+    built by hand would be): the run fails closed (its registry resource does not initialise), and no part of the
+    password is in any event, the run's config or tags, or a stored file. SQLAlchemy would read the part after the
+    ``@`` as the host name, which psycopg2 then quotes in its connection error ("could not translate host name ...").
+    """
     from mlops_assets.environments import prod_environment
 
     staging_deployment = next(a for a in G.assets if G.key("staging_deployment") in a.keys)
@@ -153,7 +155,11 @@ def test_unencoded_at_in_the_registry_password_leaks_no_fragment_into_failure_ev
     whole = f"postgresql+psycopg2://{url.username}:{head}@{fragment}@{url.host}:{url.port}/{url.database}"
     monkeypatch.setenv("MLOPS_REGISTRY_URL", whole)
     env = prod_environment("acme-mlops-test", dg.EnvVar("MLOPS_REGISTRY_URL"))
-    assert fragment not in _resolved_reprs({"registry": env.resources["registry"]})
+    # The registry is opened when the run's resources are initialised: that fails, naming the variables only.
+    with pytest.raises(dg.DagsterResourceFunctionError) as raised:
+        _resolved_reprs({"registry": env.resources["registry"]})
+    assert "un-encoded '@'" in str(raised.value.__cause__)
+    assert fragment not in str(raised.value.__cause__) and head not in str(raised.value.__cause__)
     (tmp_path / "instance").mkdir()
     with dg.DagsterInstance.local_temp(str(tmp_path / "instance")) as instance:
         result = dg.materialize(
@@ -163,8 +169,8 @@ def test_unencoded_at_in_the_registry_password_leaks_no_fragment_into_failure_ev
             raise_on_error=False,
         )
         assert not result.success
-        failures = result.get_step_failure_events()
-        assert failures and "un-encoded '@'" in str(failures[0].step_failure_data.error)
+        failures = [e for e in result.all_events if e.event_type_value == "RESOURCE_INIT_FAILURE"]
+        assert failures and "un-encoded '@'" in str(failures[0].event_specific_data.error)  # type: ignore[union-attr]
         run = instance.get_run_by_id(result.run_id)
         assert run is not None
         for secret in (fragment, head):

@@ -49,9 +49,9 @@ def test_flights_spec_loads_with_expected_contract() -> None:
     )
     assert set(spec.forbidden_features) == {"dep_time", "dep_delay", "arr_time", "arr_delay", "air_time"}
     assert not set(spec.features) & set(spec.forbidden_features)
-    assert spec.policy.min_rows == 1000
-    assert spec.policy.metric_floor == 0.6
-    assert spec.policy.holdout_fraction == 0.2  # default kept
+    assert spec.policy.data.min_rows == 1000
+    assert spec.policy.gates.metric_floor == 0.6
+    assert spec.policy.evaluation.holdout_fraction == 0.2  # default kept
     assert spec.column("origin").categories == ("EWR", "JFK", "LGA")
     assert len(spec.column("carrier").categories or ()) == 16
     assert len(spec.column("dest").categories or ()) == 105
@@ -75,7 +75,7 @@ def test_synthetic_spec_loads_with_string_label() -> None:
     assert spec.slices == ("region", "plan")
     assert spec.column("region").categories == ("north", "south", "east", "west")
     assert spec.column("balance").nullable and not spec.column("income").nullable
-    assert spec.policy.min_rows == 200 and spec.policy.metric_floor == 0.6
+    assert spec.policy.data.min_rows == 200 and spec.policy.gates.metric_floor == 0.6
     assert spec.numeric_features == ("age", "income", "tenure_months", "balance")
     assert spec.categorical_features == ("region", "plan")
 
@@ -180,9 +180,9 @@ def test_fingerprint_is_stable() -> None:
 
 def test_fingerprint_changes_with_a_threshold(tmp_path: Path, synthetic_dict: dict[str, Any]) -> None:
     base = spec_from_dict(synthetic_dict).fingerprint()
-    synthetic_dict["policy"]["metric_floor"] = 0.61
+    synthetic_dict["policy"]["gates"]["metric_floor"] = 0.61
     assert spec_from_dict(synthetic_dict).fingerprint() != base
-    synthetic_dict["policy"]["metric_floor"] = 0.6
+    synthetic_dict["policy"]["gates"]["metric_floor"] = 0.6
     assert spec_from_dict(synthetic_dict).fingerprint() == base
     synthetic_dict["columns"]["age"]["max"] = 99
     assert spec_from_dict(synthetic_dict).fingerprint() != base

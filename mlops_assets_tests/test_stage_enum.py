@@ -46,7 +46,7 @@ def _register(reg: ModelRegistry, key: int) -> ModelVersion:
     sha = hashlib.sha256(str(key).encode()).hexdigest()
     ref = ArtifactRef(uri=f"file:///artifacts/{sha}.skops", sha256=sha, size=100, hmac=None)
     lineage = Lineage(
-        data_versions=("2024-01",), run_id="run-1", code_version="v1", git_sha="abc", spec_fingerprint="f"
+        data_versions=("2024-01",), run_id="run-1", package_version="v1", git_sha="abc", spec_fingerprint="f"
     )
     return reg.register_version(MODEL, ref, lineage, {}, {"roc_auc": 0.8})
 

@@ -160,7 +160,8 @@ def test_drift_report_writes_the_typed_identity_the_drift_sensor_compares(lifecy
     # arrive, a rollout ends, or a retrain is requested) — never dropped as measured against another model.
     resources = {"registry": ModelRegistryResource(url=f"sqlite:///{tmp_path / 'data' / 'registry.db'}")}
     drift_sensor = next(s for s in G.defs.sensors or [] if s.name == G.name("drift_sensor"))
-    tick = drift_sensor(dg.build_sensor_context(instance=instance, resources=resources))
+    with dg.build_sensor_context(instance=instance, resources=resources) as context:
+        tick = drift_sensor(context)
     assert isinstance(tick, dg.SensorResult)
     requested = [r.partition_key for r in tick.run_requests or []]
     assert requested == [shifted] or shifted in json.loads(tick.cursor or "{}")["pending"], tick.skip_reason

@@ -22,7 +22,7 @@ from mlops_assets.ml.evaluation import (
     numeric_metrics,
 )
 from mlops_assets.ml.features import SPLIT_COLUMN
-from mlops_assets.ml.policy import Policy
+from mlops_assets.ml.policy import MonitoringPolicy
 from mlops_assets.ml.rollout import Phase, RolloutState
 from mlops_assets.ml.routing import CHALLENGER_ARM, CHAMPION_ARM, assign_arms
 from mlops_assets.ml.summaries import DriftSummary
@@ -159,7 +159,7 @@ def test_outcome_needs_a_measured_latency(frame: pd.DataFrame) -> None:
 def test_evaluate_candidate_measures_latency_with_the_policy_batch_and_evaluates_under_the_policy(
     frame: pd.DataFrame,
 ) -> None:
-    policy = replace(EVAL_SPEC.policy, latency_batch_size=7, decision_threshold=0.3)
+    policy = EVAL_SPEC.policy.with_overrides({"latency_batch_size": 7, "decision_threshold": 0.3})
     out = evaluate_candidate(
         frame,
         EVAL_SPEC,
@@ -316,7 +316,7 @@ def _current(null_share: float = 0.0, shift: float = 0.0) -> pd.DataFrame:
 
 def test_nothing_in_production_compares_nothing() -> None:
     out = drift.compare_with_production(
-        _current(), None, Policy(), model_name="toy", production_version=None, reference_data_versions=()
+        _current(), None, MonitoringPolicy(), model_name="toy", production_version=None, reference_data_versions=()
     )
     why = "no model in production"
     assert out.record == {"compared_with": None, "reason": why, "report": None}
@@ -324,7 +324,7 @@ def test_nothing_in_production_compares_nothing() -> None:
 
 
 def test_a_production_version_without_reference_compares_nothing() -> None:
-    out = drift.compare_with_production(_current(), None, Policy(), model_name="toy", production_version=3)
+    out = drift.compare_with_production(_current(), None, MonitoringPolicy(), model_name="toy", production_version=3)
     why = "toy v3 has no reference"
     assert out.record == {"compared_with": None, "reason": why, "report": None}
     assert out.summary == DriftSummary(reason=why) and out.report is None
@@ -332,13 +332,20 @@ def test_a_production_version_without_reference_compares_nothing() -> None:
 
 def test_a_reference_needs_its_production_version() -> None:
     with pytest.raises(ValueError, match="production version"):
-        drift.compare_with_production(_current(), _reference(), Policy(), model_name="toy", production_version=None)
+        drift.compare_with_production(
+            _current(), _reference(), MonitoringPolicy(), model_name="toy", production_version=None
+        )
 
 
 def test_comparison_records_the_report_of_the_reference_columns() -> None:
     reference, current = _reference(), _current(shift=1.0)
     out = drift.compare_with_production(
-        current, reference, Policy(), model_name="toy", production_version=3, reference_data_versions=("d1", "d2")
+        current,
+        reference,
+        MonitoringPolicy(),
+        model_name="toy",
+        production_version=3,
+        reference_data_versions=("d1", "d2"),
     )
     expected = drift.drift_report(reference, current[["x", "c"]], drift.DriftOptions(max_null_share_increase=0.05))
     assert out.report == expected
@@ -364,10 +371,10 @@ def test_comparison_records_the_report_of_the_reference_columns() -> None:
 def test_comparison_uses_the_policy_limit_on_missing_values() -> None:
     reference, current = _reference(), _current(null_share=0.2)
     strict = drift.compare_with_production(
-        current, reference, replace(Policy(), max_null_share_increase=0.05), model_name="toy", production_version=3
+        current, reference, MonitoringPolicy(max_null_share_increase=0.05), model_name="toy", production_version=3
     )
     loose = drift.compare_with_production(
-        current, reference, replace(Policy(), max_null_share_increase=0.5), model_name="toy", production_version=3
+        current, reference, MonitoringPolicy(max_null_share_increase=0.5), model_name="toy", production_version=3
     )
     assert strict.summary.null_share_increases == ("x",) and strict.report is not None
     assert strict.report.options.max_null_share_increase == 0.05
@@ -378,5 +385,5 @@ def test_comparison_uses_the_policy_limit_on_missing_values() -> None:
 def test_comparison_of_a_version_missing_a_reference_column_fails() -> None:
     with pytest.raises(KeyError):
         drift.compare_with_production(
-            _current().drop(columns=["c"]), _reference(), Policy(), model_name="toy", production_version=3
+            _current().drop(columns=["c"]), _reference(), MonitoringPolicy(), model_name="toy", production_version=3
         )

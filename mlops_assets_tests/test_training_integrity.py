@@ -152,8 +152,8 @@ def test_constant_order_column_holdout_is_drawn_by_id_hash_not_file_order(spec) 
     raw = households(spec)
     out = build_features(raw, spec)
     holdout = out[out[SPLIT_COLUMN] == HOLDOUT]
-    seed = spec.policy.random_seed
-    n_holdout = round(len(raw) * spec.policy.holdout_fraction)
+    seed = spec.policy.evaluation.random_seed
+    n_holdout = round(len(raw) * spec.policy.evaluation.holdout_fraction)
     expected = sorted(raw["customer_id"], key=lambda i: (id_hash(i, seed), i))[-n_holdout:]
     assert sorted(holdout["customer_id"]) == sorted(expected)
     # The biased tail (all "premium") is no longer the holdout: its share there is about its share overall.
@@ -173,7 +173,7 @@ def test_holdout_boundary_inside_a_tie_block_is_split_by_id_hash(spec) -> None:
     holdout = set(out.loc[out[SPLIT_COLUMN] == HOLDOUT, "customer_id"])
     assert set(range(85, 100)) <= holdout
     assert not holdout & set(range(0, 60))
-    seed = spec.policy.random_seed
+    seed = spec.policy.evaluation.random_seed
     tied = sorted(range(60, 85), key=lambda i: (id_hash(i, seed), i))
     assert holdout & set(range(60, 85)) == set(tied[-5:])
     assert holdout & set(range(60, 85)) != set(range(80, 85))  # not the highest ids of the tie block
@@ -200,7 +200,7 @@ def test_split_record_names_the_method_and_warns_on_too_few_order_values(spec) -
 
 def test_cv_folds_within_ties_follow_the_id_hash_too(spec) -> None:
     out = build_features(households(spec), spec)
-    seed = spec.policy.random_seed
+    seed = spec.policy.evaluation.random_seed
     keys = [id_hash(i, seed) for i in out["customer_id"]]
     assert keys == sorted(keys)  # the time-ordered CV folds cut ties by the same hash
     no_order = replace(spec, order_column=None)
@@ -248,7 +248,7 @@ def test_candidate_manifest_records_the_window_overlap_and_how_the_holdout_was_d
                 raise_on_error=False,
             )
             assert result.success
-        stored = env.resources["stored_assets"].load(g.key("candidate_model"), keys[1])
+        stored = env.resources["io_manager"].load_value(g.key("candidate_model"), keys[1])
         manifest = stored["manifest"]
         assert stored["data_versions"] == keys
         assert manifest["window_overlap"]["rows_dropped"] == 800

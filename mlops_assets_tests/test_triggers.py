@@ -34,7 +34,7 @@ MODEL = "flights"
 
 
 def req(reason: str = "drift", version: str = "v9", at: datetime = T0, code: str = "1.0", model: str = MODEL):
-    return RetrainRequest(reason=reason, data_version=version, model=model, code_version=code, at=at)
+    return RetrainRequest(reason=reason, data_version=version, model=model, package_version=code, at=at)
 
 
 def rec(hours_ago: float, status: str = "success", reason: str = "drift", version: str = "v1", **kw: Any):
@@ -137,7 +137,7 @@ def test_disabled_trigger_is_denied() -> None:
 
 
 def test_duplicate_same_reason_version_and_code_version() -> None:
-    history = [rec(100, reason="drift", version="v9", code_version="1.0")]
+    history = [rec(100, reason="drift", version="v9", package_version="1.0")]
     assert decide(RetrainPolicy(), req("drift", "v9", code="1.0"), history).rule == "duplicate"
     # Another code version (a fix) is not a duplicate; another automatic reason on the same data and code is
     # (it would train the same model again); a person asking by hand is not.
@@ -146,7 +146,7 @@ def test_duplicate_same_reason_version_and_code_version() -> None:
     assert decide(RetrainPolicy(), req("manual", "v9", code="1.0"), history).allowed
     # Even a failed or canceled run is a duplicate: the same code would do the same.
     for status in ("failure", "canceled"):
-        history = [rec(100, status=status, version="v9", code_version="1.0")]
+        history = [rec(100, status=status, version="v9", package_version="1.0")]
         assert decide(RetrainPolicy(), req("drift", "v9", code="1.0"), history).rule == "duplicate"
 
 
@@ -188,7 +188,7 @@ def test_history_of_other_models_is_ignored_and_unknown_model_counts() -> None:
 
 
 def test_rule_order_duplicate_before_cooldown() -> None:
-    history = [rec(1, version="v9", code_version="1.0")]
+    history = [rec(1, version="v9", package_version="1.0")]
     assert decide(RetrainPolicy(), req(version="v9"), history).rule == "duplicate"
 
 
@@ -358,7 +358,7 @@ def test_decisions_are_deterministic_and_order_of_history_does_not_matter(policy
 
 def test_another_trigger_on_a_version_this_code_already_retrained_is_a_duplicate() -> None:
     policy = RetrainPolicy(cooldown_hours=0)
-    done = [rec(0.1, status="failure", reason="stale", version="v9", code_version="1.0")]
+    done = [rec(0.1, status="failure", reason="stale", version="v9", package_version="1.0")]
     decision = decide(policy, req(reason="performance", version="v9"), done)
     assert not decision.allowed and decision.rule == "duplicate" and "same model" in decision.message
     # A new code version may retrain the same data; a person may always ask.

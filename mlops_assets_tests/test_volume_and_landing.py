@@ -186,21 +186,20 @@ def test_earlier_ids_are_read_from_stored_raw_data_locally_and_on_s3(tmp_path, s
     from dagster_aws.s3 import S3Resource
 
     from mlops_assets.assets.data import _stored_ids
-    from mlops_assets.resources import S3StoredAssets, StoredAssets
+    from mlops_assets.resources import FrameIOManager, S3FrameIOManager
 
     model = SYNTHETIC.model
     frame = synthetic.generate(50, seed=1, start_id=7)
     local = tmp_path / "assets" / "synthetic" / "raw_data"
     local.mkdir(parents=True)
     frame.to_parquet(local / "v1.parquet", index=False)
-    assert _stored_ids(model, StoredAssets(base_dir=str(tmp_path / "assets")), "v1", "customer_id").tolist() == list(
-        range(7, 57)
-    )
+    local_io = FrameIOManager(base_dir=str(tmp_path / "assets"))
+    assert _stored_ids(model, local_io, "v1", "customer_id").tolist() == list(range(7, 57))
     bucket, client = s3_bucket
     client.put_object(
         Bucket=bucket, Key="mlops/assets/synthetic/raw_data/v1.parquet", Body=frame.to_parquet(index=False)
     )
-    stored = S3StoredAssets(base_dir=f"s3://{bucket}/mlops/assets", s3=S3Resource(endpoint_url=s3_endpoint))
+    stored = S3FrameIOManager(base_dir=f"s3://{bucket}/mlops/assets", s3=S3Resource(endpoint_url=s3_endpoint))
     assert _stored_ids(model, stored, "v1", "customer_id").tolist() == list(range(7, 57))
 
 
@@ -211,10 +210,10 @@ def test_volume_ratio_bounds_are_validated(bounds):
 
 
 def test_volume_ratio_bounds_default_and_round_trip():
-    assert Policy().volume_ratio_bounds == (0.5, 2.0)
+    assert Policy().data.volume_ratio_bounds == (0.5, 2.0)
     policy = policy_from_dict({"volume_ratio_bounds": [0.25, 4]})
-    assert policy.volume_ratio_bounds == (0.25, 4.0)
-    assert policy.with_overrides({}).volume_ratio_bounds == (0.25, 4.0)
+    assert policy.data.volume_ratio_bounds == (0.25, 4.0)
+    assert policy.with_overrides({}).data.volume_ratio_bounds == (0.25, 4.0)
 
 
 def test_id_unique_across_versions_must_be_a_boolean():
@@ -247,7 +246,7 @@ def test_protected_attribute_listed_as_a_feature_is_refused_at_load():
 def test_protected_attribute_as_a_feature_when_the_policy_allows_it_is_recorded_by_features_allowlisted():
     data = _synthetic_with_gender_feature(allow_protected_as_features=True)
     spec = spec_from_dict(data, "churn.yaml")
-    assert spec.policy.allow_protected_as_features is True
+    assert spec.policy.data.allow_protected_as_features is True
     # The model declares the spec inline: its checks read it through model.spec(), as in a run.
     g = ModelGraph(MLModel(name="synthetic", spec_source=data, declared_in="churn.yaml"))
     assert g.model.spec().fingerprint() == spec.fingerprint()  # the same spec, read from the model
@@ -276,7 +275,7 @@ def test_features_allowlisted_fails_a_protected_input_in_a_spec_built_without_th
 def test_packaged_specs_keep_protected_attributes_out_of_the_features(name):
     spec = load_spec(name)
     assert not set(spec.features) & set(spec.protected)
-    assert spec.policy.allow_protected_as_features is False
+    assert spec.policy.data.allow_protected_as_features is False
 
 
 # --------------------------------------------------------------------------------------------------
@@ -286,17 +285,18 @@ def test_packaged_specs_keep_protected_attributes_out_of_the_features(name):
 
 def _tick(instance, tmp_path: Path, cursor=None) -> dg.SensorResult:
     """One tick of the synthetic model's landing sensor, applying the partition requests as the daemon does."""
-    context = dg.build_sensor_context(
+    # Looked up by name in the graph: resolving it (ModelGraph.sensor) would need every resource of the graph's jobs.
+    sensor = next(s for s in SYNTHETIC.defs.sensors or [] if s.name == SYNTHETIC.name("landing_sensor"))
+    # Entered: the registry resource is opened for the tick and closed by its teardown when the context exits.
+    with dg.build_sensor_context(
         instance=instance,
         cursor=cursor,
         resources={
             "landing": LandingZone(directory=str(tmp_path / "landing")),  # the root: the model lands in synthetic/
             "registry": ModelRegistryResource(url=f"sqlite:///{tmp_path / 'registry.db'}"),
         },
-    )
-    # Looked up by name in the graph: resolving it (ModelGraph.sensor) would need every resource of the graph's jobs.
-    sensor = next(s for s in SYNTHETIC.defs.sensors or [] if s.name == SYNTHETIC.name("landing_sensor"))
-    result = sensor(context)
+    ) as context:
+        result = sensor(context)
     assert isinstance(result, dg.SensorResult)
     for request in result.dynamic_partitions_requests or []:
         instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))

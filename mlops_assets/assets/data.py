@@ -13,7 +13,7 @@ from mlops_assets.ml.gate_result import GateResult
 from mlops_assets.ml.spec import DatasetSpec
 from mlops_assets.ml.versions import file_digest
 from mlops_assets.model import MLModel
-from mlops_assets.resources import LandingZone, S3StoredAssets, StoredAssets, stored_asset_path
+from mlops_assets.resources import FrameIOManager, LandingZone
 
 SOURCE_FILE_ATTR = "source_file"
 
@@ -62,13 +62,9 @@ def accepted_earlier_versions(
     return accepted, skipped
 
 
-def _stored_ids(model: MLModel, stored: StoredAssets, version: str, column: str) -> pd.Series:
-    """Only the id column of a stored raw_data partition of ``model`` (column-projected on local storage)."""
-    key = model.key("raw_data")
-    if isinstance(stored, S3StoredAssets):
-        return stored.load(key, version)[column]
-    path = stored_asset_path(stored.base_dir, key.path, version).with_suffix(".parquet")
-    return pd.read_parquet(path, columns=[column])[column]
+def _stored_ids(model: MLModel, stored: FrameIOManager, version: str, column: str) -> pd.Series:
+    """Only the id column of a stored raw_data partition of ``model`` (only that column is parsed)."""
+    return stored.load_value(model.key("raw_data"), version, columns=[column])[column]
 
 
 # --- The model's data stage --------------------------------------------------------------------------------------
@@ -163,7 +159,7 @@ def build(model: MLModel) -> dg.Definitions:
             # Walks back from the version just before this one and stops at the first accepted one.
             earlier=lambda: accepted_earlier_versions(model, context.instance, version, limit=1),
             recorded_of=recorded,
-            spec=spec,
+            data=spec.policy.data,
         )
         return check_result(gate)
 
@@ -179,7 +175,7 @@ def build(model: MLModel) -> dg.Definitions:
         ),
     )
     def ids_unique_across_versions(
-        context: dg.AssetCheckExecutionContext, raw_data: pd.DataFrame, stored_assets: StoredAssets
+        context: dg.AssetCheckExecutionContext, raw_data: pd.DataFrame, io_manager: dg.ResourceParam[FrameIOManager]
     ) -> dg.AssetCheckResult:
         spec = model.spec()
         source = str(raw_data.attrs.get(SOURCE_FILE_ATTR, context.partition_key))
@@ -189,7 +185,7 @@ def build(model: MLModel) -> dg.Definitions:
             accepted, _ = accepted_earlier_versions(model, context.instance, context.partition_key)
             for key in reversed(accepted):  # landing order: an id is reported with the first version that used it
                 try:
-                    earlier[key] = _stored_ids(model, stored_assets, key, spec.id_column)
+                    earlier[key] = _stored_ids(model, io_manager, key, spec.id_column)
                 except (FileNotFoundError, KeyError, ValueError) as exc:
                     context.log.warning(f"ids of accepted data version {key} unreadable: {exc}")
                     unreadable.append(key)
@@ -202,7 +198,11 @@ def build(model: MLModel) -> dg.Definitions:
             "(pandera, lazy: every failure case is listed)",
             validation.gate_schema_valid,
         ),
-        raw_check("row_count_above_floor", "the version has at least policy.min_rows rows", validation.gate_row_count),
+        raw_check(
+            "row_count_above_floor",
+            "the version has at least policy.min_rows rows",
+            lambda df, spec, source: validation.gate_row_count(df, spec.policy.data, source),
+        ),
         raw_check("label_in_domain", "every label is one of the spec's label values", validation.gate_label_in_domain),
         raw_check("ids_unique", "the id column is present, never null and unique", validation.gate_ids_unique),
         volume_within_bounds,

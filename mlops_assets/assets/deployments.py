@@ -22,7 +22,8 @@ from mlops_assets.ml import performance, rollout
 from mlops_assets.ml.promotion import ROLLOUT_STARTED, Move, MoveDecision, decide_move
 from mlops_assets.ml.rollout import Phase
 from mlops_assets.model import MLModel
-from mlops_assets.resources import ArtifactStoreResource, ModelRegistryResource, StoredAssets
+from mlops_assets.resources import FrameIOManager
+from mlops_assets.storage.artifacts.store import ArtifactStore
 from mlops_assets.storage.registry import (
     ApprovalRequired,
     GateEvidenceMissing,
@@ -55,7 +56,7 @@ def _switch_refusals(
     model: MLModel,
     instance: dg.DagsterInstance,
     reg: ModelRegistry,
-    artifacts: ArtifactStoreResource,
+    artifacts: ArtifactStore,
     name: str,
     version: int,
 ) -> list[str]:
@@ -65,7 +66,7 @@ def _switch_refusals(
         instance, reg, challenger, data_gates=model.data_gates, model_gates=model.model_gates
     ).refusals()
     try:
-        verify_artifact(artifacts.store(), challenger.artifact, what=f"{name} v{version}")
+        verify_artifact(artifacts, challenger.artifact, what=f"{name} v{version}")
     except ArtifactRefused as exc:
         refused.append(str(exc))
     return refused
@@ -174,10 +175,12 @@ def _decision_metadata(record: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _stored_ab_verdict(model: MLModel, stored: StoredAssets, partition: str) -> rollout.ABVerdict | None:
+def _stored_ab_verdict(model: MLModel, stored: FrameIOManager, partition: str) -> rollout.ABVerdict | None:
     """The ``ab_test`` verdict stored for data version ``partition`` (``None``: no test stored for it)."""
     key = model.key("ab_test")
-    return rollout.ABVerdict.from_record(stored.load(key, partition) if stored.exists(key, partition) else None)
+    return rollout.ABVerdict.from_record(
+        stored.load_value(key, partition) if stored.has_value(key, partition) else None
+    )
 
 
 def build(model: MLModel) -> dg.Definitions:
@@ -213,10 +216,10 @@ def build(model: MLModel) -> dg.Definitions:
         context: dg.AssetExecutionContext,
         candidate_model: dict[str, Any],
         model_evaluation: dict[str, Any],
-        artifacts: ArtifactStoreResource,
-        registry: ModelRegistryResource,
+        artifacts: dg.ResourceParam[ArtifactStore],
+        registry: dg.ResourceParam[ModelRegistry],
     ) -> dg.MaterializeResult:
-        spec, reg = model.spec(), registry.registry()
+        spec, reg = model.spec(), registry
         name, version = spec.name, int(candidate_model["version"])
         current = reg.get_version(name, version)
         # The evaluation at hand must be of this very version (not of an earlier one of the same data version).
@@ -238,7 +241,7 @@ def build(model: MLModel) -> dg.Definitions:
             evaluated_version=evaluated,
             production_now=production.version if production else None,
             compared_with_production=model_evaluation.get("production_version"),
-            artifact_refusal=ArtifactCheck(artifacts.store, current.artifact, f"{name} v{version}"),
+            artifact_refusal=ArtifactCheck(artifacts, current.artifact, f"{name} v{version}"),
         )
         evidence = _decision_evidence(context, current, evaluated, recorded, model_evaluation)
         outcome = _apply_decision(reg, decision, current, production, evidence, context.partition_key)
@@ -255,9 +258,9 @@ def build(model: MLModel) -> dg.Definitions:
         deps=[model.key("deployment_decision"), model.key("rollout_step")],
         description="The registry's Staging versions of the model, as of the last deployment decision.",
     )
-    def staging_deployment(registry: ModelRegistryResource) -> dg.MaterializeResult:
+    def staging_deployment(registry: dg.ResourceParam[ModelRegistry]) -> dg.MaterializeResult:
         name = model.name
-        staged = [v for v in registry.registry().list_versions(name) if v.stage == Stage.STAGING]
+        staged = [v for v in registry.list_versions(name) if v.stage == Stage.STAGING]
         return dg.MaterializeResult(
             value={"model_name": name, "staging": [_version_summary(v) for v in staged]},
             metadata={"staging_versions": ", ".join(f"v{v.version}" for v in staged) or "none"},
@@ -275,9 +278,9 @@ def build(model: MLModel) -> dg.Definitions:
         ),
         freshness_policy=dg.FreshnessPolicy.time_window(fail_window=timedelta(days=7), warn_window=timedelta(days=3)),
     )
-    def production_deployment(registry: ModelRegistryResource) -> dg.MaterializeResult:
+    def production_deployment(registry: dg.ResourceParam[ModelRegistry]) -> dg.MaterializeResult:
         name = model.name
-        reg = registry.registry()
+        reg = registry
         production = reg.production_version(name)
         metadata: dict[str, Any] = {"model": f"{name} v{production.version}" if production else f"{name}: none"}
         if production is not None:
@@ -308,20 +311,26 @@ def build(model: MLModel) -> dg.Definitions:
     )
     def rollout_step(
         context: dg.AssetExecutionContext,
-        stored_assets: StoredAssets,
-        artifacts: ArtifactStoreResource,
-        registry: ModelRegistryResource,
+        io_manager: dg.ResourceParam[FrameIOManager],
+        artifacts: dg.ResourceParam[ArtifactStore],
+        registry: dg.ResourceParam[ModelRegistry],
     ) -> dg.MaterializeResult:
-        spec, reg, now = model.spec(), registry.registry(), datetime.now(UTC)
+        spec, reg, now = model.spec(), registry, datetime.now(UTC)
         state = reg.active_rollout(spec.name)
         if state is None:
             return dg.MaterializeResult(
                 value={"action": "none", "reason": "no rollout in progress"}, metadata={"action": "none"}
             )
         version = state.challenger_version
-        joined, used = rollout_evidence(model, context.instance, stored_assets, state, state.phase_started_at or now)
-        guards = performance.rollout_guards(state, joined, spec.policy) if len(joined) else None
-        ab = _stored_ab_verdict(model, stored_assets, context.partition_key) if guards is not None else None
+        joined, used = rollout_evidence(model, context.instance, io_manager, state, state.phase_started_at or now)
+        guards = (
+            performance.rollout_guards(
+                state, joined, spec.policy.rollout, decision_threshold=spec.policy.evaluation.decision_threshold
+            )
+            if len(joined)
+            else None
+        )
+        ab = _stored_ab_verdict(model, io_manager, context.partition_key) if guards is not None else None
         refusals = partial(_switch_refusals, model, context.instance, reg, artifacts, spec.name, version)
         decision = rollout.next_rollout_step(state, guards, ab, now, switch_refusals=refusals)
         if decision.guards is None:  # no evidence yet: nothing to persist
@@ -349,9 +358,9 @@ def build(model: MLModel) -> dg.Definitions:
         deps=[model.key("deployment_decision"), model.key("rollout_step")],
         description="The model's latest rollout as the registry records it: phase, traffic share and every move.",
     )
-    def rollout_state(registry: ModelRegistryResource) -> dg.MaterializeResult:
+    def rollout_state(registry: dg.ResourceParam[ModelRegistry]) -> dg.MaterializeResult:
         name = model.name
-        state = registry.registry().get_rollout(name)
+        state = registry.get_rollout(name)
         if state is None:
             return dg.MaterializeResult(value={"model_name": name, "rollout": None}, metadata={"phase": "none"})
         moves = [

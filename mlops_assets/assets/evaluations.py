@@ -5,55 +5,60 @@ production, slices, fairness, calibration, the latency of the stored artifact â€
 policy (the spec's, with any launchpad overrides), so every gate result traces to its numbers.
 """
 
-from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 import pandas as pd
+import pydantic
 
 from mlops_assets.assets.gating import model_check_result, table
 from mlops_assets.ml import model_gates, plots
 from mlops_assets.ml.evaluation import Evaluation, EvaluationOutcome, evaluate_candidate
-from mlops_assets.ml.gate_result import GateResult
-from mlops_assets.ml.policy import Policy
+from mlops_assets.ml.policy import Policy, evaluation_override_fields
 from mlops_assets.model import MLModel
 from mlops_assets.provenance import asset_code_version
-from mlops_assets.resources import ArtifactStoreResource, ModelRegistryResource
 from mlops_assets.storage.artifacts.skops_codec import load_model
-from mlops_assets.storage.artifacts.store import ArtifactRef
+from mlops_assets.storage.artifacts.store import ArtifactRef, ArtifactStore
+from mlops_assets.storage.registry import ModelRegistry
+
+LAUNCHPAD_WHERE = "launchpad config of model_evaluation"
 
 
-class PolicyOverrides(dg.Config):
+class PolicyOverridesBase(dg.Config):
     """Launchpad overrides of the spec's gate policy for this evaluation (leave empty to use the spec's).
 
     Every field is optional; a set field replaces the spec's value for this run only, and the effective
-    policy is recorded with the evaluation. Lists (metric thresholds, per-slice floors) are set in the spec.
+    policy is recorded with the evaluation. Lists (metric thresholds, per-slice floors) are set in the spec;
+    the holdout split, the seed and the headline metric too (the candidate was trained and split with them).
+    The fields are generated from the policy's dataclasses (see :data:`PolicyOverrides`).
     """
 
-    metric_floor: float | None = None
-    min_lift_over_baseline: float | None = None
-    non_inferiority_margin: float | None = None
-    confidence_level: float | None = None
-    bootstrap_samples: int | None = None
-    min_slice_size: int | None = None
-    slice_metric_floor: float | None = None
-    max_slice_regression: float | None = None
-    max_ece: float | None = None
-    calibration_bins: int | None = None
-    min_rows_per_calibration_bin: int | None = None
-    max_demographic_parity_difference: float | None = None
-    min_demographic_parity_ratio: float | None = None
-    max_equalized_odds_difference: float | None = None
-    min_group_size: int | None = None
-    insufficient_data: str | None = None
-    max_latency_p99_ms_single: float | None = None
-    max_latency_p99_ms_batch: float | None = None
-    latency_batch_size: int | None = None
-    decision_threshold: float | None = None
-
     def apply(self, policy: Policy) -> Policy:
+        """``policy`` with the set fields applied, validated by the spec's rules.
+
+        Raises:
+            PolicyError: naming "launchpad config of model_evaluation" and the key.
+        """
         overrides = {k: v for k, v in self.model_dump().items() if v is not None}
-        return policy.with_overrides(overrides, "launchpad config of model_evaluation") if overrides else policy
+        return policy.with_overrides(overrides, LAUNCHPAD_WHERE) if overrides else policy
+
+
+if TYPE_CHECKING:
+    PolicyOverrides = PolicyOverridesBase
+else:
+    #: The launchpad config of ``<model>/model_evaluation``: one optional field per scalar setting of
+    #: ``EvaluationPolicy`` and ``ModelGatePolicy`` that the evaluation uses (``evaluation_override_fields``),
+    #: named as the setting, typed as it and described by its docstring; a new policy field appears here by itself.
+    PolicyOverrides = pydantic.create_model(
+        "PolicyOverrides",
+        __base__=PolicyOverridesBase,
+        __doc__=PolicyOverridesBase.__doc__,
+        __module__=__name__,
+        **{
+            f.name: (f.type | None, pydantic.Field(default=None, description=description))
+            for f, description in evaluation_override_fields()
+        },
+    )
 
 
 def _plots(result: Evaluation) -> dict[str, Any]:
@@ -118,21 +123,20 @@ def build(model: MLModel) -> dg.Definitions:
         config: PolicyOverrides,
         features: pd.DataFrame,
         candidate_model: dict[str, Any],
-        artifacts: ArtifactStoreResource,
-        registry: ModelRegistryResource,
+        artifacts: dg.ResourceParam[ArtifactStore],
+        registry: dg.ResourceParam[ModelRegistry],
     ) -> dg.MaterializeResult:
         spec = model.spec()
         policy = config.apply(spec.policy)
-        store = artifacts.store()
-        candidate = load_model(store, ArtifactRef.from_dict(candidate_model["artifact"]))
-        baseline = load_model(store, ArtifactRef.from_dict(candidate_model["baseline_artifact"]))
-        production = registry.registry().production_version(spec.name)
+        candidate = load_model(artifacts, ArtifactRef.from_dict(candidate_model["artifact"]))
+        baseline = load_model(artifacts, ArtifactRef.from_dict(candidate_model["baseline_artifact"]))
+        production = registry.production_version(spec.name)
         production_pipeline = (
             None
             if production is None
             else candidate
             if production.version == candidate_model["version"]
-            else load_model(store, production.artifact)
+            else load_model(artifacts, production.artifact)
         )
         outcome = evaluate_candidate(
             features,
@@ -149,7 +153,7 @@ def build(model: MLModel) -> dg.Definitions:
         )
         return dg.MaterializeResult(value=outcome.record, metadata=_evaluation_metadata(outcome))
 
-    def evaluation_check(name: str, gate: Callable[[Evaluation, Policy], GateResult]) -> dg.AssetChecksDefinition:
+    def evaluation_check(name: str, gate: model_gates.ModelGate) -> dg.AssetChecksDefinition:
         @dg.asset_check(
             asset=model_evaluation,
             name=name,
@@ -160,15 +164,15 @@ def build(model: MLModel) -> dg.Definitions:
         def _check(
             context: dg.AssetCheckExecutionContext,
             model_evaluation: dict[str, Any],
-            registry: ModelRegistryResource,
+            registry: dg.ResourceParam[ModelRegistry],
         ) -> dg.AssetCheckResult:
             evaluation = Evaluation.from_dict(model_evaluation)
             # Decide with the policy the evaluation used (spec + launchpad overrides), never a different one.
             policy = evaluation.effective_policy() or model.spec().policy
             return model_check_result(
                 context,
-                registry.registry(),
-                gate(evaluation, policy),
+                registry,
+                gate(evaluation, policy.gates, policy.evaluation),
                 model_name=model_evaluation["model_name"],
                 version=int(model_evaluation["model_version"]),
                 artifact_sha256=model_evaluation.get("artifact_sha256"),

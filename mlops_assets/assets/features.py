@@ -19,7 +19,7 @@ def _protected_inputs_rule(gate: GateResult, features: pd.DataFrame, spec: Datas
     The spec loader already refuses such a spec; this catches a spec object built without it.
     """
     protected = [c for c in core.input_columns_of(features, spec) if c in set(spec.protected)]
-    allowed = spec.policy.allow_protected_as_features
+    allowed = spec.policy.data.allow_protected_as_features
     evidence = {**gate.evidence, "protected_inputs": protected, "allow_protected_as_features": allowed}
     if not protected:
         return replace(gate, evidence=evidence)

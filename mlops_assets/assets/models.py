@@ -17,18 +17,17 @@ from mlops_assets.ml import candidate as candidate_core
 from mlops_assets.ml import training
 from mlops_assets.ml.candidate import holdout_rows, scores_digest
 from mlops_assets.ml.gate_result import GateResult
-from mlops_assets.ml.manifest import peak_memory_mb, runtime_manifest
 from mlops_assets.ml.spec import DatasetSpec
 from mlops_assets.model import MLModel
-from mlops_assets.provenance import asset_code_version, git_state, package_version
-from mlops_assets.resources import ArtifactStoreResource, ModelRegistryResource, StoredAssets
+from mlops_assets.provenance import asset_code_version, git_state, package_version, peak_memory_mb, runtime_manifest
+from mlops_assets.resources import FrameIOManager
 from mlops_assets.storage.artifacts.skops_codec import load_model, store_model
 from mlops_assets.storage.artifacts.store import ArtifactRef, ArtifactStore
 from mlops_assets.storage.registry import Lineage, ModelRegistry
 
 
 def _window(
-    model: MLModel, context: dg.AssetExecutionContext, spec: DatasetSpec, stored: StoredAssets
+    model: MLModel, context: dg.AssetExecutionContext, spec: DatasetSpec, stored: FrameIOManager
 ) -> tuple[list[str], list[pd.DataFrame], list[dict[str, str]]]:
     """Earlier data versions for the training window: the latest ``window - 1`` that passed every data gate.
 
@@ -48,11 +47,11 @@ def _window(
         if failing:
             skipped.append({"data_version": key, "reason": ", ".join(f"{g.check} {g.status}" for g in failing)})
             continue
-        if not stored.exists(model.key("features"), key):
+        if not stored.has_value(model.key("features"), key):
             skipped.append({"data_version": key, "reason": "features not materialized"})
             continue
         chosen.append(key)
-        frames.append(stored.load(model.key("features"), key))
+        frames.append(stored.load_value(model.key("features"), key))
         if len(chosen) == wanted:
             break  # before the next version's gate histories are read
     return chosen[::-1], frames[::-1], skipped
@@ -98,7 +97,7 @@ def _store_and_register(
         Lineage(
             data_versions=tuple(trained.data_versions),
             run_id=context.run.run_id,
-            code_version=provenance.package_version,
+            package_version=provenance.package_version,
             git_sha=provenance.git_sha,
             spec_fingerprint=spec.fingerprint(),
         ),
@@ -147,14 +146,13 @@ def build(model: MLModel) -> dg.Definitions:
     def candidate_model(
         context: dg.AssetExecutionContext,
         features: pd.DataFrame,
-        artifacts: ArtifactStoreResource,
-        registry: ModelRegistryResource,
-        stored_assets: StoredAssets,
+        artifacts: dg.ResourceParam[ArtifactStore],
+        registry: dg.ResourceParam[ModelRegistry],
+        io_manager: dg.ResourceParam[FrameIOManager],
     ) -> dg.MaterializeResult:
         started = time.perf_counter()
         spec = model.spec()
-        store = artifacts.store()
-        earlier, earlier_frames, skipped = _window(model, context, spec, stored_assets)
+        earlier, earlier_frames, skipped = _window(model, context, spec, io_manager)
         trained = candidate_core.train_candidate_model(
             features,
             earlier_frames,
@@ -164,7 +162,7 @@ def build(model: MLModel) -> dg.Definitions:
             warn=context.log.warning,
         )
         provenance = candidate_core.Provenance(*git_state(), package_version())
-        registered = _store_and_register(context, registry.registry(), store, spec, trained, provenance)
+        registered = _store_and_register(context, registry, artifacts, spec, trained, provenance)
         report = candidate_core.candidate_report(
             trained,
             spec,
@@ -192,8 +190,8 @@ def build(model: MLModel) -> dg.Definitions:
         context: dg.AssetCheckExecutionContext,
         candidate_model: dict[str, Any],
         features: pd.DataFrame,
-        artifacts: ArtifactStoreResource,
-        registry: ModelRegistryResource,
+        artifacts: dg.ResourceParam[ArtifactStore],
+        registry: dg.ResourceParam[ModelRegistry],
     ) -> dg.AssetCheckResult:
         spec = model.spec()
         ref = ArtifactRef.from_dict(candidate_model["artifact"])
@@ -205,10 +203,10 @@ def build(model: MLModel) -> dg.Definitions:
             "artifact_sha256": ref.sha256,
         }
         try:
-            pipeline = load_model(artifacts.store(), ref)
+            pipeline = load_model(artifacts, ref)
         except Exception as exc:  # any load failure is a failed gate, with the reason as evidence
             gate = GateResult("model_reproduces_holdout_scores", False, condition, f"{ref.uri}: {exc}")
-            return model_check_result(context, registry.registry(), gate, **identity)
+            return model_check_result(context, registry, gate, **identity)
         digest = scores_digest(training.predict_scores(pipeline, holdout_rows(features), spec))
         expected = candidate_model["holdout_scores_sha256"]
         gate = GateResult(
@@ -222,6 +220,6 @@ def build(model: MLModel) -> dg.Definitions:
             ),
             evidence={"artifact": ref.uri, "expected_sha256": expected, "observed_sha256": digest},
         )
-        return model_check_result(context, registry.registry(), gate, **identity)
+        return model_check_result(context, registry, gate, **identity)
 
     return dg.Definitions(assets=[candidate_model], asset_checks=[model_reproduces_holdout_scores])

@@ -13,21 +13,16 @@ import pandas as pd
 from mlops_assets.assets.gating import table
 from mlops_assets.ml import abtest, drift, performance, scoring
 from mlops_assets.ml.features import LABEL_COLUMN
-from mlops_assets.ml.policy import Policy
+from mlops_assets.ml.policy import RolloutPolicy
 from mlops_assets.ml.rollout import RolloutState
 from mlops_assets.ml.routing import CHAMPION_ARM
 from mlops_assets.ml.summaries import PerformanceSummary
 from mlops_assets.ml.versions import safe_stem, stem_of_key
 from mlops_assets.model import MLModel
-from mlops_assets.resources import (
-    ArtifactStoreResource,
-    LandingZone,
-    ModelRegistryResource,
-    StoredAssets,
-)
+from mlops_assets.resources import FrameIOManager, LandingZone
 from mlops_assets.storage.artifacts.skops_codec import load_model
-from mlops_assets.storage.artifacts.store import ArtifactRef
-from mlops_assets.storage.registry import CHALLENGER, CHAMPION, ModelVersion
+from mlops_assets.storage.artifacts.store import ArtifactRef, ArtifactStore
+from mlops_assets.storage.registry import CHALLENGER, CHAMPION, ModelRegistry, ModelVersion
 from mlops_assets.stored_evidence import rollout_evidence
 
 #: Per-column fields shown in the ``columns`` table of ``drift_report`` (names as in ``drift.ColumnDrift``).
@@ -61,12 +56,12 @@ def drift_table(report: drift.DriftReport) -> dg.TableMetadataValue:
     return table(rows)
 
 
-def _drift_reference(artifacts: ArtifactStoreResource, production: ModelVersion | None) -> drift.DriftReference | None:
+def _drift_reference(artifacts: ArtifactStore, production: ModelVersion | None) -> drift.DriftReference | None:
     """The drift reference stored with the production version, None when nothing is in production or it has none."""
     reference_ref = production.params.get("drift_reference") if production is not None else None
     if not reference_ref:
         return None
-    data = artifacts.store().get_bytes(ArtifactRef.from_dict(reference_ref))  # digest verified before parsing
+    data = artifacts.get_bytes(ArtifactRef.from_dict(reference_ref))  # digest verified before parsing
     return drift.DriftReference.from_json(data.decode())
 
 
@@ -100,13 +95,13 @@ def _labels_file(landing: LandingZone, version: str) -> str | None:
     return max(matches, key=lambda f: (f.mtime_ns, f.name)).name if matches else None
 
 
-def _holdout_metric(model: MLModel, stored: StoredAssets, version: ModelVersion, metric: str) -> float | None:
+def _holdout_metric(model: MLModel, stored: FrameIOManager, version: ModelVersion, metric: str) -> float | None:
     """The model's headline metric on its own holdout, from the evaluation of the version it was trained on."""
     trained_on = version.data_versions[-1] if version.data_versions else None
     evaluation = model.key("model_evaluation")
-    if trained_on is None or not stored.exists(evaluation, trained_on):
+    if trained_on is None or not stored.has_value(evaluation, trained_on):
         return None
-    record = stored.load(evaluation, trained_on)
+    record = stored.load_value(evaluation, trained_on)
     if int(record.get("model_version", -1)) != version.version:
         return None
     value = (record.get("candidate") or {}).get(metric)
@@ -115,19 +110,17 @@ def _holdout_metric(model: MLModel, stored: StoredAssets, version: ModelVersion,
 
 def ab_plan(
     model: MLModel,
-    stored: StoredAssets,
-    registry: ModelRegistryResource,
+    stored: FrameIOManager,
+    registry: ModelRegistry,
     spec_name: str,
     state: RolloutState,
-    policy: Policy,
+    rollout: RolloutPolicy,
 ) -> abtest.ABPlan:
     """The A/B test's fixed horizon, from what was known before the test: the champion's holdout accuracy."""
     accuracy = None
     if state.champion_version is not None:
-        accuracy = _holdout_metric(
-            model, stored, registry.registry().get_version(spec_name, state.champion_version), "accuracy"
-        )
-    return abtest.plan_for_champion(accuracy, policy.ab_min_detectable_effect)
+        accuracy = _holdout_metric(model, stored, registry.get_version(spec_name, state.champion_version), "accuracy")
+    return abtest.plan_for_champion(accuracy, rollout.ab_min_detectable_effect)
 
 
 def _sla_summary(model_name: str, sla: dict[str, Any]) -> PerformanceSummary:
@@ -171,15 +164,15 @@ def build(model: MLModel) -> dg.Definitions:
     )
     def drift_report(
         features: pd.DataFrame,
-        artifacts: ArtifactStoreResource,
-        registry: ModelRegistryResource,
+        artifacts: dg.ResourceParam[ArtifactStore],
+        registry: dg.ResourceParam[ModelRegistry],
     ) -> dg.MaterializeResult:
         spec = model.spec()
-        production = registry.registry().production_version(spec.name)
+        production = registry.production_version(spec.name)
         comparison = drift.compare_with_production(
             features,
             _drift_reference(artifacts, production),
-            spec.policy,
+            spec.policy.monitoring,
             model_name=spec.name,
             production_version=production.version if production is not None else None,
             reference_data_versions=production.data_versions if production is not None else (),
@@ -252,12 +245,11 @@ def build(model: MLModel) -> dg.Definitions:
         context: dg.AssetExecutionContext,
         config: RoutingConfig,
         features: pd.DataFrame,
-        artifacts: ArtifactStoreResource,
-        registry: ModelRegistryResource,
+        artifacts: dg.ResourceParam[ArtifactStore],
+        registry: dg.ResourceParam[ModelRegistry],
     ) -> dg.MaterializeResult:
         spec = model.spec()
-        reg = registry.registry()
-        store = artifacts.store()
+        reg = registry
         champion = reg.get_alias(spec.name, CHAMPION)
         if champion is None:
             return _scored_result(scoring.unscored())
@@ -268,8 +260,10 @@ def build(model: MLModel) -> dg.Definitions:
             features,
             spec,
             context.partition_key,
-            scoring.ScoringModel(champion.version, load_model(store, champion.artifact)),
-            scoring.ScoringModel(challenger.version, load_model(store, challenger.artifact)) if challenger else None,
+            scoring.ScoringModel(champion.version, load_model(artifacts, champion.artifact)),
+            scoring.ScoringModel(challenger.version, load_model(artifacts, challenger.artifact))
+            if challenger
+            else None,
             rollout=rollout,
             share_override=config.challenger_share,
             scored_at=scored_at,
@@ -339,12 +333,12 @@ def build(model: MLModel) -> dg.Definitions:
     def performance_report(
         predictions: pd.DataFrame,
         labels: pd.DataFrame,
-        stored_assets: StoredAssets,
-        registry: ModelRegistryResource,
+        io_manager: dg.ResourceParam[FrameIOManager],
+        registry: dg.ResourceParam[ModelRegistry],
     ) -> dg.MaterializeResult:
         spec = model.spec()
         policy = spec.policy
-        metric = policy.headline_metric
+        metric = policy.evaluation.headline_metric
         if predictions.empty:
             why = "nothing was scored (no model in production when the data arrived)"
             return dg.MaterializeResult(
@@ -352,12 +346,17 @@ def build(model: MLModel) -> dg.Definitions:
                 metadata=PerformanceSummary(metric=metric, sla_breached=False, reason=why).to_metadata(),
             )
         joined = performance.join_labels(predictions, labels)
-        rows = performance.realised_performance(joined, threshold=policy.decision_threshold)
+        rows = performance.realised_performance(joined, threshold=policy.evaluation.decision_threshold)
         champion_version = int(joined.loc[joined["arm"] == CHAMPION_ARM, "model_version"].iloc[0])
-        holdout = _holdout_metric(
-            model, stored_assets, registry.registry().get_version(spec.name, champion_version), metric
+        holdout = _holdout_metric(model, io_manager, registry.get_version(spec.name, champion_version), metric)
+        sla = performance.performance_sla(
+            rows,
+            champion_version,
+            holdout,
+            policy.monitoring,
+            headline_metric=metric,
+            metric_floor=policy.gates.metric_floor,
         )
-        sla = performance.performance_sla(rows, champion_version, holdout, policy)
         summary = _sla_summary(spec.name, sla)
         metadata: dict[str, Any] = {**summary.to_metadata(), "by_model": table(rows)}
         return dg.MaterializeResult(value={"rows": rows, "sla": sla}, metadata=metadata)
@@ -410,20 +409,20 @@ def build(model: MLModel) -> dg.Definitions:
     )
     def ab_test(
         context: dg.AssetExecutionContext,
-        stored_assets: StoredAssets,
-        registry: ModelRegistryResource,
+        io_manager: dg.ResourceParam[FrameIOManager],
+        registry: dg.ResourceParam[ModelRegistry],
     ) -> dg.MaterializeResult:
         spec = model.spec()
-        state = registry.registry().active_rollout(spec.name)
+        state = registry.active_rollout(spec.name)
         if state is None or not state.history:
             return dg.MaterializeResult(value={"reason": "no rollout in progress"}, metadata={"decision": "none"})
-        joined, used = rollout_evidence(model, context.instance, stored_assets, state, state.history[0].at)
+        joined, used = rollout_evidence(model, context.instance, io_manager, state, state.history[0].at)
         # One stratum per data version: the split changes between canary steps and accuracy between versions.
-        threshold = spec.policy.decision_threshold
+        threshold = spec.policy.evaluation.decision_threshold
         per_version = {
             key: performance.ab_counts(joined[joined["data_version"] == key], threshold=threshold) for key in used
         }
-        plan = ab_plan(model, stored_assets, registry, spec.name, state, spec.policy)
+        plan = ab_plan(model, io_manager, registry, spec.name, state, spec.policy.rollout)
         pooled = abtest.ab_test_by_stratum(plan, per_version)
         record = {
             "model_name": spec.name,

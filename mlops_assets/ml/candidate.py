@@ -314,7 +314,7 @@ def candidate_report(
         "git_dirty": git_dirty,
         "package_version": provenance.package_version,
         **runtime,
-        "seed": spec.policy.random_seed,
+        "seed": spec.policy.evaluation.random_seed,
         "wall_seconds": round(wall_seconds, 3),
         "peak_memory_mb": round(peak_memory_mb, 1),
         "data_versions": dict(content_hashes),

@@ -106,7 +106,7 @@ import pandas as pd
 from scipy import special, stats
 
 from mlops_assets.ml import json_codec
-from mlops_assets.ml.policy import Policy
+from mlops_assets.ml.policy import MonitoringPolicy
 from mlops_assets.ml.spec import DatasetSpec
 from mlops_assets.ml.summaries import DriftSummary
 
@@ -2078,7 +2078,7 @@ class DriftComparison:
 def compare_with_production(
     current: pd.DataFrame,
     reference: DriftReference | None,
-    policy: Policy,
+    monitoring: MonitoringPolicy,
     *,
     model_name: str,
     production_version: int | None,
@@ -2087,13 +2087,13 @@ def compare_with_production(
     """Drift of a data version's model inputs against the training reference of the model in production.
 
     Nothing is compared, with the reason, when no model is in production or its version stores no reference.
-    Otherwise the reference's columns of ``current`` are compared (:func:`drift_report`) with the policy's
-    ``max_null_share_increase``.
+    Otherwise the reference's columns of ``current`` are compared (:func:`drift_report`) with
+    ``monitoring.max_null_share_increase``.
 
     Args:
         current: The data version's features (extra columns are ignored).
         reference: The production version's reference, None when it has none (or nothing is in production).
-        policy: The effective policy.
+        monitoring: The monitoring section of the policy (its ``max_null_share_increase``).
         model_name: Registered model name.
         production_version: The version in production, None when none is.
         reference_data_versions: The data versions the production model was trained on (recorded).
@@ -2116,7 +2116,7 @@ def compare_with_production(
         )
     if production_version is None:
         raise ValueError(f"a drift reference of {model_name!r} without the production version it belongs to")
-    options = DriftOptions(max_null_share_increase=policy.max_null_share_increase)
+    options = DriftOptions(max_null_share_increase=monitoring.max_null_share_increase)
     report = drift_report(reference, current[list(reference.column_names)], options)
     summary = DriftSummary(
         compared_with_model=model_name,

@@ -23,7 +23,7 @@ from sklearn.pipeline import Pipeline
 
 from mlops_assets.ml.features import HOLDOUT, LABEL_COLUMN, OTHER_CATEGORY, SPLIT_COLUMN, model_inputs
 from mlops_assets.ml.latency import LatencyReport, measure_latency
-from mlops_assets.ml.policy import Policy, policy_from_dict
+from mlops_assets.ml.policy import ModelGatePolicy, Policy, policy_from_dict
 from mlops_assets.ml.spec import DatasetSpec
 from mlops_assets.ml.training import predict_scores
 
@@ -532,18 +532,18 @@ def value_groups(column: pd.Series) -> list[tuple[str | None, np.ndarray]]:
     return groups
 
 
-def slice_floor(column: str, value: str | None, policy: Policy) -> float:
+def slice_floor(column: str, value: str | None, gates: ModelGatePolicy) -> float:
     """The headline-metric floor of slice ``column == value``: its ``slice_floors`` entry, else the general one."""
     return next(
-        (f.min_metric for f in policy.slice_floors if f.column == column and f.value == value),
-        policy.slice_metric_floor,
+        (f.min_metric for f in gates.slice_floors if f.column == column and f.value == value),
+        gates.slice_metric_floor,
     )
 
 
-def slice_not_gated_reason(n: int, n_positive: int, policy: Policy) -> str | None:
-    """Why a slice of ``n`` rows (``n_positive`` positive) is not gated under ``policy``; None when it is."""
-    if n < policy.min_slice_size:
-        return f"{n} rows < min_slice_size {policy.min_slice_size}"
+def slice_not_gated_reason(n: int, n_positive: int, gates: ModelGatePolicy) -> str | None:
+    """Why a slice of ``n`` rows (``n_positive`` positive) is not gated under ``gates``; None when it is."""
+    if n < gates.min_slice_size:
+        return f"{n} rows < min_slice_size {gates.min_slice_size}"
     if n_positive in (0, n):
         return f"all {n} rows are {'positive' if n_positive else 'negative'}: the metric needs both classes"
     return None
@@ -552,13 +552,13 @@ def slice_not_gated_reason(n: int, n_positive: int, policy: Policy) -> str | Non
 def _slice_table(
     holdout: pd.DataFrame,
     columns: Sequence[str],
-    policy: Policy,
+    metric: str,
+    gates: ModelGatePolicy,
     y: np.ndarray,
     candidate: np.ndarray | None,
     production: np.ndarray | None,
 ) -> tuple[dict[str, Any], ...]:
     # candidate/production are None when there is no such model or its scores are invalid (metric NaN).
-    metric = policy.headline_metric
     rows: list[dict[str, Any]] = []
     for column in columns:
         for value, mask in value_groups(holdout[column]):
@@ -566,7 +566,7 @@ def _slice_table(
             n_pos = int(y[mask].sum())
             cand = ranking_metric(metric, y[mask], candidate[mask]) if candidate is not None and n else math.nan
             prod = ranking_metric(metric, y[mask], production[mask]) if production is not None and n else math.nan
-            reason = slice_not_gated_reason(n, n_pos, policy)
+            reason = slice_not_gated_reason(n, n_pos, gates)
             rows.append(
                 {
                     "slice_column": column,
@@ -580,7 +580,7 @@ def _slice_table(
                     "delta": cand - prod,
                     "gated": reason is None,
                     "not_gated_reason": reason,
-                    "floor": slice_floor(column, value, policy),
+                    "floor": slice_floor(column, value, gates),
                 }
             )
     return tuple(rows)
@@ -869,7 +869,8 @@ class Evaluation:
         bootstrap: Paired bootstrap interval of (candidate − production); None without production.
         predictions: Model → counts of invalid scores.
         latency: Scoring latency of the stored candidate artifact, None when not measured.
-        policy: The effective policy (:meth:`Policy.to_dict`) the evaluation was measured under.
+        policy: The effective policy (:meth:`Policy.to_dict`, by section) the evaluation was measured under;
+            records stored before the policy had sections hold it flat, and both read back (:meth:`effective_policy`).
         scores: The holdout labels and scores (None when rebuilt from a dict).
     """
 
@@ -994,6 +995,7 @@ def evaluate(
         ValueError: the frame has no holdout rows or lacks the label/split columns.
     """
     policy = spec.policy if policy is None else policy
+    settings, gates = policy.evaluation, policy.gates
     for column in (SPLIT_COLUMN, LABEL_COLUMN):
         if column not in features_df.columns:
             raise ValueError(f"features frame lacks {column!r}; build it with build_features()")
@@ -1014,7 +1016,7 @@ def evaluate(
     metrics = {
         model: (
             classification_metrics(
-                y, usable[model], policy.decision_threshold, calibration_bins=policy.calibration_bins
+                y, usable[model], settings.decision_threshold, calibration_bins=settings.calibration_bins
             )
             if model in usable
             else _undefined_metrics(y, validity[model].reason(model))
@@ -1024,39 +1026,43 @@ def evaluate(
     cand, prod = usable.get("candidate"), usable.get("production")
     if cand is None:
         fairness = tuple(
-            FairnessReport.undefined(a, policy.min_group_size, validity["candidate"].reason("candidate"))
+            FairnessReport.undefined(a, gates.min_group_size, validity["candidate"].reason("candidate"))
             for a in spec.protected
         )
     else:
-        predicted = (cand >= policy.decision_threshold).astype(np.int64)
-        fairness = tuple(fairness_report(a, holdout[a], y, predicted, policy.min_group_size) for a in spec.protected)
+        predicted = (cand >= settings.decision_threshold).astype(np.int64)
+        fairness = tuple(fairness_report(a, holdout[a], y, predicted, gates.min_group_size) for a in spec.protected)
     bootstrap: BootstrapInterval | None = None
     if production_pipeline is not None:
         if cand is None or prod is None:
             reason = "; ".join(validity[m].reason(m) for m in ("candidate", "production") if not validity[m].valid)
             bootstrap = BootstrapInterval.undefined(
-                policy.headline_metric, policy.confidence_level, policy.bootstrap_samples, policy.random_seed, reason
+                settings.headline_metric,
+                settings.confidence_level,
+                settings.bootstrap_samples,
+                settings.random_seed,
+                reason,
             )
         else:
             bootstrap = bootstrap_difference(
-                policy.headline_metric,
+                settings.headline_metric,
                 y,
                 cand,
                 prod,
-                samples=policy.bootstrap_samples,
-                confidence_level=policy.confidence_level,
-                seed=policy.random_seed,
+                samples=settings.bootstrap_samples,
+                confidence_level=settings.confidence_level,
+                seed=settings.random_seed,
             )
     return Evaluation(
         n_holdout=len(holdout),
-        headline_metric=policy.headline_metric,
+        headline_metric=settings.headline_metric,
         candidate=metrics["candidate"],
         baseline=metrics["baseline"],
         production=metrics.get("production"),
-        slices=_slice_table(holdout, spec.slices, policy, y, cand, prod),
-        threshold=policy.decision_threshold,
+        slices=_slice_table(holdout, spec.slices, settings.headline_metric, gates, y, cand, prod),
+        threshold=settings.decision_threshold,
         reliability={
-            model: reliability_table(y, usable[model], policy.calibration_bins)
+            model: reliability_table(y, usable[model], settings.calibration_bins)
             for model in ("candidate", "production")
             if model in usable
         },
@@ -1200,7 +1206,8 @@ def evaluate_candidate(
     artifact, not the in-memory training result. See :func:`evaluate` and :func:`evaluation_outcome`.
     """
     holdout = features_df[features_df[SPLIT_COLUMN] == HOLDOUT]
-    latency = measure_latency(candidate_pipeline, model_inputs(holdout, spec), batch_size=policy.latency_batch_size)
+    batch_size = policy.evaluation.latency_batch_size
+    latency = measure_latency(candidate_pipeline, model_inputs(holdout, spec), batch_size=batch_size)
     result = evaluate(
         features_df, spec, candidate_pipeline, baseline_pipeline, production_pipeline, policy=policy, latency=latency
     )

@@ -141,7 +141,7 @@ def id_hash_keys(values: pd.Series, seed: int) -> np.ndarray:
 
     Args:
         values: The id column.
-        seed: ``spec.policy.random_seed``.
+        seed: ``spec.policy.evaluation.random_seed``.
 
     Returns:
         One ``uint64`` per value, in the order given.
@@ -167,7 +167,7 @@ def _sort_rows(frame: pd.DataFrame, spec: DatasetSpec) -> pd.DataFrame:
     """
     order = [spec.order_column] if spec.order_column else []
     extra = {
-        "__id_hash__": id_hash_keys(frame[spec.id_column], spec.policy.random_seed),
+        "__id_hash__": id_hash_keys(frame[spec.id_column], spec.policy.evaluation.random_seed),
         "__row_hash__": pd.util.hash_pandas_object(frame, index=False).to_numpy(),
     }
     sortable = frame.assign(**extra)
@@ -227,12 +227,12 @@ def build_features(raw: pd.DataFrame, spec: DatasetSpec) -> pd.DataFrame:
     frame[LABEL_COLUMN] = encode_label(raw[spec.label.column], spec)
     frame = _sort_rows(frame, spec)
 
-    fraction = spec.policy.holdout_fraction
+    fraction = spec.policy.evaluation.holdout_fraction
     if spec.order_column:
         n_holdout = holdout_size(len(frame), fraction)
         is_holdout = np.arange(len(frame)) >= len(frame) - n_holdout
     else:
-        is_holdout = _stable_unit_hash(frame[spec.id_column], spec.policy.random_seed) < fraction
+        is_holdout = _stable_unit_hash(frame[spec.id_column], spec.policy.evaluation.random_seed) < fraction
     frame[SPLIT_COLUMN] = np.where(is_holdout, HOLDOUT, TRAIN)
     frame[SPLIT_COLUMN] = frame[SPLIT_COLUMN].astype("str")
     return frame
@@ -275,8 +275,8 @@ def describe_split(features_df: pd.DataFrame, spec: DatasetSpec) -> dict[str, An
     is_holdout = (features_df[SPLIT_COLUMN] == HOLDOUT).to_numpy()
     record: dict[str, Any] = {
         "method": SPLIT_BY_ORDER if spec.order_column else SPLIT_BY_HASH,
-        "seed": spec.policy.random_seed,
-        "holdout_fraction": spec.policy.holdout_fraction,
+        "seed": spec.policy.evaluation.random_seed,
+        "holdout_fraction": spec.policy.evaluation.holdout_fraction,
         "rows": len(features_df),
         "holdout_rows": int(is_holdout.sum()),
     }

@@ -1,4 +1,4 @@
-"""Model gates: pure decisions on an :class:`~mlops_assets.ml.evaluation.Evaluation` under a :class:`Policy`.
+"""Model gates: pure decisions on an :class:`~mlops_assets.ml.evaluation.Evaluation` under a :class:`ModelGatePolicy`.
 
 Every gate fails closed: an undefined (NaN) metric, a missing measurement or a measurement taken under
 different settings than the gate's policy (another confidence level, bin count, decision threshold or
@@ -29,7 +29,7 @@ from mlops_assets.ml.evaluation import (
 )
 from mlops_assets.ml.gate_result import GateResult
 from mlops_assets.ml.latency import CPU_CLOCK
-from mlops_assets.ml.policy import Policy
+from mlops_assets.ml.policy import EvaluationPolicy, ModelGatePolicy, flatten_policy
 
 _TOL = 1e-12
 # How many failing items a message names before "and k more" (the evidence lists them all).
@@ -74,14 +74,16 @@ def _pct(level: float) -> str:
     return f"{level * 100:g}%"
 
 
-def _mismatch(ev: Evaluation, policy: Policy, keys: Sequence[str]) -> str | None:
-    """Settings among ``keys`` that differ between the evaluation's recorded policy and ``policy``."""
+def _mismatch(ev: Evaluation, evaluation: EvaluationPolicy, keys: Sequence[str]) -> str | None:
+    """Settings among ``keys`` (of ``evaluation``) that differ between the evaluation's recorded policy and
+    ``evaluation``. The record may be sectioned or flat (stored before the policy had sections)."""
     if not ev.policy:  # a record without a policy (hand-made, or stored before policies were recorded)
         return None
+    recorded = flatten_policy(ev.policy, "evaluation record")
     diffs = [
-        f"{key} {ev.policy[key]!r} (gate policy: {getattr(policy, key)!r})"
+        f"{key} {recorded[key]!r} (gate policy: {getattr(evaluation, key)!r})"
         for key in keys
-        if key in ev.policy and ev.policy[key] != getattr(policy, key)
+        if key in recorded and recorded[key] != getattr(evaluation, key)
     ]
     if not diffs:
         return None
@@ -113,19 +115,20 @@ def _result(
 # --------------------------------------------------------------------------------------------------
 
 
-def gate_metric_above_floor(ev: Evaluation, policy: Policy) -> GateResult:
+def gate_metric_above_floor(ev: Evaluation, gates: ModelGatePolicy, evaluation: EvaluationPolicy) -> GateResult:
     """Gate ``metric_above_floor``: candidate headline metric >= ``policy.metric_floor``.
 
     Args:
         ev: The evaluation.
-        policy: The gate policy.
+        gates: The model gate thresholds.
+        evaluation: The measurement settings (unused by this gate; every gate takes them).
 
     Returns:
         The gate result; ``observed`` is the candidate metric, ``threshold`` the floor.
     """
     metric = ev.headline_metric
     value = ev.candidate_headline
-    floor = policy.metric_floor
+    floor = gates.metric_floor
     condition = f"candidate {metric} >= {floor}"
     evidence = {"metric": metric, "candidate": _safe(value), "floor": floor, "n_holdout": ev.n_holdout}
     if math.isnan(value):
@@ -152,7 +155,7 @@ def gate_metric_above_floor(ev: Evaluation, policy: Policy) -> GateResult:
     )
 
 
-def gate_beats_baseline(ev: Evaluation, policy: Policy) -> GateResult:
+def gate_beats_baseline(ev: Evaluation, gates: ModelGatePolicy, evaluation: EvaluationPolicy) -> GateResult:
     """Gate ``beats_baseline``: the candidate is better than the baseline by the required lift.
 
     With ``policy.min_lift_over_baseline == 0`` the lift must be strictly positive, so a candidate that
@@ -161,7 +164,8 @@ def gate_beats_baseline(ev: Evaluation, policy: Policy) -> GateResult:
 
     Args:
         ev: The evaluation.
-        policy: The gate policy.
+        gates: The model gate thresholds.
+        evaluation: The measurement settings (unused by this gate; every gate takes them).
 
     Returns:
         The gate result; ``observed`` is the lift (candidate - baseline), ``threshold`` the required lift.
@@ -169,7 +173,7 @@ def gate_beats_baseline(ev: Evaluation, policy: Policy) -> GateResult:
     metric = ev.headline_metric
     cand = ev.candidate_headline
     base = ev.baseline_headline
-    min_lift = policy.min_lift_over_baseline
+    min_lift = gates.min_lift_over_baseline
     strict = min_lift == 0
     op = ">" if strict else ">="
     condition = f"candidate {metric} - baseline {metric} {op} {min_lift}"
@@ -206,7 +210,7 @@ def gate_beats_baseline(ev: Evaluation, policy: Policy) -> GateResult:
     )
 
 
-def gate_non_inferior_to_production(ev: Evaluation, policy: Policy) -> GateResult:
+def gate_non_inferior_to_production(ev: Evaluation, gates: ModelGatePolicy, evaluation: EvaluationPolicy) -> GateResult:
     """Gate ``non_inferior_to_production``: the bootstrap lower bound of candidate − production >= −ε.
 
     The interval is the paired percentile bootstrap recorded in ``ev.bootstrap`` (same resampled rows for
@@ -215,15 +219,16 @@ def gate_non_inferior_to_production(ev: Evaluation, policy: Policy) -> GateResul
 
     Args:
         ev: The evaluation.
-        policy: The gate policy.
+        gates: The model gate thresholds.
+        evaluation: The measurement settings the gate expects the evaluation to have been made with.
 
     Returns:
         The gate result; ``observed`` is the lower bound, ``threshold`` is ``-margin``.
     """
     name = "non_inferior_to_production"
     metric = ev.headline_metric
-    margin = policy.non_inferiority_margin
-    level = _pct(policy.confidence_level)
+    margin = gates.non_inferiority_margin
+    level = _pct(evaluation.confidence_level)
     condition = (
         f"lower bound of the {level} paired bootstrap interval of candidate {metric} - production {metric} >= -{margin}"
     )
@@ -258,7 +263,7 @@ def gate_non_inferior_to_production(ev: Evaluation, policy: Policy) -> GateResul
         reason = _undefined(ev.candidate if math.isnan(cand) else ev.production, metric)
         evidence["undefined_reason"] = reason
         return closed(f"{which} {metric} is undefined on the holdout ({reason})")
-    mismatch = _mismatch(ev, policy, ("headline_metric", "confidence_level"))
+    mismatch = _mismatch(ev, evaluation, ("headline_metric", "confidence_level"))
     if mismatch:
         return closed(mismatch)
     b = ev.bootstrap
@@ -295,7 +300,7 @@ def gate_non_inferior_to_production(ev: Evaluation, policy: Policy) -> GateResul
 # --------------------------------------------------------------------------------------------------
 
 
-def gate_metric_thresholds_met(ev: Evaluation, policy: Policy) -> GateResult:
+def gate_metric_thresholds_met(ev: Evaluation, gates: ModelGatePolicy, evaluation: EvaluationPolicy) -> GateResult:
     """Gate ``metric_thresholds_met``: every ``policy.thresholds`` entry holds.
 
     Value thresholds (``min_value`` for higher-is-better metrics, ``max_value`` for lower-is-better ones)
@@ -306,7 +311,8 @@ def gate_metric_thresholds_met(ev: Evaluation, policy: Policy) -> GateResult:
 
     Args:
         ev: The evaluation.
-        policy: The gate policy.
+        gates: The model gate thresholds.
+        evaluation: The measurement settings the gate expects the evaluation to have been made with.
 
     Returns:
         The gate result; ``observed`` is the number of failed checks, ``threshold`` 0. The evidence lists
@@ -314,16 +320,16 @@ def gate_metric_thresholds_met(ev: Evaluation, policy: Policy) -> GateResult:
     """
     name = "metric_thresholds_met"
     condition = "every configured value threshold holds for the candidate and every change threshold vs production"
-    if not policy.thresholds:
+    if not gates.thresholds:
         return _result(
             name, True, condition, "no metric thresholds configured", 0, 0, {"checks": [], "configured": False}
         )
     checks: list[dict[str, Any]] = []
-    for t in policy.thresholds:
+    for t in gates.thresholds:
         cand = float(ev.candidate.get(t.metric, math.nan))
         prod = None if ev.production is None else float(ev.production.get(t.metric, math.nan))
         direction = "higher" if t.higher_is_better else "lower"
-        mismatch = _mismatch(ev, policy, _MEASURED_WITH.get(t.metric, ()))
+        mismatch = _mismatch(ev, evaluation, _MEASURED_WITH.get(t.metric, ()))
         regression = math.nan if prod is None else (prod - cand if t.higher_is_better else cand - prod)
         specs: list[tuple[str, float | None, float, str]] = [
             ("min_value", t.min_value, cand, f"candidate {t.metric} >= {t.min_value}"),
@@ -387,7 +393,7 @@ def gate_metric_thresholds_met(ev: Evaluation, policy: Policy) -> GateResult:
 # --------------------------------------------------------------------------------------------------
 
 
-def gate_slices_meet_floor(ev: Evaluation, policy: Policy) -> GateResult:
+def gate_slices_meet_floor(ev: Evaluation, gates: ModelGatePolicy, evaluation: EvaluationPolicy) -> GateResult:
     """Gate ``slices_meet_floor``: every gated slice meets its floor and does not regress vs production.
 
     A slice is gated when it has at least ``policy.min_slice_size`` holdout rows and both classes; its
@@ -401,25 +407,26 @@ def gate_slices_meet_floor(ev: Evaluation, policy: Policy) -> GateResult:
 
     Args:
         ev: The evaluation.
-        policy: The gate policy.
+        gates: The model gate thresholds.
+        evaluation: The measurement settings (unused by this gate; every gate takes them).
 
     Returns:
         The gate result; ``observed`` is the number of failing slices, ``threshold`` 0.
     """
     name = "slices_meet_floor"
     metric = ev.headline_metric
-    regression = policy.max_slice_regression
+    regression = gates.max_slice_regression
     condition = (
-        f"every slice with >= {policy.min_slice_size} rows and both classes has candidate {metric} >= its floor "
-        f"(default {policy.slice_metric_floor}) and candidate - production >= -{regression} on it"
+        f"every slice with >= {gates.min_slice_size} rows and both classes has candidate {metric} >= its floor "
+        f"(default {gates.slice_metric_floor}) and candidate - production >= -{regression} on it"
     )
     gated: list[dict[str, Any]] = []
     not_gated: list[dict[str, Any]] = []
     for row in ev.slices:
         column, value = row["slice_column"], row["value"]
-        floor = slice_floor(column, value, policy)
+        floor = slice_floor(column, value, gates)
         base = {"slice_column": column, "value": value, "n": row["n"], "n_positive": row["n_positive"]}
-        reason = slice_not_gated_reason(int(row["n"]), int(row["n_positive"]), policy)
+        reason = slice_not_gated_reason(int(row["n"]), int(row["n_positive"]), gates)
         if reason is not None:
             not_gated.append({**base, "reason": reason})
             continue
@@ -444,14 +451,14 @@ def gate_slices_meet_floor(ev: Evaluation, policy: Policy) -> GateResult:
     present = {(row["slice_column"], row["value"]) for row in ev.slices}
     unmatched = [
         {"column": f.column, "value": f.value, "min_metric": f.min_metric}
-        for f in policy.slice_floors
+        for f in gates.slice_floors
         if (f.column, f.value) not in present
     ]
     # Too few rows to check a rule someone asked for: an explicit slice floor on a slice that is not gated or
     # not in the holdout at all, or a slice column none of whose values is gated.
     short: list[dict[str, Any]] = [
         {"column": s["slice_column"], "value": s["value"], "reason": f"slice floor {f.min_metric}: {s['reason']}"}
-        for f in policy.slice_floors
+        for f in gates.slice_floors
         for s in not_gated
         if (s["slice_column"], s["value"]) == (f.column, f.value)
     ]
@@ -465,7 +472,7 @@ def gate_slices_meet_floor(ev: Evaluation, policy: Policy) -> GateResult:
         {
             "column": c,
             "value": None,
-            "reason": f"no value of {c!r} has >= min_slice_size {policy.min_slice_size} rows and both classes",
+            "reason": f"no value of {c!r} has >= min_slice_size {gates.min_slice_size} rows and both classes",
         }
         for c in columns
         if c not in gated_columns
@@ -478,7 +485,7 @@ def gate_slices_meet_floor(ev: Evaluation, policy: Policy) -> GateResult:
         "first_run": ev.production is None,
         "unmatched_slice_floors": unmatched,
         "insufficient_data": short,
-        "insufficient_data_policy": policy.insufficient_data,
+        "insufficient_data_policy": gates.insufficient_data,
     }
     passed = not failing
     if not ev.slices and not short:
@@ -491,7 +498,7 @@ def gate_slices_meet_floor(ev: Evaluation, policy: Policy) -> GateResult:
     elif short:
         outcome = "insufficient_data"
         passed, message = _insufficient(
-            policy,
+            gates,
             [f"{x['column']}{'' if x['value'] is None else '=' + str(x['value'])}: {x['reason']}" for x in short],
         )
         message += f"; {len(gated)} gated slices meet their floors"
@@ -508,7 +515,7 @@ def gate_slices_meet_floor(ev: Evaluation, policy: Policy) -> GateResult:
 # --------------------------------------------------------------------------------------------------
 
 
-def gate_calibration_within_bound(ev: Evaluation, policy: Policy) -> GateResult:
+def gate_calibration_within_bound(ev: Evaluation, gates: ModelGatePolicy, evaluation: EvaluationPolicy) -> GateResult:
     """Gate ``calibration_within_bound``: the candidate's calibration error, corrected for sample size, <= ``max_ece``.
 
     The expected calibration error (ECE, ``policy.calibration_bins`` equal-width bins weighted by bin count;
@@ -535,7 +542,8 @@ def gate_calibration_within_bound(ev: Evaluation, policy: Policy) -> GateResult:
 
     Args:
         ev: The evaluation (reads the candidate's ``ece``, its reliability table and ``n_holdout``).
-        policy: The gate policy.
+        gates: The model gate thresholds.
+        evaluation: The measurement settings the gate expects the evaluation to have been made with.
 
     Returns:
         The gate result; ``observed`` is the debiased ECE (may be negative; the raw ECE below the minimum
@@ -545,13 +553,13 @@ def gate_calibration_within_bound(ev: Evaluation, policy: Policy) -> GateResult:
         reliability table.
     """
     name = "calibration_within_bound"
-    bound, bins = policy.max_ece, policy.calibration_bins
-    min_rows = policy.min_rows_per_calibration_bin * bins
+    bound, bins = gates.max_ece, evaluation.calibration_bins
+    min_rows = gates.min_rows_per_calibration_bin * bins
     condition = (
         f"candidate expected calibration error ({bins} equal-width bins) minus its mean under perfect "
         f"calibration at the holdout's size (consistency resampling) <= {bound}; with fewer than {min_rows} "
         f"holdout rows, or an excess a calibrated model reaches in more than {_pct(CALIBRATION_ALPHA)} of "
-        f"resamples: {policy.insufficient_data}"
+        f"resamples: {gates.insufficient_data}"
     )
     ece = float(ev.candidate.get("ece", math.nan))
     table = tuple(ev.reliability.get("candidate", ()))
@@ -567,12 +575,12 @@ def gate_calibration_within_bound(ev: Evaluation, policy: Policy) -> GateResult:
         "debiased_ece": None,
         "p_value": None,
         "resamples": CALIBRATION_RESAMPLES,
-        "resampling_seed": policy.random_seed,
-        "insufficient_data_policy": policy.insufficient_data,
+        "resampling_seed": evaluation.random_seed,
+        "insufficient_data_policy": gates.insufficient_data,
         "production_ece": None if ev.production is None else ev.production.get("ece"),
         "reliability": [b.to_dict() for b in table],
     }
-    mismatch = _mismatch(ev, policy, ("calibration_bins",))
+    mismatch = _mismatch(ev, evaluation, ("calibration_bins",))
     if mismatch is None and table and len(table) != bins:
         mismatch = f"the reliability table has {len(table)} bins (gate policy: calibration_bins {bins})"
     if mismatch or math.isnan(ece):
@@ -581,10 +589,10 @@ def gate_calibration_within_bound(ev: Evaluation, policy: Policy) -> GateResult:
     if ev.n_holdout < min_rows:
         evidence["outcome"] = "insufficient_data"
         passed, message = _insufficient(
-            policy,
+            gates,
             [
                 f"{ev.n_holdout} holdout rows < {min_rows} (min_rows_per_calibration_bin "
-                f"{policy.min_rows_per_calibration_bin} x {bins} bins): the ECE of so few rows is mostly sampling "
+                f"{gates.min_rows_per_calibration_bin} x {bins} bins): the ECE of so few rows is mostly sampling "
                 f"noise (observed {ece:.4f})"
             ],
         )
@@ -602,7 +610,7 @@ def gate_calibration_within_bound(ev: Evaluation, policy: Policy) -> GateResult:
             "bias; failing closed"
         )
         return _result(name, False, condition, message, ece, bound, evidence)
-    null = consistency_resampled_ece(table, CALIBRATION_RESAMPLES, policy.random_seed)
+    null = consistency_resampled_ece(table, CALIBRATION_RESAMPLES, evaluation.random_seed)
     null_mean, null_p95 = float(null.mean()), float(np.quantile(null, 0.95))
     debiased = ece - null_mean
     p_value = float((1 + np.count_nonzero(null >= ece - _TOL)) / (1 + null.size))
@@ -620,7 +628,7 @@ def gate_calibration_within_bound(ev: Evaluation, policy: Policy) -> GateResult:
     else:
         evidence["outcome"] = "insufficient_data"
         passed, message = _insufficient(
-            policy,
+            gates,
             [
                 f"{measured}: debiased ECE {debiased:.4f} > {bound}, but a calibrated model reaches the observed "
                 f"ECE in more than {_pct(CALIBRATION_ALPHA)} of resamples, so the excess is indistinguishable "
@@ -630,7 +638,7 @@ def gate_calibration_within_bound(ev: Evaluation, policy: Policy) -> GateResult:
     return _result(name, passed, condition, message, debiased, bound, evidence)
 
 
-def _fairness_problems(report: FairnessReport, policy: Policy) -> list[str]:
+def _fairness_problems(report: FairnessReport, gates: ModelGatePolicy) -> list[str]:
     # A gap left undefined by too few rows is insufficient data (see insufficient_data_reason), not a problem;
     # any other undefined gap (the candidate's scores are not probabilities) fails closed.
     short = report.insufficient_data_reason is not None
@@ -639,10 +647,10 @@ def _fairness_problems(report: FairnessReport, policy: Policy) -> list[str]:
             "demographic parity difference",
             report.demographic_parity_difference,
             "<=",
-            policy.max_demographic_parity_difference,
+            gates.max_demographic_parity_difference,
         ),
-        ("demographic parity ratio", report.demographic_parity_ratio, ">=", policy.min_demographic_parity_ratio),
-        ("equalized odds difference", report.equalized_odds_difference, "<=", policy.max_equalized_odds_difference),
+        ("demographic parity ratio", report.demographic_parity_ratio, ">=", gates.min_demographic_parity_ratio),
+        ("equalized odds difference", report.equalized_odds_difference, "<=", gates.max_equalized_odds_difference),
     )
     problems: list[str] = []
     for label, value, op, bound in checks:
@@ -654,17 +662,17 @@ def _fairness_problems(report: FairnessReport, policy: Policy) -> list[str]:
     return problems
 
 
-def _insufficient(policy: Policy, reasons: Sequence[str]) -> tuple[bool, str]:
+def _insufficient(gates: ModelGatePolicy, reasons: Sequence[str]) -> tuple[bool, str]:
     """The verdict and message of a gate whose only finding is too few rows, under ``policy.insufficient_data``."""
-    passes = policy.insufficient_data == "pass_with_warning"
+    passes = gates.insufficient_data == "pass_with_warning"
     verdict = "passing with a warning" if passes else "failing"
     return passes, (
-        f"insufficient data, {verdict} (policy.insufficient_data is {policy.insufficient_data!r}): "
+        f"insufficient data, {verdict} (policy.insufficient_data is {gates.insufficient_data!r}): "
         + _summary(list(reasons))
     )
 
 
-def gate_fairness_within_bounds(ev: Evaluation, policy: Policy) -> GateResult:
+def gate_fairness_within_bounds(ev: Evaluation, gates: ModelGatePolicy, evaluation: EvaluationPolicy) -> GateResult:
     """Gate ``fairness_within_bounds``: group gaps of the candidate within bounds on every protected attribute.
 
     Over the groups with at least ``policy.min_group_size`` holdout rows (smaller ones are listed, not
@@ -681,7 +689,8 @@ def gate_fairness_within_bounds(ev: Evaluation, policy: Policy) -> GateResult:
 
     Args:
         ev: The evaluation.
-        policy: The gate policy.
+        gates: The model gate thresholds.
+        evaluation: The measurement settings the gate expects the evaluation to have been made with.
 
     Returns:
         The gate result; ``observed`` is the number of failing attributes, ``threshold`` 0; the evidence's
@@ -689,10 +698,10 @@ def gate_fairness_within_bounds(ev: Evaluation, policy: Policy) -> GateResult:
     """
     name = "fairness_within_bounds"
     condition = (
-        f"on every protected attribute, over groups with >= {policy.min_group_size} rows: demographic parity "
-        f"difference <= {policy.max_demographic_parity_difference}, ratio >= {policy.min_demographic_parity_ratio}"
-        f", equalized odds difference <= {policy.max_equalized_odds_difference}; too few rows: "
-        f"{policy.insufficient_data}"
+        f"on every protected attribute, over groups with >= {gates.min_group_size} rows: demographic parity "
+        f"difference <= {gates.max_demographic_parity_difference}, ratio >= {gates.min_demographic_parity_ratio}"
+        f", equalized odds difference <= {gates.max_equalized_odds_difference}; too few rows: "
+        f"{gates.insufficient_data}"
     )
     if not ev.fairness:
         return _result(
@@ -704,16 +713,16 @@ def gate_fairness_within_bounds(ev: Evaluation, policy: Policy) -> GateResult:
             0,
             {"attributes": [], "outcome": "passed"},
         )
-    mismatch = _mismatch(ev, policy, ("decision_threshold",))
+    mismatch = _mismatch(ev, evaluation, ("decision_threshold",))
     attributes: list[dict[str, Any]] = []
     for stored in ev.fairness:
         # The group rates do not depend on min_group_size, so the gaps can be recomputed under the gate's.
         report = (
-            FairnessReport.from_groups(stored.attribute, stored.groups, policy.min_group_size)
-            if stored.groups and stored.min_group_size != policy.min_group_size
+            FairnessReport.from_groups(stored.attribute, stored.groups, gates.min_group_size)
+            if stored.groups and stored.min_group_size != gates.min_group_size
             else stored
         )
-        problems = [mismatch] if mismatch else _fairness_problems(report, policy)
+        problems = [mismatch] if mismatch else _fairness_problems(report, gates)
         short = None if mismatch else report.insufficient_data_reason
         outcome = "failed" if problems else "insufficient_data" if short else "passed"
         attributes.append(
@@ -742,7 +751,7 @@ def gate_fairness_within_bounds(ev: Evaluation, policy: Policy) -> GateResult:
         )
     elif short_of_data:
         outcome = "insufficient_data"
-        passed, message = _insufficient(policy, [a["insufficient_data_reason"] for a in short_of_data])
+        passed, message = _insufficient(gates, [a["insufficient_data_reason"] for a in short_of_data])
         if within:
             message += f"; within bounds: {gaps}"
     else:
@@ -750,19 +759,20 @@ def gate_fairness_within_bounds(ev: Evaluation, policy: Policy) -> GateResult:
         message = f"all {len(attributes)} protected attributes within bounds: {gaps}"
     evidence = {
         "outcome": outcome,
-        "insufficient_data_policy": policy.insufficient_data,
+        "insufficient_data_policy": gates.insufficient_data,
         "attributes": attributes,
         "decision_threshold": ev.threshold,
     }
     return _result(name, passed, condition, message, len(failing), 0, evidence)
 
 
-def gate_predictions_valid(ev: Evaluation, policy: Policy) -> GateResult:
+def gate_predictions_valid(ev: Evaluation, gates: ModelGatePolicy, evaluation: EvaluationPolicy) -> GateResult:
     """Gate ``predictions_valid``: every holdout score of every model is finite and within [0, 1].
 
     Args:
         ev: The evaluation.
-        policy: The gate policy (unused; every gate takes one).
+        gates: The model gate thresholds (unused; every gate takes them).
+        evaluation: The measurement settings (unused; every gate takes them).
 
     Returns:
         The gate result; ``observed`` is the number of invalid scores over all models, ``threshold`` 0.
@@ -787,7 +797,7 @@ def gate_predictions_valid(ev: Evaluation, policy: Policy) -> GateResult:
     return _result(name, not bad, condition, message, total, 0, evidence)
 
 
-def gate_latency_within_budget(ev: Evaluation, policy: Policy) -> GateResult:
+def gate_latency_within_budget(ev: Evaluation, gates: ModelGatePolicy, evaluation: EvaluationPolicy) -> GateResult:
     """Gate ``latency_within_budget``: p99 scoring cost of the stored candidate artifact within budget.
 
     Decides on thread CPU time on one thread (see :mod:`mlops_assets.ml.latency`), the median over
@@ -799,17 +809,18 @@ def gate_latency_within_budget(ev: Evaluation, policy: Policy) -> GateResult:
 
     Args:
         ev: The evaluation.
-        policy: The gate policy.
+        gates: The model gate thresholds.
+        evaluation: The measurement settings the gate expects the evaluation to have been made with.
 
     Returns:
         The gate result; ``observed``/``threshold`` are the single-row CPU p99 and its budget, or the batch
         CPU p99 and its budget when only the batch is over.
     """
     name = "latency_within_budget"
-    single_budget, batch_budget = policy.max_latency_p99_ms_single, policy.max_latency_p99_ms_batch
+    single_budget, batch_budget = gates.max_latency_p99_ms_single, gates.max_latency_p99_ms_batch
     condition = (
         f"p99 one-row thread CPU time (one thread, median over repetitions) <= {single_budget} ms and p99 thread "
-        f"CPU time of a {policy.latency_batch_size}-row batch <= {batch_budget} ms"
+        f"CPU time of a {evaluation.latency_batch_size}-row batch <= {batch_budget} ms"
     )
     lat = ev.latency
     if lat is None:
@@ -835,9 +846,9 @@ def gate_latency_within_budget(ev: Evaluation, policy: Policy) -> GateResult:
             f"machine; the gate decides on {CPU_CLOCK!r} time: re-run the evaluation; failing closed"
         )
         return _result(name, False, condition, message, None, single_budget, evidence)
-    if lat.batch_size != policy.latency_batch_size:
+    if lat.batch_size != evaluation.latency_batch_size:
         message = (
-            f"batches of {lat.batch_size} rows were timed but the budget is for {policy.latency_batch_size}; "
+            f"batches of {lat.batch_size} rows were timed but the budget is for {evaluation.latency_batch_size}; "
             "failing closed"
         )
         return _result(name, False, condition, message, None, batch_budget, evidence)
@@ -860,8 +871,11 @@ def gate_latency_within_budget(ev: Evaluation, policy: Policy) -> GateResult:
 # All gates
 # --------------------------------------------------------------------------------------------------
 
+#: A model gate: the evaluation, the gate thresholds, and the measurement settings the evaluation must have used.
+ModelGate = Callable[[Evaluation, ModelGatePolicy, EvaluationPolicy], GateResult]
+
 #: Every model gate by name, in the order :func:`evaluation_gates` runs them.
-GATES: dict[str, Callable[[Evaluation, Policy], GateResult]] = {
+GATES: dict[str, ModelGate] = {
     "metric_above_floor": gate_metric_above_floor,
     "beats_baseline": gate_beats_baseline,
     "non_inferior_to_production": gate_non_inferior_to_production,
@@ -923,15 +937,16 @@ GATE_DESCRIPTIONS: dict[str, str] = {
 }
 
 
-def evaluation_gates(ev: Evaluation, policy: Policy) -> tuple[GateResult, ...]:
+def evaluation_gates(ev: Evaluation, gates: ModelGatePolicy, evaluation: EvaluationPolicy) -> tuple[GateResult, ...]:
     """All model gates, in the order of :data:`GATES`.
 
     Args:
         ev: The evaluation.
-        policy: The gate policy.
+        gates: The model gate thresholds.
+        evaluation: The measurement settings the gates expect the evaluation to have been made with.
 
     Returns:
         One result per gate: metric floor, baseline, production, metric thresholds, slices, calibration,
         fairness, predictions, latency.
     """
-    return tuple(gate(ev, policy) for gate in GATES.values())
+    return tuple(gate(ev, gates, evaluation) for gate in GATES.values())

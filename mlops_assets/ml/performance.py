@@ -22,7 +22,7 @@ import pandas as pd
 from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
 
 from mlops_assets.ml.features import encode_label
-from mlops_assets.ml.policy import Policy
+from mlops_assets.ml.policy import MonitoringPolicy, RolloutPolicy
 from mlops_assets.ml.rollout import GuardResult, Phase, RolloutState, canary_guards, shadow_guards
 from mlops_assets.ml.routing import CHALLENGER_ARM, CHAMPION_ARM
 from mlops_assets.ml.spec import DatasetSpec
@@ -157,12 +157,18 @@ def realised_performance(joined: pd.DataFrame, *, threshold: float = 0.5) -> lis
 
 
 def performance_sla(
-    rows: Sequence[Mapping[str, Any]], model_version: int, holdout: float | None, policy: Policy
+    rows: Sequence[Mapping[str, Any]],
+    model_version: int,
+    holdout: float | None,
+    monitoring: MonitoringPolicy,
+    *,
+    headline_metric: str,
+    metric_floor: float,
 ) -> dict[str, Any]:
     """The performance SLA of the production model on one data version: its realised headline metric vs its floor.
 
-    Rule: ``floor = max(policy.metric_floor, holdout - policy.max_realised_metric_drop)``, or
-    ``policy.metric_floor`` alone when the holdout value is unknown; the SLA is breached when
+    Rule: ``floor = max(metric_floor, holdout - monitoring.max_realised_metric_drop)``, or
+    ``metric_floor`` alone when the holdout value is unknown; the SLA is breached when
     ``realised < floor``. A realised metric that is undefined (``None``: one class only among the labelled
     rows) does not breach it.
 
@@ -172,8 +178,9 @@ def performance_sla(
         model_version: The registry version of the production model (the champion arm) that scored the rows.
         holdout: Its headline metric on its own holdout split at evaluation (same units: a score in [0, 1]
             for ``roc_auc`` / ``pr_auc``), or ``None`` when unknown.
-        policy: ``headline_metric`` (which metric), ``metric_floor`` (absolute floor) and
-            ``max_realised_metric_drop`` (largest allowed drop below the holdout value, absolute).
+        monitoring: Its ``max_realised_metric_drop`` (largest allowed drop below the holdout value, absolute).
+        headline_metric: Which metric (``policy.evaluation.headline_metric``).
+        metric_floor: The absolute floor (``policy.gates.metric_floor``).
 
     Returns:
         The ``sla`` of the ``performance_report`` record (JSON-ready): ``metric`` (name), ``model_version``,
@@ -185,12 +192,11 @@ def performance_sla(
         StopIteration: ``rows`` has no ``"scored"`` row of ``model_version``.
         KeyError: The rows lack the headline metric.
     """
-    metric = policy.headline_metric
+    metric = headline_metric
     row = next(r for r in rows if r["model_version"] == model_version and r["rows"] == "scored")
     realised = row[metric]
-    floor = (
-        policy.metric_floor if holdout is None else max(policy.metric_floor, holdout - policy.max_realised_metric_drop)
-    )
+    drop = monitoring.max_realised_metric_drop
+    floor = metric_floor if holdout is None else max(metric_floor, holdout - drop)
     return {
         "metric": metric,
         "model_version": model_version,
@@ -199,9 +205,7 @@ def performance_sla(
         "floor": floor,
         "breached": realised is not None and realised < floor,
         "labelled_rows": row["n"],
-        "rule": (
-            f"realised {metric} >= max(metric_floor {policy.metric_floor}, holdout - {policy.max_realised_metric_drop})"
-        ),
+        "rule": f"realised {metric} >= max(metric_floor {metric_floor}, holdout - {drop})",
     }
 
 
@@ -233,8 +237,13 @@ def _paired(joined: pd.DataFrame, champion: int, challenger: int) -> pd.DataFram
     return paired
 
 
-def rollout_guards(state: RolloutState, joined: pd.DataFrame, policy: Policy) -> GuardResult | None:
+def rollout_guards(
+    state: RolloutState, joined: pd.DataFrame, rollout: RolloutPolicy, *, decision_threshold: float
+) -> GuardResult | None:
     """The guards of ``state``'s current phase on one data version's joined prediction log.
+
+    The thresholds are ``rollout``'s; ``decision_threshold`` (``policy.evaluation.decision_threshold``) is
+    the score at or above which a row is predicted positive, for the agreement and the error rates.
 
     Returns ``None`` when the log holds no evidence for this phase: the version was scored without
     this rollout's challenger, or before the current phase began (its traffic split was another).
@@ -253,20 +262,20 @@ def rollout_guards(state: RolloutState, joined: pd.DataFrame, policy: Policy) ->
         return shadow_guards(
             paired["champion_score"],
             paired["challenger_score"],
-            min_rows=policy.rollout_min_rows,
-            min_agreement=policy.shadow_min_agreement,
-            min_correlation=policy.shadow_min_correlation,
-            threshold=policy.decision_threshold,
+            min_rows=rollout.rollout_min_rows,
+            min_agreement=rollout.shadow_min_agreement,
+            min_correlation=rollout.shadow_min_correlation,
+            threshold=decision_threshold,
         )
     served = paired[paired["challenger_served"].astype(bool)]
     return canary_guards(
         served[LABEL],
         served["challenger_score"],
         served["champion_score"],
-        min_rows=policy.rollout_min_rows,
-        max_auc_drop=policy.canary_max_auc_drop,
-        max_error_rate_increase=policy.canary_max_error_rate_increase,
-        threshold=policy.decision_threshold,
+        min_rows=rollout.rollout_min_rows,
+        max_auc_drop=rollout.canary_max_auc_drop,
+        max_error_rate_increase=rollout.canary_max_error_rate_increase,
+        threshold=decision_threshold,
     )
 
 

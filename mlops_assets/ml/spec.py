@@ -203,6 +203,9 @@ class DatasetSpec:
         """
         data = self.to_dict()
         data.pop("retraining")
+        # The policy's settings flat, as before the policy had sections: the same spec keeps its fingerprint
+        # (and the asset code versions and training fingerprints built on it) across that change.
+        data["policy"] = self.policy.to_flat_dict()
         canonical = json.dumps(data, sort_keys=True, default=str)
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
@@ -359,7 +362,7 @@ def spec_from_dict(data: Mapping[str, Any], source: str = "<dict>") -> DatasetSp
     # Protected attributes are kept for fairness evaluation and are never model inputs, unless the policy
     # says explicitly that they may be (then features_allowlisted records them as protected inputs).
     protected_inputs = [f for f in features if f in set(protected)]
-    if protected_inputs and not policy.allow_protected_as_features:
+    if protected_inputs and not policy.data.allow_protected_as_features:
         raise SpecError(
             f"{where}: features lists protected attribute(s) {protected_inputs} (also under 'protected'); "
             "protected attributes are never model inputs: remove them from 'features', or set "

@@ -2,7 +2,7 @@
 
 Only standard sklearn classes are used inside the pipeline (no lambdas, no custom transformers), because
 the artifacts are serialised with skops under an allowlist of sklearn/numpy types. Training is seeded by
-``spec.policy.random_seed`` and reproducible: the same features frame and seed give the same scores.
+``spec.policy.evaluation.random_seed`` and reproducible: the same features frame and seed give the same scores.
 """
 
 import time
@@ -194,7 +194,7 @@ def train_candidate(
     estimator: str = DEFAULT_ESTIMATOR,
     params: Mapping[str, Any] | None = None,
 ) -> TrainedModel:
-    """Fit a candidate model on the train rows, seeded by ``spec.policy.random_seed``.
+    """Fit a candidate model on the train rows, seeded by ``spec.policy.evaluation.random_seed``.
 
     Args:
         features_df: A features frame from :func:`~mlops_assets.ml.features.build_features`.
@@ -209,7 +209,7 @@ def train_candidate(
         ValueError: the train rows hold a single class (the message names the label column and the
             count of each class), or the estimator/parameters are invalid.
     """
-    seed = spec.policy.random_seed
+    seed = spec.policy.evaluation.random_seed
     pipeline = build_pipeline(spec, estimator, params, seed=seed)
     X, y = _train_rows(features_df, spec)
     start = time.perf_counter()
@@ -370,9 +370,9 @@ def tune_and_train(
     training = training or spec.training
     if not training.search:
         return train_candidate(features_df, spec, training.estimator, training.params), None
-    seed = spec.policy.random_seed
+    seed = spec.policy.evaluation.random_seed
     X, y = _train_rows(features_df, spec)
-    scoring = _SCORING[spec.policy.headline_metric]
+    scoring = _SCORING[spec.policy.evaluation.headline_metric]
     space = {k: [_plain(v) for v in values] for k, values in training.search.items()}
     try:
         folds = cv_folds_with_class_counts(y, training.cv_folds)

@@ -188,7 +188,7 @@ class RetrainRecord:
         at: When it was requested (run creation time), timezone-aware.
         reason: Its ``mlops/reason`` (runs launched by hand without one count as ``manual``).
         data_version: The data version it trains on.
-        code_version: The code version that requested it ("" when unknown, e.g. a manual launch).
+        package_version: The mlops_assets package version that requested it ("" when unknown, e.g. a manual launch).
         status: Lower-case run status (``queued``, ``started``, ``success``, ``failure``, ``canceled``...), or
             ``requested``.
         model: The model it retrains ("" when unknown: it then counts for every model).
@@ -198,7 +198,7 @@ class RetrainRecord:
     at: datetime
     reason: str
     data_version: str
-    code_version: str = ""
+    package_version: str = ""
     status: str = "requested"
     model: str = ""
     started_at: datetime | None = None
@@ -240,7 +240,7 @@ class RetrainRequest:
     reason: str
     data_version: str
     model: str
-    code_version: str
+    package_version: str
     at: datetime
 
     def __post_init__(self) -> None:
@@ -250,7 +250,7 @@ class RetrainRequest:
 
     @property
     def run_key(self) -> str:
-        return run_key(self.reason, self.data_version, self.code_version)
+        return run_key(self.reason, self.data_version, self.package_version)
 
     def as_record(self) -> RetrainRecord:
         """The history entry this request becomes once it is made."""
@@ -258,14 +258,14 @@ class RetrainRequest:
             at=self.at,
             reason=self.reason,
             data_version=self.data_version,
-            code_version=self.code_version,
+            package_version=self.package_version,
             model=self.model,
         )
 
 
-def run_key(reason: str, data_version: str, code_version: str) -> str:
+def run_key(reason: str, data_version: str, package_version: str) -> str:
     """``retrain:<reason>:<data version>:<code version>`` — one run per trigger, version and release."""
-    return f"retrain:{reason}:{data_version}:{code_version}"
+    return f"retrain:{reason}:{data_version}:{package_version}"
 
 
 @dataclass(frozen=True)
@@ -315,7 +315,7 @@ def decide(policy: RetrainPolicy, request: RetrainRequest, history: Iterable[Ret
     mine = [r for r in history if r.concerns(request.model)]
     dead = sorted(  # by value, so that the message does not depend on the history's order
         (r for r in mine if r.presumed_dead(now, policy.max_in_flight)),
-        key=lambda x: (x.at, x.reason, x.data_version, x.code_version, x.status, x.model),
+        key=lambda x: (x.at, x.reason, x.data_version, x.package_version, x.status, x.model),
     )
     ignored = tuple(r.describe() for r in dead)
     note = (
@@ -329,25 +329,30 @@ def decide(policy: RetrainPolicy, request: RetrainRequest, history: Iterable[Ret
         return RetrainDecision(allowed, rule, message + note, ignored)
 
     for r in mine:
-        if (r.reason, r.data_version, r.code_version) == (request.reason, request.data_version, request.code_version):
+        if (r.reason, r.data_version, r.package_version) == (
+            request.reason,
+            request.data_version,
+            request.package_version,
+        ):
             return decision(
                 False,
                 "duplicate",
-                f"{what}: already requested at {_fmt(r.at)} with code {request.code_version} (status {r.status})",
+                f"{what}: already requested at {_fmt(r.at)} with package version {request.package_version} "
+                f"(status {r.status})",
             )
-    if request.reason != "manual" and request.code_version:
+    if request.reason != "manual" and request.package_version:
         # Another trigger on a version this code already retrained would train the same model again.
         same = [
             r
             for r in mine
-            if (r.data_version, r.code_version) == (request.data_version, request.code_version) and not r.canceled
+            if (r.data_version, r.package_version) == (request.data_version, request.package_version) and not r.canceled
         ]
         if same:
             r = max(same, key=lambda x: (x.at, x.reason))
             return decision(
                 False,
                 "duplicate",
-                f"{what}: {request.data_version} was already retrained with code {request.code_version} "
+                f"{what}: {request.data_version} was already retrained with package version {request.package_version} "
                 f"({r.reason}, requested {_fmt(r.at)}, status {r.status}); the same data and code give the same model",
             )
     in_flight = [r for r in mine if r.in_flight and r not in dead]
@@ -540,7 +545,7 @@ def replay(policy: RetrainPolicy, requests: Iterable[RetrainRequest], history: I
             record = request.as_record()
             past.append(
                 RetrainRecord(
-                    record.at, record.reason, record.data_version, record.code_version, "success", record.model
+                    record.at, record.reason, record.data_version, record.package_version, "success", record.model
                 )
             )
     return Replay(tuple(allowed), tuple(decisions))

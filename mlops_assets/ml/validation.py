@@ -29,6 +29,7 @@ import pandas as pd
 import pandera.pandas as pa
 
 from mlops_assets.ml.gate_result import GateResult
+from mlops_assets.ml.policy import DataGatePolicy
 from mlops_assets.ml.schema import build_schema, canonical_value, typed_column
 from mlops_assets.ml.spec import CATEGORICAL_TYPES, DatasetSpec
 
@@ -494,9 +495,9 @@ def coerce_columns(df: pd.DataFrame, spec: DatasetSpec, columns: Sequence[str], 
 # --------------------------------------------------------------------------------------------------
 
 
-def gate_row_count(df: pd.DataFrame, spec: DatasetSpec, source_name: str) -> GateResult:
-    """Gate ``row_count_above_floor``: the frame has at least ``spec.policy.min_rows`` rows."""
-    floor = spec.policy.min_rows
+def gate_row_count(df: pd.DataFrame, data: DataGatePolicy, source_name: str) -> GateResult:
+    """Gate ``row_count_above_floor``: the frame has at least ``data.min_rows`` rows (``policy.min_rows``)."""
+    floor = data.min_rows
     n_rows = len(df)
     passed = n_rows >= floor
     if passed:
@@ -675,7 +676,7 @@ def validate_raw(df: pd.DataFrame, spec: DatasetSpec, source_name: str) -> RawVa
       lazily so every failure of every column is collected; evidence holds up to
       :data:`MAX_FAILURE_CASES` failure cases (spread over columns and rules), the total count and a
       per-(column, check) count summary.
-    * ``row_count_above_floor``: at least ``spec.policy.min_rows`` rows.
+    * ``row_count_above_floor``: at least ``spec.policy.data.min_rows`` rows.
     * ``label_in_domain``: the label column is present, has no missing values and every value is one
       of ``spec.label.values``, each cell read through the label column's type as the spec's values were
       (an int label: 1, 1.0, "1" are one value; a bool label: yes/no, true/false, 1/0; text matches exactly).
@@ -693,7 +694,7 @@ def validate_raw(df: pd.DataFrame, spec: DatasetSpec, source_name: str) -> RawVa
     schema_result, typed = _schema_gate(df, spec, source_name)
     gates = (
         schema_result,
-        gate_row_count(df, spec, source_name),
+        gate_row_count(df, spec.policy.data, source_name),
         gate_label_in_domain(df, spec, source_name),
         # The typed ids are preferred when there are any: "01" and "1" are one id once coerced to int.
         gate_ids_unique(typed if typed is not None else df, spec, source_name),
@@ -709,7 +710,7 @@ def validate_raw(df: pd.DataFrame, spec: DatasetSpec, source_name: str) -> RawVa
 def gate_volume_within_bounds(
     n_rows: int,
     previous: tuple[str, int] | None,
-    spec: DatasetSpec,
+    data: DataGatePolicy,
     source_name: str,
     skipped: Sequence[Mapping[str, str]] = (),
 ) -> GateResult:
@@ -724,7 +725,7 @@ def gate_volume_within_bounds(
         n_rows: Rows of this data version.
         previous: ``(data version key, row count)`` of the previous accepted version (the latest earlier data
             version whose data gates passed), or ``None`` when there is none.
-        spec: The dataset spec (``spec.policy.volume_ratio_bounds``).
+        data: The data gates' policy (its ``volume_ratio_bounds``).
         source_name: How to name this version in messages (usually the landed file).
         skipped: Earlier versions passed over because their data gates did not pass, newest first, as
             ``{"data_version": ..., "reason": ...}``; recorded as evidence.
@@ -732,7 +733,7 @@ def gate_volume_within_bounds(
     Returns:
         The gate result; ``observed`` is the ratio (``None`` with nothing to compare), ``threshold`` the bounds.
     """
-    lo, hi = spec.policy.volume_ratio_bounds
+    lo, hi = data.volume_ratio_bounds
     condition = f"row count / previous accepted version's row count in [{lo:g}, {hi:g}]"
     evidence: dict[str, Any] = {"n_rows": int(n_rows), "bounds": [lo, hi], "skipped": [dict(s) for s in skipped]}
     threshold = f"[{lo:g}, {hi:g}]"
@@ -789,7 +790,7 @@ def gate_volume_within_bounds_recorded(
     recorded: Mapping[str, Any],
     earlier: Callable[[], tuple[Sequence[str], Sequence[Mapping[str, str]]]],
     recorded_of: Callable[[str], Mapping[str, Any]],
-    spec: DatasetSpec,
+    data: DataGatePolicy,
 ) -> GateResult:
     """Gate ``volume_within_bounds`` from the recorded metadata of raw_data materializations; fails closed.
 
@@ -806,7 +807,7 @@ def gate_volume_within_bounds_recorded(
             first is used), and the ones passed over; called only when this version has a row count.
         recorded_of: The metadata of a version's latest raw_data materialization; called for the previous
             accepted version only.
-        spec: The dataset spec (``spec.policy.volume_ratio_bounds``).
+        data: The data gates' policy (its ``volume_ratio_bounds``).
     """
     source = str(recorded.get("file", version)).rsplit("/", 1)[-1]
     condition = "row count / previous accepted version's row count within policy.volume_ratio_bounds"
@@ -832,7 +833,7 @@ def gate_volume_within_bounds_recorded(
                 ),
             )
         previous = (accepted[0], int(rows))
-    return gate_volume_within_bounds(int(recorded[ROW_COUNT_KEY]), previous, spec, source, skipped)
+    return gate_volume_within_bounds(int(recorded[ROW_COUNT_KEY]), previous, data, source, skipped)
 
 
 def _comparable(current: pd.Series, earlier: pd.Series, spec: DatasetSpec) -> tuple[pd.Series, pd.Series]:

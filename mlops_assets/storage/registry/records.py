@@ -68,7 +68,7 @@ def row_to_version(row: Row[Any]) -> ModelVersion:
         artifact_hmac=m["artifact_hmac"],
         data_versions=tuple(loads(m["data_versions"])),
         run_id=m["run_id"],
-        code_version=m["code_version"],
+        package_version=m["code_version"],
         git_sha=m["git_sha"],
         spec_fingerprint=m["spec_fingerprint"],
         params=loads(m["params"]),

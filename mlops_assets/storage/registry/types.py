@@ -90,14 +90,14 @@ class Lineage:
     Attributes:
         data_versions: Data versions the model was trained on (in order).
         run_id: The orchestrator run that trained it.
-        code_version: Code version of the training asset.
+        package_version: The mlops_assets package version that trained it (registry column ``code_version``).
         git_sha: Commit of the code.
         spec_fingerprint: Fingerprint of the dataset spec.
     """
 
     data_versions: tuple[str, ...]
     run_id: str
-    code_version: str
+    package_version: str
     git_sha: str
     spec_fingerprint: str
 
@@ -124,7 +124,7 @@ class ModelVersion:
         artifact_hmac: Artifact HMAC, if the store that wrote it had a key.
         data_versions: Training data versions.
         run_id: Training run.
-        code_version: Code version of the training asset.
+        package_version: The mlops_assets package version that trained it (registry column ``code_version``).
         git_sha: Commit of the code.
         spec_fingerprint: Dataset spec fingerprint.
         params: Training parameters.
@@ -142,7 +142,7 @@ class ModelVersion:
     artifact_hmac: str | None
     data_versions: tuple[str, ...]
     run_id: str
-    code_version: str
+    package_version: str
     git_sha: str
     spec_fingerprint: str
     # Dicts are unhashable; leave them out of the hash so the record can still be a set member.
@@ -164,7 +164,7 @@ class ModelVersion:
         return Lineage(
             data_versions=self.data_versions,
             run_id=self.run_id,
-            code_version=self.code_version,
+            package_version=self.package_version,
             git_sha=self.git_sha,
             spec_fingerprint=self.spec_fingerprint,
         )

@@ -82,7 +82,7 @@ class VersionsMixin(RegistryCore):
                     artifact_hmac=artifact.hmac,
                     data_versions=dumps(list(lineage.data_versions)),
                     run_id=lineage.run_id,
-                    code_version=lineage.code_version,
+                    code_version=lineage.package_version,
                     git_sha=lineage.git_sha,
                     spec_fingerprint=lineage.spec_fingerprint,
                     params=params_json,
