@@ -74,11 +74,7 @@ def build(model: MLModel) -> dg.Definitions:
     """The data stage of ``model``: its ``raw_data`` asset (``<model>/raw_data``) and the asset's blocking checks."""
 
     @dg.asset(
-        key=model.key("raw_data"),
-        partitions_def=model.partitions,
-        group_name=model.name,
-        owners=list(model.owners),
-        tags={**model.asset_tags(), "mlops/stage": "data"},
+        **model.asset_defaults("raw_data", stage="data"),
         kinds={"pandas", "parquet"},
         description=(
             f"One landed data version of {model.name}: the file's rows (from the model's landing zone), typed by "

@@ -189,15 +189,9 @@ def build(model: MLModel) -> dg.Definitions:
     ``deployment_decision`` and ``rollout_step`` are partitioned by the model's data versions;
     ``staging_deployment``, ``production_deployment`` and ``rollout_state`` mirror the registry (unpartitioned).
     """
-    tags = {**model.asset_tags(), "mlops/stage": "deployments"}
-    owners = list(model.owners)
 
     @dg.asset(
-        key=model.key("deployment_decision"),
-        partitions_def=model.partitions,
-        group_name=model.name,
-        owners=owners,
-        tags=tags,
+        **model.asset_defaults("deployment_decision", stage="deployments"),
         ins={
             "candidate_model": dg.AssetIn(key=model.key("candidate_model")),
             "model_evaluation": dg.AssetIn(key=model.key("model_evaluation")),
@@ -251,10 +245,7 @@ def build(model: MLModel) -> dg.Definitions:
         return dg.MaterializeResult(value=record, metadata=_decision_metadata(record))
 
     @dg.asset(
-        key=model.key("staging_deployment"),
-        group_name=model.name,
-        owners=owners,
-        tags=tags,
+        **model.asset_defaults("staging_deployment", stage="deployments", partitioned=False),
         deps=[model.key("deployment_decision"), model.key("rollout_step")],
         description="The registry's Staging versions of the model, as of the last deployment decision.",
     )
@@ -267,10 +258,7 @@ def build(model: MLModel) -> dg.Definitions:
         )
 
     @dg.asset(
-        key=model.key("production_deployment"),
-        group_name=model.name,
-        owners=owners,
-        tags=tags,
+        **model.asset_defaults("production_deployment", stage="deployments", partitioned=False),
         deps=[model.key("deployment_decision"), model.key("rollout_step")],
         description=(
             "The model version in Production (the registry is the single source of truth; this mirrors it). "
@@ -295,11 +283,7 @@ def build(model: MLModel) -> dg.Definitions:
         )
 
     @dg.asset(
-        key=model.key("rollout_step"),
-        partitions_def=model.partitions,
-        group_name=model.name,
-        owners=owners,
-        tags=tags,
+        **model.asset_defaults("rollout_step", stage="deployments"),
         deps=[model.key("performance_report"), model.key("ab_test")],
         description=(
             "The active rollout's step on the evidence of this data version: guards of the current phase on every "
@@ -351,10 +335,7 @@ def build(model: MLModel) -> dg.Definitions:
         )
 
     @dg.asset(
-        key=model.key("rollout_state"),
-        group_name=model.name,
-        owners=owners,
-        tags=tags,
+        **model.asset_defaults("rollout_state", stage="deployments", partitioned=False),
         deps=[model.key("deployment_decision"), model.key("rollout_step")],
         description="The model's latest rollout as the registry records it: phase, traffic share and every move.",
     )

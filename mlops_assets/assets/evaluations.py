@@ -101,16 +101,12 @@ def build(model: MLModel) -> dg.Definitions:
     code_version = asset_code_version(model)
 
     @dg.asset(
-        key=model.key("model_evaluation"),
+        **model.asset_defaults("model_evaluation", stage="evaluations"),
         code_version=code_version,
         ins={
             "features": dg.AssetIn(key=model.key("features")),
             "candidate_model": dg.AssetIn(key=model.key("candidate_model")),
         },
-        partitions_def=model.partitions,
-        group_name=model.name,
-        owners=list(model.owners),
-        tags={**model.asset_tags(), "mlops/stage": "evaluations"},
         kinds={"scikitlearn"},
         description=(
             "Holdout evaluation of the candidate against the baseline and the model in production, on the same rows: "

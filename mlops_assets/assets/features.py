@@ -40,16 +40,11 @@ def build(model: MLModel) -> dg.Definitions:
     The drift reference is not an asset of this stage: ``candidate_model`` builds it from the training window's
     train rows and stores it beside the model version, and ``drift_report`` compares with the production model's.
     """
-    tags = {**model.asset_tags(), "mlops/stage": "features"}
 
     @dg.asset(
-        key=model.key("features"),
+        **model.asset_defaults("features", stage="features"),
         code_version=asset_code_version(model),
         ins={"raw_data": dg.AssetIn(key=model.key("raw_data"))},
-        partitions_def=model.partitions,
-        group_name=model.name,
-        owners=list(model.owners),
-        tags=tags,
         kinds={"pandas", "parquet"},
         description=(
             "Model inputs from the spec's feature allowlist, the label as 0/1, slice and protected columns for "

@@ -125,13 +125,9 @@ def build(model: MLModel) -> dg.Definitions:
     code_version = asset_code_version(model)
 
     @dg.asset(
-        key=model.key("candidate_model"),
+        **model.asset_defaults("candidate_model", stage="models"),
         code_version=code_version,
         ins={"features": dg.AssetIn(key=model.key("features"))},
-        partitions_def=model.partitions,
-        group_name=model.name,
-        owners=list(model.owners),
-        tags={**model.asset_tags(), "mlops/stage": "models"},
         kinds={"scikitlearn"},
         # Training is the heavy step: the instance's `training` pool limit caps how many run at once.
         pool="training",

@@ -143,15 +143,9 @@ def build(model: MLModel) -> dg.Definitions:
 
     Every asset and check is partitioned by the model's data versions and reads the model's spec per run.
     """
-    tags = {**model.asset_tags(), "mlops/stage": "monitoring"}
-    owners = list(model.owners)
 
     @dg.asset(
-        key=model.key("drift_report"),
-        partitions_def=model.partitions,
-        group_name=model.name,
-        owners=owners,
-        tags=tags,
+        **model.asset_defaults("drift_report", stage="monitoring"),
         kinds={"numpy"},
         ins={"features": dg.AssetIn(key=model.key("features"))},
         description=(
@@ -227,11 +221,7 @@ def build(model: MLModel) -> dg.Definitions:
         )
 
     @dg.asset(
-        key=model.key("predictions"),
-        partitions_def=model.partitions,
-        group_name=model.name,
-        owners=owners,
-        tags=tags,
+        **model.asset_defaults("predictions", stage="monitoring"),
         kinds={"parquet"},
         ins={"features": dg.AssetIn(key=model.key("features"))},
         description=(
@@ -271,11 +261,7 @@ def build(model: MLModel) -> dg.Definitions:
         return _scored_result(scored)
 
     @dg.asset(
-        key=model.key("labels"),
-        partitions_def=model.partitions,
-        group_name=model.name,
-        owners=owners,
-        tags=tags,
+        **model.asset_defaults("labels", stage="monitoring"),
         kinds={"parquet"},
         ins={"features": dg.AssetIn(key=model.key("features"))},
         description=(
@@ -315,11 +301,7 @@ def build(model: MLModel) -> dg.Definitions:
         )
 
     @dg.asset(
-        key=model.key("performance_report"),
-        partitions_def=model.partitions,
-        group_name=model.name,
-        owners=owners,
-        tags=tags,
+        **model.asset_defaults("performance_report", stage="monitoring"),
         ins={
             "predictions": dg.AssetIn(key=model.key("predictions")),
             "labels": dg.AssetIn(key=model.key("labels")),
@@ -393,11 +375,7 @@ def build(model: MLModel) -> dg.Definitions:
         )
 
     @dg.asset(
-        key=model.key("ab_test"),
-        partitions_def=model.partitions,
-        group_name=model.name,
-        owners=owners,
-        tags=tags,
+        **model.asset_defaults("ab_test", stage="monitoring"),
         deps=[model.key("performance_report")],
         description=(
             "A/B test of the active rollout (champion vs challenger on the rows each served) over every labelled "
