@@ -36,14 +36,8 @@ def _postgres_admin_engine() -> sa.Engine:
     )
 
 
-@pytest.fixture
-def postgres_url() -> Iterator[str]:
-    """URL of a fresh, uniquely named PostgreSQL database, dropped after the test.
-
-    Skips when the server is unreachable, unless ``MLOPS_REQUIRE_SERVICES=1`` (then the test fails).
-    """
-    admin = _postgres_admin_engine()
-    name = f"mlops_test_{uuid.uuid4().hex}"
+def _create_database(admin: sa.Engine, name: str) -> None:
+    """CREATE DATABASE ``name``; skips when the server is unreachable, unless ``MLOPS_REQUIRE_SERVICES=1`` (fails)."""
     try:
         with admin.connect() as conn:
             conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
@@ -53,13 +47,65 @@ def postgres_url() -> Iterator[str]:
         if _services_required():
             pytest.fail(message)
         pytest.skip(message)
+
+
+def _drop_database(admin: sa.Engine, name: str) -> None:
+    with admin.connect() as conn:
+        # FORCE (PostgreSQL 13+) terminates sessions a test forgot to close.
+        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin.dispose()
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """URL of a fresh, uniquely named PostgreSQL database, dropped after the test: for tests that give a whole
+    database to Dagster's own storage or to processes (a deployment, the daemon, password handling).
+
+    Skips when the server is unreachable, unless ``MLOPS_REQUIRE_SERVICES=1`` (then the test fails).
+    """
+    admin = _postgres_admin_engine()
+    name = f"mlops_test_{uuid.uuid4().hex}"
+    _create_database(admin, name)
     try:
         yield sa.make_url(POSTGRES_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
     finally:
-        with admin.connect() as conn:
-            # FORCE (PostgreSQL 13+) terminates sessions a test forgot to close.
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.dispose()
+        _drop_database(admin, name)
+
+
+@pytest.fixture(scope="session")
+def postgres_session_database() -> Iterator[str]:
+    """URL of one PostgreSQL database for the test session (one per xdist worker), dropped at its end."""
+    admin = _postgres_admin_engine()
+    name = f"mlops_session_{uuid.uuid4().hex}"
+    _create_database(admin, name)
+    try:
+        yield sa.make_url(POSTGRES_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    finally:
+        _drop_database(admin, name)
+
+
+@pytest.fixture
+def postgres_registry_url(postgres_session_database: str) -> Iterator[str]:
+    """URL of a fresh schema in the session's database (``search_path`` set by the URL), dropped after the test.
+
+    For registry tests: the registry keeps all its tables, functions and triggers in the schema the connection
+    uses, so each test gets an empty registry without paying for a database (CREATE DATABASE copies a template
+    and syncs it to disk: ~0.3 s against ~0.05 s for a schema, measured on this machine).
+    """
+    schema = f"t_{uuid.uuid4().hex}"
+    engine = sa.create_engine(postgres_session_database, poolclass=sa.pool.NullPool)
+    with engine.begin() as conn:
+        conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+    try:
+        yield str(
+            sa.make_url(postgres_session_database)
+            .update_query_dict({"options": f"-csearch_path={schema}"})
+            .render_as_string(hide_password=False)
+        )
+    finally:
+        with engine.begin() as conn:
+            conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        engine.dispose()
 
 
 # --- S3 (moto) ------------------------------------------------------------------------------------------------------

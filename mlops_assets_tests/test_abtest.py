@@ -18,6 +18,8 @@ from mlops_assets.ml.abtest import (
     two_proportion_ztest,
 )
 
+pytestmark = pytest.mark.core
+
 
 def _textbook_z(x_a: int, n_a: int, x_b: int, n_b: int) -> tuple[float, float]:
     """Pooled two-proportion z and its two-sided p-value, written out independently of the module."""

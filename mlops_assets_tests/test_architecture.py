@@ -19,6 +19,8 @@ import pytest
 
 import mlops_assets
 
+pytestmark = pytest.mark.wiring
+
 PACKAGE = Path(mlops_assets.__file__).parent
 FORBIDDEN_IN_CORE = ("dagster", "matplotlib.pyplot")
 #: Modules the pure core (``ml/``) never imports: they start processes, reach the network, a database or the file

@@ -33,6 +33,8 @@ from mlops_assets.storage.artifacts.skops_codec import (
 )
 from mlops_assets.storage.artifacts.store import ArtifactIntegrityError, ArtifactRef, ArtifactStore, LocalArtifactStore
 
+pytestmark = pytest.mark.core
+
 
 def _frame(n: int, seed: int) -> tuple[pd.DataFrame, pd.Series]:
     rng = np.random.default_rng(seed)

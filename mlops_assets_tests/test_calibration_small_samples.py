@@ -32,6 +32,8 @@ from mlops_assets.ml.policy import Policy, PolicyError, policy_from_dict
 from mlops_assets.ml.spec import load_spec
 from mlops_assets.ml.training import train_baseline, train_candidate
 
+pytestmark = pytest.mark.wiring
+
 POLICY = Policy()  # max_ece 0.05, 10 bins, 10 rows per bin on average: 100 rows at least
 
 

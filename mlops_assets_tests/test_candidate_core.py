@@ -21,6 +21,8 @@ from mlops_assets.ml.provenance import fingerprint
 from mlops_assets.ml.spec import DatasetSpec, load_spec
 from mlops_assets.ml.validation import coerce_to_schema
 
+pytestmark = pytest.mark.core
+
 SEARCH_SKIPPED = training.SEARCH_SKIPPED_NO_VALID_FOLD
 
 

@@ -17,6 +17,8 @@ from mlops_assets.ml.spec import packaged_spec_path
 from mlops_assets.model import MLModel
 from mlops_assets.provenance import asset_code_version, package_version
 
+pytestmark = pytest.mark.wiring
+
 VERSIONED = ("features", "candidate_model", "model_evaluation")
 
 

@@ -16,6 +16,8 @@ from mlops_assets.ml.spec import packaged_spec_path
 from mlops_assets.model import MLModel, ModelConfigError
 from mlops_assets.resources import LandingZone
 
+pytestmark = pytest.mark.wiring
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -131,7 +133,7 @@ def test_packaged_models_load_side_by_side_grouped_and_owned(tmp_path: Path):
     assert partitions == {"flights__data_versions", "synthetic__data_versions"}
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_dg_lists_the_component():
     dg_cli = shutil.which("dg")
     assert dg_cli, "dg (dagster-dg-cli) is a dev dependency"

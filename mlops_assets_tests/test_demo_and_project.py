@@ -15,10 +15,12 @@ from mlops_assets.instance import INSTANCE_CONFIG
 from mlops_assets.ml.spec import packaged_spec_path
 from mlops_assets.storage.registry import ModelRegistry
 
+pytestmark = pytest.mark.wiring
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_demo_runs_the_lifecycle_through_the_daemon_and_sensor(tmp_path):
     source = tmp_path / "source"
     synthetic.write_versions(source, n_versions=2, rows_per_version=2000, seed=11)

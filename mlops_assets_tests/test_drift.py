@@ -43,6 +43,8 @@ from mlops_assets.ml.drift import (
 )
 from mlops_assets.ml.spec import spec_from_dict
 
+pytestmark = pytest.mark.core
+
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 finite = st.floats(min_value=-1e6, max_value=1e6, allow_nan=False, allow_infinity=False)

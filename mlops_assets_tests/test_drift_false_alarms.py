@@ -40,6 +40,8 @@ from mlops_assets.ml.drift import (
 )
 from mlops_assets.ml.policy import Policy, policy_from_dict
 
+pytestmark = pytest.mark.wiring
+
 ALPHA = 0.05
 BATCHES = 200
 MAX_ALARMS = 18  # binom.sf(18, 200, 0.05) = 0.005

@@ -47,6 +47,8 @@ from mlops_assets.ml.plots import png_markdown, reliability_png, roc_curve_png
 from mlops_assets.ml.policy import MetricThreshold, Policy, SliceThreshold, policy_from_dict
 from mlops_assets.ml.spec import spec_from_dict
 
+pytestmark = pytest.mark.core
+
 # --------------------------------------------------------------------------------------------------
 # Calibration
 # --------------------------------------------------------------------------------------------------

@@ -40,6 +40,8 @@ from mlops_assets.storage.registry import (
 )
 from mlops_assets_tests.support import model_graph
 
+pytestmark = pytest.mark.wiring
+
 ROWS = 2500
 GATES = ("candidate_model:model_reproduces_holdout_scores", "model_evaluation:metric_above_floor")
 #: The synthetic model's graph: keys ``synthetic/<asset>``, partitions ``synthetic__data_versions``.
@@ -100,7 +102,7 @@ def _ref(i: int) -> ArtifactRef:
 def registry_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'registry.db'}"
-    return request.getfixturevalue("postgres_url")
+    return request.getfixturevalue("postgres_registry_url")
 
 
 def _registry(where: Path | str, n: int = 2, name: str = "m") -> ModelRegistry:
@@ -341,7 +343,7 @@ def _failure_message(result: dg.ExecuteInProcessResult) -> str:
 MODEL_CHAIN = ("candidate_model", "model_evaluation", "deployment_decision")
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_deployment_decision_refuses_evaluation_of_another_version(world, monkeypatch):
     """Fault 1a: v2 of D evaluated (passed), v3 re-trained alone for D, then the decision alone: v3 refused."""
     world.land(1, seed=1)
@@ -363,7 +365,7 @@ def test_deployment_decision_refuses_evaluation_of_another_version(world, monkey
     assert world.registry.active_rollout("synthetic").challenger_version == 2  # v2's rollout goes on
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_promote_job_refuses_a_version_whose_own_evaluation_failed(world, monkeypatch):
     """Fault 1b: v2 of D failed, D re-trained as v3 which passed: promote_job v2 is refused, v3 untouched."""
     world.land(1, seed=1)
@@ -395,7 +397,7 @@ def _flip_one_byte(path: Path) -> str:
     return hashlib.sha256(bytes(data)).hexdigest()
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_promote_job_refuses_an_artifact_that_does_not_verify(world):
     """Fault 2: one byte of the Staging version's stored model flipped: promotion refused with both digests."""
     world.land(1, seed=1)
@@ -437,7 +439,7 @@ def test_a_comparison_with_production_holds_only_while_that_production_serves():
     assert "compared with none, now v1" in str(production_changed(None, 1, 2))
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_promote_job_refuses_when_production_changed_since_the_versions_evaluation(world):
     """v1 was evaluated when nothing served; once v2 serves, promoting v1 by hand needs a new evaluation
     (rollback_job is the way back to a version that served)."""

@@ -35,6 +35,8 @@ from mlops_assets.ml.policy import Policy, PolicyError, SliceThreshold, policy_f
 from mlops_assets.ml.spec import load_spec
 from mlops_assets.ml.training import train_baseline, train_candidate
 
+pytestmark = pytest.mark.wiring
+
 # --------------------------------------------------------------------------------------------------
 # Fault 13: latency measured as the artifact's own CPU cost
 # --------------------------------------------------------------------------------------------------
@@ -135,7 +137,7 @@ def _burn_until(deadline: float) -> None:
         x += 1
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_latency_gate_gives_the_same_verdict_under_cpu_load() -> None:
     """The verdict for a budget a generous factor above (or below) this process's own unloaded measurement is
     the same while 8 CPU-bound processes compete for the cores (on 2 cores: ~5x less CPU for the gate)."""

@@ -22,6 +22,8 @@ from mlops_assets.storage.registry import Lineage, ModelRegistry
 from mlops_assets.storage.registry.records import dumps as registry_dumps
 from mlops_assets.storage.registry.records import loads as registry_loads
 
+pytestmark = pytest.mark.wiring
+
 
 def _refuse_constant(token: str) -> Any:
     raise ValueError(f"not standard JSON: {token}")
@@ -192,7 +194,7 @@ def test_evidence_tag_is_standard_json_at_any_depth() -> None:
 # -- PostgreSQL: the registry's JSON columns are valid jsonb ---------------------------------------------------------
 
 
-def test_registry_evidence_with_infinity_is_valid_jsonb_on_postgresql(postgres_url: str) -> None:
+def test_registry_evidence_with_infinity_is_valid_jsonb_on_postgresql(postgres_registry_url: str) -> None:
     # Before the codec the evidence column held ``{"psi": Infinity, ...}``: the cast to jsonb (any SQL that reads the
     # evidence as JSON) failed with 'Token "Infinity" is invalid'.
     evidence = {
@@ -205,7 +207,7 @@ def test_registry_evidence_with_infinity_is_valid_jsonb_on_postgresql(postgres_u
     lineage = Lineage(
         data_versions=("2024-05",), run_id="run-1", package_version="v1", git_sha="abc", spec_fingerprint="fp"
     )
-    with ModelRegistry(postgres_url) as registry:
+    with ModelRegistry(postgres_registry_url) as registry:
         registry.register_version("codec_model", ref, lineage, {"C": np.float64(1.0)}, {"roc_auc": math.nan})
         registry.transition("codec_model", 1, "Staging", actor="tester", reason="codec", evidence=evidence)
         with registry.engine.connect() as conn:

@@ -15,6 +15,8 @@ from mlops_assets.ml.triggers import RetrainPolicy
 from mlops_assets.ml.validation import gate_volume_within_bounds_recorded
 from mlops_assets.ml.versions import version_key
 
+pytestmark = pytest.mark.core
+
 A = "a" * 64
 B = "b" * 64
 C = "c" * 64

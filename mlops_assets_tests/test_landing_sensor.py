@@ -13,6 +13,8 @@ from mlops_assets.resources import LandingZone, ModelRegistryResource
 from mlops_assets.tags import DATA_VERSION_TAG, MODEL_TAG, REASON_TAG
 from mlops_assets_tests.support import model_graph
 
+pytestmark = pytest.mark.wiring
+
 #: The synthetic model's graph: sensor ``synthetic__landing_sensor``, partitions ``synthetic__data_versions``.
 G = model_graph("synthetic")
 landing_sensor = next(s for s in G.defs.sensors or [] if s.name == G.name("landing_sensor"))

@@ -14,7 +14,7 @@ from mlops_assets.storage.files import write_frame_atomic
 from mlops_assets.storage.registry import ModelRegistry
 from mlops_assets_tests.support import model_graph
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.e2e
 
 ROWS = 2500
 #: The synthetic model's graph: keys ``synthetic/<asset>``, partitions ``synthetic__data_versions``.

@@ -47,6 +47,8 @@ from mlops_assets.ml.training import (
     train_candidate,
 )
 
+pytestmark = pytest.mark.core
+
 # --------------------------------------------------------------------------------------------------
 # Fixtures: a small spec with a string label, an order column, a slice, a nullable numeric, a categorical
 # --------------------------------------------------------------------------------------------------

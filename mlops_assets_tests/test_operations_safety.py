@@ -27,6 +27,8 @@ from mlops_assets.resources import ArtifactStoreResource, ModelRegistryResource
 from mlops_assets.tags import EVIDENCE_TAG
 from mlops_assets_tests.test_retrain_sensors import V1, V2, V3, World, no_request, only_request
 
+pytestmark = pytest.mark.wiring
+
 ROOT = Path(__file__).resolve().parents[1]
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 #: Every character that has a meaning in a URL's authority, path, query or fragment.
@@ -312,7 +314,7 @@ def test_demo_exit_is_zero_when_a_run_succeeded_and_a_model_is_in_production() -
     assert exit_decision([], production=3, model="flights") == (0, None)
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_demo_main_exits_nonzero_with_one_line_reason_when_the_only_version_fails_its_schema(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -17,6 +17,8 @@ from mlops_assets.sensors import labels_target
 from mlops_assets.tags import DATA_VERSION_TAG, REASON_TAG
 from mlops_assets_tests.support import model_graph
 
+pytestmark = pytest.mark.wiring
+
 SPEC = load_spec("synthetic")
 #: The synthetic model's graph: its labels sensor watches ``<labels root>/synthetic/``.
 G = model_graph("synthetic")

@@ -34,6 +34,8 @@ from mlops_assets.ml.policy import (
 from mlops_assets.ml.spec import SpecError, load_spec, packaged_spec_path
 from mlops_assets.model import MLModel
 
+pytestmark = pytest.mark.wiring
+
 LAUNCHPAD = "launchpad config of model_evaluation"
 
 #: One non-default value per section, each valid.

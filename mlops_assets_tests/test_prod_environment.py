@@ -16,6 +16,8 @@ from mlops_assets.resources import (
     S3LandingZone,
 )
 
+pytestmark = pytest.mark.wiring
+
 ROOT = Path(__file__).resolve().parents[1]
 
 

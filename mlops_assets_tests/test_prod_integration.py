@@ -40,7 +40,7 @@ from mlops_assets_tests.conftest import FAKE_AWS_ENV
 
 # One heavy test: keep it on one xdist worker when run with --dist loadgroup. Everything it touches
 # (database, bucket, ports, DAGSTER_HOME) is unique per run, so two copies in parallel do not collide.
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("prod_integration")]
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("prod_integration")]
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent

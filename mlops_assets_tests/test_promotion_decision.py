@@ -24,6 +24,8 @@ from mlops_assets.ml.promotion import (
     gate_refusals,
 )
 
+pytestmark = pytest.mark.core
+
 PASSED = [GateStatus("raw_data:schema_valid", "passed"), GateStatus("model_evaluation:metric_above_floor", "passed")]
 FAILED_FLOOR = GateStatus("model_evaluation:metric_above_floor", "failed", "v3, run r1, data version d1")
 

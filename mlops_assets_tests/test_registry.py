@@ -39,6 +39,8 @@ from mlops_assets.storage.registry import (
     VersionNotFound,
 )
 
+pytestmark = pytest.mark.core
+
 MODEL = "flights_delay"
 
 
@@ -47,7 +49,7 @@ def registry_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'registry.db'}"
     # Resolved lazily so that an unreachable server skips only the PostgreSQL half.
-    url: str = request.getfixturevalue("postgres_url")
+    url: str = request.getfixturevalue("postgres_registry_url")
     return url
 
 
@@ -313,9 +315,9 @@ def test_history_is_immutable_in_the_database(registry: ModelRegistry, statement
     assert registry.get_version(MODEL, 1) == version_before
 
 
-def test_truncate_of_history_is_refused_on_postgresql(postgres_url: str) -> None:
+def test_truncate_of_history_is_refused_on_postgresql(postgres_registry_url: str) -> None:
     # Row triggers do not fire on TRUNCATE (and SQLite has no TRUNCATE).
-    with ModelRegistry(postgres_url) as registry:
+    with ModelRegistry(postgres_registry_url) as registry:
         _register(registry, "a")
 
         for table in ("stage_transitions", "model_versions CASCADE"):
@@ -967,8 +969,8 @@ def test_extension_logs_are_append_only(registry: ModelRegistry, table: str, sta
         assert conn.execute(count).scalar_one() == rows_before
 
 
-def test_alias_log_refuses_non_changes_and_truncate_on_postgresql(postgres_url: str) -> None:
-    with ModelRegistry(postgres_url) as registry:
+def test_alias_log_refuses_non_changes_and_truncate_on_postgresql(postgres_registry_url: str) -> None:
+    with ModelRegistry(postgres_registry_url) as registry:
         _staged(registry, 1)
         _promote(registry, 1)
         for table in ("alias_log", "approvals", "model_policies", "version_verdicts"):
@@ -1136,7 +1138,7 @@ def test_concurrent_promotions_and_rollbacks_from_threads(registry_url: str) -> 
     _check_race_result(registry_url, n, outcomes, observed)
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_concurrent_promotions_and_rollbacks_from_processes(registry_url: str) -> None:
     """Like the thread test, with separate interpreters (spawn): no shared pools, GIL or Python locks."""
     n = 4

@@ -48,6 +48,8 @@ from mlops_assets.storage.registry import (
 )
 from mlops_assets_tests.test_registry import check_registry_invariants
 
+pytestmark = pytest.mark.core
+
 MODEL = "m"
 PEOPLE = ("alice", "bob", "carol")
 MAX_VERSION = 6

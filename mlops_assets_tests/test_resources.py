@@ -19,6 +19,8 @@ from dagster_aws.s3 import S3Resource
 from mlops_assets.resources import FrameIOManager, ModelRegistryResource, S3FrameIOManager
 from mlops_assets.storage.registry import ModelRegistry
 
+pytestmark = pytest.mark.wiring
+
 PARTS = dg.StaticPartitionsDefinition(["p1", "p2"])
 FRAME_KEY, RECORD_KEY = dg.AssetKey(["m", "frame"]), dg.AssetKey(["m", "record"])
 

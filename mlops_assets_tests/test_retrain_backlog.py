@@ -29,6 +29,8 @@ from mlops_assets.ml.backlog import (
 from mlops_assets.ml.summaries import DriftSummary, PerformanceSummary, display_model
 from mlops_assets.ml.triggers import RetrainDecision, RetrainPolicy
 
+pytestmark = pytest.mark.core
+
 MODEL = "flights"
 PROD = Production(MODEL, 1, RetrainPolicy())
 

@@ -30,6 +30,8 @@ from mlops_assets.storage.registry import Lineage, ModelRegistry
 from mlops_assets.tags import DATA_VERSION_TAG, EVIDENCE_TAG, MODEL_TAG, PACKAGE_VERSION_TAG, REASON_TAG
 from mlops_assets_tests.support import ModelGraph, model_graph
 
+pytestmark = pytest.mark.wiring
+
 MODEL = "synthetic"
 VERSIONS = [f"synthetic_v{i:03d}__{hashlib.sha256(str(i).encode()).hexdigest()[:12]}" for i in range(1, 8)]
 V1, V2, V3, V4, V5, V6, V7 = VERSIONS

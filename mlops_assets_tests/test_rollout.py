@@ -22,6 +22,8 @@ from mlops_assets.ml.rollout import (
     start,
 )
 
+pytestmark = pytest.mark.core
+
 T0 = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)
 
 

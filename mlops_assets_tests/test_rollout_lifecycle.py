@@ -23,7 +23,7 @@ from mlops_assets.storage.files import write_frame_atomic
 from mlops_assets.storage.registry import CHALLENGER, CHAMPION, ModelRegistry
 from mlops_assets_tests.support import model_graph
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.e2e
 ROWS = 2500
 
 

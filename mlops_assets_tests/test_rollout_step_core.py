@@ -30,6 +30,8 @@ from mlops_assets.ml.rollout import (
 )
 from mlops_assets.ml.routing import CHALLENGER_ARM, CHAMPION_ARM
 
+pytestmark = pytest.mark.core
+
 T0 = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)
 NOW = T0 + timedelta(hours=1)
 PASS, FAIL, LACK = GuardStatus.PASS, GuardStatus.FAIL, GuardStatus.INSUFFICIENT_DATA

@@ -15,6 +15,8 @@ from hypothesis import strategies as st
 
 from mlops_assets.ml.routing import assign_arms, feature_hash, routing_uniforms
 
+pytestmark = pytest.mark.core
+
 SALT = "flights_delay:v3->v4"
 
 

@@ -18,6 +18,8 @@ from mlops_assets.resources import (
 from mlops_assets.tags import DATA_VERSION_TAG
 from mlops_assets_tests.support import model_graph
 
+pytestmark = pytest.mark.wiring
+
 #: The synthetic model's graph: it lands from ``<landing root>/synthetic/``.
 G = model_graph("synthetic")
 landing_sensor = next(s for s in G.defs.sensors or [] if s.name == G.name("landing_sensor"))

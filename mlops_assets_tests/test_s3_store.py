@@ -17,6 +17,8 @@ from mlops_assets.storage.artifacts.s3 import S3ArtifactStore, parse_s3_url
 from mlops_assets.storage.artifacts.skops_codec import MODEL_SUFFIX, load_model, store_model
 from mlops_assets.storage.artifacts.store import ArtifactIntegrityError, ArtifactRef, ArtifactStore
 
+pytestmark = pytest.mark.core
+
 
 @pytest.fixture(scope="module")
 def fitted() -> tuple[Pipeline, pd.DataFrame]:

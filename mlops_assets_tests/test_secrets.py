@@ -33,7 +33,7 @@ def _resolved_reprs(resources: dict) -> str:
         return " ".join(f"{getattr(built, n)!r} {getattr(built, n)!s}" for n in resources if n != "io_manager")
 
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.e2e
 
 #: The synthetic model's graph (keys ``synthetic/<asset>``, job ``synthetic__lifecycle_job``).
 G = model_graph("synthetic")

@@ -11,6 +11,8 @@ import pytest
 from mlops_assets.ml import performance
 from mlops_assets.ml.policy import MonitoringPolicy
 
+pytestmark = pytest.mark.core
+
 MONITORING = MonitoringPolicy(max_realised_metric_drop=0.125)
 CHAMPION = 3
 

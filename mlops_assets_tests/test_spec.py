@@ -9,6 +9,8 @@ import yaml
 
 from mlops_assets.ml.spec import DatasetSpec, SpecError, load_spec, packaged_spec_path, spec_from_dict
 
+pytestmark = pytest.mark.core
+
 
 def _plain(spec: DatasetSpec) -> dict[str, Any]:
     # JSON round trip turns the tuples of to_dict() into lists, which yaml.safe_dump can write.

@@ -27,6 +27,8 @@ from mlops_assets.storage.registry import (
     Stage,
 )
 
+pytestmark = pytest.mark.core
+
 MODEL = "flights_delay"
 
 
@@ -36,7 +38,7 @@ def registry(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ModelRe
     url = (
         f"sqlite:///{tmp_path / 'registry.db'}"
         if request.param == "sqlite"
-        else request.getfixturevalue("postgres_url")
+        else request.getfixturevalue("postgres_registry_url")
     )
     with ModelRegistry(url) as reg:
         yield reg

@@ -13,6 +13,8 @@ from mlops_assets.resources import ModelRegistryResource
 from mlops_assets_tests.support import model_graph
 from mlops_assets_tests.test_lifecycle import ROWS, lifecycle  # noqa: F401 (the fixture)
 
+pytestmark = pytest.mark.wiring
+
 #: The synthetic model's graph, as the lifecycle fixture runs it: assets ``synthetic/<asset>``.
 G = model_graph("synthetic")
 
@@ -140,7 +142,7 @@ def test_malformed_metadata_reads_as_unknown_never_raises() -> None:
 # -- the real writer: drift_report's metadata, read back by the model's drift sensor -----------------------------------
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_drift_report_writes_the_typed_identity_the_drift_sensor_compares(lifecycle, tmp_path: Path) -> None:  # noqa: F811
     land, run, _registry, instance = lifecycle
     run(land("synthetic_v001.csv", seed=1))  # the first model goes to production

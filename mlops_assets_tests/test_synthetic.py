@@ -21,6 +21,8 @@ from mlops_assets.demo_data.synthetic import (
 from mlops_assets.ml.spec import DatasetSpec, load_spec
 from mlops_assets.ml.validation import read_data_file, validate_raw
 
+pytestmark = pytest.mark.core
+
 
 @pytest.fixture(scope="module")
 def spec() -> DatasetSpec:

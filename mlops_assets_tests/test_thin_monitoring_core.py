@@ -28,6 +28,8 @@ from mlops_assets.ml.routing import CHALLENGER_ARM, CHAMPION_ARM, assign_arms
 from mlops_assets.ml.summaries import DriftSummary
 from mlops_assets_tests.test_evaluation_gates import EVAL_SPEC, LATENCY, holdout_frame, scored_by
 
+pytestmark = pytest.mark.core
+
 SHA = "ab" * 32
 
 

@@ -18,6 +18,8 @@ from mlops_assets.ml.features import HOLDOUT, LABEL_COLUMN, SPLIT_COLUMN, TRAIN,
 from mlops_assets.ml.spec import load_spec, packaged_spec_path
 from mlops_assets.ml.validation import coerce_to_schema
 
+pytestmark = pytest.mark.wiring
+
 
 @pytest.fixture(scope="module")
 def spec():
@@ -214,7 +216,7 @@ def test_cv_folds_within_ties_follow_the_id_hash_too(spec) -> None:
 # --------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_candidate_manifest_records_the_window_overlap_and_how_the_holdout_was_drawn(tmp_path: Path) -> None:
     from mlops_assets.environments import local_environment
     from mlops_assets.ml.versions import file_digest, version_key

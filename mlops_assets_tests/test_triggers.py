@@ -29,6 +29,8 @@ from mlops_assets.ml.triggers import (
     run_key,
 )
 
+pytestmark = pytest.mark.core
+
 T0 = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
 MODEL = "flights"
 

@@ -30,6 +30,8 @@ from mlops_assets.ml.versions import file_digest, version_key
 from mlops_assets.storage.files import write_frame_atomic
 from mlops_assets_tests.support import model_graph
 
+pytestmark = pytest.mark.wiring
+
 
 def _spec(columns: dict[str, Any], label: dict[str, Any] | None = None, **extra: Any) -> Any:
     return spec_from_dict(

@@ -27,6 +27,8 @@ from mlops_assets.ml.validation import (
 )
 from mlops_assets.storage.files import write_frame_atomic
 
+pytestmark = pytest.mark.core
+
 
 @pytest.fixture(scope="module")
 def spec() -> DatasetSpec:

@@ -5,6 +5,8 @@ import pytest
 from mlops_assets.ml.promotion import GateStatus, decide
 from mlops_assets.ml.versions import digest_of_key, file_digest, is_landable, safe_stem, stem_of_key, version_key
 
+pytestmark = pytest.mark.core
+
 
 def test_version_key_is_name_plus_content_digest(tmp_path):
     f = tmp_path / "flights 2013/03.csv"

@@ -21,6 +21,8 @@ from mlops_assets.storage.files import write_frame_atomic
 from mlops_assets.tags import DATA_VERSION_TAG, REASON_TAG
 from mlops_assets_tests.support import ModelGraph, model_graph
 
+pytestmark = pytest.mark.wiring
+
 #: The packaged synthetic model (``synthetic/raw_data``, ``synthetic__data_versions``, ...).
 SYNTHETIC = model_graph("synthetic")
 
