@@ -142,9 +142,9 @@ class MLModel:
                 assets: ``staging_deployment``, ``production_deployment``, ``rollout_state``).
 
         Returns:
-            ``key``, ``partitions_def`` (the model's data versions, when partitioned), ``group_name`` (the model's name), ``owners``
-            and ``tags`` (:meth:`asset_tags` plus ``mlops/stage``), to be unpacked into ``@dg.asset(...)`` beside
-            the asset's own ``kinds``, ``ins`` and ``description``.
+            ``key``, ``partitions_def`` (the model's data versions, when partitioned), ``group_name`` (the
+            model's name), ``owners`` and ``tags`` (:meth:`asset_tags` plus ``mlops/stage``), to be unpacked into
+            ``@dg.asset(...)`` beside the asset's own ``kinds``, ``ins`` and ``description``.
         """
         return {
             "key": self.key(asset),

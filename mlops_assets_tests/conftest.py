@@ -1,12 +1,18 @@
 """Shared pytest fixtures."""
 
 import os
+import shutil
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import sqlalchemy as sa
 from hypothesis import HealthCheck, settings
+
+if TYPE_CHECKING:
+    from mlops_assets_tests.worlds import World
 
 # No test may depend on machine speed: Hypothesis' default 200 ms deadline per example (and its too_slow health
 # check) fail property tests on a busy shared CI machine (seen: 251 ms at load average 22). Example counts stay as
@@ -161,3 +167,36 @@ def synthetic_spec() -> str:
     from mlops_assets.ml.spec import packaged_spec_path
 
     return str(packaged_spec_path("synthetic"))
+
+
+# --- A trained world (session) --------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def promoted_world_template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """The folder of a world (``mlops_assets_tests/worlds.py``) where the synthetic model's first data version
+    (``synthetic_v001.csv``, seed 1, 2,500 rows) went through every gate into Production, and that version's key.
+
+    Built once per test session (per xdist worker) from a clean checkout's point of view (git state patched clean,
+    so a rerun of the version reuses its model version as on a release). Never opened by a test: each one gets a
+    copy from :func:`promoted_world`.
+    """
+    from mlops_assets_tests.worlds import build_promoted_world
+
+    root = tmp_path_factory.mktemp("promoted_world")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("mlops_assets.assets.models.git_state", lambda: ("0" * 40, False))
+        key = build_promoted_world(root)
+    return root, key
+
+
+@pytest.fixture
+def promoted_world(promoted_world_template: tuple[Path, str], tmp_path: Path) -> Iterator[tuple["World", str]]:
+    """A private copy of the promoted world in ``tmp_path`` (``tmp_path/data``, ``tmp_path/instance``), opened, and
+    the key of its first data version (in Production)."""
+    from mlops_assets_tests.worlds import open_world
+
+    template, key = promoted_world_template
+    shutil.copytree(template, tmp_path, dirs_exist_ok=True)
+    with open_world(tmp_path) as world:
+        yield world, key

@@ -20,16 +20,13 @@ import pytest
 import sqlalchemy as sa
 
 from mlops_assets.definitions import build_defs
-from mlops_assets.demo_data import synthetic
 from mlops_assets.environments import local_environment
 from mlops_assets.ml import rollout, training
 from mlops_assets.ml.gate_evidence import GateOutcome, judge_evidence
 from mlops_assets.ml.promotion import GateStatus, decide
 from mlops_assets.ml.rollout import Phase
-from mlops_assets.ml.versions import file_digest, version_key
 from mlops_assets.storage.artifacts.skops_codec import store_model
 from mlops_assets.storage.artifacts.store import ArtifactRef, LocalArtifactStore
-from mlops_assets.storage.files import write_frame_atomic
 from mlops_assets.storage.registry import (
     CHALLENGER,
     GateEvidenceMissing,
@@ -39,6 +36,7 @@ from mlops_assets.storage.registry import (
     VersionMarkedBad,
 )
 from mlops_assets_tests.support import model_graph
+from mlops_assets_tests.worlds import World
 
 pytestmark = pytest.mark.wiring
 
@@ -283,48 +281,38 @@ def test_rollout_step_moves_nothing_after_the_challenger_was_withdrawn(tmp_path)
 
 
 @pytest.fixture
-def world(tmp_path: Path, synthetic_spec: str):
-    graph = model_graph(synthetic_spec)
-    env = local_environment(tmp_path / "data")
-    defs = build_defs(env, [graph.model])
-    landing = tmp_path / "data" / "landing" / "synthetic"
-    landing.mkdir(parents=True)
-    with dg.DagsterInstance.ephemeral() as instance:
+def world(promoted_world: tuple[World, str]):
+    """A copy of the session's promoted world: synthetic v1 (seed 1) went through every gate into Production
+    (nothing served when it was evaluated); ``land(i, seed)`` lands and runs version i."""
+    w, _first = promoted_world
+    graph = w.graph
+    defs = build_defs(w.env, [graph.model])
 
-        def run(key: str, *assets: str) -> dg.ExecuteInProcessResult:
-            selection = dg.AssetSelection.assets(*graph.keys(*assets)) if assets else None
-            return dg.materialize(
-                graph.assets_and_checks,
-                selection=selection,
-                partition_key=key,
-                instance=instance,
-                resources=env.resources,
-                raise_on_error=False,
-            )
+    def run(key: str, *assets: str) -> dg.ExecuteInProcessResult:
+        return w.run(key, dg.AssetSelection.assets(*graph.keys(*assets)) if assets else None)
 
-        def land(i: int, seed: int, **defects: object) -> str:
-            frame = synthetic.generate(ROWS, seed=seed, start_id=(i - 1) * ROWS, **defects)
-            path = write_frame_atomic(frame, landing / f"synthetic_v00{i}.csv", fmt="csv")
-            key = version_key(path.name, file_digest(path))
-            instance.add_dynamic_partitions(graph.partitions_name, [key])
-            run(key)
-            return key
+    def land(i: int, seed: int, **defects: object) -> str:
+        key = w.land(f"synthetic_v00{i}.csv", seed=seed, start_id=(i - 1) * ROWS, **defects)
+        run(key)
+        return key
 
-        def launch(job: str, op: str, config: dict) -> dg.ExecuteInProcessResult:
-            # Job and op names of the model: synthetic__promote_job, synthetic__promote_model, ...
-            return defs.resolve_job_def(graph.name(job)).execute_in_process(
-                run_config={"ops": {graph.name(op): {"config": config}}}, instance=instance, raise_on_error=False
-            )
-
-        yield SimpleNamespace(
-            graph=graph,
-            land=land,
-            run=run,
-            launch=launch,
-            registry=ModelRegistry(env.resources["registry"].url),
-            stored=env.resources["io_manager"],
-            artifacts=Path(env.resources["artifacts"].root),
+    def launch(job: str, op: str, config: dict) -> dg.ExecuteInProcessResult:
+        # Job and op names of the model: synthetic__promote_job, synthetic__promote_model, ...
+        return defs.resolve_job_def(graph.name(job)).execute_in_process(
+            run_config={"ops": {graph.name(op): {"config": config}}}, instance=w.instance, raise_on_error=False
         )
+
+    registry = w.registry()
+    yield SimpleNamespace(
+        graph=graph,
+        land=land,
+        run=run,
+        launch=launch,
+        registry=registry,
+        stored=w.env.resources["io_manager"],
+        artifacts=w.data / "artifacts",
+    )
+    registry.engine.dispose()
 
 
 def _prior_rate_dummy(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -346,7 +334,6 @@ MODEL_CHAIN = ("candidate_model", "model_evaluation", "deployment_decision")
 @pytest.mark.e2e
 def test_deployment_decision_refuses_evaluation_of_another_version(world, monkeypatch):
     """Fault 1a: v2 of D evaluated (passed), v3 re-trained alone for D, then the decision alone: v3 refused."""
-    world.land(1, seed=1)
     key = world.land(2, seed=4)  # v2 passed its gates: staged and rolled out against v1
     assert world.registry.active_rollout("synthetic").challenger_version == 2
     _prior_rate_dummy(monkeypatch)
@@ -368,7 +355,6 @@ def test_deployment_decision_refuses_evaluation_of_another_version(world, monkey
 @pytest.mark.e2e
 def test_promote_job_refuses_a_version_whose_own_evaluation_failed(world, monkeypatch):
     """Fault 1b: v2 of D failed, D re-trained as v3 which passed: promote_job v2 is refused, v3 untouched."""
-    world.land(1, seed=1)
     _prior_rate_dummy(monkeypatch)
     key = world.land(2, seed=4)
     monkeypatch.undo()
@@ -400,7 +386,6 @@ def _flip_one_byte(path: Path) -> str:
 @pytest.mark.e2e
 def test_promote_job_refuses_an_artifact_that_does_not_verify(world):
     """Fault 2: one byte of the Staging version's stored model flipped: promotion refused with both digests."""
-    world.land(1, seed=1)
     world.land(2, seed=4)
     v2 = world.registry.get_version("synthetic", 2)
     assert v2.stage == "Staging"
@@ -443,7 +428,7 @@ def test_a_comparison_with_production_holds_only_while_that_production_serves():
 def test_promote_job_refuses_when_production_changed_since_the_versions_evaluation(world):
     """v1 was evaluated when nothing served; once v2 serves, promoting v1 by hand needs a new evaluation
     (rollback_job is the way back to a version that served)."""
-    world.land(1, seed=1)  # v1: nothing in production then, promoted
+    # v1 (the promoted world's): nothing in production when it was evaluated, promoted
     world.land(2, seed=4)  # v2 compared with v1, rolled out
     promoted = world.launch("promote_job", "promote_model", {"version": 2, "actor": "bob", "reason": "ship v2"})
     assert promoted.success and world.registry.production_version("synthetic").version == 2

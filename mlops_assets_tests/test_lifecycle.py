@@ -13,6 +13,7 @@ from mlops_assets.ml.versions import file_digest, version_key
 from mlops_assets.storage.files import write_frame_atomic
 from mlops_assets.storage.registry import ModelRegistry
 from mlops_assets_tests.support import model_graph
+from mlops_assets_tests.worlds import World
 
 pytestmark = pytest.mark.e2e
 
@@ -47,6 +48,16 @@ def lifecycle(tmp_path: Path):
 
         registry = ModelRegistry(env.resources["registry"].url)
         yield land, run, registry, instance
+
+
+@pytest.fixture
+def promoted(promoted_world: tuple[World, str]):
+    """Like ``lifecycle``, from a copy of the session's promoted world: v1 (``synthetic_v001.csv``, seed 1) already
+    went through every gate into Production; yields ``land, run, registry, instance, v1``."""
+    world, v1 = promoted_world
+    registry = world.registry()
+    yield world.land, world.run, registry, world.instance, v1
+    registry.engine.dispose()
 
 
 def check_outcomes(result: dg.ExecuteInProcessResult) -> dict[str, bool]:
@@ -131,12 +142,10 @@ def test_promotion_refuses_a_version_whose_gates_never_ran(lifecycle):
     assert registry.production_version("synthetic") is None
 
 
-def test_rerunning_a_version_reuses_its_model_version(lifecycle, monkeypatch):
+def test_rerunning_a_version_reuses_its_model_version(promoted, monkeypatch):
     # A clean checkout (the dirty flag makes every run a new version, since the code may differ).
     monkeypatch.setattr("mlops_assets.assets.models.git_state", lambda: ("0" * 40, False))
-    land, run, registry, _instance = lifecycle
-    v1 = land("synthetic_v001.csv", seed=1)
-    assert run(v1).success
+    _land, run, registry, _instance, v1 = promoted  # v1 ran once already (from a clean checkout too)
     again = run(v1)
     assert again.success
     versions = registry.list_versions("synthetic")
@@ -151,10 +160,8 @@ def test_rerunning_a_version_reuses_its_model_version(lifecycle, monkeypatch):
         (b"\x00\x01garbage\xff\xfe\n\x00", "parseable_csv"),
     ],
 )
-def test_unreadable_file_fails_the_run_naming_file_and_rule(lifecycle, tmp_path, content, failure):
-    land, run, registry, instance = lifecycle
-    good = land("synthetic_v001.csv", seed=1)
-    assert run(good).success
+def test_unreadable_file_fails_the_run_naming_file_and_rule(promoted, tmp_path, content, failure):
+    _land, run, registry, instance, good = promoted  # good: v1, in Production
     landing = tmp_path / "data" / "landing" / "synthetic"
     bad_path = landing / "broken.csv"
     bad_path.write_bytes(content)
@@ -287,11 +294,10 @@ def test_candidate_metadata_carries_the_reproducibility_manifest(lifecycle):
     assert evaluation.metadata["roc_curve"].value.startswith("![ROC curves](data:image/png;base64,")
 
 
-def test_drift_report_compares_new_data_with_the_production_models_training_data(lifecycle):
-    land, run, _registry, _instance = lifecycle
-    v1 = land("synthetic_v001.csv", seed=1)
-    first = run(v1)
-    assert first.asset_value(G.key("drift_report"))["compared_with"] is None  # nothing in production yet
+def test_drift_report_compares_new_data_with_the_production_models_training_data(promoted):
+    land, run, registry, _instance, v1 = promoted
+    stored = local_environment(Path(registry.engine.url.database).parent).resources["io_manager"]
+    assert stored.load_value(G.key("drift_report"), v1)["compared_with"] is None  # nothing in production at v1
     v2 = land("synthetic_v002.csv", seed=2, start_id=ROWS)
     calm = run(v2)
     assert calm.asset_value(G.key("drift_report"))["compared_with"] == 1

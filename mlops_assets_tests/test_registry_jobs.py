@@ -1,59 +1,42 @@
 """The promote / approve / rollback jobs, run against a real lifecycle on synthetic data."""
 
-from pathlib import Path
-
 import dagster as dg
 import pytest
 
 from mlops_assets.definitions import build_defs
-from mlops_assets.demo_data import synthetic
-from mlops_assets.environments import local_environment
-from mlops_assets.ml.versions import file_digest, version_key
-from mlops_assets.storage.files import write_frame_atomic
-from mlops_assets.storage.registry import ModelRegistry
 from mlops_assets_tests.support import model_graph
+from mlops_assets_tests.worlds import ROWS, World
 
 pytestmark = pytest.mark.e2e
-ROWS = 2500
 #: The synthetic model's graph: keys ``synthetic/<asset>``, jobs ``synthetic__promote_job`` and so on.
 G = model_graph("synthetic")
 
 
 @pytest.fixture
-def world(tmp_path: Path):
-    env = local_environment(tmp_path / "data")
-    defs = build_defs(env, [G.model])
-    landing = tmp_path / "data" / "landing" / "synthetic"
-    landing.mkdir(parents=True)
-    with dg.DagsterInstance.ephemeral() as instance:
+def world(promoted_world: tuple[World, str]):
+    """A copy of the session's promoted world: synthetic v1 (seed 1) is in Production; later versions land and run."""
+    w, _first = promoted_world
+    defs = build_defs(w.env, [G.model])
 
-        def land_and_run(i: int, seed: int, **defects) -> str:
-            frame = synthetic.generate(ROWS, seed=seed, start_id=(i - 1) * ROWS, **defects)
-            path = write_frame_atomic(frame, landing / f"synthetic_v00{i}.csv", fmt="csv")
-            key = version_key(path.name, file_digest(path))
-            instance.add_dynamic_partitions(G.partitions_name, [key])
-            dg.materialize(
-                G.assets_and_checks,
-                partition_key=key,
-                instance=instance,
-                resources=env.resources,
-                raise_on_error=False,
-            )
-            return key
+    def land_and_run(i: int, seed: int, **defects) -> str:
+        key = w.land(f"synthetic_v00{i}.csv", seed=seed, start_id=(i - 1) * ROWS, **defects)
+        w.run(key)
+        return key
 
-        def launch(job: str, op: str, config: dict) -> dg.ExecuteInProcessResult:
-            # Job and op names of the model: synthetic__promote_job, synthetic__promote_model, ...
-            return defs.resolve_job_def(G.name(job)).execute_in_process(
-                run_config={"ops": {G.name(op): {"config": config}}}, instance=instance, raise_on_error=False
-            )
+    def launch(job: str, op: str, config: dict) -> dg.ExecuteInProcessResult:
+        # Job and op names of the model: synthetic__promote_job, synthetic__promote_model, ...
+        return defs.resolve_job_def(G.name(job)).execute_in_process(
+            run_config={"ops": {G.name(op): {"config": config}}}, instance=w.instance, raise_on_error=False
+        )
 
-        land_and_run.stored = env.resources["io_manager"]  # type: ignore[attr-defined]
-        yield land_and_run, launch, ModelRegistry(env.resources["registry"].url)
+    land_and_run.stored = w.env.resources["io_manager"]  # type: ignore[attr-defined]
+    registry = w.registry()
+    yield land_and_run, launch, registry
+    registry.engine.dispose()
 
 
 def test_rollback_drill_restores_the_previous_production_model(world):
     land_and_run, launch, registry = world
-    land_and_run(1, seed=1)
     land_and_run(2, seed=4)
     # v2 passed its gates: staged and rolled out against v1 (shadow), not promoted yet.
     rollout = registry.active_rollout("synthetic")
@@ -89,7 +72,6 @@ def test_rollback_drill_restores_the_previous_production_model(world):
 
 def test_promote_job_refuses_a_version_whose_gates_failed(world):
     land_and_run, launch, registry = world
-    land_and_run(1, seed=1)
     bad = land_and_run(2, seed=2, label_noise=0.5)  # metric floor fails: the candidate stays in stage None
     (candidate,) = registry.versions_for_data_version("synthetic", bad)
     result = launch("promote_job", "promote_model", {"version": candidate.version, "actor": "bob", "reason": "try"})
@@ -101,7 +83,6 @@ def test_promote_job_refuses_a_version_whose_gates_failed(world):
 
 def test_approval_required_stages_the_candidate_until_approved(world):
     land_and_run, launch, registry = world
-    land_and_run(1, seed=1)
     registry.set_policy("synthetic", require_approval_for_production=True, actor="admin", reason="regulated")
     v2 = land_and_run(2, seed=4)
     (candidate,) = registry.versions_for_data_version("synthetic", v2)

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from mlops_assets.ml.summaries import DriftSummary, PerformanceSummary
 from mlops_assets.resources import ModelRegistryResource
 from mlops_assets_tests.support import model_graph
-from mlops_assets_tests.test_lifecycle import ROWS, lifecycle  # noqa: F401 (the fixture)
+from mlops_assets_tests.test_lifecycle import ROWS, promoted  # noqa: F401 (the fixture)
 
 pytestmark = pytest.mark.wiring
 
@@ -143,9 +143,8 @@ def test_malformed_metadata_reads_as_unknown_never_raises() -> None:
 
 
 @pytest.mark.e2e
-def test_drift_report_writes_the_typed_identity_the_drift_sensor_compares(lifecycle, tmp_path: Path) -> None:  # noqa: F811
-    land, run, _registry, instance = lifecycle
-    run(land("synthetic_v001.csv", seed=1))  # the first model goes to production
+def test_drift_report_writes_the_typed_identity_the_drift_sensor_compares(promoted, tmp_path: Path) -> None:  # noqa: F811
+    land, run, _registry, instance, _v1 = promoted  # the first model is in production
     shifted = land("synthetic_v002.csv", seed=2, start_id=ROWS, shift=2.0)
     result = run(shifted)
     event = next(
