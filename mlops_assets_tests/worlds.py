@@ -4,12 +4,11 @@ A :class:`World` lands synthetic data versions into its model's landing folder a
 graph for them with ``dg.materialize``, as the lifecycle job would. ``conftest.py`` builds one world per test
 session in which the first data version went through every gate into Production (:func:`build_promoted_world`:
 training with the tuned search is the suite's most expensive step), and gives each test that starts from there its
-own copy of it (:func:`copy_world`): the registry file, the stored asset values, the artifacts and the Dagster
-instance's storage are all under the world's folder and refer to each other by relative location, so a copy is
-independent of the original.
+own copy of it: the registry file, the stored asset values, the artifacts and the Dagster instance's storage are all
+under the world's folder, the resources are configured from the copy's folder, and the local artifact store
+resolves a registered reference by its digest under its own root — so a copy never touches the original.
 """
 
-import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -119,9 +118,3 @@ def build_promoted_world(root: Path) -> str:
         finally:
             registry.engine.dispose()
     return key
-
-
-def copy_world(template: Path, target: Path) -> Path:
-    """Copy the world in ``template`` (closed) to ``target``; return ``target``."""
-    shutil.copytree(template, target)
-    return target
