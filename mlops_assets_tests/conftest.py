@@ -62,6 +62,17 @@ def _drop_database(admin: sa.Engine, name: str) -> None:
     admin.dispose()
 
 
+def _fresh_database(prefix: str) -> Iterator[str]:
+    """Create a uniquely named database (``<prefix>_<uuid hex>``), yield its URL, drop it afterwards."""
+    admin = _postgres_admin_engine()
+    name = f"{prefix}_{uuid.uuid4().hex}"
+    _create_database(admin, name)
+    try:
+        yield sa.make_url(POSTGRES_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    finally:
+        _drop_database(admin, name)
+
+
 @pytest.fixture
 def postgres_url() -> Iterator[str]:
     """URL of a fresh, uniquely named PostgreSQL database, dropped after the test: for tests that give a whole
@@ -69,25 +80,13 @@ def postgres_url() -> Iterator[str]:
 
     Skips when the server is unreachable, unless ``MLOPS_REQUIRE_SERVICES=1`` (then the test fails).
     """
-    admin = _postgres_admin_engine()
-    name = f"mlops_test_{uuid.uuid4().hex}"
-    _create_database(admin, name)
-    try:
-        yield sa.make_url(POSTGRES_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-    finally:
-        _drop_database(admin, name)
+    yield from _fresh_database("mlops_test")
 
 
 @pytest.fixture(scope="session")
 def postgres_session_database() -> Iterator[str]:
     """URL of one PostgreSQL database for the test session (one per xdist worker), dropped at its end."""
-    admin = _postgres_admin_engine()
-    name = f"mlops_session_{uuid.uuid4().hex}"
-    _create_database(admin, name)
-    try:
-        yield sa.make_url(POSTGRES_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-    finally:
-        _drop_database(admin, name)
+    yield from _fresh_database("mlops_session")
 
 
 @pytest.fixture

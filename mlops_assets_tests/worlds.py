@@ -59,13 +59,9 @@ class World:
         path.mkdir(parents=True, exist_ok=True)
         return path
 
-    @property
-    def registry_url(self) -> str:
-        return f"sqlite:///{self.data / 'registry.db'}"
-
     def registry(self) -> ModelRegistry:
-        """A registry on the world's database (dispose its engine when done: ``registry.engine.dispose()``)."""
-        return ModelRegistry(self.registry_url)
+        """The registry the world's environment configures (close it when done: ``registry.close()``)."""
+        return self.env.resources["registry"].open()
 
     def land(self, name: str, seed: int = 1, start_id: int = 0, rows: int = ROWS, **defects: object) -> str:
         """Write ``rows`` synthetic rows (``synthetic.generate`` with ``defects``) as CSV file ``name`` into the
