@@ -6,7 +6,7 @@ component (:mod:`mlops_assets.components`) and the single-spec mode (``MLOPS_SPE
 
 import dagster as dg
 
-from mlops_assets import jobs, registry_jobs, retrain_sensors, sensors
+from mlops_assets import jobs, profiling, registry_jobs, retrain_sensors, sensors
 from mlops_assets.assets import data, deployments, evaluations, features, models, monitoring
 from mlops_assets.model import MLModel
 
@@ -23,4 +23,5 @@ def build_model_defs(model: MLModel) -> dg.Definitions:
         sensors.build(model, model_jobs),
         retrain_sensors.build(model, model_jobs),
         registry_jobs.build(model),
+        profiling.build(model),
     )

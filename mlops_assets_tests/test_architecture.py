@@ -266,3 +266,20 @@ def test_stage_modules_do_not_import_each_other() -> None:
 def test_wiring_modules_import_no_stage_module() -> None:
     problems = {name: found for name in WIRING_MODULES if (found := _stage_imports(PACKAGE / name))}
     assert problems == {}, f"wiring modules import stage modules: {problems}"
+
+
+def test_every_asset_and_check_body_is_a_measured_step(tmp_path: Path) -> None:
+    """Each body runs under its thread budget and records its time (``profiling.measured_step``)."""
+    from mlops_assets.definitions import build_defs
+    from mlops_assets.environments import local_environment
+    from mlops_assets.profiling import MEASURED_ATTR
+
+    repository = build_defs(local_environment(tmp_path)).get_repository_def()
+    ops = {
+        node.name: node
+        for job in (repository.get_job(f"{model}__lifecycle_job") for model in ("flights", "synthetic"))
+        for node in job.graph.node_defs
+    }
+    assert len(ops) > 60, sorted(ops)
+    unmeasured = sorted(n for n, op in ops.items() if not getattr(op.compute_fn.decorated_fn, MEASURED_ATTR, False))
+    assert unmeasured == [], f"bodies without @measured_step: {unmeasured}"

@@ -13,6 +13,7 @@ from mlops_assets.ml.gate_result import GateResult
 from mlops_assets.ml.spec import DatasetSpec
 from mlops_assets.ml.versions import file_digest
 from mlops_assets.model import MLModel
+from mlops_assets.profiling import measured_step
 from mlops_assets.resources import FrameIOManager, LandingZone
 
 SOURCE_FILE_ATTR = "source_file"
@@ -83,6 +84,7 @@ def build(model: MLModel) -> dg.Definitions:
             "what the asset validated."
         ),
     )
+    @measured_step
     def raw_data(context: dg.AssetExecutionContext, landing: LandingZone) -> dg.MaterializeResult:
         spec = model.spec()
         zone = model.landing_zone(landing)
@@ -124,6 +126,7 @@ def build(model: MLModel) -> dg.Definitions:
             partitions_def=model.partitions,
             description=f"Passes when {condition}.",
         )
+        @measured_step
         def _check(context: dg.AssetCheckExecutionContext, raw_data: pd.DataFrame) -> dg.AssetCheckResult:
             source = str(raw_data.attrs.get(SOURCE_FILE_ATTR, context.partition_key))
             return check_result(gate(raw_data, model.spec(), source))
@@ -142,6 +145,7 @@ def build(model: MLModel) -> dg.Definitions:
             "the row_count metadata of the raw_data materializations."
         ),
     )
+    @measured_step
     def volume_within_bounds(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
         spec = model.spec()
         version = context.partition_key
@@ -170,6 +174,7 @@ def build(model: MLModel) -> dg.Definitions:
             "that ids may repeat across versions."
         ),
     )
+    @measured_step
     def ids_unique_across_versions(
         context: dg.AssetCheckExecutionContext, raw_data: pd.DataFrame, io_manager: dg.ResourceParam[FrameIOManager]
     ) -> dg.AssetCheckResult:

@@ -22,6 +22,7 @@ from mlops_assets.ml import performance, rollout
 from mlops_assets.ml.promotion import ROLLOUT_STARTED, Move, MoveDecision, decide_move
 from mlops_assets.ml.rollout import Phase
 from mlops_assets.model import MLModel
+from mlops_assets.profiling import measured_step
 from mlops_assets.resources import FrameIOManager
 from mlops_assets.storage.artifacts.store import ArtifactStore
 from mlops_assets.storage.registry import (
@@ -206,6 +207,7 @@ def build(model: MLModel) -> dg.Definitions:
             "of another version, verifies the stored artifact, and fails closed."
         ),
     )
+    @measured_step
     def deployment_decision(
         context: dg.AssetExecutionContext,
         candidate_model: dict[str, Any],
@@ -249,6 +251,7 @@ def build(model: MLModel) -> dg.Definitions:
         deps=[model.key("deployment_decision"), model.key("rollout_step")],
         description="The registry's Staging versions of the model, as of the last deployment decision.",
     )
+    @measured_step
     def staging_deployment(registry: dg.ResourceParam[ModelRegistry]) -> dg.MaterializeResult:
         name = model.name
         staged = [v for v in registry.list_versions(name) if v.stage == Stage.STAGING]
@@ -266,6 +269,7 @@ def build(model: MLModel) -> dg.Definitions:
         ),
         freshness_policy=dg.FreshnessPolicy.time_window(fail_window=timedelta(days=7), warn_window=timedelta(days=3)),
     )
+    @measured_step
     def production_deployment(registry: dg.ResourceParam[ModelRegistry]) -> dg.MaterializeResult:
         name = model.name
         reg = registry
@@ -293,6 +297,7 @@ def build(model: MLModel) -> dg.Definitions:
             "blue/green switch in the registry); fail: automatic rollback; too little data: no move."
         ),
     )
+    @measured_step
     def rollout_step(
         context: dg.AssetExecutionContext,
         io_manager: dg.ResourceParam[FrameIOManager],
@@ -339,6 +344,7 @@ def build(model: MLModel) -> dg.Definitions:
         deps=[model.key("deployment_decision"), model.key("rollout_step")],
         description="The model's latest rollout as the registry records it: phase, traffic share and every move.",
     )
+    @measured_step
     def rollout_state(registry: dg.ResourceParam[ModelRegistry]) -> dg.MaterializeResult:
         name = model.name
         state = registry.get_rollout(name)

@@ -16,6 +16,7 @@ from mlops_assets.ml import model_gates, plots
 from mlops_assets.ml.evaluation import Evaluation, EvaluationOutcome, evaluate_candidate
 from mlops_assets.ml.policy import Policy, evaluation_override_fields
 from mlops_assets.model import MLModel
+from mlops_assets.profiling import measured_step
 from mlops_assets.provenance import asset_code_version
 from mlops_assets.storage.artifacts.skops_codec import load_model
 from mlops_assets.storage.artifacts.store import ArtifactRef, ArtifactStore
@@ -115,6 +116,7 @@ def build(model: MLModel) -> dg.Definitions:
             "The effective policy (spec + launchpad overrides) is recorded; the gates below decide on it."
         ),
     )
+    @measured_step
     def model_evaluation(
         config: PolicyOverrides,
         features: pd.DataFrame,
@@ -157,6 +159,7 @@ def build(model: MLModel) -> dg.Definitions:
             partitions_def=model.partitions,
             description=f"Passes when {model_gates.GATE_DESCRIPTIONS[name]}.",
         )
+        @measured_step
         def _check(
             context: dg.AssetCheckExecutionContext,
             model_evaluation: dict[str, Any],

@@ -10,6 +10,7 @@ from mlops_assets.ml import features as core
 from mlops_assets.ml.gate_result import GateResult
 from mlops_assets.ml.spec import DatasetSpec
 from mlops_assets.model import MLModel
+from mlops_assets.profiling import measured_step
 from mlops_assets.provenance import asset_code_version
 
 
@@ -52,6 +53,7 @@ def build(model: MLModel) -> dg.Definitions:
             "with the boundary value split by a seeded sha256 of the id (never by file row order)."
         ),
     )
+    @measured_step
     def features(context: dg.AssetExecutionContext, raw_data: pd.DataFrame) -> dg.MaterializeResult:
         spec = model.spec()
         frame = core.build_features(raw_data, spec)
@@ -82,6 +84,7 @@ def build(model: MLModel) -> dg.Definitions:
             "says so explicitly."
         ),
     )
+    @measured_step
     def features_allowlisted(features: pd.DataFrame) -> dg.AssetCheckResult:
         spec = model.spec()
         return check_result(_protected_inputs_rule(core.gate_features_allowlisted(features, spec), features, spec))
@@ -92,6 +95,7 @@ def build(model: MLModel) -> dg.Definitions:
         partitions_def=model.partitions,
         description="Passes when no numeric model input is ±inf and only nullable inputs have missing values.",
     )
+    @measured_step
     def features_finite(features: pd.DataFrame) -> dg.AssetCheckResult:
         return check_result(core.gate_features_finite(features, model.spec()))
 

@@ -19,6 +19,7 @@ from mlops_assets.ml.candidate import holdout_rows, scores_digest
 from mlops_assets.ml.gate_result import GateResult
 from mlops_assets.ml.spec import DatasetSpec
 from mlops_assets.model import MLModel
+from mlops_assets.profiling import measured_step
 from mlops_assets.provenance import asset_code_version, git_state, package_version, peak_memory_mb, runtime_manifest
 from mlops_assets.resources import FrameIOManager
 from mlops_assets.storage.artifacts.skops_codec import load_model, store_model
@@ -139,6 +140,7 @@ def build(model: MLModel) -> dg.Definitions:
             "trained beside it. The metadata is the reproducibility manifest."
         ),
     )
+    @measured_step
     def candidate_model(
         context: dg.AssetExecutionContext,
         features: pd.DataFrame,
@@ -182,6 +184,7 @@ def build(model: MLModel) -> dg.Definitions:
             "the holdout scores recorded at training bit for bit."
         ),
     )
+    @measured_step
     def model_reproduces_holdout_scores(
         context: dg.AssetCheckExecutionContext,
         candidate_model: dict[str, Any],

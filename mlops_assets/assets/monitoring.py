@@ -19,6 +19,7 @@ from mlops_assets.ml.routing import CHAMPION_ARM
 from mlops_assets.ml.summaries import PerformanceSummary
 from mlops_assets.ml.versions import safe_stem, stem_of_key
 from mlops_assets.model import MLModel
+from mlops_assets.profiling import measured_step
 from mlops_assets.resources import FrameIOManager, LandingZone
 from mlops_assets.storage.artifacts.skops_codec import load_model
 from mlops_assets.storage.artifacts.store import ArtifactRef, ArtifactStore
@@ -156,6 +157,7 @@ def build(model: MLModel) -> dg.Definitions:
             "Benjamini–Hochberg; dataset drift when the drifted share ≥ 0.5)."
         ),
     )
+    @measured_step
     def drift_report(
         features: pd.DataFrame,
         artifacts: dg.ResourceParam[ArtifactStore],
@@ -184,6 +186,7 @@ def build(model: MLModel) -> dg.Definitions:
             "a signal for retraining, not a reason to stop validating and training on the new data."
         ),
     )
+    @measured_step
     def no_drift(drift_report: dict[str, Any]) -> dg.AssetCheckResult:
         report = drift_report.get("report")
         if report is None:
@@ -231,6 +234,7 @@ def build(model: MLModel) -> dg.Definitions:
             "prediction id, data version, row id, model version, arm, served, score, feature hash, time."
         ),
     )
+    @measured_step
     def predictions(
         context: dg.AssetExecutionContext,
         config: RoutingConfig,
@@ -272,6 +276,7 @@ def build(model: MLModel) -> dg.Definitions:
             "rule; nothing is stored."
         ),
     )
+    @measured_step
     def labels(
         context: dg.AssetExecutionContext, features: pd.DataFrame, labels_landing: LandingZone
     ) -> dg.MaterializeResult:
@@ -312,6 +317,7 @@ def build(model: MLModel) -> dg.Definitions:
             "production model's realised headline metric is held against its performance SLA."
         ),
     )
+    @measured_step
     def performance_report(
         predictions: pd.DataFrame,
         labels: pd.DataFrame,
@@ -353,6 +359,7 @@ def build(model: MLModel) -> dg.Definitions:
             "signal (the model's <model>__performance_sensor), not a reason to stop monitoring."
         ),
     )
+    @measured_step
     def performance_within_sla(performance_report: dict[str, Any]) -> dg.AssetCheckResult:
         sla = performance_report.get("sla")
         if sla is None:
@@ -385,6 +392,7 @@ def build(model: MLModel) -> dg.Definitions:
             "reached (p < 0.05). A champion win stops the rollout."
         ),
     )
+    @measured_step
     def ab_test(
         context: dg.AssetExecutionContext,
         io_manager: dg.ResourceParam[FrameIOManager],
