@@ -184,7 +184,7 @@ def _wait_for_run(
             runs[0].status == dg.DagsterRunStatus.SUCCESS or _no_retry_follows(instance, model, runs[0], version)
         ):
             return runs[0]
-        time.sleep(1.0)
+        time.sleep(0.5)
     raise DemoError(f"no finished run for data version {version} after {timeout:.0f} s; see {home / LOG_DIR}")
 
 
@@ -335,6 +335,21 @@ def _tell(
     )
 
 
+def _sensors_evaluated_since(instance: dg.DagsterInstance, model: MLModel, since: float) -> bool:
+    """Whether every sensor of ``model`` the daemon runs has finished a tick that started after ``since``.
+
+    Then each of them has seen every run that ended before ``since`` and requested what it would for it.
+    """
+    prefix = model.job_name("")
+    for state in instance.all_instigator_state():
+        if state.instigator_type.value != "SENSOR" or not state.instigator_name.startswith(prefix):
+            continue
+        ticks = instance.get_ticks(state.instigator_origin_id, state.selector_id, limit=1)
+        if not ticks or ticks[0].timestamp <= since or ticks[0].status.value == "STARTED":
+            return False
+    return True
+
+
 def _follow_ups(
     instance: dg.DagsterInstance,
     model: MLModel,
@@ -346,8 +361,9 @@ def _follow_ups(
 ) -> list[dg.DagsterRun]:
     """The model's runs the sensors launch after the landing run (retrains, labels).
 
-    Waits until ``quiet`` s pass with none of the model's runs open (runs of the code location's other models
-    are not the demo's).
+    Waits until none of the model's runs is open and every sensor of the model has evaluated after the last of
+    them ended (so no sensor will still react to this data version), and at least ``quiet`` s passed with no run
+    of the model starting or finishing (runs of the code location's other models are not the demo's).
     """
     deadline = time.monotonic() + timeout
     seen: dict[str, dg.DagsterRun] = {}
@@ -370,12 +386,14 @@ def _follow_ups(
                 last_activity = time.monotonic()
             seen[r.run_id] = r
         if not open_runs and time.monotonic() - last_activity >= quiet:
-            return sorted(seen.values(), key=lambda r: created.get(r.run_id, 0.0))
+            last_end = max((rec.end_time or after for rec in records), default=after)
+            if _sensors_evaluated_since(instance, model, last_end):
+                return sorted(seen.values(), key=lambda r: created.get(r.run_id, 0.0))
         if time.monotonic() >= next_note:
             state = ", ".join(f"{r.job_name} {r.run_id[:8]} {r.status.value}" for r in open_runs) or "none open"
             _say(f"      … still waiting for the sensors' runs ({state})")
             next_note = time.monotonic() + 60.0
-        time.sleep(1.0)
+        time.sleep(0.5)
     raise DemoError(f"runs still open after {timeout:.0f} s; see {home / LOG_DIR}")
 
 
@@ -428,9 +446,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--quiet",
         type=float,
-        default=20.0,
-        help="after each landing, wait until no run has started or finished for this many seconds, so that the "
-        "retrains the drift, performance and freshness sensors launch are reported with their month (default 20)",
+        default=0.0,
+        help="after each landing the demo waits until the model's runs are done and each of its sensors has "
+        "evaluated after the last one ended, so that the retrains the drift, performance and freshness sensors "
+        "launch are reported with their month; this adds a minimum of seconds with no run starting or finishing "
+        "(default 0)",
     )
     return parser
 

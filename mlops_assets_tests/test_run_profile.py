@@ -38,7 +38,8 @@ def _run(*steps: list[RunEvent], start: float = 100.0, end: float = 130.0) -> li
 
 def _step(key: str, begin: float, *, load: float, body: float, store: float, tail: float, cpu: float = 0.0):
     t = begin
-    events = [RunEvent("STEP_START", t, key)]
+    # planned at run start, long before the step begins: not part of the step's time
+    events = [RunEvent("ASSET_MATERIALIZATION_PLANNED", 100.5, key), RunEvent("STEP_START", t, key)]
     t += load
     events.append(RunEvent("LOADED_INPUT", t, key))
     t += body

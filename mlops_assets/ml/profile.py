@@ -204,7 +204,8 @@ def _step_profile(step_key: str, events: Sequence[RunEvent], run_end: float) -> 
         # Never executed (an upstream failure or a failed blocking check stopped it): it took no time.
         at = events[0].timestamp
         return StepProfile(step_key, NOT_EXECUTED, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0, False), at, at
-    begin = min(t for t in (start, worker, events[0].timestamp) if t is not None)
+    # Events logged before the step began (e.g. its planned materializations at run start) are not its time.
+    begin = min(t for t in (start, worker) if t is not None)
     end_event = next((e for e in reversed(events) if e.kind in STEP_ENDS), None)
     end = end_event.timestamp if end_event else run_end
     step_start = start if start is not None else begin

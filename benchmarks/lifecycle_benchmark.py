@@ -1,0 +1,355 @@
+"""How long a data version takes from landing to decision, and how much of it is the orchestrator's.
+
+Runs data versions the way a user or CI does — ``dg launch --job <model>__lifecycle_job --partition <key>`` from the
+project root, one fresh process per run, on a fresh Dagster instance configured like ``dagster.yaml`` — and reads
+each run's profile from its event log (``mlops_assets.profiling.read_run_profile``: the step bodies measure their own
+wall and CPU time inside the run). For each run it reports:
+
+* the whole process's wall time (``dg`` start, imports, code-location load, the run, exit);
+* the compute: the sum of the step bodies — the same calls to the pure core, the registry and the artifact store
+  that a script would make without Dagster;
+* the orchestrator's share ``1 − compute / process wall`` and its parts (before the run: process start, imports,
+  code-location load; inside steps: input/output IO, framework; between steps);
+* the run process's peak RSS (GNU ``time``'s ``%M``) against the in-memory size of the data
+  version's frame as the product reads it.
+
+Scenarios:
+
+* ``flights``: the packaged flights model, months 1 and 2 of 2013 (26–27k rows each): month 1 trains the first
+  model and promotes it; month 2 is the representative version (a model in production: scoring, drift, monitoring,
+  training a challenger, evaluating it against production, rollout decision). Repeated ``--repeats`` times, each
+  on a fresh instance.
+* ``synthetic_1m``: the packaged synthetic model on one 1,000,000-row version (``--big-rows``), landing to decision.
+
+Writes ``docs/benchmarks/lifecycle.md``. Usage (from the project root, with the dev extra installed):
+
+    python benchmarks/lifecycle_benchmark.py --repeats 5
+"""
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DOC = ROOT / "docs" / "benchmarks" / "lifecycle.md"
+RUN_SCRIPT = r"""
+import json, sys, warnings
+warnings.simplefilter("ignore")
+import dagster as dg
+from mlops_assets.profiling import read_run_profile
+instance = dg.DagsterInstance.get()
+run = instance.get_runs(limit=1)[0]
+profile = read_run_profile(instance, run.run_id)
+failed = sorted(s.step_key for s in profile.steps if s.status == "STEP_FAILURE")
+print(json.dumps({"run_id": run.run_id, "status": run.status.value, "summary": profile.summary(),
+                  "steps": profile.step_rows(), "failed": failed}))
+"""
+
+
+@dataclass
+class RunResult:
+    """One ``dg launch`` of one data version."""
+
+    scenario: str
+    version: str
+    process_wall: float
+    peak_rss_bytes: int
+    frame_bytes: int
+    status: str
+    summary: dict
+    steps: list
+    failed: list
+
+
+def _env(home: Path, data: Path) -> dict[str, str]:
+    env = {**os.environ, "DAGSTER_HOME": str(home), "MLOPS_DATA_DIR": str(data)}
+    env.pop("MLOPS_THREADS_PER_STEP", None)
+    return env
+
+
+def _new_instance(base: Path) -> tuple[Path, Path]:
+    from mlops_assets.instance import ensure_instance
+
+    home, data = base / "home", base / "data"
+    home.mkdir(parents=True)
+    data.mkdir(parents=True)
+    ensure_instance(home)
+    return home, data
+
+
+def _land(model: str, source: Path, home: Path, data: Path) -> str:
+    """Copy ``source`` into the model's landing zone and register its data version (as the landing sensor would)."""
+    import shutil
+
+    import dagster as dg
+
+    from mlops_assets.ml.versions import file_digest, version_key
+
+    landing = data / "landing" / model
+    landing.mkdir(parents=True, exist_ok=True)
+    target = landing / source.name
+    shutil.copyfile(source, target)
+    key = version_key(target.name, file_digest(target))
+    previous = os.environ.get("DAGSTER_HOME")
+    os.environ["DAGSTER_HOME"] = str(home)
+    try:
+        with dg.DagsterInstance.get() as instance:
+            instance.add_dynamic_partitions(f"{model}__data_versions", [key])
+    finally:
+        if previous is None:
+            os.environ.pop("DAGSTER_HOME")
+        else:
+            os.environ["DAGSTER_HOME"] = previous
+    return key
+
+
+def _frame_bytes(path: Path, model: str) -> int:
+    """In-memory size of the version's frame as the product reads it (``read_data_file`` with the model's spec)."""
+    from mlops_assets.ml.spec import load_spec
+    from mlops_assets.ml.validation import read_data_file
+
+    frame = read_data_file(path, load_spec(model))
+    return int(frame.memory_usage(deep=True).sum())
+
+
+def _launch(model: str, key: str, home: Path, data: Path) -> tuple[float, int, dict]:
+    """``dg launch`` of the model's lifecycle job for ``key``: process wall (s), peak RSS (bytes), profile."""
+    env = _env(home, data)
+    start = time.perf_counter()
+    # GNU time's %M: the peak RSS (KiB) of dg launch, which executes the run in its own process.
+    done = subprocess.run(
+        [
+            "/usr/bin/time",
+            "-f",
+            "MAXRSS_KIB=%M",
+            "dg",
+            "launch",
+            "--job",
+            f"{model}__lifecycle_job",
+            "--partition",
+            key,
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    wall = time.perf_counter() - start
+    marks = [line for line in done.stderr.splitlines() if line.startswith("MAXRSS_KIB=")]
+    peak = int(marks[-1].split("=")[1]) if marks else 0
+    read = subprocess.run([sys.executable, "-c", RUN_SCRIPT], cwd=ROOT, env=env, capture_output=True, text=True)
+    if read.returncode != 0:
+        raise RuntimeError(
+            f"reading the profile failed:\n{read.stderr[-3000:]}\n(dg launch stderr: {done.stderr[-3000:]})"
+        )
+    return wall, peak * 1024, json.loads(read.stdout.strip().splitlines()[-1])
+
+
+def run_flights(workdir: Path, months: Sequence[Path]) -> list[RunResult]:
+    base = Path(tempfile.mkdtemp(prefix="flights-", dir=workdir))
+    home, data = _new_instance(base)
+    results = []
+    for path in months:
+        key = _land("flights", path, home, data)
+        wall, peak, profile = _launch("flights", key, home, data)
+        results.append(
+            RunResult(
+                "flights",
+                key,
+                wall,
+                peak,
+                _frame_bytes(path, "flights"),
+                profile["status"],
+                profile["summary"],
+                profile["steps"],
+                profile["failed"],
+            )
+        )
+    return results
+
+
+def run_big(workdir: Path, rows: int) -> RunResult:
+    from mlops_assets.demo_data import synthetic
+    from mlops_assets.storage.files import write_frame_atomic
+
+    base = Path(tempfile.mkdtemp(prefix="synthetic-big-", dir=workdir))
+    source = write_frame_atomic(synthetic.generate(rows, seed=11), base / f"synthetic_{rows}.parquet", fmt="parquet")
+    home, data = _new_instance(base / "instance")
+    key = _land("synthetic", source, home, data)
+    wall, peak, profile = _launch("synthetic", key, home, data)
+    return RunResult(
+        "synthetic_1m",
+        key,
+        wall,
+        peak,
+        _frame_bytes(source, "synthetic"),
+        profile["status"],
+        profile["summary"],
+        profile["steps"],
+        profile["failed"],
+    )
+
+
+def _stats(values: Sequence[float]) -> str:
+    return f"{statistics.median(values):.2f} ({min(values):.2f}–{max(values):.2f})"
+
+
+def _over_compute(result: RunResult) -> float:
+    return result.process_wall / result.summary["compute_seconds"]
+
+
+def _share(result: RunResult) -> float:
+    return 1.0 - result.summary["compute_seconds"] / result.process_wall
+
+
+def _load() -> str:
+    return ", ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def write_doc(flights: list[list[RunResult]], big: RunResult | None, load_start: str, load_end: str, args) -> str:
+    import dagster
+    import pandas
+    import sklearn
+
+    lines = [
+        "# Lifecycle performance: a data version from landing to decision",
+        "",
+        "Generated by `benchmarks/lifecycle_benchmark.py`; do not edit by hand. Command:",
+        "",
+        f"    python benchmarks/lifecycle_benchmark.py --repeats {args.repeats}"
+        + (f" --big-rows {args.big_rows}" if big else " --big-rows 0"),
+        "",
+        "## Machine",
+        "",
+        f"- {platform.platform()}, {os.cpu_count()} cores; Python {platform.python_version()}, dagster "
+        f"{dagster.__version__}, pandas {pandas.__version__}, scikit-learn {sklearn.__version__}",
+        f"- Load average (1/5/15 min) at start: {load_start}; at end: {load_end}",
+        "- Every run is `dg launch --job <model>__lifecycle_job --partition <key>` in a fresh process on a fresh "
+        "instance configured like `dagster.yaml` (in-process executor, run queue of 2: each step's native thread "
+        "budget is 2 cores // 2 = 1 thread).",
+        "",
+        "## One flights month (month 2 of 2013, a model in production)",
+        "",
+        "Each repetition: a fresh instance, month 1 (trains and promotes v1), then month 2 — the run measured. "
+        f"{len(flights)} repetitions; median (min–max) in seconds.",
+        "",
+    ]
+    month2 = [reps[1] for reps in flights]
+    month1 = [reps[0] for reps in flights]
+
+    def row(name: str, pick) -> str:
+        return f"| {name} | {_stats([pick(r) for r in month2])} | {_stats([pick(r) for r in month1])} |"
+
+    lines += [
+        "| what | month 2 (production exists) | month 1 (first model) |",
+        "|---|---|---|",
+        row("process wall (`dg launch`, start to exit)", lambda r: r.process_wall),
+        row("run wall (run start to end)", lambda r: r.summary["wall_seconds"]),
+        row("compute: step bodies (our work)", lambda r: r.summary["compute_seconds"]),
+        row("CPU time of the step bodies", lambda r: r.summary["compute_cpu_seconds"]),
+        row(
+            "before the run: `dg` start, imports, code-location load",
+            lambda r: r.process_wall - r.summary["wall_seconds"],
+        ),
+        row("input/output IO (Parquet/JSON between steps)", lambda r: r.summary["io_seconds"]),
+        row("framework inside steps (resources, type checks, events)", lambda r: r.summary["step_framework_seconds"]),
+        row("between steps (planning, scheduling, run end)", lambda r: r.summary["between_steps_seconds"]),
+        "",
+        f"- **process wall / compute = {statistics.median(_over_compute(r) for r in month2):.2f}×** "
+        f"(month 2, median of {len(month2)}; target ≤ 2×)",
+        f"- **orchestrator's share of the process wall = {statistics.median(_share(r) for r in month2):.1%}** "
+        f"(month 2; range {min(_share(r) for r in month2):.1%}–{max(_share(r) for r in month2):.1%}; target ≤ 50 %)",
+        f"- inside the run only (run wall / compute): "
+        f"{statistics.median(r.summary['wall_seconds'] / r.summary['compute_seconds'] for r in month2):.2f}×",
+        f"- steps per run: {month2[0].summary['steps']}; month 1 ended {sorted({r.status for r in month1})}, month 2 "
+        f"{sorted({r.status for r in month2})}; failed steps of month 2 (a blocking gate rejecting the challenger is "
+        f"the decision, not an error): {sorted({f for r in month2 for f in r.failed}) or 'none'}",
+        "",
+        "Slowest steps of the median month-2 run (seconds):",
+        "",
+    ]
+    median_run = sorted(month2, key=lambda r: r.process_wall)[len(month2) // 2]
+    lines += [
+        "| step | wall | compute | cpu | threads | input IO | output IO | framework |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for step in median_run.steps[:12]:
+        lines.append(
+            f"| {step['step']} | {step['wall_s']:.3f} | {step['compute_s']:.3f} | {step['cpu_s']:.3f} | "
+            f"{step['threads']} | {step['input_io_s']:.3f} | {step['output_io_s']:.3f} | {step['framework_s']:.3f} |"
+        )
+    if big is not None:
+        rss_ratio = big.peak_rss_bytes / big.frame_bytes if big.peak_rss_bytes else float("nan")
+        lines += [
+            "",
+            f"## One {args.big_rows:,}-row synthetic version, landing to decision (1 repetition)",
+            "",
+            "| what | value |",
+            "|---|---|",
+            f"| process wall | {big.process_wall:.1f} s |",
+            f"| compute (step bodies) | {big.summary['compute_seconds']:.1f} s |",
+            f"| orchestrator's share of the process wall | {_share(big):.1%} (target < 10 %) |",
+            f"| of which IO between steps | {big.summary['io_seconds']:.1f} s |",
+            f"| frame in memory (`read_data_file`, deep) | {big.frame_bytes / 2**20:.0f} MiB |",
+            f"| peak RSS of the run process | {big.peak_rss_bytes / 2**20:.0f} MiB |",
+            f"| **peak RSS / frame** | **{rss_ratio:.2f}×** (target ≤ 4×) |",
+            f"| run status | {big.status} |",
+            "",
+            "Slowest steps (seconds):",
+            "",
+            "| step | wall | compute | cpu | input IO | output IO |",
+            "|---|---|---|---|---|---|",
+        ]
+        for step in big.steps[:10]:
+            lines.append(
+                f"| {step['step']} | {step['wall_s']:.2f} | {step['compute_s']:.2f} | {step['cpu_s']:.2f} | "
+                f"{step['input_io_s']:.2f} | {step['output_io_s']:.2f} |"
+            )
+    lines += [
+        "",
+        "Compute is measured inside each step (`mlops_assets.profiling.measured_step`); the rest of a step's wall "
+        "time is split by the timestamps of its events (`mlops_assets/ml/profile.py`). Every run also records this "
+        "profile as `<model>/run_profile` for its data version (Dagster UI: the asset's partitions).",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeats", type=int, default=5, help="flights repetitions (fresh instance each)")
+    parser.add_argument("--big-rows", type=int, default=1_000_000, help="rows of the big synthetic version (0: skip)")
+    parser.add_argument("--workdir", type=Path, default=None, help="where instances go (default: a temp dir)")
+    parser.add_argument("--out", type=Path, default=DOC)
+    args = parser.parse_args(argv)
+
+    from mlops_assets.demo_data.flights import prepare_flights_months
+
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="mlops-lifecycle-bench-"))
+    months = prepare_flights_months(workdir / "months", [1, 2])
+    load_start = _load()
+    flights = []
+    for i in range(args.repeats):
+        flights.append(run_flights(workdir, months))
+        print(f"flights repetition {i + 1}: " + ", ".join(f"{r.process_wall:.1f}s" for r in flights[-1]), flush=True)
+    big = run_big(workdir, args.big_rows) if args.big_rows else None
+    if big:
+        print(f"big: {big.process_wall:.1f}s, peak {big.peak_rss_bytes / 2**20:.0f} MiB", flush=True)
+    doc = write_doc(flights, big, load_start, _load(), args)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(doc)
+    print(doc)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
