@@ -18,6 +18,7 @@ time of every version went, and as run tags on the run itself.
 
 import functools
 import os
+import resource
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ from threadpoolctl import threadpool_limits
 from mlops_assets.ml.profile import (
     MEASURED,
     STEP_CPU_KEY,
+    STEP_PEAK_RSS_KEY,
     STEP_THREADS_KEY,
     STEP_WALL_KEY,
     RunEvent,
@@ -67,15 +69,24 @@ class ThreadBudget:
 
 
 def _concurrent_steps(context: dg.OpExecutionContext | None) -> int:
-    """Concurrent runs of the instance's run queue (1 without one) × steps one run executes at once."""
+    """Steps that can run at once on this step's cores: concurrent runs × steps one run executes at once.
+
+    Runs share this machine's cores only when the instance launches them as local processes (Dagster's default
+    run launcher); then the run queue's ``max_concurrent_runs`` of them can run at once. A launcher that gives each
+    run its own machine or pod (K8s, ECS, Docker) does not divide the cores: there the run's own executor does.
+    """
     if context is None:
         return 1
-    queue = context.instance.get_concurrency_config().run_queue_config
-    runs = queue.max_concurrent_runs if queue is not None and queue.max_concurrent_runs > 0 else 1
+    runs = 1
+    if isinstance(context.instance.run_launcher, dg.DefaultRunLauncher):
+        queue = context.instance.get_concurrency_config().run_queue_config
+        runs = queue.max_concurrent_runs if queue is not None and queue.max_concurrent_runs > 0 else 1
     steps = 1
-    if context.job_def.executor_def.name != dg.in_process_executor.name:
+    if context.job_def.executor_def.name == dg.multiprocess_executor.name:
         # The multiprocess executor runs up to max_concurrent steps at once, by default one per core
-        # (mlops_assets.environments sets MLOPS_MAX_CONCURRENT_STEPS as its max_concurrent).
+        # (mlops_assets.environments sets MLOPS_MAX_CONCURRENT_STEPS as its max_concurrent). The code location's
+        # jobs name their executor (environments.py); Dagster's default one is taken as in-process, which is
+        # how `materialize` and `execute_in_process` run it.
         configured = os.environ.get("MLOPS_MAX_CONCURRENT_STEPS", "")
         steps = int(configured) if configured.isdigit() and int(configured) > 0 else cpu_count()
     return runs * steps
@@ -125,7 +136,8 @@ def measured_step(fn: F) -> F:
     Apply under ``@dg.asset`` / ``@dg.asset_check``; the signature Dagster inspects is the body's own
     (``functools.wraps``). A ``MaterializeResult`` or ``AssetCheckResult`` gets the keys
     ``mlops/step_wall_seconds`` (``time.perf_counter``), ``mlops/step_cpu_seconds`` (``time.process_time``: every
-    thread of the process) and ``mlops/step_threads``; other return values pass through unmeasured.
+    thread of the process), ``mlops/step_threads`` and ``mlops/step_peak_rss_mib`` (the process's peak resident set
+    size so far, ``resource.getrusage``); other return values pass through unmeasured.
     """
 
     @functools.wraps(fn)
@@ -135,8 +147,16 @@ def measured_step(fn: F) -> F:
             wall, cpu = time.perf_counter(), time.process_time()
             result = fn(*args, **kwargs)
             wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        # ru_maxrss is in KiB on Linux: the process's peak so far, so the step that raises it is the one to look at.
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         return _with_measurement(
-            result, {STEP_WALL_KEY: round(wall, 4), STEP_CPU_KEY: round(cpu, 4), STEP_THREADS_KEY: budget.threads}
+            result,
+            {
+                STEP_WALL_KEY: round(wall, 4),
+                STEP_CPU_KEY: round(cpu, 4),
+                STEP_THREADS_KEY: budget.threads,
+                STEP_PEAK_RSS_KEY: round(peak, 1),
+            },
         )
 
     setattr(wrapper, MEASURED_ATTR, True)
@@ -187,6 +207,7 @@ def profile_materialization(model: MLModel, run: dg.DagsterRun, profile: RunProf
             ("input_io_s", "loading its inputs, s"),
             ("output_io_s", "storing its output, s"),
             ("framework_s", "the rest of the step (resources, type checks, event writes, worker start), s"),
+            ("peak_rss_mib", "the process's peak resident memory after the step, MiB"),
         )
     ]
     return dg.AssetMaterialization(

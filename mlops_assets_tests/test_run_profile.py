@@ -82,6 +82,7 @@ def test_sequential_run_is_split_into_launch_compute_io_framework_and_between_st
         "input_io_s": 1.0,
         "output_io_s": 0.5,
         "framework_s": 0.5,
+        "peak_rss_mib": 0.0,
     }
     assert profile.summary()["orchestration_share"] == 0.5
 

@@ -54,3 +54,36 @@ def test_a_lifecycle_run_is_profiled_and_recorded_for_its_data_version(
     assert {r.data["step"] for r in table.records} == set(steps)
     tags = world.instance.get_run_by_id(result.run_id).tags
     assert float(tags["mlops/profile.orchestration_share"]) == materialization.metadata["orchestration_share"].value
+
+
+@pytest.mark.parametrize(("configured", "expected_concurrent_runs"), [(True, 2), (False, 1)])
+def test_the_thread_budget_divides_the_cores_among_the_runs_the_instance_can_run_at_once(
+    tmp_path, monkeypatch: pytest.MonkeyPatch, configured: bool, expected_concurrent_runs: int
+) -> None:
+    """dagster.yaml (local run processes, a run queue of 2) halves the budget; an instance without a queue does not."""
+    import shutil
+
+    from mlops_assets.definitions import PROJECT_ROOT
+
+    monkeypatch.delenv(profiling.THREADS_ENV, raising=False)
+    monkeypatch.setattr(profiling, "cpu_count", lambda: 4)
+    seen: list[profiling.ThreadBudget] = []
+
+    @dg.asset
+    @profiling.measured_step
+    def probe(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+        seen.append(profiling.thread_budget(context.op_execution_context))
+        return dg.MaterializeResult()
+
+    if configured:
+        shutil.copy(PROJECT_ROOT / "dagster.yaml", tmp_path / "dagster.yaml")
+        instance = dg.DagsterInstance.from_config(str(tmp_path))
+    else:
+        instance = dg.DagsterInstance.ephemeral()
+    with instance:
+        result = dg.materialize([probe], instance=instance)
+    assert result.success
+    assert seen[0].concurrent_steps == expected_concurrent_runs
+    assert seen[0].threads == 4 // expected_concurrent_runs
+    recorded = result.asset_materializations_for_node("probe")[0].metadata[STEP_THREADS_KEY].value
+    assert recorded == seen[0].threads

@@ -29,6 +29,7 @@ from typing import Any
 STEP_WALL_KEY = "mlops/step_wall_seconds"
 STEP_CPU_KEY = "mlops/step_cpu_seconds"
 STEP_THREADS_KEY = "mlops/step_threads"
+STEP_PEAK_RSS_KEY = "mlops/step_peak_rss_mib"
 
 # Event kinds (the values of Dagster's DagsterEventType the profile reads).
 ENQUEUED = "PIPELINE_ENQUEUED"
@@ -81,6 +82,8 @@ class StepProfile:
         framework: The rest: resources, type checks, event writes.
         threads: Native thread budget the body ran with (0 when not recorded).
         measured: Whether the body recorded its measurement.
+        peak_rss_mib: The process's peak resident set size after the body, MiB (monotonic over a process: the
+            first step whose value jumps is the one that set the peak; 0 when not recorded).
     """
 
     step_key: str
@@ -94,6 +97,7 @@ class StepProfile:
     framework: float
     threads: int
     measured: bool
+    peak_rss_mib: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -176,6 +180,7 @@ class RunProfile:
                 "input_io_s": round(s.input_io, 3),
                 "output_io_s": round(s.output_io, 3),
                 "framework_s": round(s.framework + s.worker_start, 3),
+                "peak_rss_mib": round(s.peak_rss_mib, 1),
             }
             for s in self.steps
         ]
@@ -234,6 +239,7 @@ def _step_profile(step_key: str, events: Sequence[RunEvent], run_end: float) -> 
             framework=max(0.0, wall - worker_start - input_io - compute - output_io),
             threads=int(measured.get(STEP_THREADS_KEY, 0)) if measured else 0,
             measured=measured is not None,
+            peak_rss_mib=float(measured.get(STEP_PEAK_RSS_KEY, 0.0)) if measured else 0.0,
         ),
         begin,
         end,
