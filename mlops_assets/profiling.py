@@ -17,10 +17,11 @@ time of every version went, and as run tags on the run itself.
 """
 
 import functools
+import inspect
 import os
 import resource
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -137,27 +138,43 @@ def measured_step(fn: F) -> F:
     (``functools.wraps``). A ``MaterializeResult`` or ``AssetCheckResult`` gets the keys
     ``mlops/step_wall_seconds`` (``time.perf_counter``), ``mlops/step_cpu_seconds`` (``time.process_time``: every
     thread of the process), ``mlops/step_threads`` and ``mlops/step_peak_rss_mib`` (the process's peak resident set
-    size so far, ``resource.getrusage``); other return values pass through unmeasured.
+    size so far, ``resource.getrusage``); other return values pass through unmeasured. A generator body (a
+    ``@dg.multi_asset_check`` yielding one result per check) runs to its end first; every result it yielded carries
+    the step's measurement.
     """
 
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
+    def run(args: Any, kwargs: Any) -> tuple[Any, dict[str, float | int]]:
         budget = thread_budget(_current_op_context())
         with threadpool_limits(limits=budget.threads):
             wall, cpu = time.perf_counter(), time.process_time()
             result = fn(*args, **kwargs)
+            if inspect.isgenerator(result):
+                result = list(result)  # a step evaluating several checks: its time is all of them
             wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
         # ru_maxrss is in KiB on Linux: the process's peak so far, so the step that raises it is the one to look at.
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        return _with_measurement(
-            result,
-            {
-                STEP_WALL_KEY: round(wall, 4),
-                STEP_CPU_KEY: round(cpu, 4),
-                STEP_THREADS_KEY: budget.threads,
-                STEP_PEAK_RSS_KEY: round(peak, 1),
-            },
-        )
+        return result, {
+            STEP_WALL_KEY: round(wall, 4),
+            STEP_CPU_KEY: round(cpu, 4),
+            STEP_THREADS_KEY: budget.threads,
+            STEP_PEAK_RSS_KEY: round(peak, 1),
+        }
+
+    if inspect.isgeneratorfunction(fn):
+
+        @functools.wraps(fn)
+        def generator(*args: Any, **kwargs: Any) -> Iterator[Any]:
+            results, measurement = run(args, kwargs)
+            for result in results:
+                yield _with_measurement(result, measurement)
+
+        setattr(generator, MEASURED_ATTR, True)
+        return generator  # type: ignore[return-value]
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        result, measurement = run(args, kwargs)
+        return _with_measurement(result, measurement)
 
     setattr(wrapper, MEASURED_ATTR, True)
     return wrapper  # type: ignore[return-value]

@@ -22,7 +22,8 @@ class ModelGraph:
 
     @property
     def assets(self) -> list:
-        return list(self.defs.assets or [])
+        """The assets it computes (not ``run_profile``, an ``AssetSpec`` the profile sensors record)."""
+        return [a for a in self.defs.assets or [] if isinstance(a, dg.AssetsDefinition)]
 
     @property
     def checks(self) -> list:

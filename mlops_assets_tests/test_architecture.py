@@ -163,7 +163,7 @@ def test_importing_the_registry_does_not_import_scipy_or_sklearn() -> None:
 
 def test_the_skops_check_would_see_skops() -> None:
     # Guards the test above against passing vacuously (e.g. a wrong module name in sys.modules).
-    assert _loaded_after_import(["mlops_assets.storage.artifacts.skops_codec"], ("skops",)) == ["skops"]
+    assert _loaded_after_import(["skops.io"], ("skops",)) == ["skops"]
 
 
 def test_every_core_and_storage_module_imports_without_dagster_or_pyplot_at_run_time() -> None:
@@ -280,6 +280,6 @@ def test_every_asset_and_check_body_is_a_measured_step(tmp_path: Path) -> None:
         for job in (repository.get_job(f"{model}__lifecycle_job") for model in ("flights", "synthetic"))
         for node in job.graph.node_defs
     }
-    assert len(ops) > 60, sorted(ops)
+    assert len(ops) > 40, sorted(ops)
     unmeasured = sorted(n for n, op in ops.items() if not getattr(op.compute_fn.decorated_fn, MEASURED_ATTR, False))
     assert unmeasured == [], f"bodies without @measured_step: {unmeasured}"

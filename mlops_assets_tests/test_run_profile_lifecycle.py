@@ -21,7 +21,7 @@ def test_a_lifecycle_run_is_profiled_and_recorded_for_its_data_version(
 
     profile = profiling.read_run_profile(world.instance, result.run_id)
     steps = {s.step_key: s for s in profile.steps}
-    assert "synthetic__candidate_model" in steps and "synthetic__raw_data_schema_valid" in steps
+    assert "synthetic__candidate_model" in steps and "synthetic__file_gates" in steps
     ran = [s for s in profile.steps if s.status not in (NOT_EXECUTED, "STEP_SKIPPED")]
     assert [s.step_key for s in ran if not s.measured] == []
     assert {s.threads for s in ran} == {1}  # MLOPS_THREADS_PER_STEP

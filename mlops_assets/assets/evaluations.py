@@ -5,6 +5,7 @@ production, slices, fairness, calibration, the latency of the stored artifact â€
 policy (the spec's, with any launchpad overrides), so every gate result traces to its numbers.
 """
 
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import dagster as dg
@@ -151,33 +152,47 @@ def build(model: MLModel) -> dg.Definitions:
         )
         return dg.MaterializeResult(value=outcome.record, metadata=_evaluation_metadata(outcome))
 
-    def evaluation_check(name: str, gate: model_gates.ModelGate) -> dg.AssetChecksDefinition:
-        @dg.asset_check(
+    # The nine gates judge one stored record: one step evaluates them all (one load of the record, one step's
+    # overhead instead of nine); each is still its own blocking check with its own history, and can be run alone.
+    specs = [
+        dg.AssetCheckSpec(
+            name,
             asset=model_evaluation,
-            name=name,
             blocking=True,
             partitions_def=model.partitions,
             description=f"Passes when {model_gates.GATE_DESCRIPTIONS[name]}.",
         )
-        @measured_step
-        def _check(
-            context: dg.AssetCheckExecutionContext,
-            model_evaluation: dict[str, Any],
-            registry: dg.ResourceParam[ModelRegistry],
-        ) -> dg.AssetCheckResult:
-            evaluation = Evaluation.from_dict(model_evaluation)
-            # Decide with the policy the evaluation used (spec + launchpad overrides), never a different one.
-            policy = evaluation.effective_policy() or model.spec().policy
-            return model_check_result(
+        for name in model_gates.GATES
+    ]
+
+    @dg.multi_asset_check(
+        name=model.job_name("model_gates"),
+        specs=specs,
+        can_subset=True,
+        ins={"model_evaluation": dg.AssetIn(key=model.key("model_evaluation"))},
+        description="The model gates of the evaluation (see each check).",
+    )
+    @measured_step
+    def model_gate_checks(
+        context: dg.AssetCheckExecutionContext,
+        model_evaluation: dict[str, Any],
+        registry: dg.ResourceParam[ModelRegistry],
+    ) -> Iterator[dg.AssetCheckResult]:
+        evaluation = Evaluation.from_dict(model_evaluation)
+        # Decide with the policy the evaluation used (spec + launchpad overrides), never a different one.
+        policy = evaluation.effective_policy() or model.spec().policy
+        for spec in specs:
+            if spec.key not in context.selected_asset_check_keys:
+                continue
+            yield model_check_result(
                 context,
                 registry,
-                gate(evaluation, policy.gates, policy.evaluation),
+                model_gates.GATES[spec.name](evaluation, policy.gates, policy.evaluation),
                 model_name=model_evaluation["model_name"],
                 version=int(model_evaluation["model_version"]),
                 artifact_sha256=model_evaluation.get("artifact_sha256"),
+                check=spec.key,
             )
 
-        return _check
-
-    checks = [evaluation_check(name, gate) for name, gate in model_gates.GATES.items()]
+    checks = [model_gate_checks]
     return dg.Definitions(assets=[model_evaluation], asset_checks=checks)

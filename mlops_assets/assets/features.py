@@ -1,5 +1,6 @@
 """Stage 2, features: model inputs with a deterministic train/holdout split."""
 
+from collections.abc import Iterator
 from dataclasses import replace
 
 import dagster as dg
@@ -74,29 +75,48 @@ def build(model: MLModel) -> dg.Definitions:
             },
         )
 
-    @dg.asset_check(
-        asset=features,
-        blocking=True,
-        partitions_def=model.partitions,
-        description=(
-            "Passes when every model input is in the spec's feature allowlist and none is a forbidden "
-            "(post-outcome, leakage) column, nor a protected attribute unless policy.allow_protected_as_features "
-            "says so explicitly."
+    # Both gates judge one loaded frame: one step (one load, one step's overhead); two blocking checks.
+    specs = {
+        "features_allowlisted": dg.AssetCheckSpec(
+            "features_allowlisted",
+            asset=features,
+            blocking=True,
+            partitions_def=model.partitions,
+            description=(
+                "Passes when every model input is in the spec's feature allowlist and none is a forbidden "
+                "(post-outcome, leakage) column, nor a protected attribute unless policy.allow_protected_as_features "
+                "says so explicitly."
+            ),
         ),
+        "features_finite": dg.AssetCheckSpec(
+            "features_finite",
+            asset=features,
+            blocking=True,
+            partitions_def=model.partitions,
+            description="Passes when no numeric model input is ±inf and only nullable inputs have missing values.",
+        ),
+    }
+
+    @dg.multi_asset_check(
+        name=model.job_name("features_gates"),
+        specs=list(specs.values()),
+        can_subset=True,
+        ins={"features": dg.AssetIn(key=model.key("features"))},
+        description="The features gates (see each check).",
     )
     @measured_step
-    def features_allowlisted(features: pd.DataFrame) -> dg.AssetCheckResult:
+    def features_gate_checks(
+        context: dg.AssetCheckExecutionContext, features: pd.DataFrame
+    ) -> Iterator[dg.AssetCheckResult]:
         spec = model.spec()
-        return check_result(_protected_inputs_rule(core.gate_features_allowlisted(features, spec), features, spec))
+        verdicts = {
+            "features_allowlisted": lambda: _protected_inputs_rule(
+                core.gate_features_allowlisted(features, spec), features, spec
+            ),
+            "features_finite": lambda: core.gate_features_finite(features, spec),
+        }
+        for name, check in specs.items():
+            if check.key in context.selected_asset_check_keys:
+                yield check_result(verdicts[name](), check.key)
 
-    @dg.asset_check(
-        asset=features,
-        blocking=True,
-        partitions_def=model.partitions,
-        description="Passes when no numeric model input is ±inf and only nullable inputs have missing values.",
-    )
-    @measured_step
-    def features_finite(features: pd.DataFrame) -> dg.AssetCheckResult:
-        return check_result(core.gate_features_finite(features, model.spec()))
-
-    return dg.Definitions(assets=[features], asset_checks=[features_allowlisted, features_finite])
+    return dg.Definitions(assets=[features], asset_checks=[features_gate_checks])

@@ -20,8 +20,14 @@ def _scalar(value: Any) -> Any:
     return value
 
 
-def check_result(gate: GateResult) -> dg.AssetCheckResult:
-    """An AssetCheckResult carrying the gate's condition, observation, threshold and evidence."""
+def check_result(gate: GateResult, check: dg.AssetCheckKey | None = None) -> dg.AssetCheckResult:
+    """An AssetCheckResult carrying the gate's condition, observation, threshold and evidence.
+
+    Args:
+        gate: The core's verdict.
+        check: The check it is the result of; required when one step evaluates several checks
+            (``@dg.multi_asset_check``), None for a single ``@dg.asset_check``.
+    """
     metadata: dict[str, Any] = {
         "condition": gate.condition,
         "message": gate.message,
@@ -44,6 +50,8 @@ def check_result(gate: GateResult) -> dg.AssetCheckResult:
         severity=dg.AssetCheckSeverity.ERROR,
         description=gate.message,
         metadata=metadata,
+        asset_key=check.asset_key if check else None,
+        check_name=check.name if check else None,
     )
 
 
@@ -55,6 +63,7 @@ def model_check_result(
     model_name: str,
     version: int,
     artifact_sha256: str | None,
+    check: dg.AssetCheckKey | None = None,
 ) -> dg.AssetCheckResult:
     """The check result of a model gate, after recording its outcome for this model version in the registry.
 
@@ -64,31 +73,34 @@ def model_check_result(
     digest (an evaluation recorded before digests were) is recorded as ``"unknown"``: it matches no
     artifact, so it can never count as evidence.
 
+    ``check`` is the check judged when one step evaluates several (``@dg.multi_asset_check``); None: the step's
+    only check.
+
     Raises:
         VersionNotFound: The model version is not registered.
     """
     sha = artifact_sha256 or "unknown"
-    (spec,) = context.check_specs
+    if check is None:
+        (spec,) = context.check_specs
+        check = spec.key
     outcome = registry.record_gate_result(
         model_name,
         version,
         artifact_sha256=sha,
-        gate=gate_name(spec.key.asset_key.path[-1], spec.key.name),
+        gate=gate_name(check.asset_key.path[-1], check.name),
         passed=gate.passed,
         data_version=context.partition_key,
         run_id=context.run.run_id,
         summary=gate.message,
     )
-    result = check_result(gate)
+    result = check_result(gate, check)
     metadata: dict[str, Any] = {
         **result.metadata,
         "model_version": version,
         "artifact_sha256": sha,
         "recorded_at": outcome.at.isoformat(),
     }
-    return dg.AssetCheckResult(
-        passed=result.passed, severity=result.severity, description=result.description, metadata=metadata
-    )
+    return result._replace(metadata=metadata)
 
 
 def _cell(value: Any) -> str | int | float | bool | None:
