@@ -7,20 +7,26 @@ on the same rows. One log row per (row, model): prediction id, data version, row
 arm, whether it was served, score, feature hash and time.
 """
 
-import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 from sklearn.pipeline import Pipeline
 
 from mlops_assets.ml.features import model_inputs
 from mlops_assets.ml.rollout import RolloutState
-from mlops_assets.ml.routing import CHALLENGER_ARM, CHAMPION_ARM, assign_arms, feature_hash
+from mlops_assets.ml.routing import (
+    CHALLENGER_ARM,
+    CHAMPION_ARM,
+    assign_arms,
+    feature_hash_array,
+    key_bytes,
+    sha256_hex,
+)
 from mlops_assets.ml.spec import DatasetSpec
-from mlops_assets.ml.training import predict_scores
 
 LOG_COLUMNS: tuple[str, ...] = (
     "prediction_id",
@@ -43,12 +49,38 @@ class ScoringModel:
     pipeline: Pipeline
 
 
-def _prediction_ids(data_version: str, row_ids: pd.Series, model_version: int) -> list[str]:
-    # Stable across re-runs: the same row scored by the same model version has the same prediction id.
-    return [
-        hashlib.sha256(f"{data_version}:{row_id}:{model_version}".encode()).hexdigest()[:32]
-        for row_id in row_ids.astype(str)
-    ]
+def _prediction_ids(data_version: str, id_texts: pd.Series, model_version: int) -> pa.Array:
+    # Stable across re-runs: the same row scored by the same model version has the same prediction id:
+    # sha256("<data_version>:<row id as str>:<model_version>"), first 32 hex digits. ``id_texts`` is
+    # ``row_ids.astype(str)``; the keys are built column-wise (key_bytes), one sha256 call per row.
+    return sha256_hex(key_bytes(f"{data_version}:", id_texts, f":{model_version}"), hex_digits=32)
+
+
+def _positive_scores(pipeline: Pipeline, inputs: pd.DataFrame) -> np.ndarray:
+    # training.predict_scores on inputs already built by model_inputs (the same steps, without rebuilding them).
+    if len(inputs) == 0:
+        return np.empty(0, dtype=np.float64)
+    proba = pipeline.predict_proba(inputs)
+    classes = list(pipeline.classes_)
+    if 1 not in classes:
+        raise ValueError(f"pipeline classes {classes} do not include the positive class 1")
+    return np.asarray(proba[:, classes.index(1)], dtype=np.float64)
+
+
+def _frame_column(values: np.ndarray) -> Any:
+    # The array a frame column built from ``values`` holds (the dtype pandas infers), converted once.
+    return pd.Series(values).array
+
+
+def _text_column(texts: pa.Array) -> Any:
+    # Texts as the frame column a list of these str would make: the dtype pandas infers for str (``str``
+    # under pandas 3, object before), taken from Arrow without making a Python str per row.
+    return pd.Series(texts, dtype=pd.Series(["x"]).dtype).array
+
+
+def _repeated_text(value: str, n: int) -> Any:
+    # A text scalar broadcast to ``n`` rows, as the frame column the scalar would make.
+    return _text_column(pa.array([value], type=pa.large_string()).take(pa.array(np.zeros(n, dtype=np.int64))))
 
 
 def prediction_log(
@@ -78,27 +110,39 @@ def prediction_log(
         The log, columns :data:`LOG_COLUMNS`, champion rows first.
     """
     row_ids = features_df[spec.id_column].reset_index(drop=True)
-    hashes = feature_hash(model_inputs(features_df, spec)).to_numpy()
+    n = len(row_ids)
+    id_texts = row_ids.astype(str)
+    # The model inputs are built once, for the feature hash and both models (predict_scores would rebuild them).
+    inputs = model_inputs(features_df, spec)
+    hashes = feature_hash_array(inputs)
     arms = (
         assign_arms(row_ids, challenger_share, salt)
         if challenger is not None
-        else np.full(len(row_ids), CHAMPION_ARM, dtype=object)
+        else np.full(n, CHAMPION_ARM, dtype=object)
     )
+    # Text columns go to the frame as the dtype pandas infers for str (``str`` under pandas 3), made from
+    # Arrow, and the ones both parts share once; with zero rows, as the per-row code built them (pandas
+    # infers other dtypes for empty lists).
+    empty = n == 0
+    row_id_column = _frame_column(id_texts.to_numpy())
+    hash_column = np.empty(0, dtype=object) if empty else _text_column(hashes)
+    version_column = data_version if empty else _repeated_text(data_version, n)
     parts = []
     for arm, model in ((CHAMPION_ARM, champion), (CHALLENGER_ARM, challenger)):
         if model is None:
             continue
+        ids = [] if empty else _text_column(_prediction_ids(data_version, id_texts, model.version))
         parts.append(
             pd.DataFrame(
                 {
-                    "prediction_id": _prediction_ids(data_version, row_ids, model.version),
-                    "data_version": data_version,
-                    "row_id": row_ids.astype(str).to_numpy(),
+                    "prediction_id": ids,
+                    "data_version": version_column,
+                    "row_id": row_id_column,
                     "model_version": model.version,
-                    "arm": arm,
+                    "arm": arm if empty else _repeated_text(arm, n),
                     "served": arms == arm,
-                    "score": predict_scores(model.pipeline, features_df, spec),
-                    "feature_hash": hashes,
+                    "score": _positive_scores(model.pipeline, inputs),
+                    "feature_hash": hash_column,
                     "scored_at": pd.Timestamp(scored_at),
                 }
             )
