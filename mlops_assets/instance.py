@@ -19,6 +19,7 @@ INSTANCE_CONFIG: dict[str, Any] = {
         "free_slots_after_run_end_seconds": 300,
     },
     "concurrency": {"runs": {"max_concurrent_runs": 2}, "pools": {"default_limit": 1, "granularity": "op"}},
+    "sensors": {"use_threads": True, "num_workers": 4},
     "run_coordinator": {
         "module": "dagster.core.run_coordinator",
         "class": "QueuedRunCoordinator",
