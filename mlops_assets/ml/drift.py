@@ -12,7 +12,7 @@ The reference (:class:`DriftReference`) is computed once by :func:`build_referen
   tests compare with are computed at build time and stored: by the triangle inequality they bound the
   error of any statistic computed against the stored grid instead of the raw reference
   (``|W(cur, points) − W(cur, raw)| ≤ W(raw, points)``, likewise for KS). Measured with the default 2000
-  blocks on 1M rows (docs/performance.md): stored bounds ≤ 8e-4 for the normed Wasserstein distance (< 1 %
+  blocks on 1M rows (docs/benchmarks/drift.md): stored bounds ≤ 8e-4 for the normed Wasserstein distance (< 1 %
   of its 0.1 threshold), actual errors ≤ 1.5e-4 on undrifted columns and ≤ 1e-6 on drifted ones (block
   means preserve the mean, so where the current quantile function does not cross the reference inside a
   block, the distance is exact); for the KS statistic, against the interpolated CDF, bounds ≈ 5e-5 on
