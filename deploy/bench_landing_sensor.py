@@ -35,7 +35,8 @@ from mlops_assets import sensors
 from mlops_assets.jobs import build_jobs
 from mlops_assets.ml.versions import file_digest, version_key
 from mlops_assets.model import MLModel
-from mlops_assets.resources import LandingZone, ModelRegistryResource, S3LandingZone
+from mlops_assets.resources import LandingZone, ModelRegistryResource
+from mlops_assets.s3_resources import S3LandingZone
 
 #: The model whose landing sensor is measured.
 MODEL = MLModel.from_spec("synthetic")

@@ -7,12 +7,14 @@ and the executor for ``MLOPS_ENV``:
   artifacts and asset files, all under one data directory; steps run in the run's own process
   (a laptop has few cores and process start-up would dominate the small steps).
 * ``prod``: the registry on PostgreSQL; landing zones, asset values and model artifacts in one S3
-  bucket (any S3-compatible endpoint) through dagster-aws's ``S3Resource``. Every run is its own
+  bucket (any S3-compatible endpoint) through dagster-aws's ``S3Resource`` (the S3 resources of
+  :mod:`mlops_assets.s3_resources`, imported only by :func:`prod_environment`). Every run is its own
   process (its own pod with the Helm chart's ``K8sRunLauncher``); inside it steps run in-process by
   default, because a step process costs 5–8 s of imports here against steps of a few seconds
   (measured: docs/deployment.md); ``MLOPS_EXECUTOR=multiprocess`` isolates each step in its own
-  process. A missing required variable fails loudly when the definitions load, never falls back to
-  local storage.
+  process, forked from a forkserver that preloaded the code location where the platform has one
+  (:func:`multiprocess_executor_config`). A missing required variable fails loudly when the definitions
+  load, never falls back to local storage.
 
 Variables (both):
     MLOPS_ENV: ``local`` (default) or ``prod``.
@@ -37,13 +39,14 @@ Variables (prod; see .env.example):
     AWS_SESSION_TOKEN, a profile, or the pod's / instance's role from the environment itself.
 """
 
+import multiprocessing
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
-from dagster_aws.s3 import S3Resource
 
 from mlops_assets.resources import (
     ArtifactStoreResource,
@@ -51,9 +54,6 @@ from mlops_assets.resources import (
     LandingZone,
     ModelRegistryResource,
     RegistryURLError,
-    S3ArtifactStoreResource,
-    S3FrameIOManager,
-    S3LandingZone,
 )
 from mlops_assets.resources import registry_url as build_registry_url
 
@@ -61,6 +61,12 @@ ENVIRONMENTS = ("local", "prod")
 
 #: Variables the prod environment cannot do without.
 PROD_REQUIRED = ("MLOPS_REGISTRY_URL", "MLOPS_S3_BUCKET")
+
+#: What the forkserver of prod's multiprocess executor imports once per run, before it forks the step processes:
+#: the code location (dagster, pandas, scikit-learn, scipy, pandera, SQLAlchemy and this package), the S3 resources
+#: (dagster-aws, boto3) and the model codec, which the steps that store, verify or load a model import on use. A
+#: module that fails to import is skipped silently by the forkserver (a test checks each one exists).
+STEP_PRELOAD_MODULES = ("mlops_assets.definitions", "mlops_assets.s3_resources", "skops.io")
 
 
 @dataclass(frozen=True)
@@ -130,10 +136,15 @@ def prod_environment(
         endpoint_url: S3-compatible endpoint (MinIO, moto); ``None`` for AWS.
         region_name: Region; ``None`` lets boto3 find it.
         hmac_key: Secret for artifact HMACs (an ``EnvVar``).
-        executor: ``in_process`` or ``multiprocess``.
+        executor: ``in_process`` or ``multiprocess`` (configured by :func:`multiprocess_executor_config`).
         max_concurrent_steps: With ``multiprocess``, step processes per run; ``None`` for the CPU count.
         registry_password: The registry password as is (an ``EnvVar``), set on ``registry_url`` as a part.
     """
+    # Only prod needs dagster-aws (boto3): imported here, so the local code location and its runs never pay for it.
+    from dagster_aws.s3 import S3Resource
+
+    from mlops_assets.s3_resources import S3ArtifactStoreResource, S3FrameIOManager, S3LandingZone
+
     parse_bucket_name(bucket)
     prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
     # No credentials here: boto3 takes them from the process environment or the pod's/instance's role.
@@ -146,8 +157,8 @@ def prod_environment(
     if executor not in executors:
         raise ValueError(f"MLOPS_EXECUTOR={executor!r}: expected one of {', '.join(executors)}")
     chosen = executors[executor]
-    if executor == "multiprocess" and max_concurrent_steps:
-        chosen = dg.multiprocess_executor.configured({"max_concurrent": max_concurrent_steps})
+    if executor == "multiprocess" and (config := multiprocess_executor_config(max_concurrent_steps)):
+        chosen = dg.multiprocess_executor.configured(config)
     return Environment(
         name="prod",
         resources={
@@ -159,6 +170,34 @@ def prod_environment(
         },
         executor=chosen,
     )
+
+
+def multiprocess_executor_config(
+    max_concurrent_steps: int | None, start_methods: Sequence[str] | None = None
+) -> dict[str, Any]:
+    """The config of Dagster's multiprocess executor in prod (``MLOPS_EXECUTOR=multiprocess``).
+
+    Where the platform has a forkserver (Linux, macOS), step processes are forked from one that imported
+    :data:`STEP_PRELOAD_MODULES` once per run, instead of each being a fresh interpreter (``spawn``) that imports
+    the whole code location again (Dagster 1.13's ``start_method: {forkserver: {preload_modules: [...]}}``; Python's
+    ``multiprocessing`` forkserver, whose children share the preloaded modules). Without one (Windows), Dagster's
+    default, ``spawn``. Measured: docs/benchmarks/imports.md.
+
+    Args:
+        max_concurrent_steps: Step processes per run; ``None`` or 0 for Dagster's default (the CPU count).
+        start_methods: The platform's start methods; ``None`` for ``multiprocessing.get_all_start_methods()``.
+
+    Returns:
+        The executor config (``{}``: Dagster's defaults), e.g. ``{"max_concurrent": 4, "start_method":
+        {"forkserver": {"preload_modules": [...]}}}``.
+    """
+    methods = multiprocessing.get_all_start_methods() if start_methods is None else start_methods
+    config: dict[str, Any] = {}
+    if max_concurrent_steps:
+        config["max_concurrent"] = max_concurrent_steps
+    if "forkserver" in methods:
+        config["start_method"] = {"forkserver": {"preload_modules": list(STEP_PRELOAD_MODULES)}}
+    return config
 
 
 def parse_bucket_name(bucket: str) -> str:

@@ -9,12 +9,8 @@ import pytest
 import yaml
 
 from mlops_assets.environments import environment, local_environment
-from mlops_assets.resources import (
-    LandingZone,
-    S3ArtifactStoreResource,
-    S3FrameIOManager,
-    S3LandingZone,
-)
+from mlops_assets.resources import LandingZone
+from mlops_assets.s3_resources import S3ArtifactStoreResource, S3FrameIOManager, S3LandingZone
 
 pytestmark = pytest.mark.wiring
 

@@ -16,7 +16,8 @@ import pandas as pd
 import pytest
 from dagster_aws.s3 import S3Resource
 
-from mlops_assets.resources import FrameIOManager, ModelRegistryResource, S3FrameIOManager
+from mlops_assets.resources import FrameIOManager, ModelRegistryResource
+from mlops_assets.s3_resources import S3FrameIOManager
 from mlops_assets.storage.registry import ModelRegistry
 
 pytestmark = pytest.mark.wiring

@@ -9,12 +9,8 @@ import pytest
 from dagster_aws.s3 import S3Resource
 
 from mlops_assets.ml.versions import version_key
-from mlops_assets.resources import (
-    LandingZone,
-    ModelRegistryResource,
-    S3FrameIOManager,
-    S3LandingZone,
-)
+from mlops_assets.resources import LandingZone, ModelRegistryResource
+from mlops_assets.s3_resources import S3FrameIOManager, S3LandingZone
 from mlops_assets.tags import DATA_VERSION_TAG
 from mlops_assets_tests.support import model_graph
 

@@ -2,31 +2,38 @@
 
 Figures are drawn with :class:`matplotlib.figure.Figure` on an explicit Agg canvas, never through
 ``pyplot``: that keeps matplotlib's global backend and figure registry untouched (no GUI backend in a
-worker, no figures leaking across runs) and makes the module safe to import anywhere.
+worker, no figures leaking across runs) and makes the module safe to import anywhere. matplotlib itself is
+imported when the first figure is drawn, not with this module (it costs about a third of a second, and only the
+evaluation step draws).
 """
 
 import base64
 import io
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 from sklearn import metrics as skm
 
 from mlops_assets.ml.evaluation import ReliabilityBin
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 FIGSIZE_IN = (4.0, 3.0)
 DPI = 100
 
 
-def _figure() -> Figure:
+def _figure() -> "Figure":
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
     fig = Figure(figsize=FIGSIZE_IN, dpi=DPI, layout="constrained")
     FigureCanvasAgg(fig)
     return fig
 
 
-def _png(fig: Figure) -> bytes:
+def _png(fig: "Figure") -> bytes:
     buffer = io.BytesIO()
     # No "Software" entry (it carries the matplotlib version), so equal inputs give equal bytes.
     fig.savefig(buffer, format="png", metadata={"Software": None})

@@ -5,15 +5,16 @@ archives naming a type that skops does not trust by default unless the type is i
 allowlist :data:`TRUSTED_TYPES`. :func:`store_model` and :func:`load_model` put a model into, and read
 it verified out of, any :class:`~mlops_assets.storage.artifacts.store.ArtifactStore`.
 
-This is the only module of the storage layer that imports skops (its trusted-type scan costs seconds
-of a cold import), so that the registry and the stores stay cheap to import.
+This is the only module of the storage layer that imports skops, and it does so on first use (in
+:func:`_skops_io`), not at import: importing ``skops.io`` scans scikit-learn for its trusted types and so imports
+some 400 scikit-learn modules (about half a second), which the code location, the registry and the stores never
+need. Modules that merely name :func:`store_model` / :func:`load_model` stay cheap to import.
 """
 
 import io
 import zipfile
+from types import ModuleType
 from typing import Any
-
-import skops.io as sio
 
 from mlops_assets.storage.artifacts.store import ArtifactIntegrityError, ArtifactRef, ArtifactStore
 
@@ -79,6 +80,13 @@ TRUSTED_TYPES: frozenset[str] = frozenset(
 _ZIP_MAGIC = b"PK\x03\x04"
 
 
+def _skops_io() -> ModuleType:
+    """``skops.io``, imported on first use (later calls find it in ``sys.modules``)."""
+    import skops.io
+
+    return skops.io
+
+
 def untrusted_types(data: bytes, *, uri: str = "<bytes>") -> list[str]:
     """Return the types in a skops archive that skops does not trust by default, sorted.
 
@@ -95,6 +103,7 @@ def untrusted_types(data: bytes, *, uri: str = "<bytes>") -> list[str]:
         raise ArtifactIntegrityError(
             f"artifact {uri}: not a skops archive (no zip header; starts with {data[:8]!r})", uri=uri
         )
+    sio = _skops_io()  # outside the try: a broken skops install is not a malformed archive
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
             if "schema.json" not in archive.namelist():
@@ -118,7 +127,7 @@ def serialize_model(model: Any) -> bytes:
         ValueError: The model contains types outside :data:`TRUSTED_TYPES`, so
             :func:`deserialize_model` would refuse it; failing here keeps such a model out of the store.
     """
-    data = sio.dumps(model)
+    data = _skops_io().dumps(model)
     _, refused = _refused_types(data, "<new model>")
     if refused:
         raise ValueError(
@@ -146,7 +155,7 @@ def deserialize_model(data: bytes, *, uri: str = "<bytes>") -> Any:
     if refused:
         raise ArtifactIntegrityError(f"artifact {uri}: untrusted types outside TRUSTED_TYPES: {refused}", uri=uri)
     # Pass exactly the reviewed types found in this archive, not the whole allowlist.
-    return sio.loads(data, trusted=found)
+    return _skops_io().loads(data, trusted=found)
 
 
 def store_model(store: ArtifactStore, model: Any) -> ArtifactRef:
