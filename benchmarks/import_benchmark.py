@@ -397,7 +397,7 @@ def write_markdown(path: Path, r: dict[str, Any]) -> None:
         "(read from their source with `ast`, in the working tree), plus `import dagster.components` (the component "
         "tree that builds the packaged models when the code location loads):",
         "",
-        "```python",
+        "```text",
         *r["floor"],
         "```",
         "",
