@@ -605,3 +605,23 @@ def test_tuned_training_is_reproducible_and_records_the_search():
     best = max(search.results, key=lambda r: r["mean_score"])
     assert best["params"] == search.best_params and best["rank"] == 1
     assert first.params["max_leaf_nodes"] == search.best_params["max_leaf_nodes"]
+
+
+def test_model_inputs_are_the_same_from_str_and_from_object_categorical_columns(
+    features: pd.DataFrame, spec: DatasetSpec
+) -> None:
+    """The str-dtype fast path (no per-row conversion) gives exactly what the general path gives."""
+    from mlops_assets.ml.features import model_inputs
+
+    as_str = features.copy()
+    as_object = features.copy()
+    for name in spec.categorical_features:
+        values = pd.Series((["a", None, "b", "NA"] * len(features))[: len(features)], index=features.index)
+        as_str[name] = values.astype("str")
+        as_object[name] = values.astype(object)
+    assert all(isinstance(as_str[n].dtype, pd.StringDtype) for n in spec.categorical_features)
+    fast, general = model_inputs(as_str, spec), model_inputs(as_object, spec)
+    pd.testing.assert_frame_equal(fast, general, check_exact=True)
+    for name in spec.categorical_features:
+        assert fast[name].dtype == object and fast[name].isna().sum() == (as_object[name].isna()).sum()
+        assert {type(v) for v in fast[name].dropna()} == {str}

@@ -437,6 +437,11 @@ def model_inputs(features_df: pd.DataFrame, spec: DatasetSpec) -> pd.DataFrame:
         data[name] = _as_float(features_df[name])
     for name in spec.categorical_features:
         col = features_df[name]
+        if isinstance(col.dtype, pd.StringDtype):
+            # Already str or missing (how the schema types every categorical column): no per-row conversion.
+            # dtype=object explicitly: pandas 3 would infer its "str" dtype from an array of strings.
+            data[name] = pd.Series(col.to_numpy(dtype=object, na_value=np.nan), index=features_df.index, dtype=object)
+            continue
         values = col.astype(object).where(col.notna(), np.nan)
         data[name] = values.map(lambda v: v if isinstance(v, float) else str(v)).astype(object)
     return pd.DataFrame(data, index=features_df.index, columns=columns)
