@@ -103,12 +103,12 @@ def thread_budget(context: dg.OpExecutionContext | None = None) -> ThreadBudget:
         The budget. ``MLOPS_THREADS_PER_STEP`` (a positive integer) overrides the computed value.
 
     Raises:
-        ValueError: ``MLOPS_THREADS_PER_STEP`` is set but not a positive integer.
+        ValueError: ``MLOPS_THREADS_PER_STEP`` is set (non-empty) but not a positive integer.
     """
     cores = cpu_count()
     concurrent = _concurrent_steps(context)
-    fixed = os.environ.get(THREADS_ENV)
-    if fixed is not None:
+    fixed = os.environ.get(THREADS_ENV, "").strip()  # empty, as in .env.example: not set
+    if fixed:
         if not fixed.isdigit() or int(fixed) < 1:
             raise ValueError(f"{THREADS_ENV}={fixed!r}: expected a positive integer")
         return ThreadBudget(int(fixed), cores, concurrent, THREADS_ENV)

@@ -128,10 +128,12 @@ def test_thread_budget_is_the_fair_share_of_the_cores(monkeypatch: pytest.Monkey
     monkeypatch.setenv(profiling.THREADS_ENV, "3")
     assert profiling.thread_budget().threads == 3
     assert profiling.thread_budget().source == profiling.THREADS_ENV
-    for bad in ("0", "-1", "two", ""):
+    for bad in ("0", "-1", "two", "1.5"):
         monkeypatch.setenv(profiling.THREADS_ENV, bad)
         with pytest.raises(ValueError, match=profiling.THREADS_ENV):
             profiling.thread_budget()
+    monkeypatch.setenv(profiling.THREADS_ENV, "")  # as .env.example leaves it: the computed budget
+    assert profiling.thread_budget().source == "cores // concurrent steps"
 
 
 def test_training_and_scoring_give_identical_results_with_one_thread_or_many() -> None:
