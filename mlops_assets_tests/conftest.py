@@ -26,6 +26,29 @@ POSTGRES_ADMIN_URL = os.environ.get(
 )
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _one_native_thread_per_xdist_worker() -> Iterator[None]:
+    """Under pytest-xdist (``-n N`` on N cores) each worker is one of N processes sharing the cores: its native
+    thread pools (OpenMP, BLAS) get one thread, in step bodies (``MLOPS_THREADS_PER_STEP``) and in direct calls
+    (``threadpool_limits``), as the product's thread budget does for concurrent runs (docs/performance.md: two
+    concurrent trainings with the libraries' default threads took 29x longer). Results do not depend on it."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        yield
+        return
+    from threadpoolctl import threadpool_limits
+
+    previous = os.environ.get("MLOPS_THREADS_PER_STEP")
+    os.environ["MLOPS_THREADS_PER_STEP"] = "1"
+    try:
+        with threadpool_limits(limits=1):
+            yield
+    finally:
+        if previous is None:
+            os.environ.pop("MLOPS_THREADS_PER_STEP", None)
+        else:
+            os.environ["MLOPS_THREADS_PER_STEP"] = previous
+
+
 def _services_required() -> bool:
     # CI sets MLOPS_REQUIRE_SERVICES=1 so that a missing database fails the build instead of
     # silently skipping the PostgreSQL half of the suite.
