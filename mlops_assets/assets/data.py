@@ -6,7 +6,7 @@ from typing import Any
 import dagster as dg
 import pandas as pd
 
-from mlops_assets.assets.gating import check_result
+from mlops_assets.assets.gating import check_result, gate_specs, gate_step, selected
 from mlops_assets.gate_records import data_gate_verdicts, latest_materialization_metadata
 from mlops_assets.ml import validation
 from mlops_assets.ml.gate_result import GateResult
@@ -116,8 +116,7 @@ def build(model: MLModel) -> dg.Definitions:
             },
         )
 
-    # The gates on the file itself judge one loaded frame: one step evaluates them all (one load of the frame,
-    # one step's overhead instead of four); each is still its own blocking check with its own history.
+    # The gates on the file itself judge one loaded frame: one step evaluates them all (gating.gate_step).
     file_gates: dict[str, tuple[str, Callable[[pd.DataFrame, DatasetSpec, str], GateResult]]] = {
         "schema_valid": (
             "every column of the spec is present with its type, range, categories, nullability and uniqueness "
@@ -131,23 +130,10 @@ def build(model: MLModel) -> dg.Definitions:
         "label_in_domain": ("every label is one of the spec's label values", validation.gate_label_in_domain),
         "ids_unique": ("the id column is present, never null and unique", validation.gate_ids_unique),
     }
-    file_specs = [
-        dg.AssetCheckSpec(
-            name,
-            asset=raw_data,
-            blocking=True,
-            partitions_def=model.partitions,
-            description=f"Passes when {condition}.",
-        )
-        for name, (condition, _) in file_gates.items()
-    ]
+    file_specs = gate_specs(model, "raw_data", {name: condition for name, (condition, _) in file_gates.items()})
 
-    @dg.multi_asset_check(
-        name=model.job_name("file_gates"),
-        specs=file_specs,
-        can_subset=True,
-        ins={"raw_data": dg.AssetIn(key=model.key("raw_data"))},
-        description="The data gates on the landed file itself (see each check).",
+    @gate_step(
+        model, "raw_data", "file_gates", file_specs, "The data gates on the landed file itself (see each check)."
     )
     @measured_step
     def file_gate_checks(
@@ -155,9 +141,8 @@ def build(model: MLModel) -> dg.Definitions:
     ) -> Iterator[dg.AssetCheckResult]:
         spec = model.spec()
         source = str(raw_data.attrs.get(SOURCE_FILE_ATTR, context.partition_key))
-        for check in file_specs:
-            if check.key in context.selected_asset_check_keys:
-                yield check_result(file_gates[check.name][1](raw_data, spec, source), check.key)
+        for check in selected(context, file_specs):
+            yield check_result(file_gates[check.name][1](raw_data, spec, source), check.key)
 
     @dg.asset_check(
         asset=raw_data,

@@ -12,7 +12,7 @@ import dagster as dg
 import pandas as pd
 import pydantic
 
-from mlops_assets.assets.gating import model_check_result, table
+from mlops_assets.assets.gating import gate_specs, gate_step, model_check_result, selected, table
 from mlops_assets.ml import model_gates, plots
 from mlops_assets.ml.evaluation import Evaluation, EvaluationOutcome, evaluate_candidate
 from mlops_assets.ml.policy import Policy, evaluation_override_fields
@@ -152,26 +152,12 @@ def build(model: MLModel) -> dg.Definitions:
         )
         return dg.MaterializeResult(value=outcome.record, metadata=_evaluation_metadata(outcome))
 
-    # The nine gates judge one stored record: one step evaluates them all (one load of the record, one step's
-    # overhead instead of nine); each is still its own blocking check with its own history, and can be run alone.
-    specs = [
-        dg.AssetCheckSpec(
-            name,
-            asset=model_evaluation,
-            blocking=True,
-            partitions_def=model.partitions,
-            description=f"Passes when {model_gates.GATE_DESCRIPTIONS[name]}.",
-        )
-        for name in model_gates.GATES
-    ]
-
-    @dg.multi_asset_check(
-        name=model.job_name("model_gates"),
-        specs=specs,
-        can_subset=True,
-        ins={"model_evaluation": dg.AssetIn(key=model.key("model_evaluation"))},
-        description="The model gates of the evaluation (see each check).",
+    # The nine gates judge one stored record: one step evaluates them all (gating.gate_step).
+    specs = gate_specs(
+        model, "model_evaluation", {name: model_gates.GATE_DESCRIPTIONS[name] for name in model_gates.GATES}
     )
+
+    @gate_step(model, "model_evaluation", "model_gates", specs, "The model gates of the evaluation (see each check).")
     @measured_step
     def model_gate_checks(
         context: dg.AssetCheckExecutionContext,
@@ -181,9 +167,7 @@ def build(model: MLModel) -> dg.Definitions:
         evaluation = Evaluation.from_dict(model_evaluation)
         # Decide with the policy the evaluation used (spec + launchpad overrides), never a different one.
         policy = evaluation.effective_policy() or model.spec().policy
-        for spec in specs:
-            if spec.key not in context.selected_asset_check_keys:
-                continue
+        for spec in selected(context, specs):
             yield model_check_result(
                 context,
                 registry,

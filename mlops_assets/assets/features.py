@@ -6,7 +6,7 @@ from dataclasses import replace
 import dagster as dg
 import pandas as pd
 
-from mlops_assets.assets.gating import check_result
+from mlops_assets.assets.gating import check_result, gate_specs, gate_step, selected
 from mlops_assets.ml import features as core
 from mlops_assets.ml.gate_result import GateResult
 from mlops_assets.ml.spec import DatasetSpec
@@ -75,35 +75,21 @@ def build(model: MLModel) -> dg.Definitions:
             },
         )
 
-    # Both gates judge one loaded frame: one step (one load, one step's overhead); two blocking checks.
-    specs = {
-        "features_allowlisted": dg.AssetCheckSpec(
-            "features_allowlisted",
-            asset=features,
-            blocking=True,
-            partitions_def=model.partitions,
-            description=(
-                "Passes when every model input is in the spec's feature allowlist and none is a forbidden "
-                "(post-outcome, leakage) column, nor a protected attribute unless policy.allow_protected_as_features "
-                "says so explicitly."
+    # Both gates judge one loaded frame: one step evaluates them (gating.gate_step).
+    specs = gate_specs(
+        model,
+        "features",
+        {
+            "features_allowlisted": (
+                "every model input is in the spec's feature allowlist and none is a forbidden (post-outcome, "
+                "leakage) column, nor a protected attribute unless policy.allow_protected_as_features says so "
+                "explicitly"
             ),
-        ),
-        "features_finite": dg.AssetCheckSpec(
-            "features_finite",
-            asset=features,
-            blocking=True,
-            partitions_def=model.partitions,
-            description="Passes when no numeric model input is ±inf and only nullable inputs have missing values.",
-        ),
-    }
-
-    @dg.multi_asset_check(
-        name=model.job_name("features_gates"),
-        specs=list(specs.values()),
-        can_subset=True,
-        ins={"features": dg.AssetIn(key=model.key("features"))},
-        description="The features gates (see each check).",
+            "features_finite": "no numeric model input is ±inf and only nullable inputs have missing values",
+        },
     )
+
+    @gate_step(model, "features", "features_gates", specs, "The features gates (see each check).")
     @measured_step
     def features_gate_checks(
         context: dg.AssetCheckExecutionContext, features: pd.DataFrame
@@ -115,8 +101,7 @@ def build(model: MLModel) -> dg.Definitions:
             ),
             "features_finite": lambda: core.gate_features_finite(features, spec),
         }
-        for name, check in specs.items():
-            if check.key in context.selected_asset_check_keys:
-                yield check_result(verdicts[name](), check.key)
+        for check in selected(context, specs):
+            yield check_result(verdicts[check.name](), check.key)
 
     return dg.Definitions(assets=[features], asset_checks=[features_gate_checks])

@@ -2,16 +2,61 @@
 
 A model gate (a check judging one model version) also records its outcome in the registry, bound to the
 model version and artifact digest it judged (:func:`model_check_result`): promotion reads that back.
+
+Gates that judge one loaded value share a step (:func:`gate_specs`, :func:`gate_step`, :func:`selected`): one load
+of the value and one step's overhead instead of one per gate; each is still its own blocking check with its own
+history, and can be run alone.
 """
 
 import math
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import dagster as dg
 
 from mlops_assets.gates import gate_name
 from mlops_assets.ml.gate_result import GateResult
+from mlops_assets.model import MLModel
 from mlops_assets.storage.registry import ModelRegistry
+
+
+def gate_specs(model: MLModel, asset: str, conditions: Mapping[str, str]) -> list[dg.AssetCheckSpec]:
+    """One blocking check per gate on ``<model>/<asset>``, partitioned by the model's data versions.
+
+    Args:
+        model: The model.
+        asset: The asset's short name (``raw_data``, ``features``, ``model_evaluation``).
+        conditions: Check name → its passing condition (described as "Passes when <condition>.").
+    """
+    return [
+        dg.AssetCheckSpec(
+            name,
+            asset=model.key(asset),
+            blocking=True,
+            partitions_def=model.partitions,
+            description=f"Passes when {condition}.",
+        )
+        for name, condition in conditions.items()
+    ]
+
+
+def gate_step(
+    model: MLModel, asset: str, step: str, specs: Sequence[dg.AssetCheckSpec], description: str
+) -> Callable[[Callable[..., Any]], dg.AssetChecksDefinition]:
+    """``@dg.multi_asset_check`` evaluating ``specs`` in one step ``<model>__<step>`` on the loaded ``asset``
+    (its body's parameter named after the asset); subsettable, so a check can run alone."""
+    return dg.multi_asset_check(
+        name=model.job_name(step),
+        specs=specs,
+        can_subset=True,
+        ins={asset: dg.AssetIn(key=model.key(asset))},
+        description=description,
+    )
+
+
+def selected(context: dg.AssetCheckExecutionContext, specs: Sequence[dg.AssetCheckSpec]) -> list[dg.AssetCheckSpec]:
+    """The checks of ``specs`` this run evaluates (all of them unless a subset was selected)."""
+    return [spec for spec in specs if spec.key in context.selected_asset_check_keys]
 
 
 def _scalar(value: Any) -> Any:
