@@ -20,6 +20,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from bench_common import load_average, write_page
+
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "benchmarks" / "demo.md"
 
@@ -51,7 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     before_tree = work / "before"
     subprocess.run(["git", "worktree", "add", "--detach", str(before_tree), args.before], cwd=ROOT, check=True)
     head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout
-    load_start = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    load_start = load_average()
     times: dict[str, list[float]] = {"before": [], "after": []}
     codes: dict[str, list[int]] = {"before": [], "after": []}
     try:
@@ -65,7 +67,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"{side} {i + 1}: {seconds:.0f} s (exit {code})", flush=True)
     finally:
         subprocess.run(["git", "worktree", "remove", "--force", str(before_tree)], cwd=ROOT, check=False)
-    load_end = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    load_end = load_average()
 
     def cell(side: str) -> str:
         values = times[side]
@@ -93,9 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "",
         ]
     )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(doc)
-    print(doc)
+    write_page(args.out, doc)
     return 0
 
 

@@ -58,6 +58,7 @@ import numpy as np
 import pandas as pd
 import pyarrow
 import scipy
+from bench_common import cpu_model, load_average
 from scipy import stats
 
 from mlops_assets.ml.drift import (
@@ -382,10 +383,6 @@ def ratio(numerator: Sequence[float], denominator: Sequence[float]) -> dict[str,
     """
     pairs = [a / b for a, b in zip(numerator, denominator, strict=False)]
     return {"of_medians": statistics.median(numerator) / statistics.median(denominator), "per_round": Timing.of(pairs)}
-
-
-def load_average() -> str:
-    return ", ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 # --------------------------------------------------------------------------------------------------
@@ -810,16 +807,6 @@ def _table(rows: list[dict[str, Any]], columns: list[str]) -> str:
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(_fmt(r.get(c)) for c in columns) + " |" for r in rows]
     return "\n".join(lines)
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 IN_PROCESS_ROWS = {

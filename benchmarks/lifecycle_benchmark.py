@@ -39,6 +39,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench_common import load_average, write_page
+
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "benchmarks" / "lifecycle.md"
 RUN_SCRIPT = r"""
@@ -99,16 +101,8 @@ def _land(model: str, source: Path, home: Path, data: Path) -> str:
     target = landing / source.name
     shutil.copyfile(source, target)
     key = version_key(target.name, file_digest(target))
-    previous = os.environ.get("DAGSTER_HOME")
-    os.environ["DAGSTER_HOME"] = str(home)
-    try:
-        with dg.DagsterInstance.get() as instance:
-            instance.add_dynamic_partitions(f"{model}__data_versions", [key])
-    finally:
-        if previous is None:
-            os.environ.pop("DAGSTER_HOME")
-        else:
-            os.environ["DAGSTER_HOME"] = previous
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        instance.add_dynamic_partitions(f"{model}__data_versions", [key])
     return key
 
 
@@ -226,10 +220,6 @@ def _over_compute(result: RunResult) -> float:
 
 def _share(result: RunResult) -> float:
     return 1.0 - result.summary["compute_seconds"] / result.process_wall
-
-
-def _load() -> str:
-    return ", ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def write_doc(flights: list[list[RunResult]], big: RunResult | None, load_start: str, load_end: str, args) -> str:
@@ -357,7 +347,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="mlops-lifecycle-bench-"))
     months = prepare_flights_months(workdir / "months", [1, 2])
-    load_start = _load()
+    load_start = load_average()
     flights = []
     for i in range(args.repeats):
         flights.append(run_flights(workdir, months))
@@ -367,10 +357,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.baseline_rss = baseline_rss_bytes(floor_home, floor_data)
     if big:
         print(f"big: {big.process_wall:.1f}s, peak {big.peak_rss_bytes / 2**20:.0f} MiB", flush=True)
-    doc = write_doc(flights, big, load_start, _load(), args)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(doc)
-    print(doc)
+    doc = write_doc(flights, big, load_start, load_average(), args)
+    write_page(args.out, doc)
     return 0
 
 

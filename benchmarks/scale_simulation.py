@@ -19,6 +19,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench_common import write_page
+
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "benchmarks" / "scale.md"
 
@@ -121,9 +123,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "several models retrain at once — raise it with the pods.",
         "",
     ]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text("\n".join(lines))
-    print("\n".join(lines))
+    write_page(args.out, "\n".join(lines))
     return 0
 
 

@@ -17,7 +17,6 @@ and checks that both settings give bit-identical scores. Writes ``docs/benchmark
 
 import argparse
 import json
-import os
 import platform
 import statistics
 import subprocess
@@ -25,6 +24,8 @@ import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+
+from bench_common import load_average, write_page
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "benchmarks" / "threads.md"
@@ -82,7 +83,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     budget = max(1, cores // args.processes)
     path = Path(tempfile.mkdtemp(prefix="threads-bench-")) / "rows.parquet"
     synthetic.generate(args.rows, seed=5).to_parquet(path)
-    load_start = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    load_start = load_average()
     runs: dict[str, list[float]] = {"default": [], "budget": []}
     threads_used: dict[str, set[int]] = {"default": set(), "budget": set()}
     digests: set[str] = set()
@@ -94,7 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             threads_used[name].update(r["openmp_threads"] for r in results)
             digests.update(r["digest"] for r in results)
         print(f"repetition {i + 1}: default {runs['default'][-1]:.1f} s, budget {runs['budget'][-1]:.1f} s", flush=True)
-    load_end = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    load_end = load_average()
 
     def stat(values: list[float]) -> str:
         return f"{statistics.median(values):.2f} | {min(values):.2f}–{max(values):.2f}"
@@ -128,9 +129,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "",
         ]
     )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(doc)
-    print(doc)
+    write_page(args.out, doc)
     return 0
 
 
