@@ -27,6 +27,7 @@ from mlops_assets.ml.routing import (
     sha256_hex,
 )
 from mlops_assets.ml.spec import DatasetSpec
+from mlops_assets.ml.training import positive_scores
 
 LOG_COLUMNS: tuple[str, ...] = (
     "prediction_id",
@@ -54,17 +55,6 @@ def _prediction_ids(data_version: str, id_texts: pd.Series, model_version: int) 
     # sha256("<data_version>:<row id as str>:<model_version>"), first 32 hex digits. ``id_texts`` is
     # ``row_ids.astype(str)``; the keys are built column-wise (key_bytes), one sha256 call per row.
     return sha256_hex(key_bytes(f"{data_version}:", id_texts, f":{model_version}"), hex_digits=32)
-
-
-def _positive_scores(pipeline: Pipeline, inputs: pd.DataFrame) -> np.ndarray:
-    # training.predict_scores on inputs already built by model_inputs (the same steps, without rebuilding them).
-    if len(inputs) == 0:
-        return np.empty(0, dtype=np.float64)
-    proba = pipeline.predict_proba(inputs)
-    classes = list(pipeline.classes_)
-    if 1 not in classes:
-        raise ValueError(f"pipeline classes {classes} do not include the positive class 1")
-    return np.asarray(proba[:, classes.index(1)], dtype=np.float64)
 
 
 def _frame_column(values: np.ndarray) -> Any:
@@ -141,7 +131,7 @@ def prediction_log(
                     "model_version": model.version,
                     "arm": arm if empty else _repeated_text(arm, n),
                     "served": arms == arm,
-                    "score": _positive_scores(model.pipeline, inputs),
+                    "score": positive_scores(model.pipeline, inputs),
                     "feature_hash": hash_column,
                     "scored_at": pd.Timestamp(scored_at),
                 }

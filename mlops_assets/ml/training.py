@@ -254,8 +254,25 @@ def predict_scores(pipeline: Pipeline, features_df: pd.DataFrame, spec: DatasetS
     """
     if len(features_df) == 0:
         return np.empty(0, dtype=np.float64)
-    X = model_inputs(features_df, spec)
-    proba = pipeline.predict_proba(X)
+    return positive_scores(pipeline, model_inputs(features_df, spec))
+
+
+def positive_scores(pipeline: Pipeline, inputs: pd.DataFrame) -> np.ndarray:
+    """:func:`predict_scores` on inputs already built by :func:`~mlops_assets.ml.features.model_inputs`.
+
+    Args:
+        pipeline: A fitted pipeline from this module.
+        inputs: The model input frame.
+
+    Returns:
+        A ``float64`` array, one score per row.
+
+    Raises:
+        ValueError: the pipeline's classes lack the positive class 1.
+    """
+    if len(inputs) == 0:
+        return np.empty(0, dtype=np.float64)
+    proba = pipeline.predict_proba(inputs)
     classes = list(pipeline.classes_)
     if 1 not in classes:
         raise ValueError(f"pipeline classes {classes} do not include the positive class 1")
