@@ -7,6 +7,7 @@ the registry stores as a model version's lineage (column ``code_version``). It i
 ``code_version``: that one is :func:`asset_code_version`, set on the assets whose logic defines the model.
 """
 
+import hashlib
 import os
 import platform
 import resource
@@ -39,6 +40,22 @@ def asset_code_version(model: MLModel) -> str:
         SpecError: the spec is malformed (the message names the file and key).
     """
     return f"{package_version()}+spec.{model.spec().fingerprint()[:12]}"
+
+
+@lru_cache(maxsize=1)
+def source_digest() -> str:
+    """sha256 over the package's own source: every ``*.py`` and ``*.yaml`` file under ``mlops_assets/`` (relative
+    path and bytes, in path order). Identifies the code that runs whether or not it is committed, so a rerun from
+    an unchanged (even uncommitted) tree is recognised as the same training and a changed one never is.
+    Computed once per process (~100 small files)."""
+    package = Path(__file__).resolve().parent
+    digest = hashlib.sha256()
+    for path in sorted(p for pattern in ("*.py", "*.yaml") for p in package.rglob(pattern)):
+        if "__pycache__" in path.parts:
+            continue
+        digest.update(path.relative_to(package).as_posix().encode() + b"\0")
+        digest.update(path.read_bytes() + b"\0")
+    return digest.hexdigest()
 
 
 @lru_cache(maxsize=1)

@@ -15,7 +15,6 @@ layout and is the one reader of stored values: ``load_input`` and code that read
 
 import io
 import os
-import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -27,9 +26,11 @@ import pandas as pd
 import sqlalchemy as sa
 from pydantic import PrivateAttr
 
+from mlops_assets import faults
 from mlops_assets.ml import json_codec
 from mlops_assets.ml.versions import digest_of_key, file_digest, is_landable, safe_stem, stem_of_key
 from mlops_assets.storage.artifacts.store import ArtifactStore, LocalArtifactStore
+from mlops_assets.storage.files import remove_stale_temps, temp_file_for
 from mlops_assets.storage.registry import ModelRegistry
 
 
@@ -355,10 +356,13 @@ class FrameIOManager(dg.ConfigurableIOManager):
             def write(p: Path) -> None:
                 p.write_text(json_codec.dumps(obj, indent=1, sort_keys=True, default=str))
 
-        fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=f".{final.name}.", suffix=".tmp")
+        # A write killed before its rename left a temporary file here: the next write into the folder removes it.
+        remove_stale_temps(final.parent)
+        fd, tmp = temp_file_for(final)
         os.close(fd)
         try:
-            write(Path(tmp))
+            write(tmp)
+            faults.point("io_write")
             os.replace(tmp, final)
         finally:
             if os.path.exists(tmp):

@@ -7,6 +7,7 @@ to ``<name>__data_versions`` and request runs of the model's jobs, tagged ``mlop
 
 import dagster as dg
 
+from mlops_assets import faults
 from mlops_assets.jobs import ModelJobs
 from mlops_assets.ml.landing import LabelsRun, NewVersion, plan_labels, plan_landing, trains_on_new_data
 from mlops_assets.ml.landing import labels_target as labels_target  # re-exported: callers import it from here
@@ -117,6 +118,7 @@ def build(model: MLModel, jobs: ModelJobs) -> dg.Definitions:
         new_keys = plan.new_keys
         if new_keys:
             context.log.info(f"new data versions of {model.name}: {', '.join(new_keys)}")
+        faults.point("landing_tick")
         return dg.SensorResult(
             run_requests=[_landing_request(model, jobs, version) for version in plan.versions],
             dynamic_partitions_requests=[model.partitions.build_add_request(new_keys)] if new_keys else [],

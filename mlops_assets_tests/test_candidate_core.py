@@ -117,29 +117,7 @@ def test_skipped_search_warning_names_each_folds_class_counts() -> None:
 
 
 # --------------------------------------------------------------------------------------------------
-# Reuse of a registered version
-# --------------------------------------------------------------------------------------------------
-
-
-def version(n: int, fp: str | None) -> SimpleNamespace:
-    return SimpleNamespace(version=n, params={} if fp is None else {"training_fingerprint": fp})
-
-
-def test_reusable_version_is_the_last_with_the_same_fingerprint() -> None:
-    versions = [version(1, "a"), version(2, "b"), version(3, "a"), version(4, None)]
-    assert core.reusable_version(versions, "a", dirty=False).version == 3  # type: ignore[union-attr]
-    assert core.reusable_version(versions, "b", dirty=False).version == 2  # type: ignore[union-attr]
-
-
-def test_no_version_is_reused_from_a_dirty_checkout_or_without_a_match() -> None:
-    versions = [version(1, "a")]
-    assert core.reusable_version(versions, "a", dirty=True) is None
-    assert core.reusable_version(versions, "z", dirty=False) is None
-    assert core.reusable_version([], "a", dirty=False) is None
-
-
-# --------------------------------------------------------------------------------------------------
-# Fingerprint, registry params and the report (from a hand-made training result)
+# Training fingerprint
 # --------------------------------------------------------------------------------------------------
 
 
@@ -180,6 +158,7 @@ def test_training_fingerprint_is_the_documented_payload(spec: DatasetSpec) -> No
             "spec": spec.fingerprint(),
             "code_version": "1.2.3",  # the stored key: fingerprints of earlier versions stay comparable
             "git_sha": "abc123",
+            "source_sha256": "unknown",
             "estimator": "hist_gradient_boosting",
             "params": {"max_leaf_nodes": 7, "random_state": 0},
             "holdout_scores_sha256": "d" * 64,
@@ -204,6 +183,8 @@ def test_training_fingerprint_changes_with_what_went_in_and_came_out(spec: Datas
 def test_training_fingerprint_changes_with_code_and_spec_but_not_the_dirty_flag(spec: DatasetSpec) -> None:
     fp = made().training_fingerprint(spec, PROVENANCE)
     assert made().training_fingerprint(spec, replace(PROVENANCE, git_sha="def456")) != fp
+    # Uncommitted edits change the source digest: a dirty tree is the same code only when its files are.
+    assert made().training_fingerprint(spec, replace(PROVENANCE, source_sha256="edited")) != fp
     assert made().training_fingerprint(spec, replace(PROVENANCE, package_version="1.2.4")) != fp
     other_spec = replace(spec, training=replace(spec.training, cv_folds=spec.training.cv_folds + 1))
     assert made().training_fingerprint(other_spec, PROVENANCE) != fp

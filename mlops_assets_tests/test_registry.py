@@ -141,6 +141,70 @@ def test_registration_is_idempotent_on_artifact_digest(registry: ModelRegistry) 
     ]
 
 
+def test_registration_with_a_known_training_fingerprint_returns_that_version(registry: ModelRegistry) -> None:
+    # skops archives are not byte-reproducible: a rerun of the same training stores a different artifact.
+    first = registry.register_version(MODEL, _ref("a"), _lineage(), {"k": 1}, {}, fingerprint="fp-a")
+    other = registry.register_version(MODEL, _ref("b"), _lineage(), {}, {}, fingerprint="fp-b")
+    again = registry.register_version(MODEL, _ref("a2"), _lineage(run_id="rerun"), {}, {}, fingerprint="fp-a")
+
+    assert again == first and again.artifact_sha256 == _ref("a").sha256
+    assert first.params["training_fingerprint"] == "fp-a" and other.version == 2
+    assert [v.version for v in registry.list_versions(MODEL)] == [1, 2]
+    with pytest.raises(ValueError, match="fingerprint differs"):
+        registry.register_version(MODEL, _ref("c"), _lineage(), {"training_fingerprint": "x"}, {}, fingerprint="y")
+
+
+def _register_same_training(url: str, i: int, barrier: Any, results: Any) -> None:
+    """One of N processes registering the same training (fingerprint ``fp``) with its own artifact at once."""
+    try:
+        with ModelRegistry(url) as reg:
+            reg.list_versions(MODEL)
+            barrier.wait(timeout=120)
+            version = reg.register_version(
+                MODEL, _ref(f"run-{i}"), _lineage(run_id=f"run-{i}"), {}, {}, fingerprint="fp"
+            )
+        results.put((i, version.version))
+    except BaseException as exc:
+        results.put((i, f"unexpected {exc!r}"))
+
+
+@pytest.mark.e2e
+def test_concurrent_registrations_of_one_training_give_exactly_one_version(registry_url: str) -> None:
+    """Two runs of one data version (or a retrain beside a landing run) registering the same training at the same
+    moment, from separate interpreters: the fingerprint lookup and the insert share the model's write lock."""
+    from mlops_assets_tests import reliability
+
+    n = 4
+    ctx = multiprocessing.get_context("spawn")
+    barrier = ctx.Barrier(n)
+    results = ctx.Queue()
+    workers = [ctx.Process(target=_register_same_training, args=(registry_url, i, barrier, results)) for i in range(n)]
+    for process in workers:
+        process.start()
+    try:
+        got = dict(results.get(timeout=180) for _ in range(n))
+    finally:
+        for process in workers:
+            process.join(timeout=60)
+            if process.is_alive():
+                process.kill()
+    assert set(got.values()) == {1}, got
+    with ModelRegistry(registry_url) as reg:
+        rows = reg.list_versions(MODEL)
+        registrations = [t for t in reg.transitions(MODEL) if t.reason == "registered"]
+    assert len(rows) == 1 and len(registrations) == 1
+    backend = sa.make_url(registry_url).get_backend_name()
+    reliability.record(
+        2,
+        f"register.same_training.{backend}",
+        f"{n} processes register the same training with different artifacts at once ({backend})",
+        processes=n,
+        registry_rows=len(rows),
+        registration_log_rows=len(registrations),
+        versions_returned=sorted(set(got.values())),
+    )
+
+
 def test_versions_for_data_version(registry: ModelRegistry) -> None:
     _register(registry, "a", MODEL, "2024-01")
     _register(registry, "b", MODEL, "2024-01", "2024-02")

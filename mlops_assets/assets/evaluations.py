@@ -12,6 +12,7 @@ import dagster as dg
 import pandas as pd
 import pydantic
 
+from mlops_assets import faults
 from mlops_assets.assets.gating import gate_specs, gate_step, model_check_result, selected, table
 from mlops_assets.ml import model_gates, plots
 from mlops_assets.ml.evaluation import Evaluation, EvaluationOutcome, evaluate_candidate
@@ -150,6 +151,7 @@ def build(model: MLModel) -> dg.Definitions:
             # The promotion checks that production is still this version; if it changed, the comparison is void.
             production_version=production.version if production is not None else None,
         )
+        faults.point("evaluation")
         return dg.MaterializeResult(value=outcome.record, metadata=_evaluation_metadata(outcome))
 
     # The nine gates judge one stored record: one step evaluates them all (gating.gate_step).

@@ -11,6 +11,7 @@ from typing import Any
 import dagster as dg
 import pandas as pd
 
+from mlops_assets import faults
 from mlops_assets.assets.gating import model_check_result
 from mlops_assets.gate_records import data_gate_verdicts, latest_materialization_metadata
 from mlops_assets.ml import candidate as candidate_core
@@ -20,7 +21,14 @@ from mlops_assets.ml.gate_result import GateResult
 from mlops_assets.ml.spec import DatasetSpec
 from mlops_assets.model import MLModel
 from mlops_assets.profiling import measured_step
-from mlops_assets.provenance import asset_code_version, git_state, package_version, peak_memory_mb, runtime_manifest
+from mlops_assets.provenance import (
+    asset_code_version,
+    git_state,
+    package_version,
+    peak_memory_mb,
+    runtime_manifest,
+    source_digest,
+)
 from mlops_assets.resources import FrameIOManager
 from mlops_assets.storage.artifacts.skops_codec import load_model, store_model
 from mlops_assets.storage.artifacts.store import ArtifactRef, ArtifactStore
@@ -74,24 +82,20 @@ def _store_and_register(
     trained: candidate_core.CandidateTraining,
     provenance: candidate_core.Provenance,
 ) -> candidate_core.Registered:
-    """Store the drift reference and the baseline, then reuse the version trained the same way, or store the
-    candidate and register it as a new version (stage None).
+    """Store the drift reference, the baseline and the candidate, then register the candidate as a new version
+    (stage None) — or get the version already registered for the same training fingerprint (a rerun, or a run of
+    the same data version beside this one), whose artifact is then the candidate's.
 
     The drift reference of the training data is stored content-addressed beside the model: monitoring compares new
-    data with it without ever reloading the training rows.
+    data with it without ever reloading the training rows. Each artifact is stored (and verified) before the
+    registry row that names it is written, so a crash between the two leaves an unreferenced blob, never a row
+    without its artifact.
     """
     reference_ref = store.put_bytes(trained.reference.to_json().encode(), ".json")
     training_fp = trained.training_fingerprint(spec, provenance)
-    previous = candidate_core.reusable_version(
-        reg.versions_for_data_version(spec.name, context.partition_key), training_fp, provenance.git_dirty
-    )
     baseline_ref = store_model(store, trained.baseline.pipeline)
-    if previous is not None:
-        context.log.info(f"same code, data and predictions as {spec.name} v{previous.version}: reusing it")
-        return candidate_core.Registered(
-            previous.version, previous.artifact.to_dict(), baseline_ref.to_dict(), training_fp
-        )
     candidate_ref = store_model(store, trained.candidate.pipeline)
+    faults.point("artifact_written")
     version = reg.register_version(
         spec.name,
         candidate_ref,
@@ -105,8 +109,12 @@ def _store_and_register(
         params=trained.registry_params(training_fp, reference_ref.to_dict()),
         metrics=trained.registry_metrics(),
         description=trained.registry_description(),
+        fingerprint=training_fp,
     )
-    return candidate_core.Registered(version.version, candidate_ref.to_dict(), baseline_ref.to_dict(), training_fp)
+    faults.point("registered")
+    if version.artifact_sha256 != candidate_ref.sha256:
+        context.log.info(f"same code, data and predictions as {spec.name} v{version.version}: reusing it")
+    return candidate_core.Registered(version.version, version.artifact.to_dict(), baseline_ref.to_dict(), training_fp)
 
 
 def _metadata(plain: dict[str, Any]) -> dict[str, Any]:
@@ -159,7 +167,8 @@ def build(model: MLModel) -> dg.Definitions:
             data_version=context.partition_key,
             warn=context.log.warning,
         )
-        provenance = candidate_core.Provenance(*git_state(), package_version())
+        faults.point("trained")
+        provenance = candidate_core.Provenance(*git_state(), package_version(), source_digest())
         registered = _store_and_register(context, registry, artifacts, spec, trained, provenance)
         report = candidate_core.candidate_report(
             trained,

@@ -6,10 +6,11 @@ artifacts and registers the model version; every decision between those reads an
 * :func:`train_candidate_model`: the training window (newest wins), the tuned candidate, the baseline beside
   it, the digest of the candidate's holdout scores, the training-data profile and the drift reference, in a
   :class:`CandidateTraining`. The warnings a run should log go to a callback, at the moment they arise.
-* :meth:`CandidateTraining.training_fingerprint` and :func:`reusable_version`: skops archives are not
-  byte-reproducible, so "the same model" is decided by what went in and what comes out; a re-run with the
-  same data versions, spec, code, estimator, parameters and holdout predictions from a clean checkout reuses
-  its registered version instead of registering a duplicate.
+* :meth:`CandidateTraining.training_fingerprint`: skops archives are not byte-reproducible, so "the same
+  model" is decided by what went in and what comes out — data versions, spec, code (its source digest),
+  estimator, parameters and holdout predictions. The registry registers at most one version per fingerprint
+  (:meth:`~mlops_assets.storage.registry.ModelRegistry.register_version`, under the model's write lock): a
+  re-run, or a second run of the same data version at the same time, gets the version already registered.
 * :meth:`CandidateTraining.registry_params`, :meth:`~CandidateTraining.registry_metrics` and
   :meth:`~CandidateTraining.registry_description`: what a new version is registered with.
 * :func:`candidate_report`: the stored record, its reproducibility manifest and the materialization metadata.
@@ -84,13 +85,16 @@ class Provenance:
 
     Attributes:
         git_sha: The checkout's commit (``"unknown"`` outside git).
-        git_dirty: Whether the checkout had uncommitted changes (a dirty checkout never reuses a version).
+        git_dirty: Whether the checkout had uncommitted changes (recorded; the source digest identifies the code).
         package_version: The installed version of mlops_assets.
+        source_sha256: sha256 of the package's own source files (:func:`mlops_assets.provenance.source_digest`):
+            the code that ran, committed or not.
     """
 
     git_sha: str
     git_dirty: bool
     package_version: str
+    source_sha256: str = "unknown"
 
 
 @dataclass(frozen=True)
@@ -126,7 +130,8 @@ class CandidateTraining:
     def training_fingerprint(self, spec: DatasetSpec, provenance: Provenance) -> str:
         """What identifies this model: data versions, spec, code, estimator, parameters and holdout predictions.
 
-        The ``training_fingerprint`` registered with the version and compared by :func:`reusable_version`.
+        The ``training_fingerprint`` registered with the version; the registry reuses the version registered
+        with the same fingerprint instead of adding a duplicate.
         """
         return fingerprint(
             {
@@ -134,6 +139,7 @@ class CandidateTraining:
                 "spec": spec.fingerprint(),
                 "code_version": provenance.package_version,  # key kept: stored fingerprints stay comparable
                 "git_sha": provenance.git_sha,
+                "source_sha256": provenance.source_sha256,
                 "estimator": self.candidate.estimator,
                 "params": self.candidate.params,
                 "holdout_scores_sha256": self.holdout_scores_sha256,
@@ -229,16 +235,6 @@ class _Version(Protocol):
 
 
 V = TypeVar("V", bound=_Version)
-
-
-def reusable_version(versions: Sequence[V], training_fingerprint: str, dirty: bool) -> V | None:
-    """The registered version a re-run reuses: the last of ``versions`` with the same ``training_fingerprint``.
-
-    None from a dirty checkout (the code may differ from any commit: every run registers a new version) or
-    when no version of the data version has that fingerprint.
-    """
-    same = [v for v in versions if v.params.get("training_fingerprint") == training_fingerprint and not dirty]
-    return same[-1] if same else None
 
 
 @dataclass(frozen=True)

@@ -18,11 +18,12 @@ import hashlib
 import hmac as hmac_lib
 import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Protocol, runtime_checkable
 from urllib.parse import unquote, urlparse
+
+from mlops_assets.storage.files import remove_stale_temps, temp_file_for
 
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 # Suffixes become part of a file name: allow dotted extensions only, so a suffix can never climb out
@@ -263,8 +264,8 @@ class LocalArtifactStore:
         # Write under a temporary name in the same directory (same file system, so link is atomic),
         # flush to disk, then link into place: a crash leaves at most a stray temp file, never a
         # partial object under the final name.
-        fd, tmp_name = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=path.parent)
-        tmp = Path(tmp_name)
+        remove_stale_temps(path.parent)  # left by a writer killed before its link
+        fd, tmp = temp_file_for(path)
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(data)

@@ -8,7 +8,7 @@ from sqlalchemy import func, insert, or_, select
 
 from mlops_assets.storage.artifacts.store import ArtifactRef
 from mlops_assets.storage.registry.engine import RegistryCore
-from mlops_assets.storage.registry.records import dumps, row_to_transition, row_to_version, utcnow
+from mlops_assets.storage.registry.records import dumps, loads, row_to_transition, row_to_version, utcnow
 from mlops_assets.storage.registry.schema import model_versions, stage_transitions
 from mlops_assets.storage.registry.statements import log_transition, select_version
 from mlops_assets.storage.registry.types import Lineage, ModelVersion, Stage, Transition
@@ -27,11 +27,16 @@ class VersionsMixin(RegistryCore):
         description: str = "",
         *,
         actor: str = "registry",
+        fingerprint: str | None = None,
     ) -> ModelVersion:
         """Register a model artifact as the model's next version, in stage :attr:`Stage.NONE`.
 
-        Idempotent: if this model already has a version with the same artifact digest, that version is
-        returned unchanged (params, metrics and lineage of the new call are ignored).
+        Idempotent: if this model already has a version with the same artifact digest — or, when ``fingerprint``
+        is given, a version registered with the same ``params["training_fingerprint"]`` — that version is
+        returned unchanged (params, metrics and lineage of the new call are ignored; compare the returned
+        ``artifact_sha256`` with ``artifact.sha256`` to tell). The lookup and the insert happen under the model's
+        write lock, so concurrent registrations of the same training (two runs of one data version, a rerun of a
+        run killed after its insert) end with exactly one version.
 
         Args:
             model_name: Registered model name.
@@ -41,6 +46,8 @@ class VersionsMixin(RegistryCore):
             metrics: Evaluation metrics (JSON-serialisable).
             description: Free text.
             actor: Recorded on the registration log row.
+            fingerprint: What identifies the training (data, spec, code, estimator, parameters, predictions);
+                stored as ``params["training_fingerprint"]`` (it must equal that value when both are given).
 
         Returns:
             The new (or existing) version.
@@ -50,6 +57,9 @@ class VersionsMixin(RegistryCore):
         """
         if not model_name:
             raise ValueError("model_name must be non-empty")
+        if fingerprint is not None and params.get("training_fingerprint", fingerprint) != fingerprint:
+            raise ValueError("fingerprint differs from params['training_fingerprint']")
+        params = {**params, "training_fingerprint": fingerprint} if fingerprint is not None else params
         # Serialise before opening the transaction so a bad value fails fast without holding the lock.
         params_json = dumps(dict(params))
         metrics_json = dumps(dict(metrics))
@@ -62,6 +72,15 @@ class VersionsMixin(RegistryCore):
             ).first()
             if existing is not None:
                 return row_to_version(existing)
+            if fingerprint is not None:
+                # The model's versions are few; its params are JSON text, matched exactly in Python.
+                for row in conn.execute(
+                    select(model_versions)
+                    .where(model_versions.c.model_name == model_name)
+                    .order_by(model_versions.c.version.desc())
+                ).all():
+                    if loads(row.params).get("training_fingerprint") == fingerprint:
+                        return row_to_version(row)
             # Allocated under the model's lock, so concurrent registrations get 1, 2, 3, ... without gaps.
             version = int(
                 conn.execute(
