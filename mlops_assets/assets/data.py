@@ -16,7 +16,7 @@ from mlops_assets.model import MLModel
 from mlops_assets.profiling import measured_step
 from mlops_assets.resources import FrameIOManager, LandingZone
 
-SOURCE_FILE_ATTR = "source_file"
+SOURCE_FILE_ATTR = validation.SOURCE_FILE_ATTR
 
 
 def _column_schema(df: pd.DataFrame) -> dg.TableSchema:

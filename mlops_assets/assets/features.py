@@ -10,6 +10,7 @@ from mlops_assets.assets.gating import check_result, gate_specs, gate_step, sele
 from mlops_assets.ml import features as core
 from mlops_assets.ml.gate_result import GateResult
 from mlops_assets.ml.spec import DatasetSpec
+from mlops_assets.ml.validation import SOURCE_FILE_ATTR
 from mlops_assets.model import MLModel
 from mlops_assets.profiling import measured_step
 from mlops_assets.provenance import asset_code_version
@@ -36,6 +37,14 @@ def _protected_inputs_rule(gate: GateResult, features: pd.DataFrame, spec: Datas
     return replace(gate, passed=False, message=message, evidence=evidence)
 
 
+def _source_file(frame: pd.DataFrame, context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext) -> str | None:
+    """The landed file a version's frame came from (its ``attrs``), else the data version key, else ``None``."""
+    source = frame.attrs.get(SOURCE_FILE_ATTR)
+    if source is None and context.has_partition_key:
+        source = context.partition_key
+    return None if source is None else str(source)
+
+
 def build(model: MLModel) -> dg.Definitions:
     """The features stage of ``model``: ``<model>/features`` and the features gates.
 
@@ -58,6 +67,10 @@ def build(model: MLModel) -> dg.Definitions:
     def features(context: dg.AssetExecutionContext, raw_data: pd.DataFrame) -> dg.MaterializeResult:
         spec = model.spec()
         frame = core.build_features(raw_data, spec)
+        # The landed file's name travels with the stored value, so the features gates name it as the raw gates do.
+        source = _source_file(raw_data, context)
+        if source is not None:
+            frame.attrs[SOURCE_FILE_ATTR] = source
         split = frame[core.SPLIT_COLUMN].value_counts()
         holdout_split = core.describe_split(frame, spec)
         if holdout_split["warning"]:
@@ -95,11 +108,12 @@ def build(model: MLModel) -> dg.Definitions:
         context: dg.AssetCheckExecutionContext, features: pd.DataFrame
     ) -> Iterator[dg.AssetCheckResult]:
         spec = model.spec()
+        source = _source_file(features, context)
         verdicts = {
             "features_allowlisted": lambda: _protected_inputs_rule(
                 core.gate_features_allowlisted(features, spec), features, spec
             ),
-            "features_finite": lambda: core.gate_features_finite(features, spec),
+            "features_finite": lambda: core.gate_features_finite(features, spec, source),
         }
         for check in selected(context, specs):
             yield check_result(verdicts[check.name](), check.key)

@@ -19,6 +19,7 @@ from mlops_assets.ml import training
 from mlops_assets.ml.candidate import holdout_rows, scores_digest
 from mlops_assets.ml.gate_result import GateResult
 from mlops_assets.ml.spec import DatasetSpec
+from mlops_assets.ml.validation import SOURCE_FILE_ATTR
 from mlops_assets.model import MLModel
 from mlops_assets.profiling import measured_step
 from mlops_assets.provenance import (
@@ -159,14 +160,24 @@ def build(model: MLModel) -> dg.Definitions:
         started = time.perf_counter()
         spec = model.spec()
         earlier, earlier_frames, skipped = _window(model, context, spec, io_manager)
-        trained = candidate_core.train_candidate_model(
-            features,
-            earlier_frames,
-            spec,
-            earlier_versions=earlier,
-            data_version=context.partition_key,
-            warn=context.log.warning,
-        )
+        try:
+            trained = candidate_core.train_candidate_model(
+                features,
+                earlier_frames,
+                spec,
+                earlier_versions=earlier,
+                data_version=context.partition_key,
+                warn=context.log.warning,
+            )
+        except ValueError as exc:  # data that cannot train a model: a clear failure naming the files and the rule
+            files = [features.attrs.get(SOURCE_FILE_ATTR, context.partition_key)]
+            files += [
+                frame.attrs.get(SOURCE_FILE_ATTR, key) for key, frame in zip(earlier, earlier_frames, strict=True)
+            ]
+            raise dg.Failure(
+                description=f"{', '.join(map(str, files))}: {exc} (rule: trainable)",
+                metadata={"files": files, "label_column": spec.label.column, "rule": "trainable"},
+            ) from exc
         faults.point("trained")
         provenance = candidate_core.Provenance(*git_state(), package_version(), source_digest())
         registered = _store_and_register(context, registry, artifacts, spec, trained, provenance)

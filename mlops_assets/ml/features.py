@@ -508,7 +508,7 @@ def gate_features_allowlisted(features_df: pd.DataFrame, spec: DatasetSpec) -> G
     )
 
 
-def gate_features_finite(features_df: pd.DataFrame, spec: DatasetSpec) -> GateResult:
+def gate_features_finite(features_df: pd.DataFrame, spec: DatasetSpec, source_name: str | None = None) -> GateResult:
     """Gate ``features_finite``: numeric features have no ±inf, and NaN only in nullable columns.
 
     NaN in a nullable column is fine: the pipeline's imputer handles it.
@@ -516,6 +516,7 @@ def gate_features_finite(features_df: pd.DataFrame, spec: DatasetSpec) -> GateRe
     Args:
         features_df: The features frame (all rows are checked).
         spec: The dataset spec.
+        source_name: How to name the data in the message (the landed file); ``None``: the spec is named.
 
     Returns:
         The gate result; ``evidence`` has per-column counts of infinite and disallowed missing values.
@@ -534,6 +535,7 @@ def gate_features_finite(features_df: pd.DataFrame, spec: DatasetSpec) -> GateRe
             per_column.append({"column": name, "n_inf": n_inf, "n_nan": n_nan, "nullable": nullable})
             total += n_inf + bad_nan
     condition = "numeric features have no ±inf and no NaN outside nullable columns"
+    source = source_name if source_name is not None else f"spec {spec.name!r}"
     if per_column:
         described = ", ".join(
             f"{c['column']!r} ({c['n_inf']} inf"
@@ -541,9 +543,9 @@ def gate_features_finite(features_df: pd.DataFrame, spec: DatasetSpec) -> GateRe
             + ")"
             for c in per_column
         )
-        message = f"spec {spec.name!r}: non-finite numeric features: {described}"
+        message = f"{source}: non-finite numeric features: {described} (rule: features_finite)"
     else:
-        message = f"all {len(spec.numeric_features)} numeric features are finite over {len(features_df)} rows"
+        message = f"{source}: all {len(spec.numeric_features)} numeric features are finite over {len(features_df)} rows"
     return GateResult(
         name="features_finite",
         passed=not per_column,

@@ -33,6 +33,10 @@ from mlops_assets.ml.policy import DataGatePolicy
 from mlops_assets.ml.schema import build_schema, canonical_value, typed_column
 from mlops_assets.ml.spec import CATEGORICAL_TYPES, DatasetSpec
 
+#: The ``DataFrame.attrs`` key under which a landed version's frames (raw data, features) carry its file name, so
+#: that every gate on them names the file (pandas keeps ``attrs`` through a Parquet round trip).
+SOURCE_FILE_ATTR = "source_file"
+
 #: Gate names of :func:`validate_raw`, in the order they are reported.
 RAW_GATES: tuple[str, ...] = ("schema_valid", "row_count_above_floor", "label_in_domain", "ids_unique")
 
@@ -76,6 +80,16 @@ MAX_LABEL_VALUES = 20
 _MAX_MESSAGE_GROUPS = 8
 #: How much of a CSV is sniffed for NUL bytes, the mark of a binary file.
 _SNIFF_BYTES = 8192
+#: Byte-order marks of the wide encodings a spreadsheet may export text in (UTF-32 first: its LE mark starts
+#: with UTF-16's).
+_WIDE_BOMS: tuple[tuple[bytes, str], ...] = (
+    (b"\xff\xfe\x00\x00", "UTF-32"),
+    (b"\x00\x00\xfe\xff", "UTF-32"),
+    (b"\xff\xfe", "UTF-16"),
+    (b"\xfe\xff", "UTF-16"),
+)
+#: Delimiters a CSV is recognised to be written with by mistake (spreadsheet locales, TSV exports).
+_OTHER_DELIMITERS: tuple[str, ...] = (";", "\t", "|")
 
 
 class DataFileError(ValueError):
@@ -188,11 +202,135 @@ def _check_csv_header(path: Path) -> list[str]:
     return header
 
 
+def _check_csv_delimiter(path: Path, header: list[str], spec: DatasetSpec) -> None:
+    """Refuse a header that is one column which another delimiter splits into spec columns.
+
+    Read with the wrong delimiter, every spec column would be reported missing and the single column as
+    extra; naming the delimiter says what is actually wrong with the file.
+    """
+    if len(header) != 1 or header[0] in spec.column_names:
+        return
+    for delimiter in _OTHER_DELIMITERS:
+        parts = [p.strip() for p in header[0].split(delimiter)]
+        known = [p for p in parts if p in spec.column_names]
+        if len(parts) > 1 and len(known) >= 2:
+            shown = header[0] if len(header[0]) <= 80 else header[0][:77] + "..."
+            raise DataFileError(
+                path,
+                "parseable_csv",
+                f"the header is a single column {shown!r}, which splits on {delimiter!r} into {len(known)} spec "
+                f"column(s): the file is {delimiter!r}-delimited, data files must be comma-separated",
+            )
+
+
+def _csv_location(path: Path, line: int, offset: int | None = None, quote: bool = False) -> tuple[str, str | None]:
+    """Where a problem sits in a CSV: ``(" at line L, column 'c'", column name)`` for physical line ``line``.
+
+    The column is the header field at the character ``offset`` of the line (a byte offset read as far as it
+    decodes), or, with ``quote``, the field whose opening quote the line leaves unclosed. Best effort: an
+    unreadable header or line gives the line alone.
+    """
+    try:
+        with path.open("rb") as handle:
+            raw_header = handle.readline()
+            raw_line = raw_header
+            for _ in range(line - 1):
+                raw_line = handle.readline()
+        header = next(csv.reader([raw_header.decode("utf-8-sig", errors="replace").rstrip("\r\n")]), [])
+        text = raw_line.decode("utf-8-sig", errors="replace")
+        if quote:
+            field = _unclosed_quote_field(text)
+        else:
+            prefix = raw_line[:offset].decode("utf-8-sig", errors="replace") if offset is not None else ""
+            field = len(next(csv.reader([prefix + "x"]), [""])) - 1
+    except (OSError, csv.Error):
+        return f" at line {line}", None
+    if field is None or field >= len(header) or line == 1:
+        return f" at line {line}" + (" (the header)" if line == 1 else ""), None
+    return f" at line {line}, column {header[field]!r}", header[field]
+
+
+def _unclosed_quote_field(line: str) -> int | None:
+    """The index of the field of ``line`` whose opening quote is not closed on the line, else ``None``."""
+    field, quoted, at_start = 0, False, True
+    for char in line.rstrip("\r\n"):
+        if quoted:
+            quoted = char != '"'  # a doubled quote closes and reopens: the state is right either way
+        elif char == '"' and at_start:
+            quoted = True
+        elif char == ",":
+            field += 1
+            at_start = True
+            continue
+        at_start = False
+    return field if quoted else None
+
+
+def _unclosed_quote_line(path: Path) -> int | None:
+    """The physical line (1-based) where the record whose quote runs to the end of the file starts.
+
+    Python's csv reader (not strict) reads such a record as the last one, so the start of the last record is
+    the line; its physical line count stays right when earlier quoted fields span lines, where the C tokenizer's
+    row number does not. A field over the csv module's size limit stops the scan in that record, which is then
+    the one.
+    """
+    start = last = 1
+    try:
+        with path.open(encoding="utf-8-sig", newline="") as handle:
+            reader = csv.reader(handle)
+            for _ in reader:
+                last, start = start, reader.line_num + 1
+    except csv.Error:
+        return start
+    except (OSError, UnicodeDecodeError):
+        return None
+    return last
+
+
+def _undecodable(path: Path) -> tuple[int, int] | None:
+    """``(line, byte offset in the line)`` of the first byte sequence that is not UTF-8, else ``None``."""
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                return number, exc.start
+    return None
+
+
+def _parse_failure(path: Path, exc: Exception) -> DataFileError:
+    """A :class:`DataFileError` for what pandas raised on a CSV, with the line and column when they can be found."""
+    where, column = "", None
+    if isinstance(exc, UnicodeDecodeError):
+        found = _undecodable(path)
+        if found is not None:
+            where, column = _csv_location(path, found[0], offset=found[1])
+    elif isinstance(exc, pd.errors.ParserError) and "EOF inside string" in str(exc):
+        line = _unclosed_quote_line(path)
+        if line is not None:
+            where, column = _csv_location(path, line, quote=True)
+    return DataFileError(
+        path,
+        "parseable_csv",
+        f"cannot be parsed as a UTF-8 CSV{where}: {type(exc).__name__}: {_first_line(str(exc))}",
+        column,
+    )
+
+
 def _read_csv(path: Path, spec: DatasetSpec) -> pd.DataFrame:
     with path.open("rb") as handle:
         head = handle.read(_SNIFF_BYTES)
+    for bom, encoding in _WIDE_BOMS:
+        if head.startswith(bom):
+            raise DataFileError(
+                path,
+                "parseable_csv",
+                f"file is {encoding} encoded (byte-order mark {bom.hex(' ')}); data files must be UTF-8",
+            )
     if b"\x00" in head:
-        raise DataFileError(path, "parseable_csv", "file contains NUL bytes; it is binary, not a UTF-8 text CSV")
+        raise DataFileError(
+            path, "parseable_csv", "file contains NUL bytes; it is binary (or UTF-16/32 text), not a UTF-8 text CSV"
+        )
     # Text columns are read as str so that "01" stays "01" and a code such as "1" is not read as a number.
     # Int columns are read as str too and parsed exactly by the schema: a nullable int column inferred by pandas
     # goes through float64 and loses every digit beyond 2**53. Everything else is left to pandas' inference
@@ -201,6 +339,7 @@ def _read_csv(path: Path, spec: DatasetSpec) -> pd.DataFrame:
     read_as_str: dict[Any, Any] = {c.name: str for c in spec.columns if c.type in CATEGORICAL_TYPES | {"int"}}
     try:
         header = _check_csv_header(path)
+        _check_csv_delimiter(path, header, spec)
         # Missing-value markers per column: a text column's only missing cell is the empty one ("NA" may be a
         # region code, "None" a category); every other column keeps pandas' default markers.
         # The spec's own markers (na_values) are added to either.
@@ -225,10 +364,8 @@ def _read_csv(path: Path, spec: DatasetSpec) -> pd.DataFrame:
         raise DataFileError(path, "non_empty", "file has no header row (only blank lines)") from exc
     except Exception as exc:
         # A landed file is untrusted input: whatever pandas raises (UnicodeDecodeError, ParserError, ...)
-        # becomes a DataFileError that names the file and the rule instead of a raw traceback.
-        raise DataFileError(
-            path, "parseable_csv", f"cannot be parsed as a UTF-8 CSV: {type(exc).__name__}: {_first_line(str(exc))}"
-        ) from exc
+        # becomes a DataFileError that names the file, the rule and, when found, the line and column.
+        raise _parse_failure(path, exc) from exc
 
 
 def _read_parquet(path: Path) -> pd.DataFrame:
@@ -366,6 +503,25 @@ def _sample_failures(fc: pd.DataFrame, order: dict[str, int]) -> list[dict[str, 
     ]
 
 
+def _near_misses(missing: Sequence[str], extra: Sequence[str]) -> dict[str, str]:
+    """Missing spec column → the extra file column equal to it but for case and surrounding whitespace."""
+
+    def folded(name: str) -> str:
+        return name.strip().casefold()
+
+    found = {folded(e): e for e in extra}
+    return {c: found[folded(c)] for c in missing if folded(c) in found}
+
+
+def _missing_part(column: str, near: Mapping[str, str]) -> str:
+    if column in near:
+        return (
+            f"missing column '{column}' (the file has {near[column]!r}, which differs only in case or surrounding "
+            "whitespace)"
+        )
+    return f"missing column '{column}'"
+
+
 def _schema_gate(df: pd.DataFrame, spec: DatasetSpec, source_name: str) -> tuple[GateResult, pd.DataFrame | None]:
     expected = list(spec.column_names)
     missing = [c for c in expected if c not in df.columns]
@@ -387,14 +543,20 @@ def _schema_gate(df: pd.DataFrame, spec: DatasetSpec, source_name: str) -> tuple
             for c, k, n in zip(counts["column"], counts["check"], counts["count"], strict=True)
         ]
         columns = list(dict.fromkeys(str(s["column"]) for s in summary))
+        near = _near_misses(missing, extra)
         parts = [
-            f"missing column '{s['column']}'"
+            _missing_part(str(s["column"]), near)
             if s["check"] == "column_in_dataframe"
             else f"{s['column']}: {s['check']} x{s['count']}"
             for s in summary[:_MAX_MESSAGE_GROUPS]
         ]
         if len(summary) > _MAX_MESSAGE_GROUPS:
             parts.append(f"... and {len(summary) - _MAX_MESSAGE_GROUPS} more (column, rule) groups")
+        # A column renamed in the file shows as a missing spec column and an extra one: name both.
+        unexplained = [e for e in extra if e not in near.values()]
+        if missing and unexplained:
+            shown = ", ".join(repr(e) for e in unexplained[:_MAX_MESSAGE_GROUPS])
+            parts.append(f"columns not in the spec: {shown}{', ...' if len(unexplained) > _MAX_MESSAGE_GROUPS else ''}")
         message = (
             f"{source_name}: schema validation failed with {len(fc)} failure case(s) in column(s) "
             f"{', '.join(columns)}: {'; '.join(parts)} (rule: schema_valid)"
@@ -406,6 +568,7 @@ def _schema_gate(df: pd.DataFrame, spec: DatasetSpec, source_name: str) -> tuple
             "failure_cases_truncated": len(fc) > MAX_FAILURE_CASES,
             "missing_columns": missing,
             "extra_columns": extra,
+            "near_misses": [{"column": c, "found": f} for c, f in near.items()],
             "n_rows": len(df),
         }
         return (
