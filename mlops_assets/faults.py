@@ -9,13 +9,16 @@ environment):
     SIGKILL the process that reaches the point (the run worker with the in-process executor, the step process
     with the multiprocess executor): no ``finally`` block, ``atexit`` hook or event write runs.
 ``MLOPS_FAULTS="trained=hang"``
-    Sleep at the point until the process is killed (a hung step: run monitoring must end the run).
+    Create ``<MLOPS_FAULT_DIR>/<point>.reached`` and sleep there until the process is killed or interrupted (a
+    hung step: run monitoring must end the run).
 ``MLOPS_FAULTS="materialize=pause"``
     Create ``<MLOPS_FAULT_DIR>/<point>.reached`` and wait there until the test creates
     ``<MLOPS_FAULT_DIR>/<point>.release`` (to act — restart a database, kill a process — at an exact moment
     without depending on timing).
 
-Several points are separated by ``;`` (``"registered=kill;io_write=pause"``). Each point fires **once** per
+Several points are separated by ``;`` (``"registered=kill;io_write=pause"``). ``MLOPS_FAULTS="@<file>"`` reads
+the plan from that file at every point instead (a missing file arms nothing), so a test can change the plan of
+processes that are already running (a daemon, its code server). Each point fires **once** per
 ``MLOPS_FAULT_DIR`` (required when any point is armed): the first process to reach it creates
 ``<point>.fired`` atomically and acts; later arrivals — the rerun of the killed run — pass through, so the test
 can check recovery under the same environment. The points of this package are listed in :data:`POINTS`.
@@ -58,6 +61,11 @@ def armed() -> dict[str, str]:
         FaultConfigError: an entry is not ``point=action``, or names an unknown point or action.
     """
     raw = os.environ.get(FAULTS_ENV, "").strip()
+    if raw.startswith("@"):
+        try:
+            raw = Path(raw[1:]).read_text().strip()
+        except FileNotFoundError:
+            return {}
     if not raw:
         return {}
     plan: dict[str, str] = {}
@@ -121,6 +129,7 @@ def point(name: str) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
         time.sleep(60)  # SIGKILL is delivered asynchronously; never run on past the point
     elif action == "hang":
+        (folder / f"{name}.reached").write_text(f"{os.getpid()}\n")
         while True:
             time.sleep(1)
     else:

@@ -61,6 +61,15 @@ def test_kill_fires_once_per_fault_folder(tmp_path: Path) -> None:
     assert (tmp_path / "registered.fired").exists() and not (tmp_path / "evaluation.fired").exists()
 
 
+def test_a_plan_file_is_read_at_each_point(tmp_path: Path) -> None:
+    plan = tmp_path / "plan"
+    env = {faults.FAULTS_ENV: f"@{plan}", faults.FAULT_DIR_ENV: str(tmp_path / "f")}
+    code = "from mlops_assets import faults; faults.point('registered'); print('after')"
+    assert _child(code, env).returncode == 0  # no file: nothing armed
+    plan.write_text("registered=kill")
+    assert _child(code, env).returncode == -signal.SIGKILL
+
+
 def test_pause_waits_at_the_point_until_released(tmp_path: Path) -> None:
     env = {faults.FAULTS_ENV: "evaluation=pause", faults.FAULT_DIR_ENV: str(tmp_path)}
     code = "from mlops_assets import faults; faults.point('evaluation'); print('released')"
@@ -142,7 +151,7 @@ def test_an_io_manager_write_killed_before_its_rename_keeps_the_previous_value(t
     assert list(folder.glob(".*.tmp")) == []  # removed by the next write
     reliability.record(
         1,
-        "kill.io_write",
+        "io_write.killed_process",
         "IO-manager write SIGKILLed after its temporary file, before the rename",
         previous_value_rows_after_kill=10,
         temp_files_after_kill=len(leftovers),
