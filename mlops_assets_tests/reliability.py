@@ -31,6 +31,28 @@ SECTIONS: dict[int, str] = {
 }
 
 
+#: What the fault-injection suite found and the product does not handle yet (kept on the page until fixed).
+KNOWN_GAPS: list[str] = [
+    "## Known gaps",
+    "",
+    "- **A run left STARTED after a long database outage (one-machine deployment).** When PostgreSQL is down longer",
+    "  than the run worker survives, the worker exits without writing its failure, and the code server's check for",
+    "  dead run workers (Dagster's `DagsterApiServer._check_for_orphaned_runs`) raises on the database and its thread",
+    "  stops for the life of the code server. `DefaultRunLauncher` has no worker health check, so run monitoring ends",
+    "  the run only at `max_runtime_seconds` (3600 s), as CANCELED, which run retries do not retry. Reproduced by the",
+    "  strict xfail",
+    "  `test_postgres_faults.py::test_outage_outlasting_the_run_worker_still_fails_the_run_and_retries_it`.",
+    "  Kubernetes (`K8sRunLauncher`) is not affected: its health check fails the run and the retry follows. After",
+    "  such an outage on one machine, terminate the runs still STARTED from the UI and re-execute them.",
+    "- **A landing tick lost between adding partitions and creating runs.** Dagster's sensor daemon adds a tick's",
+    "  dynamic partitions before it reserves its runs; if the database goes away between the two for longer than the",
+    "  retry window, the versions are registered without a run, and the landing sensor counts registered versions",
+    "  as known. Not reproduced (no fault point inside the daemon); launch such a version with",
+    "  `dg launch --job <model>__lifecycle_job --partition <key>`.",
+    "",
+]
+
+
 def _current_test() -> str:
     """The running test's node id (``file::name[param]``), from pytest's ``PYTEST_CURRENT_TEST``."""
     current = os.environ.get("PYTEST_CURRENT_TEST", "")
@@ -105,7 +127,7 @@ def render(records: list[dict[str, Any]]) -> str:
             observed = "; ".join(f"{k}: {_cell(v)}" for k, v in sorted(r["figures"].items()))
             lines.append(f"| {number} | {_cell(r['title'])} | `{_cell(r['test'])}` | {observed} |")
         lines.append("")
-    return "\n".join(lines)
+    return "\n".join(lines + KNOWN_GAPS)
 
 
 def main() -> int:
