@@ -307,6 +307,14 @@ def test_runs_killed_at_every_crash_point_recover_with_exactly_one_model_version
         temp_files_left=len(leftovers),
         runs_left_started=0,
     )
+    reliability.record(
+        4,
+        "dead.run_worker",
+        "run workers SIGKILLed inside candidate_model while holding the training pool slot",
+        killed_runs_marked=sorted({r.dagster_run.status.value for r in killed}),
+        runs_left_started=0,
+        next_run_got_training_slot=True,
+    )
 
 
 def test_a_hung_retrain_run_is_ended_by_run_monitoring_and_frees_its_slot_and_the_trigger(

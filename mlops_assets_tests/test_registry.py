@@ -1237,3 +1237,17 @@ def test_concurrent_promotions_and_rollbacks_from_processes(registry_url: str) -
 
     assert all(p.exitcode == 0 for p in [observer, *workers])
     _check_race_result(registry_url, n, outcomes, observed)
+    from mlops_assets_tests import reliability
+
+    backend = sa.make_url(registry_url).get_backend_name()
+    with ModelRegistry(registry_url) as reg:
+        production = [v.version for v in reg.list_versions(MODEL) if v.stage == "Production"]
+    reliability.record(
+        2,
+        f"promote.processes_at_once.{backend}",
+        f"{n} processes promote (some then roll back) at once, an observer reading throughout ({backend})",
+        processes=n,
+        production_versions_at_the_end=len(production),
+        max_production_seen_by_observer=observed["max_production"],
+        inconsistent_observations=len(observed["inconsistent"]),
+    )
