@@ -40,6 +40,12 @@ from mlops_assets.resources import (
 )
 from mlops_assets.storage.artifacts.s3 import S3ArtifactStore, is_missing, parse_s3_url
 from mlops_assets.storage.artifacts.store import ArtifactStore
+from mlops_assets.storage.files import remove_stale_temp_dirs, remove_stale_temps, temp_dir_for, temp_file_for
+
+#: Prefix of the private folders :meth:`S3LandingZone.fetch` downloads into (``<prefix><pid>-<random>``).
+FETCH_PREFIX = "mlops-fetch-"
+#: Prefix of the private folders :meth:`S3LandingZone.locate` downloads into before the digest is known.
+STAGING_PREFIX = ".download-"
 
 
 class _S3Location(dg.ConfigurableResource):
@@ -130,7 +136,8 @@ class S3LandingZone(LandingZone, _S3Location):
         """Stream object ``name`` to ``target`` (temp file + rename) and return the sha256 of what was written."""
         target.parent.mkdir(parents=True, exist_ok=True)
         digest = hashlib.sha256()
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+        remove_stale_temps(target.parent)  # left by a download whose process was killed
+        fd, tmp = temp_file_for(target)
         try:
             with os.fdopen(fd, "wb") as handle:
                 for chunk in self._get(name)["Body"].iter_chunks(1 << 20):
@@ -152,7 +159,9 @@ class S3LandingZone(LandingZone, _S3Location):
     @contextmanager
     def fetch(self, name: str) -> Iterator[Path]:
         """A local copy of the object ``name`` (same file name), deleted when the block ends."""
-        folder = Path(tempfile.mkdtemp(prefix="mlops-fetch-"))
+        scratch = Path(tempfile.gettempdir())
+        remove_stale_temp_dirs(scratch, FETCH_PREFIX)  # copies of killed processes
+        folder = temp_dir_for(scratch, FETCH_PREFIX)
         try:
             path = folder / name
             self._download(name, path)
@@ -173,8 +182,10 @@ class S3LandingZone(LandingZone, _S3Location):
         stem, digest = stem_of_key(version), digest_of_key(version)
         candidates = [f for f in self.scan() if safe_stem(f.name) == stem]
         cache = landing_cache_dir()
+        cache.mkdir(parents=True, exist_ok=True)
+        remove_stale_temp_dirs(cache, STAGING_PREFIX)  # downloads of killed processes
         for f in candidates:
-            staging = cache / f".download-{os.getpid()}-{os.urandom(8).hex()}" / f.name
+            staging = temp_dir_for(cache, STAGING_PREFIX) / f.name
             try:
                 actual = self._download(f.name, staging)
                 if actual.startswith(digest):

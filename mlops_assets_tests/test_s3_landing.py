@@ -136,3 +136,32 @@ def test_io_manager_round_trip(s3_bucket, s3_endpoint) -> None:
     assert not stored.has_value(dg.AssetKey("frame"), "p1")  # another model's (or an unprefixed) key is another value
     with pytest.raises(FileNotFoundError, match="no stored value"):
         stored.load_value(record_key, "p2")
+
+
+def test_copies_left_by_a_killed_download_are_removed_by_the_next_one(
+    zone: S3LandingZone, s3_bucket, tmp_path: Path, monkeypatch
+) -> None:
+    import subprocess
+    import sys
+    import tempfile
+
+    from mlops_assets.s3_resources import FETCH_PREFIX, STAGING_PREFIX, landing_cache_dir
+
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    dead = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True).stdout)
+    stale_fetch = tmp_path / f"{FETCH_PREFIX}{dead}-abc"
+    stale_fetch.mkdir()
+    (stale_fetch / "v1.csv").write_bytes(b"a partial copy")
+    body = b"id,y\n1,0\n2,1\n"
+    _put(s3_bucket, "landing/v1.csv", body)
+    digest = hashlib.sha256(body).hexdigest()
+    stale_staging = landing_cache_dir() / f"{STAGING_PREFIX}{dead}-x1"
+    stale_staging.mkdir(parents=True)
+    (stale_staging / "v1.csv").write_bytes(b"partial")
+
+    with zone.fetch("v1.csv") as path:
+        assert path.read_bytes() == body
+    assert not stale_fetch.exists()
+    assert zone.locate(version_key("v1.csv", digest)).read_bytes() == body
+    assert not stale_staging.exists()

@@ -13,6 +13,7 @@ ignores it (leading dot, ``.tmp``), and the next write into the folder can tell 
 import contextlib
 import os
 import re
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -75,6 +76,31 @@ def remove_stale_temps(folder: Path) -> list[Path]:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(entry.path)
                 removed.append(Path(entry.path))
+    return removed
+
+
+def temp_dir_for(parent: Path, prefix: str) -> Path:
+    """Create a private temporary folder ``<parent>/<prefix><pid>-<random>`` for this process and return it."""
+    return Path(tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-", dir=parent))
+
+
+def remove_stale_temp_dirs(parent: Path, prefix: str) -> list[Path]:
+    """Remove the folders ``<prefix><pid>-*`` in ``parent`` (made by :func:`temp_dir_for`) whose process is dead;
+    return them. A process killed while it held such a folder (a downloaded data file, say) never removed it."""
+    removed: list[Path] = []
+    pattern = re.compile(rf"^{re.escape(prefix)}(?P<pid>\d+)-")
+    try:
+        entries = list(os.scandir(parent))
+    except FileNotFoundError:
+        return removed
+    for entry in entries:
+        match = pattern.match(entry.name)
+        if match is None or not entry.is_dir(follow_symlinks=False):
+            continue
+        pid = int(match["pid"])
+        if pid != os.getpid() and not _alive(pid):
+            shutil.rmtree(entry.path, ignore_errors=True)
+            removed.append(Path(entry.path))
     return removed
 
 
