@@ -135,6 +135,18 @@ def _start_daemon(home: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
     )
 
 
+class Terminated(Exception):
+    """The demo got SIGTERM or SIGHUP: raised in the main thread so the daemon is stopped on the way out."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"stopped by {signal.Signals(signum).name}")
+        self.signum = signum
+
+
+def _raise_terminated(signum: int, _frame: object) -> None:
+    raise Terminated(signum)
+
+
 def _stop_daemon(proc: subprocess.Popen[bytes]) -> None:
     if proc.poll() is not None:
         return
@@ -464,6 +476,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (DemoError, SpecError, ModelConfigError) as exc:
         _fail(f"error: {exc}")
         return EXIT_ERROR
+    except Terminated as exc:
+        _fail(f"mlops-demo: {exc}; the Dagster daemon was stopped")
+        return 128 + exc.signum  # the shell's convention for a process ended by a signal
 
 
 def _model(args: argparse.Namespace) -> MLModel:
@@ -538,6 +553,10 @@ def _run(args: argparse.Namespace) -> int:
             f"  starting the Dagster daemon ({model.job_name('landing_sensor')}, run queue); "
             f"log: {home / LOG_DIR / 'daemon.log'}"
         )
+        # SIGINT already raises KeyboardInterrupt; SIGTERM (`kill`, a CI job's timeout, systemd) and SIGHUP (the
+        # terminal closed) would end the process on the spot and leave the daemon, its code server and its run
+        # workers running in their own session: turn them into an exception so `finally` stops the daemon.
+        previous = {sig: signal.signal(sig, _raise_terminated) for sig in (signal.SIGTERM, signal.SIGHUP)}
         daemon = _start_daemon(home, env)
         try:
             for index, source in enumerate(sources, start=1):
@@ -560,6 +579,8 @@ def _run(args: argparse.Namespace) -> int:
                 outcomes.append(_tell(source, version, [run, *follow], instance, registry, model, spec, seconds))
         finally:
             _stop_daemon(daemon)
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
     production = registry.production_version(spec.name)
     _say()

@@ -2,8 +2,10 @@
 
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import dagster as dg
@@ -133,3 +135,46 @@ def test_definitions_load_and_unknown_environment_is_refused(tmp_path, monkeypat
     monkeypatch.setenv("MLOPS_ENV", "staging")
     with pytest.raises(ValueError, match="MLOPS_ENV='staging'"):
         environment()
+
+
+def _processes_mentioning(text: str) -> list[int]:
+    """Pids of live processes whose command line contains ``text`` (Linux /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if text in cmdline:
+                found.append(int(entry.name))
+    return found
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
+def test_a_terminated_demo_stops_its_daemon_and_code_server(tmp_path, sig):
+    source = tmp_path / "source"
+    synthetic.write_versions(source, n_versions=1, rows_per_version=2000, seed=11)
+    home = tmp_path / "home"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DAGSTER_", "MLOPS_"))}
+    cmd = [sys.executable, "-m", "mlops_assets.demo", "--spec", str(packaged_spec_path("synthetic"))]
+    cmd += ["--source", str(source), "--dagster-home", str(home), "--timeout", "600"]
+    demo = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        # The daemon is up once its process (command line naming the instance's workspace.yaml) exists.
+        marker = str(home / "workspace.yaml")
+        deadline = time.monotonic() + 300
+        while not _processes_mentioning(marker):
+            assert demo.poll() is None and time.monotonic() < deadline, "the demo never started its daemon"
+            time.sleep(0.2)
+        demo.send_signal(sig)
+        out, _ = demo.communicate(timeout=120)
+    finally:
+        demo.kill()
+    assert demo.returncode == 128 + sig, out
+    assert f"stopped by {signal.Signals(sig).name}" in out
+    # The daemon's process group (daemon, code server, run workers) goes with it; allow the group time to exit.
+    deadline = time.monotonic() + 60
+    while (left := _processes_mentioning(str(home))) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert left == [], [(Path(f"/proc/{pid}/cmdline").read_bytes()[:200]) for pid in left]
