@@ -7,8 +7,9 @@ to ``<name>__data_versions`` and request runs of the model's jobs, tagged ``mlop
 
 import dagster as dg
 
-from mlops_assets import faults
+from mlops_assets import faults, run_liveness
 from mlops_assets.jobs import ModelJobs
+from mlops_assets.ml import json_codec
 from mlops_assets.ml.landing import LabelsRun, NewVersion, plan_labels, plan_landing, trains_on_new_data
 from mlops_assets.ml.landing import labels_target as labels_target  # re-exported: callers import it from here
 from mlops_assets.model import MLModel
@@ -37,6 +38,18 @@ def landing_generation(model: MLModel, instance: dg.DagsterInstance, key: str) -
         dg.RunsFilter(tags={REASON_TAG: "new_data", DATA_VERSION_TAG: key, MODEL_TAG: model.name})
     )
     return 1 + runs
+
+
+#: How often the dead-run sensor looks; a run is marked failed on the second look that finds its worker gone.
+DEAD_RUN_INTERVAL_S = 30
+
+
+def _is_model_run(model: MLModel, run: dg.DagsterRun) -> bool:
+    """A run of ``model``: tagged with it (its jobs), or materializing only its assets (the UI's Materialize)."""
+    if MODEL_TAG in run.tags:
+        return run.tags[MODEL_TAG] == model.name
+    keys = run.asset_selection or frozenset()
+    return bool(keys) and all(key.path[0] == model.name for key in keys)
 
 
 def _trains_on_new_data(model: MLModel, registry: ModelRegistry) -> tuple[bool, str]:
@@ -77,7 +90,8 @@ def _labels_request(model: MLModel, run: LabelsRun) -> dg.RunRequest:
 
 
 def build(model: MLModel, jobs: ModelJobs) -> dg.Definitions:
-    """The landing and labels sensors of ``model`` (``<name>__landing_sensor``, ``<name>__labels_sensor``).
+    """The landing and labels sensors of ``model`` (``<name>__landing_sensor``, ``<name>__labels_sensor``), and the
+    sensor that fails its runs whose process died unseen (``<name>__dead_run_sensor``).
 
     ``jobs`` are the model's jobs (:func:`mlops_assets.jobs.build_jobs`): the sensors request runs of them.
     """
@@ -150,4 +164,52 @@ def build(model: MLModel, jobs: ModelJobs) -> dg.Definitions:
             skip_reason=plan.skip_reason,
         )
 
-    return dg.Definitions(sensors=[landing_sensor, labels_sensor])
+    @dg.sensor(
+        name=model.job_name("dead_run_sensor"),
+        minimum_interval_seconds=DEAD_RUN_INTERVAL_S,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description=(
+            f"Marks FAILURE a STARTED run of model {model.name} whose executing process is gone (seen dead on two "
+            "ticks in a row, so Dagster's own report comes first), so run retries re-run it instead of it "
+            "holding its pool slot and the retrain triggers until max_runtime_seconds cancels it (never "
+            "retried). Only with the local run launcher (run workers on this host); docs/reliability.md."
+        ),
+    )
+    def dead_run_sensor(context: dg.SensorEvaluationContext) -> dg.SkipReason:
+        instance = context.instance
+        if not isinstance(instance.run_launcher, dg.DefaultRunLauncher):
+            return dg.SkipReason("run workers are not processes of this host (not DefaultRunLauncher): nothing to do")
+        suspected = set(json_codec.loads(context.cursor)) if context.cursor else set()
+        dead_now: set[str] = set()
+        failed: list[str] = []
+        for record in instance.get_run_records(dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED])):
+            run = record.dagster_run
+            if not _is_model_run(model, run):
+                continue
+            messages = [e.message for e in instance.all_logs(run.run_id, of_type=dg.DagsterEventType.ENGINE_EVENT)]
+            pid = run_liveness.worker_pid(messages)
+            if pid is None or record.start_time is None:
+                continue  # not executing yet: run monitoring's start timeout covers it
+            if run_liveness.worker_state(pid, record.start_time) != "dead":
+                continue
+            current = instance.get_run_by_id(run.run_id)  # the worker is gone: it cannot end the run after this read
+            if current is None or current.status != dg.DagsterRunStatus.STARTED:
+                continue
+            if run.run_id not in suspected:
+                dead_now.add(run.run_id)
+                continue
+            instance.report_run_failed(
+                current,
+                f"the process executing this run (pid {pid}) is gone and the run was still STARTED on two checks "
+                f"{DEAD_RUN_INTERVAL_S} s apart: marked failed by {model.job_name('dead_run_sensor')}",
+            )
+            failed.append(run.run_id)
+        context.update_cursor(json_codec.dumps(sorted(dead_now)))
+        if failed:
+            context.log.warning(f"marked failed, their processes gone: {', '.join(failed)}")
+            return dg.SkipReason(f"marked {len(failed)} run(s) with a dead worker failed: {', '.join(failed)}")
+        if dead_now:
+            return dg.SkipReason(f"worker gone, still STARTED (checked again next tick): {', '.join(sorted(dead_now))}")
+        return dg.SkipReason("every STARTED run's worker is alive")
+
+    return dg.Definitions(sensors=[landing_sensor, labels_sensor, dead_run_sensor])

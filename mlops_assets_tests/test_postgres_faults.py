@@ -17,8 +17,8 @@ the test stops, starts or restarts the cluster, then creates ``<dir>/<point>.rel
   up: the step fails, the run ends FAILURE (never left STARTED), the automatic retry (``run_retries`` in
   ``deploy/dagster.yaml``) succeeds, one materialization per asset, and the registry has no orphan row.
 * (c') An outage that outlasts the run worker itself (it exits while the database is down) and the code server's
-  report of the dead worker: a known defect of Dagster 1.13 with ``DefaultRunLauncher`` leaves the run STARTED
-  (strict xfail: it turns into a failure when Dagster reports the run, and the marker must go).
+  report of the dead worker: Dagster 1.13 with ``DefaultRunLauncher`` alone leaves the run STARTED; the model's
+  ``dead_run_sensor`` marks it FAILURE and the retry succeeds.
 
 The data versions land before the deployment starts, so the landing sensor's first tick sees all of them at once
 and nothing is in production yet: every run is the whole lifecycle job (the ``evaluation`` point is in it).
@@ -487,16 +487,6 @@ def _process_gone(pid: int) -> bool:
 ATTEMPTS_PER_RETRY_WINDOW = 6
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "Dagster 1.13 with DefaultRunLauncher: a run worker that exits while PostgreSQL is down cannot record its "
-        "failure, and the code server's orphaned-run check (dagster/_grpc/server.py DagsterApiServer._cleanup_thread "
-        "-> _check_for_orphaned_runs) raises DagsterPostgresException out of its thread, which dies: the run stays "
-        "STARTED until run_monitoring.max_runtime_seconds cancels it (never retried); DefaultRunLauncher has no "
-        "worker health check for run monitoring"
-    ),
-)
 def test_outage_outlasting_the_run_worker_still_fails_the_run_and_retries_it(
     tmp_path: Path,
     cluster: PostgresCluster,
@@ -507,7 +497,12 @@ def test_outage_outlasting_the_run_worker_still_fails_the_run_and_retries_it(
 ) -> None:
     """(c') PostgreSQL stays down until the run worker paused in ``model_evaluation`` gave up and exited, and for
     one whole connection-retry window after (of whoever reports the dead worker): once it is back, the run must end
-    FAILURE within two run-monitoring passes and its automatic retry succeed — not stay STARTED."""
+    FAILURE and its automatic retry succeed — not stay STARTED.
+
+    Dagster 1.13 alone leaves it STARTED: the code server's check for dead run workers
+    (``DagsterApiServer._check_for_orphaned_runs``) raises on the database and its thread dies, and
+    ``DefaultRunLauncher`` has no worker health check. The model's ``dead_run_sensor`` finds the worker gone on two
+    ticks and marks the run failed; run retries then re-run it."""
     stack = _start(
         tmp_path, cluster, deployment, s3_bucket, s3_endpoint, synthetic_spec, points="evaluation=pause", versions=1
     )
@@ -531,16 +526,26 @@ def test_outage_outlasting_the_run_worker_still_fails_the_run_and_retries_it(
         interval=0.2,
     )
     cluster.start()
-    checks_before = deployment.log("daemon").count(f"Checking run {run['runId']}")
 
-    def monitored_twice_or_ended() -> bool:
+    def ended() -> str | None:
         status = {r["runId"]: r["status"] for r in runs_of(stack.web_port, key)}[run["runId"]]
-        return status != "STARTED" or deployment.log("daemon").count(f"Checking run {run['runId']}") >= (
-            checks_before + 2
-        )
+        return None if status == "STARTED" else status
 
-    wait("two run-monitoring passes over the run, or its end", deployment, RUN_TIMEOUT_S, monitored_twice_or_ended)
-    status = {r["runId"]: r["status"] for r in runs_of(stack.web_port, key)}[run["runId"]]
+    status = wait("the run left by its dead worker to end", deployment, RUN_TIMEOUT_S, ended)
     assert status == "FAILURE", f"run {run['runId']} is {status} after the outage"
     runs = wait(f"the runs of {key} to settle", deployment, RUN_TIMEOUT_S, lambda: _settled(stack, key))
     assert [r["status"] for r in runs] == ["FAILURE", "SUCCESS"], runs
+    counts = _materializations(stack, key, runs)
+    rows, orphans = _orphans(stack, key)
+    assert set(counts.values()) == {1} and orphans == 0, (counts, orphans)
+    reliability.record(
+        3,
+        "pg.outage_outlasting_the_run_worker",
+        "PostgreSQL down until the run worker paused in model_evaluation gave up and exited, and the code server's "
+        "report of it failed: the dead-run sensor marks the run FAILURE, its retry succeeds",
+        statuses=[r["status"] for r in runs],
+        runs_left_started=0,
+        materializations_per_asset=sorted(set(counts.values())),
+        registry_rows=rows,
+        orphan_rows=orphans,
+    )
