@@ -6,7 +6,7 @@ the run then stays STARTED until ``run_monitoring.max_runtime_seconds`` cancels 
 retried:
 
 * the worker died while the database was down longer than the code server's check could retry (the check's thread
-  stops for good: see docs/reliability.md, Known gaps), and every later dead worker of that code server;
+  stops for good: see docs/reliability.md, last section), and every later dead worker of that code server;
 * the run was executed in a process no code server watches (``dg launch``, ``dagster job execute``,
   ``materialize`` in a script) and that process was killed.
 

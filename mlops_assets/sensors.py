@@ -10,7 +10,14 @@ import dagster as dg
 from mlops_assets import faults, run_liveness
 from mlops_assets.jobs import ModelJobs
 from mlops_assets.ml import json_codec
-from mlops_assets.ml.landing import LabelsRun, NewVersion, plan_labels, plan_landing, trains_on_new_data
+from mlops_assets.ml.landing import (
+    LabelsRun,
+    NewVersion,
+    lost_landings,
+    plan_labels,
+    plan_landing,
+    trains_on_new_data,
+)
 from mlops_assets.ml.landing import labels_target as labels_target  # re-exported: callers import it from here
 from mlops_assets.model import MLModel
 from mlops_assets.provenance import package_version
@@ -132,12 +139,20 @@ def build(model: MLModel, jobs: ModelJobs) -> dg.Definitions:
         new_keys = plan.new_keys
         if new_keys:
             context.log.info(f"new data versions of {model.name}: {', '.join(new_keys)}")
+        versions = list(plan.versions)
+        materialized = context.instance.get_materialized_partitions(model.key("raw_data"))
+        for file_name, key in lost_landings(context.cursor, plan.cursor, registered, materialized):
+            if landing_generation(model, context.instance, key) == 1:  # no landing run was ever created for it
+                trains, why = _trains_on_new_data(model, registry)
+                run_key = f"new_data:{key}:{package_version()}:landing-1"
+                versions.append(NewVersion(file_name, key, 1, trains, why, run_key))
+                context.log.warning(f"{key}: registered by a tick that did not complete; requesting its run again")
         faults.point("landing_tick")
         return dg.SensorResult(
-            run_requests=[_landing_request(model, jobs, version) for version in plan.versions],
+            run_requests=[_landing_request(model, jobs, version) for version in versions],
             dynamic_partitions_requests=[model.partitions.build_add_request(new_keys)] if new_keys else [],
             cursor=plan.cursor,
-            skip_reason=plan.skip_reason,
+            skip_reason=plan.skip_reason if not versions else None,
         )
 
     @dg.sensor(

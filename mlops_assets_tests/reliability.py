@@ -31,9 +31,9 @@ SECTIONS: dict[int, str] = {
 }
 
 
-#: What the fault-injection suite found and the product does not handle yet (kept on the page until fixed).
+#: What the fault-injection suite found beyond Dagster's own guarantees, and how the product handles it.
 KNOWN_GAPS: list[str] = [
-    "## Known gaps",
+    "## Found by these tests: gaps in Dagster's guarantees and how the product closes them",
     "",
     "- **Dagster leaves a run STARTED when nobody sees its worker die** (the code server's check of dead run",
     "  workers stops for good after it fails to reach the database; a killed `dg launch` process has no code server",
@@ -41,11 +41,12 @@ KNOWN_GAPS: list[str] = [
     "  host: `<model>__dead_run_sensor` marks such a run FAILURE after two ticks that find its process gone (section",
     "  3, the outage outlasting the run worker; section 4, the unwatched process), so run retries re-run it. The",
     "  sensor reads `/proc` (Linux) and acts only with the local run launcher.",
-    "- **A landing tick lost between adding partitions and creating runs.** Dagster's sensor daemon adds a tick's",
-    "  dynamic partitions before it reserves its runs; if the database goes away between the two for longer than the",
-    "  retry window, the versions are registered without a run, and the landing sensor counts registered versions",
-    "  as known. Not reproduced (no fault point inside the daemon); launch such a version with",
-    "  `dg launch --job <model>__lifecycle_job --partition <key>`.",
+    "- **A landing tick lost between adding its partitions and creating its runs** (Dagster's sensor daemon adds",
+    "  partitions first and stores the cursor only when the tick completes). The landing sensor requests the run of",
+    "  a registered version whose file is missing from its stored cursor, whose raw data was never materialized and",
+    "  that no landing run names, under the lost tick's run key (`test_landing_sensor.py::",
+    "  test_a_version_registered_by_a_lost_tick_gets_its_run`); the moment itself, inside the daemon, is not",
+    "  reproduced.",
     "",
 ]
 

@@ -274,3 +274,15 @@ def test_the_ratio_to_the_previous_accepted_version_decides(spec):
     )
     assert not outside.passed and outside.observed == too_many / 100
     assert outside.evidence["previous_rows"] == 100 and outside.evidence["n_rows"] == too_many
+
+
+def test_lost_landings_are_registered_listed_unmaterialized_files_missing_from_the_stored_cursor() -> None:
+    digest_a, digest_b = "a" * 64, "b" * 64
+    listed = json.dumps({"a.csv": [1, 1, digest_a], "b.csv": [1, 1, digest_b]})
+    key_a, key_b = version_key("a.csv", digest_a), version_key("b.csv", digest_b)
+    stored = json.dumps({"a.csv": [1, 1, digest_a]})
+    # b's tick was lost: registered, never materialized, not in the stored cursor.
+    assert landing.lost_landings(stored, listed, [key_a, key_b], []) == [("b.csv", key_b)]
+    assert landing.lost_landings(stored, listed, [key_a, key_b], [key_b]) == []  # it was read: it ran
+    assert landing.lost_landings(stored, listed, [key_a], []) == []  # not registered: plan_landing's new version
+    assert landing.lost_landings(None, listed, [key_a, key_b], [key_a]) == [("b.csv", key_b)]

@@ -90,9 +90,45 @@ def test_same_file_again_does_nothing_even_without_cursor(tmp_path, instance):
     first = tick(instance, landing.parent)
     again = tick(instance, landing.parent, cursor=first.cursor)
     assert again.run_requests == [] and not again.dynamic_partitions_requests
-    # A lost cursor must not re-register: the instance's partitions are the source of truth.
+    # A lost cursor must not re-register: the instance's partitions are the source of truth. (Without a cursor and
+    # without any run of the version, the version's run is requested again under the first tick's run key, which
+    # the daemon skips when that run exists: see test_a_version_registered_by_a_lost_tick_gets_its_run.)
+    _record_landing_run(instance, first.run_requests[0].partition_key)  # type: ignore[index]
     fresh = tick(instance, landing.parent, cursor=None)
-    assert fresh.run_requests == []
+    assert fresh.run_requests == [] and not fresh.dynamic_partitions_requests
+
+
+def _record_landing_run(instance: dg.DagsterInstance, key: str) -> None:
+    """A finished landing run of ``key`` in ``instance`` (what the daemon creates for a landing request)."""
+
+    @dg.asset(name="landing_run_stand_in")
+    def stand_in() -> None:
+        return None
+
+    tags = {REASON_TAG: "new_data", DATA_VERSION_TAG: key, MODEL_TAG: G.model.name}
+    assert dg.materialize([stand_in], instance=instance, tags=tags).success
+
+
+def test_a_version_registered_by_a_lost_tick_gets_its_run(tmp_path, instance):
+    """The daemon adds a tick's partitions before it creates its runs and stores the cursor only when the tick
+    completes: a tick lost in between leaves the version registered, without a run, and its file out of the cursor.
+    The next tick requests its run under the same run key; not once it ran or its raw data was materialized."""
+    landing = model_landing(tmp_path)
+    f = landing / "v1.csv"
+    f.write_bytes(b"id,y\n1,0\n")
+    lost = tick(instance, landing.parent)  # partitions applied, runs and cursor lost
+    (lost_request,) = lost.run_requests or []
+    key = version_key("v1.csv", file_digest(f))
+
+    retried = tick(instance, landing.parent, cursor=None)
+    (request,) = retried.run_requests or []
+    assert (request.partition_key, request.run_key) == (key, lost_request.run_key)
+    assert not retried.dynamic_partitions_requests and request.tags[REASON_TAG] == "new_data"
+    # Once stored, the cursor has the file: nothing more.
+    assert tick(instance, landing.parent, cursor=retried.cursor).run_requests == []
+
+    instance.report_runless_asset_event(dg.AssetMaterialization(asset_key=G.key("raw_data"), partition=key))
+    assert tick(instance, landing.parent, cursor=None).run_requests == []  # its raw data is there: it ran
 
 
 def test_same_bytes_under_another_name_do_nothing(tmp_path, instance):

@@ -120,6 +120,29 @@ def known_digests(registered: Iterable[str]) -> set[str]:
     return digests
 
 
+def lost_landings(
+    stored_cursor: str | None, new_cursor: str, registered: Iterable[str], materialized: Iterable[str]
+) -> list[tuple[str, str]]:
+    """``(file name, key)`` of listed files whose data version is registered but whose landing tick never completed.
+
+    Dagster's sensor daemon adds a tick's partitions before it creates the tick's runs, and stores the cursor only
+    when the tick completes: a tick lost in between (the database gone for longer than its retries) leaves a
+    registered version no run was requested for, and its file missing from the stored cursor. Such a file is one
+    listed now (``new_cursor``, which has every listed file's digest) and absent from ``stored_cursor``, whose key
+    is registered and was never materialized. The caller requests its run again only if no run names it (the run
+    key is the one the lost tick used, so a run that was created after all is not duplicated).
+    """
+    seen: dict[str, Any] = json_codec.loads(stored_cursor) if stored_cursor else {}
+    listed: dict[str, list[Any]] = json_codec.loads(new_cursor)
+    known, done = set(registered), set(materialized)
+    lost = []
+    for name, (_size, _mtime, digest) in sorted(listed.items()):
+        key = version_key(name, digest)
+        if name not in seen and key in known and key not in done:
+            lost.append((name, key))
+    return lost
+
+
 def trains_on_new_data(production_version: object | None, retraining: RetrainPolicy | None) -> tuple[bool, str]:
     """Whether a new data version should also train, and why: nothing in production yet, or the spec asks for it.
 
