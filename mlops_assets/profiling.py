@@ -242,7 +242,7 @@ def profile_materialization(model: MLModel, run: dg.DagsterRun, profile: RunProf
     )
 
 
-def _is_model_run(model: MLModel, run: dg.DagsterRun, instance: dg.DagsterInstance) -> bool:
+def is_model_run(model: MLModel, run: dg.DagsterRun, instance: dg.DagsterInstance) -> bool:
     """A run of one of the model's jobs (its tag), or of its assets launched another way (the UI's materialize, an
     ad-hoc ``materialize``: no job tags), recognised by its steps ``<model>__<asset>``."""
     if run.tags.get(MODEL_TAG) == model.name:
@@ -274,7 +274,7 @@ def build(model: MLModel) -> dg.Definitions:
 
     def record(context: dg.RunStatusSensorContext) -> dg.SkipReason | None:
         run = context.dagster_run
-        if not _is_model_run(model, run, context.instance) or "dagster/partition" not in run.tags:
+        if not is_model_run(model, run, context.instance) or "dagster/partition" not in run.tags:
             return dg.SkipReason(f"run {run.run_id} is not a data-version run of model {model.name}")
         profile = read_run_profile(context.instance, run.run_id)
         context.instance.report_runless_asset_event(profile_materialization(model, run, profile))

@@ -40,7 +40,7 @@ from mlops_assets.resources import (
 )
 from mlops_assets.storage.artifacts.s3 import S3ArtifactStore, is_missing, parse_s3_url
 from mlops_assets.storage.artifacts.store import ArtifactStore
-from mlops_assets.storage.files import remove_stale_temp_dirs, remove_stale_temps, temp_dir_for, temp_file_for
+from mlops_assets.storage.files import remove_stale_temp_dirs, temp_dir_for, temp_file_for
 
 #: Prefix of the private folders :meth:`S3LandingZone.fetch` downloads into (``<prefix><pid>-<random>``).
 FETCH_PREFIX = "mlops-fetch-"
@@ -136,7 +136,6 @@ class S3LandingZone(LandingZone, _S3Location):
         """Stream object ``name`` to ``target`` (temp file + rename) and return the sha256 of what was written."""
         target.parent.mkdir(parents=True, exist_ok=True)
         digest = hashlib.sha256()
-        remove_stale_temps(target.parent)  # left by a download whose process was killed
         fd, tmp = temp_file_for(target)
         try:
             with os.fdopen(fd, "wb") as handle:

@@ -20,6 +20,7 @@ from mlops_assets.ml.landing import (
 )
 from mlops_assets.ml.landing import labels_target as labels_target  # re-exported: callers import it from here
 from mlops_assets.model import MLModel
+from mlops_assets.profiling import is_model_run
 from mlops_assets.provenance import package_version
 from mlops_assets.resources import LandingZone
 from mlops_assets.storage.registry import ModelRegistry
@@ -49,14 +50,6 @@ def landing_generation(model: MLModel, instance: dg.DagsterInstance, key: str) -
 
 #: How often the dead-run sensor looks; a run is marked failed on the second look that finds its worker gone.
 DEAD_RUN_INTERVAL_S = 30
-
-
-def _is_model_run(model: MLModel, run: dg.DagsterRun) -> bool:
-    """A run of ``model``: tagged with it (its jobs), or materializing only its assets (the UI's Materialize)."""
-    if MODEL_TAG in run.tags:
-        return run.tags[MODEL_TAG] == model.name
-    keys = run.asset_selection or frozenset()
-    return bool(keys) and all(key.path[0] == model.name for key in keys)
 
 
 def _trains_on_new_data(model: MLModel, registry: ModelRegistry) -> tuple[bool, str]:
@@ -140,8 +133,11 @@ def build(model: MLModel, jobs: ModelJobs) -> dg.Definitions:
         if new_keys:
             context.log.info(f"new data versions of {model.name}: {', '.join(new_keys)}")
         versions = list(plan.versions)
-        materialized = context.instance.get_materialized_partitions(model.key("raw_data"))
-        for file_name, key in lost_landings(context.cursor, plan.cursor, registered, materialized):
+        # Normally every registered file is in the stored cursor: the materialized partitions are read only when not.
+        if candidates := lost_landings(context.cursor, plan.cursor, registered, ()):
+            read = context.instance.get_materialized_partitions(model.key("raw_data"))
+            candidates = [(name, key) for name, key in candidates if key not in read]
+        for file_name, key in candidates:
             if landing_generation(model, context.instance, key) == 1:  # no landing run was ever created for it
                 trains, why = _trains_on_new_data(model, registry)
                 run_key = f"new_data:{key}:{package_version()}:landing-1"
@@ -199,7 +195,7 @@ def build(model: MLModel, jobs: ModelJobs) -> dg.Definitions:
         failed: list[str] = []
         for record in instance.get_run_records(dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED])):
             run = record.dagster_run
-            if not _is_model_run(model, run):
+            if not is_model_run(model, run, instance):
                 continue
             messages = [e.message for e in instance.all_logs(run.run_id, of_type=dg.DagsterEventType.ENGINE_EVENT)]
             pid = run_liveness.worker_pid(messages)

@@ -23,13 +23,19 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.e2e
+def _synthetic_demo(source: Path, home: Path, timeout: int) -> tuple[list[str], dict[str, str]]:
+    """The command and environment of ``mlops-demo`` on the synthetic spec's files in ``source`` (no inherited
+    DAGSTER_/MLOPS_ settings)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DAGSTER_", "MLOPS_"))}
+    cmd = [sys.executable, "-m", "mlops_assets.demo", "--spec", str(packaged_spec_path("synthetic"))]
+    return [*cmd, "--source", str(source), "--dagster-home", str(home), "--timeout", str(timeout)], env
+
+
 def test_demo_runs_the_lifecycle_through_the_daemon_and_sensor(tmp_path):
     source = tmp_path / "source"
     synthetic.write_versions(source, n_versions=2, rows_per_version=2000, seed=11)
     home = tmp_path / "home"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DAGSTER_", "MLOPS_"))}
-    cmd = [sys.executable, "-m", "mlops_assets.demo", "--spec", str(packaged_spec_path("synthetic"))]
-    cmd += ["--source", str(source), "--dagster-home", str(home), "--timeout", "300"]
+    cmd, env = _synthetic_demo(source, home, timeout=300)
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout + done.stderr
     out = done.stdout
@@ -156,9 +162,7 @@ def test_a_terminated_demo_stops_its_daemon_and_code_server(tmp_path, sig):
     source = tmp_path / "source"
     synthetic.write_versions(source, n_versions=1, rows_per_version=2000, seed=11)
     home = tmp_path / "home"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DAGSTER_", "MLOPS_"))}
-    cmd = [sys.executable, "-m", "mlops_assets.demo", "--spec", str(packaged_spec_path("synthetic"))]
-    cmd += ["--source", str(source), "--dagster-home", str(home), "--timeout", "600"]
+    cmd, env = _synthetic_demo(source, home, timeout=600)
     demo = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         # The daemon is up once its process (command line naming the instance's workspace.yaml) exists.
