@@ -172,6 +172,28 @@ def _landing_runs(instance: dg.DagsterInstance, model: MLModel, version: str) ->
     return instance.get_runs(filters=dg.RunsFilter(tags=tags), limit=1)
 
 
+#: Seconds between the demo's progress lines while it waits for a run.
+PROGRESS_EVERY_S = 20.0
+
+
+def _eta(started: float, index: int, total: int) -> str:
+    """`` (120 s elapsed, about 300 s left)`` from the mean time of the versions done so far; empty for the first."""
+    elapsed = time.monotonic() - started
+    if index <= 1:
+        return ""
+    left = elapsed / (index - 1) * (total - index + 1)
+    return f" ({elapsed:.0f} s elapsed, about {left:.0f} s left)"
+
+
+def _run_progress(instance: dg.DagsterInstance, run: dg.DagsterRun) -> str | None:
+    """Where a run is: its latest step message (e.g. ``candidate_model: search: 5/12 fits scored …``), or None."""
+    for entry in reversed(instance.all_logs(run.run_id)):
+        if entry.step_key and entry.user_message:
+            step = entry.step_key.split("__", 1)[-1]
+            return f"{step}: {entry.user_message.splitlines()[0][:140]}"
+    return None
+
+
 def _wait_for_run(
     instance: dg.DagsterInstance,
     model: MLModel,
@@ -181,15 +203,16 @@ def _wait_for_run(
     home: Path,
 ) -> dg.DagsterRun:
     deadline = time.monotonic() + timeout
-    next_note = time.monotonic() + 60.0
+    next_note = time.monotonic() + PROGRESS_EVERY_S
     while time.monotonic() < deadline:
         if daemon.poll() is not None:
             raise DemoError(f"the Dagster daemon exited (code {daemon.returncode}); see {home / LOG_DIR}/daemon.log")
         runs = _landing_runs(instance, model, version)
         if time.monotonic() >= next_note:
             status = runs[0].status.value if runs else "not launched yet"
-            _say(f"      … still waiting for the run of {version} ({status})")
-            next_note = time.monotonic() + 60.0
+            where = _run_progress(instance, runs[0]) if runs else None
+            _say(f"      … still waiting for the run of {version} ({status})" + (f": {where}" if where else ""))
+            next_note = time.monotonic() + PROGRESS_EVERY_S
         # A crashed run is retried once under a new run id: give the retry a moment to appear.
         finished = bool(runs) and runs[0].status in TERMINAL
         if finished and (
@@ -565,7 +588,10 @@ def _run(args: argparse.Namespace) -> int:
                 if digest_of_key(version) in known:
                     _say(f"[{index}/{len(sources)}] {source.name}: already landed as {version}; nothing to do")
                     continue
-                _say(f"[{index}/{len(sources)}] landing {source.name} → data version {version}")
+                _say(
+                    f"[{index}/{len(sources)}] landing {source.name} → data version {version}"
+                    + _eta(started, index, len(sources))
+                )
                 begin = time.monotonic()
                 _land(source, landing)
                 landed_at = time.time()

@@ -119,8 +119,9 @@ def build(model: MLModel, jobs: ModelJobs) -> dg.Definitions:
         registered = context.instance.get_dynamic_partitions(partitions)
         # The cursor remembers (size, mtime) → digest per file name, so a tick hashes only new or changed files.
         # The release in the run key: a failed run does not block a fixed release from retrying.
+        listed = zone.scan()
         plan = plan_landing(
-            zone.scan(),
+            listed,
             context.cursor,
             registered,
             zone.digest,
@@ -131,7 +132,13 @@ def build(model: MLModel, jobs: ModelJobs) -> dg.Definitions:
         )
         new_keys = plan.new_keys
         if new_keys:
-            context.log.info(f"new data versions of {model.name}: {', '.join(new_keys)}")
+            # A bulk landing's progress: how many files this tick registers, of how many listed, and what is left.
+            trains = sum(v.trains for v in plan.versions)
+            context.log.info(
+                f"{model.name}: {len(new_keys)} new data version(s) of {len(listed)} file(s) in {zone.uri('')} "
+                f"({len(registered)} registered before this tick; {trains} of the new runs train): "
+                + ", ".join(new_keys)
+            )
         versions = list(plan.versions)
         # Normally every registered file is in the stored cursor: the materialized partitions are read only when not.
         if candidates := lost_landings(context.cursor, plan.cursor, registered, ()):

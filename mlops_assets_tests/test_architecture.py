@@ -184,8 +184,9 @@ def test_registry_modules_stay_small() -> None:
 
 # --- The gate contract is declared once; stage modules do not import each other ----------------------------------
 
-#: Modules of ``mlops_assets/assets/`` that are not stages: the check-result adapter and the package marker.
-NON_STAGE_ASSET_MODULES = ("__init__", "gating")
+#: Modules of ``mlops_assets/assets/`` that are not stages: the check-result adapter, the UI metadata helpers and the
+#: package marker.
+NON_STAGE_ASSET_MODULES = ("__init__", "gating", "metadata")
 #: Wiring modules outside ``assets/`` that must not reach into a stage module either.
 WIRING_MODULES = (
     "registry_jobs.py",

@@ -318,7 +318,7 @@ def world(promoted_world: tuple[World, str]):
 def _prior_rate_dummy(monkeypatch: pytest.MonkeyPatch) -> None:
     """The next candidate_model trains a prior-rate dummy (constant scores: fails metric_above_floor)."""
 
-    def dummy(features_df, spec, training_spec=None):
+    def dummy(features_df, spec, training_spec=None, **_ignored):
         return training.train_candidate(features_df, spec, "dummy", {"strategy": "prior"}), None
 
     monkeypatch.setattr(training, "tune_and_train", dummy)

@@ -607,6 +607,31 @@ def test_tuned_training_is_reproducible_and_records_the_search():
     assert first.params["max_leaf_nodes"] == search.best_params["max_leaf_nodes"]
 
 
+def test_search_reports_progress_after_every_fit_and_gives_the_same_model() -> None:
+    from mlops_assets.demo_data import synthetic
+    from mlops_assets.ml.features import build_features
+    from mlops_assets.ml.spec import load_spec
+    from mlops_assets.ml.training import predict_scores, tune_and_train
+    from mlops_assets.ml.validation import coerce_to_schema
+
+    spec = load_spec("synthetic")
+    frame = build_features(coerce_to_schema(synthetic.generate(1500, seed=3), spec), spec)
+    lines: list[str] = []
+    reported, search = tune_and_train(frame, spec, progress=lines.append)
+    silent, search_silent = tune_and_train(frame, spec)
+    assert search is not None and search_silent is not None
+    fits = len(search.results) * sum(1 for f in search.folds if f["used"])
+    # One line to start, one per scored fit (the last says n/n), one when the best is refitted.
+    assert lines[0].startswith(f"search: {len(search.results)} combinations")
+    assert [line.split(" fits scored")[0] for line in lines[1:-1]] == [
+        f"search: {i}/{fits}" for i in range(1, fits + 1)
+    ]
+    assert lines[-1].startswith("search done in")
+    # Reporting changes nothing: same scores ranked, same model.
+    assert [r["mean_score"] for r in search.results] == [r["mean_score"] for r in search_silent.results]
+    assert np.array_equal(predict_scores(reported.pipeline, frame, spec), predict_scores(silent.pipeline, frame, spec))
+
+
 def test_model_inputs_are_the_same_from_str_and_from_object_categorical_columns(
     features: pd.DataFrame, spec: DatasetSpec
 ) -> None:

@@ -7,6 +7,7 @@ import dagster as dg
 import pandas as pd
 
 from mlops_assets.assets.gating import check_result, gate_specs, gate_step, selected
+from mlops_assets.assets.metadata import column_schema
 from mlops_assets.gate_records import data_gate_verdicts, latest_materialization_metadata
 from mlops_assets.ml import validation
 from mlops_assets.ml.gate_result import GateResult
@@ -17,10 +18,6 @@ from mlops_assets.profiling import measured_step
 from mlops_assets.resources import FrameIOManager, LandingZone
 
 SOURCE_FILE_ATTR = validation.SOURCE_FILE_ATTR
-
-
-def _column_schema(df: pd.DataFrame) -> dg.TableSchema:
-    return dg.TableSchema(columns=[dg.TableColumn(name=str(c), type=str(t)) for c, t in df.dtypes.items()])
 
 
 # --- Gates that compare a version with the earlier accepted ones -----------------------------------------------
@@ -77,6 +74,8 @@ def build(model: MLModel) -> dg.Definitions:
     @dg.asset(
         **model.asset_defaults("raw_data", stage="data"),
         kinds={"pandas", "parquet"},
+        # The spec's columns, descriptions and rules, shown before the first materialization too.
+        metadata={"dagster/column_schema": column_schema(model.spec())},
         description=(
             f"One landed data version of {model.name}: the file's rows (from the model's landing zone), typed by "
             "the schema derived from its dataset spec. When the schema gate fails the rows are stored as read "
@@ -110,7 +109,7 @@ def build(model: MLModel) -> dg.Definitions:
                 "sha256": file_digest(path),
                 "typed": typed is not None,
                 "dagster/row_count": len(stored),
-                "dagster/column_schema": _column_schema(stored),
+                "dagster/column_schema": column_schema(spec, stored),
                 "spec": spec.name,
                 "spec_fingerprint": spec.fingerprint(),
             },

@@ -7,6 +7,7 @@ import dagster as dg
 import pandas as pd
 
 from mlops_assets.assets.gating import check_result, gate_specs, gate_step, selected
+from mlops_assets.assets.metadata import column_schema
 from mlops_assets.ml import features as core
 from mlops_assets.ml.gate_result import GateResult
 from mlops_assets.ml.spec import DatasetSpec
@@ -45,6 +46,13 @@ def _source_file(frame: pd.DataFrame, context: dg.AssetExecutionContext | dg.Ass
     return None if source is None else str(source)
 
 
+#: Descriptions of the columns the features stage adds to the spec's.
+DERIVED_COLUMNS = {
+    core.LABEL_COLUMN: "The label as 0/1 (1 = the spec's positive class).",
+    core.SPLIT_COLUMN: "train or holdout: the latest rows by the order column are the holdout (ties by id hash).",
+}
+
+
 def build(model: MLModel) -> dg.Definitions:
     """The features stage of ``model``: ``<model>/features`` and the features gates.
 
@@ -79,6 +87,7 @@ def build(model: MLModel) -> dg.Definitions:
             value=frame,
             metadata={
                 "dagster/row_count": len(frame),
+                "dagster/column_schema": column_schema(spec, frame, DERIVED_COLUMNS),
                 "train_rows": int(split.get("train", 0)),
                 "holdout_rows": int(split.get("holdout", 0)),
                 "positive_rate": float(frame[core.LABEL_COLUMN].mean()) if len(frame) else 0.0,

@@ -14,10 +14,13 @@ from typing import Any
 
 import dagster as dg
 
+from mlops_assets.assets.metadata import table
 from mlops_assets.gates import gate_name
 from mlops_assets.ml.gate_result import GateResult
 from mlops_assets.model import MLModel
 from mlops_assets.storage.registry import ModelRegistry
+
+__all__ = ["check_result", "gate_specs", "gate_step", "model_check_result", "selected", "table"]
 
 
 def gate_specs(model: MLModel, asset: str, conditions: Mapping[str, str]) -> list[dg.AssetCheckSpec]:
@@ -146,26 +149,3 @@ def model_check_result(
         "recorded_at": outcome.at.isoformat(),
     }
     return result._replace(metadata=metadata)
-
-
-def _cell(value: Any) -> str | int | float | bool | None:
-    if value is None or isinstance(value, bool | int | str):
-        return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    return str(value)
-
-
-def table(rows: list[dict[str, Any]]) -> dg.TableMetadataValue:
-    """A list of row dicts as a Dagster table (the UI renders it as a sortable table)."""
-    columns: list[str] = []
-    for row in rows:
-        columns.extend(c for c in row if c not in columns)
-    types = {
-        c: "number" if all(isinstance(r.get(c), int | float) for r in rows if r.get(c) is not None) else "string"
-        for c in columns
-    }
-    schema = dg.TableSchema(columns=[dg.TableColumn(name=c, type=types[c]) for c in columns])
-    return dg.MetadataValue.table(
-        records=[dg.TableRecord({c: _cell(row.get(c)) for c in columns}) for row in rows], schema=schema
-    )

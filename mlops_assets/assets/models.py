@@ -168,6 +168,7 @@ def build(model: MLModel) -> dg.Definitions:
                 earlier_versions=earlier,
                 data_version=context.partition_key,
                 warn=context.log.warning,
+                progress=context.log.info,
             )
         except ValueError as exc:  # data that cannot train a model: a clear failure naming the files and the rule
             files = [features.attrs.get(SOURCE_FILE_ATTR, context.partition_key)]

@@ -177,6 +177,7 @@ def train_candidate_model(
     earlier_versions: Sequence[str],
     data_version: str,
     warn: Callable[[str], None] = _ignore,
+    progress: Callable[[str], None] = _ignore,
 ) -> CandidateTraining:
     """Train the candidate of ``data_version`` (and its baseline) on its training window.
 
@@ -193,6 +194,8 @@ def train_candidate_model(
         data_version: The current data version.
         warn: Called with ``"holdout of <version>: <warning>"`` when the holdout split warns (before
             training), and with :func:`skipped_search_warning` when the search is skipped.
+        progress: Called with one line at each stage of the training (window, search fits, baseline, reference),
+            so long trainings report where they are (a Dagster step passes ``context.log.info``).
 
     Returns:
         The trained candidate, baseline and everything recorded about them.
@@ -204,17 +207,20 @@ def train_candidate_model(
     """
     window = feature_core.training_window(features, earlier_frames, spec, versions=earlier_versions)
     train_frame = window.frame
+    progress(f"training window: {', '.join([*earlier_versions, data_version])} ({len(train_frame):,} rows)")
     holdout_split = feature_core.describe_split(features, spec)
     if holdout_split["warning"]:
         warn(f"holdout of {data_version}: {holdout_split['warning']}")
-    candidate, search = training.tune_and_train(train_frame, spec)
+    candidate, search = training.tune_and_train(train_frame, spec, progress=progress)
     if search is not None and search.skipped:
         warn(skipped_search_warning(search))
+    progress(f"candidate fitted; training the {spec.training.baseline} baseline on the same rows")
     baseline = training.train_baseline(train_frame, spec)
     holdout_scores = training.predict_scores(candidate.pipeline, holdout_rows(features), spec)
     profile = feature_core.profile_features(train_frame, spec)
     train_rows = train_frame[train_frame[feature_core.SPLIT_COLUMN] == feature_core.TRAIN]
     reference = drift.build_reference(train_rows, drift.spec_columns(spec), ranges=drift.spec_ranges(spec))
+    progress("baseline, holdout scores, feature profile and drift reference done")
     return CandidateTraining(
         data_versions=[*earlier_versions, data_version],
         window=window,

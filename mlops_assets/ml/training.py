@@ -6,7 +6,7 @@ the artifacts are serialised with skops under an allowlist of sklearn/numpy type
 """
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +17,7 @@ from sklearn.dummy import DummyClassifier
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import get_scorer
 from sklearn.model_selection import GridSearchCV, TimeSeriesSplit
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
@@ -360,8 +361,49 @@ def cv_folds_with_class_counts(y: np.ndarray, n_splits: int) -> list[tuple[np.nd
     return out
 
 
+class ProgressScorer:
+    """An sklearn scorer that reports after every scored fit of a search: ``"search: 5/12 fits scored"``.
+
+    Wraps :func:`sklearn.metrics.get_scorer` of ``scoring`` and returns its value unchanged, so the search's
+    results are the same as with the plain scorer name. Reports at most every ``every``-th fit and the last one.
+
+    Args:
+        scoring: An sklearn scorer name (``roc_auc``, ``average_precision``, ...).
+        total: Fits the search will score (combinations × folds).
+        report: Called with one line of progress (e.g. a Dagster step's ``context.log.info``).
+    """
+
+    def __init__(self, scoring: str, total: int, report: Callable[[str], None], every: int = 1) -> None:
+        self._scorer = get_scorer(scoring)
+        self._scoring = scoring
+        self._total = total
+        self._report = report
+        self._every = max(1, every)
+        self._done = 0
+        self._started = time.perf_counter()
+
+    def __call__(self, estimator: Any, X: pd.DataFrame, y: np.ndarray) -> float:
+        value = float(self._scorer(estimator, X, y))
+        self._done += 1
+        if self._done % self._every == 0 or self._done == self._total:
+            elapsed = time.perf_counter() - self._started
+            self._report(
+                f"search: {self._done}/{self._total} fits scored ({self._scoring} {value:.4f} on the last fold; "
+                f"{elapsed:.0f} s elapsed)"
+            )
+        return value
+
+
+def _no_progress(_line: str) -> None:
+    return None
+
+
 def tune_and_train(
-    features_df: pd.DataFrame, spec: DatasetSpec, training: TrainingSpec | None = None
+    features_df: pd.DataFrame,
+    spec: DatasetSpec,
+    training: TrainingSpec | None = None,
+    *,
+    progress: Callable[[str], None] = _no_progress,
 ) -> tuple[TrainedModel, SearchResult | None]:
     """Search the configured space with time-ordered CV on the train rows, then fit the best on all of them.
 
@@ -383,6 +425,9 @@ def tune_and_train(
     Raises:
         ValueError: the train rows hold a single class, there are fewer train rows than ``cv_folds + 1``,
             or a searched combination scores a non-finite mean.
+
+    ``progress`` is called with one line when the search starts, after each scored fit
+    (:class:`ProgressScorer`) and when the final model is fitted: long searches report where they are.
     """
     training = training or spec.training
     if not training.search:
@@ -414,10 +459,17 @@ def tune_and_train(
         return model, record
     pipeline = build_pipeline(spec, training.estimator, training.params, seed=seed)
     grid = {f"model__{name}": list(values) for name, values in training.search.items()}
-    search = GridSearchCV(pipeline, grid, scoring=scoring, cv=used, n_jobs=1, refit=True, error_score="raise")
+    combinations = int(np.prod([len(values) for values in grid.values()]))
+    progress(
+        f"search: {combinations} combinations × {len(used)} time-ordered folds on {len(y):,} train rows "
+        f"({training.estimator}, scoring {scoring})"
+    )
+    scorer = ProgressScorer(scoring, combinations * len(used), progress)
+    search = GridSearchCV(pipeline, grid, scoring=scorer, cv=used, n_jobs=1, refit=True, error_score="raise")
     start = time.perf_counter()
     search.fit(X, y)
     elapsed = time.perf_counter() - start
+    progress(f"search done in {elapsed:.0f} s; best {search.best_params_} refitted on all {len(y):,} train rows")
     cv = search.cv_results_
     means = np.asarray(cv["mean_test_score"], dtype=np.float64)
     if not np.isfinite(means).all():
