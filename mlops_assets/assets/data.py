@@ -15,6 +15,7 @@ from mlops_assets.ml.spec import DatasetSpec
 from mlops_assets.ml.versions import file_digest
 from mlops_assets.model import MLModel
 from mlops_assets.profiling import measured_step
+from mlops_assets.progress import backfill_progress
 from mlops_assets.resources import FrameIOManager, LandingZone
 
 SOURCE_FILE_ATTR = validation.SOURCE_FILE_ATTR
@@ -88,6 +89,8 @@ def build(model: MLModel) -> dg.Definitions:
         spec = model.spec()
         zone = model.landing_zone(landing)
         version = context.partition_key
+        if (where := backfill_progress(context.instance, context.run, version)) is not None:
+            context.log.info(where)
         path = zone.locate(version)
         try:
             frame = validation.read_data_file(path, spec)
