@@ -468,7 +468,7 @@ def read_data_file(path: Path, spec: DatasetSpec) -> pd.DataFrame:
 # --------------------------------------------------------------------------------------------------
 
 
-def _failure_frame(failure_cases: pd.DataFrame) -> pd.DataFrame:
+def failure_frame(failure_cases: pd.DataFrame) -> pd.DataFrame:
     """Normalise pandera's failure cases to columns ``column, check, failure_case, index``."""
     fc = failure_cases.loc[:, ["column", "check", "failure_case", "index"]].copy()
     fc["column"] = fc["column"].astype(object)
@@ -533,7 +533,7 @@ def _schema_gate(df: pd.DataFrame, spec: DatasetSpec, source_name: str) -> tuple
     try:
         typed = build_schema(spec).validate(df, lazy=True)
     except pa.errors.SchemaErrors as exc:
-        fc = _failure_frame(exc.failure_cases)
+        fc = failure_frame(exc.failure_cases)
         order = {name: i for i, name in enumerate(expected)}
         counts = fc.groupby(["column", "check"], sort=False, dropna=False).size().reset_index(name="count")
         counts["_order"] = counts["column"].map(lambda c: order.get(str(c), len(order)))
@@ -643,7 +643,7 @@ def coerce_columns(df: pd.DataFrame, spec: DatasetSpec, columns: Sequence[str], 
         present = [c for c in names if c in df.columns]
         return build_schema(spec).select_columns(names).validate(df.loc[:, present], lazy=True)
     except pa.errors.SchemaErrors as exc:
-        fc = _failure_frame(exc.failure_cases)
+        fc = failure_frame(exc.failure_cases)
         shown = "; ".join(
             f"missing column {c!r}"
             if k == "column_in_dataframe"
