@@ -258,8 +258,8 @@ def evaluation_parts(case: dict[str, Any]) -> dict[str, Callable[[], Any]]:
             artifact_sha256="0" * 64,
             production_version=1,
         )
-        plots.roc_curve_png(outcome.result.scores.y_true, {"candidate": scores["c"], "production": scores["p"]})
-        plots.reliability_png(outcome.result.reliability)
+        plots.roc_curve_svg(outcome.result.scores.y_true, {"candidate": scores["c"], "production": scores["p"]})
+        plots.reliability_svg(outcome.result.reliability)
 
     parts: dict[str, Callable[[], Any]] = {
         "scoring (3 models)": lambda: [predict_scores(p, holdout, spec) for p in (candidate, baseline, production)],
@@ -290,8 +290,8 @@ def evaluation_parts(case: dict[str, Any]) -> dict[str, Callable[[], Any]]:
         ),
         "latency (measure_latency)": lambda: measure_latency(candidate, inputs, batch_size=settings.latency_batch_size),
         "plots (ROC + reliability)": lambda: (
-            plots.roc_curve_png(y, {"candidate": scores["c"], "production": scores["p"]}),
-            plots.reliability_png(result.reliability),
+            plots.roc_curve_svg(y, {"candidate": scores["c"], "production": scores["p"]}),
+            plots.reliability_svg(result.reliability),
         ),
         "whole": whole,
     }

@@ -349,7 +349,6 @@ def versions() -> dict[str, str]:
         "pyarrow",
         "SQLAlchemy",
         "skops",
-        "matplotlib",
     )
     found = {"python": platform.python_version(), "platform": platform.platform()}
     for name in names:

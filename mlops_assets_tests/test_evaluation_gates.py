@@ -1,10 +1,9 @@
 """Tests of the evaluation measurements (calibration, fairness, bootstrap, slices, score validity, latency,
 plots) and of the model gates' decisions on them."""
 
-import base64
 import json
 import math
-import struct
+import re
 from dataclasses import replace
 from typing import Any, cast
 
@@ -43,7 +42,6 @@ from mlops_assets.ml.model_gates import (
     gate_non_inferior_to_production,
     gate_slices_meet_floor,
 )
-from mlops_assets.ml.plots import png_markdown, reliability_png, roc_curve_png
 from mlops_assets.ml.policy import MetricThreshold, Policy, SliceThreshold, policy_from_dict
 from mlops_assets.ml.spec import spec_from_dict
 
@@ -902,26 +900,20 @@ def test_measure_latency_rejects_bad_arguments() -> None:
 # --------------------------------------------------------------------------------------------------
 
 
-def png_size(png: bytes) -> tuple[int, int]:
-    assert png[:8] == b"\x89PNG\r\n\x1a\n"
-    width, height = struct.unpack(">II", png[16:24])  # the IHDR chunk comes first
-    return width, height
+def test_every_failed_model_gate_says_which_settings_to_change() -> None:
+    from mlops_assets.ml import model_gates
 
+    assert set(model_gates.REMEDIES) == set(model_gates.GATES)
+    failed = model_gates._result("beats_baseline", False, "c", "candidate does not beat baseline", 0.0, 0.0, {})
+    assert failed.message.endswith(
+        "(rule: beats_baseline; to change: policy.min_lift_over_baseline; when a linear model is as good for this "
+        "data, set training.baseline: dummy or training.estimator: logistic_regression in the spec)"
+    )
+    passed = model_gates._result("beats_baseline", True, "c", "candidate beats baseline", 0.1, 0.0, {})
+    assert passed.message == "candidate beats baseline"
+    # Every setting named in a remedy exists in the policy, so the advice can be followed.
+    from mlops_assets.ml.policy import EvaluationPolicy, ModelGatePolicy
 
-def test_plots_are_small_deterministic_pngs() -> None:
-    y, cand, prod = paired_scores(400, seed=0)
-    roc = roc_curve_png(y, {"candidate": cand, "production": prod})
-    assert png_size(roc) == (400, 300)
-    assert roc == roc_curve_png(y, {"candidate": cand, "production": prod})
-    tables = {"candidate": reliability_table(y, cand, 10), "production": reliability_table(y, prod, 10)}
-    rel = reliability_png(tables)
-    assert png_size(rel) == (400, 300) and rel == reliability_png(tables)
-    with pytest.raises(ValueError, match="both classes"):
-        roc_curve_png(np.zeros(5), {"candidate": np.linspace(0, 1, 5)})
-
-
-def test_png_markdown_embeds_the_bytes() -> None:
-    text = png_markdown(b"\x89PNG-bytes", "ROC [holdout]")
-    prefix = "![ROC holdout](data:image/png;base64,"
-    assert text.startswith(prefix) and text.endswith(")")
-    assert base64.b64decode(text[len(prefix) : -1]) == b"\x89PNG-bytes"
+    known = {f for cls in (EvaluationPolicy, ModelGatePolicy) for f in cls.__dataclass_fields__}
+    named = {m.split(".", 1)[1] for text in model_gates.REMEDIES.values() for m in re.findall(r"policy\.\w+", text)}
+    assert named <= known, named - known

@@ -1,12 +1,12 @@
 """Loading the code location imports only what it needs; the costly optional modules load on first use.
 
-skops (its trusted-type scan imports hundreds of scikit-learn modules), matplotlib and dagster-aws (only the prod
+skops (its trusted-type scan imports hundreds of scikit-learn modules) and dagster-aws (only the prod
 environment's S3 resources) are not imported by ``import mlops_assets.definitions``, nor by building the local code
 location's definitions — except dagster-aws by Dagster's own discovery of installed component libraries, which the
-second test leaves out to show that nothing else imports it; a model load and a plot still work, importing them
-then. Each check runs in a fresh
-interpreter (``sys.modules`` of the test process is whatever earlier tests imported). No timing: the cost itself is
-measured by ``benchmarks/import_benchmark.py`` (docs/benchmarks/imports.md).
+second test leaves out to show that nothing else imports it; a model load still works, importing skops then. The
+evaluation's plots are small SVG text and need no plotting library (matplotlib is not a dependency). Each check runs
+in a fresh interpreter (``sys.modules`` of the test process is whatever earlier tests imported). No timing: the cost
+itself is measured by ``benchmarks/import_benchmark.py`` (docs/benchmarks/imports.md).
 
 Prod's multiprocess executor starts step processes from a forkserver that preloads the code location where the
 platform has one: its config is checked here.
@@ -96,17 +96,15 @@ def test_a_model_is_stored_and_loaded_with_skops_imported_on_use(tmp_path: Path)
     assert _run(code, tmp_path) == {"before": False, "after": True, "same": True}
 
 
-def test_a_plot_is_drawn_with_matplotlib_imported_on_use(tmp_path: Path) -> None:
+def test_the_evaluation_plots_need_no_plotting_library(tmp_path: Path) -> None:
     code = (
         "import json, sys\n"
         "import numpy as np\n"
         "from mlops_assets.ml import plots\n"
-        "before = 'matplotlib' in sys.modules\n"
-        "png = plots.roc_curve_png(np.array([0, 1, 0, 1]), {'m': np.array([0.1, 0.8, 0.3, 0.6])})\n"
-        "print(json.dumps({'before': before, 'after': 'matplotlib' in sys.modules, 'png': png[:8].hex(),\n"
-        "                  'pyplot': 'matplotlib.pyplot' in sys.modules}))\n"
+        "md = plots.roc_curve_svg(np.array([0, 1, 0, 1]), {'candidate': np.array([0.1, 0.8, 0.3, 0.6])})\n"
+        "print(json.dumps({'svg': 'svg' in md, 'matplotlib': 'matplotlib' in sys.modules}))\n"
     )
-    assert _run(code, tmp_path) == {"before": False, "after": True, "png": b"\x89PNG\r\n\x1a\n".hex(), "pyplot": False}
+    assert _run(code, tmp_path) == {"svg": True, "matplotlib": False}
 
 
 # --- Prod's multiprocess executor ------------------------------------------------------------------------------------

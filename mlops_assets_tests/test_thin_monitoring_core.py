@@ -51,17 +51,17 @@ PLAIN_KEYS_WITH_PRODUCTION_HEAD = (
     "headline_metric",
     "holdout_rows",
 )
-LATENCY_KEYS = (
-    "latency_clock",
+#: The headline figures (evaluation.headline_figures), in order, with production and a defined interval.
+HEADLINE_KEYS = (
+    "candidate_roc_auc",
+    "baseline_roc_auc",
+    "production_roc_auc",
+    "diff_vs_production",
+    "diff_vs_production_lower",
+    "candidate_ece",
     "latency_single_p99_ms",
-    "latency_batch_p99_ms",
-    "throughput_rows_per_s",
-    "latency_single_p99_wall_ms",
-    "latency_batch_p99_wall_ms",
-    "throughput_rows_per_s_wall",
-    "policy",
 )
-DIFF_KEYS = ("diff_vs_production", "diff_vs_production_lower", "diff_vs_production_upper")
+DIFF_KEYS = ("diff_vs_production", "diff_vs_production_lower")
 
 
 def test_numeric_metrics_keeps_finite_numbers_only() -> None:
@@ -85,40 +85,40 @@ def test_outcome_with_production_records_identity_metadata_and_tables(frame: pd.
         "production_version": 3,
     }
     m = out.metadata
-    numeric = [k for k in m if k not in (*PLAIN_KEYS_WITH_PRODUCTION_HEAD, *LATENCY_KEYS, *DIFF_KEYS)]
-    assert all(k.startswith(("candidate_", "baseline_", "production_")) for k in numeric)
-    assert list(m) == [*PLAIN_KEYS_WITH_PRODUCTION_HEAD, *numeric, *LATENCY_KEYS, *DIFF_KEYS]
+    assert list(m) == [*PLAIN_KEYS_WITH_PRODUCTION_HEAD, *HEADLINE_KEYS, "policy"]
     assert m["model"] == "toy v4" and m["model_version"] == 4 and m["artifact_sha256"] == SHA
     assert m["production_model"] == "toy v3" and m["production_version"] == 3
     assert m["headline_metric"] == ev.headline_metric and m["holdout_rows"] == ev.n_holdout == 600
-    # Every model's finite metrics, prefixed; the text and the counts' types as in the record.
-    assert {k: m[k] for k in numeric} == {
-        **numeric_metrics("candidate", out.record["candidate"]),
-        **numeric_metrics("baseline", out.record["baseline"]),
-        **numeric_metrics("production", out.record["production"]),
-    }
-    assert m["candidate_roc_auc"] == pytest.approx(ev.candidate["roc_auc"]) and "production_roc_auc" in m
-    # Latency rounded for display: 3 decimals for times, 1 for throughput.
-    assert m["latency_clock"] == latency.clock
-    assert m["latency_single_p99_ms"] == 8.123 and m["latency_batch_p99_wall_ms"] == 70.0
-    assert m["throughput_rows_per_s"] == 25000.1 and m["latency_batch_p99_ms"] == 60.0
+    # The headline metric of each model, the candidate's ECE, floats; the latency rounded to 3 decimals.
+    assert m["candidate_roc_auc"] == pytest.approx(ev.candidate["roc_auc"])
+    assert m["production_roc_auc"] == pytest.approx(ev.production["roc_auc"] if ev.production else math.nan)
+    assert m["candidate_ece"] == pytest.approx(ev.candidate["ece"])
+    assert all(type(m[k]) is float for k in HEADLINE_KEYS)
+    assert m["latency_single_p99_ms"] == 8.123
     assert m["policy"] == out.record["policy"] == ev.to_dict()["policy"]
     assert ev.bootstrap is not None and ev.bootstrap.defined
-    assert (m["diff_vs_production"], m["diff_vs_production_lower"], m["diff_vs_production_upper"]) == (
+    assert (m["diff_vs_production"], m["diff_vs_production_lower"]) == (
         pytest.approx(ev.bootstrap.estimate),
         pytest.approx(ev.bootstrap.lower),
-        pytest.approx(ev.bootstrap.upper),
     )
     # Tables in their display order, from the record.
     assert tuple(out.tables) == EVALUATION_TABLES
-    assert out.tables["slices"] == out.record["slices"]
+    comparison = {r["metric"]: r for r in out.tables["comparison"].rows}
+    assert comparison["roc_auc"]["ci_high"] == pytest.approx(ev.bootstrap.upper)
+    assert comparison["latency_p99_batch_ms"]["candidate"] == latency.batch_p99_ms
+    assert comparison["throughput_rows_per_s"]["candidate"] == latency.throughput_rows_per_s
+    slices = out.tables["slices"].rows
+    assert [r["slice"] for r in slices] == [f"{s['slice_column']}={s['value']}" for s in out.record["slices"]]
+    assert [r["candidate"] for r in slices] == [s["candidate"] for s in out.record["slices"]]
     (fairness,) = out.record["fairness"]
-    assert out.tables["fairness_groups"] == [{"attribute": "group", **g} for g in fairness["groups"]]
-    assert next(iter(out.tables["fairness_groups"][0])) == "attribute"
-    (gaps,) = out.tables["fairness_gaps"]
-    assert gaps == {k: v for k, v in fairness.items() if k not in ("groups", "small_groups", "counted")}
-    assert {"groups", "small_groups", "counted"} & set(gaps) == set() and gaps["attribute"] == "group"
-    assert out.tables["reliability"] == out.record["reliability"]["candidate"]
+    groups = out.tables["fairness_groups"].rows
+    assert [(r["attribute"], r["group"], r["rows"]) for r in groups] == [
+        ("group", g["group"], g["n"]) for g in fairness["groups"]
+    ]
+    (gaps,) = out.tables["fairness_gaps"].rows
+    assert gaps["attribute"] == "group"
+    assert gaps["dp_difference"] == fairness["demographic_parity_difference"]
+    assert gaps["eo_difference"] == fairness["equalized_odds_difference"]
 
 
 def test_outcome_without_production_has_no_production_keys(frame: pd.DataFrame) -> None:
@@ -132,24 +132,25 @@ def test_outcome_without_production_has_no_production_keys(frame: pd.DataFrame) 
     assert "baseline_roc_auc" in out.metadata and "candidate_roc_auc" in out.metadata
 
 
-def test_outcome_of_invalid_candidate_scores_drops_nan_metrics_diff_and_reliability(frame: pd.DataFrame) -> None:
+def test_outcome_of_invalid_candidate_scores_drops_nan_metrics_and_diff(frame: pd.DataFrame) -> None:
     bad = frame.copy()
     bad.loc[bad[SPLIT_COLUMN] == "holdout", "s_cand"] = np.nan
     ev = evaluate(bad, EVAL_SPEC, scored_by("s_cand"), scored_by("s_base"), scored_by("s_prod"), latency=LATENCY)
     out = evaluation_outcome(ev, model_name="toy", model_version=2, artifact_sha256=SHA, production_version=1)
-    # NaN metrics are not shown; the row counts still are.
-    assert "candidate_roc_auc" not in out.metadata and out.metadata["candidate_n"] == 600.0
-    # The bootstrap is undefined (no lower bound): no diff keys. No candidate reliability: no table.
+    # NaN figures are not shown at the top; the comparison table shows them empty.
+    assert "candidate_roc_auc" not in out.metadata and "candidate_ece" not in out.metadata
+    assert {r["metric"]: r for r in out.tables["comparison"].rows}["roc_auc"]["candidate"] is None
+    # The bootstrap is undefined (no lower bound): no diff keys.
     assert out.record["bootstrap"] is not None and out.record["bootstrap"]["lower"] is None
     assert not set(DIFF_KEYS) & set(out.metadata)
-    assert "reliability" not in out.tables and "production_roc_auc" in out.metadata
+    assert "production_roc_auc" in out.metadata
 
 
-def test_outcome_without_slices_or_protected_attributes_has_no_tables(frame: pd.DataFrame) -> None:
+def test_outcome_without_slices_or_protected_attributes_has_the_comparison_only(frame: pd.DataFrame) -> None:
     spec = replace(EVAL_SPEC, slices=(), protected=())
     ev = evaluate(frame, spec, scored_by("s_cand"), scored_by("s_base"), latency=LATENCY)
     out = evaluation_outcome(ev, model_name="toy", model_version=1, artifact_sha256=SHA, production_version=None)
-    assert tuple(out.tables) == ("reliability",)
+    assert tuple(out.tables) == ("comparison",)
 
 
 def test_outcome_needs_a_measured_latency(frame: pd.DataFrame) -> None:

@@ -13,7 +13,8 @@ import pandas as pd
 import pydantic
 
 from mlops_assets import faults
-from mlops_assets.assets.gating import gate_specs, gate_step, model_check_result, selected, table
+from mlops_assets.assets.gating import gate_specs, gate_step, model_check_result, selected
+from mlops_assets.assets.metadata import readable, table
 from mlops_assets.ml import model_gates, plots
 from mlops_assets.ml.evaluation import Evaluation, EvaluationOutcome, evaluate_candidate
 from mlops_assets.ml.policy import Policy, evaluation_override_fields
@@ -64,8 +65,17 @@ else:
     )
 
 
+#: Budget of ``model_evaluation``'s metadata per materialization, in bytes as Dagster stores it (its serdes JSON of
+#: the metadata dict): the UI's asset views read back every materialization's metadata (the Plots view of 100
+#: evaluations fetched 9.6 MB when each carried two PNGs). Measured as materialized: 13.7-14.4 KB for flights months
+#: (19 slices), 15.7-16.5 KB for synthetic versions (6 slices, a protected attribute), against 85.6-98.4 KB with the
+#: PNGs; 18.2 KB for the tests' flights-shaped evaluation with a protected attribute of 3 groups. The budget leaves
+#: room for about 30 more slice rows.
+METADATA_BUDGET_BYTES = 24 * 1024
+
+
 def _plots(result: Evaluation) -> dict[str, Any]:
-    """ROC and reliability plots as inline images (markdown metadata)."""
+    """ROC curves and reliability diagram as small SVG charts (markdown metadata Dagster's UI shows inline)."""
     out: dict[str, Any] = {}
     if result.scores is None:
         return out
@@ -73,28 +83,31 @@ def _plots(result: Evaluation) -> dict[str, Any]:
         name: values
         for name, values in (
             ("candidate", result.scores.candidate),
-            ("baseline", result.scores.baseline),
             ("production", result.scores.production),
+            ("baseline", result.scores.baseline),
         )
         if values is not None and result.predictions.get(name) is not None and result.predictions[name].valid
     }
     y = result.scores.y_true
     if len(set(y.tolist())) == 2 and scores:
-        out["roc_curve"] = dg.MetadataValue.md(plots.png_markdown(plots.roc_curve_png(y, scores), "ROC curves"))
+        out["roc_curve"] = dg.MetadataValue.md(plots.roc_curve_svg(y, scores))
     if result.reliability:
-        png = plots.reliability_png(result.reliability)
-        out["reliability_diagram"] = dg.MetadataValue.md(plots.png_markdown(png, "reliability diagram"))
+        out["reliability_diagram"] = dg.MetadataValue.md(plots.reliability_svg(result.reliability))
     return out
 
 
 def _evaluation_metadata(outcome: EvaluationOutcome) -> dict[str, Any]:
-    """The core's plain metadata as Dagster metadata: a typed null, the policy as JSON, the tables, then the plots."""
-    metadata: dict[str, Any] = dict(outcome.metadata)
+    """The core's plain metadata as Dagster metadata: a typed null, the headline figures as rounded floats, the
+    policy as JSON, then the tables (important columns first, floats rounded for reading) and the plots."""
+    # The headline figures rounded for reading (4 significant digits, still floats: the UI plots them).
+    metadata: dict[str, Any] = {k: readable(v) if isinstance(v, float) else v for k, v in outcome.metadata.items()}
     if metadata["production_version"] is None:
         # Typed: a promotion by hand refuses when production moved since this comparison.
         metadata["production_version"] = dg.MetadataValue.null()
     metadata["policy"] = dg.MetadataValue.json(metadata["policy"])
-    metadata.update({name: table(rows) for name, rows in outcome.tables.items()})
+    metadata.update(
+        {name: table(t.rows, columns=t.columns, descriptions=t.descriptions) for name, t in outcome.tables.items()}
+    )
     metadata.update(_plots(outcome.result))
     return metadata
 
@@ -114,7 +127,11 @@ def build(model: MLModel) -> dg.Definitions:
         description=(
             "Holdout evaluation of the candidate against the baseline and the model in production, on the same rows: "
             "metrics, paired bootstrap interval of (candidate − production), per-slice metrics, fairness gaps, "
-            "calibration (ECE, reliability), latency of the stored artifact, with ROC and reliability plots. "
+            "calibration (ECE, reliability), latency of the stored artifact. Shown: the headline figures (plotted "
+            "across data versions), a comparison table (one row per metric: candidate, baseline, production, "
+            "candidate − production with its interval, the direction that is better and the policy's thresholds), "
+            "slice and fairness tables, ROC curves (true against false positive rate) and a reliability diagram "
+            "(observed positive rate against mean score; its bins are listed by the calibration gate). "
             "The effective policy (spec + launchpad overrides) is recorded; the gates below decide on it."
         ),
     )

@@ -23,7 +23,7 @@ from sklearn.pipeline import Pipeline
 
 from mlops_assets.ml.features import HOLDOUT, LABEL_COLUMN, OTHER_CATEGORY, SPLIT_COLUMN, model_inputs
 from mlops_assets.ml.latency import LatencyReport, measure_latency
-from mlops_assets.ml.policy import ModelGatePolicy, Policy, policy_from_dict
+from mlops_assets.ml.policy import METRIC_DIRECTIONS, ModelGatePolicy, Policy, policy_from_dict
 from mlops_assets.ml.spec import DatasetSpec
 from mlops_assets.ml.training import predict_scores
 
@@ -1082,7 +1082,14 @@ def evaluate(
 # --------------------------------------------------------------------------------------------------
 
 #: Keys of :attr:`EvaluationOutcome.tables`, in the order they follow the plain metadata.
-EVALUATION_TABLES: tuple[str, ...] = ("slices", "fairness_groups", "fairness_gaps", "reliability")
+EVALUATION_TABLES: tuple[str, ...] = (
+    "comparison",
+    "slices",
+    "fairness_gaps",
+    "fairness_groups",
+)
+#: Rows of the comparison table: the metrics of :func:`classification_metrics` that differ between models.
+COMPARED_METRICS: tuple[str, ...] = (*METRIC_KEYS, "predicted_positive_rate")
 
 
 def numeric_metrics(prefix: str, metrics: Mapping[str, Any] | None) -> dict[str, float]:
@@ -1097,6 +1104,21 @@ def numeric_metrics(prefix: str, metrics: Mapping[str, Any] | None) -> dict[str,
 
 
 @dataclass(frozen=True)
+class OutcomeTable:
+    """One table of an evaluation's metadata.
+
+    Attributes:
+        rows: One dict per row (JSON data: NaN as None).
+        columns: The columns in display order, the important ones first (every key of the rows).
+        descriptions: Column → what it holds, with the direction that passes where a gate decides on it.
+    """
+
+    rows: list[dict[str, Any]]
+    columns: tuple[str, ...]
+    descriptions: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class EvaluationOutcome:
     """What ``model_evaluation`` stores and shows for one candidate version.
 
@@ -1104,15 +1126,212 @@ class EvaluationOutcome:
         result: The evaluation (its scores and reliability tables feed the plots).
         record: The stored value: :meth:`Evaluation.to_dict` plus ``model_name``, ``model_version``,
             ``artifact_sha256`` (the identity the gates judge) and ``production_version`` (None without one).
-        metadata: Plain metadata values, in display order; ``production_version`` is None without production
-            (the caller writes a typed null) and ``policy`` is the effective policy (the caller writes it as JSON).
-        tables: Rows of the tables that follow, keyed by :data:`EVALUATION_TABLES` (only the non-empty ones).
+        metadata: Plain metadata values, in display order: the identity (``model``, ``model_version``,
+            ``artifact_sha256``, ``production_model``, ``production_version`` — None without production, the caller
+            writes a typed null —, ``headline_metric``, ``holdout_rows``), the few headline figures as floats
+            (:func:`headline_figures`) and ``policy``, the effective policy (the caller writes it as JSON).
+        tables: The tables that follow, keyed by :data:`EVALUATION_TABLES` (only the non-empty ones).
     """
 
     result: Evaluation
     record: dict[str, Any]
     metadata: dict[str, Any]
-    tables: dict[str, list[dict[str, Any]]]
+    tables: dict[str, OutcomeTable]
+
+
+def headline_figures(record: Mapping[str, Any]) -> dict[str, float]:
+    """The handful of figures of an evaluation record worth plotting across data versions, as finite floats.
+
+    Returns:
+        ``<model>_<headline metric>`` for candidate, baseline and production, ``diff_vs_production`` (candidate −
+        production on the holdout) and ``diff_vs_production_lower`` (the lower bound of its paired bootstrap
+        interval, which ``non_inferior_to_production`` gates) when the interval is defined, ``candidate_ece`` and
+        ``latency_single_p99_ms`` (thread CPU time, ms, 3 decimals). An undefined (NaN) figure is left out.
+    """
+    metric = str(record["headline_metric"])
+    figures: dict[str, float] = {}
+    for model in MODELS:
+        figures.update(numeric_metrics(model, {metric: (record.get(model) or {}).get(metric)}))
+    bootstrap = record.get("bootstrap") or {}
+    if bootstrap.get("lower") is not None and bootstrap.get("estimate") is not None:
+        figures["diff_vs_production"] = float(bootstrap["estimate"])
+        figures["diff_vs_production_lower"] = float(bootstrap["lower"])
+    figures.update(numeric_metrics("candidate", {"ece": (record.get("candidate") or {}).get("ece")}))
+    latency = record.get("latency") or {}
+    if latency.get("single_p99_ms") is not None:
+        figures["latency_single_p99_ms"] = round(float(latency["single_p99_ms"]), 3)
+    return figures
+
+
+def _g(value: float) -> str:
+    return f"{value:g}"
+
+
+def _metric_rules(metric: str, headline: str, policy: Policy | None) -> str | None:
+    """The policy's thresholds on ``metric``, short (``"≥ 0.6 (metric_floor); ..."``), None without any."""
+    if policy is None:
+        return None
+    gates = policy.gates
+    rules: list[str] = []
+    if metric == headline:
+        lift = ">" if gates.min_lift_over_baseline == 0 else "≥"
+        rules += [
+            f"≥ {_g(gates.metric_floor)} (metric_floor)",
+            f"candidate − baseline {lift} {_g(gates.min_lift_over_baseline)}",
+            f"ci_low ≥ −{_g(gates.non_inferiority_margin)}",
+        ]
+    if metric == "ece":
+        rules.append(f"debiased ≤ {_g(gates.max_ece)} (max_ece)")
+    for t in gates.thresholds:
+        if t.metric != metric:
+            continue
+        if t.min_value is not None:
+            rules.append(f"≥ {_g(t.min_value)}")
+        if t.max_value is not None:
+            rules.append(f"≤ {_g(t.max_value)}")
+        if t.max_regression_absolute is not None:
+            rules.append(f"regression ≤ {_g(t.max_regression_absolute)}")
+        if t.max_regression_relative is not None:
+            rules.append(f"regression ≤ {_g(t.max_regression_relative)} × |production|")
+    return "; ".join(rules) or None
+
+
+def _latency_rows(latency: LatencyReport, policy: Policy | None) -> list[dict[str, Any]]:
+    """The candidate artifact's gated latency and its throughput as comparison rows (candidate only)."""
+    gates = policy.gates if policy is not None else None
+    single = None if gates is None else f"≤ {_g(gates.max_latency_p99_ms_single)} (max_latency_p99_ms_single)"
+    batch = None if gates is None else f"≤ {_g(gates.max_latency_p99_ms_batch)} (max_latency_p99_ms_batch)"
+    return [
+        {"metric": "latency_p99_1row_ms", "better": "lower", "candidate": latency.single_p99_ms, "policy": single},
+        {"metric": "latency_p99_batch_ms", "better": "lower", "candidate": latency.batch_p99_ms, "policy": batch},
+        {"metric": "throughput_rows_per_s", "better": "higher", "candidate": latency.throughput_rows_per_s},
+    ]
+
+
+def _comparison_table(result: Evaluation, latency: LatencyReport, policy: Policy | None) -> OutcomeTable:
+    """One row per metric of :data:`COMPARED_METRICS`: the direction that is better, candidate, production, their
+    difference, baseline, the bootstrap interval of the difference (headline metric) and the policy's thresholds;
+    then the candidate artifact's latency and throughput. The UI shows a table's first columns: those lead."""
+    production = result.production
+    bootstrap = result.bootstrap
+    interval = bootstrap if bootstrap is not None and bootstrap.defined else None
+    rows: list[dict[str, Any]] = []
+    for metric in COMPARED_METRICS:
+        higher = METRIC_DIRECTIONS.get(metric)
+        cand = _float(result.candidate.get(metric))
+        prod = None if production is None else _float(production.get(metric))
+        headline = interval is not None and metric == result.headline_metric
+        rows.append(
+            {
+                "metric": metric,
+                "better": None if higher is None else "higher" if higher else "lower",
+                "candidate": cand,
+                "production": prod,
+                "delta": None if prod is None else cand - prod,
+                "baseline": _float(result.baseline.get(metric)),
+                "ci_low": interval.lower if headline and interval else None,
+                "ci_high": interval.upper if headline and interval else None,
+                "policy": _metric_rules(metric, result.headline_metric, policy),
+            }
+        )
+    rows += _latency_rows(latency, policy)
+    level = f"{bootstrap.confidence_level * 100:g}% " if bootstrap is not None else ""
+    return OutcomeTable(
+        rows=json_safe(rows),
+        columns=tuple(rows[0]),
+        descriptions={
+            "better": "higher is better, or lower is better",
+            "candidate": f"on the {result.n_holdout} holdout rows; latency: thread CPU time of the stored artifact, "
+            f"batches of {latency.batch_size} rows",
+            "production": "the model in production on the same rows (empty without one)",
+            "delta": "candidate − production",
+            "ci_low": f"{level}paired bootstrap interval of candidate − production (headline metric)",
+            "policy": "the gates' thresholds (each must hold; ci_low: non_inferiority_margin)",
+        },
+    )
+
+
+def _slice_rows(record: Mapping[str, Any], gates: ModelGatePolicy | None) -> OutcomeTable:
+    metric = record["headline_metric"]
+    rows = [
+        {
+            "slice": f"{s['slice_column']}={'(missing)' if s['value'] is None else s['value']}",
+            "rows": s["n"],
+            "candidate": s["candidate"],
+            "production": s["production"],
+            "delta": s["delta"],
+            "floor": s["floor"],
+            "gated": "yes" if s["gated"] else f"no: {s['not_gated_reason']}",
+        }
+        for s in record["slices"]
+    ]
+    regression = "policy.max_slice_regression" if gates is None else f"{_g(gates.max_slice_regression)}"
+    return OutcomeTable(
+        rows=rows,
+        columns=tuple(rows[0]),
+        descriptions={
+            "candidate": f"{metric}; a gated slice passes when ≥ floor",
+            "delta": f"candidate − production; a gated slice passes when ≥ −{regression}",
+            "gated": "judged by slices_meet_floor (enough rows, both classes), else why not",
+        },
+    )
+
+
+def _fairness_tables(record: Mapping[str, Any], gates: ModelGatePolicy | None) -> dict[str, OutcomeTable]:
+    reports = record["fairness"]
+    groups = [
+        {
+            "attribute": f["attribute"],
+            "group": "(missing)" if g["group"] is None else g["group"],
+            "rows": g["n"],
+            "selection_rate": g["predicted_positive_rate"],
+            "tpr": g["tpr"],
+            "fpr": g["fpr"],
+            "counted": g["group"] in f["counted"],
+        }
+        for f in reports
+        for g in f["groups"]
+    ]
+    if not groups:
+        return {}
+    gaps = [
+        {
+            "attribute": f["attribute"],
+            "dp_difference": f["demographic_parity_difference"],
+            "dp_ratio": f["demographic_parity_ratio"],
+            "eo_difference": f["equalized_odds_difference"],
+            "groups_counted": len(f["counted"]),
+            "undefined_reason": f.get("undefined_reason"),
+        }
+        for f in reports
+    ]
+
+    def bound(op: str, name: str) -> str:
+        return f"passes when {op} {_g(getattr(gates, name))} ({name})" if gates is not None else f"see policy.{name}"
+
+    return {
+        "fairness_gaps": OutcomeTable(
+            rows=gaps,
+            columns=tuple(gaps[0]),
+            descriptions={
+                "dp_difference": "demographic parity difference (largest − smallest selection rate); "
+                + bound("≤", "max_demographic_parity_difference"),
+                "dp_ratio": "demographic parity ratio (smallest / largest selection rate); "
+                + bound("≥", "min_demographic_parity_ratio"),
+                "eo_difference": "equalized odds difference (max of the TPR and FPR gaps); "
+                + bound("≤", "max_equalized_odds_difference"),
+                "groups_counted": "groups of at least min_group_size rows (the gaps are over these)",
+            },
+        ),
+        "fairness_groups": OutcomeTable(
+            rows=groups,
+            columns=tuple(groups[0]),
+            descriptions={
+                "selection_rate": "share predicted positive at the decision threshold",
+                "counted": "at least min_group_size rows: counts in the gaps",
+            },
+        ),
+    }
 
 
 def evaluation_outcome(
@@ -1134,7 +1353,12 @@ def evaluation_outcome(
             (promotion refuses when production moved since this comparison).
 
     Returns:
-        The outcome; the bootstrap keys ``diff_vs_production*`` are present only when its interval is defined.
+        The outcome: its metadata holds the identity, :func:`headline_figures` and the policy; its tables
+        (:class:`OutcomeTable`) every other figure: ``comparison`` (one row per metric of
+        :data:`COMPARED_METRICS`, then the candidate's latency and throughput), ``slices``, ``fairness_gaps`` and
+        ``fairness_groups``, each present when it has rows. Wall-clock latency figures are in the record only (and in
+        the latency gate's evidence); the reliability bins are drawn by the wiring's reliability diagram and listed
+        with the calibration gate's verdict (its ``reliability`` evidence).
 
     Raises:
         ValueError: ``result.latency`` is None.
@@ -1147,6 +1371,8 @@ def evaluation_outcome(
     record["model_version"] = model_version
     record["artifact_sha256"] = artifact_sha256
     record["production_version"] = production_version
+    policy = result.effective_policy()
+    gates = policy.gates if policy is not None else None
     metadata: dict[str, Any] = {
         "model": f"{model_name} v{model_version}",
         "model_version": int(model_version),
@@ -1155,36 +1381,13 @@ def evaluation_outcome(
         "production_version": production_version,
         "headline_metric": result.headline_metric,
         "holdout_rows": result.n_holdout,
-        **numeric_metrics("candidate", record.get("candidate")),
-        **numeric_metrics("baseline", record.get("baseline")),
-        **numeric_metrics("production", record.get("production")),
-        # Gated: thread CPU time on one thread (the artifact's own cost); wall-clock time for information.
-        "latency_clock": latency.clock,
-        "latency_single_p99_ms": round(latency.single_p99_ms, 3),
-        "latency_batch_p99_ms": round(latency.batch_p99_ms, 3),
-        "throughput_rows_per_s": round(latency.throughput_rows_per_s, 1),
-        "latency_single_p99_wall_ms": round(latency.wall_single_p99_ms, 3),
-        "latency_batch_p99_wall_ms": round(latency.wall_batch_p99_ms, 3),
-        "throughput_rows_per_s_wall": round(latency.wall_throughput_rows_per_s, 1),
+        **headline_figures(record),
         "policy": record["policy"],
     }
-    bootstrap = record.get("bootstrap")
-    if bootstrap and bootstrap.get("lower") is not None:
-        metadata["diff_vs_production"] = float(bootstrap["estimate"])
-        metadata["diff_vs_production_lower"] = float(bootstrap["lower"])
-        metadata["diff_vs_production_upper"] = float(bootstrap["upper"])
-    tables: dict[str, list[dict[str, Any]]] = {}
+    tables: dict[str, OutcomeTable] = {"comparison": _comparison_table(result, latency, policy)}
     if record["slices"]:
-        tables["slices"] = list(record["slices"])
-    fairness_rows = [{"attribute": f["attribute"], **g} for f in record["fairness"] for g in f["groups"]]
-    if fairness_rows:
-        tables["fairness_groups"] = fairness_rows
-        tables["fairness_gaps"] = [
-            {k: v for k, v in f.items() if k not in ("groups", "small_groups", "counted")} for f in record["fairness"]
-        ]
-    reliability = record.get("reliability", {}).get("candidate")
-    if reliability:
-        tables["reliability"] = reliability
+        tables["slices"] = _slice_rows(record, gates)
+    tables.update(_fairness_tables(record, gates))
     return EvaluationOutcome(result=result, record=record, metadata=metadata, tables=tables)
 
 

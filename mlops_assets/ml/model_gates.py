@@ -90,6 +90,35 @@ def _mismatch(ev: Evaluation, evaluation: EvaluationPolicy, keys: Sequence[str])
     return f"the evaluation was measured with {', '.join(diffs)}; re-run the evaluation under the gate's policy"
 
 
+#: What to change when a model gate fails: the policy settings it reads and the usual remedy, appended to a failed
+#: gate's message so the check in the UI says what to do (settings live under ``policy:`` in the spec, or per run in
+#: the launchpad config of ``model_evaluation``; see docs/gates.md and docs/own-data.md).
+REMEDIES: dict[str, str] = {
+    "metric_above_floor": "policy.metric_floor; lower it in the spec if the floor is wrong for this data",
+    "beats_baseline": (
+        "policy.min_lift_over_baseline; when a linear model is as good for this data, set training.baseline: dummy "
+        "or training.estimator: logistic_regression in the spec"
+    ),
+    "non_inferior_to_production": "policy.non_inferiority_margin, policy.bootstrap_samples",
+    "metric_thresholds_met": "policy.thresholds (one entry per metric rule)",
+    "slices_meet_floor": (
+        "policy.slice_floors, policy.slice_metric_floor, policy.max_slice_regression, policy.min_slice_size"
+    ),
+    "calibration_within_bound": "policy.max_ece, policy.calibration_bins, policy.min_rows_per_calibration_bin",
+    "fairness_within_bounds": (
+        "policy.max_demographic_parity_difference, policy.min_demographic_parity_ratio, "
+        "policy.max_equalized_odds_difference, policy.min_group_size"
+    ),
+    "predictions_valid": (
+        "no setting: the model produced NaN, infinite or out-of-range scores; fix the training data or model"
+    ),
+    "latency_within_budget": (
+        "policy.max_latency_p99_ms_single, policy.max_latency_p99_ms_batch (thread CPU ms on one thread); "
+        "a smaller model (training.params) scores faster"
+    ),
+}
+
+
 def _result(
     name: str,
     passed: bool,
@@ -99,6 +128,8 @@ def _result(
     threshold: float | int | None,
     evidence: Mapping[str, Any],
 ) -> GateResult:
+    if not passed and name in REMEDIES:
+        message = f"{message} (rule: {name}; to change: {REMEDIES[name]})"
     return GateResult(
         name=name,
         passed=passed,
