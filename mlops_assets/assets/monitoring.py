@@ -10,10 +10,10 @@ from typing import Any
 import dagster as dg
 import pandas as pd
 
-from mlops_assets.assets.gating import table
+from mlops_assets.assets.metadata import readable, table
 from mlops_assets.ml import abtest, drift, performance, scoring
 from mlops_assets.ml.features import LABEL_COLUMN
-from mlops_assets.ml.policy import RolloutPolicy
+from mlops_assets.ml.policy import MonitoringPolicy, RolloutPolicy
 from mlops_assets.ml.rollout import RolloutState
 from mlops_assets.ml.routing import CHAMPION_ARM
 from mlops_assets.ml.summaries import PerformanceSummary
@@ -26,35 +26,46 @@ from mlops_assets.storage.artifacts.store import ArtifactRef, ArtifactStore
 from mlops_assets.storage.registry import CHALLENGER, CHAMPION, ModelRegistry, ModelVersion
 from mlops_assets.stored_evidence import rollout_evidence
 
-#: Per-column fields shown in the ``columns`` table of ``drift_report`` (names as in ``drift.ColumnDrift``).
-DRIFT_TABLE_FIELDS: tuple[str, ...] = (
-    "column",
-    "kind",
-    "test",
-    "statistic",
-    "critical",
-    "p_value",
-    "p_value_adjusted",
-    "threshold",
-    "drifted",
-    "psi",
-    "psi_band",
-    "psi_critical",
-    "psi_drifted",
-    "null_share_reference",
-    "null_share_current",
-    "null_share_rise",
-    "reason",
-)
+
+def _readable_floats(metadata: dict[str, Any]) -> dict[str, Any]:
+    """Top-level float values rounded for people (:func:`~mlops_assets.assets.gating.readable`); still floats, so the
+    UI plots them across partitions. Stored values keep full precision."""
+    return {k: readable(v) if isinstance(v, float) else v for k, v in metadata.items()}
+
+
+def _without_empty_columns(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows without the keys that are None in every row (a column of empty cells says nothing)."""
+    empty = {k for k in (rows[0] if rows else {}) if all(row.get(k) is None for row in rows)}
+    return [{k: v for k, v in row.items() if k not in empty} for row in rows]
 
 
 def drift_table(report: drift.DriftReport) -> dg.TableMetadataValue:
-    """The per-column verdicts of a drift report as a Dagster table: one row per feature column."""
-    rows = []
-    for col in report.columns:
-        data = col.to_dict()
-        rows.append({k: data.get(k) for k in DRIFT_TABLE_FIELDS})
-    return table(rows)
+    """The per-column verdicts of a drift report as a Dagster table: one row per feature column.
+
+    Column name and decision first (``drifted``, ``decided_by``), then the test's numbers, the missing shares and
+    PSI (information); each column's schema description says what it is and which way passes
+    (:func:`~mlops_assets.ml.drift.column_table_rows`). Columns empty in every row are left out.
+    """
+    return table(
+        _without_empty_columns(drift.column_table_rows(report)),
+        columns=drift.COLUMN_TABLE_ORDER,
+        descriptions=drift.column_table_descriptions(report.options),
+    )
+
+
+def data_quality_table(report: drift.DriftReport, max_new_category_share: float) -> dg.TableMetadataValue:
+    """The data-quality findings as a Dagster table: one row per monitored column, the check's verdict first.
+    Columns empty in every row (no value out of range, no dtype change) are left out."""
+    return table(
+        _without_empty_columns(drift.data_quality_rows(report, max_new_category_share)),
+        columns=drift.DATA_QUALITY_TABLE_ORDER,
+        descriptions=drift.data_quality_descriptions(report.options, max_new_category_share),
+    )
+
+
+def histogram_key(column: str) -> str:
+    """The metadata key of a column's histogram in ``drift_report``."""
+    return f"histogram_{column}"
 
 
 def _drift_reference(artifacts: ArtifactStore, production: ModelVersion | None) -> drift.DriftReference | None:
@@ -66,12 +77,21 @@ def _drift_reference(artifacts: ArtifactStore, production: ModelVersion | None) 
     return drift.DriftReference.from_json(data.decode())
 
 
-def _drift_result(comparison: drift.DriftComparison) -> dg.MaterializeResult:
-    """The ``drift_report`` materialization: the summary's metadata, then the per-column table and data quality."""
-    metadata: dict[str, Any] = dict(comparison.summary.to_metadata())
-    if comparison.report is not None:
-        metadata["columns"] = drift_table(comparison.report)
-        metadata["data_quality"] = dg.MetadataValue.json(comparison.report.data_quality.to_dict())
+def _drift_result(comparison: drift.DriftComparison, monitoring: MonitoringPolicy) -> dg.MaterializeResult:
+    """The ``drift_report`` materialization: the summary's metadata, the per-column and data-quality tables, then a
+    small text histogram (reference vs current) per column worth a look (each under the UI's inline limit)."""
+    metadata: dict[str, Any] = _readable_floats(comparison.summary.to_metadata())
+    report = comparison.report
+    if report is not None:
+        findings = drift.data_quality_findings(report, monitoring.max_new_category_share)
+        metadata["data_quality_flagged"] = ", ".join(dict.fromkeys(f.column for f in findings)) or "none"
+        metadata["columns"] = drift_table(report)
+        metadata["data_quality"] = data_quality_table(report, monitoring.max_new_category_share)
+        limit = report.options.max_null_share_increase
+        for histogram in comparison.histograms:
+            column = report.column(histogram.column)
+            text = drift.histogram_markdown(histogram, column, drift.decided_by(column, limit))
+            metadata[histogram_key(histogram.column)] = dg.MetadataValue.md(text)
     return dg.MaterializeResult(value=comparison.record, metadata=metadata)
 
 
@@ -139,6 +159,49 @@ def _sla_summary(model_name: str, sla: dict[str, Any]) -> PerformanceSummary:
     )
 
 
+def sla_reading(sla: dict[str, Any], metric_floor: float, max_drop: float) -> str:
+    """The SLA verdict as short markdown lines: the verdict with its direction, then where the floor comes from.
+
+    ``"realised roc_auc 0.6680 ≥ floor 0.6330: within the SLA"``, ``"on 27973 labelled rows; passes when realised ≥
+    floor"``, ``"floor = max(metric_floor 0.6, holdout 0.6830 − 0.05)"``, ``"(0.05: policy max_realised_metric_drop)"``.
+    Short lines because the UI clips, not wraps, a value wider than its column.
+    """
+    metric, realised, floor, holdout = sla["metric"], sla["realised"], float(sla["floor"]), sla["holdout"]
+    if realised is None:
+        first = f"realised {metric} undefined (one class only): no verdict"
+    else:
+        sign, verdict = ("<", "**BREACHED**") if sla["breached"] else ("≥", "within the SLA")
+        first = f"realised {metric} {float(realised):.4f} {sign} floor {floor:.4f}: {verdict}"
+    lines = [first, f"on {sla['labelled_rows']} labelled rows; passes when realised ≥ floor"]
+    if holdout is None:
+        lines.append(f"floor = metric_floor {metric_floor:g} (holdout unknown)")
+    else:
+        lines += [
+            f"floor = max(metric_floor {metric_floor:g}, holdout {float(holdout):.4f} − {max_drop:g})",
+            f"({max_drop:g}: policy max_realised_metric_drop)",
+        ]
+    return "  \n".join(lines)
+
+
+def _performance_descriptions(metric: str) -> dict[str, str]:
+    """The ``by_model`` table's column descriptions (direction included)."""
+    return {
+        "model_version": "Registry version of the model (empty: the served mix of both arms).",
+        "arm": "champion (production), challenger (rollout) or the served mix.",
+        "rows": "scored: every row the model scored (shadow included); served: the rows whose decision it served.",
+        "n": "Labelled rows the figures rest on.",
+        "positives": "Positive labels among them.",
+        "roc_auc": "Higher is better"
+        + (" (the headline metric held against the SLA floor)." if metric == "roc_auc" else "."),
+        "pr_auc": "Higher is better"
+        + (" (the headline metric held against the SLA floor)." if metric == "pr_auc" else "."),
+        "brier": "Brier score of the scores: lower is better.",
+        "error_rate": "Share of wrong decisions at the decision threshold: lower is better.",
+        "mean_score": "Mean score (compare with positive_rate: calibration at a glance).",
+        "positive_rate": "Share of positive labels.",
+    }
+
+
 def build(model: MLModel) -> dg.Definitions:
     """The monitoring stage of ``model``: drift, predictions, labels, realised performance and the A/B test.
 
@@ -173,7 +236,7 @@ def build(model: MLModel) -> dg.Definitions:
             production_version=production.version if production is not None else None,
             reference_data_versions=production.data_versions if production is not None else (),
         )
-        return _drift_result(comparison)
+        return _drift_result(comparison, spec.policy.monitoring)
 
     @dg.asset_check(
         asset=drift_report,
@@ -215,12 +278,67 @@ def build(model: MLModel) -> dg.Definitions:
             severity=dg.AssetCheckSeverity.WARN,
             description=message,
             metadata={
-                "observed": float(report["drifted_share"]),
+                "observed": readable(float(report["drifted_share"])),
                 "threshold": 0.5,
+                "passes_when": "observed < threshold",
                 "drifted_columns": ", ".join(drifted) or "none",
                 "null_share_increases": ", ".join(report["data_quality"].get("null_share_increases", [])) or "none",
                 "compared_with": f"v{drift_report['compared_with']}",
             },
+        )
+
+    @dg.asset_check(
+        asset=drift_report,
+        blocking=False,
+        partitions_def=model.partitions,
+        description=(
+            "Data quality of the model inputs against the production model's training data, apart from drift: "
+            "warns when a column has categories the training data never had in more than the policy's "
+            "max_new_category_share of the rows (0: any), a share of missing values that rose beyond "
+            "max_null_share_increase (significantly), or values outside the spec's range; the message names the "
+            "columns. Not blocking, and independent of no_drift: a new category in a few rows is no drift, but "
+            "worth knowing."
+        ),
+    )
+    @measured_step
+    def data_quality(drift_report: dict[str, Any]) -> dg.AssetCheckResult:
+        record = drift_report.get("report")
+        if record is None:
+            return dg.AssetCheckResult(
+                passed=True,
+                description=f"nothing to compare with: {drift_report.get('reason')}",
+                metadata={"compared_with": "none"},
+            )
+        report = drift.DriftReport.from_dict(record)
+        limit = model.spec().policy.monitoring.max_new_category_share
+        findings = drift.data_quality_findings(report, limit)
+        flagged = list(dict.fromkeys(f.column for f in findings))  # in reference order, as the findings
+        new_shares = [u.n_rows / report.n_rows for u in report.data_quality.unseen_categories if report.n_rows]
+        if findings:
+            message = f"{len(flagged)} of {len(report.data_quality.null_shares)} columns: " + "; ".join(
+                f"{f.column}: {f.detail}" for f in findings
+            )
+        else:
+            message = (
+                f"no new categories in more than {limit:.2%} of rows, no rise in missing values beyond "
+                f"{report.options.max_null_share_increase:.0%} and no value out of range, in "
+                f"{len(report.data_quality.null_shares)} columns"
+            )
+        metadata: dict[str, Any] = {
+            "flagged_columns": ", ".join(flagged) or "none",
+            "n_flagged": float(len(flagged)),
+            "new_category_share_max": readable(float(max(new_shares, default=0.0))),
+            "max_new_category_share": float(limit),
+            "max_null_share_increase": float(report.options.max_null_share_increase),
+            "compared_with": f"v{drift_report['compared_with']}",
+        }
+        if findings:
+            metadata["findings"] = table(
+                [{"column": f.column, "finding": f.finding, "detail": f.detail} for f in findings],
+                descriptions={"detail": "The numbers behind the finding (shares are of this data version's rows)."},
+            )
+        return dg.AssetCheckResult(
+            passed=not findings, severity=dg.AssetCheckSeverity.WARN, description=message, metadata=metadata
         )
 
     @dg.asset(
@@ -307,6 +425,7 @@ def build(model: MLModel) -> dg.Definitions:
 
     @dg.asset(
         **model.asset_defaults("performance_report", stage="monitoring"),
+        kinds={"scikitlearn"},
         ins={
             "predictions": dg.AssetIn(key=model.key("predictions")),
             "labels": dg.AssetIn(key=model.key("labels")),
@@ -346,7 +465,17 @@ def build(model: MLModel) -> dg.Definitions:
             metric_floor=policy.gates.metric_floor,
         )
         summary = _sla_summary(spec.name, sla)
-        metadata: dict[str, Any] = {**summary.to_metadata(), "by_model": table(rows)}
+        metadata: dict[str, Any] = {
+            "sla": dg.MetadataValue.md(
+                sla_reading(sla, policy.gates.metric_floor, policy.monitoring.max_realised_metric_drop)
+            ),
+            **_readable_floats(summary.to_metadata()),
+        }
+        if sla["realised"] is not None:
+            metadata["margin_over_floor"] = readable(float(sla["realised"]) - float(sla["floor"]))
+        metadata["by_model"] = table(
+            rows, columns=("model_version", "arm", "rows", "n", metric), descriptions=_performance_descriptions(metric)
+        )
         return dg.MaterializeResult(value={"rows": rows, "sla": sla}, metadata=metadata)
 
     @dg.asset_check(
@@ -378,11 +507,16 @@ def build(model: MLModel) -> dg.Definitions:
                 f"{'<' if sla['breached'] else '>='} floor {sla['floor']:.4f} on {sla['labelled_rows']} labelled rows "
                 f"(holdout {sla['holdout'] if sla['holdout'] is None else round(sla['holdout'], 4)})"
             ),
-            metadata={"observed": float(sla["realised"]), "threshold": float(sla["floor"])},
+            metadata={
+                "observed": readable(float(sla["realised"])),
+                "threshold": readable(float(sla["floor"])),
+                "passes_when": "observed >= threshold",
+            },
         )
 
     @dg.asset(
         **model.asset_defaults("ab_test", stage="monitoring"),
+        kinds={"scipy"},
         deps=[model.key("performance_report")],
         description=(
             "A/B test of the active rollout (champion vs challenger on the rows each served) over every labelled "
@@ -418,9 +552,11 @@ def build(model: MLModel) -> dg.Definitions:
             "data_versions": used,
             **pooled.to_record(),
         }
-        return dg.MaterializeResult(value=record, metadata=pooled.to_metadata())
+        # The test in words first (every number labelled), then the numbers, rounded, as floats to plot.
+        metadata = {"reading": dg.MetadataValue.md(pooled.reading()), **_readable_floats(pooled.to_metadata())}
+        return dg.MaterializeResult(value=record, metadata=metadata)
 
     return dg.Definitions(
         assets=[drift_report, predictions, labels, performance_report, ab_test],
-        asset_checks=[no_drift, performance_within_sla],
+        asset_checks=[no_drift, data_quality, performance_within_sla],
     )

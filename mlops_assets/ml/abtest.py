@@ -349,8 +349,15 @@ class StratifiedAB:
         }
 
     def to_metadata(self) -> dict[str, Any]:
-        """Plain-valued summary: decision, winner (``"none"``), progress, horizon, trials per arm, strata pooled,
-        and once both arms have trials the two accuracies, their difference and the p-value."""
+        """Plain-valued summary, each number named after what it is.
+
+        ``decision``, ``winner`` (``"none"``), ``progress``, ``horizon_per_arm``, ``champion_n``, ``challenger_n``
+        (labelled served rows of the versions where both arms served), ``versions_pooled``; once both arms have
+        trials: ``champion_accuracy_pooled`` / ``challenger_accuracy_pooled`` (correct served decisions over those
+        rows, summed over the versions), ``difference`` (challenger − champion, compared within each data version
+        and combined with Mantel–Haenszel weights: what the decision uses), its confidence interval
+        ``difference_ci_low`` / ``difference_ci_high`` at ``confidence_level``, and the two-sided ``p_value``.
+        """
         result = self.result
         metadata: dict[str, Any] = {
             "decision": result.decision,
@@ -362,15 +369,60 @@ class StratifiedAB:
             "versions_pooled": len(self.strata),
         }
         if result.test is not None:
+            test = result.test
             metadata.update(
                 {
-                    "champion_accuracy": float(result.test.rate_a),
-                    "challenger_accuracy": float(result.test.rate_b),
-                    "difference": float(result.test.difference),
-                    "p_value": float(result.test.p_value),
+                    "champion_accuracy_pooled": float(test.rate_a),
+                    "challenger_accuracy_pooled": float(test.rate_b),
+                    "difference": float(test.difference),
+                    "difference_ci_low": float(test.ci_low),
+                    "difference_ci_high": float(test.ci_high),
+                    "confidence_level": float(1.0 - test.alpha),
+                    "p_value": float(test.p_value),
                 }
             )
         return metadata
+
+    def reading(self) -> str:
+        """The test in words, every number labelled (markdown, a few hundred characters): the pooled accuracies,
+        the stratified difference with its interval and p-value, the horizon and what passes."""
+        result, plan = self.result, self.result.plan
+        compared = sum(1 for arms in self.strata.values() if all(n > 0 for _, n in arms.values()))
+        champion, challenger = self.counts[CHAMPION_ARM], self.counts[CHALLENGER_ARM]
+        lines = [
+            f"**Decision: {result.decision}**"
+            + (f" (winner: {result.winner})" if result.winner else "")
+            + f", progress {result.progress:.0%} of the horizon ({plan.n_per_arm:,} labelled served rows per arm).",
+            "",
+            "| arm | served accuracy, pooled | labelled served rows |",
+            "|---|---|---|",
+        ]
+        test = result.test
+        for arm, (correct, n) in ((CHAMPION_ARM, champion), (CHALLENGER_ARM, challenger)):
+            lines.append(f"| {arm} | {correct / n:.4f} |" if n else f"| {arm} | – |")
+            lines[-1] += f" {n:,} |"
+        lines.append("")
+        if test is None:
+            lines.append("No data version where both arms served labelled rows yet: no test.")
+        else:
+            lines.append(
+                f"Pooled = summed over the {compared} of {len(self.strata)} data version(s) where both arms served. "
+                f"**Difference (challenger − champion), stratified by data version** (Mantel–Haenszel; what "
+                f"decides): {test.difference:+.4f}, {1 - test.alpha:.0%} CI [{test.ci_low:+.4f}, "
+                f"{test.ci_high:+.4f}], p = {test.p_value:.3g}."
+                + (
+                    f" The pooled gap ({test.rate_b - test.rate_a:+.4f}) mixes versions whose split and accuracy "
+                    "differ, so it can disagree."
+                    if compared > 1
+                    else ""
+                )
+            )
+        lines += [
+            "",
+            f"Passes (the rollout goes on) unless the champion wins: at the horizon, p < {plan.alpha:g} with a "
+            "negative difference rolls back. Before the horizon: continue, whatever p says.",
+        ]
+        return "\n".join(lines)
 
 
 def ab_test_by_stratum(plan: ABPlan, per_stratum: Mapping[str, ArmCounts]) -> StratifiedAB:

@@ -2068,11 +2068,14 @@ class DriftComparison:
             ``reference_data_versions`` when compared.
         summary: The metadata the retraining sensors read (:class:`~mlops_assets.ml.summaries.DriftSummary`).
         report: The report, None when nothing was compared.
+        histograms: Reference vs current shares of the columns worth a look (:func:`histogram_columns`), for
+            display; empty when nothing was compared.
     """
 
     record: dict[str, Any]
     summary: DriftSummary
     report: DriftReport | None
+    histograms: tuple["ColumnHistogram", ...] = ()
 
 
 def compare_with_production(
@@ -2088,7 +2091,7 @@ def compare_with_production(
 
     Nothing is compared, with the reason, when no model is in production or its version stores no reference.
     Otherwise the reference's columns of ``current`` are compared (:func:`drift_report`) with
-    ``monitoring.max_null_share_increase``.
+    ``monitoring.max_null_share_increase``, and the columns worth a look get a histogram (display only).
 
     Args:
         current: The data version's features (extra columns are ignored).
@@ -2133,4 +2136,512 @@ def compare_with_production(
         "reason": report.reason,
         "report": report.to_dict(),
     }
-    return DriftComparison(record=record, summary=summary, report=report)
+    histograms = tuple(column_histogram(reference.column(c), current[c]) for c in histogram_columns(report))
+    return DriftComparison(record=record, summary=summary, report=report, histograms=histograms)
+
+
+# --------------------------------------------------------------------------------------------------
+# Display: the report as tables and small histograms (what the UI shows; the verdicts are above)
+# --------------------------------------------------------------------------------------------------
+
+#: Dagster's UI renders a markdown metadata value inline only below this many characters (else behind a button).
+MARKDOWN_INLINE_LIMIT = 1000
+#: Columns of :func:`column_table_rows`, the decision first.
+COLUMN_TABLE_ORDER: tuple[str, ...] = (
+    "column",
+    "drifted",
+    "decided_by",
+    "psi_band",
+    "psi",
+    "psi_beyond_noise",
+    "psi_critical",
+    "test",
+    "statistic",
+    "threshold",
+    "critical",
+    "p_value_adjusted",
+    "p_value",
+    "null_share_reference",
+    "null_share_current",
+    "null_share_rise",
+    "kind",
+    "n_reference",
+    "n_current",
+    "reason",
+)
+#: Columns of :func:`data_quality_rows`, the check's verdict first.
+DATA_QUALITY_TABLE_ORDER: tuple[str, ...] = (
+    "column",
+    "flagged",
+    "finding",
+    "null_share_reference",
+    "null_share_current",
+    "new_category_share",
+    "new_categories",
+    "new_category_examples",
+    "out_of_range_share",
+    "allowed_range",
+    "null_share_rise",
+    "dtype",
+)
+#: Data-quality findings the ``data_quality`` check warns about.
+NEW_CATEGORIES = "new categories"
+NULL_SHARE_ROSE = "missing share rose"
+OUT_OF_RANGE = "out of range"
+#: Histograms: at most this many drifted columns, topped up to the minimum with the largest PSI.
+HISTOGRAM_MAX_COLUMNS = 5
+HISTOGRAM_MIN_COLUMNS = 3
+#: Categories drawn per categorical histogram (the largest on either side); the rest are pooled into "other".
+HISTOGRAM_CATEGORIES = 8
+_EXAMPLES = 5
+_LABEL_WIDTH = 14
+_EIGHTHS = " ▏▎▍▌▋▊▉"
+
+
+def _num(value: float) -> str:
+    """A number in at most 4 significant digits (``0.1``, ``0.0863``, ``2359``)."""
+    return f"{value:.4g}"
+
+
+def _distance_exceeds(col: ColumnDrift) -> bool:
+    """Whether a distance's statistic is beyond its critical value (always, when calibration was off)."""
+    return col.critical is None or (col.statistic is not None and _exceeds(col.statistic, col.critical))
+
+
+def drifted_by_test(col: ColumnDrift) -> bool:
+    """Whether the column's own test drifted (the decision without the missing-share rule and failing closed).
+
+    p-value tests: the (adjusted) p-value is below the threshold; distances: the distance reaches the threshold
+    and exceeds its critical value. False for a column without a statistic.
+    """
+    if col.statistic is None or col.drift_score is None:
+        return False
+    if col.test in P_VALUE_TESTS:
+        return col.drift_score < col.threshold
+    return col.statistic >= col.threshold and _distance_exceeds(col)
+
+
+def decided_by(col: ColumnDrift, max_null_share_increase: float) -> str:
+    """The rule that decided ``col.drifted``, in words with its numbers (the table's ``decided_by``).
+
+    ``"wasserstein 0.275 ≥ 0.1 and > noise 0.0863"``, ``"ks p_adj 0.31 ≥ 0.05"``, ``"failed closed: no values"``,
+    followed by ``"; missing share 1.0% → 30.0% (rise > 5 points, p 2e-09)"`` when that rule fired.
+    """
+    if col.reason == NO_VALUES_EITHER_SIDE:
+        reading = "unchanged: no values on either side"
+    elif col.reason is not None:
+        reading = f"failed closed: {col.reason}"
+    elif col.statistic is None or col.drift_score is None:
+        reading = f"{col.test}: no statistic"
+    elif col.test in P_VALUE_TESTS:
+        sign = "<" if col.drift_score < col.threshold else "≥"
+        reading = f"{col.test} p_adj {col.drift_score:.3g} {sign} {_num(col.threshold)}"
+    elif col.statistic < col.threshold:
+        reading = f"{col.test} {_num(col.statistic)} < {_num(col.threshold)}"
+    elif col.critical is None:
+        reading = f"{col.test} {_num(col.statistic)} ≥ {_num(col.threshold)}"
+    elif _distance_exceeds(col):
+        reading = f"{col.test} {_num(col.statistic)} ≥ {_num(col.threshold)} and > noise {_num(col.critical)}"
+    else:
+        reading = f"{col.test} {_num(col.statistic)} ≥ {_num(col.threshold)} but ≤ noise {_num(col.critical)}"
+    if col.null_share_rise:
+        p_value = "" if col.null_share_p_value is None else f", p {col.null_share_p_value:.2g}"
+        reading += (
+            f"; missing share {col.null_share_reference or 0.0:.1%} → {col.null_share_current or 0.0:.1%} "
+            f"(rise > {max_null_share_increase * 100:g} points{p_value})"
+        )
+    return reading
+
+
+def psi_band_bounds(band: str | None, bands: tuple[float, float]) -> str | None:
+    """A PSI band with its bounds: ``"stable (< 0.1)"``, ``"moderate (0.1–0.25)"``, ``"significant (≥ 0.25)"``."""
+    if band is None:
+        return None
+    low, high = _num(bands[0]), _num(bands[1])
+    bounds = {PSI_STABLE: f"< {low}", PSI_MODERATE: f"{low}–{high}", PSI_SIGNIFICANT: f"≥ {high}"}
+    return f"{band} ({bounds[band]})" if band in bounds else band
+
+
+def column_table_rows(report: DriftReport) -> list[dict[str, Any]]:
+    """One row per feature column for the ``columns`` table, keys in :data:`COLUMN_TABLE_ORDER`.
+
+    ``psi_drifted`` is shown as ``psi_beyond_noise`` (what it is: PSI above its critical value at this size, not
+    the decision) and ``psi_band`` with its bounds; ``decided_by`` says which rule decided ``drifted``.
+    """
+    options = report.options
+    rows = []
+    for col in report.columns:
+        rows.append(
+            {
+                "column": col.column,
+                "drifted": col.drifted,
+                "decided_by": decided_by(col, options.max_null_share_increase),
+                "test": col.test,
+                "statistic": col.statistic,
+                "threshold": col.threshold,
+                "critical": col.critical,
+                "p_value_adjusted": col.p_value_adjusted,
+                "p_value": col.p_value,
+                "null_share_reference": col.null_share_reference,
+                "null_share_current": col.null_share_current,
+                "null_share_rise": col.null_share_rise,
+                "psi": col.psi,
+                "psi_band": psi_band_bounds(col.psi_band, options.psi_bands),
+                "psi_critical": col.psi_critical,
+                "psi_beyond_noise": col.psi_drifted,
+                "kind": col.kind,
+                "n_reference": col.n_reference,
+                "n_current": col.n_current,
+                "reason": col.reason,
+            }
+        )
+    return rows
+
+
+def column_table_descriptions(options: DriftOptions) -> dict[str, str]:
+    """What each column of :func:`column_table_rows` means and which way passes (the table's schema)."""
+    low, high = _num(options.psi_bands[0]), _num(options.psi_bands[1])
+    return {
+        "column": "The model input (feature column).",
+        "drifted": (
+            "THE DECISION for this column. true = drifted: its test drifted (decided_by), its share of missing "
+            "values rose (null_share_rise) or it failed closed (reason). Passes when false. The data set drifts "
+            f"when the share of drifted columns is at least {_num(options.drift_share)}."
+        ),
+        "decided_by": "The rule that decided `drifted`, with its numbers ('noise' is the critical value).",
+        "test": (
+            "p-value tests (ks, chi2, z, chisquare) drift when p_value_adjusted < threshold; distances "
+            "(wasserstein, jensenshannon) when statistic >= threshold AND statistic > critical."
+        ),
+        "statistic": (
+            "KS D, chi-square, z, Wasserstein distance / reference std, or Jensen-Shannon distance. A distance "
+            "passes when below threshold, or at most critical."
+        ),
+        "threshold": (
+            "p-value tests: significance level, passes when p_value_adjusted >= it. Distances: the smallest effect "
+            "that counts, passes when statistic < it."
+        ),
+        "critical": (
+            f"Distances: the {1 - (options.distance_alpha or 0.05):.0%} quantile of the distance under no drift at "
+            "this batch size (Monte Carlo): at or below it the distance is sampling noise and passes. Computed "
+            "only when the distance reaches threshold."
+        ),
+        "p_value_adjusted": "p-value tests: after Benjamini-Hochberg across the columns; passes when >= threshold.",
+        "p_value": "p-value tests: the raw p-value.",
+        "null_share_reference": "Share of missing values in the production model's training data.",
+        "null_share_current": "Share of missing values in this data version.",
+        "null_share_rise": (
+            f"true when the missing share rose by more than {_num(options.max_null_share_increase)} (policy "
+            "max_null_share_increase) and significantly (one-sided Fisher exact test): drifted, and a data-quality "
+            "finding. Passes when false."
+        ),
+        "psi": (
+            "Population stability index over the reference deciles (numeric) or categories. Information only: "
+            "not part of the decision."
+        ),
+        "psi_band": f"Fixed PSI bands: stable < {low} <= moderate < {high} <= significant. Size-blind; information.",
+        "psi_critical": (
+            f"The {1 - options.psi_alpha:.0%} quantile of PSI under no drift at these sizes (permutation)."
+        ),
+        "psi_beyond_noise": (
+            "psi > psi_critical: the change is detectable at this size, however small (tens of thousands of rows "
+            "make a PSI of 0.005 detectable). Information, not the decision: a column drifts only when its test's "
+            "effect also reaches the threshold. Stored as psi_drifted."
+        ),
+        "kind": "numeric or categorical (how the column is tested).",
+        "n_reference": "Present values in the reference.",
+        "n_current": "Present values in this data version.",
+        "reason": (
+            "Why there is no statistic: failed closed (no values, missing column, no reference values: drifted) "
+            "or no values on either side (unchanged)."
+        ),
+    }
+
+
+@dataclass(frozen=True)
+class QualityFinding:
+    """One data-quality finding the ``data_quality`` check warns about.
+
+    Attributes:
+        column: The column.
+        finding: :data:`NEW_CATEGORIES`, :data:`NULL_SHARE_ROSE` or :data:`OUT_OF_RANGE`.
+        detail: The numbers, in words (``"2 new categories in 0.31% of rows: ANC (50), MTJ (12)"``).
+    """
+
+    column: str
+    finding: str
+    detail: str
+
+
+def _examples(top: Sequence[tuple[str, int]], total: int) -> str:
+    shown = ", ".join(f"{name} ({count})" for name, count in top[:_EXAMPLES])
+    return shown + (", …" if total > len(top[:_EXAMPLES]) else "")
+
+
+def _bounds(out: OutOfRange) -> str:
+    return f"[{'-inf' if out.min is None else _num(out.min)}, {'inf' if out.max is None else _num(out.max)}]"
+
+
+def _observations(report: DriftReport, max_new_category_share: float) -> dict[str, list[tuple[QualityFinding, bool]]]:
+    """Per reference column (in order): everything its data quality shows, each with whether the check warns on it."""
+    quality = report.data_quality
+    unseen = {u.column: u for u in quality.unseen_categories}
+    ranges = {o.column: o for o in quality.out_of_range}
+    dtypes = {d.column: d for d in quality.dtype_changes}
+    rows = report.n_rows
+    seen: dict[str, list[tuple[QualityFinding, bool]]] = {}
+    for share in quality.null_shares:
+        name = share.column
+        found = seen.setdefault(name, [])
+        if name in quality.missing_columns:
+            found.append((QualityFinding(name, "missing column", "missing column (see no_drift)"), False))
+        if share.rose:
+            detail = f"missing share {share.reference:.1%} → {share.current or 0.0:.1%}"
+            found.append((QualityFinding(name, NULL_SHARE_ROSE, detail), True))
+        new = unseen.get(name)
+        if new is not None and rows:
+            detail = (
+                f"{new.n_categories} new categor{'y' if new.n_categories == 1 else 'ies'} in {new.n_rows / rows:.2%} "
+                f"of rows: {_examples(new.top, new.n_categories)}"
+                + (" (the reference pooled its rare categories: maybe one of them)" if new.pooled else "")
+            )
+            warns = not new.pooled and new.n_rows / rows > max_new_category_share
+            found.append((QualityFinding(name, NEW_CATEGORIES, detail), warns))
+        out = ranges.get(name)
+        if out is not None and rows:
+            detail = (
+                f"{(out.below + out.above) / rows:.2%} of rows outside {_bounds(out)} "
+                f"({out.below} below, {out.above} above)"
+            )
+            found.append((QualityFinding(name, OUT_OF_RANGE, detail), True))
+        dtype = dtypes.get(name)
+        if dtype is not None:
+            detail = f"dtype {dtype.reference} → {dtype.current}" + (
+                f" ({dtype.unparseable} values not numbers)" if dtype.unparseable else ""
+            )
+            found.append((QualityFinding(name, "dtype changed", detail), False))
+    return seen
+
+
+def data_quality_findings(report: DriftReport, max_new_category_share: float) -> tuple[QualityFinding, ...]:
+    """The findings of a report that the ``data_quality`` check warns about, column by column in reference order.
+
+    * new categories: more than ``max_new_category_share`` of the data version's rows carry categories the
+      reference never saw (not counted when the reference pooled its rare categories: such a category may be
+      one of them);
+    * missing share rose: beyond the policy's ``max_null_share_increase`` and significantly (``NullShare.rose``);
+    * out of range: any value outside the dataset spec's [min, max].
+
+    Missing columns (failed closed in ``no_drift``) and dtype changes are shown in the table, not warned on.
+
+    Args:
+        report: The drift report.
+        max_new_category_share: The policy's limit, a share of rows in [0, 1] (0: any new category).
+    """
+    observed = _observations(report, max_new_category_share)
+    return tuple(finding for found in observed.values() for finding, warns in found if warns)
+
+
+def data_quality_rows(report: DriftReport, max_new_category_share: float) -> list[dict[str, Any]]:
+    """One row per reference column for the ``data_quality`` table, keys in :data:`DATA_QUALITY_TABLE_ORDER`.
+
+    ``flagged`` is the ``data_quality`` check's verdict on the column (:func:`data_quality_findings`), ``finding``
+    everything seen, in words (``"ok"`` when nothing); shares are of the data version's rows. Extra columns of the
+    batch (not monitored) follow with their finding only.
+    """
+    quality = report.data_quality
+    kinds = {c.column: c.kind for c in report.columns}
+    if report.prediction_drift is not None:
+        kinds[report.prediction_drift.column] = report.prediction_drift.kind
+    unseen = {u.column: u for u in quality.unseen_categories}
+    ranges = {o.column: o for o in quality.out_of_range}
+    dtypes = {d.column: d for d in quality.dtype_changes}
+    observed = _observations(report, max_new_category_share)
+    total = report.n_rows
+    rows: list[dict[str, Any]] = []
+    for share in quality.null_shares:
+        name = share.column
+        categorical = kinds.get(name) == CATEGORICAL
+        new, out, dtype = unseen.get(name), ranges.get(name), dtypes.get(name)
+        found = observed[name]
+        rows.append(
+            {
+                "column": name,
+                "flagged": any(warns for _, warns in found),
+                "finding": "; ".join(f.detail for f, _ in found) or "ok",
+                "null_share_reference": share.reference,
+                "null_share_current": share.current,
+                "new_category_share": new.n_rows / total if new and total else (0.0 if categorical else None),
+                "new_categories": new.n_categories if new else (0 if categorical else None),
+                "new_category_examples": _examples(new.top, new.n_categories) if new else None,
+                "out_of_range_share": (out.below + out.above) / total if out and total else None,
+                "allowed_range": _bounds(out) if out else None,
+                "null_share_rise": share.rose,
+                "dtype": f"{dtype.reference} → {dtype.current}" if dtype else None,
+            }
+        )
+    rows.extend(
+        {"column": name, "flagged": False, "finding": "extra column (not monitored)"} for name in quality.extra_columns
+    )
+    return rows
+
+
+def data_quality_descriptions(options: DriftOptions, max_new_category_share: float) -> dict[str, str]:
+    """What each column of :func:`data_quality_rows` means and which way passes (the table's schema)."""
+    return {
+        "column": "The monitored column.",
+        "flagged": (
+            "THE data_quality CHECK'S VERDICT on this column: true when it has new categories in more than "
+            f"{max_new_category_share:.2%} of rows (policy max_new_category_share), a missing share that rose "
+            f"beyond {_num(options.max_null_share_increase)} (max_null_share_increase), or values out of the spec's "
+            "range. Passes when false."
+        ),
+        "finding": "Everything seen in the column, with its numbers ('ok' when nothing).",
+        "null_share_reference": "Share of missing values in the production model's training data.",
+        "null_share_current": "Share of missing values in this data version.",
+        "null_share_rise": "The rise is beyond max_null_share_increase and significant (Fisher). Passes when false.",
+        "new_categories": "Categories of this data version the reference never saw (categorical columns).",
+        "new_category_share": f"Share of rows with such a category; passes when <= {max_new_category_share:.2%}.",
+        "new_category_examples": "The most frequent new categories, with their row counts.",
+        "out_of_range_share": "Share of rows outside the dataset spec's [min, max]; passes when empty (none).",
+        "allowed_range": "The dataset spec's [min, max] of the column.",
+        "dtype": "Reference dtype → current dtype, when its kind changed (a numeric column arriving as text).",
+    }
+
+
+@dataclass(frozen=True)
+class ColumnHistogram:
+    """Reference vs current shares of rows of one column over buckets, for display.
+
+    Attributes:
+        column: Column name.
+        unit: What a bucket is (``"reference decile bin"`` or ``"category"``).
+        labels: One label per bucket (``"≤ 1200"``, ``"> 2100"``, ``"JFK"``, ``"other"``, ``"new (3)"``,
+            ``"missing"``).
+        reference: Share of the reference rows per bucket (missing values included in the denominator).
+        current: Share of the data version's rows per bucket.
+    """
+
+    column: str
+    unit: str
+    labels: tuple[str, ...]
+    reference: tuple[float, ...]
+    current: tuple[float, ...]
+
+
+def histogram_columns(
+    report: DriftReport, most: int = HISTOGRAM_MAX_COLUMNS, least: int = HISTOGRAM_MIN_COLUMNS
+) -> list[str]:
+    """The columns worth a histogram: the drifted ones (at most ``most``, largest PSI first), topped up to
+    ``least`` with the undrifted columns of largest PSI."""
+
+    def psi_of(col: ColumnDrift) -> float:
+        return math.inf if col.psi is None else col.psi
+
+    drifted = sorted((c for c in report.columns if c.drifted), key=lambda c: (-psi_of(c), c.column))[:most]
+    rest = sorted(
+        (c for c in report.columns if not c.drifted and c.psi is not None), key=lambda c: (-psi_of(c), c.column)
+    )
+    return [c.column for c in [*drifted, *rest[: max(least - len(drifted), 0)]]]
+
+
+def _shares(counts: Sequence[float], total: float) -> tuple[float, ...]:
+    return tuple(float(c) / total if total else 0.0 for c in counts)
+
+
+def column_histogram(
+    reference: ColumnReference, series: pd.Series, max_categories: int = HISTOGRAM_CATEGORIES
+) -> ColumnHistogram:
+    """Shares of rows per bucket, reference vs ``series``: a numeric column over the reference's PSI decile bins
+    (right-closed, outer bins open), a categorical one over its ``max_categories`` largest categories (on either
+    side), ``other``, ``new (<k>)`` (categories the reference never saw) and ``missing`` (rows without a value;
+    for numbers ±inf too). Empty buckets on both sides are left out. Display only: no statistic depends on it."""
+    if isinstance(reference, NumericReference):
+        values, _ = _as_float(series)
+        side = _sort_numeric(values)
+        edges = np.asarray(reference.psi_edges, dtype=np.float64)
+        cur_bins = np.diff(np.concatenate(([0], np.searchsorted(side.finite, edges, side="right"), [side.finite.size])))
+        labels = [f"≤ {_num(e)}" for e in edges] + ([f"> {_num(edges[-1])}"] if edges.size else ["all values"])
+        ref_counts = [*reference.psi_counts, reference.n_missing + reference.n_infinite]
+        cur_counts = [*cur_bins.tolist(), side.n_missing + side.n_infinite]
+        labels.append("missing")
+        unit = "reference decile bin"
+        ref_total = reference.n + reference.n_missing + reference.n_infinite
+    else:
+        counts, n_missing = _category_counts(series)
+        ref_total = reference.n + reference.n_missing
+        known = dict(zip(reference.categories, reference.counts, strict=True))
+        cur_total = max(len(series), 1)
+        ranked = sorted(known, key=lambda c: (-max(known[c] / max(ref_total, 1), counts.get(c, 0) / cur_total), c))
+        shown = ranked[:max_categories]
+        rest = set(ranked[max_categories:])
+        unseen = {c: n for c, n in counts.items() if c not in known}
+        labels = [*shown, "other", f"new ({len(unseen)})", "missing"]
+        ref_counts = [
+            *(known[c] for c in shown),
+            sum(known[c] for c in rest) + reference.other_count,
+            0,
+            reference.n_missing,
+        ]
+        cur_counts = [
+            *(counts.get(c, 0) for c in shown),
+            sum(counts.get(c, 0) for c in rest),
+            sum(unseen.values()),
+            n_missing,
+        ]
+        unit = "category"
+    ref_shares, cur_shares = _shares(ref_counts, ref_total), _shares(cur_counts, len(series))
+    keep = [i for i in range(len(labels)) if ref_shares[i] > 0 or cur_shares[i] > 0]
+    return ColumnHistogram(
+        column=reference.name,
+        unit=unit,
+        labels=tuple(labels[i] for i in keep),
+        reference=tuple(ref_shares[i] for i in keep),
+        current=tuple(cur_shares[i] for i in keep),
+    )
+
+
+def _bar(share: float, scale: float, width: int) -> str:
+    """A bar of ``share / scale`` of ``width`` characters in eighths; longer than ``width``: clipped, ending in »."""
+    eighths = round(share / scale * width * 8) if scale > 0 else 0
+    if share > 0 and eighths == 0:
+        eighths = 1
+    if eighths > width * 8:
+        return "█" * (width - 1) + "»"
+    return ("█" * (eighths // 8) + _EIGHTHS[eighths % 8].strip()).ljust(width)
+
+
+def histogram_markdown(histogram: ColumnHistogram, verdict: ColumnDrift | None = None, reading: str = "") -> str:
+    """The histogram as a short markdown text bar chart (reference vs current), under :data:`MARKDOWN_INLINE_LIMIT`
+    characters so the UI shows it inline.
+
+    Bars share one scale, set by the largest bucket other than ``other`` (a pooled ``other`` bucket would flatten
+    the rest; its bar is clipped with »). The title carries the column's verdict, ``reading`` (e.g. the rule that
+    decided, :func:`decided_by`) and PSI when given.
+    """
+    # Short lines: the UI does not wrap a markdown value in its metadata table, it clips it.
+    heading = [
+        f"**`{histogram.column}`**" + ("" if verdict is None else (": drifted" if verdict.drifted else ": not drifted"))
+    ]
+    heading.extend(part for part in reading.split("; ") if part)
+    psi = "" if verdict is None or verdict.psi is None else f"PSI {_num(verdict.psi)}; "
+    heading.append(f"{psi}share of rows per {histogram.unit}:")
+    title = "  \n".join(heading)
+    width_label = min(max((len(label) for label in histogram.labels), default=0), _LABEL_WIDTH)
+    labels = [label if len(label) <= width_label else label[: width_label - 1] + "…" for label in histogram.labels]
+    scaled = [
+        max(ref, cur)
+        for label, ref, cur in zip(histogram.labels, histogram.reference, histogram.current, strict=True)
+        if label != "other"
+    ]
+    scale = max(scaled or [*histogram.reference, *histogram.current, 0.0])
+    text = title
+    for width in (10, 6, 3, 0):
+        lines = [f"{'':<{width_label}} {'reference':<{width + 7}} current"]
+        for label, ref, cur in zip(labels, histogram.reference, histogram.current, strict=True):
+            bars = f"{ref:6.1%} {_bar(ref, scale, width)} {cur:6.1%} {_bar(cur, scale, width)}"
+            lines.append(f"{label:<{width_label}} {bars}".rstrip())
+        text = f"{title}\n\n```\n" + "\n".join(lines) + "\n```"
+        if len(text) < MARKDOWN_INLINE_LIMIT:
+            return text
+    return text[: MARKDOWN_INLINE_LIMIT - 5] + "\n```"

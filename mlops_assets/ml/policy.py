@@ -328,10 +328,15 @@ class MonitoringPolicy:
             missing values rose by more than this (absolute, 0.05 = 5 percentage points) over the
             reference, significantly (one-sided Fisher exact test at 0.05), is drifted and a data-quality
             failure. In [0, 1]; 1 turns the rule off.
+        max_new_category_share: Drift report's ``data_quality`` check (a warning, not blocking): it warns when more
+            than this share of a data version's rows carry a category the production model's training data never
+            had, in some column (0, the default: any new category; 1 turns it off). It also warns on the
+            missing-share rule above and on values outside the spec's range.
     """
 
     max_realised_metric_drop: float = field(default=0.05, metadata=_NON_NEGATIVE)
     max_null_share_increase: float = field(default=0.05, metadata=_rule(ge=0, le=1))
+    max_new_category_share: float = field(default=0.0, metadata=_rule(ge=0, le=1))
 
 
 Section = DataGatePolicy | EvaluationPolicy | ModelGatePolicy | RolloutPolicy | MonitoringPolicy

@@ -201,10 +201,12 @@ class PerformanceSummary:
 
     def to_metadata(self) -> dict[str, JSONValue]:
         """Metadata keys and JSON values (``None`` fields are left out)."""
+        # Display only (not read back): 12 significant digits drop the float noise of the subtraction
+        # (0.6834 - 0.6656 = 0.017800000000000038).
         drop = (
             None
             if self.holdout_metric is None or self.realised_metric is None
-            else self.holdout_metric - self.realised_metric
+            else float(f"{self.holdout_metric - self.realised_metric:.12g}")
         )
         return _without_none(
             {
