@@ -22,13 +22,15 @@ from typing import Any, TypeAlias
 import dagster as dg
 
 from mlops_assets.model import MLModel
+from mlops_assets.registry_view import refresh_on_failure
 from mlops_assets.tags import REASON_TAG
 
 #: What ``dg.define_asset_job`` returns (an unresolved asset job; dagster exports no public name for its class).
 AssetJob: TypeAlias = Any
 
-#: Pointer assets (unpartitioned): refreshed by every job that can move a model between stages.
-POINTERS = ("staging_deployment", "production_deployment", "rollout_state")
+#: Pointer assets (unpartitioned): refreshed by every job that can move a model between stages; ``model_registry``
+#: is the registry's state and audit trail (a failed step abandons it: the jobs' failure hook then refreshes it).
+POINTERS = ("staging_deployment", "production_deployment", "rollout_state", "model_registry")
 MONITORING = ("labels", "drift_report", "predictions", "performance_report", "ab_test", "rollout_step")
 INGEST = ("raw_data", "features", *MONITORING, *POINTERS)
 LABELS = ("labels", "performance_report", "ab_test", "rollout_step", *POINTERS)
@@ -51,9 +53,17 @@ class ModelJobs:
 
 
 def _job(model: MLModel, base: str, selection: dg.AssetSelection, description: str, **kwargs: Any) -> AssetJob:
-    """The asset job ``<model>__<base>``, tagged ``mlops/model`` (and the model's declared tags) like its runs."""
+    """The asset job ``<model>__<base>``, tagged ``mlops/model`` (and the model's declared tags) like its runs.
+
+    Every job can change the registry, so each carries the failure hook refreshing ``<model>/model_registry``.
+    """
     return dg.define_asset_job(
-        name=model.job_name(base), selection=selection, tags=model.asset_tags(), description=description, **kwargs
+        name=model.job_name(base),
+        selection=selection,
+        tags=model.asset_tags(),
+        description=description,
+        hooks={refresh_on_failure(model)},
+        **kwargs,
     )
 
 

@@ -139,7 +139,7 @@ class MLModel:
             stage: The lifecycle stage it belongs to (``data``, ``features``, ``models``, ``evaluations``,
                 ``deployments``, ``monitoring``), recorded as the ``mlops/stage`` tag.
             partitioned: Whether the asset is partitioned by the model's data versions (``False`` for the pointer
-                assets: ``staging_deployment``, ``production_deployment``, ``rollout_state``).
+                assets: ``staging_deployment``, ``production_deployment``, ``rollout_state``, ``model_registry``).
 
         Returns:
             ``key``, ``partitions_def`` (the model's data versions, when partitioned), ``group_name`` (the

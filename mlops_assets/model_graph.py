@@ -7,11 +7,12 @@ component (:mod:`mlops_assets.components`) and the single-spec mode (``MLOPS_SPE
 import dagster as dg
 
 from mlops_assets import jobs, profiling, registry_jobs, retrain_sensors, sensors
-from mlops_assets.assets import data, deployments, evaluations, features, models, monitoring
+from mlops_assets.assets import data, deployments, evaluations, features, models, monitoring, registry
 from mlops_assets.model import MLModel
 
-#: The lifecycle stages in dependency order, each a module with ``build(model) -> dg.Definitions``.
-STAGES = (data, features, models, evaluations, deployments, monitoring)
+#: The lifecycle stages in dependency order, each a module with ``build(model) -> dg.Definitions`` (the last,
+#: ``registry``, is the registry itself as an asset: ``<model>/model_registry``).
+STAGES = (data, features, models, evaluations, deployments, monitoring, registry)
 
 
 def build_model_defs(model: MLModel) -> dg.Definitions:

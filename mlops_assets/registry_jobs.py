@@ -17,7 +17,8 @@ person cannot promote what the gates rejected, nor borrow another version's eval
 artifact is then read and verified (sha256, and HMAC with a keyed store); a mismatch refuses with both
 digests. The registry re-checks the gate outcomes inside the move's transaction. Each job then records
 the new deployment pointers as materializations of the model's ``<model>/staging_deployment`` and
-``<model>/production_deployment``.
+``<model>/production_deployment``, and every job (approvals included) the registry's new state as a
+materialization of ``<model>/model_registry`` (:mod:`mlops_assets.registry_view`).
 """
 
 from collections.abc import Iterator
@@ -29,6 +30,7 @@ from mlops_assets.gate_records import ArtifactCheck, promotion_evidence
 from mlops_assets.gates import MODEL_GATE_NAMES
 from mlops_assets.ml.promotion import Move, MoveDecision, decide_move
 from mlops_assets.model import MLModel
+from mlops_assets.registry_view import placement, registry_materialization
 from mlops_assets.storage.artifacts.store import ArtifactStore
 from mlops_assets.storage.registry import ModelRegistry, ModelVersion, RegistryError, Stage
 
@@ -60,22 +62,27 @@ class RollbackConfig(dg.Config):
     reason: str
 
 
-def _pointer_events(model: MLModel, registry: ModelRegistry) -> Iterator[dg.AssetMaterialization]:
-    """The new state of the model's deployment pointers, as materializations the UI shows on those assets."""
+def _pointer_events(
+    model: MLModel, registry: ModelRegistry, run_id: str | None = None
+) -> Iterator[dg.AssetMaterialization]:
+    """The new state of the model's deployment pointers and registry, as materializations the UI shows on them."""
     name = model.name
     production = registry.production_version(name)
     staged = [v.version for v in registry.list_versions(name) if v.stage == Stage.STAGING]
+    why = placement(registry, name, production.version, Stage.PRODUCTION) if production else {}
     yield dg.AssetMaterialization(
         asset_key=model.key("production_deployment"),
         metadata={
             "model": f"{name} v{production.version}" if production else f"{name}: none",
             "aliases": dg.MetadataValue.json(registry.aliases(name)),
+            **why,
         },
     )
     yield dg.AssetMaterialization(
         asset_key=model.key("staging_deployment"),
         metadata={"staging_versions": ", ".join(f"v{v}" for v in staged) or "none"},
     )
+    yield registry_materialization(model, registry, run_id=run_id)
 
 
 def _fail(exc: Exception) -> dg.Failure:
@@ -197,7 +204,7 @@ def build(model: MLModel) -> dg.Definitions:
         except RegistryError as exc:
             raise _fail(exc) from exc
         context.log.info(f"{name} v{moved.version} is now {moved.stage} (by {config.actor}: {config.reason})")
-        yield from _pointer_events(model, reg)
+        yield from _pointer_events(model, reg, context.run.run_id)
         yield dg.Output(None)
 
     @dg.op(
@@ -211,7 +218,7 @@ def build(model: MLModel) -> dg.Definitions:
         context: dg.OpExecutionContext,
         config: ApproveConfig,
         registry: dg.ResourceParam[ModelRegistry],
-    ) -> None:
+    ) -> Iterator[Any]:
         name = model.name
         try:
             approval = registry.approve(
@@ -220,6 +227,8 @@ def build(model: MLModel) -> dg.Definitions:
         except RegistryError as exc:
             raise _fail(exc) from exc
         context.log.info(f"{name} v{approval.version} approved for {approval.stage} by {approval.approver}")
+        yield registry_materialization(model, registry, run_id=context.run.run_id)
+        yield dg.Output(None)
 
     @dg.op(
         name=model.job_name("rollback_model"),
@@ -248,7 +257,7 @@ def build(model: MLModel) -> dg.Definitions:
         except RegistryError as exc:
             raise _fail(exc) from exc
         context.log.info(f"{name}: rolled back to v{restored.version} (by {config.actor}: {config.reason})")
-        yield from _pointer_events(model, reg)
+        yield from _pointer_events(model, reg, context.run.run_id)
         yield dg.Output(None)
 
     @dg.job(

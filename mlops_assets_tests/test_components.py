@@ -125,6 +125,9 @@ def test_packaged_models_load_side_by_side_grouped_and_owned(tmp_path: Path):
             assert assets_def.group_names_by_key[key] == model
             assert assets_def.specs_by_key[key].owners == ["team:ml-platform"]
             assert assets_def.specs_by_key[key].tags["mlops/model"] == model
+            # Every asset says what it is built with (the UI's kind badges) and which lifecycle stage it belongs to.
+            assert assets_def.specs_by_key[key].kinds, f"{key.to_user_string()} has no kinds"
+            assert assets_def.specs_by_key[key].tags.get("mlops/stage"), key
     partitions = {
         a.partitions_def.name  # type: ignore[union-attr]
         for a in defs.resolve_asset_graph().assets_defs

@@ -20,9 +20,10 @@ from mlops_assets.gate_records import (
 from mlops_assets.gates import MODEL_GATE_NAMES
 from mlops_assets.ml import performance, rollout
 from mlops_assets.ml.promotion import ROLLOUT_STARTED, Move, MoveDecision, decide_move
-from mlops_assets.ml.rollout import Phase
+from mlops_assets.ml.rollout import GUARD_COLUMNS, Phase, guard_table_rows
 from mlops_assets.model import MLModel
 from mlops_assets.profiling import measured_step
+from mlops_assets.registry_view import placement
 from mlops_assets.resources import FrameIOManager
 from mlops_assets.storage.artifacts.store import ArtifactStore
 from mlops_assets.storage.registry import (
@@ -193,6 +194,7 @@ def build(model: MLModel) -> dg.Definitions:
 
     @dg.asset(
         **model.asset_defaults("deployment_decision", stage="deployments"),
+        kinds={"sqlalchemy"},  # it reads and moves the registry (SQLAlchemy: SQLite locally, PostgreSQL in prod)
         ins={
             "candidate_model": dg.AssetIn(key=model.key("candidate_model")),
             "model_evaluation": dg.AssetIn(key=model.key("model_evaluation")),
@@ -248,23 +250,33 @@ def build(model: MLModel) -> dg.Definitions:
 
     @dg.asset(
         **model.asset_defaults("staging_deployment", stage="deployments", partitioned=False),
+        kinds={"sqlalchemy"},
         deps=[model.key("deployment_decision"), model.key("rollout_step")],
-        description="The registry's Staging versions of the model, as of the last deployment decision.",
+        description=(
+            "The registry's Staging versions of the model, as of the last deployment decision, and why the newest "
+            "is there (the registry's audit event that staged it: decision or promotion job, actor, time, run, data "
+            "version)."
+        ),
     )
     @measured_step
     def staging_deployment(registry: dg.ResourceParam[ModelRegistry]) -> dg.MaterializeResult:
         name = model.name
         staged = [v for v in registry.list_versions(name) if v.stage == Stage.STAGING]
+        metadata: dict[str, Any] = {"staging_versions": ", ".join(f"v{v.version}" for v in staged) or "none"}
+        if staged:
+            metadata.update(placement(registry, name, staged[-1].version, Stage.STAGING))
         return dg.MaterializeResult(
-            value={"model_name": name, "staging": [_version_summary(v) for v in staged]},
-            metadata={"staging_versions": ", ".join(f"v{v.version}" for v in staged) or "none"},
+            value={"model_name": name, "staging": [_version_summary(v) for v in staged]}, metadata=metadata
         )
 
     @dg.asset(
         **model.asset_defaults("production_deployment", stage="deployments", partitioned=False),
+        kinds={"sqlalchemy"},
         deps=[model.key("deployment_decision"), model.key("rollout_step")],
         description=(
-            "The model version in Production (the registry is the single source of truth; this mirrors it). "
+            "The model version in Production (the registry is the single source of truth; this mirrors it), and "
+            "why: the registry's audit event that put it there (deployment decision, promotion job, rollout finish "
+            "or rollback; actor, time, run, data version, gates, approval). "
             "Freshness: it should be refreshed by new data at least weekly (warn after 3 days)."
         ),
         freshness_policy=dg.FreshnessPolicy.time_window(fail_window=timedelta(days=7), warn_window=timedelta(days=3)),
@@ -282,12 +294,14 @@ def build(model: MLModel) -> dg.Definitions:
             promoted = [t for t in reg.transitions(name, production.version) if t.to_stage == Stage.PRODUCTION]
             if promoted:
                 metadata["promoted_at"] = promoted[-1].at.isoformat()
+            metadata.update(placement(reg, name, production.version, Stage.PRODUCTION))
         return dg.MaterializeResult(
             value={"model_name": name, "production": _version_summary(production)}, metadata=metadata
         )
 
     @dg.asset(
         **model.asset_defaults("rollout_step", stage="deployments"),
+        kinds={"sqlalchemy"},  # it reads and moves the registry (SQLAlchemy: SQLite locally, PostgreSQL in prod)
         deps=[model.key("performance_report"), model.key("ab_test")],
         description=(
             "The active rollout's step on the evidence of this data version: guards of the current phase on every "
@@ -336,11 +350,15 @@ def build(model: MLModel) -> dg.Definitions:
         context.log.info(decision.log_line(used))
         return dg.MaterializeResult(
             value=decision.to_record(used),
-            metadata={**decision.to_metadata(used), "guards": table(decision.guard_rows)},
+            metadata={
+                **decision.to_metadata(used),
+                "guards": table(decision.guard_rows, columns=list(GUARD_COLUMNS), descriptions=GUARD_COLUMNS),
+            },
         )
 
     @dg.asset(
         **model.asset_defaults("rollout_state", stage="deployments", partitioned=False),
+        kinds={"sqlalchemy"},
         deps=[model.key("deployment_decision"), model.key("rollout_step")],
         description="The model's latest rollout as the registry records it: phase, traffic share and every move.",
     )
@@ -355,21 +373,25 @@ def build(model: MLModel) -> dg.Definitions:
                 "at": e.at.isoformat(),
                 "from": f"{e.from_phase.value} {e.from_share:g}",
                 "to": f"{e.to_phase.value} {e.to_share:g}",
+                "guards": (e.evidence.get("guards") or {}).get("status", ""),
                 "reason": e.reason,
             }
             for e in state.history
         ]
-        return dg.MaterializeResult(
-            value={"model_name": name, "rollout": state.to_dict()},
-            metadata={
-                "phase": state.phase.value,
-                "challenger_share": state.challenger_share,
-                "active": state.phase in (Phase.SHADOW, Phase.CANARY),
-                "champion": f"v{state.champion_version}",
-                "challenger": f"v{state.challenger_version}",
-                "moves": table(moves),
-            },
-        )
+        metadata: dict[str, Any] = {
+            "phase": state.phase.value,
+            "challenger_share": state.challenger_share,
+            "active": state.phase in (Phase.SHADOW, Phase.CANARY),
+            "champion": f"v{state.champion_version}",
+            "challenger": f"v{state.challenger_version}",
+            "moves": table(moves, columns=("at", "from", "to", "guards", "reason")),
+        }
+        # The guards that decided the latest move (each with the direction that passes).
+        decided = [e for e in state.history if (e.evidence.get("guards") or {}).get("checks")]
+        if decided:
+            rows = guard_table_rows(decided[-1].evidence["guards"]["checks"])
+            metadata["last_guards"] = table(rows, columns=list(GUARD_COLUMNS), descriptions=GUARD_COLUMNS)
+        return dg.MaterializeResult(value={"model_name": name, "rollout": state.to_dict()}, metadata=metadata)
 
     return dg.Definitions(
         assets=[deployment_decision, staging_deployment, production_deployment, rollout_step, rollout_state]

@@ -82,6 +82,45 @@ class GuardStatus(StrEnum):
     INSUFFICIENT_DATA = "insufficient_data"
 
 
+#: The passing direction of each guard, in words (the guard tables' ``passes_when`` column).
+GUARD_PASSES_WHEN: dict[str, str] = {
+    "challenger_failure_rate": "value ≤ limit (at most this share of failed challenger predictions)",
+    "agreement": "value ≥ limit (challenger and champion decide alike on at least this share of rows)",
+    "score_correlation": "value ≥ limit (Spearman correlation of the two models' scores)",
+    "error_rate_increase": "value ≤ limit (challenger error rate minus champion's, on the challenger's rows)",
+    "auc_drop": "value ≤ limit (champion AUC minus challenger AUC, on the challenger's rows)",
+    "ab_test": "the champion does not win the A/B test (value: p-value; limit: alpha)",
+}
+
+#: Column descriptions of a guard table (:func:`guard_table_rows`).
+GUARD_COLUMNS: dict[str, str] = {
+    "name": "The guard.",
+    "status": "pass, fail or insufficient_data (too few rows to decide).",
+    "value": "What was measured (empty: not measurable).",
+    "passes_when": "The passing direction: how value compares with limit for the guard to pass.",
+    "limit": "The threshold from the model's rollout policy.",
+    "detail": "The measurement in words.",
+}
+
+
+def guard_table_rows(checks: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Guard checks (:meth:`GuardCheck.to_dict` form) as table rows, each with its ``passes_when`` direction.
+
+    Columns in :data:`GUARD_COLUMNS` order; a guard not in :data:`GUARD_PASSES_WHEN` gets an empty direction.
+    """
+    return [
+        {
+            "name": c.get("name"),
+            "status": c.get("status"),
+            "value": c.get("value"),
+            "passes_when": GUARD_PASSES_WHEN.get(str(c.get("name")), ""),
+            "limit": c.get("limit"),
+            "detail": c.get("detail"),
+        }
+        for c in checks
+    ]
+
+
 @dataclass(frozen=True)
 class GuardCheck:
     """One guard: a measured value against its limit.
@@ -725,8 +764,9 @@ class RolloutDecision:
 
     @property
     def guard_rows(self) -> list[dict[str, Any]]:
-        """One JSON-ready row per guard check (name, status, value, limit, detail), for a metadata table."""
-        return [] if self.guards is None else [c.to_dict() for c in self.guards.checks]
+        """One JSON-ready row per guard check (name, status, value, passes_when, limit, detail), for a metadata
+        table (:func:`guard_table_rows`)."""
+        return [] if self.guards is None else guard_table_rows([c.to_dict() for c in self.guards.checks])
 
     def held_for_approval(self, note: str) -> "RolloutDecision":
         """The step as it ends when the registry wants a person's approval for the switch: nothing moved."""

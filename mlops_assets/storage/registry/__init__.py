@@ -48,10 +48,13 @@ next to the original two, so an existing registry database gains them without a 
   switch and a rollback take ``required_gates`` and refuse with :class:`GateEvidenceMissing`, inside
   their transaction, unless the latest outcome of each of those gates is of this very version and
   artifact and passed (:func:`mlops_assets.ml.gate_evidence.judge_evidence`). A version whose latest
-  outcome of a gate failed stays refused until a new evaluation of it passes.
+  outcome of a gate failed stays refused until a new evaluation of it passes. A failed outcome also writes,
+  in its transaction, the version's rejection record (``version_rejections``, once per failed evaluation: one
+  artifact judged on one data version in one run), read back by :meth:`ModelRegistry.rejections` with the
+  evaluation's failed gates and messages; the stage does not move.
 
-``alias_log``, ``approvals``, ``model_policies``, ``version_verdicts`` and ``gate_results`` are
-append-only in the database (triggers), like ``stage_transitions``.
+``alias_log``, ``approvals``, ``model_policies``, ``version_verdicts``, ``gate_results`` and
+``version_rejections`` are append-only in the database (triggers), like ``stage_transitions``.
 
 Layout (one concern per module): :mod:`.types` (stages, errors, records), :mod:`.schema` (tables,
 triggers), :mod:`.engine` (engines, transactions, locking), :mod:`.records` and :mod:`.statements`
@@ -84,6 +87,7 @@ from mlops_assets.storage.registry.types import (
     NothingToRollBack,
     RegistryConflict,
     RegistryError,
+    Rejection,
     Transition,
     VersionMarkedBad,
     VersionNotFound,
@@ -113,6 +117,7 @@ __all__ = [
     "NothingToRollBack",
     "RegistryConflict",
     "RegistryError",
+    "Rejection",
     "Stage",
     "Transition",
     "VersionMarkedBad",

@@ -28,9 +28,9 @@ class ModelRegistry(
     """
 
     def audit_log(self, model_name: str) -> list[dict[str, Any]]:
-        """One time-ordered trail of the model: failed gates (rejections), stage transitions, alias moves, rollout
-        moves and approvals. Each entry has ``at``, ``kind``, ``version``, ``change``, ``actor``, ``reason`` and
-        ``evidence``."""
+        """One time-ordered trail of the model: rejections (kind ``gate``: one per failed evaluation, naming its
+        failed gates), stage transitions, alias moves, rollout moves and approvals. Each entry has ``at``, ``kind``,
+        ``version``, ``change``, ``actor``, ``reason`` and ``evidence``; oldest first."""
         entries: list[dict[str, Any]] = []
         for t in self.history(model_name):
             entries.append(
@@ -80,10 +80,25 @@ class ModelRegistry(
                     "evidence": {},
                 }
             )
-        # A failed gate is the version's rejection (no stage moves for it: its decision never ran), so it is part
-        # of the trail; passed gates are the evidence cited by the promotion's own stage row.
+        # A rejection (one failed evaluation: its failed gates and messages) is part of the trail: no stage moves
+        # for it, its decision never ran. Kind "gate" for readers of the trail written before rejection records;
+        # failed gates recorded before them (no rejection row for their evaluation) still appear one by one.
+        covered: set[tuple[int, str, str, str]] = set()
+        for r in self.rejections(model_name):
+            covered.add((r.version, r.artifact_sha256, r.data_version, r.run_id))
+            entries.append(
+                {
+                    "at": r.at,
+                    "kind": "gate",
+                    "version": r.version,
+                    "change": "rejected by " + ", ".join(g.rsplit(":", 1)[-1] for g, _m in r.failed_gates),
+                    "actor": f"run {r.run_id}",
+                    "reason": "; ".join(message for _g, message in r.failed_gates),
+                    "evidence": r.to_dict(),
+                }
+            )
         for g in self.gate_history(model_name):
-            if not g.passed:
+            if not g.passed and (g.version, g.artifact_sha256, g.data_version, g.run_id) not in covered:
                 entries.append(
                     {
                         "at": g.at,

@@ -1,8 +1,8 @@
 """The registry's tables, indexes, check constraints and the triggers that make logs append-only.
 
 ``model_versions`` rows are never deleted and change only in ``stage``; ``stage_transitions``,
-``alias_log``, ``approvals``, ``model_policies``, ``version_verdicts``, ``rollout_log`` and
-``gate_results`` refuse UPDATE, DELETE (and TRUNCATE on PostgreSQL) in the database itself. Tables are
+``alias_log``, ``approvals``, ``model_policies``, ``version_verdicts``, ``rollout_log``, ``gate_results`` and
+``version_rejections`` refuse UPDATE, DELETE (and TRUNCATE on PostgreSQL) in the database itself. Tables are
 created on first use (:meth:`mlops_assets.storage.registry.engine.RegistryCore._ensure_schema`), so an
 existing database gains the newer tables without a migration.
 """
@@ -325,6 +325,29 @@ gate_results = Table(
     sqlite_autoincrement=True,
 )
 
+# One row per failed evaluation of a model version: the version's artifact judged on one data version in one run
+# (the unique constraint makes "exactly once" a fact of the database). The failed gates are that evaluation's
+# failed gate_results rows; ``gate``/``summary`` are the first failure, the one that opened the record.
+version_rejections = Table(
+    "version_rejections",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("model_name", String(255), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("artifact_sha256", String(64), nullable=False),
+    Column("data_version", Text, nullable=False),
+    Column("run_id", Text, nullable=False),
+    Column("gate", String(255), nullable=False),
+    Column("summary", Text, nullable=False),
+    Column("at", _UTCDateTime(), nullable=False),
+    _version_fk("version", "fk_version_rejections_version"),
+    UniqueConstraint(
+        "model_name", "version", "artifact_sha256", "data_version", "run_id", name="uq_version_rejections_evaluation"
+    ),
+    Index("ix_version_rejections_model_version", "model_name", "version"),
+    sqlite_autoincrement=True,
+)
+
 
 def _make_append_only(table: Table) -> None:
     """Attach triggers refusing UPDATE, DELETE (and TRUNCATE on PostgreSQL) to ``table`` at its creation.
@@ -352,5 +375,5 @@ def _make_append_only(table: Table) -> None:
         event.listen(table, "after_create", DDL(statement).execute_if(dialect="postgresql"))
 
 
-for _table in (alias_log, approvals, model_policies, version_verdicts, rollout_log, gate_results):
+for _table in (alias_log, approvals, model_policies, version_verdicts, rollout_log, gate_results, version_rejections):
     _make_append_only(_table)

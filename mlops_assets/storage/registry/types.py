@@ -261,3 +261,46 @@ class ApprovalPolicy:
 
     require_approval_for_production: bool = False
     four_eyes: bool = False
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """The record that one evaluation of a model version failed its gates (table ``version_rejections``).
+
+    Written once per failed evaluation — one artifact judged on one data version in one run — in the
+    transaction that records its first failed gate (:meth:`ModelRegistry.record_gate_result`). It is a record,
+    not a stage: the version's stage does not move (the gate evidence already refuses its promotion).
+
+    Attributes:
+        id: Sequence number.
+        model_name: Registered model name.
+        version: The rejected version.
+        artifact_sha256: The artifact the gates judged.
+        data_version: The data version (partition) it was evaluated on.
+        run_id: The run that evaluated it.
+        failed_gates: The evaluation's failed gates, ``(gate, message)`` in the order first recorded (a gate
+            recorded failed twice in that run, e.g. a retried step, appears once with its latest message).
+        at: When the first failed gate was recorded (UTC).
+    """
+
+    id: int
+    model_name: str
+    version: int
+    artifact_sha256: str
+    data_version: str
+    run_id: str
+    failed_gates: tuple[tuple[str, str], ...]
+    at: datetime
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (the ``evidence`` of its audit-log entry)."""
+        return {
+            "rejection_id": self.id,
+            "gate": self.failed_gates[0][0] if self.failed_gates else "",
+            "failed_gates": [{"gate": gate, "message": message} for gate, message in self.failed_gates],
+            "version": self.version,
+            "artifact_sha256": self.artifact_sha256,
+            "data_version": self.data_version,
+            "run_id": self.run_id,
+            "at": self.at.isoformat(),
+        }
