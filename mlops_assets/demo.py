@@ -229,7 +229,9 @@ def _no_retry_follows(instance: dg.DagsterInstance, model: MLModel, run: dg.Dags
     return latest[0].run_id == run.run_id
 
 
-def _check_results(instance: dg.DagsterInstance, run_id: str) -> list[tuple[str, bool, str]]:
+def _check_results(instance: dg.DagsterInstance, run_id: str) -> list[tuple[str, bool, str, bool]]:
+    """``(check, passed, message, blocking)`` of every check evaluated in the run; blocking = a gate (ERROR severity),
+    else a warning (``no_drift``, ``data_quality``, ``performance_within_sla``)."""
     records = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION).records
     results = []
     for record in records:
@@ -241,7 +243,8 @@ def _check_results(instance: dg.DagsterInstance, run_id: str) -> list[tuple[str,
             continue
         message = evaluation.metadata.get("message")
         text = str(message.value) if message else (evaluation.description or "")
-        results.append((evaluation.check_name, bool(evaluation.passed), text))
+        blocking = evaluation.severity == dg.AssetCheckSeverity.ERROR
+        results.append((evaluation.check_name, bool(evaluation.passed), text, blocking))
     return results
 
 
@@ -311,21 +314,38 @@ def _monitoring_lines(version: str, instance: dg.DagsterInstance, model: MLModel
     return lines
 
 
+#: Characters of a check's message the demo prints (the whole message is on the check in the UI).
+MESSAGE_CHARS = 600
+
+
 def _tell_run(run: dg.DagsterRun, instance: dg.DagsterInstance, seconds: float | None = None) -> tuple[int, int]:
+    """Print one run: its job, reason and status, its gates (blocking checks) and its warnings apart.
+
+    Returns:
+        ``(gates passed, gates evaluated)``; warnings are not gates and are not counted.
+    """
     checks = _check_results(instance, run.run_id)
-    failed = [(name, message) for name, passed, message in checks if not passed]
+    gates = [c for c in checks if c[3]]
+    failed = [(name, message) for name, passed, message, _ in gates if not passed]
+    warned = [(name, message) for name, passed, message, blocking in checks if not blocking and not passed]
     reason = run.tags.get(REASON_TAG, "?")
     took = f" in {seconds:.1f} s" if seconds is not None else ""
     _say(f"      {run.job_name} (reason {reason}) run {run.run_id[:8]} {run.status.value}{took}")
     if EVIDENCE_TAG in run.tags:
         _say(f"        evidence: {run.tags[EVIDENCE_TAG][:300]}")
-    _say(f"        gates: {len(checks) - len(failed)}/{len(checks)} passed")
+    warnings = len(checks) - len(gates)
+    _say(
+        f"        gates: {len(gates) - len(failed)}/{len(gates)} passed"
+        + (f"; warnings: {len(warned)} of {warnings} checks warn" if warnings else "")
+    )
     for name, message in failed:
-        _say(f"        ✗ {name}: {message[:300]}")
+        _say(f"        ✗ {name}: {message[:MESSAGE_CHARS]}")
+    for name, message in warned:
+        _say(f"        ! {name} (warning): {message[:MESSAGE_CHARS]}")
     if not checks:
         for error in _step_errors(instance, run.run_id):
             _say(f"        ✗ {error[:400]}")
-    return len(checks) - len(failed), len(checks)
+    return len(gates) - len(failed), len(gates)
 
 
 def _tell(

@@ -77,7 +77,8 @@ def test_failing_gates_stop_promotion_for_that_version_only(lifecycle):
     assert r1.success
     outcomes = check_outcomes(r1)
     assert all(outcomes.values())
-    assert {k.name for k in G.model.required_gates} | {"no_drift", "performance_within_sla"} == set(outcomes)
+    warnings = {"no_drift", "data_quality", "performance_within_sla"}
+    assert {k.name for k in G.model.required_gates} | warnings == set(outcomes)
     prod = registry.production_version("synthetic")
     assert prod is not None and prod.data_versions == (v1,)
     first = prod.version
@@ -291,7 +292,7 @@ def test_candidate_metadata_carries_the_reproducibility_manifest(lifecycle):
     )
     for key in ("candidate_roc_auc", "candidate_ece", "slices", "fairness_groups", "roc_curve", "reliability_diagram"):
         assert key in evaluation.metadata, key
-    assert evaluation.metadata["roc_curve"].value.startswith("![ROC curves](data:image/png;base64,")
+    assert evaluation.metadata["roc_curve"].value.startswith("![ROC curves](data:image/svg+xml,")
 
 
 def test_drift_report_compares_new_data_with_the_production_models_training_data(promoted):
