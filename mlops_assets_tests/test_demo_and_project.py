@@ -41,7 +41,9 @@ def test_demo_runs_the_lifecycle_through_the_daemon_and_sensor(tmp_path):
     out = done.stdout
     assert "[1/2] landing synthetic_v001.csv" in out and "[2/2] landing synthetic_v002.csv" in out
     # Progress: from the second version on, the elapsed time and an estimate of what is left.
-    assert re.search(r"\[2/2\] landing synthetic_v002.csv → data version \S+ \(\d+ s elapsed, about \d+ s left\)", out), out
+    assert re.search(
+        r"\[2/2\] landing synthetic_v002.csv → data version \S+ \(\d+ s elapsed, about \d+ s left\)", out
+    ), out
     assert "→ promoted" in out
     assert f"DAGSTER_HOME={home}" in out
 
