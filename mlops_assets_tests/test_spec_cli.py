@@ -322,3 +322,31 @@ def test_the_console_script_runs(tmp_path: Path, cancer_spec: tuple[Path, list[P
     done = subprocess.run([script, "check", str(spec_path), *map(str, files)], capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
     assert re.search(r"Result: all 3 file\(s\) passed", done.stdout)
+
+
+def _logistic_or_interaction(n: int, *, interaction: bool, seed: int) -> pd.DataFrame:
+    """Two numeric features; the label follows a linear logit, or the sign of their product (no linear signal)."""
+    rng = np.random.default_rng(seed)
+    x1, x2 = rng.normal(size=n), rng.normal(size=n)
+    logit = 3.0 * x1 * x2 if interaction else 1.5 * x1 - 1.0 * x2
+    label = rng.random(n) < 1.0 / (1.0 + np.exp(-logit))
+    return pd.DataFrame({"row_id": np.arange(n), "x1": x1.round(4), "x2": x2.round(4), "outcome": label.astype(int)})
+
+
+@pytest.mark.parametrize(
+    ("interaction", "estimator", "baseline"),
+    [(False, "logistic_regression", "dummy"), (True, "hist_gradient_boosting", "logistic_regression")],
+)
+def test_infer_picks_the_estimator_the_gates_will_accept(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], interaction: bool, estimator: str, baseline: str
+):
+    # On linear data no gradient-boosting candidate beats the logistic baseline (gate beats_baseline), so infer
+    # measures both on the samples and makes the linear model the candidate with a dummy baseline; on data with an
+    # interaction and no linear signal it keeps gradient boosting against the linear baseline.
+    files = _split(_logistic_or_interaction(3000, interaction=interaction, seed=7), tmp_path / "data", "toy")
+    out = tmp_path / "toy.yaml"
+    _infer(capsys, files, out, "--label", "outcome", "--id", "row_id")
+    spec = load_spec(str(out))
+    assert (spec.training.estimator, spec.training.baseline) == (estimator, baseline)
+    text = out.read_text()
+    assert re.search(r"# Measured on the samples \(time-ordered CV, roc_auc\): gradient boosting 0\.\d{4}", text)

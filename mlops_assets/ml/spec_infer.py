@@ -711,9 +711,10 @@ def infer_spec(paths: Sequence[Path | str], options: InferOptions = InferOptions
     ]
     inferred = InferredSpec(data=data, notes=notes, header=header, files=files)
     try:
-        inferred.spec()
+        spec = inferred.spec()
     except SpecError as exc:  # pragma: no cover - an inference rule out of step with the spec's rules
         raise InferError(f"the inferred spec does not load: {exc}") from exc
+    _choose_estimator(spec, typed, data["training"], notes)
     return inferred
 
 
@@ -882,6 +883,88 @@ def _policy(typed: Sequence[pd.DataFrame], notes: dict[str, list[str]]) -> dict[
         "gates": gate_data,
         "rollout": {"rollout_min_rows": rollout_rows},
     }
+
+
+#: At most this many of the samples' latest rows go into the estimator comparison (:func:`compare_estimators`).
+COMPARISON_MAX_ROWS = 50_000
+
+
+def compare_estimators(spec: DatasetSpec, frames: Sequence[pd.DataFrame]) -> dict[str, float] | None:
+    """Time-ordered CV score of the two trainable estimators on sample data versions, as the gates will compare them.
+
+    ``beats_baseline`` requires the candidate (gradient boosting by default) to beat a logistic regression trained
+    on the same rows. On data where a linear model is already right, no gradient-boosting candidate ever passes, so
+    :func:`infer_spec` measures both first: the spec's default pipelines
+    (:func:`~mlops_assets.ml.training.build_pipeline`, default parameters, no search) scored by the spec's headline
+    metric with ``TimeSeriesSplit`` folds holding both classes
+    (:func:`~mlops_assets.ml.training.cv_folds_with_class_counts`, sklearn's ``cross_val_score``) on the samples'
+    rows in file order (the latest :data:`COMPARISON_MAX_ROWS`).
+
+    Args:
+        spec: The inferred spec.
+        frames: The sample files, typed, oldest first.
+
+    Returns:
+        Estimator name → mean CV score, or ``None`` when the samples cannot be compared (a file fails the schema,
+        too few rows, or no fold holds both classes).
+    """
+    from sklearn.model_selection import cross_val_score
+
+    from mlops_assets.ml import training
+
+    typed = [validation.coerce_to_schema(frame, spec) for frame in frames]
+    if any(frame is None for frame in typed):
+        return None
+    rows = pd.concat([feature_core.build_features(frame, spec) for frame in typed if frame is not None])
+    rows = rows.iloc[-COMPARISON_MAX_ROWS:]
+    X = feature_core.model_inputs(rows, spec)
+    y = rows[feature_core.LABEL_COLUMN].to_numpy()
+    try:
+        folds = training.cv_folds_with_class_counts(y, spec.training.cv_folds)
+    except ValueError:
+        return None
+    used = [(train_idx, val_idx) for train_idx, val_idx, record in folds if record["used"]]
+    if not used:
+        return None
+    scoring = training.SCORING[spec.policy.evaluation.headline_metric]
+    seed = spec.policy.evaluation.random_seed
+    return {
+        estimator: float(
+            np.mean(
+                cross_val_score(training.build_pipeline(spec, estimator, seed=seed), X, y, cv=used, scoring=scoring)
+            )
+        )
+        for estimator in ("hist_gradient_boosting", "logistic_regression")
+    }
+
+
+def _choose_estimator(
+    spec: DatasetSpec, frames: Sequence[pd.DataFrame], section: dict[str, Any], notes: dict[str, list[str]]
+) -> None:
+    """Set ``training.estimator`` and ``training.baseline`` in ``section`` from :func:`compare_estimators`."""
+    scores = compare_estimators(spec, frames)
+    metric = spec.policy.evaluation.headline_metric
+    if scores is None:
+        notes["training.estimator"].append("(The samples could not be compared by cross validation: the default kept.)")
+        return
+    boosting, linear = scores["hist_gradient_boosting"], scores["logistic_regression"]
+    measured = (
+        f"Measured on the samples (time-ordered CV, {metric}): gradient boosting {boosting:.4f}, logistic regression "
+        f"{linear:.4f}."
+    )
+    if linear >= boosting:
+        section["estimator"] = "logistic_regression"
+        section["baseline"] = "dummy"
+        notes["training.estimator"] = [
+            f"{measured} The linear model is as good or better (a simpler model is not worse), so it is the candidate; "
+            "set hist_gradient_boosting to tune gradient boosting instead."
+        ]
+        notes["training.baseline"] = [
+            "Gate beats_baseline: the candidate must beat this model trained on the same rows. dummy (the prior rate), "
+            "because the candidate is already the linear model."
+        ]
+    else:
+        notes["training.estimator"].insert(0, measured)
 
 
 def _training(notes: dict[str, list[str]]) -> dict[str, Any]:

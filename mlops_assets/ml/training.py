@@ -280,7 +280,8 @@ def positive_scores(pipeline: Pipeline, inputs: pd.DataFrame) -> np.ndarray:
     return np.asarray(proba[:, classes.index(1)], dtype=np.float64)
 
 
-_SCORING = {"roc_auc": "roc_auc", "pr_auc": "average_precision"}
+#: The sklearn scorer of each headline metric.
+SCORING = {"roc_auc": "roc_auc", "pr_auc": "average_precision"}
 
 
 SEARCH_SKIPPED_NO_VALID_FOLD = "search skipped: no fold with both classes in training and validation"
@@ -434,7 +435,7 @@ def tune_and_train(
         return train_candidate(features_df, spec, training.estimator, training.params), None
     seed = spec.policy.evaluation.random_seed
     X, y = _train_rows(features_df, spec)
-    scoring = _SCORING[spec.policy.evaluation.headline_metric]
+    scoring = SCORING[spec.policy.evaluation.headline_metric]
     space = {k: [_plain(v) for v in values] for k, values in training.search.items()}
     try:
         folds = cv_folds_with_class_counts(y, training.cv_folds)
