@@ -174,6 +174,8 @@ def _landing_runs(instance: dg.DagsterInstance, model: MLModel, version: str) ->
 
 #: Seconds between the demo's progress lines while it waits for a run.
 PROGRESS_EVERY_S = 20.0
+#: How many of a run's latest events the progress line looks through for a step's message.
+PROGRESS_EVENTS = 50
 
 
 def _eta(started: float, index: int, total: int) -> str:
@@ -187,7 +189,9 @@ def _eta(started: float, index: int, total: int) -> str:
 
 def _run_progress(instance: dg.DagsterInstance, run: dg.DagsterRun) -> str | None:
     """Where a run is: its latest step message (e.g. ``candidate_model: search: 5/12 fits scored …``), or None."""
-    for entry in reversed(instance.all_logs(run.run_id)):
+    # Only the run's latest events (newest first), not its whole log, every PROGRESS_EVERY_S.
+    latest = instance.get_records_for_run(run.run_id, limit=PROGRESS_EVENTS, ascending=False).records
+    for entry in (record.event_log_entry for record in latest):
         if entry.step_key and entry.user_message:
             step = entry.step_key.split("__", 1)[-1]
             return f"{step}: {entry.user_message.splitlines()[0][:140]}"

@@ -18,8 +18,6 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 import pytest
-from dagster._core.definitions.metadata import normalize_metadata
-from dagster._serdes import serialize_value
 from sklearn import metrics as skm
 
 from mlops_assets.assets.evaluations import METADATA_BUDGET_BYTES, _evaluation_metadata
@@ -115,8 +113,10 @@ def toy() -> Evaluation:
 
 
 def stored_size(metadata: dict[str, Any]) -> int:
-    """Bytes of ``metadata`` as Dagster stores it: normalized to metadata values, then its serdes JSON."""
-    return len(serialize_value(dict(normalize_metadata(metadata))))
+    """Bytes of ``metadata`` as Dagster stores it: normalized to metadata values (by a materialization), then its
+    serdes JSON."""
+    normalized = dg.AssetMaterialization(asset_key="sized", metadata=metadata).metadata
+    return len(dg.serialize_value(dict(normalized)))
 
 
 def svg_of(markdown: str) -> ET.Element:
@@ -463,7 +463,7 @@ def test_materialized_evaluations_fit_the_budget_with_inline_plots(promoted_worl
         materialization = records[0].asset_materialization
         assert materialization is not None
         metadata = dict(materialization.metadata)
-        size = len(serialize_value(metadata))
+        size = len(dg.serialize_value(metadata))
         assert size < METADATA_BUDGET_BYTES, (version, size)
         markdown = [v.value for v in metadata.values() if isinstance(v, dg.MarkdownMetadataValue)]
         assert len(markdown) == 2 and all(plots.markdown_chars(m) < plots.MARKDOWN_INLINE_CHARS for m in markdown)

@@ -202,6 +202,15 @@ def _performance_descriptions(metric: str) -> dict[str, str]:
     }
 
 
+def _nothing_to_compare(drift_report: dict[str, Any]) -> dg.AssetCheckResult:
+    """A drift-report check's pass when there is no reference to compare with (nothing in production yet)."""
+    return dg.AssetCheckResult(
+        passed=True,
+        description=f"nothing to compare with: {drift_report.get('reason')}",
+        metadata={"compared_with": "none"},
+    )
+
+
 def build(model: MLModel) -> dg.Definitions:
     """The monitoring stage of ``model``: drift, predictions, labels, realised performance and the A/B test.
 
@@ -253,11 +262,7 @@ def build(model: MLModel) -> dg.Definitions:
     def no_drift(drift_report: dict[str, Any]) -> dg.AssetCheckResult:
         report = drift_report.get("report")
         if report is None:
-            return dg.AssetCheckResult(
-                passed=True,
-                description=f"nothing to compare with: {drift_report.get('reason')}",
-                metadata={"compared_with": "none"},
-            )
+            return _nothing_to_compare(drift_report)
         drifted = [c["column"] for c in report["columns"] if c["drifted"]]
         # Failed closed: drifted with a reason. A column missing on both sides has a reason but is unchanged.
         no_values = [c["column"] for c in report["columns"] if c.get("reason") and c["drifted"]]
@@ -304,11 +309,7 @@ def build(model: MLModel) -> dg.Definitions:
     def data_quality(drift_report: dict[str, Any]) -> dg.AssetCheckResult:
         record = drift_report.get("report")
         if record is None:
-            return dg.AssetCheckResult(
-                passed=True,
-                description=f"nothing to compare with: {drift_report.get('reason')}",
-                metadata={"compared_with": "none"},
-            )
+            return _nothing_to_compare(drift_report)
         report = drift.DriftReport.from_dict(record)
         limit = model.spec().policy.monitoring.max_new_category_share
         findings = drift.data_quality_findings(report, limit)
