@@ -173,6 +173,18 @@ def _volume_ratio_bounds(value: Any, where: str) -> tuple[float, float]:
     return lo, hi
 
 
+def _canary_steps(value: Any, where: str) -> tuple[float, ...]:
+    key = "canary_steps"
+    if isinstance(value, str) or not isinstance(value, list | tuple) or not value:
+        raise PolicyError(f"{where}: policy.{key} must be a non-empty list of shares, got {value!r}")
+    steps = tuple(_number(v, where, key) for v in value)
+    if any(not 0.0 < s <= 1.0 for s in steps) or any(b <= a for a, b in zip(steps, steps[1:], strict=False)):
+        raise PolicyError(f"{where}: policy.{key} must be strictly increasing shares in (0, 1], got {list(steps)}")
+    if steps[-1] != 1.0:
+        raise PolicyError(f"{where}: policy.{key} must end at 1.0 (the challenger serves everything), got {list(steps)}")
+    return steps
+
+
 _IN_01 = _rule(open_interval=(0, 1))
 _NON_NEGATIVE = _rule(ge=0)
 _SPLIT = "it decides the split of the features, before the evaluation"
@@ -195,11 +207,15 @@ class DataGatePolicy:
             and passes, recorded.
         allow_protected_as_features: A column listed both under ``features`` and ``protected`` is refused when
             the spec loads, unless this is ``true`` (then ``features_allowlisted`` records the protected inputs).
+        min_labelled_share: A data version is *labelled* when at least this share of its rows has a label (from
+            its own label column or the labels stream). Only labelled versions are trained or evaluated on, and
+            only they count for the retraining sensors; in [0.001, 1].
     """
 
     min_rows: int = field(default=500, metadata=_NON_NEGATIVE)
     volume_ratio_bounds: tuple[float, float] = field(default=(0.5, 2.0), metadata=_rule(parse=_volume_ratio_bounds))
     allow_protected_as_features: bool = False
+    min_labelled_share: float = field(default=0.8, metadata=_rule(ge=0.001, le=1))
 
 
 @dataclass(frozen=True)
@@ -304,8 +320,22 @@ class RolloutPolicy:
         canary_max_auc_drop: Canary guard: largest ROC AUC loss of the challenger against the champion on
             the rows the challenger served (paired).
         canary_max_error_rate_increase: Canary guard: largest increase of the misclassification rate there.
-        ab_min_detectable_effect: The A/B test's horizon is sized to detect this absolute difference in
-            the served decision accuracy of the two arms (alpha 0.05, power 0.8).
+        ab_min_detectable_effect: The fixed-horizon A/B test's horizon is sized to detect this absolute
+            difference in the served decision accuracy of the two arms (alpha 0.05, power 0.8).
+        ab_method: ``msprt`` (default): an always-valid mixture sequential probability ratio test, which may be
+            read after every data version at level ``ab_alpha``; ``fixed_horizon``: the two-proportion z-test,
+            valid only when read once, at its horizon.
+        ab_metric: What the sequential test compares per row: ``log_loss`` (default) or ``brier`` (proper
+            scoring rules of the served score), or ``accuracy`` (the decision at ``decision_threshold``).
+        ab_alpha: The A/B test's level (type-I error over every reading).
+        ab_mixture_sd: mSPRT: standard deviation of the normal mixing distribution over the true per-row mean
+            difference of ``ab_metric`` (the effect sizes the test is most sensitive to).
+        canary_steps: The challenger's traffic shares of the canary steps, strictly increasing, ending at 1.0.
+        shadow_phase: Whether a rollout starts with a shadow phase (the challenger scores, never serves).
+        on_new_candidate: What happens to a new candidate that passed its gates while a rollout is in progress:
+            ``queue`` (it waits; its rollout starts when the current one ends), ``supersede`` (the rollout in
+            progress is stopped and the new candidate's starts) or ``compare`` (the two are compared on the
+            same holdout; the better one continues, the other is archived).
     """
 
     rollout_min_rows: int = field(default=1000, metadata=_NON_NEGATIVE)
@@ -314,6 +344,13 @@ class RolloutPolicy:
     canary_max_auc_drop: float = field(default=0.01, metadata=_NON_NEGATIVE)
     canary_max_error_rate_increase: float = field(default=0.01, metadata=_NON_NEGATIVE)
     ab_min_detectable_effect: float = field(default=0.02, metadata=_NON_NEGATIVE)
+    ab_method: str = field(default="msprt", metadata=_rule(choices=("msprt", "fixed_horizon")))
+    ab_metric: str = field(default="log_loss", metadata=_rule(choices=("log_loss", "brier", "accuracy")))
+    ab_alpha: float = field(default=0.05, metadata=_IN_01)
+    ab_mixture_sd: float = field(default=0.02, metadata=_rule(ge=1e-9))
+    canary_steps: tuple[float, ...] = field(default=(0.05, 0.25, 0.50, 1.00), metadata=_rule(parse=_canary_steps))
+    shadow_phase: bool = True
+    on_new_candidate: str = field(default="queue", metadata=_rule(choices=("queue", "supersede", "compare")))
 
 
 @dataclass(frozen=True)
@@ -328,6 +365,8 @@ class MonitoringPolicy:
             missing values rose by more than this (absolute, 0.05 = 5 percentage points) over the
             reference, significantly (one-sided Fisher exact test at 0.05), is drifted and a data-quality
             failure. In [0, 1]; 1 turns the rule off.
+        performance_estimate_samples: ``performance_estimate``: label draws from the calibrated scores behind
+            the estimate's confidence band (CBPE's sampling error).
         max_new_category_share: Drift report's ``data_quality`` check (a warning, not blocking): it warns when more
             than this share of a data version's rows carry a category the production model's training data never
             had, in some column (0, the default: any new category; 1 turns it off). It also warns on the
@@ -337,6 +376,7 @@ class MonitoringPolicy:
     max_realised_metric_drop: float = field(default=0.05, metadata=_NON_NEGATIVE)
     max_null_share_increase: float = field(default=0.05, metadata=_rule(ge=0, le=1))
     max_new_category_share: float = field(default=0.0, metadata=_rule(ge=0, le=1))
+    performance_estimate_samples: int = field(default=500, metadata=_rule(ge=50))
 
 
 Section = DataGatePolicy | EvaluationPolicy | ModelGatePolicy | RolloutPolicy | MonitoringPolicy

@@ -72,11 +72,21 @@ class ColumnSpec:
 
 @dataclass(frozen=True)
 class LabelSpec:
-    """The binary label: its column, its allowed values and which value is the positive class."""
+    """The binary label: its column, its allowed values and which value is the positive class.
+
+    Attributes:
+        column: The label column (in data files and in labels files).
+        positive: The positive class, as the label column's type stores it.
+        values: The two label values.
+        required: Whether every data file must carry the label column, fully filled (spec key ``label.required``,
+            default ``true``). ``false``: a data version may arrive without labels (the column absent, or empty
+            cells); its labels then come later from the labels stream (the model's labels zone), joined by id.
+    """
 
     column: str
     positive: Any
     values: tuple[Any, ...]
+    required: bool = True
 
 
 ESTIMATORS: tuple[str, ...] = ("hist_gradient_boosting", "logistic_regression", "dummy")
@@ -206,6 +216,8 @@ class DatasetSpec:
         # The policy's settings flat, as before the policy had sections: the same spec keeps its fingerprint
         # (and the asset code versions and training fingerprints built on it) across that change.
         data["policy"] = self.policy.to_flat_dict()
+        if data["label"].get("required", True):
+            data["label"].pop("required", None)  # the default: specs written before the key keep their fingerprint
         canonical = json.dumps(data, sort_keys=True, default=str)
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
@@ -326,7 +338,10 @@ def spec_from_dict(data: Mapping[str, Any], source: str = "<dict>") -> DatasetSp
         raise SpecError(
             f"{where}: label.positive {raw_label['positive']!r} is not one of label.values {list(label_values)}"
         )
-    label = LabelSpec(column=label_col.name, positive=positive, values=canonical_values)
+    required = raw_label.get("required", True)
+    if not isinstance(required, bool):
+        raise SpecError(f"{where}: label.required must be true or false, got {required!r}")
+    label = LabelSpec(column=label_col.name, positive=positive, values=canonical_values, required=required)
 
     features = tuple(str(f) for f in _tuple(data["features"], where, "features"))
     if not features:
