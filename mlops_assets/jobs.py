@@ -31,7 +31,15 @@ AssetJob: TypeAlias = Any
 #: Pointer assets (unpartitioned): refreshed by every job that can move a model between stages; ``model_registry``
 #: is the registry's state and audit trail (a failed step abandons it: the jobs' failure hook then refreshes it).
 POINTERS = ("staging_deployment", "production_deployment", "rollout_state", "model_registry")
-MONITORING = ("labels", "drift_report", "predictions", "performance_report", "ab_test", "rollout_step")
+MONITORING = (
+    "labels",
+    "drift_report",
+    "predictions",
+    "performance_estimate",
+    "performance_report",
+    "ab_test",
+    "rollout_step",
+)
 INGEST = ("raw_data", "features", *MONITORING, *POINTERS)
 LABELS = ("labels", "performance_report", "ab_test", "rollout_step", *POINTERS)
 RETRAIN = ("candidate_model", "model_evaluation", "deployment_decision", *POINTERS)

@@ -7,6 +7,9 @@
   production): retrain on that version once it is labelled (reason ``drift``).
 * ``<name>__performance_sensor`` — a ``performance_report`` says the production model's realised metric fell below
   its SLA floor: retrain on the newest labelled version (reason ``performance``).
+* ``<name>__estimated_performance_sensor`` — a ``performance_estimate`` says the production model's CBPE estimate
+  (before the version's labels exist) is below its SLA floor: retrain on the newest labelled version, when it is newer
+  than the production model's training data (reason ``estimated_performance``); once per estimate and model version.
 * ``<name>__freshness_sensor`` — the production model is too old or too many labelled versions behind (reason
   ``stale``).
 * ``<name>__retrain_schedule`` (weekly, STOPPED by default) — retrain on the newest labelled version (reason
@@ -41,8 +44,9 @@ import dagster as dg
 
 from mlops_assets.jobs import ModelJobs
 from mlops_assets.ml import backlog, triggers
+from mlops_assets.ml.labels import says_labelled
 from mlops_assets.ml.spec import DatasetSpec
-from mlops_assets.ml.summaries import DriftSummary, PerformanceSummary
+from mlops_assets.ml.summaries import DriftSummary, EstimateSummary, PerformanceSummary
 from mlops_assets.model import MLModel
 from mlops_assets.provenance import package_version
 from mlops_assets.storage.registry import ModelRegistry
@@ -103,16 +107,43 @@ def _metadata(record: dg.EventLogRecord) -> dict[str, Any]:
     return {k: v.value for k, v in materialization.metadata.items()} if materialization else {}
 
 
-def _is_materialized(instance: dg.DagsterInstance, key: dg.AssetKey, partition: str) -> bool:
+def _min_share(model: MLModel) -> float:
+    return model.spec().policy.data.min_labelled_share
+
+
+def _is_labelled(model: MLModel, instance: dg.DagsterInstance, partition: str) -> bool:
+    """Whether the latest ``<model>/labels`` materialization of ``partition`` says it is labelled (one query)."""
     result = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=key, asset_partitions=[partition]), limit=1
+        dg.AssetRecordsFilter(asset_key=model.key("labels"), asset_partitions=[partition]), limit=1
     )
-    return bool(result.records)
+    return bool(result.records) and says_labelled(_metadata(result.records[0]), _min_share(model))
 
 
 def _labelled(model: MLModel, instance: dg.DagsterInstance) -> set[str]:
-    """Data versions whose ``<model>/labels`` asset has been materialized (one grouped query)."""
-    return set(instance.get_materialized_partitions(model.key("labels")))
+    """Data versions whose latest ``<model>/labels`` materialization says ``labelled: true``.
+
+    One paged query over the labels asset's materializations, newest first (the first seen per partition is its
+    latest), not one query per partition.
+    """
+    min_share = _min_share(model)
+    latest: dict[str, bool] = {}
+    cursor: str | None = None
+    while True:
+        result = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=model.key("labels")), limit=_PAGE, cursor=cursor, ascending=False
+        )
+        for record in result.records:
+            if record.partition_key and record.partition_key not in latest:
+                latest[record.partition_key] = says_labelled(_metadata(record), min_share)
+        if not result.has_more:
+            return {key for key, labelled in latest.items() if labelled}
+        cursor = result.cursor
+
+
+def _newly_labelled(records: Sequence[dg.EventLogRecord], min_share: float) -> set[str]:
+    """Data versions whose latest ``labels`` event among ``records`` (oldest first) says labelled."""
+    latest = {r.partition_key: says_labelled(_metadata(r), min_share) for r in records if r.partition_key}
+    return {key for key, labelled in latest.items() if labelled}
 
 
 def _aware(when: datetime) -> datetime:
@@ -159,13 +190,25 @@ def retrain_history(
 
 
 def _active_rollout(registry: ModelRegistry, model: str) -> str | None:
-    """A sentence naming the model's active (shadow/canary) rollout, or ``None``."""
+    """Why a sensor-triggered retrain waits for the model's active (shadow/canary) rollout, or ``None`` (it may run).
+
+    Decided by the ``on_new_candidate`` policy recorded in the rollout at its start (a spec edit does not change a
+    rollout in flight):
+
+    * ``supersede`` — waits: its candidate would roll the rollout in progress back.
+    * ``queue`` — waits too: its candidate would be judged against today's production, which the rollout may replace
+      (a queued candidate is then archived: its comparison is void). Held, the trigger stays in the sensor's backlog
+      and fires once the rollout ended, against the production model of then. Candidates of new data (the landing
+      sensor's lifecycle runs) and manual retrains are not held: they queue.
+    * ``compare`` — runs: its candidate is compared with the challenger in flight on its own holdout and replaces
+      it only when significantly better (``deployment_decision``).
+    """
     state = registry.active_rollout(model)
-    if state is None:
+    if state is None or state.on_new_candidate == "compare":
         return None
     return (
-        f"a rollout of {model} v{state.challenger_version} is in {state.phase.value}: retraining waits until it "
-        "is promoted or rolled back"
+        f"a rollout of {model} v{state.challenger_version} is in {state.phase.value} "
+        f"(on_new_candidate: {state.on_new_candidate}): retraining waits until it is promoted or rolled back"
     )
 
 
@@ -310,6 +353,7 @@ def build(model: MLModel, jobs: ModelJobs) -> dg.Definitions:
     drift_report = model.key("drift_report")
     labels = model.key("labels")
     performance_report = model.key("performance_report")
+    performance_estimate = model.key("performance_estimate")
     partitions = model.partitions_name
 
     # -- drift
@@ -338,8 +382,8 @@ def build(model: MLModel, jobs: ModelJobs) -> dg.Definitions:
                 backlog.DriftEvent(r.partition_key, r.storage_id, DriftSummary.from_metadata(_metadata(r)))
                 for r in drift_records
             ],
-            newly_labelled={r.partition_key for r in label_records if r.partition_key},
-            is_labelled=lambda version: _is_materialized(instance, labels, version),
+            newly_labelled=_newly_labelled(label_records, _min_share(model)),
+            is_labelled=lambda version: _is_labelled(model, instance, version),
             production=production,
             registered=lambda: instance.get_dynamic_partitions(partitions),
             drift_mark=drift_mark,
@@ -381,6 +425,53 @@ def build(model: MLModel, jobs: ModelJobs) -> dg.Definitions:
                 backlog.PerformanceEvent(r.partition_key, PerformanceSummary.from_metadata(_metadata(r)))
                 for r in records
             ],
+            production=production,
+            newest_labelled_version=backlog.newest_labelled_of(
+                lambda: instance.get_dynamic_partitions(partitions), lambda: _labelled(model, instance)
+            ),
+            mark=mark,
+        )
+        requests, skip, decision = _request_candidate(instance, retrain_job, loaded, step.candidate, context.log)
+        skip = skip or step.skip
+        if skip:
+            context.log.info(skip)
+        return dg.SensorResult(
+            run_requests=requests, cursor=step.settle(decision).to_cursor(), skip_reason=None if requests else skip
+        )
+
+    # -- estimated performance (CBPE, before labels)
+
+    @dg.sensor(
+        name=model.job_name("estimated_performance_sensor"),
+        job=jobs.retrain,
+        minimum_interval_seconds=5,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description=(
+            "Retrains on the newest labelled data version when a performance_estimate says the production model's "
+            "estimated headline metric (CBPE, before the version's labels exist) is below its SLA floor (reason "
+            "estimated_performance) — only on labelled data newer than the production model's training data (else it "
+            "waits for labels). Fires once per estimate and production version; the latest estimate decides; "
+            "cooldown, daily cap, de-duplication and rollouts apply."
+        ),
+    )
+    def estimated_performance_sensor(
+        context: dg.SensorEvaluationContext, registry: dg.ResourceParam[ModelRegistry]
+    ) -> dg.SensorResult:
+        instance = context.instance
+        stored = backlog.EstimateBacklog.from_cursor(context.cursor)
+        records, mark = _new_materializations(instance, performance_estimate, stored.mark)
+        loaded: dict[str, Any] = {}
+
+        def production() -> backlog.Production:
+            loaded["spec"], loaded["reg"] = spec, reg = model.spec(), registry
+            current = reg.production_version(spec.name)
+            if current is None:
+                return backlog.Production(spec.name, None, spec.retraining)
+            return backlog.Production(spec.name, current.version, spec.retraining, tuple(current.data_versions))
+
+        step = backlog.step_estimate_backlog(
+            stored,
+            [backlog.EstimateEvent(r.partition_key, EstimateSummary.from_metadata(_metadata(r))) for r in records],
             production=production,
             newest_labelled_version=backlog.newest_labelled_of(
                 lambda: instance.get_dynamic_partitions(partitions), lambda: _labelled(model, instance)
@@ -519,6 +610,6 @@ def build(model: MLModel, jobs: ModelJobs) -> dg.Definitions:
         return requests
 
     return dg.Definitions(
-        sensors=[drift_sensor, performance_sensor, freshness_sensor],
+        sensors=[drift_sensor, performance_sensor, estimated_performance_sensor, freshness_sensor],
         schedules=[retrain_schedule, monitoring_schedule],
     )

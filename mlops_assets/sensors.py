@@ -2,14 +2,18 @@
 
 :func:`build` creates ``<name>__landing_sensor`` and ``<name>__labels_sensor`` for a model: they watch the
 model's landing and labels zones (:meth:`MLModel.landing_zone`, :meth:`MLModel.labels_zone`), add partitions
-to ``<name>__data_versions`` and request runs of the model's jobs, tagged ``mlops/model``.
+to ``<name>__data_versions`` and request runs of the model's jobs, tagged ``mlops/model``. With
+``label.required: false`` a landed version does not train; ``<name>__labelled_sensor`` requests its training
+(reason ``new_data``, once) when its labels make it labelled — a retrain waits for labels.
 """
 
 import dagster as dg
 
 from mlops_assets import faults, run_liveness
+from mlops_assets.gate_records import data_gate_verdicts
 from mlops_assets.jobs import ModelJobs
 from mlops_assets.ml import json_codec
+from mlops_assets.ml.labels import says_labelled
 from mlops_assets.ml.landing import (
     LabelsRun,
     NewVersion,
@@ -17,6 +21,7 @@ from mlops_assets.ml.landing import (
     plan_labels,
     plan_landing,
     trains_on_new_data,
+    trains_when_labelled,
 )
 from mlops_assets.ml.landing import labels_target as labels_target  # re-exported: callers import it from here
 from mlops_assets.model import MLModel
@@ -28,6 +33,7 @@ from mlops_assets.tags import (
     DATA_VERSION_TAG,
     LANDING_GENERATION_TAG,
     MODEL_TAG,
+    PACKAGE_VERSION_TAG,
     REASON_TAG,
     SOURCE_FILE_TAG,
     TRAINING_TAG,
@@ -53,9 +59,46 @@ DEAD_RUN_INTERVAL_S = 30
 
 
 def _trains_on_new_data(model: MLModel, registry: ModelRegistry) -> tuple[bool, str]:
-    """Whether a new data version of ``model`` should also train: nothing in production yet, or the spec asks for it."""
+    """Whether a new data version of ``model`` should also train: nothing in production yet, or the spec asks for it
+    — and never at landing when the spec lets versions come without labels (a retrain waits for labels)."""
     spec = model.spec()
-    return trains_on_new_data(registry.production_version(spec.name), getattr(spec, "retraining", None))
+    return trains_on_new_data(
+        registry.production_version(spec.name),
+        getattr(spec, "retraining", None),
+        labels_required=spec.label.required,
+    )
+
+
+#: Labels materializations read per query by the labelled sensor.
+_PAGE = 1000
+
+
+def _labels_events(
+    instance: dg.DagsterInstance, key: dg.AssetKey, after: int | None
+) -> tuple[list[dg.EventLogRecord], int | None]:
+    """Materializations of ``key`` stored after storage id ``after``, oldest first, and the new high-water mark."""
+    records: list[dg.EventLogRecord] = []
+    while True:
+        page = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=key, after_storage_id=after), limit=_PAGE, ascending=True
+        ).records
+        records.extend(page)
+        if page:
+            after = page[-1].storage_id
+        if len(page) < _PAGE:
+            return records, after
+
+
+def _became_labelled(records: list[dg.EventLogRecord], min_share: float) -> list[str]:
+    """Data versions whose latest labels event among ``records`` (oldest first) says labelled, in event order."""
+    latest: dict[str, bool] = {}
+    for record in records:
+        materialization = record.asset_materialization
+        if record.partition_key and materialization is not None:
+            metadata = {k: v.value for k, v in materialization.metadata.items()}
+            latest.pop(record.partition_key, None)  # re-inserted last: event order of the latest event
+            latest[record.partition_key] = says_labelled(metadata, min_share)
+    return [key for key, labelled in latest.items() if labelled]
 
 
 def _landing_request(model: MLModel, jobs: ModelJobs, version: NewVersion) -> dg.RunRequest:
@@ -106,8 +149,10 @@ def build(model: MLModel, jobs: ModelJobs) -> dg.Definitions:
             f"Registers every new CSV/Parquet file in model {model.name}'s landing zone as a data version "
             f"(content-derived key, a partition of {partitions}) and requests one run for it: {jobs.ingest.name} "
             f"(validate, features, monitoring, rollout step), or the whole {jobs.lifecycle.name} when nothing is in "
-            "production yet. Landing the same bytes again, under any name, does nothing while their partition "
-            "exists; after the partition was deleted it lands again with a new run key (landing generation)."
+            "production yet (with label.required false never at landing: training waits for labels, see "
+            f"{model.job_name('labelled_sensor')}). Landing the same bytes again, under any name, does nothing while "
+            "their partition exists; after the partition was deleted it lands again with a new run key (landing "
+            "generation)."
         ),
     )
     def landing_sensor(
@@ -165,7 +210,8 @@ def build(model: MLModel, jobs: ModelJobs) -> dg.Definitions:
         default_status=dg.DefaultSensorStatus.RUNNING,
         description=(
             f"Labels that arrive later: a CSV/Parquet file in model {model.name}'s labels zone named like a landed "
-            f"data file (or after its version key), with the id and label columns, requests one {jobs.labels.name} "
+            f"data file (or after its version key), optionally with a .<part> suffix (several partial files for one "
+            f"version are merged, a later file wins), with the id and label columns, requests one {jobs.labels.name} "
             "run for that data version (join to the prediction log, realised performance, A/B test, rollout step). "
             "A file whose data version has not landed yet waits; the same bytes again do nothing."
         ),
@@ -181,6 +227,70 @@ def build(model: MLModel, jobs: ModelJobs) -> dg.Definitions:
             cursor=plan.cursor,
             skip_reason=plan.skip_reason,
         )
+
+    @dg.sensor(
+        name=model.job_name("labelled_sensor"),
+        job=jobs.retrain,
+        minimum_interval_seconds=5,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description=(
+            f"A retrain waits for labels: with label.required false, model {model.name}'s data versions land without "
+            "training (ingest job). When a labels run makes a version labelled (its labels materialization says "
+            f"labelled: true) and nothing is in production yet or retraining.triggers includes new_data, this sensor "
+            f"requests {jobs.retrain.name} on it once (reason new_data). Reads only new labels materializations."
+        ),
+    )
+    def labelled_sensor(
+        context: dg.SensorEvaluationContext, registry: dg.ResourceParam[ModelRegistry]
+    ) -> dg.SensorResult:
+        instance = context.instance
+        after = int(context.cursor) if context.cursor else None
+        records, mark = _labels_events(instance, model.key("labels"), after)
+        cursor = str(mark) if mark is not None else context.cursor
+        spec = model.spec()
+        if spec.label.required:
+            return dg.SensorResult(
+                cursor=cursor,
+                skip_reason="label.required is true: every version lands labelled and the landing sensor trains it",
+            )
+        became = _became_labelled(records, spec.policy.data.min_labelled_share)
+        if not became:
+            return dg.SensorResult(cursor=cursor, skip_reason="no data version became labelled since the last tick")
+        trains, why = trains_when_labelled(registry.production_version(spec.name), getattr(spec, "retraining", None))
+        if not trains:
+            return dg.SensorResult(cursor=cursor, skip_reason=f"labelled: {', '.join(became)}; no training: {why}")
+        requests: list[dg.RunRequest] = []
+        notes: list[str] = []
+        for key in became:
+            done = instance.get_runs_count(
+                dg.RunsFilter(
+                    job_name=jobs.retrain.name,
+                    tags={REASON_TAG: "new_data", DATA_VERSION_TAG: key, MODEL_TAG: model.name},
+                )
+            )
+            if done:
+                notes.append(f"{key}: training on its labels was already requested")
+                continue
+            failing = next(iter(data_gate_verdicts(instance, [key], model.data_gates)))[1]
+            if failing:
+                notes.append(f"{key}: data gates not passed ({', '.join(f'{g.check} {g.status}' for g in failing)})")
+                continue
+            requests.append(
+                dg.RunRequest(
+                    run_key=f"new_data:{key}:{package_version()}:labelled",
+                    partition_key=key,
+                    tags={
+                        REASON_TAG: "new_data",
+                        DATA_VERSION_TAG: key,
+                        TRAINING_TAG: f"labelled: {why}",
+                        MODEL_TAG: model.name,
+                        PACKAGE_VERSION_TAG: package_version(),
+                    },
+                )
+            )
+        for note in notes:
+            context.log.info(note)
+        return dg.SensorResult(run_requests=requests, cursor=cursor, skip_reason=None if requests else "; ".join(notes))
 
     @dg.sensor(
         name=model.job_name("dead_run_sensor"),
@@ -230,4 +340,4 @@ def build(model: MLModel, jobs: ModelJobs) -> dg.Definitions:
             return dg.SkipReason(f"worker gone, still STARTED (checked again next tick): {', '.join(sorted(dead_now))}")
         return dg.SkipReason("every STARTED run's worker is alive")
 
-    return dg.Definitions(sensors=[landing_sensor, labels_sensor, dead_run_sensor])
+    return dg.Definitions(sensors=[landing_sensor, labels_sensor, labelled_sensor, dead_run_sensor])

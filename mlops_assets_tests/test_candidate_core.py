@@ -206,6 +206,13 @@ def test_registry_params_metrics_and_description() -> None:
     assert trained.registry_description() == "candidate trained on data versions v1, v3"
 
 
+def test_the_calibration_maps_reference_is_registered_last_when_one_was_stored() -> None:
+    ref = {"uri": "file:///cal.json", "sha256": "c"}
+    params = made(search()).registry_params("fp", {"uri": "file:///ref.json", "sha256": "r"}, ref)
+    assert list(params)[-3:] == ["training_fingerprint", "drift_reference", "calibration_map"]
+    assert params["calibration_map"] == ref
+
+
 def test_no_cv_score_is_registered_without_a_search_or_when_it_was_skipped() -> None:
     assert made(None).registry_metrics() == {}
     skipped = search(results=(), best_params={}, best_score=None, skipped=SEARCH_SKIPPED)
@@ -238,7 +245,7 @@ def test_the_manifest_records_how_the_model_was_made(spec: DatasetSpec) -> None:
         "git_sha", "git_dirty", "package_version", *RUNTIME, "seed", "wall_seconds", "peak_memory_mb",
         "data_versions", "window_skipped", "window_overlap", "holdout_split", "n_train", "feature_profile_id",
         "drift_reference_id", "spec", "spec_fingerprint", "artifact", "signature", "estimator", "params", "search",
-        "training_fingerprint",
+        "training_fingerprint", "calibration",
     ]  # fmt: skip
     assert manifest["git_sha"] == "abc123" and manifest["git_dirty"] is False
     assert manifest["package_version"] == "1.2.3" and manifest["packages"] == {"numpy": "2"}
@@ -281,7 +288,7 @@ def test_metadata_of_a_scored_search(spec: DatasetSpec) -> None:
     out = report(spec, made(search()))
     assert list(out.metadata) == [
         "model", "model_version", "estimator", "artifact_sha256", "artifact_bytes", "n_train", "train_seconds",
-        "wall_seconds", "peak_memory_mb", "trained_on", "git_sha", "git_dirty", "params", "manifest",
+        "wall_seconds", "peak_memory_mb", "trained_on", "calibration", "git_sha", "git_dirty", "params", "manifest",
         "cv_best_score", "cv_results",
     ]  # fmt: skip
     md = out.metadata
@@ -362,7 +369,13 @@ def test_a_skipped_search_is_warned_and_falls_back_to_the_fixed_parameters(spec:
         features_of(searched, raw), [], searched, earlier_versions=[], data_version="v1", warn=warnings.append
     )
     assert trained.search is not None and trained.search.skipped == SEARCH_SKIPPED
-    assert warnings == [core.skipped_search_warning(trained.search)]
+    # The one-class holdout also has no calibration map (performance_estimate then says so): warned too.
+    assert warnings == [
+        core.skipped_search_warning(trained.search),
+        "holdout of v1: no calibration map: holdout labels: 100 positive and 0 negative labelled rows; rule: a "
+        "calibration map needs both classes",
+    ]
+    assert trained.calibration is None
     assert trained.candidate.params == training.estimator_params(
         "logistic_regression", {}, spec.policy.evaluation.random_seed
     )

@@ -77,7 +77,7 @@ def test_failing_gates_stop_promotion_for_that_version_only(lifecycle):
     assert r1.success
     outcomes = check_outcomes(r1)
     assert all(outcomes.values())
-    warnings = {"no_drift", "data_quality", "performance_within_sla"}
+    warnings = {"no_drift", "data_quality", "estimated_performance_within_sla", "performance_within_sla"}
     assert {k.name for k in G.model.required_gates} | warnings == set(outcomes)
     prod = registry.production_version("synthetic")
     assert prod is not None and prod.data_versions == (v1,)
@@ -135,7 +135,9 @@ def test_promotion_refuses_a_version_whose_gates_never_ran(lifecycle):
         partition_key=v1,
         instance=instance,
         resources=build_defs(local_environment(Path(registry.engine.url.database).parent), [G.model]).resources,
-        selection=G.keys("raw_data", "features", "candidate_model", "model_evaluation", "deployment_decision"),
+        selection=G.keys(
+            "raw_data", "features", "labels", "candidate_model", "model_evaluation", "deployment_decision"
+        ),
     )
     decision = r.asset_value(G.key("deployment_decision"))
     assert decision["outcome"] == "rejected"

@@ -765,7 +765,8 @@ def test_persisted_rollout_promotes_in_the_same_transaction_as_its_last_move(reg
     _promote(registry, 1)
     passing = (GuardCheck("agreement", GuardStatus.PASS, 0.99, 0.95, "ok"),)
     t0 = datetime.now(UTC)
-    state = registry.start_rollout(start(new_rollout(MODEL, 1, 2), t0), actor="rollout", reason="gates passed")
+    four_steps = new_rollout(MODEL, 1, 2, canary_steps=(0.05, 0.25, 0.50, 1.00))
+    state = registry.start_rollout(start(four_steps, t0), actor="rollout", reason="gates passed")
     assert registry.aliases(MODEL) == {CHAMPION: 1, CHALLENGER: 2}
     assert registry.active_rollout(MODEL) == state
     shadowed = advance(state, GuardResult("shadow", 5000, 1000, passing), t0 + timedelta(seconds=1))

@@ -254,7 +254,7 @@ def test_a_run_whose_gate_failed_still_refreshes_the_registry_asset_with_the_rej
     production = _latest(w.instance, graph.key("production_deployment")).asset_materialization
     assert production is not None and production.metadata["placed_by"].value == "deployment decision"
     key = w.land("synthetic_v002.csv", seed=4, start_id=2500)
-    assert w.run(key, dg.AssetSelection.assets(*graph.keys("raw_data", "features"))).success
+    assert w.run(key, dg.AssetSelection.assets(*graph.keys("raw_data", "features", "labels"))).success
 
     def dummy(features_df, spec, training_spec=None, **_ignored):  # constant scores: fails metric_above_floor
         return training.train_candidate(features_df, spec, "dummy", {"strategy": "prior"}), None

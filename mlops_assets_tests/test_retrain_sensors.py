@@ -36,7 +36,7 @@ MODEL = "synthetic"
 VERSIONS = [f"synthetic_v{i:03d}__{hashlib.sha256(str(i).encode()).hexdigest()[:12]}" for i in range(1, 8)]
 V1, V2, V3, V4, V5, V6, V7 = VERSIONS
 #: The retrain sensors of a model (``<model>__<name>``) and its schedules.
-RETRAIN_SENSORS = ("drift_sensor", "performance_sensor", "freshness_sensor")
+RETRAIN_SENSORS = ("drift_sensor", "performance_sensor", "estimated_performance_sensor", "freshness_sensor")
 SCHEDULES = ("retrain_schedule", "monitoring_schedule")
 
 
@@ -99,9 +99,13 @@ class World:
             dg.AssetMaterialization(asset_key=self.g.key(asset), partition=version, metadata=metadata)
         )
 
-    def labels(self, *versions: str) -> None:
+    def labels(self, *versions: str, labelled: bool = True) -> None:
+        """A labels materialization as the ``labels`` asset writes it: labelled (share 1.0) or not (share 0.5)."""
         for v in versions:
-            self.report("labels", v, labelled_rows=1000)
+            share = 1.0 if labelled else 0.5
+            self.report(
+                "labels", v, labelled=labelled, labelled_rows=int(1000 * share), rows=1000, labelled_share=share
+            )
 
     def drift(self, version: str, production: int = 1, drifted: bool = True, model: str = MODEL) -> None:
         """A drift report as ``drift_report`` writes it (through :meth:`DriftSummary.to_metadata`)."""
@@ -225,6 +229,26 @@ def test_drift_waits_for_labels_then_requests_once(world: World) -> None:
     world.labels(V2)
     assert only_request(world.tick("drift_sensor")).partition_key == V2
     no_request(world.tick("drift_sensor"))
+
+
+def test_a_labels_materialization_below_the_labelled_share_does_not_release_a_drift_retrain(world: World) -> None:
+    world.production(V1)
+    world.drift(V2)
+    world.labels(V2, labelled=False)  # partial labels: labelled share 0.5 < min_labelled_share 0.8
+    assert "wait for labels" in no_request(world.tick("drift_sensor"))
+    assert rs._labelled(world.g.model, world.instance) == set()
+    world.labels(V2)  # the rest of the labels landed: the latest materialization says labelled
+    assert rs._labelled(world.g.model, world.instance) == {V2}
+    assert only_request(world.tick("drift_sensor")).partition_key == V2
+
+
+def test_the_latest_labels_materialization_of_a_version_decides_whether_it_is_labelled(world: World) -> None:
+    world.labels(V1, V2)
+    world.labels(V2, labelled=False)  # e.g. relabelled to a share below the threshold
+    assert rs._labelled(world.g.model, world.instance) == {V1}
+    assert rs._is_labelled(world.g.model, world.instance, V1)
+    assert not rs._is_labelled(world.g.model, world.instance, V2)
+    assert not rs._is_labelled(world.g.model, world.instance, V3)  # never materialized
 
 
 def test_labels_before_drift_report_count(world: World) -> None:

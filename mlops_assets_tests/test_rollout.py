@@ -7,6 +7,7 @@ import pytest
 from scipy.stats import spearmanr
 from sklearn.metrics import roc_auc_score
 
+from mlops_assets.ml.policy import RolloutPolicy
 from mlops_assets.ml.rollout import (
     DEFAULT_CANARY_STEPS,
     GuardCheck,
@@ -25,6 +26,8 @@ from mlops_assets.ml.rollout import (
 pytestmark = pytest.mark.core
 
 T0 = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)
+#: Four canary steps (the default before slow-data rollouts): the walk through several steps is tested on them.
+FOUR_STEPS = (0.05, 0.25, 0.50, 1.00)
 
 
 def _scores(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -47,6 +50,7 @@ def _passing(kind: str) -> GuardResult:
 
 
 def _started(**kwargs: object) -> RolloutState:
+    kwargs.setdefault("canary_steps", FOUR_STEPS)
     return start(new_rollout("flights_delay", 3, 4, **kwargs), T0)  # type: ignore[arg-type]
 
 
@@ -254,6 +258,10 @@ def test_state_round_trips_through_json() -> None:
 
 
 def test_default_steps() -> None:
-    assert DEFAULT_CANARY_STEPS == (0.05, 0.25, 0.50, 1.00)
+    # One partial step, then all traffic: with the shadow phase, three data versions (docs/deployment.md).
+    assert DEFAULT_CANARY_STEPS == (0.10, 1.00)
+    assert RolloutPolicy().canary_steps == DEFAULT_CANARY_STEPS and RolloutPolicy().shadow_phase
+    state = new_rollout("m", 1, 2)
+    assert (state.canary_steps, state.shadow_phase, state.on_new_candidate) == (DEFAULT_CANARY_STEPS, True, "queue")
     with pytest.raises(ValueError, match="same version"):
         new_rollout("m", 2, 2)

@@ -1,7 +1,7 @@
 """Rollouts through the real assets: a retrained model goes shadow → canary steps → production, or rolls back.
 
-Synthetic data versions of 2,500 rows; the spec lowers ``rollout_min_rows`` so that a 5 % canary step
-(125 rows) is enough evidence, and the jobs run as the sensors would launch them (lifecycle for the
+Synthetic data versions of 2,500 rows; the spec lowers ``rollout_min_rows`` so that a 10 % canary step
+(250 rows) is enough evidence, and the jobs run as the sensors would launch them (lifecycle for the
 first version and for retrains, ingest for the others, labels_job for labels landing later).
 """
 
@@ -94,18 +94,14 @@ def test_retrained_model_goes_through_shadow_and_canary_steps_to_production(worl
     assert registry.production_version("synthetic").version == 2
     assert registry.aliases("synthetic") == {CHAMPION: 2}
     moves = [(m["to_phase"], m["to_share"]) for m in registry.rollout_log("synthetic")]
-    assert moves == [
-        ("shadow", 0.0),
-        ("canary", 0.05),
-        ("canary", 0.25),
-        ("canary", 0.5),
-        ("canary", 1.0),
-        ("promoted", 1.0),
-    ]
-    # The version scored in each canary step routed about that share of rows to the challenger.
+    # The default plan: shadow, 10 %, 100 %, then the switch — three data versions (3, 4, 5).
+    assert moves == [("shadow", 0.0), ("canary", 0.1), ("canary", 1.0), ("promoted", 1.0)]
+    # The version scored in each phase routed about that share of rows to the challenger; the shadow phase was
+    # decided in the run that scored version 3 (its scores are all it needs).
     shares = [n / ROWS for _phase, n in seen]
+    assert len(shares) == 3 and seen[0][0] == "canary"
     assert shares[0] == 0.0  # shadow: the challenger scores but serves nothing
-    assert 0.02 < shares[1] < 0.08 and 0.2 < shares[2] < 0.3 and 0.45 < shares[3] < 0.55 and shares[4] == 1.0
+    assert 0.06 < shares[1] < 0.14 and shares[2] == 1.0
     audit = registry.audit_log("synthetic")
     rollout_rows = [e for e in audit if e["kind"] == "rollout"]
     assert all(e["evidence"].get("guards", {}).get("status") == "pass" for e in rollout_rows[1:])

@@ -46,7 +46,8 @@ def _guards(kind: str, *statuses: GuardStatus, n_rows: int = 5000) -> GuardResul
 
 
 def _shadow() -> RolloutState:
-    return start(new_rollout("flights", 3, 4), T0)
+    # Four canary steps (the default before slow-data rollouts): every branch of a step is tested on them.
+    return start(new_rollout("flights", 3, 4, canary_steps=(0.05, 0.25, 0.50, 1.00)), T0)
 
 
 def _canary(step: int) -> RolloutState:

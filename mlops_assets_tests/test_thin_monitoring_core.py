@@ -199,7 +199,14 @@ def test_evaluate_candidate_measures_latency_with_the_policy_batch_and_evaluates
 
 
 def _rollout(challenger: int, phase: Phase = Phase.CANARY, step: int | None = 1) -> RolloutState:
-    return RolloutState(model_name="toy", champion_version=3, challenger_version=challenger, phase=phase, step=step)
+    return RolloutState(
+        model_name="toy",
+        champion_version=3,
+        challenger_version=challenger,
+        phase=phase,
+        step=step,
+        canary_steps=(0.05, 0.25, 0.50, 1.00),
+    )
 
 
 def test_routing_follows_the_rollout_of_this_challenger() -> None:

@@ -233,7 +233,7 @@ def test_candidate_manifest_records_the_window_overlap_and_how_the_holdout_was_d
     frame = synthetic.generate(800, seed=1)
     corrected = frame.copy()
     corrected.loc[5, "income"] = corrected.loc[5, "income"] + 1000.0
-    selection = g.keys("raw_data", "features", "candidate_model")
+    selection = g.keys("raw_data", "features", "labels", "candidate_model")
     with dg.DagsterInstance.ephemeral() as instance:
         keys = []
         for i, data in enumerate([frame, corrected], start=1):

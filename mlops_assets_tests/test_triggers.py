@@ -48,7 +48,8 @@ def rec(hours_ago: float, status: str = "success", reason: str = "drift", versio
 
 def test_defaults() -> None:
     policy = RetrainPolicy()
-    assert policy.triggers == DEFAULT_TRIGGERS == ("drift", "performance", "stale", "schedule", "manual")
+    expected = ("drift", "performance", "estimated_performance", "stale", "schedule", "manual")
+    assert policy.triggers == DEFAULT_TRIGGERS == expected
     assert (policy.cooldown_hours, policy.max_retrains_per_day) == (6.0, 4)
     assert (policy.max_model_age_days, policy.max_versions_behind) == (30.0, 3)
     assert not policy.enabled("new_data") and policy.enabled("drift")

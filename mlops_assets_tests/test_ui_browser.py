@@ -98,8 +98,10 @@ AUTOMATIONS = tuple(
     for name in (
         "landing_sensor",
         "labels_sensor",
+        "labelled_sensor",
         "drift_sensor",
         "performance_sensor",
+        "estimated_performance_sensor",
         "freshness_sensor",
         "run_profile_success_sensor",
         "run_profile_failure_sensor",
@@ -229,7 +231,7 @@ def automation(page: Page, lifecycle: FinishedLifecycle) -> None:
     for name in AUTOMATIONS:
         _shows(page.get_by_text(name, exact=True))
     # Loaded (skeletons before): each one's kind. The landing sensor's row tells when its tick last requested a run.
-    kinds = {"Standard sensor": 6, "Run status sensor": 2}
+    kinds = {"Standard sensor": 8, "Run status sensor": 2}
     for kind, count in kinds.items():
         expect(page.get_by_text(kind, exact=True)).to_have_count(count, timeout=TIMEOUT_MS)
     expect(page.get_by_text(re.compile(r"^Scheduled At"))).to_have_count(2, timeout=TIMEOUT_MS)

@@ -129,7 +129,11 @@ def build(model: MLModel) -> dg.Definitions:
             "the version has at least policy.min_rows rows",
             lambda df, spec, source: validation.gate_row_count(df, spec.policy.data, source),
         ),
-        "label_in_domain": ("every label is one of the spec's label values", validation.gate_label_in_domain),
+        "label_in_domain": (
+            "every label is one of the spec's label values (label.required: false: the column may be absent and "
+            "cells empty; the evidence counts the labelled rows)",
+            validation.gate_label_in_domain,
+        ),
         "ids_unique": ("the id column is present, never null and unique", validation.gate_ids_unique),
     }
     file_specs = gate_specs(model, "raw_data", {name: condition for name, (condition, _) in file_gates.items()})

@@ -17,6 +17,7 @@ from mlops_assets.assets.gating import gate_specs, gate_step, model_check_result
 from mlops_assets.assets.metadata import readable, table
 from mlops_assets.ml import model_gates, plots
 from mlops_assets.ml.evaluation import Evaluation, EvaluationOutcome, evaluate_candidate
+from mlops_assets.ml.labels import labelled_features
 from mlops_assets.ml.policy import Policy, evaluation_override_fields
 from mlops_assets.model import MLModel
 from mlops_assets.profiling import measured_step
@@ -121,6 +122,7 @@ def build(model: MLModel) -> dg.Definitions:
         code_version=code_version,
         ins={
             "features": dg.AssetIn(key=model.key("features")),
+            "labels": dg.AssetIn(key=model.key("labels")),
             "candidate_model": dg.AssetIn(key=model.key("candidate_model")),
         },
         kinds={"scikitlearn"},
@@ -132,18 +134,22 @@ def build(model: MLModel) -> dg.Definitions:
             "candidate − production with its interval, the direction that is better and the policy's thresholds), "
             "slice and fairness tables, ROC curves (true against false positive rate) and a reliability diagram "
             "(observed positive rate against mean score; its bins are listed by the calibration gate). "
-            "The effective policy (spec + launchpad overrides) is recorded; the gates below decide on it."
+            "The effective policy (spec + launchpad overrides) is recorded; the gates below decide on it. The "
+            "holdout's labels come from the labels stream joined by row id; unlabelled holdout rows are left out."
         ),
     )
     @measured_step
     def model_evaluation(
         config: PolicyOverrides,
         features: pd.DataFrame,
+        labels: pd.DataFrame,
         candidate_model: dict[str, Any],
         artifacts: dg.ResourceParam[ArtifactStore],
         registry: dg.ResourceParam[ModelRegistry],
     ) -> dg.MaterializeResult:
         spec = model.spec()
+        # The holdout's labels from the labels stream, joined by id (the rows the candidate was checked on).
+        features = labelled_features(features, labels, spec)
         policy = config.apply(spec.policy)
         candidate = load_model(artifacts, ArtifactRef.from_dict(candidate_model["artifact"]))
         baseline = load_model(artifacts, ArtifactRef.from_dict(candidate_model["baseline_artifact"]))

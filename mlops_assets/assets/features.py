@@ -48,7 +48,10 @@ def _source_file(frame: pd.DataFrame, context: dg.AssetExecutionContext | dg.Ass
 
 #: Descriptions of the columns the features stage adds to the spec's.
 DERIVED_COLUMNS = {
-    core.LABEL_COLUMN: "The label as 0/1 (1 = the spec's positive class).",
+    core.LABEL_COLUMN: (
+        "The data file's label as 0/1 (1 = the spec's positive class); <NA> for a row it did not label "
+        "(label.required: false). Training and evaluation take labels from the labels asset, joined by id."
+    ),
     core.SPLIT_COLUMN: "train or holdout: the latest rows by the order column are the holdout (ties by id hash).",
 }
 
@@ -80,6 +83,7 @@ def build(model: MLModel) -> dg.Definitions:
         if source is not None:
             frame.attrs[SOURCE_FILE_ATTR] = source
         split = frame[core.SPLIT_COLUMN].value_counts()
+        labelled = frame[core.LABEL_COLUMN].dropna()
         holdout_split = core.describe_split(frame, spec)
         if holdout_split["warning"]:
             context.log.warning(f"holdout of {context.partition_key}: {holdout_split['warning']}")
@@ -90,7 +94,9 @@ def build(model: MLModel) -> dg.Definitions:
                 "dagster/column_schema": column_schema(spec, frame, DERIVED_COLUMNS),
                 "train_rows": int(split.get("train", 0)),
                 "holdout_rows": int(split.get("holdout", 0)),
-                "positive_rate": float(frame[core.LABEL_COLUMN].mean()) if len(frame) else 0.0,
+                # Over the rows the data file labelled (label.required: false: unlabelled rows are <NA>).
+                "positive_rate": float(labelled.mean()) if len(labelled) else 0.0,
+                "labelled_rows": len(labelled),
                 "model_inputs": ", ".join(core.feature_columns(spec)),
                 "holdout_split": dg.MetadataValue.json(holdout_split),
                 "holdout_split_warning": holdout_split["warning"] or "none",

@@ -6,6 +6,7 @@ the artifact digest, the model signature, and the search space with every cross-
 """
 
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import dagster as dg
@@ -15,6 +16,7 @@ from mlops_assets import faults
 from mlops_assets.assets.gating import model_check_result
 from mlops_assets.gate_records import data_gate_verdicts, latest_materialization_metadata
 from mlops_assets.ml import candidate as candidate_core
+from mlops_assets.ml import labels as labels_core
 from mlops_assets.ml import training
 from mlops_assets.ml.candidate import holdout_rows, scores_digest
 from mlops_assets.ml.gate_result import GateResult
@@ -39,10 +41,13 @@ from mlops_assets.storage.registry import Lineage, ModelRegistry
 def _window(
     model: MLModel, context: dg.AssetExecutionContext, spec: DatasetSpec, stored: FrameIOManager
 ) -> tuple[list[str], list[pd.DataFrame], list[dict[str, str]]]:
-    """Earlier data versions for the training window: the latest ``window - 1`` that passed every data gate.
+    """Earlier data versions for the training window: the latest ``window - 1`` that passed every data gate and are
+    labelled, each with ``_label`` from its stored labels stream (:func:`labels_core.labelled_features`).
 
     Versions of ``model`` are taken in the order they landed (its dynamic partition order). A version whose gates
-    are not all passed, or whose features are not stored, is skipped — and the skip is recorded.
+    are not all passed, whose features or labels are not stored, or whose labelled share is below
+    ``policy.data.min_labelled_share`` is skipped — and the skip is recorded (``data_version``, ``reason``, and for
+    an unlabelled version its ``labelled_share`` as text, 4 decimals).
     """
     wanted = spec.training.window - 1
     if wanted <= 0:
@@ -50,6 +55,7 @@ def _window(
     keys = context.instance.get_dynamic_partitions(model.partitions_name)
     current = context.partition_key
     earlier = keys[: keys.index(current)] if current in keys else []
+    min_share = spec.policy.data.min_labelled_share
     chosen: list[str] = []
     frames: list[pd.DataFrame] = []
     skipped: list[dict[str, str]] = []
@@ -60,11 +66,45 @@ def _window(
         if not stored.has_value(model.key("features"), key):
             skipped.append({"data_version": key, "reason": "features not materialized"})
             continue
+        if not stored.has_value(model.key("labels"), key):
+            skipped.append(
+                {"data_version": key, "reason": "not labelled: labels not materialized", "labelled_share": "0"}
+            )
+            continue
+        labels = stored.load_value(model.key("labels"), key)
+        share = labels_core.labelled_share(labels)
+        if not labels_core.is_labelled(labels, min_share):
+            skipped.append(
+                {
+                    "data_version": key,
+                    "reason": f"not labelled: labelled share {share:.3f} < min_labelled_share {min_share}",
+                    "labelled_share": f"{share:.4f}",
+                }
+            )
+            continue
         chosen.append(key)
-        frames.append(stored.load_value(model.key("features"), key))
+        frames.append(labels_core.labelled_features(stored.load_value(model.key("features"), key), labels, spec))
         if len(chosen) == wanted:
             break  # before the next version's gate histories are read
     return chosen[::-1], frames[::-1], skipped
+
+
+#: The candidate record's key for the ids of its holdout rows (the labelled holdout rows when it was trained).
+HOLDOUT_IDS = "holdout_row_ids"
+
+
+def _recorded_holdout(
+    record: dict[str, Any], features: pd.DataFrame, labels: pd.DataFrame, spec: DatasetSpec
+) -> pd.DataFrame:
+    """The holdout rows a candidate was scored on at training, in the features' order.
+
+    Selected by the ids the record names, so labels that landed after training (a larger labelled share) do not
+    change them; a record written before it named them falls back to today's labelled holdout rows.
+    """
+    if HOLDOUT_IDS in record:
+        holdout = holdout_rows(features)
+        return holdout[holdout[spec.id_column].astype(str).isin(set(record[HOLDOUT_IDS]))]
+    return holdout_rows(labels_core.labelled_features(features, labels, spec))
 
 
 def _content_hashes(model: MLModel, instance: dg.DagsterInstance, versions: list[str]) -> dict[str, str]:
@@ -88,11 +128,16 @@ def _store_and_register(
     the same data version beside this one), whose artifact is then the candidate's.
 
     The drift reference of the training data is stored content-addressed beside the model: monitoring compares new
-    data with it without ever reloading the training rows. Each artifact is stored (and verified) before the
-    registry row that names it is written, so a crash between the two leaves an unreferenced blob, never a row
-    without its artifact.
+    data with it without ever reloading the training rows. The calibration map of the candidate's holdout scores
+    (when one could be fitted) is stored the same way and named in the params (``calibration_map``):
+    ``performance_estimate`` reads it to estimate performance before labels exist. Each artifact is stored (and
+    verified) before the registry row that names it is written, so a crash between the two leaves an unreferenced
+    blob, never a row without its artifact.
     """
     reference_ref = store.put_bytes(trained.reference.to_json().encode(), ".json")
+    calibration_ref = (
+        store.put_bytes(trained.calibration.to_json().encode(), ".json") if trained.calibration is not None else None
+    )
     training_fp = trained.training_fingerprint(spec, provenance)
     baseline_ref = store_model(store, trained.baseline.pipeline)
     candidate_ref = store_model(store, trained.candidate.pipeline)
@@ -107,7 +152,11 @@ def _store_and_register(
             git_sha=provenance.git_sha,
             spec_fingerprint=spec.fingerprint(),
         ),
-        params=trained.registry_params(training_fp, reference_ref.to_dict()),
+        params=trained.registry_params(
+            training_fp,
+            reference_ref.to_dict(),
+            calibration_ref.to_dict() if calibration_ref is not None else None,
+        ),
         metrics=trained.registry_metrics(),
         description=trained.registry_description(),
         fingerprint=training_fp,
@@ -137,8 +186,10 @@ def build(model: MLModel) -> dg.Definitions:
     @dg.asset(
         **model.asset_defaults("candidate_model", stage="models"),
         code_version=code_version,
-        ins={"features": dg.AssetIn(key=model.key("features"))},
+        ins={"features": dg.AssetIn(key=model.key("features")), "labels": dg.AssetIn(key=model.key("labels"))},
         kinds={"scikitlearn"},
+        # Not labelled yet (label.required: false): no candidate, and what depends on it is skipped, not failed.
+        output_required=False,
         # Training is the heavy step: the instance's `training` pool limit caps how many run at once.
         pool="training",
         description=(
@@ -148,19 +199,45 @@ def build(model: MLModel) -> dg.Definitions:
             "artifact and registered as a new model version (stage None). A logistic-regression baseline is "
             "trained beside it. The metadata is the reproducibility manifest. Only data versions that train have a "
             "candidate (the first labelled version, a retrain trigger, or a spec that trains on every version), so "
-            "the partition bar is partly filled by design; the model_registry asset lists every model version."
+            "the partition bar is partly filled by design; the model_registry asset lists every model version. "
+            "Labels come from the labels stream joined by row id (unlabelled rows are not trained on); a version that "
+            "is not labelled (labelled share below policy.data.min_labelled_share) is not trained on: in a retrain "
+            "run that fails naming rule labelled, in any other run (lifecycle) the candidate and everything after "
+            "it are skipped, with an observation saying why."
         ),
     )
     @measured_step
     def candidate_model(
         context: dg.AssetExecutionContext,
         features: pd.DataFrame,
+        labels: pd.DataFrame,
         artifacts: dg.ResourceParam[ArtifactStore],
         registry: dg.ResourceParam[ModelRegistry],
         io_manager: dg.ResourceParam[FrameIOManager],
-    ) -> dg.MaterializeResult:
+    ) -> Iterator[dg.MaterializeResult]:
         started = time.perf_counter()
         spec = model.spec()
+        min_share = spec.policy.data.min_labelled_share
+        share = labels_core.labelled_share(labels)
+        if not labels_core.is_labelled(labels, min_share):
+            why = (
+                f"{context.partition_key} is not labelled: labelled share {share:.4f} < policy.data.min_labelled_share "
+                f"{min_share} (rule: labelled); a retrain waits for its labels (the labels stream)"
+            )
+            if context.job_def.name == model.job_name("retrain_job"):
+                raise dg.Failure(
+                    description=why, metadata={"rule": "labelled", "labelled_share": share, "min_share": min_share}
+                )
+            context.log.warning(f"not trained: {why}")
+            context.log_event(
+                dg.AssetObservation(
+                    asset_key=model.key("candidate_model"),
+                    partition=context.partition_key,
+                    metadata={"trained": False, "reason": why, "labelled_share": share, "rule": "labelled"},
+                )
+            )
+            return
+        features = labels_core.labelled_features(features, labels, spec)
         earlier, earlier_frames, skipped = _window(model, context, spec, io_manager)
         try:
             trained = candidate_core.train_candidate_model(
@@ -195,16 +272,22 @@ def build(model: MLModel) -> dg.Definitions:
             content_hashes=_content_hashes(model, context.instance, trained.data_versions),
             window_skipped=skipped,
         )
-        return dg.MaterializeResult(value=report.record, metadata=_metadata(report.metadata))
+        # The holdout rows are the labelled ones of today: labels landing later must not change what the
+        # reproducibility check re-scores, so the record names them.
+        record = {**report.record, HOLDOUT_IDS: holdout_rows(features)[spec.id_column].astype(str).tolist()}
+        yield dg.MaterializeResult(value=record, metadata=_metadata(report.metadata))
 
     @dg.asset_check(
         asset=candidate_model,
         blocking=True,
         partitions_def=model.partitions,
-        additional_ins={"features": dg.AssetIn(key=model.key("features"))},
+        additional_ins={
+            "features": dg.AssetIn(key=model.key("features")),
+            "labels": dg.AssetIn(key=model.key("labels")),
+        },
         description=(
             "Passes when the stored artifact's digest verifies, it loads without untrusted types, and it reproduces "
-            "the holdout scores recorded at training bit for bit."
+            "the holdout scores recorded at training bit for bit (on the labelled holdout rows, labels joined by id)."
         ),
     )
     @measured_step
@@ -212,6 +295,7 @@ def build(model: MLModel) -> dg.Definitions:
         context: dg.AssetCheckExecutionContext,
         candidate_model: dict[str, Any],
         features: pd.DataFrame,
+        labels: pd.DataFrame,
         artifacts: dg.ResourceParam[ArtifactStore],
         registry: dg.ResourceParam[ModelRegistry],
     ) -> dg.AssetCheckResult:
@@ -229,7 +313,9 @@ def build(model: MLModel) -> dg.Definitions:
         except Exception as exc:  # any load failure is a failed gate, with the reason as evidence
             gate = GateResult("model_reproduces_holdout_scores", False, condition, f"{ref.uri}: {exc}")
             return model_check_result(context, registry, gate, **identity)
-        digest = scores_digest(training.predict_scores(pipeline, holdout_rows(features), spec))
+        digest = scores_digest(
+            training.predict_scores(pipeline, _recorded_holdout(candidate_model, features, labels, spec), spec)
+        )
         expected = candidate_model["holdout_scores_sha256"]
         gate = GateResult(
             name="model_reproduces_holdout_scores",

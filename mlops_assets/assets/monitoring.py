@@ -11,13 +11,13 @@ import dagster as dg
 import pandas as pd
 
 from mlops_assets.assets.metadata import readable, table
-from mlops_assets.ml import abtest, drift, performance, scoring
+from mlops_assets.ml import abtest, drift, estimation, performance, scoring
+from mlops_assets.ml import labels as labels_core
 from mlops_assets.ml.features import LABEL_COLUMN
 from mlops_assets.ml.policy import MonitoringPolicy, RolloutPolicy
 from mlops_assets.ml.rollout import RolloutState
 from mlops_assets.ml.routing import CHAMPION_ARM
-from mlops_assets.ml.summaries import PerformanceSummary
-from mlops_assets.ml.versions import safe_stem, stem_of_key
+from mlops_assets.ml.summaries import EstimateSummary, PerformanceSummary
 from mlops_assets.model import MLModel
 from mlops_assets.profiling import measured_step
 from mlops_assets.resources import FrameIOManager, LandingZone
@@ -109,11 +109,10 @@ def _scored_result(scored: scoring.ScoredVersion) -> dg.MaterializeResult:
     return dg.MaterializeResult(value=scored.log, metadata=metadata)
 
 
-def _labels_file(landing: LandingZone, version: str) -> str | None:
-    """The newest landed labels file for ``version``: named after the data file (same stem) or the version key."""
-    names = {stem_of_key(version), version}
-    matches = [f for f in landing.scan() if safe_stem(f.name) in names]
-    return max(matches, key=lambda f: (f.mtime_ns, f.name)).name if matches else None
+def _labels_file(landing: LandingZone, version: str, version_keys: list[str]) -> list[str]:
+    """The landed labels files of ``version`` in landing order (mtime, then name): named after the data file's stem
+    or the version key, optionally with a ``.<part>`` suffix (:func:`mlops_assets.ml.labels.labels_target`)."""
+    return labels_core.labels_files(landing.scan(), version_keys, version)
 
 
 def _holdout_metric(model: MLModel, stored: FrameIOManager, version: ModelVersion, metric: str) -> float | None:
@@ -137,11 +136,13 @@ def ab_plan(
     state: RolloutState,
     rollout: RolloutPolicy,
 ) -> abtest.ABPlan:
-    """The A/B test's fixed horizon, from what was known before the test: the champion's holdout accuracy."""
+    """The ``fixed_horizon`` A/B test's horizon, from what was known before the test: the champion's holdout
+    accuracy, ``rollout.ab_min_detectable_effect`` and ``rollout.ab_alpha`` (power 0.8). The ``msprt`` method has
+    no horizon."""
     accuracy = None
     if state.champion_version is not None:
         accuracy = _holdout_metric(model, stored, registry.get_version(spec_name, state.champion_version), "accuracy")
-    return abtest.plan_for_champion(accuracy, rollout.ab_min_detectable_effect)
+    return abtest.plan_for_champion(accuracy, rollout.ab_min_detectable_effect, alpha=rollout.ab_alpha)
 
 
 def _sla_summary(model_name: str, sla: dict[str, Any]) -> PerformanceSummary:
@@ -157,6 +158,116 @@ def _sla_summary(model_name: str, sla: dict[str, Any]) -> PerformanceSummary:
         labelled_rows=int(sla["labelled_rows"]),
         holdout_metric=None if holdout is None else float(holdout),
     )
+
+
+def _calibration_map(artifacts: ArtifactStore, version: ModelVersion) -> estimation.CalibrationMap | None:
+    """The calibration map stored with ``version`` (digest verified before parsing); None when it has none."""
+    ref = version.params.get("calibration_map")
+    if not ref:
+        return None
+    return estimation.CalibrationMap.from_json(artifacts.get_bytes(ArtifactRef.from_dict(ref)).decode())
+
+
+#: ``performance_estimate`` metadata: the metrics given as ``estimated_<m>`` (+ ``_lower`` / ``_upper``).
+ESTIMATE_METADATA_METRICS: tuple[str, ...] = ("roc_auc", "pr_auc", "accuracy", "precision", "recall", "f1")
+
+
+def _estimate_unavailable(model_name: str, metric: str, why: str, version: int | None = None) -> dg.MaterializeResult:
+    """A ``performance_estimate`` that could not be made: the reason, no figures (never an uncalibrated guess)."""
+    summary = EstimateSummary(
+        model=model_name if version is not None else None, model_version=version, metric=metric, reason=why
+    )
+    return dg.MaterializeResult(
+        value={"reason": why, "model_name": model_name, "model_version": version, "metric": metric, "sla": None},
+        metadata={"estimate": dg.MetadataValue.md(f"no estimate: {why}"), **summary.to_metadata()},
+    )
+
+
+def estimate_reading(record: dict[str, Any]) -> str:
+    """The estimate in words, short markdown lines (the UI clips wide values): the headline against its floor, the
+    band, what it rests on and the assumption it needs."""
+    sla, metric = record["sla"], record["metric"]
+    headline = record["estimate"]["metrics"][metric]
+    level = record["estimate"]["confidence_level"]
+    if sla["estimated"] is None:
+        first = f"estimated {metric} undefined: no verdict"
+    else:
+        sign, verdict = ("<", "**BELOW THE SLA FLOOR**") if sla["breached"] else ("≥", "within the SLA")
+        first = f"estimated {metric} {sla['estimated']:.4f} {sign} floor {sla['floor']:.4f}: {verdict}"
+    lines = [first]
+    if headline["lower"] is not None and headline["upper"] is not None:
+        lines.append(f"{level:.0%} band [{headline['lower']:.4f}, {headline['upper']:.4f}] (label draws)")
+    lines += [
+        f"v{record['model_version']} on {record['estimate']['rows']} unlabelled rows (CBPE)",
+        f"calibration: {record['calibration']}",
+        "holds while P(label | features) is unchanged (no concept drift)",
+    ]
+    return "  \n".join(lines)
+
+
+def _estimate_descriptions(metric: str) -> dict[str, str]:
+    return {
+        "metric": "Estimated from the calibrated scores (CBPE); "
+        + f"{metric} is the headline metric held against the SLA floor.",
+        "estimated": "CBPE point estimate (expected confusion matrix / expected curve). Higher is better.",
+        "lower": "Lower end of the band: where the realised value should fall if the calibration holds.",
+        "upper": "Upper end of the band.",
+    }
+
+
+def estimate_comparison(
+    stored: FrameIOManager,
+    estimate_key: dg.AssetKey,
+    partition: str,
+    joined: pd.DataFrame,
+    champion_version: int,
+    *,
+    threshold: float,
+    metric: str,
+) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+    """Realised vs estimated for ``performance_report``: ``(record, metadata)``; ``(None, {})`` without an estimate.
+
+    The stored ``performance_estimate`` of ``partition`` is read when there is one (no dependency: versions scored
+    before estimates existed have none) and counts only when it estimated ``champion_version``. The realised metrics
+    are those of the champion's labelled rows (:func:`~mlops_assets.ml.estimation.realised_metrics`). Metadata:
+    ``estimated_<metric>``, ``estimate_error`` (realised − estimated, headline), ``realised_in_band`` and a table
+    per metric.
+    """
+    if not stored.has_value(estimate_key, partition):
+        return None, {}
+    estimate = stored.load_value(estimate_key, partition)
+    if not isinstance(estimate, dict) or estimate.get("sla") is None:
+        return None, {"estimate": f"none to compare: {estimate.get('reason') if isinstance(estimate, dict) else '?'}"}
+    if int(estimate.get("model_version", -1)) != champion_version:
+        return None, {"estimate": f"the estimate is of v{estimate.get('model_version')}, not v{champion_version}"}
+    champion = joined[joined["arm"] == CHAMPION_ARM]
+    realised = estimation.realised_metrics(
+        champion[performance.LABEL].to_numpy(dtype=float, na_value=float("nan")),
+        champion["score"].to_numpy(dtype=float),
+        threshold,
+    )
+    rows = estimation.compare_with_realised(estimate["estimate"]["metrics"], realised)
+    record = {"model_version": champion_version, "metric": metric, "by_metric": rows}
+    metadata: dict[str, Any] = {}
+    headline = next((r for r in rows if r["metric"] == metric), None)
+    if headline is not None and headline["estimated"] is not None:
+        metadata[f"estimated_{metric}"] = readable(float(headline["estimated"]))
+        if headline["error"] is not None:
+            metadata["estimate_error"] = readable(float(headline["error"]))
+        if headline["in_band"] is not None:
+            metadata["realised_in_band"] = bool(headline["in_band"])
+        record.update(error=headline["error"], in_band=headline["in_band"])
+    metadata["estimate_vs_realised"] = table(
+        rows,
+        columns=("metric", "estimated", "realised", "error", "in_band", "lower", "upper"),
+        descriptions={
+            "estimated": "CBPE estimate made before the labels (performance_estimate).",
+            "realised": "The same metric on the labels that landed.",
+            "error": "realised − estimated (0 is a perfect estimate).",
+            "in_band": "Whether realised fell in the estimate's band (expected in ~confidence_level of versions).",
+        },
+    )
+    return record, metadata
 
 
 def sla_reading(sla: dict[str, Any], metric_floor: float, max_drop: float) -> str:
@@ -388,11 +499,13 @@ def build(model: MLModel) -> dg.Definitions:
         kinds={"parquet"},
         ins={"features": dg.AssetIn(key=model.key("features"))},
         description=(
-            "The labels of this data version, row id → 0/1: from a labels file landed later in the model's labels zone "
-            "(named like the data file, or after the version key; it wins when present) or else from the data "
-            "file's own label column. A labels file's id and label columns are typed by the data files' own schema "
-            "(a bool label written yes/no reads as in a data file). Bad labels files fail with the file, column and "
-            "rule; nothing is stored."
+            "The labels stream of this data version, row id → 0/1 (missing until a label arrives): the data file's own "
+            "label column (if any) merged with every labels file landed for the version in the model's labels zone "
+            "(named like the data file or after the version key, optionally with a .<part> suffix: several partial "
+            "files), in landing order — a later file wins for an id, and changed labels are recorded. Ids and labels "
+            "are typed by the data files' own schema. The version is labelled when its labelled share reaches "
+            "policy.data.min_labelled_share; training, evaluation and the retrain sensors use only labelled versions. "
+            "A bad labels file fails with the file, column and rule; nothing is stored."
         ),
     )
     @measured_step
@@ -401,26 +514,215 @@ def build(model: MLModel) -> dg.Definitions:
     ) -> dg.MaterializeResult:
         spec = model.spec()
         zone = model.labels_zone(labels_landing)
-        name = _labels_file(zone, context.partition_key)
-        if name is not None:
+        keys = context.instance.get_dynamic_partitions(model.partitions_name)
+        names = _labels_file(zone, context.partition_key, keys)
+        files = []
+        for name in names:
             try:
                 with zone.fetch(name) as path:
-                    frame = performance.labels_from_file(path, spec, known_ids=features[spec.id_column])
-            except performance.LabelsError as exc:
-                raise dg.Failure(description=str(exc)) from exc
-            source = f"labels file {name}"
-        else:
-            frame = performance.labels_from_features(features, spec, LABEL_COLUMN)
-            source = "the data file's label column"
-        known = frame[performance.LABEL].notna()
-        return dg.MaterializeResult(
-            value=frame,
+                    files.append((name, labels_core.read_labels_file(path, spec, zone.uri(name))))
+            except labels_core.LabelsError as exc:
+                raise dg.Failure(
+                    description=str(exc), metadata={"file": zone.uri(name), "rule": "labels_file_valid"}
+                ) from exc
+        frame, record = labels_core.merge_labels(
+            features[spec.id_column],
+            features[LABEL_COLUMN],
+            files,
+            min_labelled_share=spec.policy.data.min_labelled_share,
+        )
+        if record.unknown_ids:
+            context.log.warning(
+                f"{record.unknown_ids} label(s) for ids that are not rows of {context.partition_key} ignored, e.g. "
+                + ", ".join(record.unknown_examples)
+            )
+        known = frame[labels_core.LABEL].notna()
+        metadata: dict[str, Any] = {
+            "labelled": record.labelled,
+            "labelled_rows": record.labelled_rows,
+            "rows": record.rows,
+            "labelled_share": readable(record.labelled_share),
+            "min_labelled_share": record.min_labelled_share,
+            "sources": ", ".join(record.sources) or "none",
+            "changed_labels": record.changed_labels,
+            "unknown_ids": record.unknown_ids,
+            "reading": record.reading(),
+            "coverage": readable(record.labelled_share),
+            "positive_rate": float(frame[labels_core.LABEL][known].mean()) if known.any() else 0.0,
+        }
+        if record.files:
+            metadata["files"] = table(
+                [{**f, "changed_sources": ", ".join(f["changed_sources"]) or "none"} for f in record.files],
+                descriptions={
+                    "applied": "Rows of this version the file labelled.",
+                    "relabelled": "Ids an earlier source had labelled.",
+                    "changed": "Of those, ids whose label this file changed.",
+                },
+            )
+        return dg.MaterializeResult(value=frame, metadata=metadata)
+
+    @dg.asset(
+        **model.asset_defaults("performance_estimate", stage="monitoring"),
+        kinds={"numpy"},
+        ins={"predictions": dg.AssetIn(key=model.key("predictions"))},
+        description=(
+            "Performance of the production model on this data version before any label exists: confidence-based "
+            "performance estimation (CBPE, NannyML) from its scores in the prediction log, made probabilities by the "
+            "calibration map fitted on its holdout and stored with it. ROC AUC, PR AUC, accuracy, precision, recall "
+            "and F1 at the decision threshold, each with a band from label draws y ~ Bernoulli(p) (where the realised "
+            "value should fall), the headline estimate held against the performance SLA floor. Valid while "
+            "P(label | features) is unchanged (no concept drift); performance_report checks it once labels land. A "
+            "model registered without a calibration map gets no estimate, and says so."
+        ),
+    )
+    @measured_step
+    def performance_estimate(
+        context: dg.AssetExecutionContext,
+        predictions: pd.DataFrame,
+        artifacts: dg.ResourceParam[ArtifactStore],
+        registry: dg.ResourceParam[ModelRegistry],
+        io_manager: dg.ResourceParam[FrameIOManager],
+    ) -> dg.MaterializeResult:
+        spec = model.spec()
+        policy = spec.policy
+        metric = policy.evaluation.headline_metric
+        champion = predictions[predictions["arm"] == CHAMPION_ARM] if not predictions.empty else predictions
+        if champion.empty:
+            return _estimate_unavailable(spec.name, metric, "nothing was scored (no model in production)")
+        version_number = int(champion["model_version"].iloc[0])
+        version = registry.get_version(spec.name, version_number)
+        calibration = _calibration_map(artifacts, version)
+        if calibration is None:
+            why = (
+                f"{spec.name} v{version_number} has no calibration map (registered before maps were stored, or its "
+                "holdout had one class): no estimate from uncalibrated scores; a retrain stores one"
+            )
+            return _estimate_unavailable(spec.name, metric, why, version_number)
+        scores = champion["score"].to_numpy(dtype=float)
+        try:
+            estimate = estimation.estimate_performance(
+                scores,
+                calibration.apply(scores),
+                threshold=policy.evaluation.decision_threshold,
+                confidence_level=policy.evaluation.confidence_level,
+                samples=policy.monitoring.performance_estimate_samples,
+                seed=policy.evaluation.random_seed,
+            )
+        except estimation.EstimationError as exc:
+            raise dg.Failure(
+                description=(
+                    f"{model.key('predictions').to_user_string()} [{context.partition_key}], column score of "
+                    f"v{version_number}: {exc}"
+                )
+            ) from exc
+        headline = estimate.metric(metric)
+        holdout = _holdout_metric(model, io_manager, version, metric)
+        sla = performance.performance_sla(
+            [{"model_version": version_number, "rows": "scored", metric: headline.estimate, "n": estimate.rows}],
+            version_number,
+            holdout,
+            policy.monitoring,
+            headline_metric=metric,
+            metric_floor=policy.gates.metric_floor,
+        )
+        record = {
+            "model_name": spec.name,
+            "model_version": version_number,
+            "data_version": context.partition_key,
+            "metric": metric,
+            "calibration": calibration.describe(),
+            "estimate": estimate.to_record(),
+            "sla": {
+                "metric": metric,
+                "estimated": headline.estimate,
+                "lower": headline.lower,
+                "upper": headline.upper,
+                "holdout": holdout,
+                "floor": sla["floor"],
+                "breached": sla["breached"],
+                "rule": sla["rule"].replace("realised", "estimated"),
+            },
+        }
+        summary = EstimateSummary(
+            model=spec.name,
+            model_version=version_number,
+            metric=metric,
+            estimated_metric=headline.estimate,
+            lower=headline.lower,
+            upper=headline.upper,
+            sla_floor=float(sla["floor"]),
+            # Undefined estimate (every probability 0, or every one 1): no verdict, the sensor reads nothing.
+            estimated_below_floor=None if headline.estimate is None else bool(sla["breached"]),
+            rows=estimate.rows,
+        )
+        metadata: dict[str, Any] = {"estimate": dg.MetadataValue.md(estimate_reading(record))}
+        metadata.update(_readable_floats(summary.to_metadata()))
+        for name in ESTIMATE_METADATA_METRICS:
+            m = estimate.metric(name)
+            for key, value in ((f"estimated_{name}", m.estimate), (f"estimated_{name}_lower", m.lower)):
+                if value is not None:
+                    metadata[key] = readable(float(value))
+            if m.upper is not None:
+                metadata[f"estimated_{name}_upper"] = readable(float(m.upper))
+        metadata["expected_positive_rate"] = readable(estimate.expected_positive_rate)
+        metadata["predicted_positive_rate"] = readable(estimate.predicted_positive_rate)
+        metadata["calibration"] = calibration.describe()
+        metadata["estimates"] = table(
+            [
+                {"metric": m.metric, "estimated": m.estimate, "lower": m.lower, "upper": m.upper}
+                for m in estimate.metrics
+            ],
+            columns=("metric", "estimated", "lower", "upper"),
+            descriptions=_estimate_descriptions(metric),
+        )
+        return dg.MaterializeResult(value=record, metadata=metadata)
+
+    @dg.asset_check(
+        asset=performance_estimate,
+        blocking=False,
+        partitions_def=model.partitions,
+        description=(
+            "Estimated performance SLA: the production model's CBPE estimate of its headline metric on this version "
+            "(before labels) is at least the SLA floor, max(metric_floor, holdout − max_realised_metric_drop). A "
+            "warning, not blocking: an estimated breach is a retraining signal (<model>__estimated_performance_sensor) "
+            "that the labels confirm or refute later."
+        ),
+    )
+    @measured_step
+    def estimated_performance_within_sla(performance_estimate: dict[str, Any]) -> dg.AssetCheckResult:
+        sla = performance_estimate.get("sla")
+        if sla is None:
+            return dg.AssetCheckResult(
+                passed=True,
+                description=f"no estimate: {performance_estimate.get('reason')}",
+                metadata={"estimated": False},
+            )
+        if sla["estimated"] is None:
+            return dg.AssetCheckResult(
+                passed=True,
+                severity=dg.AssetCheckSeverity.WARN,
+                description=f"estimated {sla['metric']} undefined (every calibrated probability 0, or every one 1)",
+                metadata={"estimated": False},
+            )
+        band = (
+            f" (band [{sla['lower']:.4f}, {sla['upper']:.4f}])"
+            if sla["lower"] is not None and sla["upper"] is not None
+            else ""
+        )
+        return dg.AssetCheckResult(
+            passed=not sla["breached"],
+            severity=dg.AssetCheckSeverity.WARN,
+            description=(
+                f"v{performance_estimate['model_version']} estimated {sla['metric']} {sla['estimated']:.4f}{band} "
+                f"{'<' if sla['breached'] else '>='} floor {sla['floor']:.4f} on "
+                f"{performance_estimate['estimate']['rows']} unlabelled rows (CBPE; holdout "
+                f"{sla['holdout'] if sla['holdout'] is None else round(sla['holdout'], 4)})"
+            ),
             metadata={
-                "source": source,
-                "labelled_rows": int(known.sum()),
-                "rows": len(features),
-                "coverage": float(known.sum() / len(features)) if len(features) else 0.0,
-                "positive_rate": float(frame[performance.LABEL][known].mean()) if known.any() else 0.0,
+                "observed": readable(float(sla["estimated"])),
+                "threshold": readable(float(sla["floor"])),
+                "passes_when": "observed >= threshold",
+                "estimated": True,
             },
         )
 
@@ -439,6 +741,7 @@ def build(model: MLModel) -> dg.Definitions:
     )
     @measured_step
     def performance_report(
+        context: dg.AssetExecutionContext,
         predictions: pd.DataFrame,
         labels: pd.DataFrame,
         io_manager: dg.ResourceParam[FrameIOManager],
@@ -477,7 +780,21 @@ def build(model: MLModel) -> dg.Definitions:
         metadata["by_model"] = table(
             rows, columns=("model_version", "arm", "rows", "n", metric), descriptions=_performance_descriptions(metric)
         )
-        return dg.MaterializeResult(value={"rows": rows, "sla": sla}, metadata=metadata)
+        # Realised vs the estimate made before these labels landed (performance_estimate), when there is one.
+        compared, estimate_metadata = estimate_comparison(
+            io_manager,
+            model.key("performance_estimate"),
+            context.partition_key,
+            joined,
+            champion_version,
+            threshold=policy.evaluation.decision_threshold,
+            metric=metric,
+        )
+        metadata.update(estimate_metadata)
+        value: dict[str, Any] = {"rows": rows, "sla": sla}
+        if compared is not None:
+            value["estimate"] = compared
+        return dg.MaterializeResult(value=value, metadata=metadata)
 
     @dg.asset_check(
         asset=performance_report,
@@ -520,11 +837,13 @@ def build(model: MLModel) -> dg.Definitions:
         kinds={"scipy"},
         deps=[model.key("performance_report")],
         description=(
-            "A/B test of the active rollout (champion vs challenger on the rows each served) over every labelled "
-            "version scored since the rollout began: served decision accuracy per arm, a two-proportion z-test "
-            "within each data version combined with Mantel-Haenszel weights (the split changes between canary steps), "
-            "a fixed horizon sized up front from the champion's holdout accuracy, and the winner once the horizon is "
-            "reached (p < 0.05). A champion win stops the rollout."
+            "A/B test of the active rollout over every labelled version scored since the rollout began, by the "
+            "policy's ab_method. msprt (default): an always-valid mixture sequential probability ratio test of "
+            "challenger − champion on the per-row ab_metric (log loss by default; Brier or decision accuracy), paired "
+            "on every labelled row both models scored, stratified by data version; its p-value may be read after "
+            "every version at level ab_alpha. fixed_horizon: served decision accuracy per arm, a two-proportion "
+            "z-test within each data version (Mantel-Haenszel), decided only at a horizon sized up front from the "
+            "champion's holdout accuracy. A significant champion win fails the canary."
         ),
     )
     @measured_step
@@ -534,30 +853,61 @@ def build(model: MLModel) -> dg.Definitions:
         registry: dg.ResourceParam[ModelRegistry],
     ) -> dg.MaterializeResult:
         spec = model.spec()
+        rollout_policy = spec.policy.rollout
         state = registry.active_rollout(spec.name)
         if state is None or not state.history:
-            return dg.MaterializeResult(value={"reason": "no rollout in progress"}, metadata={"decision": "none"})
+            return dg.MaterializeResult(
+                value={"reason": "no rollout in progress", "method": rollout_policy.ab_method},
+                metadata={"decision": "none", "method": rollout_policy.ab_method},
+            )
         joined, used = rollout_evidence(model, context.instance, io_manager, state, state.history[0].at)
-        # One stratum per data version: the split changes between canary steps and accuracy between versions.
         threshold = spec.policy.evaluation.decision_threshold
-        per_version = {
-            key: performance.ab_counts(joined[joined["data_version"] == key], threshold=threshold) for key in used
-        }
-        plan = ab_plan(model, io_manager, registry, spec.name, state, spec.policy.rollout)
-        pooled = abtest.ab_test_by_stratum(plan, per_version)
-        record = {
+        identity = {
             "model_name": spec.name,
             "champion_version": state.champion_version,
             "challenger_version": state.challenger_version,
             "rollout_salt": state.salt,
             "data_versions": used,
-            **pooled.to_record(),
         }
+        if rollout_policy.ab_method == "msprt":
+            # Read in arrival order (rollout_evidence walks newest first): the p-value is a running minimum.
+            paired = (
+                performance.paired_metric_values(
+                    joined,
+                    state.champion_version,
+                    state.challenger_version,
+                    list(reversed(used)),
+                    metric=rollout_policy.ab_metric,
+                    threshold=threshold,
+                )
+                if state.champion_version is not None
+                else {}
+            )
+            sequential = abtest.msprt_test(
+                paired,
+                metric=rollout_policy.ab_metric,
+                alpha=rollout_policy.ab_alpha,
+                mixture_sd=rollout_policy.ab_mixture_sd,
+            )
+            metadata = {
+                "reading": dg.MetadataValue.md(sequential.reading()),
+                **_readable_floats(sequential.to_metadata()),
+                "strata": table(sequential.strata_rows(), descriptions=abtest.STRATUM_COLUMNS),
+            }
+            return dg.MaterializeResult(value={**identity, **sequential.to_record()}, metadata=metadata)
+        # fixed_horizon: one stratum per data version: the split changes between canary steps and accuracy between
+        # versions.
+        per_version = {
+            key: performance.ab_counts(joined[joined["data_version"] == key], threshold=threshold) for key in used
+        }
+        plan = ab_plan(model, io_manager, registry, spec.name, state, rollout_policy)
+        pooled = abtest.ab_test_by_stratum(plan, per_version)
+        record = {**identity, "method": "fixed_horizon", "metric": "accuracy", **pooled.to_record()}
         # The test in words first (every number labelled), then the numbers, rounded, as floats to plot.
         metadata = {"reading": dg.MetadataValue.md(pooled.reading()), **_readable_floats(pooled.to_metadata())}
         return dg.MaterializeResult(value=record, metadata=metadata)
 
     return dg.Definitions(
-        assets=[drift_report, predictions, labels, performance_report, ab_test],
-        asset_checks=[no_drift, data_quality, performance_within_sla],
+        assets=[drift_report, predictions, labels, performance_estimate, performance_report, ab_test],
+        asset_checks=[no_drift, data_quality, estimated_performance_within_sla, performance_within_sla],
     )

@@ -11,6 +11,11 @@ materializations; what fired but could not be acted on yet waits in its cursor:
   newest labelled version (in the order the data versions were registered) becomes the retrain candidate.
 * :class:`PerformanceBacklog` — the latest SLA breach of a production model, until a later report within the SLA
   clears it; judged against the model now in production, its candidate is the newest labelled data version.
+* :class:`EstimateBacklog` — the latest *estimated* SLA breach (``performance_estimate``: CBPE below the floor,
+  before labels exist), until a later estimate within the SLA clears it; its candidate is the newest labelled data
+  version, and only when that version is newer than the production model's training data (otherwise it waits for
+  labels). Evidence acted on is remembered (``acted``): a re-materialized estimate of the same version and model
+  does not fire again.
 
 Each ``step_*`` function takes the backlog, the new events (typed summaries), what is labelled, and the
 model now in production with its retraining policy, and returns the next backlog, at most one
@@ -32,7 +37,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Self, TypeAlias, TypeVar
 
 from mlops_assets.ml import json_codec
-from mlops_assets.ml.summaries import DriftSummary, PerformanceSummary, display_model
+from mlops_assets.ml.summaries import DriftSummary, EstimateSummary, PerformanceSummary, display_model
 from mlops_assets.ml.triggers import RetrainDecision, RetrainPolicy, newest_labelled
 
 #: Drifted versions remembered while they wait for labels (or for the cooldown); older ones are superseded.
@@ -80,11 +85,14 @@ class Production:
         model: The registered model name (``model.spec().name``, the model's name).
         version: Its registry version now in production; ``None`` when nothing is in production.
         policy: The spec's ``retraining`` section.
+        trained_on: The data versions the production model was trained on (read by the estimated-performance
+            step only: a retrain on one of them would train the same model again).
     """
 
     model: str
     version: int | None
     policy: RetrainPolicy
+    trained_on: tuple[str, ...] = ()
 
     @property
     def label(self) -> str:
@@ -460,3 +468,180 @@ def step_performance_backlog(
 def newest_labelled_of(versions: Lazy[Sequence[str]], labelled: Lazy[Collection[str]]) -> Callable[[], str | None]:
     """A lazy :func:`mlops_assets.ml.triggers.newest_labelled` for ``newest_labelled_version``."""
     return lambda: newest_labelled(_get(versions), _get(labelled))
+
+
+# -- estimated performance (CBPE) -------------------------------------------------------------------------------------
+
+#: Estimates acted on that are remembered (older ones are forgotten; the run key still de-duplicates their retrain).
+MAX_ACTED = 200
+
+
+@dataclass(frozen=True)
+class EstimateEvent:
+    """One new ``performance_estimate`` materialization: its partition (``None``: unpartitioned) and summary."""
+
+    data_version: str | None
+    summary: EstimateSummary
+
+
+def _acted_key(evidence: Mapping[str, Any]) -> tuple[str, str, int] | None:
+    """``(estimated data version, model, production version)`` of an estimate's evidence; ``None`` when unknown."""
+    version, model, production = evidence.get("data_version"), evidence.get("model"), evidence.get("production_version")
+    number = _mark(production)
+    if not isinstance(version, str) or not isinstance(model, str) or number is None:
+        return None
+    return version, model, number
+
+
+@dataclass(frozen=True)
+class EstimateBacklog:
+    """The estimated-performance sensor's cursor.
+
+    Attributes:
+        mark: Storage id of the last ``performance_estimate`` event read (``None``: none yet).
+        pending: The evidence of the latest estimated SLA breach not yet acted on (``None``: none).
+        acted: ``(estimated data version, model, production version)`` of the breaches a retrain was requested
+            (or found already requested) for, oldest first, at most :data:`MAX_ACTED`: the same evidence seen again
+            (a re-materialized estimate) does not fire again.
+    """
+
+    mark: int | None = None
+    pending: Mapping[str, Any] | None = None
+    acted: tuple[tuple[str, str, int], ...] = ()
+
+    def __bool__(self) -> bool:
+        return self.pending is not None
+
+    def to_cursor(self) -> str:
+        return dump_cursor(
+            {
+                "estimate": self.mark,
+                "pending": None if self.pending is None else dict(self.pending),
+                "acted": [list(key) for key in self.acted],
+            }
+        )
+
+    @classmethod
+    def from_cursor(cls, raw: str | None) -> Self:
+        """Read a cursor written by the estimated-performance sensor; unreadable parts start over (empty)."""
+        state = load_cursor(raw)
+        pending = state.get("pending")
+        acted: list[tuple[str, str, int]] = []
+        raw_acted = state.get("acted")
+        for entry in raw_acted if isinstance(raw_acted, list) else []:
+            if (
+                isinstance(entry, list)
+                and len(entry) == 3
+                and isinstance(entry[0], str)
+                and isinstance(entry[1], str)
+                and _mark(entry[2]) is not None
+            ):
+                acted.append((entry[0], entry[1], entry[2]))
+        return cls(_mark(state.get("estimate")), pending if isinstance(pending, dict) else None, tuple(acted))
+
+    def ingest(self, events: Iterable[EstimateEvent], *, mark: int | None = None) -> "EstimateBacklog":
+        """The backlog after new estimates (oldest first): the latest estimate of a production model decides.
+
+        An estimate below the floor becomes pending unless the same evidence (version, model, production version)
+        was acted on; an estimate within the SLA clears the pending one; an estimate that could not be made (no
+        model scored, no calibration map: ``estimated_below_floor`` unknown) says nothing and is skipped.
+        """
+        pending = self.pending
+        acted = set(self.acted)
+        for event in events:
+            summary = event.summary
+            if not event.data_version or summary.model_version is None or summary.estimated_below_floor is None:
+                continue
+            if summary.estimated_below_floor:
+                evidence = summary.evidence(event.data_version)
+                if _acted_key(evidence) not in acted:
+                    pending = evidence
+            else:
+                pending = None
+        return replace(self, mark=self.mark if mark is None else mark, pending=pending)
+
+    def settled(self) -> "EstimateBacklog":
+        """The pending breach acted on: cleared, and remembered in ``acted``."""
+        key = _acted_key(self.pending or {})
+        acted = self.acted if key is None or key in self.acted else (*self.acted, key)[-MAX_ACTED:]
+        return replace(self, pending=None, acted=acted)
+
+
+@dataclass(frozen=True)
+class EstimateStep:
+    """The outcome of :func:`step_estimate_backlog` (attributes as :class:`DriftStep`)."""
+
+    backlog: EstimateBacklog
+    candidate: Candidate | None = None
+    skip: str | None = None
+
+    def settle(self, decision: RetrainDecision | None) -> EstimateBacklog:
+        """The backlog to store once the candidate was decided (``None``: held by an active rollout).
+
+        Allowed, ``duplicate`` or ``disabled``: the breach is acted on (cleared and remembered, so the same evidence
+        never fires again); cooldown, cap, in progress: it waits.
+        """
+        if self.candidate is None or decision is None:
+            return self.backlog
+        if decision.allowed or decision.rule in ("duplicate", "disabled"):
+            return self.backlog.settled()
+        return self.backlog
+
+
+def step_estimate_backlog(
+    backlog: EstimateBacklog,
+    events: Iterable[EstimateEvent],
+    *,
+    production: Lazy[Production],
+    newest_labelled_version: Lazy[str | None],
+    mark: int | None = None,
+) -> EstimateStep:
+    """One estimated-performance sensor tick: ingest the new estimates, judge the breach, pick the candidate.
+
+    The candidate is the newest labelled data version — labelled data the current version's estimate does not
+    need — and only when the production model was not trained on it (``production.trained_on``): retraining on
+    the same data would give the same model, so the breach waits for newer labels instead.
+
+    Args:
+        backlog: The stored backlog (:meth:`EstimateBacklog.from_cursor`).
+        events: New ``performance_estimate`` summaries, oldest first.
+        production: The model now in production, its training data versions and the policy; needed only while a
+            breach is pending.
+        newest_labelled_version: The retrain target (:func:`newest_labelled_of`); needed only for a breach of the
+            model now in production with the trigger enabled.
+        mark: The new event-log high-water mark (``None``: unchanged).
+    """
+    after = backlog.ingest(events, mark=mark)
+    if after.pending is None:
+        return EstimateStep(after, skip="no estimated SLA breach of the production model waiting for a retrain")
+    pending = after.pending
+    now = _get(production)
+    cleared = replace(after, pending=None)
+    if not now.policy.enabled("estimated_performance"):
+        skip = (
+            "trigger 'estimated_performance' is not enabled in the spec "
+            f"(retraining.triggers: {list(now.policy.triggers)})"
+        )
+        return EstimateStep(cleared, skip=skip)
+    estimated = EstimateSummary(model=pending.get("model"), model_version=pending.get("production_version"))
+    if now.version is None or not estimated.measured(now.model, now.version):
+        measured = display_model(pending.get("model"), pending.get("production_version"))
+        skip = (
+            f"the estimated SLA breach on {pending.get('data_version')} concerned {measured}, production is "
+            f"{now.label}: dropped"
+        )
+        return EstimateStep(cleared, skip=skip)
+    target = _get(newest_labelled_version)
+    what = (
+        f"estimated {pending.get('metric')} {pending.get('estimated')!r} < floor {pending.get('floor')!r} of "
+        f"{now.label} on {pending.get('data_version')}"
+    )
+    if target is None:
+        return EstimateStep(after, skip=f"{what}, but no data version is labelled yet: waiting for labels")
+    if target in now.trained_on:
+        skip = (
+            f"{what}, but the newest labelled data version {target} is already in {now.label}'s training data: "
+            "waiting for newer labels"
+        )
+        return EstimateStep(after, skip=skip)
+    return EstimateStep(after, candidate=Candidate("estimated_performance", target, pending))

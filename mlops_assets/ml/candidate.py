@@ -11,6 +11,9 @@ artifacts and registers the model version; every decision between those reads an
   estimator, parameters and holdout predictions. The registry registers at most one version per fingerprint
   (:meth:`~mlops_assets.storage.registry.ModelRegistry.register_version`, under the model's write lock): a
   re-run, or a second run of the same data version at the same time, gets the version already registered.
+* :func:`calibration_of`: the calibration map of the candidate's holdout scores (isotonic, or Platt on a small
+  holdout; :func:`mlops_assets.ml.estimation.fit_calibration`), stored beside the model so that
+  ``performance_estimate`` turns its scores into probabilities before any label exists (CBPE).
 * :meth:`CandidateTraining.registry_params`, :meth:`~CandidateTraining.registry_metrics` and
   :meth:`~CandidateTraining.registry_description`: what a new version is registered with.
 * :func:`candidate_report`: the stored record, its reproducibility manifest and the materialization metadata.
@@ -27,7 +30,7 @@ from typing import Any, Protocol, TypeVar
 import numpy as np
 import pandas as pd
 
-from mlops_assets.ml import drift, training
+from mlops_assets.ml import drift, estimation, training
 from mlops_assets.ml import features as feature_core
 from mlops_assets.ml.provenance import fingerprint
 from mlops_assets.ml.spec import DatasetSpec
@@ -36,6 +39,27 @@ from mlops_assets.ml.spec import DatasetSpec
 def holdout_rows(frame: pd.DataFrame) -> pd.DataFrame:
     """The holdout rows of a features frame (those the candidate is evaluated on, never trained on)."""
     return frame[frame[feature_core.SPLIT_COLUMN] == feature_core.HOLDOUT]
+
+
+def calibration_of(scores: np.ndarray, holdout: pd.DataFrame) -> tuple[estimation.CalibrationMap | None, str]:
+    """The calibration map of a candidate's holdout scores vs the holdout labels, and a sentence saying what it is.
+
+    Fitted by :func:`mlops_assets.ml.estimation.fit_calibration` (isotonic regression with at least
+    :data:`~mlops_assets.ml.estimation.ISOTONIC_MIN_ROWS` labelled rows and enough of each class, Platt scaling
+    otherwise). Rows without a label (NaN / NA in ``_label``) are left out. ``(None, why)`` when no map can be
+    fitted (a holdout of one class, no labelled row): ``performance_estimate`` then says the version has no map
+    instead of estimating from uncalibrated scores.
+
+    Args:
+        scores: The candidate's scores on ``holdout``'s rows, shape (n,).
+        holdout: The holdout rows of the current version's features (with ``_label``).
+    """
+    labels = pd.to_numeric(holdout[feature_core.LABEL_COLUMN], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+    try:
+        fitted = estimation.fit_calibration(scores, labels)
+    except estimation.EstimationError as exc:
+        return None, f"no calibration map: {exc}"
+    return fitted, f"calibration map: {fitted.describe()}"
 
 
 def scores_digest(scores: np.ndarray) -> str:
@@ -114,6 +138,9 @@ class CandidateTraining:
         profile: The profile of the training frame's train rows.
         reference: The drift reference of the train rows (the spec's columns and ranges).
         signature: The model's input schema (:func:`~mlops_assets.ml.training.model_signature`).
+        calibration: The calibration map of the candidate's holdout scores (:func:`calibration_of`); ``None``
+            when none could be fitted.
+        calibration_note: What the map is, or why there is none.
     """
 
     data_versions: list[str]
@@ -126,6 +153,8 @@ class CandidateTraining:
     profile: feature_core.FeatureProfile
     reference: drift.DriftReference
     signature: dict[str, str]
+    calibration: estimation.CalibrationMap | None = None
+    calibration_note: str = "no calibration map"
 
     def training_fingerprint(self, spec: DatasetSpec, provenance: Provenance) -> str:
         """What identifies this model: data versions, spec, code, estimator, parameters and holdout predictions.
@@ -146,14 +175,23 @@ class CandidateTraining:
             }
         )
 
-    def registry_params(self, training_fingerprint: str, drift_reference: Mapping[str, Any]) -> dict[str, Any]:
-        """The params of a new registry version: estimator, its parameters, the fingerprint, the drift reference."""
-        return {
+    def registry_params(
+        self,
+        training_fingerprint: str,
+        drift_reference: Mapping[str, Any],
+        calibration_map: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """The params of a new registry version: estimator, its parameters, the fingerprint, the drift reference
+        and, when one was stored, the calibration map's artifact reference (key ``calibration_map``)."""
+        params = {
             "estimator": self.candidate.estimator,
             **self.candidate.params,
             "training_fingerprint": training_fingerprint,
             "drift_reference": dict(drift_reference),
         }
+        if calibration_map is not None:
+            params["calibration_map"] = dict(calibration_map)
+        return params
 
     def registry_metrics(self) -> dict[str, float]:
         """``cv_best_score`` of the search; nothing when there was no search or it was skipped (never a NaN)."""
@@ -216,7 +254,11 @@ def train_candidate_model(
         warn(skipped_search_warning(search))
     progress(f"candidate fitted; training the {spec.training.baseline} baseline on the same rows")
     baseline = training.train_baseline(train_frame, spec)
-    holdout_scores = training.predict_scores(candidate.pipeline, holdout_rows(features), spec)
+    holdout = holdout_rows(features)
+    holdout_scores = training.predict_scores(candidate.pipeline, holdout, spec)
+    calibration, calibration_note = calibration_of(holdout_scores, holdout)
+    if calibration is None:
+        warn(f"holdout of {data_version}: {calibration_note}")
     profile = feature_core.profile_features(train_frame, spec)
     train_rows = train_frame[train_frame[feature_core.SPLIT_COLUMN] == feature_core.TRAIN]
     reference = drift.build_reference(train_rows, drift.spec_columns(spec), ranges=drift.spec_ranges(spec))
@@ -232,6 +274,8 @@ def train_candidate_model(
         profile=profile,
         reference=reference,
         signature=training.model_signature(features, spec),
+        calibration=calibration,
+        calibration_note=calibration_note,
     )
 
 
@@ -334,6 +378,7 @@ def candidate_report(
         "params": candidate.params,
         "search": search.to_dict() if search else None,
         "training_fingerprint": registered.training_fingerprint,
+        "calibration": trained.calibration_note,
     }
     record: dict[str, Any] = {
         "model_name": spec.name,
@@ -360,6 +405,7 @@ def candidate_report(
         "wall_seconds": manifest["wall_seconds"],
         "peak_memory_mb": manifest["peak_memory_mb"],
         "trained_on": ", ".join(trained.data_versions),
+        "calibration": trained.calibration_note,
         "git_sha": git_sha,
         "git_dirty": git_dirty,
         "params": candidate.params,

@@ -99,21 +99,27 @@ def leakage_columns(columns: Iterable[str], spec: DatasetSpec) -> list[str]:
 # --------------------------------------------------------------------------------------------------
 
 
-def encode_label(values: pd.Series, spec: DatasetSpec) -> np.ndarray:
+def encode_label(values: pd.Series, spec: DatasetSpec, *, allow_missing: bool = False) -> np.ndarray:
     """Encode the raw label as 0/1 (1 = ``spec.label.positive``).
 
     Args:
         values: The raw label column.
         spec: The dataset spec.
+        allow_missing: Whether missing cells are allowed (``label.required: false``); they encode as NaN.
 
     Returns:
-        An ``int64`` array of 0/1.
+        An ``int64`` array of 0/1; with ``allow_missing`` and a missing cell, a ``float64`` array of 0/1 and NaN.
 
     Raises:
-        ValueError: the label has missing values or values outside ``spec.label.values``.
+        ValueError: the label has missing values (unless allowed) or values outside ``spec.label.values``.
     """
     column = spec.label.column
     missing = values.isna().to_numpy()
+    if missing.any() and allow_missing:
+        out = np.full(len(values), np.nan)
+        if (~missing).any():
+            out[~missing] = encode_label(values[~missing], spec)
+        return out
     if missing.any():
         raise ValueError(f"label column {column!r} has {int(missing.sum())} missing values; a label is required")
     known = values.isin(list(spec.label.values)).to_numpy()
@@ -192,6 +198,20 @@ def holdout_size(n_rows: int, fraction: float) -> int:
     return min(n_rows - 1, max(1, round(n_rows * fraction)))
 
 
+def _label_of(raw: pd.DataFrame, spec: DatasetSpec) -> pd.Series:
+    """``_label`` of :func:`build_features` (index of ``raw``): int64 0/1, or nullable Int64 with ``<NA>`` for
+    unlabelled rows."""
+    column = spec.label.column
+    if spec.label.required:
+        return pd.Series(encode_label(raw[column], spec), index=raw.index)
+    if column not in raw.columns:
+        return pd.Series(pd.NA, index=raw.index, dtype="Int64")
+    encoded = encode_label(raw[column], spec, allow_missing=True)
+    if encoded.dtype == np.int64:
+        return pd.Series(encoded, index=raw.index)
+    return pd.Series(encoded, index=raw.index).astype("Int64")
+
+
 def build_features(raw: pd.DataFrame, spec: DatasetSpec) -> pd.DataFrame:
     """Derive the features frame from a validated data version.
 
@@ -207,15 +227,20 @@ def build_features(raw: pd.DataFrame, spec: DatasetSpec) -> pd.DataFrame:
         spec: The dataset spec.
 
     Returns:
-        The id, order, allowlisted feature, slice and protected columns, ``_label`` (0/1) and ``_split``
+        The id, order, allowlisted feature, slice and protected columns, ``_label`` and ``_split``
         (``"train"``/``"holdout"``), sorted by (order column, id hash, id) with a fresh RangeIndex.
+        ``_label`` is ``int64`` 0/1 when every row is labelled; with ``label.required: false`` and unlabelled
+        rows (the label column absent or cells empty) it is pandas' nullable ``Int64`` with ``<NA>`` for them,
+        so a reader converting it to ``int64`` fails instead of reading a missing label as a class. Training and
+        evaluation never read it directly: they take labels from the labels stream
+        (:func:`mlops_assets.ml.labels.labelled_features`).
 
     Raises:
         ValueError: a required column is missing or the label cannot be encoded.
     """
     order = [spec.order_column] if spec.order_column else []
     keep = _unique([spec.id_column, *order, *spec.features, *spec.slices, *spec.protected])
-    required = _unique([*keep, spec.label.column])
+    required = _unique([*keep, spec.label.column]) if spec.label.required else keep
     missing = [c for c in required if c not in raw.columns]
     if missing:
         raise ValueError(f"data for spec {spec.name!r} lacks columns {missing} (needed for features)")
@@ -224,7 +249,7 @@ def build_features(raw: pd.DataFrame, spec: DatasetSpec) -> pd.DataFrame:
             raise ValueError(f"spec {spec.name!r} declares a column {reserved!r}, which is reserved for features")
 
     frame = raw[keep].copy()
-    frame[LABEL_COLUMN] = encode_label(raw[spec.label.column], spec)
+    frame[LABEL_COLUMN] = _label_of(raw, spec)
     frame = _sort_rows(frame, spec)
 
     fraction = spec.policy.evaluation.holdout_fraction
@@ -564,7 +589,7 @@ def gate_features_finite(features_df: pd.DataFrame, spec: DatasetSpec, source_na
 
 def _num(value: Any) -> float | None:
     """A JSON-safe float: NaN and ±inf become None."""
-    if value is None:
+    if value is None or value is pd.NA:
         return None
     out = float(value)
     return out if math.isfinite(out) else None

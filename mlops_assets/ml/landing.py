@@ -17,9 +17,9 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from mlops_assets.ml import json_codec
+from mlops_assets.ml import json_codec, labels
 from mlops_assets.ml.triggers import RetrainPolicy
-from mlops_assets.ml.versions import digest_of_key, safe_stem, stem_of_key, version_key
+from mlops_assets.ml.versions import digest_of_key, version_key
 
 
 class Listed(Protocol):
@@ -143,18 +143,39 @@ def lost_landings(
     return lost
 
 
-def trains_on_new_data(production_version: object | None, retraining: RetrainPolicy | None) -> tuple[bool, str]:
+def trains_on_new_data(
+    production_version: object | None, retraining: RetrainPolicy | None, *, labels_required: bool = True
+) -> tuple[bool, str]:
     """Whether a new data version should also train, and why: nothing in production yet, or the spec asks for it.
+
+    A retrain waits for labels: with ``labels_required`` false (spec ``label.required: false``) a landed version
+    never trains at landing; it trains once its labels make it labelled (the model's labelled sensor,
+    :func:`trains_when_labelled`).
 
     Args:
         production_version: The model's version now in production, ``None`` when there is none.
         retraining: The spec's ``retraining`` section (``None``: the spec has none).
+        labels_required: The spec's ``label.required``.
     """
+    if not labels_required:
+        return False, (
+            "label.required is false: the version may come without labels; training waits until the labels stream "
+            "makes it labelled (policy.data.min_labelled_share)"
+        )
     if production_version is None:
         return True, "bootstrap: no model in production yet"
     if retraining is not None and "new_data" in retraining.triggers:
         return True, "retraining.triggers includes new_data"
     return False, "production model serves; retraining is left to the drift, performance and freshness sensors"
+
+
+def trains_when_labelled(production_version: object | None, retraining: RetrainPolicy | None) -> tuple[bool, str]:
+    """Whether a data version that just became labelled (``label.required: false``) should train, and why.
+
+    The landing rule, applied when the labels arrive instead of when the data lands: nothing in production yet
+    (bootstrap), or ``retraining.triggers`` includes ``new_data``.
+    """
+    return trains_on_new_data(production_version, retraining, labels_required=True)
 
 
 def nothing_new(zone_uri: str, n_files: int) -> str:
@@ -225,18 +246,10 @@ def plan_landing(
 
 
 def labels_target(version_keys: Sequence[str], file_name: str) -> str | None:
-    """The data version a labels file is for: the version key itself, else the newest version of that file stem."""
-    stem = safe_stem(file_name)
-    if stem in version_keys:
-        return stem
-    matching = []
-    for key in version_keys:
-        try:
-            if stem_of_key(key) == stem:
-                matching.append(key)
-        except ValueError:
-            continue
-    return matching[-1] if matching else None
+    """The data version a labels file is for (:func:`mlops_assets.ml.labels.labels_target`): the version key or the
+    data file's stem, optionally followed by ``.<part>`` (several partial files for one version); for a stem, the
+    newest version landed under it."""
+    return labels.labels_target(version_keys, file_name)
 
 
 def plan_labels(

@@ -1,114 +1,38 @@
 """Realised performance: the prediction log joined with the labels that arrived, per model and arm.
 
-Labels come with the data file (its label column) or later, in a labels file of their own (the id
-column and the label column). Either way they are reduced to one frame ``row_id`` (text, as in the
-prediction log) → ``label`` (0/1) and joined to the log by row id. From the joined log:
+Labels come with the data file (its label column) or later, in labels files of their own (the labels
+stream, :mod:`mlops_assets.ml.labels`). Either way they are merged into one frame ``row_id`` (text, as in the
+prediction log) → ``label`` (0/1, NaN: none yet) and joined to the log by row id. From the joined log:
 
 * :func:`realised_performance` — per model version: on every row it scored (both models score every
   row) and on the rows it served; plus the served mix as a whole (what users got);
 * :func:`performance_sla` — the production model's realised headline metric held against its SLA floor;
 * :func:`ab_counts` — per arm, the served rows and how many the served model decided correctly;
+* :func:`paired_metric_values` — per data version, both models' per-row metric on the same labelled rows
+  (the sequential A/B test's evidence);
 * :func:`rollout_guards` — the guard metrics of the rollout's current phase (shadow: agreement
   with the champion on every row; canary: both models on the rows the challenger served, paired).
 """
 
 import math
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
 
-from mlops_assets.ml.features import encode_label
+from mlops_assets.ml import abtest
+
+# The labels functions live in the labels stream's module (mlops_assets.ml.labels); re-exported for their importers.
+from mlops_assets.ml.labels import LABEL as LABEL
+from mlops_assets.ml.labels import LabelsError as LabelsError
+from mlops_assets.ml.labels import join_labels as join_labels
+from mlops_assets.ml.labels import labels_from_features as labels_from_features
+from mlops_assets.ml.labels import labels_from_file as labels_from_file
 from mlops_assets.ml.policy import MonitoringPolicy, RolloutPolicy
 from mlops_assets.ml.rollout import GuardResult, Phase, RolloutState, canary_guards, shadow_guards
 from mlops_assets.ml.routing import CHALLENGER_ARM, CHAMPION_ARM
-from mlops_assets.ml.spec import DatasetSpec
-from mlops_assets.ml.validation import DataFileError, coerce_columns, gate_label_in_domain, read_data_file
-
-LABEL = "label"
-
-
-class LabelsError(ValueError):
-    """A labels file cannot be used; the message names the file, the column and the rule."""
-
-
-def labels_from_file(path: Path, spec: DatasetSpec, known_ids: pd.Series | None = None) -> pd.DataFrame:
-    """Read a landed labels file: ``spec.id_column`` and ``spec.label.column``, one row per id.
-
-    Args:
-        path: CSV or Parquet file.
-        spec: The dataset spec (id and label columns, label domain).
-        known_ids: The data version's row ids; ids not among them are refused (a labels file for
-            another version, or a typo in the name), so that nothing is silently joined to nothing.
-
-    Returns:
-        Columns ``row_id`` (text) and ``label`` (0/1 float).
-
-    Raises:
-        LabelsError: unreadable file, missing column, missing or duplicate ids, label outside its
-            domain or missing (read through the label column's type, as in a data file: rule
-            ``label_in_domain``), id or label failing the data files' schema (rule ``schema_valid``), ids
-            unknown to the data version.
-    """
-    try:
-        raw = read_data_file(path, spec)
-    except DataFileError as exc:
-        raise LabelsError(str(exc)) from exc
-    for column in (spec.id_column, spec.label.column):
-        if column not in raw.columns:
-            raise LabelsError(f"{path}: column {column!r} missing (rule: labels_columns_present)")
-    ids = raw[spec.id_column]
-    if ids.isna().any():
-        raise LabelsError(
-            f"{path}: column {spec.id_column!r} has {int(ids.isna().sum())} missing ids (rule: ids_present)"
-        )
-    duplicated = ids.astype(str).duplicated()
-    if duplicated.any():
-        raise LabelsError(
-            f"{path}: column {spec.id_column!r} has {int(duplicated.sum())} duplicate ids, e.g. "
-            f"{ids[duplicated].astype(str).iloc[0]!r} (rule: ids_unique)"
-        )
-    # The label cells are read through the label column's type, as in a data file (yes/no of a bool label).
-    in_domain = gate_label_in_domain(raw, spec, str(path))
-    if not in_domain.passed:
-        raise LabelsError(in_domain.message)
-    # Then both columns are typed by the data files' own schema, so ids and labels compare like with like
-    # ("01" is the int id 1; "yes" is the bool True).
-    try:
-        typed = coerce_columns(raw, spec, [spec.id_column, spec.label.column], str(path))
-    except ValueError as exc:
-        raise LabelsError(str(exc)) from exc
-    encoded = encode_label(typed[spec.label.column], spec)
-    frame = pd.DataFrame({"row_id": typed[spec.id_column].astype(str).to_numpy(), LABEL: encoded.astype(float)})
-    if known_ids is not None:
-        unknown = ~frame["row_id"].isin(set(known_ids.astype(str)))
-        if unknown.any():
-            raise LabelsError(
-                f"{path}: column {spec.id_column!r} has {int(unknown.sum())} ids that are not rows of this data "
-                f"version, e.g. {frame['row_id'][unknown].iloc[0]!r} (rule: ids_known)"
-            )
-    return frame
-
-
-def labels_from_features(features: pd.DataFrame, spec: DatasetSpec, label_column: str) -> pd.DataFrame:
-    """The labels a data file carried (its encoded label column), as ``row_id`` → ``label``."""
-    return pd.DataFrame(
-        {
-            "row_id": features[spec.id_column].astype(str).to_numpy(),
-            LABEL: features[label_column].astype(float).to_numpy(),
-        }
-    )
-
-
-def join_labels(log: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:
-    """The prediction log with a ``label`` column (NaN where no label arrived), joined on ``row_id``."""
-    mapping = labels.set_index("row_id")[LABEL]
-    joined = log.copy()
-    joined[LABEL] = joined["row_id"].astype(str).map(mapping).astype(float)
-    return joined
 
 
 def _metrics(y: np.ndarray, scores: np.ndarray, threshold: float) -> dict[str, Any]:
@@ -133,18 +57,19 @@ def realised_performance(joined: pd.DataFrame, *, threshold: float = 0.5) -> lis
     """Realised metrics on the labelled rows: per model version (all scored rows, served rows) and the mix.
 
     Rows without a label are left out; ``n`` says how many rows each figure rests on, and a metric
-    that needs both classes is ``None`` when only one is present.
+    that needs both classes is ``None`` when only one is present. Every model version that scored rows has its
+    rows, with ``n`` 0 and metrics ``None`` while none of them is labelled (a version scored before its labels).
     """
     rows: list[dict[str, Any]] = []
-    labelled = joined[np.isfinite(joined[LABEL].to_numpy(dtype=float))]
-    for (version, arm), part in labelled.groupby(["model_version", "arm"], sort=True):
+    grouped: Any = joined.groupby(["model_version", "arm"], sort=True)
+    for (version, arm), part in grouped:
         y, s = part[LABEL].to_numpy(dtype=float), part["score"].to_numpy(dtype=float)
         served = part["served"].to_numpy(dtype=bool)
         rows.append({"model_version": int(version), "arm": arm, "rows": "scored", **_metrics(y, s, threshold)})
         rows.append(
             {"model_version": int(version), "arm": arm, "rows": "served", **_metrics(y[served], s[served], threshold)}
         )
-    mix = labelled[labelled["served"].astype(bool)]
+    mix = joined[joined["served"].astype(bool)]
     rows.append(
         {
             "model_version": None,
@@ -222,9 +147,14 @@ def ab_counts(joined: pd.DataFrame, *, threshold: float = 0.5) -> dict[str, tupl
 
 
 def _paired(joined: pd.DataFrame, champion: int, challenger: int) -> pd.DataFrame:
-    """One row per row id: champion score, challenger score, label, who served it."""
-    champ = joined[joined["model_version"] == champion].set_index("row_id")
-    chall = joined[joined["model_version"] == challenger].set_index("row_id")
+    """One row per (data version, row id) both models scored: champion score, challenger score, label, who served it.
+
+    Paired on the data version and the row id together: a joined log pooled over several versions may hold the
+    same row id in two versions (ids unique within a file only), and those are different rows.
+    """
+    keys = ["data_version", "row_id"]
+    champ = joined[joined["model_version"] == champion].set_index(keys)
+    chall = joined[joined["model_version"] == challenger].set_index(keys)
     paired = pd.DataFrame(
         {
             "champion_score": champ["score"].astype(float),
@@ -237,20 +167,81 @@ def _paired(joined: pd.DataFrame, champion: int, challenger: int) -> pd.DataFram
     return paired
 
 
+def paired_metric_values(
+    joined: pd.DataFrame,
+    champion: int,
+    challenger: int,
+    data_versions: Sequence[str],
+    *,
+    metric: str,
+    threshold: float = 0.5,
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The sequential A/B test's evidence: per data version, both models' per-row metric on the same rows.
+
+    Rows: every labelled row of the version that both models scored (during a rollout both score every row,
+    whichever arm served it), paired by (data version, row id). A row whose label has not arrived or whose
+    challenger score failed (NaN) is left out: the failure-rate guard counts failures.
+
+    Args:
+        joined: Prediction logs joined with labels (``label`` NaN where none arrived), one or more versions.
+        champion: The champion's model version.
+        challenger: The challenger's model version.
+        data_versions: The versions to return, in the order the test reads them (arrival order); a version
+            without such rows maps to two empty arrays.
+        metric: ``log_loss``, ``brier`` or ``accuracy`` (:func:`mlops_assets.ml.abtest.row_metric`).
+        threshold: Decision threshold for ``accuracy``.
+
+    Returns:
+        ``{data version: (champion values, challenger values)}``, aligned row by row, shape (n_k,) each.
+    """
+    paired = _paired(joined, champion, challenger)
+    known = (
+        np.isfinite(paired[LABEL].to_numpy(dtype=float))
+        & np.isfinite(paired["champion_score"].to_numpy(dtype=float))
+        & np.isfinite(paired["challenger_score"].to_numpy(dtype=float))
+    )
+    paired = paired[known]
+    by_version = paired.index.get_level_values("data_version").astype(str)
+    out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for version in data_versions:
+        part = paired[by_version == version]
+        y = part[LABEL].to_numpy(dtype=float)
+        out[version] = (
+            abtest.row_metric(y, part["champion_score"].to_numpy(dtype=float), metric, threshold=threshold),
+            abtest.row_metric(y, part["challenger_score"].to_numpy(dtype=float), metric, threshold=threshold),
+        )
+    return out
+
+
 def rollout_guards(
-    state: RolloutState, joined: pd.DataFrame, rollout: RolloutPolicy, *, decision_threshold: float
+    state: RolloutState,
+    joined: pd.DataFrame,
+    rollout: RolloutPolicy,
+    *,
+    decision_threshold: float,
+    breach: bool = False,
 ) -> GuardResult | None:
-    """The guards of ``state``'s current phase on one data version's joined prediction log.
+    """The guards of ``state``'s current phase on the joined prediction logs pooled since the phase began.
 
     The thresholds are ``rollout``'s; ``decision_threshold`` (``policy.evaluation.decision_threshold``) is
-    the score at or above which a row is predicted positive, for the agreement and the error rates.
+    the score at or above which a row is predicted positive, for the agreement and the error rates. Evidence
+    is counted in rows: every row of every version in ``joined`` counts, whatever the number of versions.
+
+    * shadow: :func:`~mlops_assets.ml.rollout.shadow_guards` on every row both models scored — no labels
+      needed (a ``label`` column of NaN is fine), so the phase is decided on the version it scored;
+    * canary: :func:`~mlops_assets.ml.rollout.canary_guards` on the labelled rows the challenger served;
+    * ``breach=True`` (the production model breaches its SLA during the rollout,
+      :func:`~mlops_assets.ml.rollout.decide_on_breach`): the canary guards on every labelled row both models
+      scored since the rollout began (``joined`` must hold exactly those), whatever the phase — a paired
+      comparison on the same rows; the served share does not matter for it.
 
     Returns ``None`` when the log holds no evidence for this phase: the version was scored without
-    this rollout's challenger, or before the current phase began (its traffic split was another).
+    this rollout's challenger, or before the current phase began (its traffic split was another; with
+    ``breach``: before the rollout began).
     """
     if state.is_terminal or state.phase is Phase.IDLE or state.champion_version is None:
         return None
-    started = state.phase_started_at
+    started = state.history[0].at if breach and state.history else state.phase_started_at
     versions = set(joined["model_version"].astype(int))
     if state.challenger_version not in versions or state.champion_version not in versions:
         return None
@@ -258,6 +249,16 @@ def rollout_guards(
     if started is not None and scored_at.min() < pd.Timestamp(started):
         return None
     paired = _paired(joined, state.champion_version, state.challenger_version)
+    if breach:
+        return canary_guards(
+            paired[LABEL],
+            paired["challenger_score"],
+            paired["champion_score"],
+            min_rows=rollout.rollout_min_rows,
+            max_auc_drop=rollout.canary_max_auc_drop,
+            max_error_rate_increase=rollout.canary_max_error_rate_increase,
+            threshold=decision_threshold,
+        )
     if state.phase is Phase.SHADOW:
         return shadow_guards(
             paired["champion_score"],

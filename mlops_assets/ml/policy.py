@@ -23,6 +23,7 @@ list-valued settings).
 """
 
 import inspect
+import itertools
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import Field, asdict, dataclass, field, fields, replace
@@ -178,10 +179,10 @@ def _canary_steps(value: Any, where: str) -> tuple[float, ...]:
     if isinstance(value, str) or not isinstance(value, list | tuple) or not value:
         raise PolicyError(f"{where}: policy.{key} must be a non-empty list of shares, got {value!r}")
     steps = tuple(_number(v, where, key) for v in value)
-    if any(not 0.0 < s <= 1.0 for s in steps) or any(b <= a for a, b in zip(steps, steps[1:], strict=False)):
+    if any(not 0.0 < s <= 1.0 for s in steps) or any(b <= a for a, b in itertools.pairwise(steps)):
         raise PolicyError(f"{where}: policy.{key} must be strictly increasing shares in (0, 1], got {list(steps)}")
     if steps[-1] != 1.0:
-        raise PolicyError(f"{where}: policy.{key} must end at 1.0 (the challenger serves everything), got {list(steps)}")
+        raise PolicyError(f"{where}: policy.{key} must end at 1.0 (the challenger then serves all), got {list(steps)}")
     return steps
 
 
@@ -321,21 +322,30 @@ class RolloutPolicy:
             the rows the challenger served (paired).
         canary_max_error_rate_increase: Canary guard: largest increase of the misclassification rate there.
         ab_min_detectable_effect: The fixed-horizon A/B test's horizon is sized to detect this absolute
-            difference in the served decision accuracy of the two arms (alpha 0.05, power 0.8).
+            difference in the served decision accuracy of the two arms (level ``ab_alpha``, power 0.8).
         ab_method: ``msprt`` (default): an always-valid mixture sequential probability ratio test, which may be
             read after every data version at level ``ab_alpha``; ``fixed_horizon``: the two-proportion z-test,
             valid only when read once, at its horizon.
-        ab_metric: What the sequential test compares per row: ``log_loss`` (default) or ``brier`` (proper
-            scoring rules of the served score), or ``accuracy`` (the decision at ``decision_threshold``).
-        ab_alpha: The A/B test's level (type-I error over every reading).
+        ab_metric: What the sequential test compares per row, challenger − champion on every labelled row both
+            models scored: ``log_loss`` (default; scores clipped to [1e-6, 1 − 1e-6]) or ``brier`` (proper scoring
+            rules of each model's score), or ``accuracy`` (the decision at ``decision_threshold``; at the flights
+            model's 0.5 threshold the models decide alike on almost every row, so it barely compares them).
+        ab_alpha: The A/B test's level: ``msprt``, the chance under no difference of ever declaring a winner over
+            every reading; ``fixed_horizon``, at its horizon (it also sizes the horizon).
         ab_mixture_sd: mSPRT: standard deviation of the normal mixing distribution over the true per-row mean
-            difference of ``ab_metric`` (the effect sizes the test is most sensitive to).
+            difference of ``ab_metric`` (the effect sizes the test is most sensitive to). 0.01: in simulation
+            (docs/decisions/0005-always-valid-ab-test.md) it detected small log-loss differences more often than
+            0.02 or 0.05, at 500 and at 20,000 rows per version, with the type-I error still far below alpha.
         canary_steps: The challenger's traffic shares of the canary steps, strictly increasing, ending at 1.0.
+            Each step needs at least one labelled data version scored at its share, so the default (10 %, then
+            100 %) with the shadow phase finishes a rollout in three data versions (three years of a yearly
+            export; docs/deployment.md). Recorded in the rollout at its start: an edit changes the next rollout.
         shadow_phase: Whether a rollout starts with a shadow phase (the challenger scores, never serves).
         on_new_candidate: What happens to a new candidate that passed its gates while a rollout is in progress:
             ``queue`` (it waits; its rollout starts when the current one ends), ``supersede`` (the rollout in
             progress is stopped and the new candidate's starts) or ``compare`` (the two are compared on the
-            same holdout; the better one continues, the other is archived).
+            same holdout; the better one continues, the other is archived). Recorded in the rollout at its start;
+            details in docs/deployment.md ("A new candidate during a rollout").
     """
 
     rollout_min_rows: int = field(default=1000, metadata=_NON_NEGATIVE)
@@ -347,8 +357,8 @@ class RolloutPolicy:
     ab_method: str = field(default="msprt", metadata=_rule(choices=("msprt", "fixed_horizon")))
     ab_metric: str = field(default="log_loss", metadata=_rule(choices=("log_loss", "brier", "accuracy")))
     ab_alpha: float = field(default=0.05, metadata=_IN_01)
-    ab_mixture_sd: float = field(default=0.02, metadata=_rule(ge=1e-9))
-    canary_steps: tuple[float, ...] = field(default=(0.05, 0.25, 0.50, 1.00), metadata=_rule(parse=_canary_steps))
+    ab_mixture_sd: float = field(default=0.01, metadata=_rule(ge=1e-9))
+    canary_steps: tuple[float, ...] = field(default=(0.10, 1.00), metadata=_rule(parse=_canary_steps))
     shadow_phase: bool = True
     on_new_candidate: str = field(default="queue", metadata=_rule(choices=("queue", "supersede", "compare")))
 

@@ -11,8 +11,11 @@ out. Pure: the wiring reads the evidence, verifies the artifact when asked, and 
 """
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from enum import StrEnum
+
+import numpy as np
+from numpy.typing import ArrayLike
 
 from mlops_assets.ml.stages import Stage
 
@@ -284,3 +287,159 @@ def comparison_refusal(
             f"evaluation of its data version is of {found}): re-evaluate before promoting"
         )
     return production_changed(compared_with_production, production_now, version)
+
+
+# -- a new candidate while a rollout is in progress (policy.rollout.on_new_candidate) ------------------------------
+
+#: ``deployment_decision`` outcome: the candidate passed its gates and waits (stage None, alias :data:`QUEUED_ALIAS`)
+#: for the rollout in progress to end (``on_new_candidate: queue``).
+QUEUED = "queued"
+#: ``deployment_decision`` outcome: compared with the challenger in flight on the same holdout, the candidate was not
+#: better; it is archived and the rollout in progress continues (``on_new_candidate: compare``).
+KEPT_CHALLENGER = "kept_challenger"
+#: The registry alias naming the queued candidate (at most one: a newer queued candidate replaces it).
+QUEUED_ALIAS = "queued"
+
+
+@dataclass(frozen=True)
+class HoldoutComparison:
+    """A new candidate against the challenger in flight, both scored on the same holdout rows (``compare``).
+
+    Attributes:
+        metric: The headline metric (``roc_auc`` or ``pr_auc``, higher is better).
+        data_version: The data version whose holdout both were scored on (the newer candidate's).
+        candidate_version: The new candidate.
+        challenger_version: The challenger of the rollout in progress.
+        n_rows: Holdout rows.
+        candidate: The candidate's metric (``None``: undefined, e.g. one class only).
+        challenger: The challenger's metric (``None``: undefined).
+        difference: candidate − challenger (``None``: undefined).
+        lower: Lower bound of the paired bootstrap interval of the difference (``None``: undefined).
+        upper: Upper bound (``None``: undefined).
+        confidence_level: Of the interval.
+        candidate_wins: Whether the candidate replaces the challenger in flight.
+        reason: The rule and the figures, in words (recorded in the registry's audit log).
+    """
+
+    metric: str
+    data_version: str
+    candidate_version: int
+    challenger_version: int
+    n_rows: int
+    candidate: float | None
+    challenger: float | None
+    difference: float | None
+    lower: float | None
+    upper: float | None
+    confidence_level: float
+    candidate_wins: bool
+    reason: str
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON-ready form."""
+        return asdict(self)
+
+
+def _finite(value: float) -> float | None:
+    return None if value != value or value in (float("inf"), float("-inf")) else float(value)
+
+
+def compare_on_holdout(
+    y_true: ArrayLike,
+    candidate_scores: ArrayLike,
+    challenger_scores: ArrayLike,
+    *,
+    metric: str,
+    data_version: str,
+    candidate_version: int,
+    challenger_version: int,
+    samples: int,
+    confidence_level: float,
+    seed: int,
+) -> HoldoutComparison:
+    """Compare a new candidate with the challenger in flight on the same holdout rows (paired). Pure.
+
+    Rule: the candidate replaces the challenger only when it is **significantly better**: the lower bound of the
+    paired percentile bootstrap interval of (candidate − challenger) on the headline metric
+    (:func:`mlops_assets.ml.evaluation.bootstrap_difference`, Efron & Tibshirani 1993) is above 0. Otherwise
+    (no better, a tie, or an undefined comparison) the challenger in flight continues: it keeps the evidence
+    its rollout has gathered, which a replacement would throw away.
+
+    Args:
+        y_true: 0/1 labels of the holdout rows.
+        candidate_scores: The new candidate's scores in [0, 1], one per row.
+        challenger_scores: The challenger's scores on the same rows.
+        metric: ``roc_auc`` or ``pr_auc`` (``policy.evaluation.headline_metric``).
+        data_version: Whose holdout this is.
+        candidate_version: The new candidate's registered version.
+        challenger_version: The challenger's registered version.
+        samples: Bootstrap resamples (``policy.evaluation.bootstrap_samples``).
+        confidence_level: Of the two-sided interval (``policy.evaluation.confidence_level``).
+        seed: Resampling seed (``policy.evaluation.random_seed``).
+
+    Raises:
+        ValueError: Inputs of different lengths, scores outside [0, 1], labels not 0/1, or an unknown metric.
+    """
+    # scikit-learn is imported by the comparison only (promotion.py stays light for its other importers).
+    from mlops_assets.ml.evaluation import bootstrap_difference, ranking_metric
+
+    y = np.asarray(y_true, dtype=np.float64)
+    cand = np.asarray(candidate_scores, dtype=np.float64)
+    chall = np.asarray(challenger_scores, dtype=np.float64)
+    if not len(y) == len(cand) == len(chall):
+        raise ValueError(
+            f"holdout comparison: lengths differ (labels {len(y)}, candidate {len(cand)}, challenger {len(chall)})"
+        )
+    who = f"v{candidate_version} vs the challenger in flight v{challenger_version}"
+    if y.size == 0:
+        # No labelled holdout row (its labels have not landed): nothing says the candidate is better.
+        reason = f"compare on the holdout of {data_version}: {who}: no labelled holdout row; the challenger continues"
+        undefined = dict.fromkeys(("candidate", "challenger", "difference", "lower", "upper"))
+        return HoldoutComparison(
+            metric=metric,
+            data_version=data_version,
+            candidate_version=candidate_version,
+            challenger_version=challenger_version,
+            n_rows=0,
+            confidence_level=confidence_level,
+            candidate_wins=False,
+            reason=reason,
+            **undefined,
+        )
+    interval = bootstrap_difference(
+        metric, y, cand, chall, samples=samples, confidence_level=confidence_level, seed=seed
+    )
+    cand_value = _finite(ranking_metric(metric, y, cand))
+    chall_value = _finite(ranking_metric(metric, y, chall))
+    wins = interval.defined and interval.lower > 0.0
+    if not interval.defined:
+        reason = (
+            f"compare on the holdout of {data_version}: {who}: {metric} difference undefined "
+            f"({interval.undefined_reason}); the challenger in flight continues"
+        )
+    else:
+        reason = (
+            f"compare on the {len(y)}-row holdout of {data_version}: {who}: {metric} {cand_value:.4f} vs "
+            f"{chall_value:.4f}, difference {interval.estimate:+.4f} ({confidence_level:.0%} interval "
+            f"[{interval.lower:+.4f}, {interval.upper:+.4f}]): "
+            + (
+                f"v{candidate_version} is significantly better and replaces v{challenger_version}"
+                if wins
+                else f"v{candidate_version} is not significantly better; v{challenger_version} continues"
+            )
+        )
+    return HoldoutComparison(
+        metric=metric,
+        data_version=data_version,
+        candidate_version=candidate_version,
+        challenger_version=challenger_version,
+        n_rows=len(y),
+        candidate=cand_value,
+        challenger=chall_value,
+        difference=_finite(interval.estimate),
+        lower=_finite(interval.lower),
+        upper=_finite(interval.upper),
+        confidence_level=confidence_level,
+        candidate_wins=bool(wins),
+        reason=reason,
+    )

@@ -8,9 +8,20 @@ States (:class:`Phase`)::
 
 * ``shadow``: the challenger scores a copy of the traffic but serves nothing (share 0);
   :func:`shadow_guards` compares its predictions with the champion's.
-* ``canary[i]``: the challenger serves ``canary_steps[i]`` of the traffic (default 5 %, 25 %, 50 %,
-  100 %); :func:`canary_guards` compares both models on the challenger's rows, joined with labels.
+* ``canary[i]``: the challenger serves ``canary_steps[i]`` of the traffic (default 10 %, then 100 %);
+  :func:`canary_guards` compares both models on the challenger's rows, joined with labels.
 * ``promoted`` / ``rolled_back``: terminal.
+
+The plan of a rollout (its canary steps, whether it starts in shadow, and what a new candidate does while it
+runs: :data:`NEW_CANDIDATE_POLICIES`) comes from the spec's ``policy.rollout`` and is recorded in the state when
+the rollout starts: editing the spec changes the next rollout, never one in flight.
+
+Evidence is counted in rows, not data versions: a phase decides as soon as the rows pooled since it began reach
+``rollout_min_rows`` (one large version is enough; small ones pool). The shadow phase needs no labels (both
+models score every row), so it is decided on the version it scores, in the run that scores it; a canary step
+needs labelled rows the challenger served at that step's share, so each canary step takes at least one labelled
+version scored at its share. A breach of the production model's SLA during a rollout is decided at once by the
+same guards (:func:`decide_on_breach`).
 
 :func:`advance` moves one step at a time: forward only when every guard passes, to ``rolled_back``
 as soon as any guard fails, and nowhere while the guards lack data (``insufficient_data``): a rollout
@@ -41,7 +52,14 @@ import numpy as np
 
 from mlops_assets.ml import json_codec
 
-DEFAULT_CANARY_STEPS: tuple[float, ...] = (0.05, 0.25, 0.50, 1.00)
+#: Default canary steps: one partial step, then all traffic. With the shadow phase a rollout takes three data
+#: versions (shadow, 10 %, 100 %): three years of a yearly export (docs/deployment.md, "Rollouts").
+DEFAULT_CANARY_STEPS: tuple[float, ...] = (0.10, 1.00)
+
+#: What a new candidate that passed its gates does while a rollout is in progress (``policy.rollout.on_new_candidate``):
+#: ``queue`` waits (stage None, alias ``queued``) and starts when the rollout ends; ``supersede`` rolls the rollout
+#: in progress back and starts its own; ``compare`` scores both on the newer version's holdout and keeps the better.
+NEW_CANDIDATE_POLICIES: tuple[str, ...] = ("queue", "supersede", "compare")
 
 
 # The guards' statistics import scipy and scikit-learn on first use: the registry imports this module for the
@@ -271,6 +289,10 @@ class RolloutState:
         canary_steps: Challenger shares of the canary steps, increasing, ending at 1.0.
         salt: Routing salt for :func:`mlops_assets.ml.routing.assign_arms`, fixed for the rollout.
         history: Every move so far, oldest first.
+        shadow_phase: Whether the rollout starts in shadow (:func:`start`), from the spec at start.
+        on_new_candidate: What a new candidate does while this rollout runs (:data:`NEW_CANDIDATE_POLICIES`),
+            from the spec at start. A state stored before the field existed reads as ``supersede`` (the
+            behaviour it was started under).
     """
 
     model_name: str
@@ -281,9 +303,13 @@ class RolloutState:
     canary_steps: tuple[float, ...] = DEFAULT_CANARY_STEPS
     salt: str = ""
     history: tuple[RolloutEvent, ...] = ()
+    shadow_phase: bool = True
+    on_new_candidate: str = "queue"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "phase", Phase(self.phase))
+        if self.on_new_candidate not in NEW_CANDIDATE_POLICIES:
+            raise ValueError(f"on_new_candidate must be one of {NEW_CANDIDATE_POLICIES}, got {self.on_new_candidate!r}")
         object.__setattr__(self, "canary_steps", _check_steps(self.canary_steps))
         object.__setattr__(self, "history", tuple(self.history))
         if self.phase is Phase.CANARY:
@@ -326,6 +352,8 @@ class RolloutState:
             "canary_steps": list(self.canary_steps),
             "salt": self.salt,
             "history": [e.to_dict() for e in self.history],
+            "shadow_phase": self.shadow_phase,
+            "on_new_candidate": self.on_new_candidate,
         }
 
     @classmethod
@@ -340,6 +368,9 @@ class RolloutState:
             canary_steps=tuple(float(s) for s in data["canary_steps"]),
             salt=str(data["salt"]),
             history=tuple(RolloutEvent.from_dict(e) for e in data["history"]),
+            # States stored before the plan was recorded: shadow first, and superseded by a new candidate.
+            shadow_phase=bool(data.get("shadow_phase", True)),
+            on_new_candidate=str(data.get("on_new_candidate", "supersede")),
         )
 
     def to_json(self) -> str:
@@ -359,14 +390,22 @@ def new_rollout(
     *,
     canary_steps: Sequence[float] = DEFAULT_CANARY_STEPS,
     salt: str = "",
+    shadow_phase: bool = True,
+    on_new_candidate: str = "queue",
 ) -> RolloutState:
-    """An idle rollout (nothing routed to the challenger yet)."""
+    """An idle rollout (nothing routed to the challenger yet) with its plan: steps, shadow, new-candidate policy.
+
+    Pass the spec's ``policy.rollout.canary_steps``, ``shadow_phase`` and ``on_new_candidate``: they are recorded
+    in the state, so a later spec edit does not change this rollout.
+    """
     return RolloutState(
         model_name=model_name,
         champion_version=champion_version,
         challenger_version=challenger_version,
         canary_steps=tuple(canary_steps),
         salt=salt,
+        shadow_phase=shadow_phase,
+        on_new_candidate=on_new_candidate,
     )
 
 
@@ -389,15 +428,23 @@ def _move(
     return replace(moved, history=(*state.history, event))
 
 
-def start(state: RolloutState, now: datetime, *, shadow: bool = True, reason: str = "rollout started") -> RolloutState:
-    """Leave ``idle``: into ``shadow`` (default) or straight to the first canary step.
+def start(
+    state: RolloutState, now: datetime, *, shadow: bool | None = None, reason: str = "rollout started"
+) -> RolloutState:
+    """Leave ``idle``: into ``shadow`` or straight to the first canary step.
+
+    Args:
+        state: An idle rollout.
+        now: When (timezone-aware).
+        shadow: Start in shadow; ``None`` (default): as the rollout's plan says (:attr:`RolloutState.shadow_phase`).
+        reason: Why, for the history.
 
     Raises:
         ValueError: The rollout is not idle.
     """
     if state.phase is not Phase.IDLE:
         raise ValueError(f"start() needs an idle rollout, this one is {state.phase.value}")
-    if shadow:
+    if state.shadow_phase if shadow is None else shadow:
         return _move(state, now, Phase.SHADOW, None, reason, {})
     return _move(state, now, Phase.CANARY, 0, reason, {})
 
@@ -656,7 +703,10 @@ def canary_guards(
 # -- one scheduled step ----------------------------------------------------------------------------
 
 #: Why a step holds when no data version carries evidence for the current phase yet.
-NO_EVIDENCE_REASON = "no version scored with this rollout's challenger since the phase began has labels yet"
+NO_EVIDENCE_REASON = (
+    "no version scored with this rollout's challenger since the phase began carries its evidence yet "
+    "(shadow: both models' scores; canary: labels of the rows the challenger served)"
+)
 
 RolloutMove = Literal["hold", "advance", "rollback", "promote"]
 
@@ -665,15 +715,23 @@ RolloutMove = Literal["hold", "advance", "rollback", "promote"]
 class ABVerdict:
     """The A/B test's outcome as a rollout step reads it (from the stored ``ab_test`` record).
 
+    Two methods (``policy.rollout.ab_method``): ``msprt`` is always valid, so its verdict is read at every step
+    (``continue`` included: the champion has not won at level alpha); ``fixed_horizon`` is read only once it
+    reached its horizon (``winner`` / ``no_difference``): an earlier look would inflate its false-positive rate.
+
     Attributes:
         challenger_version: The challenger the test was run for (``None`` when the record names none:
             e.g. the record of a version with no rollout in progress).
-        decision: ``"continue"``, ``"winner"`` or ``"no_difference"`` (see :class:`mlops_assets.ml.abtest.ABResult`);
-            ``None`` when the record holds no decision.
+        decision: ``"continue"``, ``"winner"`` or ``"no_difference"`` (see :class:`mlops_assets.ml.abtest.ABResult`
+            and :class:`mlops_assets.ml.abtest.SequentialAB`); ``None`` when the record holds no decision.
         winner: ``"champion"`` or ``"challenger"`` when ``decision == "winner"``, else ``None``.
-        p_value: Two-sided p-value of the (stratified) z-test, ``None`` while an arm has no trials.
-        difference: Challenger minus champion served decision accuracy (a fraction in [-1, 1]), or ``None``.
-        alpha: Significance level of the test's plan (0.05 when the record has no plan).
+        p_value: ``msprt``: the always-valid p-value; ``fixed_horizon``: the two-sided p-value of the stratified
+            z-test, ``None`` while an arm has no trials.
+        difference: Challenger minus champion of ``metric`` (``msprt``: per-row mean, strata combined;
+            ``fixed_horizon``: served decision accuracy, a fraction in [-1, 1]), or ``None``.
+        alpha: The test's level (0.05 when the record has none).
+        method: ``"msprt"`` or ``"fixed_horizon"`` (a record without ``method`` is a fixed-horizon one).
+        metric: ``"log_loss"``, ``"brier"`` or ``"accuracy"``.
     """
 
     challenger_version: int | None
@@ -682,20 +740,37 @@ class ABVerdict:
     p_value: float | None = None
     difference: float | None = None
     alpha: float = 0.05
+    method: str = "fixed_horizon"
+    metric: str = "accuracy"
 
     @classmethod
     def from_record(cls, record: Mapping[str, Any] | None) -> "ABVerdict | None":
-        """Read the ``ab_test`` asset's stored value (``ABResult.to_dict()`` plus ``challenger_version``).
+        """Read the ``ab_test`` asset's stored value.
 
-        Returns ``None`` for a missing or empty record. Keys read: ``challenger_version``, ``decision``,
-        ``winner``, ``test.p_value``, ``test.difference``, ``plan.alpha``; everything else is ignored.
+        Returns ``None`` for a missing or empty record. An ``msprt`` record (``method: msprt``,
+        ``SequentialAB.to_record()``) is read from its top-level ``decision``, ``winner``, ``p_value``,
+        ``difference``, ``alpha``, ``metric``; a fixed-horizon one (``ABResult.to_dict()``, ``method`` absent or
+        ``fixed_horizon``) from ``decision``, ``winner``, ``test.p_value``, ``test.difference``, ``plan.alpha``.
+        Both: ``challenger_version``. Everything else is ignored.
         """
         if not record:
             return None
-        test = record.get("test") or {}
         challenger = record.get("challenger_version")
+        version = None if challenger is None else int(challenger)
+        if record.get("method") == "msprt":
+            return cls(
+                challenger_version=version,
+                decision=record.get("decision"),
+                winner=record.get("winner"),
+                p_value=record.get("p_value"),
+                difference=record.get("difference"),
+                alpha=float(record.get("alpha", 0.05)),
+                method="msprt",
+                metric=str(record.get("metric", "log_loss")),
+            )
+        test = record.get("test") or {}
         return cls(
-            challenger_version=None if challenger is None else int(challenger),
+            challenger_version=version,
             decision=record.get("decision"),
             winner=record.get("winner"),
             p_value=test.get("p_value"),
@@ -705,32 +780,48 @@ class ABVerdict:
 
     @property
     def decided(self) -> bool:
-        """Whether the test reached its horizon (``winner`` or ``no_difference``): before it, it says nothing."""
+        """Whether the test reached a conclusion (``winner`` or ``no_difference``)."""
         return self.decision not in (None, "continue")
 
-    def guard_check(self) -> GuardCheck:
-        """The ``ab_test`` guard: fails on a significant champion win, passes on any other decided outcome.
+    @property
+    def readable(self) -> bool:
+        """Whether a rollout step may act on the verdict now: an ``msprt`` verdict always (it is valid at every
+        reading), a ``fixed_horizon`` one only once decided at its horizon."""
+        return self.decision is not None and (self.method == "msprt" or self.decided)
 
-        ``value`` is the p-value and ``limit`` the plan's alpha (the test was already decided against
-        it by :func:`mlops_assets.ml.abtest.ab_decision_stratified`; the check only carries the verdict).
+    def guard_check(self) -> GuardCheck:
+        """The ``ab_test`` guard: fails on a significant champion win, passes on any other readable outcome.
+
+        ``value`` is the p-value and ``limit`` alpha (the test was already decided against it by
+        :func:`mlops_assets.ml.abtest.msprt_test` or :func:`mlops_assets.ml.abtest.ab_decision_stratified`; the
+        check only carries the verdict). A challenger win passes like ``continue``: it skips no canary step —
+        the steps bound the harm of what the A/B metric does not see (failed predictions, a worse AUC or error
+        rate on the served rows, a change after the win).
         """
         lost = self.winner == "champion"
-        detail = f"A/B at its horizon: {self.decision}" + (f", winner {self.winner}" if self.winner else "")
-        if self.p_value is not None and self.difference is not None:
-            detail += f" (difference {self.difference:+.4f}, p={self.p_value:.3g})"
+        if self.method == "msprt":
+            detail = f"mSPRT on {self.metric}: {self.decision}" + (f", winner {self.winner}" if self.winner else "")
+            if self.p_value is not None:
+                difference = "" if self.difference is None else f"difference {self.difference:+.4g}, "
+                detail += f" ({difference}always-valid p={self.p_value:.3g}, alpha {self.alpha:g})"
+        else:
+            detail = f"A/B at its horizon: {self.decision}" + (f", winner {self.winner}" if self.winner else "")
+            if self.p_value is not None and self.difference is not None:
+                detail += f" (difference {self.difference:+.4f}, p={self.p_value:.3g})"
         return GuardCheck("ab_test", GuardStatus.FAIL if lost else GuardStatus.PASS, self.p_value, self.alpha, detail)
 
 
 def with_ab_verdict(guards: GuardResult, ab: ABVerdict | None) -> GuardResult:
     """The canary guards plus the A/B verdict as one more check (``ab_test``): a significant champion win fails.
 
-    Unchanged for shadow guards (the challenger serves nothing there), without a verdict, and while the
-    test has not reached its horizon (``continue``: a peek would inflate its false-positive rate). The
-    caller checks that the verdict is of this rollout's challenger (:func:`next_rollout_step` does).
-    Because a failed check outranks missing data (:attr:`GuardResult.status`), a champion win rolls the
-    canary back even while the other guards still lack rows.
+    Unchanged for shadow guards (the challenger serves nothing there), without a verdict, and for a
+    fixed-horizon verdict before its horizon (``continue``: a peek would inflate its false-positive rate). An
+    ``msprt`` verdict is added at every step, ``continue`` as a pass (:attr:`ABVerdict.readable`). The caller
+    checks that the verdict is of this rollout's challenger (:func:`next_rollout_step` does). Because a failed
+    check outranks missing data (:attr:`GuardResult.status`), a champion win rolls the canary back even while
+    the other guards still lack rows; a pass never outranks them.
     """
-    if guards.kind != "canary" or ab is None or not ab.decided:
+    if guards.kind != "canary" or ab is None or not ab.readable:
         return guards
     return GuardResult(guards.kind, guards.n_rows, guards.min_rows, (*guards.checks, ab.guard_check()))
 
@@ -884,3 +975,82 @@ def next_rollout_step(
     moves: dict[Phase, RolloutMove] = {Phase.PROMOTED: "promote", Phase.ROLLED_BACK: "rollback"}
     move = moves.get(moved.phase, "advance")
     return RolloutDecision(state, moved, move, moved.phase.value, moved.history[-1].reason, guards)
+
+
+#: The start of the reason of every decision taken because production breached its SLA during the rollout.
+BREACH_REASON = "production breaches its SLA"
+
+
+def decide_on_breach(
+    state: RolloutState,
+    guards: GuardResult | None,
+    ab: ABVerdict | None,
+    now: datetime,
+    *,
+    breach: str,
+    switch_refusals: Callable[[], Sequence[str]],
+) -> RolloutDecision:
+    """The rollout step when the production model breaches its SLA: decide at once, by the same guards. Pure.
+
+    Waiting for the remaining steps would leave a failing champion serving until more data versions land (a
+    year each on a yearly export). So the canary guards (:func:`canary_guards`: failure rate, error-rate
+    increase, AUC drop, plus the A/B veto of :func:`with_ab_verdict`) decide now, on every labelled row both
+    models scored since the rollout began (shadow rows included: a paired comparison on the same rows, the
+    champion's breach measured on them too; :func:`mlops_assets.ml.performance.rollout_guards` with
+    ``breach=True``), whatever the phase:
+
+    1. no such rows, or a guard lacking data (fewer than ``rollout_min_rows``): hold, with the breach and what
+       is missing as the reason — nothing is promoted on too little evidence;
+    2. a guard failed (or the A/B test's champion win): roll back — the challenger is not the way out;
+    3. every guard passed: promote now (the blue/green switch), after ``switch_refusals()`` re-verified the
+       challenger's gate evidence and artifact exactly as for a regular final step; a refusal rolls back.
+
+    Args:
+        state: The active rollout (shadow or canary); a terminal or idle one only holds.
+        guards: Canary-kind guards on the rows above, or ``None`` when there are none.
+        ab: The stored A/B verdict (ignored unless of this challenger and decided).
+        now: Decision time, timezone-aware, not before the rollout's last move.
+        breach: The breach in words (metric, realised value, floor, data version); it starts every reason.
+        switch_refusals: Re-verification of the switch; called only when the guards pass.
+
+    Returns:
+        The decision (``move`` ``"hold"``, ``"rollback"`` or ``"promote"``).
+
+    Raises:
+        ValueError: ``now`` is naive or before the last move, or the guards are not canary guards.
+    """
+    why = f"{BREACH_REASON} ({breach}): decided at once"
+    if state.is_terminal or state.phase is Phase.IDLE:
+        return RolloutDecision(state, state, "hold", "wait", f"{why}: {state.phase.value} rollout, no move", guards)
+    if guards is None:
+        return RolloutDecision(
+            state,
+            state,
+            "hold",
+            "wait",
+            f"{why}: hold, no labelled row scored by both models since the rollout began",
+            None,
+        )
+    if guards.kind != "canary":
+        raise ValueError(f"a breach is decided by the canary guards, got {guards.kind} guards")
+    if ab is not None and ab.challenger_version != state.challenger_version:
+        ab = None
+    guards = with_ab_verdict(guards, ab)
+    evidence: dict[str, Any] = {"guards": guards.to_dict(), "breach": breach}
+    status = guards.status
+    if status is GuardStatus.INSUFFICIENT_DATA:
+        lacking = [f"{c.name}: {c.detail}" for c in guards.checks if c.status is GuardStatus.INSUFFICIENT_DATA]
+        return RolloutDecision(
+            state, state, "hold", "wait", f"{why}: hold, guards lack data: " + "; ".join(lacking), guards
+        )
+    if status is GuardStatus.FAIL:
+        moved = _move(state, now, Phase.ROLLED_BACK, None, f"{why}: guard failed: {', '.join(guards.failed)}", evidence)
+        return RolloutDecision(state, moved, "rollback", moved.phase.value, moved.history[-1].reason, guards)
+    refused = list(switch_refusals())
+    if refused:
+        moved = roll_back(state, now, reason=f"{why}: final switch refused: " + "; ".join(refused), evidence=evidence)
+        return RolloutDecision(state, moved, "rollback", moved.phase.value, moved.history[-1].reason, guards)
+    evidence["registry_action"] = {"promote_challenger": state.challenger_version}
+    reason = f"{why}: guards passed on {guards.n_rows} rows: switch to the challenger"
+    moved = _move(state, now, Phase.PROMOTED, None, reason, evidence)
+    return RolloutDecision(state, moved, "promote", moved.phase.value, reason, guards)

@@ -1,6 +1,7 @@
 """Typed summaries of the monitoring reports: the one owner of their metadata keys, in both directions. Pure.
 
-``drift_report`` and ``performance_report`` write their materialization metadata with ``to_metadata()``; the
+``drift_report``, ``performance_report`` and ``performance_estimate`` (:class:`EstimateSummary`) write their
+materialization metadata with ``to_metadata()``; the
 retraining sensors read it back with ``from_metadata()`` and compare the typed identity of the model a report
 was measured against — ``(model name, registry version)`` — with the model now in production. The display
 string ``compared_with`` (``"flights v3"``) is still written for people reading the UI, but nothing compares it:
@@ -249,4 +250,99 @@ class PerformanceSummary:
             "realised": self.realised_metric,
             "floor": self.sla_floor,
             "labelled_rows": self.labelled_rows,
+        }
+
+
+@dataclass(frozen=True)
+class EstimateSummary:
+    """The ``performance_estimate`` metadata of one data version: the production model's CBPE estimate vs its SLA.
+
+    Attributes:
+        model: Registered model name of the production model whose scores were estimated (key
+            ``production_model``); ``None`` when nothing was estimated or unknown.
+        model_version: Its registry version (key ``model_version``).
+        metric: The headline metric's name (key ``metric``).
+        estimated_metric: Its CBPE estimate (key ``estimated_<metric>``); ``None`` when undefined.
+        lower: Lower end of the estimate's band (key ``estimated_<metric>_lower``).
+        upper: Upper end (key ``estimated_<metric>_upper``).
+        sla_floor: The SLA floor the estimate is held against (as ``performance_report``'s).
+        estimated_below_floor: Whether the estimate is below the floor; ``None`` when unknown.
+        rows: Rows estimated on (key ``rows``).
+        reason: Why nothing was estimated (nothing scored, no calibration map, ...).
+    """
+
+    model: str | None = None
+    model_version: int | None = None
+    metric: str | None = None
+    estimated_metric: float | None = None
+    lower: float | None = None
+    upper: float | None = None
+    sla_floor: float | None = None
+    estimated_below_floor: bool | None = None
+    rows: int | None = None
+    reason: str | None = None
+
+    @property
+    def identity_known(self) -> bool:
+        """Both the model name and the version that was estimated are known."""
+        return self.model is not None and self.model_version is not None
+
+    def measured(self, model: str, version: int | None) -> bool:
+        """Whether this estimate is of ``(model, version)``; ``False`` when its identity is unknown."""
+        return self.identity_known and (self.model, self.model_version) == (model, version)
+
+    def to_metadata(self) -> dict[str, JSONValue]:
+        """Metadata keys and JSON values (``None`` fields are left out). The per-metric keys other than the
+        headline's (``estimated_accuracy`` ...) are written by the asset beside these."""
+        metric = self.metric
+        keyed: dict[str, JSONValue] = {}
+        if metric is not None:
+            keyed = {
+                f"estimated_{metric}": self.estimated_metric,
+                f"estimated_{metric}_lower": self.lower,
+                f"estimated_{metric}_upper": self.upper,
+            }
+        return _without_none(
+            {
+                "production_model": self.model,
+                "model_version": self.model_version,
+                "metric": metric,
+                **keyed,
+                "sla_floor": self.sla_floor,
+                "estimated_below_floor": self.estimated_below_floor,
+                "rows": self.rows,
+                "reason": self.reason,
+            }
+        )
+
+    @classmethod
+    def from_metadata(cls, metadata: Mapping[str, Any]) -> Self:
+        """Read metadata written by :meth:`to_metadata` (missing or malformed values → ``None``)."""
+        metric = _str(metadata.get("metric"))
+        return cls(
+            model=_str(metadata.get("production_model")),
+            model_version=_int(metadata.get("model_version")),
+            metric=metric,
+            estimated_metric=None if metric is None else _float(metadata.get(f"estimated_{metric}")),
+            lower=None if metric is None else _float(metadata.get(f"estimated_{metric}_lower")),
+            upper=None if metric is None else _float(metadata.get(f"estimated_{metric}_upper")),
+            sla_floor=_float(metadata.get("sla_floor")),
+            estimated_below_floor=_bool(metadata.get("estimated_below_floor")),
+            rows=_int(metadata.get("rows")),
+            reason=_str(metadata.get("reason")),
+        )
+
+    def evidence(self, data_version: str) -> dict[str, Any]:
+        """The ``mlops/evidence`` of an estimated-performance retrain (identity first: the sensor compares it)."""
+        return {
+            "trigger": "performance_estimate",
+            "data_version": data_version,
+            "model": self.model,
+            "production_version": self.model_version,
+            "metric": self.metric,
+            "estimated": self.estimated_metric,
+            "lower": self.lower,
+            "upper": self.upper,
+            "floor": self.sla_floor,
+            "rows": self.rows,
         }

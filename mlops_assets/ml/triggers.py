@@ -31,9 +31,22 @@ from typing import Any
 from mlops_assets.ml import json_codec
 
 #: Every reason a retrain can have (the ``mlops/reason`` run tag).
-REASONS: tuple[str, ...] = ("new_data", "new_labels", "drift", "performance", "stale", "schedule", "manual")
+REASONS: tuple[str, ...] = (
+    "new_data",
+    "new_labels",
+    "drift",
+    "performance",
+    "estimated_performance",
+    "stale",
+    "schedule",
+    "manual",
+)
 #: Enabled by default: retrain on evidence, on a schedule or by hand — not on every new version.
-DEFAULT_TRIGGERS: tuple[str, ...] = ("drift", "performance", "stale", "schedule", "manual")
+#: ``estimated_performance`` (the CBPE estimate of the production model fell below its SLA floor before the labels
+#: landed) is evidence too: it retrains only on labelled data newer than the production model's training data, under
+#: the same cooldown, cap and de-duplication, so a wrong estimate costs at most one retrain per cooldown and no loop
+#: (docs/monitoring.md, "Performance before labels"). Remove it from ``retraining.triggers`` to wait for the labels.
+DEFAULT_TRIGGERS: tuple[str, ...] = ("drift", "performance", "estimated_performance", "stale", "schedule", "manual")
 
 #: Run statuses (lower case) of a retrain that is still going to train something.
 IN_FLIGHT_STATUSES: frozenset[str] = frozenset(

@@ -522,16 +522,29 @@ def _missing_part(column: str, near: Mapping[str, str]) -> str:
     return f"missing column '{column}'"
 
 
+def data_schema(spec: DatasetSpec) -> pa.DataFrameSchema:
+    """The pandera schema of a landed data file (:func:`~mlops_assets.ml.schema.build_schema`).
+
+    With ``spec.label.required`` false the label column may be absent and its cells empty (an unlabelled or
+    partly labelled version; its labels come from the labels stream); its type is still checked where present.
+    """
+    schema = build_schema(spec)
+    if spec.label.required:
+        return schema
+    return schema.update_column(spec.label.column, required=False, nullable=True)
+
+
 def _schema_gate(df: pd.DataFrame, spec: DatasetSpec, source_name: str) -> tuple[GateResult, pd.DataFrame | None]:
     expected = list(spec.column_names)
-    missing = [c for c in expected if c not in df.columns]
+    optional = set() if spec.label.required else {spec.label.column}
+    missing = [c for c in expected if c not in df.columns and c not in optional]
     extra = [str(c) for c in df.columns if c not in expected]
     condition = (
         f"all {len(expected)} columns of spec '{spec.name}' present, coercible to their types and within "
         "their nullability, range, category and uniqueness rules (0 failure cases)"
     )
     try:
-        typed = build_schema(spec).validate(df, lazy=True)
+        typed = data_schema(spec).validate(df, lazy=True)
     except pa.errors.SchemaErrors as exc:
         fc = failure_frame(exc.failure_cases)
         order = {name: i for i, name in enumerate(expected)}
@@ -616,7 +629,7 @@ def gate_schema_valid(df: pd.DataFrame, spec: DatasetSpec, source_name: str) -> 
 def coerce_to_schema(df: pd.DataFrame, spec: DatasetSpec) -> pd.DataFrame | None:
     """The frame coerced to the spec's schema, or ``None`` when it does not pass the schema."""
     try:
-        return build_schema(spec).validate(df, lazy=True)
+        return data_schema(spec).validate(df, lazy=True)
     except pa.errors.SchemaErrors:
         return None
 
@@ -695,8 +708,15 @@ def _is_missing(value: Any) -> bool:
     )
 
 
-def gate_label_in_domain(df: pd.DataFrame, spec: DatasetSpec, source_name: str) -> GateResult:
+def gate_label_in_domain(
+    df: pd.DataFrame, spec: DatasetSpec, source_name: str, *, allow_missing: bool | None = None
+) -> GateResult:
     """Gate ``label_in_domain``: the label column is present, complete and within ``spec.label.values``.
+
+    With ``spec.label.required`` false (or ``allow_missing=True``) a data version may come without labels: an
+    absent label column or empty label cells pass (its labels come later from the labels stream); a value that is
+    present must still be in the domain. The evidence then records ``n_labelled`` (rows with a label) and the
+    labelled share. ``allow_missing=False`` refuses empty cells whatever the spec says (a labels file).
 
     Every label cell is read through the label column's type (:func:`~mlops_assets.ml.schema.canonical_value`,
     the rules of the schema's coercion) and compared with ``spec.label.values``, which the spec read through
@@ -708,7 +728,30 @@ def gate_label_in_domain(df: pd.DataFrame, spec: DatasetSpec, source_name: str) 
     """
     column = spec.label.column
     allowed = list(spec.label.values)
-    condition = f"label column '{column}' present, no missing values, every value in {allowed}"
+    optional = (not spec.label.required) if allow_missing is None else allow_missing
+    if optional:
+        condition = f"label column '{column}' absent or every present value in {allowed} (label.required: false)"
+    else:
+        condition = f"label column '{column}' present, no missing values, every value in {allowed}"
+    if column not in df.columns and optional:
+        return GateResult(
+            name="label_in_domain",
+            passed=True,
+            condition=condition,
+            message=(
+                f"{source_name}: no label column '{column}': the version is unlabelled; its labels come from the "
+                "labels stream (label.required: false)"
+            ),
+            observed=0,
+            threshold=0,
+            evidence={
+                "allowed_values": to_jsonable(allowed),
+                "label_column_present": False,
+                "n_labelled": 0,
+                "labelled_share": 0.0,
+                "n_rows": len(df),
+            },
+        )
     if column not in df.columns:
         return GateResult(
             name="label_in_domain",
@@ -741,8 +784,14 @@ def gate_label_in_domain(df: pd.DataFrame, spec: DatasetSpec, source_name: str) 
         else:
             bad.append((value, int(count)))
     n_bad = sum(c for _, c in bad)
-    passed = n_null == 0 and n_bad == 0
-    if passed:
+    passed = (optional or n_null == 0) and n_bad == 0
+    n_labelled = len(df) - n_null
+    if passed and n_null:
+        message = (
+            f"{source_name}: {n_labelled} of {len(df)} rows labelled, every label in {allowed}; {n_null} unlabelled "
+            "row(s) wait for the labels stream (label.required: false)"
+        )
+    elif passed:
         message = f"{source_name}: all {len(df)} values of label '{column}' are in {allowed}"
     else:
         shown = ", ".join(f"{v!r} x{c}" for v, c in bad[:5])
@@ -765,6 +814,10 @@ def gate_label_in_domain(df: pd.DataFrame, spec: DatasetSpec, source_name: str) 
             "n_null": n_null,
             "out_of_domain_values": [{"value": to_jsonable(v), "count": c} for v, c in bad[:MAX_LABEL_VALUES]],
             "value_counts": in_domain,
+            "label_column_present": True,
+            "n_labelled": n_labelled,
+            "labelled_share": n_labelled / len(df) if len(df) else 0.0,
+            "n_rows": len(df),
         },
     )
 
@@ -843,6 +896,8 @@ def validate_raw(df: pd.DataFrame, spec: DatasetSpec, source_name: str) -> RawVa
     * ``label_in_domain``: the label column is present, has no missing values and every value is one
       of ``spec.label.values``, each cell read through the label column's type as the spec's values were
       (an int label: 1, 1.0, "1" are one value; a bool label: yes/no, true/false, 1/0; text matches exactly).
+      With ``label.required: false`` the column may be absent and cells empty (the evidence counts the
+      labelled rows); the labels then come from the labels stream (:mod:`mlops_assets.ml.labels`).
     * ``ids_unique``: the id column is present, has no missing values and no repeats; evidence lists up
       to :data:`MAX_DUPLICATE_IDS` repeated ids with their counts.
 
