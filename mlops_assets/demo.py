@@ -8,6 +8,15 @@ registers each file as a data version (a partition of ``flights__data_versions``
 lifecycle run (``flights__lifecycle_job``); the demo waits for each run and tells what happened,
 reading the instance and the model registry. Everything — sensor ticks, runs, materializations,
 check results — stays in the instance, so the UI shows it afterwards.
+
+When the model's spec lets a data version arrive without labels (``label.required: false``, as the flights spec
+does), the demo lands each file **without** its label column and the labels of version *k* (id and label, from the
+same file) in the model's labels zone when version *k + 1* lands — the last version's labels after the last file —
+so each month is scored and its performance estimated before its labels exist, and measured once they land
+(``--labels-with-data``: the files keep their labels, the behaviour before labels had their own stream). At the end
+the demo prints, per data version, the story read back from the instance (:mod:`mlops_assets.demo_data.story`):
+production version, estimated vs realised metric, retrains and their reasons, A/B readings and rollout moves, and
+writes it as JSON (``--story-json``).
 """
 
 import argparse
@@ -20,14 +29,18 @@ import time
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
 
+from mlops_assets.demo_data.labels_later import Landing, SplitFile, landing_plan, split_labels_file
+from mlops_assets.demo_data.story import MonthStory, RunFact, month_story, story_lines, write_story
 from mlops_assets.environments import local_environment
 from mlops_assets.gate_records import latest_materialization_metadata
 from mlops_assets.instance import ensure_instance
+from mlops_assets.ml.landing import labels_target
 from mlops_assets.ml.spec import DatasetSpec, SpecError
 from mlops_assets.ml.versions import digest_of_key, file_digest, is_landable, version_key
 from mlops_assets.model import MLModel, ModelConfigError
@@ -56,6 +69,7 @@ class Outcome:
     model_version: int | None
     production: int | None
     retrains: tuple[str, ...] = ()
+    kind: str = "data"
 
 
 def _say(text: str = "") -> None:
@@ -118,6 +132,37 @@ def _sources(args: argparse.Namespace, spec: DatasetSpec, data_dir: Path) -> lis
     return prepare_flights_months(data_dir / "demo-source", months)
 
 
+def labels_later(args: argparse.Namespace, spec: DatasetSpec) -> bool:
+    """Whether the demo lands each version's labels one version late (else with the data, in the data file).
+
+    Labels later unless ``--labels-with-data`` is given or the spec requires every data file to carry its labels
+    (``label.required``, the default): such a spec's data gates would reject a file without its label column.
+    """
+    return not args.labels_with_data and not spec.label.required
+
+
+def _plan(args: argparse.Namespace, spec: DatasetSpec, data_dir: Path) -> list[Landing]:
+    """The files to land, in order (:func:`mlops_assets.demo_data.labels_later.landing_plan`)."""
+    sources = _sources(args, spec, data_dir)
+    if not labels_later(args, spec):
+        why = "--labels-with-data" if args.labels_with_data else f"the spec's label.required is true ({spec.source})"
+        _say(f"  labels: in the data files ({why})")
+        return landing_plan(sources, labels_later=False)
+    out = data_dir / "demo-source" / "labels-later"
+    splits: list[SplitFile] = []
+    for source in sources:
+        try:
+            splits.append(split_labels_file(source, out, spec.id_column, spec.label.column))
+        except ValueError as exc:
+            raise DemoError(str(exc)) from exc
+    _say(
+        f"  labels: one version late — data files without their '{spec.label.column}' column ({out / 'data'}), "
+        f"labels files ('{spec.id_column}', '{spec.label.column}') landed when the next version lands "
+        f"({out / 'labels'}); --labels-with-data keeps the labels in the data files"
+    )
+    return landing_plan(splits, labels_later=True)
+
+
 def _start_daemon(home: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
     daemon = shutil.which("dagster-daemon", path=str(Path(sys.executable).parent)) or shutil.which("dagster-daemon")
     if daemon is None:
@@ -166,10 +211,15 @@ def _land(source: Path, landing: Path) -> None:
     os.replace(tmp, landing / source.name)
 
 
-def _landing_runs(instance: dg.DagsterInstance, model: MLModel, version: str) -> Sequence[dg.DagsterRun]:
-    """The newest run the model's landing sensor launched for data version ``version`` (none or one)."""
-    tags = {DATA_VERSION_TAG: version, REASON_TAG: "new_data", MODEL_TAG: model.name}
-    return instance.get_runs(filters=dg.RunsFilter(tags=tags), limit=1)
+def _landing_runs(
+    instance: dg.DagsterInstance, model: MLModel, version: str, kind: str = "data", after: float | None = None
+) -> Sequence[dg.DagsterRun]:
+    """The newest run the model's landing (``kind`` data) or labels sensor launched for data version ``version``
+    (none or one); with ``after`` (epoch seconds), only a run created after it."""
+    reason = "new_data" if kind == "data" else "new_labels"
+    tags = {DATA_VERSION_TAG: version, REASON_TAG: reason, MODEL_TAG: model.name}
+    created_after = None if after is None else datetime.fromtimestamp(after, UTC)
+    return instance.get_runs(filters=dg.RunsFilter(tags=tags, created_after=created_after), limit=1)
 
 
 #: Seconds between the demo's progress lines while it waits for a run.
@@ -187,12 +237,19 @@ def _eta(started: float, index: int, total: int) -> str:
     return f" ({elapsed:.0f} s elapsed, about {left:.0f} s left)"
 
 
+#: Hook events say nothing about where a run is ("Skipped the execution of hook …").
+_HOOK_EVENTS = frozenset(
+    {dg.DagsterEventType.HOOK_COMPLETED, dg.DagsterEventType.HOOK_ERRORED, dg.DagsterEventType.HOOK_SKIPPED}
+)
+
+
 def _run_progress(instance: dg.DagsterInstance, run: dg.DagsterRun) -> str | None:
     """Where a run is: its latest step message (e.g. ``candidate_model: search: 5/12 fits scored …``), or None."""
     # Only the run's latest events (newest first), not its whole log, every PROGRESS_EVERY_S.
     latest = instance.get_records_for_run(run.run_id, limit=PROGRESS_EVENTS, ascending=False).records
     for entry in (record.event_log_entry for record in latest):
-        if entry.step_key and entry.user_message:
+        event_type = entry.dagster_event.event_type if entry.dagster_event else None
+        if entry.step_key and entry.user_message and event_type not in _HOOK_EVENTS:
             step = entry.step_key.split("__", 1)[-1]
             return f"{step}: {entry.user_message.splitlines()[0][:140]}"
     return None
@@ -205,31 +262,40 @@ def _wait_for_run(
     timeout: float,
     daemon: subprocess.Popen[bytes],
     home: Path,
+    kind: str = "data",
+    after: float | None = None,
 ) -> dg.DagsterRun:
     deadline = time.monotonic() + timeout
     next_note = time.monotonic() + PROGRESS_EVERY_S
     while time.monotonic() < deadline:
         if daemon.poll() is not None:
             raise DemoError(f"the Dagster daemon exited (code {daemon.returncode}); see {home / LOG_DIR}/daemon.log")
-        runs = _landing_runs(instance, model, version)
+        runs = _landing_runs(instance, model, version, kind, after)
         if time.monotonic() >= next_note:
             status = runs[0].status.value if runs else "not launched yet"
             where = _run_progress(instance, runs[0]) if runs else None
-            _say(f"      … still waiting for the run of {version} ({status})" + (f": {where}" if where else ""))
+            _say(
+                f"      … still waiting for the {'labels ' if kind == 'labels' else ''}run of {version} ({status})"
+                + (f": {where}" if where else "")
+            )
             next_note = time.monotonic() + PROGRESS_EVERY_S
         # A crashed run is retried once under a new run id: give the retry a moment to appear.
         finished = bool(runs) and runs[0].status in TERMINAL
         if finished and (
-            runs[0].status == dg.DagsterRunStatus.SUCCESS or _no_retry_follows(instance, model, runs[0], version)
+            runs[0].status == dg.DagsterRunStatus.SUCCESS
+            or _no_retry_follows(instance, model, runs[0], version, kind, after)
         ):
             return runs[0]
         time.sleep(0.5)
-    raise DemoError(f"no finished run for data version {version} after {timeout:.0f} s; see {home / LOG_DIR}")
+    what = "labels run" if kind == "labels" else "run"
+    raise DemoError(f"no finished {what} for data version {version} after {timeout:.0f} s; see {home / LOG_DIR}")
 
 
-def _no_retry_follows(instance: dg.DagsterInstance, model: MLModel, run: dg.DagsterRun, version: str) -> bool:
+def _no_retry_follows(
+    instance: dg.DagsterInstance, model: MLModel, run: dg.DagsterRun, version: str, kind: str, after: float | None
+) -> bool:
     time.sleep(3.0)
-    latest = _landing_runs(instance, model, version)
+    latest = _landing_runs(instance, model, version, kind, after)
     return latest[0].run_id == run.run_id
 
 
@@ -282,30 +348,54 @@ def _model_line(
     return f"model {spec.name} v{latest.version}: {metric} {figures or 'not evaluated'} → {outcome}"
 
 
-def _monitoring_lines(version: str, instance: dg.DagsterInstance, model: MLModel) -> list[str]:
+def _estimate_line(version: str, instance: dg.DagsterInstance, model: MLModel, metric: str) -> str | None:
+    """The label-free estimate of the production model's ``metric`` on ``version`` (CBPE), or None."""
+    estimate = latest_materialization_metadata(instance, model.key("performance_estimate"), version)
+    value = estimate.get(f"estimated_{metric}")
+    if not isinstance(value, int | float):
+        return None
+    low, high = estimate.get(f"estimated_{metric}_lower"), estimate.get(f"estimated_{metric}_upper")
+    band = f" [{low:.3f}, {high:.3f}]" if isinstance(low, int | float) and isinstance(high, int | float) else ""
+    floor = estimate.get("sla_floor")
+    below = estimate.get("estimated_below_floor")
+    verdict = "" if below is None else (" BELOW the SLA floor" if below else " ok")
+    return (
+        f"estimated {metric} of production v{estimate.get('model_version', '?')} before labels: {value:.3f}{band}"
+        + (f" (SLA floor {floor:.3f}){verdict}" if isinstance(floor, int | float) else verdict)
+    )
+
+
+def _monitoring_lines(version: str, instance: dg.DagsterInstance, model: MLModel, kind: str = "data") -> list[str]:
     lines = []
     drift = latest_materialization_metadata(instance, model.key("drift_report"), version)
-    if drift.get("compared_with", "none") != "none":
+    if kind == "data" and drift.get("compared_with", "none") != "none":
         lines.append(
             f"drift vs {drift['compared_with']}: {drift['n_drifted']} columns drifted "
             f"(share {drift['drifted_share']:.2f}; dataset drift: {'YES' if drift['dataset_drift'] else 'no'})"
             + (f": {drift['drifted_columns']}" if drift["drifted_columns"] != "none" else "")
         )
+    if kind == "data" and (
+        estimated := _estimate_line(version, instance, model, model.spec().policy.evaluation.headline_metric)
+    ):
+        lines.append(estimated)
     perf = latest_materialization_metadata(instance, model.key("performance_report"), version)
     if "realised_metric" in perf:
         holdout = f"holdout {perf['holdout_metric']:.3f}, " if "holdout_metric" in perf else ""
+        versus = ""
+        estimated = perf.get(f"estimated_{perf['metric']}")
+        if isinstance(estimated, int | float):
+            versus = f"; estimated {estimated:.3f}"
+            if isinstance(perf.get("estimate_error"), int | float):
+                versus += f", error {perf['estimate_error']:+.3f}"
+            if isinstance(perf.get("realised_in_band"), bool):
+                versus += ", inside its band" if perf["realised_in_band"] else ", OUTSIDE its band"
         lines.append(
             f"realised {perf['metric']} of production v{perf['production_version']}: {perf['realised_metric']:.3f} "
-            f"({holdout}SLA floor {perf['sla_floor']:.3f}) {'BREACHED' if perf['sla_breached'] else 'ok'}"
+            f"({holdout}SLA floor {perf['sla_floor']:.3f}{versus}) {'BREACHED' if perf['sla_breached'] else 'ok'}"
         )
     ab = latest_materialization_metadata(instance, model.key("ab_test"), version)
     if ab.get("decision", "none") != "none":
-        lines.append(
-            f"A/B test: {ab['decision']} (winner {ab['winner']}; {ab['champion_n']} champion / {ab['challenger_n']} "
-            f"challenger rows of {ab['horizon_per_arm']} per arm"
-            + (f"; difference {ab['difference']:+.4f}, p={ab['p_value']:.3g}" if "p_value" in ab else "")
-            + ")"
-        )
+        lines.append(f"A/B test: {_ab_text(ab)}")
     step = latest_materialization_metadata(instance, model.key("rollout_step"), version)
     if step.get("action", "none") != "none":
         if "from" in step:
@@ -316,6 +406,24 @@ def _monitoring_lines(version: str, instance: dg.DagsterInstance, model: MLModel
         else:
             lines.append(f"rollout: waiting ({step.get('reason', '')})")
     return lines
+
+
+def _ab_text(ab: dict[str, Any]) -> str:
+    """One A/B reading: ``decision (winner …; method on metric, n rows; difference, p-value)``; only the keys the
+    record has (an always-valid mSPRT record has ``method``, ``metric``, ``n``; a fixed-horizon one counts arms)."""
+    parts = [f"winner {ab.get('winner', 'none')}"]
+    if "method" in ab:
+        parts.append(f"{ab['method']}" + (f" on {ab['metric']}" if "metric" in ab else ""))
+    if "n" in ab:
+        parts.append(f"{ab['n']} rows")
+    elif "champion_n" in ab and "challenger_n" in ab:
+        horizon = f" of {ab['horizon_per_arm']} per arm" if "horizon_per_arm" in ab else ""
+        parts.append(f"{ab['champion_n']} champion / {ab['challenger_n']} challenger rows{horizon}")
+    if isinstance(ab.get("difference"), int | float):
+        parts.append(f"difference {ab['difference']:+.4f}")
+    if isinstance(ab.get("p_value"), int | float):
+        parts.append(("always-valid " if ab.get("method") == "msprt" else "") + f"p={ab['p_value']:.3g}")
+    return f"{ab['decision']} ({'; '.join(parts)})"
 
 
 #: Characters of a check's message the demo prints (the whole message is on the check in the UI).
@@ -346,7 +454,7 @@ def _tell_run(run: dg.DagsterRun, instance: dg.DagsterInstance, seconds: float |
         _say(f"        ✗ {name}: {message[:MESSAGE_CHARS]}")
     for name, message in warned:
         _say(f"        ! {name} (warning): {message[:MESSAGE_CHARS]}")
-    if not checks:
+    if not checks or run.status == dg.DagsterRunStatus.FAILURE:
         for error in _step_errors(instance, run.run_id):
             _say(f"        ✗ {error[:400]}")
     return len(gates) - len(failed), len(gates)
@@ -361,11 +469,12 @@ def _tell(
     model: MLModel,
     spec: DatasetSpec,
     seconds: float,
+    kind: str = "data",
 ) -> Outcome:
     first = runs[0]
     training_jobs = (model.job_name("retrain_job"), model.job_name("lifecycle_job"))
     passed, total = _tell_run(first, instance, seconds)
-    for line in _monitoring_lines(version, instance, model):
+    for line in _monitoring_lines(version, instance, model, kind):
         _say(f"      {line}")
     if first.job_name == model.job_name("lifecycle_job"):
         _say(f"      {_model_line(version, instance, registry, model, spec)}")
@@ -391,6 +500,7 @@ def _tell(
         model_version=versions[-1].version if versions else None,
         production=production.version if production else None,
         retrains=tuple(f"{r.tags.get(REASON_TAG)}@{r.tags.get(DATA_VERSION_TAG)}" for r in runs[1:]),
+        kind=kind,
     )
 
 
@@ -456,6 +566,68 @@ def _follow_ups(
     raise DemoError(f"runs still open after {timeout:.0f} s; see {home / LOG_DIR}")
 
 
+#: Materializations of one partition of one asset the story reads (a version sees a few runs, not hundreds).
+STORY_RECORDS = 50
+
+
+def _all_metadata(instance: dg.DagsterInstance, key: dg.AssetKey, partition: str) -> list[dict[str, Any]]:
+    """The metadata of every materialization of one partition of an asset, oldest first."""
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=key, asset_partitions=[partition]), limit=STORY_RECORDS, ascending=True
+    ).records
+    return [
+        {k: v.value for k, v in record.asset_materialization.metadata.items()}
+        for record in records
+        if record.asset_materialization is not None
+    ]
+
+
+def read_story(
+    instance: dg.DagsterInstance, registry: ModelRegistry, model: MLModel, spec: DatasetSpec
+) -> list[MonthStory]:
+    """The story of every data version of ``model``, in landing order, read from the instance and the registry.
+
+    Per version: the newest ``predictions``, ``performance_estimate``, ``labels`` and ``performance_report``
+    metadata, every ``ab_test`` and ``rollout_step`` materialization, the runs tagged with the version (job and
+    ``mlops/reason`` tag) and the registry versions whose training data ends with it. Nothing is taken from the
+    demo's own output, so the story of an instance is the same whoever filled it.
+    """
+    metric = spec.policy.evaluation.headline_metric
+    prefix = model.job_name("")
+    stories = []
+    for version in instance.get_dynamic_partitions(model.partitions_name):
+        runs = instance.get_runs(filters=dg.RunsFilter(tags={MODEL_TAG: model.name, DATA_VERSION_TAG: version}))
+        facts = [
+            RunFact(
+                job=run.job_name.removeprefix(prefix),
+                reason=run.tags.get(REASON_TAG, "?"),
+                status=run.status.value,
+                run_id=run.run_id,
+            )
+            for run in reversed(runs)  # get_runs is newest first
+        ]
+        trained = [
+            (kept.version, str(kept.stage))
+            for kept in registry.versions_for_data_version(spec.name, version)
+            if kept.data_versions and kept.data_versions[-1] == version
+        ]
+        stories.append(
+            month_story(
+                version,
+                metric,
+                predictions=latest_materialization_metadata(instance, model.key("predictions"), version),
+                estimate=latest_materialization_metadata(instance, model.key("performance_estimate"), version),
+                labels=latest_materialization_metadata(instance, model.key("labels"), version),
+                report=latest_materialization_metadata(instance, model.key("performance_report"), version),
+                ab_tests=_all_metadata(instance, model.key("ab_test"), version),
+                rollout_steps=_all_metadata(instance, model.key("rollout_step"), version),
+                runs=facts,
+                trained_versions=trained,
+            )
+        )
+    return stories
+
+
 def _evidence_summary(evidence: dict[str, Any]) -> str:
     parts = []
     if "run_id" in evidence:
@@ -502,6 +674,17 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--fresh", action="store_true", help="delete the demo's instance directory first")
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds to wait for each run (default 900)")
+    parser.add_argument(
+        "--labels-with-data",
+        action="store_true",
+        help="land every file with its label column (the behaviour before labels had their own stream); by default, "
+        "when the spec allows data without labels (label.required: false, as flights does), each file lands without "
+        "its label column and its labels (id, label) land in the labels zone when the next file lands",
+    )
+    parser.add_argument(
+        "--story-json",
+        help="where to write the closing story per data version as JSON (default: <instance>/demo-logs/story.json)",
+    )
     parser.add_argument(
         "--quiet",
         type=float,
@@ -585,7 +768,8 @@ def _run(args: argparse.Namespace) -> int:
     _say(f"  instance: {home}")
     _say(f"  landing folder: {landing}")
     _check_served(model)
-    sources = _sources(args, spec, data_dir)
+    plan = _plan(args, spec, data_dir)
+    labels_zone = Path(model.labels_zone(LandingZone(directory=str(data_dir / "labels"))).directory)
     # The registry the daemon's runs use (the local environment's resource), closed when the demo ends.
     registry = local_environment(data_dir).resources["registry"].open()
     outcomes: list[Outcome] = []
@@ -606,27 +790,37 @@ def _run(args: argparse.Namespace) -> int:
         previous = {sig: signal.signal(sig, _raise_terminated) for sig in (signal.SIGTERM, signal.SIGHUP)}
         daemon = _start_daemon(home, env)
         try:
-            for index, source in enumerate(sources, start=1):
-                version = version_key(source.name, file_digest(source))
-                known = {digest_of_key(k) for k in instance.get_dynamic_partitions(model.partitions_name) if "__" in k}
-                if digest_of_key(version) in known:
-                    _say(f"[{index}/{len(sources)}] {source.name}: already landed as {version}; nothing to do")
-                    continue
-                _say(
-                    f"[{index}/{len(sources)}] landing {source.name} → data version {version}"
-                    + _eta(started, index, len(sources))
-                )
+            for index, step in enumerate(plan, start=1):
+                source, kind, counter = step.source, step.kind, f"[{index}/{len(plan)}]"
+                keys = instance.get_dynamic_partitions(model.partitions_name)
+                if kind == "labels":
+                    target = labels_target(keys, source.name)
+                    if target is None:  # its data file was not landed (e.g. a run that stopped early)
+                        raise DemoError(f"labels file {source.name}: no data version of {step.stem} has landed")
+                    version = target
+                    landed = labels_zone / source.name
+                    if landed.is_file() and file_digest(landed) == file_digest(source):
+                        _say(f"{counter} labels {source.name}: already landed for {version}; nothing to do")
+                        continue
+                    _say(f"{counter} landing labels {source.name} → labels of data version {version}")
+                else:
+                    version = version_key(source.name, file_digest(source))
+                    if digest_of_key(version) in {digest_of_key(k) for k in keys if "__" in k}:
+                        _say(f"{counter} {source.name}: already landed as {version}; nothing to do")
+                        continue
+                    _say(f"{counter} landing {source.name} → data version {version}" + _eta(started, index, len(plan)))
                 begin = time.monotonic()
-                _land(source, landing)
                 landed_at = time.time()
-                run = _wait_for_run(instance, model, version, args.timeout, daemon, home)
+                _land(source, labels_zone if kind == "labels" else landing)
+                run = _wait_for_run(instance, model, version, args.timeout, daemon, home, kind, landed_at - 1.0)
                 seconds = time.monotonic() - begin
                 follow = [
                     r
                     for r in _follow_ups(instance, model, landed_at, args.quiet, args.timeout, daemon, home)
                     if r.run_id != run.run_id and r.tags.get(DATA_VERSION_TAG) is not None
                 ]
-                outcomes.append(_tell(source, version, [run, *follow], instance, registry, model, spec, seconds))
+                outcomes.append(_tell(source, version, [run, *follow], instance, registry, model, spec, seconds, kind))
+            stories = read_story(instance, registry, model, spec)
         finally:
             _stop_daemon(daemon)
             for sig, handler in previous.items():
@@ -635,14 +829,32 @@ def _run(args: argparse.Namespace) -> int:
     production = registry.production_version(spec.name)
     _say()
     _say(f"Summary ({time.monotonic() - started:.0f} s):")
+    data_outcomes = [o for o in outcomes if o.kind == "data"]
+    labels_outcomes = [o for o in outcomes if o.kind == "labels"]
     _say(
-        f"  versions landed this time: {len(outcomes)}; runs succeeded: {sum(o.status == 'SUCCESS' for o in outcomes)}"
+        f"  versions landed this time: {len(data_outcomes)}; their runs succeeded: "
+        f"{sum(o.status == 'SUCCESS' for o in data_outcomes)}"
+        + (
+            f"; labels files landed: {len(labels_outcomes)}, their runs succeeded: "
+            f"{sum(o.status == 'SUCCESS' for o in labels_outcomes)}"
+            if labels_outcomes or labels_later(args, spec)
+            else ""
+        )
     )
     for kept in registry.list_versions(spec.name):
         _say(f"  {spec.name} v{kept.version}: {kept.stage:<10} trained on {', '.join(kept.data_versions)}")
     _say(f"  in production: {f'{spec.name} v{production.version}' if production else 'nothing'}")
-    retrains = [(o.file, r) for o in outcomes for r in o.retrains]
+    retrains = [(("labels " if o.kind == "labels" else "") + o.file, r) for o in outcomes for r in o.retrains]
     _say(f"  retrains fired: {len(retrains)}" + "".join(f"\n    after {f}: {r}" for f, r in retrains))
+    _say()
+    _say(
+        f"Story per data version (read back from the instance: materializations' metadata, runs' tags; "
+        f"{'labels landed one version late' if labels_later(args, spec) else 'labels in the data files'}):"
+    )
+    for line in story_lines(stories):
+        _say(f"  {line}")
+    story_path = Path(args.story_json) if args.story_json else home / LOG_DIR / "story.json"
+    _say(f"  (as JSON: {write_story(stories, story_path)})")
     _say()
     _say(f"Audit log of {spec.name} (registry: stages, aliases, rollout moves, approvals; oldest first):")
     for entry in registry.audit_log(spec.name):

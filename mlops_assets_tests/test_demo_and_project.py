@@ -1,5 +1,6 @@
 """The main job as a user runs it (a real daemon, sensor and runs), and the project's own promises."""
 
+import json
 import os
 import re
 import signal
@@ -9,6 +10,7 @@ import time
 from pathlib import Path
 
 import dagster as dg
+import pandas as pd
 import pytest
 import yaml
 
@@ -22,7 +24,6 @@ pytestmark = pytest.mark.wiring
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.e2e
 def _synthetic_demo(source: Path, home: Path, timeout: int) -> tuple[list[str], dict[str, str]]:
     """The command and environment of ``mlops-demo`` on the synthetic spec's files in ``source`` (no inherited
     DAGSTER_/MLOPS_ settings)."""
@@ -31,6 +32,7 @@ def _synthetic_demo(source: Path, home: Path, timeout: int) -> tuple[list[str], 
     return [*cmd, "--source", str(source), "--dagster-home", str(home), "--timeout", str(timeout)], env
 
 
+@pytest.mark.e2e
 def test_demo_runs_the_lifecycle_through_the_daemon_and_sensor(tmp_path):
     source = tmp_path / "source"
     synthetic.write_versions(source, n_versions=2, rows_per_version=2000, seed=11)
@@ -90,12 +92,89 @@ def test_demo_runs_the_lifecycle_through_the_daemon_and_sensor(tmp_path):
     assert again.stdout.count("already landed") == 2
 
 
+@pytest.mark.e2e
+def test_demo_lands_labels_a_version_late_and_tells_the_story_from_the_instance(tmp_path):
+    # The synthetic spec, but a data file may come without its label column (as the flights spec says).
+    spec = yaml.safe_load(packaged_spec_path("synthetic").read_text())
+    spec["label"]["required"] = False
+    spec_path = tmp_path / "synthetic.yaml"
+    spec_path.write_text(yaml.safe_dump(spec))
+    source = tmp_path / "source"
+    synthetic.write_versions(source, n_versions=2, rows_per_version=2000, seed=11)
+    home, story_json = tmp_path / "home", tmp_path / "story.json"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DAGSTER_", "MLOPS_"))}
+    cmd = [sys.executable, "-m", "mlops_assets.demo", "--spec", str(spec_path), "--source", str(source)]
+    cmd += ["--dagster-home", str(home), "--timeout", "300", "--story-json", str(story_json)]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = done.stdout
+    landings = re.findall(r"^\[(\d)/4\] landing (labels )?(synthetic_v00\d\.csv)", out, flags=re.M)
+    assert [(n, bool(lab), f) for n, lab, f in landings] == [
+        ("1", False, "synthetic_v001.csv"),
+        ("2", True, "synthetic_v001.csv"),
+        ("3", False, "synthetic_v002.csv"),
+        ("4", True, "synthetic_v002.csv"),
+    ]
+    # What landed: data files without the label column, labels files with the id and label only.
+    landed = pd.read_csv(home / "mlops" / "landing" / "synthetic" / "synthetic_v001.csv")
+    labels = pd.read_csv(home / "mlops" / "labels" / "synthetic" / "synthetic_v001.csv")
+    assert "churned" not in landed.columns and list(labels.columns) == ["customer_id", "churned"]
+
+    story = json.loads(story_json.read_text())
+    first, second = story["versions"]
+    assert [v["data_version"].split("__")[0] for v in story["versions"]] == ["synthetic_v001", "synthetic_v002"]
+    # Version 1: nothing in production to score it; its labels made it labelled and it trained (reason new_data).
+    assert first["production_version"] is None and first["labelled"] is True
+    assert [(r["job"], r["reason"]) for r in first["training_runs"]] == [("retrain_job", "new_data")]
+    assert [r["reason"] for r in first["other_runs"]] == ["new_data", "new_labels"]
+    # Version 2: scored by that model, estimated before its labels, measured after, the error as recorded.
+    assert second["production_version"] == first["trained_versions"][0][0]
+    assert second["estimated_lower"] <= second["estimated"] <= second["estimated_upper"]
+    assert 0.5 < second["realised"] <= 1.0
+    assert second["estimate_error"] == pytest.approx(second["realised"] - second["estimated"], abs=1e-3)
+    # The same story is printed, read back from the instance.
+    assert "Story per data version" in out
+    assert f"{second['estimated']:.3f} [{second['estimated_lower']:.3f}, {second['estimated_upper']:.3f}]" in out
+
+
 def test_demo_rejects_spec_without_source(capsys):
     from mlops_assets.demo import main
 
     with pytest.raises(SystemExit):
         main(["--spec", "x.yaml"])
     assert "--spec and --source go together" in capsys.readouterr().err
+
+
+def test_labels_land_a_version_late_unless_asked_or_the_spec_requires_them(tmp_path, capsys):
+    from mlops_assets.demo import _parser, _plan, labels_later
+    from mlops_assets.ml.spec import load_spec
+
+    flights, synthetic_spec = load_spec("flights"), load_spec("synthetic")
+    assert flights.label.required is False  # the demo's spec lets a month arrive before its labels
+    assert labels_later(_parser().parse_args([]), flights) is True
+    assert labels_later(_parser().parse_args(["--labels-with-data"]), flights) is False
+    # A spec whose data files must carry labels keeps them there: its gates would reject a file without them.
+    assert labels_later(_parser().parse_args([]), synthetic_spec) is False
+
+    source = tmp_path / "source"
+    source.mkdir()
+    for month in (1, 2):
+        (source / f"flights_2013-0{month}.csv").write_text(f"flight_id,carrier,delayed\n{month},AA,1\n")
+    args = _parser().parse_args(["--spec", "flights", "--source", str(source)])
+    plan = _plan(args, flights, tmp_path / "data")
+    assert [(p.kind, p.source.name) for p in plan] == [
+        ("data", "flights_2013-01.csv"),
+        ("labels", "flights_2013-01.csv"),
+        ("data", "flights_2013-02.csv"),
+        ("labels", "flights_2013-02.csv"),
+    ]
+    landed = pd.read_csv(plan[0].source)
+    assert list(landed.columns) == ["flight_id", "carrier"]
+    assert list(pd.read_csv(plan[1].source).columns) == ["flight_id", "delayed"]
+    assert "labels: one version late" in capsys.readouterr().out
+    with_data = _plan(_parser().parse_args(["--labels-with-data", "--source", str(source)]), flights, tmp_path)
+    assert [(p.kind, p.source) for p in with_data] == [("data", source / f"flights_2013-0{m}.csv") for m in (1, 2)]
+    assert "labels: in the data files (--labels-with-data)" in capsys.readouterr().out
 
 
 def test_repository_dagster_yaml_is_the_instance_config_the_demo_writes():
@@ -161,6 +240,7 @@ def _processes_mentioning(text: str) -> list[int]:
     return found
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
 def test_a_terminated_demo_stops_its_daemon_and_code_server(tmp_path, sig):
     source = tmp_path / "source"

@@ -278,7 +278,9 @@ def sla_reading(sla: dict[str, Any], metric_floor: float, max_drop: float) -> st
     Short lines because the UI clips, not wraps, a value wider than its column.
     """
     metric, realised, floor, holdout = sla["metric"], sla["realised"], float(sla["floor"]), sla["holdout"]
-    if realised is None:
+    if realised is None and not sla["labelled_rows"]:
+        first = f"no labels yet: realised {metric} waits for the labels stream"
+    elif realised is None:
         first = f"realised {metric} undefined (one class only): no verdict"
     else:
         sign, verdict = ("<", "**BREACHED**") if sla["breached"] else ("≥", "within the SLA")
@@ -815,7 +817,11 @@ def build(model: MLModel) -> dg.Definitions:
             return dg.AssetCheckResult(
                 passed=True,
                 severity=dg.AssetCheckSeverity.WARN,
-                description=f"{sla['metric']} undefined on {sla['labelled_rows']} labelled rows (one class only)",
+                description=(
+                    f"no labels yet: realised {sla['metric']} waits for the labels stream"
+                    if not sla["labelled_rows"]
+                    else f"{sla['metric']} undefined on {sla['labelled_rows']} labelled rows (one class only)"
+                ),
             )
         return dg.AssetCheckResult(
             passed=not sla["breached"],
