@@ -36,7 +36,7 @@ from typing import Any
 import dagster as dg
 
 from mlops_assets.demo_data.labels_later import Landing, SplitFile, landing_plan, split_labels_file
-from mlops_assets.demo_data.story import MonthStory, RunFact, month_story, story_lines, write_story
+from mlops_assets.demo_data.story import MonthStory, RunFact, month_story, p_value_text, story_lines, write_story
 from mlops_assets.environments import local_environment
 from mlops_assets.gate_records import latest_materialization_metadata
 from mlops_assets.instance import ensure_instance
@@ -422,7 +422,7 @@ def _ab_text(ab: dict[str, Any]) -> str:
     if isinstance(ab.get("difference"), int | float):
         parts.append(f"difference {ab['difference']:+.4f}")
     if isinstance(ab.get("p_value"), int | float):
-        parts.append(("always-valid " if ab.get("method") == "msprt" else "") + f"p={ab['p_value']:.3g}")
+        parts.append(("always-valid " if ab.get("method") == "msprt" else "") + p_value_text(float(ab["p_value"])))
     return f"{ab['decision']} ({'; '.join(parts)})"
 
 

@@ -280,12 +280,16 @@ def _retrain_cell(story: MonthStory) -> str:
     return (runs or "—") + (f" → {trained}" if trained else "")
 
 
+def p_value_text(p: float) -> str:
+    """``"p=4.2e-284"``; an always-valid p-value of 0.0 is below the smallest float: ``"p<1e-300"``, not ``"p=0"``."""
+    return "p<1e-300" if p == 0 else f"p={p:.3g}"
+
+
 def _ab_cell(story: MonthStory) -> str:
     if not story.ab_readings:
         return "—"
     last = story.ab_readings[-1]
-    # An always-valid p-value of 0.0 is one below the smallest float: say so rather than print "p=0".
-    p = "" if last.p_value is None else (" p<1e-300" if last.p_value == 0 else f" p={last.p_value:.3g}")
+    p = "" if last.p_value is None else f" {p_value_text(last.p_value)}"
     method = "" if last.method is None else f"{last.method} "
     return f"{method}{last.decision}{p}" + (f" n={last.n}" if last.n is not None else "")
 
