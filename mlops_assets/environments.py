@@ -42,6 +42,7 @@ Variables (prod; see .env.example):
 import multiprocessing
 import os
 from collections.abc import Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -90,7 +91,8 @@ def local_environment(data_dir: Path, hmac_key: str | dg.EnvVar | None = None) -
     """The embedded default: everything under ``data_dir``.
 
     Each model lands in ``<data_dir>/landing/<model>/`` and ``<data_dir>/labels/<model>/`` unless its
-    declaration says otherwise; asset values live under ``<data_dir>/assets/<model>/<asset>/``.
+    declaration says otherwise; asset values live under ``<data_dir>/assets/<model>/<asset>/``; ``mlops-serve``
+    puts each closed prediction-log segment in ``<data_dir>/serving/<model>/``.
     """
     data_dir = Path(data_dir)
     return Environment(
@@ -98,6 +100,7 @@ def local_environment(data_dir: Path, hmac_key: str | dg.EnvVar | None = None) -
         resources={
             "landing": LandingZone(directory=str(data_dir / "landing")),
             "labels_landing": LandingZone(directory=str(data_dir / "labels")),
+            "serving_log": LandingZone(directory=str(data_dir / "serving")),
             "artifacts": ArtifactStoreResource(root=str(data_dir / "artifacts"), hmac_key=hmac_key),
             "registry": ModelRegistryResource(url=f"sqlite:///{data_dir / 'registry.db'}"),
             "io_manager": FrameIOManager(base_dir=str(data_dir / "assets")),
@@ -126,7 +129,8 @@ def prod_environment(
 ) -> Environment:
     """Production: registry on PostgreSQL, everything else in one S3 bucket under ``prefix``.
 
-    Keys: ``<prefix>landing/<model>/`` (data versions), ``<prefix>labels/<model>/`` (labels), ``<prefix>assets/``
+    Keys: ``<prefix>landing/<model>/`` (data versions), ``<prefix>labels/<model>/`` (labels),
+    ``<prefix>serving/<model>/`` (closed prediction-log segments of ``mlops-serve``), ``<prefix>assets/``
     (asset values, Parquet/JSON), ``<prefix>artifacts/`` (models and drift references, write-once, verified).
 
     Args:
@@ -164,6 +168,7 @@ def prod_environment(
         resources={
             "landing": S3LandingZone(directory=url("landing/"), s3=s3),
             "labels_landing": S3LandingZone(directory=url("labels/"), s3=s3),
+            "serving_log": S3LandingZone(directory=url("serving/"), s3=s3),
             "artifacts": S3ArtifactStoreResource(root=url("artifacts"), hmac_key=hmac_key, s3=s3),
             "registry": ModelRegistryResource(url=registry_url, password=registry_password),
             "io_manager": S3FrameIOManager(base_dir=url("assets"), s3=s3),
@@ -237,3 +242,56 @@ def environment() -> Environment:
             registry_password=_optional_env("MLOPS_REGISTRY_PASSWORD"),
         )
     raise ValueError(f"MLOPS_ENV={name!r} is not a known environment; known: {', '.join(ENVIRONMENTS)}")
+
+
+@dataclass(frozen=True)
+class ServingStores:
+    """What ``mlops-serve`` reads and writes, opened outside Dagster from the same environment as the code location.
+
+    Attributes:
+        environment: ``local`` or ``prod``.
+        registry: The model registry.
+        artifacts: The artifact store (verifies digest and HMAC on every read).
+        serving_log: The root of the closed prediction-log segments; ``serving_log.at(<model>)`` is one model's.
+
+    :meth:`close` releases them (the registry's pooled connections).
+    """
+
+    environment: str
+    registry: Any
+    artifacts: Any
+    serving_log: LandingZone
+    _exit: ExitStack
+
+    def close(self) -> None:
+        """Tear the resources down as Dagster would after a run."""
+        self._exit.close()
+
+
+def serving_stores(env: Environment | None = None) -> ServingStores:
+    """The registry, artifact store and segment zone of :func:`environment` (or ``env``), resolved and opened.
+
+    Resources are resolved as Dagster resolves them for a run (``EnvVar`` values read now, from this process's
+    environment), so the server sees exactly what the code location's runs see.
+
+    Raises:
+        ValueError: as :func:`environment` (a missing prod variable, an unknown ``MLOPS_ENV``).
+    """
+    env = env or environment()
+    resources = env.resources
+    stack = ExitStack()
+    try:
+        opened = {
+            key: stack.enter_context(resources[key].process_config_and_initialize_cm())
+            for key in ("registry", "artifacts", "serving_log")
+        }
+    except BaseException:
+        stack.close()
+        raise
+    return ServingStores(
+        environment=env.name,
+        registry=opened["registry"],
+        artifacts=opened["artifacts"],
+        serving_log=opened["serving_log"],
+        _exit=stack,
+    )

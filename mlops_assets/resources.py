@@ -15,6 +15,7 @@ layout and is the one reader of stored values: ``load_input`` and code that read
 
 import io
 import os
+import shutil
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -98,6 +99,29 @@ class LandingZone(dg.ConfigurableResource):
         if not path.is_file():
             raise FileNotFoundError(f"{path}: not in the landing folder")
         yield path
+
+    def put(self, name: str, source: Path) -> str:
+        """Place the local file ``source`` in this zone as ``name``, atomically (readers never see a part of it).
+
+        Local: copied to a temporary name in the folder, fsynced, then renamed (``os.replace``); S3: one upload.
+        An existing file of that name is replaced.
+
+        Returns:
+            The new file's URI (:meth:`uri`).
+        """
+        self.root.mkdir(parents=True, exist_ok=True)
+        target = self.root / name
+        fd, tmp = temp_file_for(target)
+        try:
+            with os.fdopen(fd, "wb") as out, source.open("rb") as src:
+                shutil.copyfileobj(src, out, 1 << 20)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(tmp, target)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        return self.uri(name)
 
     def locate(self, version: str) -> Path:
         """The landed file holding exactly the bytes of data version ``version``.

@@ -148,6 +148,11 @@ class S3LandingZone(LandingZone, _S3Location):
                 os.unlink(tmp)
         return digest.hexdigest()
 
+    def put(self, name: str, source: Path) -> str:
+        """Upload the local file ``source`` as object ``name`` under the prefix (S3 never shows a partial object)."""
+        self._s3_client().upload_file(str(source), self.bucket, self.prefix + name)
+        return self.uri(name)
+
     def digest(self, name: str) -> str:
         """Full sha256 of the object's bytes, streamed (nothing is kept)."""
         digest = hashlib.sha256()

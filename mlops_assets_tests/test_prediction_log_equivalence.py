@@ -352,7 +352,7 @@ def test_key_bytes_equal_the_per_row_f_string(ids: pd.Series, prefix: str, suffi
 @given(ids=id_columns, version=st.integers(0, 10**6), data_version=st.text(max_size=12))
 def test_prediction_ids_equal_the_per_row_reference(ids: pd.Series, version: int, data_version: str) -> None:
     expected = ref_prediction_ids(data_version, ids, version)
-    assert scoring._prediction_ids(data_version, ids.astype(str), version).to_pylist() == expected
+    assert scoring.prediction_ids(data_version, ids.astype(str), version).to_pylist() == expected
 
 
 def test_routing_errors_equal_the_reference() -> None:

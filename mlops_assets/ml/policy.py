@@ -381,12 +381,15 @@ class MonitoringPolicy:
             than this share of a data version's rows carry a category the production model's training data never
             had, in some column (0, the default: any new category; 1 turns it off). It also warns on the
             missing-share rule above and on values outside the spec's range.
+        skew_sample_rows: ``training_serving_skew`` check of a data version landed from served traffic: how many
+            logged rows (whole requests, seeded sample) are re-built and re-scored through the batch path.
     """
 
     max_realised_metric_drop: float = field(default=0.05, metadata=_NON_NEGATIVE)
     max_null_share_increase: float = field(default=0.05, metadata=_rule(ge=0, le=1))
     max_new_category_share: float = field(default=0.0, metadata=_rule(ge=0, le=1))
     performance_estimate_samples: int = field(default=500, metadata=_rule(ge=50))
+    skew_sample_rows: int = field(default=1000, metadata=_rule(ge=1))
 
 
 Section = DataGatePolicy | EvaluationPolicy | ModelGatePolicy | RolloutPolicy | MonitoringPolicy

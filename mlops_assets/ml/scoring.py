@@ -50,10 +50,20 @@ class ScoringModel:
     pipeline: Pipeline
 
 
-def _prediction_ids(data_version: str, id_texts: pd.Series, model_version: int) -> pa.Array:
-    # Stable across re-runs: the same row scored by the same model version has the same prediction id:
-    # sha256("<data_version>:<row id as str>:<model_version>"), first 32 hex digits. ``id_texts`` is
-    # ``row_ids.astype(str)``; the keys are built column-wise (key_bytes), one sha256 call per row.
+def prediction_ids(data_version: str, id_texts: pd.Series, model_version: int) -> pa.Array:
+    """The prediction id of each row: the first 32 hex digits of sha256("<data_version>:<row id>:<model_version>").
+
+    Stable across re-runs: the same row scored by the same model version has the same prediction id (batch
+    scoring uses the data version key; ``mlops-serve`` the id of the prediction-log segment the row is logged in).
+
+    Args:
+        data_version: The data version key (or serving segment id).
+        id_texts: ``row_ids.astype(str)``, shape ``(n,)``.
+        model_version: The scoring model version.
+
+    Returns:
+        An Arrow string array of ``n`` ids (keys built column-wise by :func:`key_bytes`, one sha256 call per row).
+    """
     return sha256_hex(key_bytes(f"{data_version}:", id_texts, f":{model_version}"), hex_digits=32)
 
 
@@ -121,7 +131,7 @@ def prediction_log(
     for arm, model in ((CHAMPION_ARM, champion), (CHALLENGER_ARM, challenger)):
         if model is None:
             continue
-        ids = [] if empty else _text_column(_prediction_ids(data_version, id_texts, model.version))
+        ids = [] if empty else _text_column(prediction_ids(data_version, id_texts, model.version))
         parts.append(
             pd.DataFrame(
                 {
