@@ -1,6 +1,7 @@
 """The gate contract, declared once: which blocking checks a model version must have passed.
 
-Wiring layer (imports dagster, no stage module). The contract is data: for each gated asset, the names of its
+Wiring layer (no stage module; dagster is imported only by :func:`gate_keys`, so ``mlops-serve`` reads the
+contract without importing the orchestrator). The contract is data: for each gated asset, the names of its
 blocking asset checks, upstream to downstream. Everything that reads gate outcomes takes its keys from here
 (the training window, the accepted-versions walk, the deployment decision, the registry jobs), so stage
 modules never import each other for them. ``mlops_assets_tests/test_architecture.py`` pins that this
@@ -8,9 +9,12 @@ contract equals the blocking checks :mod:`mlops_assets.definitions` actually def
 new blocking check must be declared here, or the test names it.
 """
 
-import dagster as dg
+from typing import TYPE_CHECKING
 
 from mlops_assets.ml import model_gates
+
+if TYPE_CHECKING:
+    import dagster as dg
 
 #: Gated asset → names of its blocking checks, in the order the stage defines them.
 GATE_CONTRACT: dict[str, tuple[str, ...]] = {
@@ -32,12 +36,13 @@ DATA_ASSETS: tuple[str, ...] = ("raw_data", "features")
 MODEL_ASSETS: tuple[str, ...] = ("candidate_model", "model_evaluation")
 
 
-def gate_keys(model: str, *assets: str) -> list[dg.AssetCheckKey]:
+def gate_keys(model: str, *assets: str) -> "list[dg.AssetCheckKey]":
     """The check keys of the declared gates of ``assets`` of the model ``model``, in contract order.
 
     Raises:
         KeyError: an asset the contract does not declare.
     """
+    import dagster as dg
     return [dg.AssetCheckKey(dg.AssetKey([model, asset]), name) for asset in assets for name in GATE_CONTRACT[asset]]
 
 
