@@ -141,3 +141,35 @@ class MLModelComponent(dg.Component, dg.Resolvable, dg.Model):
         from mlops_assets.model_graph import build_model_defs  # the graph imports every stage: only when built
 
         return build_model_defs(self.declared_model(Path(context.path)))
+
+
+def declared_models() -> list[MLModel]:
+    """The models this code location serves, without building any Dagster definitions (for ``mlops-serve``).
+
+    ``MLOPS_SPEC`` set: that one spec's model (:meth:`MLModel.from_spec`, as :mod:`mlops_assets.definitions`).
+    Otherwise every ``mlops_assets/defs/models/<folder>/defs.yaml`` of type :class:`MLModelComponent`, in folder
+    name order: its ``attributes`` validated by the component's pydantic model and turned into the model by
+    :meth:`MLModelComponent.declared_model` (plain YAML, no templating, no Dagster component tree).
+
+    Returns:
+        The declared models, each with its spec loaded and validated.
+
+    Raises:
+        ModelConfigError, SpecError: a declaration or its spec is malformed (naming the file).
+        pydantic.ValidationError: a ``defs.yaml`` has attributes the component does not accept.
+    """
+    spec = os.environ.get("MLOPS_SPEC")
+    if spec:
+        return [MLModel.from_spec(spec)]
+    from mlops_assets import defs as defs_folder
+
+    models_root = Path(defs_folder.__file__).resolve().parent / "models"
+    component_type = f"{MLModelComponent.__module__}.{MLModelComponent.__name__}"
+    models = []
+    for declaration in sorted(models_root.glob("*/defs.yaml")):
+        document = yaml.safe_load(declaration.read_text()) or {}
+        if document.get("type") != component_type:
+            continue
+        component = MLModelComponent(**(document.get("attributes") or {}))
+        models.append(component.declared_model(declaration.parent))
+    return models

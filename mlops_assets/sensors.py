@@ -5,14 +5,20 @@ model's landing and labels zones (:meth:`MLModel.landing_zone`, :meth:`MLModel.l
 to ``<name>__data_versions`` and request runs of the model's jobs, tagged ``mlops/model``. With
 ``label.required: false`` a landed version does not train; ``<name>__labelled_sensor`` requests its training
 (reason ``new_data``, once) when its labels make it labelled — a retrain waits for labels.
+``<name>__served_traffic_sensor`` closes the loop of ``mlops-serve``: each closed prediction-log segment of the
+model in the serving log is landed in its landing zone as a data file (:mod:`mlops_assets.ml.served`), which the
+landing sensor then registers and runs like any other.
 """
+
+import tempfile
+from pathlib import Path
 
 import dagster as dg
 
 from mlops_assets import faults, run_liveness
 from mlops_assets.gate_records import data_gate_verdicts
 from mlops_assets.jobs import ModelJobs
-from mlops_assets.ml import json_codec
+from mlops_assets.ml import json_codec, served
 from mlops_assets.ml.labels import says_labelled
 from mlops_assets.ml.landing import (
     LabelsRun,
@@ -28,6 +34,7 @@ from mlops_assets.model import MLModel
 from mlops_assets.profiling import is_model_run
 from mlops_assets.provenance import package_version
 from mlops_assets.resources import LandingZone
+from mlops_assets.serving.segments import read_segment
 from mlops_assets.storage.registry import ModelRegistry
 from mlops_assets.tags import (
     DATA_VERSION_TAG,
@@ -130,6 +137,24 @@ def _labels_request(model: MLModel, run: LabelsRun) -> dg.RunRequest:
             MODEL_TAG: model.name,
         },
     )
+
+
+def _land_segment(model: MLModel, serving: LandingZone, zone: LandingZone, segment_id: str) -> str:
+    """Land closed segment ``segment_id`` of ``serving`` as ``<segment id>.parquet`` in the landing zone ``zone``
+    (:func:`mlops_assets.ml.served.data_file_of_segment`, written to a temporary file and placed with
+    :meth:`LandingZone.put`); returns the landed file's URI.
+
+    Raises:
+        ValueError: the segment cannot be a data file of the model's spec (the message names the columns).
+    """
+    name = f"{segment_id}.parquet"
+    with serving.fetch(name) as path:
+        segment, _ = read_segment(Path(path))
+    data = served.data_file_bytes(served.data_file_of_segment(segment, model.spec()))
+    with tempfile.TemporaryDirectory(prefix="mlops-served-") as folder:
+        source = Path(folder) / name
+        source.write_bytes(data)
+        return zone.put(name, source)
 
 
 def build(model: MLModel, jobs: ModelJobs) -> dg.Definitions:
@@ -340,4 +365,62 @@ def build(model: MLModel, jobs: ModelJobs) -> dg.Definitions:
             return dg.SkipReason(f"worker gone, still STARTED (checked again next tick): {', '.join(sorted(dead_now))}")
         return dg.SkipReason("every STARTED run's worker is alive")
 
-    return dg.Definitions(sensors=[landing_sensor, labels_sensor, labelled_sensor, dead_run_sensor])
+    @dg.sensor(
+        name=model.job_name("served_traffic_sensor"),
+        minimum_interval_seconds=5,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description=(
+            f"Closes the loop of mlops-serve: every closed prediction-log segment of model {model.name} in the "
+            f"serving log (<serving root>/{model.name}/<segment id>.parquet) is landed in the model's landing zone as "
+            "the data file <segment id>.parquet — one row per served row, the id column from its row id, every other "
+            f"column but the label from the logged request — and {model.job_name('landing_sensor')} then registers "
+            "and runs it as any unlabelled data version (its predictions are the served log; labels arrive by row id). "
+            "A segment already landed (its file in the landing zone, or its data version registered) is never landed "
+            "again. Needs label.required: false."
+        ),
+    )
+    def served_traffic_sensor(
+        context: dg.SensorEvaluationContext, landing: LandingZone, serving_log: LandingZone
+    ) -> dg.SensorResult:
+        serving = serving_log.at(model.name)
+        closed = [f.name for f in serving.scan()]
+        spec = model.spec()
+        if spec.label.required:
+            waiting = len(served.segments_to_land(closed, ()))
+            return dg.SensorResult(
+                skip_reason=(
+                    f"{model.name}: label.required is true, so a data version must carry its labels (rule: "
+                    "label.required) and served traffic has none; set label.required: false in the spec to land "
+                    f"served traffic as unlabelled versions ({waiting} closed segment(s) in {serving.uri('')})"
+                )
+            )
+        zone = model.landing_zone(landing)
+        registered = context.instance.get_dynamic_partitions(model.partitions_name)
+        landed = served.landed_segment_ids((f.name for f in zone.scan()), registered)
+        # The cursor holds the segments this sensor landed whose data version is not registered yet: landed once,
+        # even if their file leaves the landing zone before the landing sensor saw it.
+        pending = set(json_codec.loads(context.cursor)) if context.cursor else set()
+        pending = {p for p in pending if p not in landed}
+        todo = served.segments_to_land(closed, landed | pending)
+        done: list[str] = []
+        refused: list[str] = []
+        for segment_id in todo:
+            try:
+                uri = _land_segment(model, serving, zone, segment_id)
+            except (ValueError, OSError) as exc:
+                context.log.error(f"{model.name}: segment {segment_id} not landed: {exc}")
+                refused.append(f"{segment_id}: {exc}")
+                continue
+            context.log.info(f"{model.name}: served segment {segment_id} landed as {uri}")
+            done.append(segment_id)
+        cursor = json_codec.dumps(sorted(pending | set(done)))
+        notes = [f"landed {len(done)} segment(s) as data files: {', '.join(done)}"] if done else []
+        notes += [f"not landed: {r}" for r in refused]
+        if not notes:
+            notes.append(f"no new closed segment in {serving.uri('')} ({len(closed)} listed)")
+        # No run requests: the landing sensor registers the landed files and requests their runs.
+        return dg.SensorResult(cursor=cursor, skip_reason="; ".join(notes))
+
+    return dg.Definitions(
+        sensors=[landing_sensor, labels_sensor, labelled_sensor, dead_run_sensor, served_traffic_sensor]
+    )

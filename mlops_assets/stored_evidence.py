@@ -18,12 +18,24 @@ from mlops_assets.resources import FrameIOManager
 
 
 def rollout_evidence(
-    model: MLModel, instance: dg.DagsterInstance, stored: FrameIOManager, state: RolloutState, since: datetime
+    model: MLModel,
+    instance: dg.DagsterInstance,
+    stored: FrameIOManager,
+    state: RolloutState,
+    since: datetime,
+    *,
+    labels_needed: bool = True,
 ) -> tuple[pd.DataFrame, list[str]]:
-    """The joined prediction logs of every labelled version scored with ``state``'s challenger since ``since``.
+    """The prediction logs of every version scored with ``state``'s champion and challenger since ``since``.
 
-    Walks the data versions newest first and stops at the first one scored before ``since``: reads
-    metadata for that walk and data files only for the versions that are evidence.
+    ``labels_needed`` (default): only versions with stored labels, joined to them (the A/B test, canary steps, a
+    breach); without it every such version counts, joined to its labels when they are there, else with a NaN
+    ``label`` (the shadow phase: both models score every row, no label is needed). Walks the data versions newest
+    first and stops at the first one scored before ``since``: reads metadata for that walk and data files only for
+    the versions that are evidence.
+
+    Returns:
+        The joined logs (``scoring.LOG_COLUMNS`` + ``label``) and the data version keys used, newest first.
     """
     predictions, labels = model.key("predictions"), model.key("labels")
     frames: list[pd.DataFrame] = []
@@ -36,10 +48,16 @@ def rollout_evidence(
             break
         if int(meta.get("challenger_version", 0)) != state.challenger_version:
             continue
-        if int(meta.get("champion_version", 0)) != state.champion_version or not stored.has_value(labels, key):
+        if int(meta.get("champion_version", 0)) != state.champion_version:
             continue
-        frames.append(performance.join_labels(stored.load_value(predictions, key), stored.load_value(labels, key)))
+        labelled = stored.has_value(labels, key)
+        if labels_needed and not labelled:
+            continue
+        log = stored.load_value(predictions, key)
+        if labelled:
+            frames.append(performance.join_labels(log, stored.load_value(labels, key)))
+        else:
+            frames.append(log.assign(**{performance.LABEL: float("nan")}))
         used.append(key)
-    return (
-        pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=[*scoring.LOG_COLUMNS, "label"])
-    ), used
+    empty = pd.DataFrame(columns=[*scoring.LOG_COLUMNS, performance.LABEL])
+    return (pd.concat(frames, ignore_index=True) if frames else empty), used

@@ -15,12 +15,11 @@ from mlops_assets.gate_records import (
     ArtifactCheck,
     ArtifactRefused,
     PromotionEvidence,
-    latest_materialization_metadata,
     promotion_evidence,
     verify_artifact,
 )
 from mlops_assets.gates import MODEL_GATE_NAMES
-from mlops_assets.ml import performance, rollout, scoring
+from mlops_assets.ml import performance, rollout
 from mlops_assets.ml.features import HOLDOUT, LABEL_COLUMN, SPLIT_COLUMN
 from mlops_assets.ml.labels import ROW_ID, labelled_features
 from mlops_assets.ml.policy import RolloutPolicy
@@ -56,6 +55,7 @@ from mlops_assets.storage.registry import (
     RegistryConflict,
     Stage,
 )
+from mlops_assets.stored_evidence import rollout_evidence
 
 ACTOR = "mlops_assets/deployment_decision"
 ACTOR_ROLLOUT = "mlops_assets/rollout_step"
@@ -362,48 +362,6 @@ def _decide_during_rollout(
 # -- the rollout step's evidence and the queued candidate -----------------------------------------------------------
 
 
-def _phase_evidence(
-    model: MLModel,
-    instance: dg.DagsterInstance,
-    stored: FrameIOManager,
-    state: RolloutState,
-    since: datetime,
-    *,
-    labels_needed: bool,
-) -> tuple[pd.DataFrame, list[str]]:
-    """The prediction logs of every version scored with ``state``'s champion and challenger since ``since``.
-
-    ``labels_needed``: only versions with stored labels, joined to them (canary steps, breach); without it every
-    such version counts, joined to its labels when they are there, else with a NaN ``label`` (the shadow phase:
-    both models score every row, no label is needed). Newest first until the first version scored before
-    ``since`` (metadata only for that walk; data files only for the versions that are evidence).
-    """
-    predictions, labels = model.key("predictions"), model.key("labels")
-    frames: list[pd.DataFrame] = []
-    used: list[str] = []
-    for key in reversed(instance.get_dynamic_partitions(model.partitions_name)):
-        meta = latest_materialization_metadata(instance, predictions, key)
-        if not meta or "scored_at" not in meta:
-            continue
-        if datetime.fromisoformat(str(meta["scored_at"])) < since:
-            break
-        if int(meta.get("challenger_version", 0)) != state.challenger_version:
-            continue
-        if int(meta.get("champion_version", 0)) != state.champion_version:
-            continue
-        labelled = stored.has_value(labels, key)
-        if labels_needed and not labelled:
-            continue
-        log = stored.load_value(predictions, key)
-        if labelled:
-            frames.append(performance.join_labels(log, stored.load_value(labels, key)))
-        else:
-            frames.append(log.assign(**{performance.LABEL: float("nan")}))
-        used.append(key)
-    empty = pd.DataFrame(columns=[*scoring.LOG_COLUMNS, performance.LABEL])
-    return (pd.concat(frames, ignore_index=True) if frames else empty), used
-
-
 def _breach(stored: FrameIOManager, key: dg.AssetKey, partition: str, state: RolloutState) -> str | None:
     """The production model's SLA breach on data version ``partition``, in words, or ``None``.
 
@@ -638,7 +596,7 @@ def build(model: MLModel) -> dg.Definitions:
         if breach is not None:
             # The champion fails its SLA: the same guards decide now, on every labelled row since the rollout began.
             since = state.history[0].at if state.history else now
-            joined, used = _phase_evidence(model, context.instance, io_manager, state, since, labels_needed=True)
+            joined, used = rollout_evidence(model, context.instance, io_manager, state, since, labels_needed=True)
             guards = (
                 performance.rollout_guards(state, joined, policy, decision_threshold=threshold, breach=True)
                 if len(joined)
@@ -650,7 +608,7 @@ def build(model: MLModel) -> dg.Definitions:
             # Shadow: scores alone decide (no labels needed); a canary step: labelled rows the challenger served.
             since = state.phase_started_at or now
             labels_needed = state.phase is not Phase.SHADOW
-            joined, used = _phase_evidence(
+            joined, used = rollout_evidence(
                 model, context.instance, io_manager, state, since, labels_needed=labels_needed
             )
             guards = (

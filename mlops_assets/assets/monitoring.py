@@ -11,7 +11,7 @@ import dagster as dg
 import pandas as pd
 
 from mlops_assets.assets.metadata import readable, table
-from mlops_assets.ml import abtest, drift, estimation, performance, scoring
+from mlops_assets.ml import abtest, drift, estimation, performance, scoring, served
 from mlops_assets.ml import labels as labels_core
 from mlops_assets.ml.features import LABEL_COLUMN
 from mlops_assets.ml.policy import MonitoringPolicy, RolloutPolicy
@@ -21,6 +21,7 @@ from mlops_assets.ml.summaries import EstimateSummary, PerformanceSummary
 from mlops_assets.model import MLModel
 from mlops_assets.profiling import measured_step
 from mlops_assets.resources import FrameIOManager, LandingZone
+from mlops_assets.serving.segments import read_segment
 from mlops_assets.storage.artifacts.skops_codec import load_model
 from mlops_assets.storage.artifacts.store import ArtifactRef, ArtifactStore
 from mlops_assets.storage.registry import CHALLENGER, CHAMPION, ModelRegistry, ModelVersion
@@ -107,6 +108,60 @@ def _scored_result(scored: scoring.ScoredVersion) -> dg.MaterializeResult:
     if "served_by_arm" in metadata:
         metadata["served_by_arm"] = dg.MetadataValue.json(metadata["served_by_arm"])
     return dg.MaterializeResult(value=scored.log, metadata=metadata)
+
+
+class SegmentMissingError(Exception):
+    """A served data version's segment is not in the serving log."""
+
+
+def _served_segment(model: MLModel, serving_log: LandingZone, segment_id: str) -> tuple[pd.DataFrame, dict, str]:
+    """The rows, metadata and URI of closed segment ``segment_id`` of ``model`` in the serving log.
+
+    Raises:
+        SegmentMissingError: no such segment (removed, or the serving log is another environment's); the message
+            names where it was looked for.
+    """
+    zone = serving_log.at(model.name)
+    name = f"{segment_id}.parquet"
+    try:
+        with zone.fetch(name) as path:
+            rows, metadata = read_segment(path)
+    except Exception as exc:  # local: FileNotFoundError; S3: the client's NoSuchKey. Missing only if not listed.
+        if any(f.name == name for f in zone.scan()):
+            raise
+        raise SegmentMissingError(
+            f"segment {segment_id} is not in the serving log ({zone.uri(name)}); what was served cannot be "
+            "reconstructed without it (a re-scoring would not be what was served): restore the segment, or delete "
+            f"this data version ({type(exc).__name__})"
+        ) from exc
+    return rows, dict(metadata), zone.uri(name)
+
+
+def _served_result(
+    model: MLModel, key: str, features: pd.DataFrame, segment: pd.DataFrame, metadata: dict, uri: str
+) -> dg.MaterializeResult:
+    """The ``predictions`` of a data version landed from a served segment: the served log, as served.
+
+    Raises:
+        dg.Failure: the segment's served rows are not this version's rows (the segment changed after landing).
+    """
+    spec = model.spec()
+    log = served.served_log(segment, key)
+    ids = features[spec.id_column].astype(str)
+    logged_ids = log.loc[log["served"], "row_id"]
+    if len(logged_ids) != len(ids) or set(logged_ids) != set(ids):
+        raise dg.Failure(
+            description=(
+                f"{model.key('predictions').to_user_string()} [{key}]: the served rows of {uri} "
+                f"({len(logged_ids)}) are not the rows of this data version ({len(ids)}): the segment changed after "
+                "it was landed (rule: served_log_matches_version)"
+            ),
+            metadata={"segment": uri, "rule": "served_log_matches_version"},
+        )
+    meta = served.served_metadata(segment, metadata)
+    meta["dagster/row_count"] = len(log)
+    meta["served_by_arm"] = dg.MetadataValue.json(meta["served_by_arm"])
+    return dg.MaterializeResult(value=log, metadata={**meta, "source": served.SERVED_SOURCE, "segment": uri})
 
 
 def _labels_file(landing: LandingZone, version: str, version_keys: list[str]) -> list[str]:
@@ -463,7 +518,9 @@ def build(model: MLModel) -> dg.Definitions:
             "The prediction log of this data version: every row scored by the production model (champion) and, while "
             "a rollout is active, by its challenger — routed by a stable hash of the row id with the rollout's "
             "current share (shadow: the challenger scores every row and serves none). One row per (row, model): "
-            "prediction id, data version, row id, model version, arm, served, score, feature hash, time."
+            "prediction id, data version, row id, model version, arm, served, score, feature hash, time. A data "
+            "version landed from mlops-serve's traffic (<model>__served_traffic_sensor) is not re-scored: its log is "
+            "the served log of its segment (source: served traffic), as served."
         ),
     )
     @measured_step
@@ -473,7 +530,19 @@ def build(model: MLModel) -> dg.Definitions:
         features: pd.DataFrame,
         artifacts: dg.ResourceParam[ArtifactStore],
         registry: dg.ResourceParam[ModelRegistry],
+        serving_log: LandingZone,
     ) -> dg.MaterializeResult:
+        key = context.partition_key
+        segment_id = served.segment_id_of_version(key)
+        if segment_id is not None:
+            try:
+                segment, metadata, uri = _served_segment(model, serving_log, segment_id)
+            except SegmentMissingError as exc:
+                raise dg.Failure(
+                    description=f"{model.key('predictions').to_user_string()} [{key}]: {exc}",
+                    metadata={"rule": "served_segment_present"},
+                ) from exc
+            return _served_result(model, key, features, segment, metadata, uri)
         spec = model.spec()
         reg = registry
         champion = reg.get_alias(spec.name, CHAMPION)
@@ -495,6 +564,90 @@ def build(model: MLModel) -> dg.Definitions:
             scored_at=scored_at,
         )
         return _scored_result(scored)
+
+    @dg.asset_check(
+        asset=predictions,
+        name="training_serving_skew",
+        blocking=False,
+        partitions_def=model.partitions,
+        description=(
+            "Training–serving skew of a data version landed from mlops-serve's traffic: on a seeded sample of "
+            "policy.monitoring.skew_sample_rows rows (whole requests), the model inputs the server logged "
+            "(feature.<column>) equal the batch path's — this version's features asset, the same rows by id, "
+            "features.model_inputs — column by column, exactly (NaN equals NaN), and every logged score equals the "
+            "score its logged model version (loaded from the registry's verified artifact) gives the batch path's "
+            "inputs (one call per model; where that differs, request by request in the shape it was served). Fails "
+            "naming each differing column (rows, an example row id, both values) and the largest score difference. "
+            "An error, not blocking: the served traffic is what it was; a skew means the server and the batch path "
+            "build inputs differently. A batch version passes, recorded as not applying."
+        ),
+    )
+    @measured_step
+    def training_serving_skew(
+        context: dg.AssetCheckExecutionContext,
+        io_manager: dg.ResourceParam[FrameIOManager],
+        artifacts: dg.ResourceParam[ArtifactStore],
+        registry: dg.ResourceParam[ModelRegistry],
+        serving_log: LandingZone,
+    ) -> dg.AssetCheckResult:
+        key = context.partition_key
+        segment_id = served.segment_id_of_version(key)
+        if segment_id is None:
+            return dg.AssetCheckResult(
+                passed=True,
+                severity=dg.AssetCheckSeverity.ERROR,
+                description="does not apply: a batch data version, scored by the batch path itself (no served traffic)",
+                metadata={"applies": False},
+            )
+        spec = model.spec()
+        try:
+            segment, _, uri = _served_segment(model, serving_log, segment_id)
+        except SegmentMissingError as exc:
+            return dg.AssetCheckResult(
+                passed=False,
+                severity=dg.AssetCheckSeverity.ERROR,
+                description=f"{exc} (rule: served_segment_present)",
+                metadata={"applies": True, "rule": "served_segment_present"},
+            )
+        monitoring = spec.policy.monitoring
+        sample = served.sample_requests(segment, monitoring.skew_sample_rows, spec.policy.evaluation.random_seed)
+        # Loaded here, not declared as an input: a batch version (most of them) never reads its features for this.
+        features = io_manager.load_value(model.key("features"), key)
+        versions = sorted({int(v) for v in sample["model_version"]})
+        pipelines = {v: load_model(artifacts, registry.get_version(spec.name, v).artifact) for v in versions}
+        result = served.skew(sample, features, spec, pipelines)
+        metadata: dict[str, Any] = {
+            "applies": True,
+            "segment": uri,
+            "sampled_rows": result.rows,
+            "sampled_requests": result.requests,
+            "skew_sample_rows": monitoring.skew_sample_rows,
+            "model_versions": ", ".join(f"v{v}" for v in versions),
+            "columns_compared": len(result.columns),
+            "differing_columns": ", ".join(c.column for c in result.differing) or "none",
+            "observed": float(len(result.differing)),
+            "threshold": 0.0,
+            "passes_when": "no model input differs (observed = differing columns) and max_abs_score_diff == 0",
+            "max_abs_score_diff": result.max_abs_score_diff,
+            "scores_compared": result.scores_compared,
+            "missing_rows": result.missing_rows,
+        }
+        if result.differing:
+            metadata["columns"] = table(
+                [{**c.to_dict(), "served": str(c.served), "batch": str(c.batch)} for c in result.differing],
+                columns=("column", "differing_rows", "example_row_id", "served", "batch"),
+                descriptions={
+                    "differing_rows": "Sampled rows whose served and batch values differ (0 passes).",
+                    "served": "The example row's value as mlops-serve handed it to the model (feature.<column>).",
+                    "batch": "The same row's value from the batch path (features asset → model_inputs).",
+                },
+            )
+        return dg.AssetCheckResult(
+            passed=result.passed,
+            severity=dg.AssetCheckSeverity.ERROR,
+            description=result.reading(),
+            metadata=metadata,
+        )
 
     @dg.asset(
         **model.asset_defaults("labels", stage="monitoring"),
@@ -915,5 +1068,11 @@ def build(model: MLModel) -> dg.Definitions:
 
     return dg.Definitions(
         assets=[drift_report, predictions, labels, performance_estimate, performance_report, ab_test],
-        asset_checks=[no_drift, data_quality, estimated_performance_within_sla, performance_within_sla],
+        asset_checks=[
+            no_drift,
+            data_quality,
+            training_serving_skew,
+            estimated_performance_within_sla,
+            performance_within_sla,
+        ],
     )
