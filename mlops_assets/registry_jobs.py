@@ -62,6 +62,14 @@ class RollbackConfig(dg.Config):
     reason: str
 
 
+class ClearBadConfig(dg.Config):
+    """Clear a version's bad mark (a rollback marks the version it left bad), so it may be promoted again."""
+
+    version: int
+    actor: str
+    reason: str
+
+
 def _pointer_events(
     model: MLModel, registry: ModelRegistry, run_id: str | None = None
 ) -> Iterator[dg.AssetMaterialization]:
@@ -260,6 +268,26 @@ def build(model: MLModel) -> dg.Definitions:
         yield from _pointer_events(model, reg, context.run.run_id)
         yield dg.Output(None)
 
+    @dg.op(
+        name=model.job_name("clear_bad_model"),
+        description=(
+            f"Clear the bad mark of a {model.name} version (logged with actor and reason; the history is kept): a "
+            "version rolled back from may then be promoted again, through the same gate evidence checks."
+        ),
+        tags=tags,
+    )
+    def clear_bad_model(
+        context: dg.OpExecutionContext, config: ClearBadConfig, registry: dg.ResourceParam[ModelRegistry]
+    ) -> Iterator[Any]:
+        name = model.name
+        try:
+            registry.clear_bad(name, config.version, actor=config.actor, reason=config.reason)
+        except RegistryError as exc:
+            raise _fail(exc) from exc
+        context.log.info(f"{name} v{config.version}: bad mark cleared (by {config.actor}: {config.reason})")
+        yield registry_materialization(model, registry, run_id=context.run.run_id)
+        yield dg.Output(None)
+
     @dg.job(
         name=model.job_name("promote_job"),
         description=(
@@ -283,4 +311,12 @@ def build(model: MLModel) -> dg.Definitions:
     def rollback_job() -> None:
         rollback_model()
 
-    return dg.Definitions(jobs=[promote_job, approve_job, rollback_job])
+    @dg.job(
+        name=model.job_name("clear_bad_job"),
+        description=f"Clear a {model.name} version's bad mark (after a rollback drill) so it may be promoted again.",
+        tags=tags,
+    )
+    def clear_bad_job() -> None:
+        clear_bad_model()
+
+    return dg.Definitions(jobs=[promote_job, approve_job, rollback_job, clear_bad_job])

@@ -68,6 +68,15 @@ def test_rollback_drill_restores_the_previous_production_model(world):
     again = launch("rollback_job", "rollback_model", {"actor": "alice", "reason": "again"})
     assert not again.success
     assert registry.production_version("synthetic").version == 1
+    # v2 was marked bad by the rollback: promoting it again is refused until an operator clears the mark (logged).
+    refused = launch(
+        "promote_job", "promote_model", {"version": 2, "stage": "Production", "actor": "carol", "reason": "again"}
+    )
+    assert not refused.success and registry.production_version("synthetic").version == 1
+    failure = refused.get_step_failure_events()[0].step_failure_data.error
+    assert failure is not None and "marked bad" in failure.message
+    cleared = launch("clear_bad_job", "clear_bad_model", {"version": 2, "actor": "carol", "reason": "drill over"})
+    assert cleared.success and 2 not in registry.bad_versions("synthetic")
 
 
 def test_promote_job_refuses_a_version_whose_gates_failed(world):
