@@ -43,8 +43,9 @@ SKEW_ROWS = 120
 def _spec_copy(folder: Path, *, label_required: bool) -> Path:
     data = yaml.safe_load(packaged_spec_path("synthetic").read_text())
     data["label"]["required"] = label_required
-    # A segment is smaller than a batch version: the volume gate compares with the 2,500-row first version.
-    data["policy"].update(volume_ratio_bounds=[0.05, 20], skew_sample_rows=SKEW_ROWS)
+    # A 300-row segment is 0.12x the 2,500-row batch version: the volume gate (default bounds [0.5, 2]) compares a
+    # served version only with earlier served versions, so the first one has nothing to compare with and passes.
+    data["policy"].update(skew_sample_rows=SKEW_ROWS)
     path = folder / "synthetic_served.yaml"
     path.write_text(yaml.safe_dump(data))
     return path
@@ -286,7 +287,7 @@ def test_a_server_that_transforms_differently_fails_the_skew_check_and_a_lost_se
     assert evaluation.metadata["max_abs_score_diff"].value > 0
 
     # A batch version: the check passes and says it does not apply.
-    batch_key = world.land("synthetic_v002.csv", seed=2, start_id=300_000, rows=ROWS)
+    batch_key = world.land("synthetic_v002.csv", seed=2, start_id=300_000)  # a batch-sized version (volume gate)
     batch = world.run(batch_key, selection)
     assert batch.success
     batch_check = _checks(batch)["training_serving_skew"]

@@ -9,7 +9,7 @@ import pandas as pd
 from mlops_assets.assets.gating import check_result, gate_specs, gate_step, selected
 from mlops_assets.assets.metadata import column_schema
 from mlops_assets.gate_records import data_gate_verdicts, latest_materialization_metadata
-from mlops_assets.ml import validation
+from mlops_assets.ml import served, validation
 from mlops_assets.ml.gate_result import GateResult
 from mlops_assets.ml.spec import DatasetSpec
 from mlops_assets.ml.versions import file_digest
@@ -25,7 +25,12 @@ SOURCE_FILE_ATTR = validation.SOURCE_FILE_ATTR
 
 
 def accepted_earlier_versions(
-    model: MLModel, instance: dg.DagsterInstance, current: str, limit: int | None = None
+    model: MLModel,
+    instance: dg.DagsterInstance,
+    current: str,
+    limit: int | None = None,
+    *,
+    same_source: bool = False,
 ) -> tuple[list[str], list[dict[str, str]]]:
     """Earlier data versions of ``model`` whose data gates all passed, newest first, and the ones passed over.
 
@@ -40,12 +45,19 @@ def accepted_earlier_versions(
         instance: The Dagster instance.
         current: The data version being checked; only versions landed before it are considered.
         limit: Stop after this many accepted versions (``None``: all of them).
+        same_source: Only versions of the same source as ``current``: served traffic (landed from ``mlops-serve``
+            prediction-log segments, :func:`mlops_assets.ml.served.segment_id_of_version`) or batch files. A
+            segment's size follows the server's segment limits, not the data, so the volume gate compares like with
+            like.
 
     Returns:
         ``(accepted, skipped)``: accepted keys newest first; skipped ones as ``{"data_version", "reason"}``.
     """
     keys = instance.get_dynamic_partitions(model.partitions_name)
     earlier = keys[: keys.index(current)] if current in keys else list(keys)
+    if same_source:
+        served_current = served.segment_id_of_version(current) is not None
+        earlier = [k for k in earlier if (served.segment_id_of_version(k) is not None) == served_current]
     accepted: list[str] = []
     skipped: list[dict[str, str]] = []
     if limit is not None and limit <= 0:
@@ -157,7 +169,8 @@ def build(model: MLModel) -> dg.Definitions:
         partitions_def=model.partitions,
         description=(
             "Passes when the version's row count divided by that of the previous accepted version (the latest "
-            "earlier data version of this model whose data gates passed) is within policy.volume_ratio_bounds "
+            "earlier data version of this model from the same source — batch files, or served traffic landed from "
+            "mlops-serve's segments — whose data gates passed) is within policy.volume_ratio_bounds "
             "(default [0.5, 2]); the first version has nothing to compare with and passes, recorded. Reads only "
             "the row_count metadata of the raw_data materializations."
         ),
@@ -174,7 +187,7 @@ def build(model: MLModel) -> dg.Definitions:
             version,
             recorded(version),
             # Walks back from the version just before this one and stops at the first accepted one.
-            earlier=lambda: accepted_earlier_versions(model, context.instance, version, limit=1),
+            earlier=lambda: accepted_earlier_versions(model, context.instance, version, limit=1, same_source=True),
             recorded_of=recorded,
             data=spec.policy.data,
         )
