@@ -175,6 +175,16 @@ def test_every_core_and_storage_module_imports_without_dagster_or_pyplot_at_run_
     assert _loaded_after_import(modules, FORBIDDEN_IN_CORE) == []
 
 
+def test_the_server_answers_requests_without_importing_the_orchestrator() -> None:
+    # mlops-serve's request path (every serving module but the CLI, which resolves the environment at start-up) and
+    # the gate contract it reads never import dagster: a worker process does not pay for it.
+    modules = [
+        f"mlops_assets.serving.{path.stem}" for path in _modules("serving") if path.stem not in ("cli", "__init__")
+    ] + ["mlops_assets.gates"]
+    assert "mlops_assets.serving.app" in modules
+    assert _loaded_after_import(modules, ("dagster",)) == []
+
+
 def test_registry_modules_stay_small() -> None:
     sizes = {path.name: len(path.read_text().splitlines()) for path in _modules("storage/registry")}
     too_long = {name: n for name, n in sizes.items() if n >= MAX_REGISTRY_MODULE_LINES}
