@@ -43,6 +43,7 @@ def gate_keys(model: str, *assets: str) -> "list[dg.AssetCheckKey]":
         KeyError: an asset the contract does not declare.
     """
     import dagster as dg
+
     return [dg.AssetCheckKey(dg.AssetKey([model, asset]), name) for asset in assets for name in GATE_CONTRACT[asset]]
 
 

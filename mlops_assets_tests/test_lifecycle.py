@@ -78,6 +78,7 @@ def test_failing_gates_stop_promotion_for_that_version_only(lifecycle):
     outcomes = check_outcomes(r1)
     assert all(outcomes.values())
     warnings = {"no_drift", "data_quality", "estimated_performance_within_sla", "performance_within_sla"}
+    warnings |= {"training_serving_skew"}  # not blocking: an error on served traffic only; a batch version passes
     assert {k.name for k in G.model.required_gates} | warnings == set(outcomes)
     prod = registry.production_version("synthetic")
     assert prod is not None and prod.data_versions == (v1,)

@@ -20,13 +20,13 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from mlops_assets.demo_data import synthetic
 from mlops_assets.ml import served
+from mlops_assets.ml import serving_contract as contract
 from mlops_assets.ml.features import build_features, encode_label, feature_columns, model_inputs
 from mlops_assets.ml.routing import feature_hash_array
 from mlops_assets.ml.scoring import LOG_COLUMNS, prediction_ids
 from mlops_assets.ml.spec import DatasetSpec, load_spec
 from mlops_assets.ml.training import positive_scores
 from mlops_assets.ml.validation import coerce_to_schema, read_data_file
-from mlops_assets.serving import contract
 
 pytestmark = pytest.mark.core
 

@@ -23,11 +23,12 @@ from mlops_assets.definitions import build_defs
 from mlops_assets.demo_data import synthetic
 from mlops_assets.ml import features as features_core
 from mlops_assets.ml import served
+from mlops_assets.ml import serving_contract as contract
 from mlops_assets.ml.routing import feature_hash_array
 from mlops_assets.ml.spec import DatasetSpec, packaged_spec_path
 from mlops_assets.ml.training import positive_scores
 from mlops_assets.resources import LandingZone
-from mlops_assets.serving import contract, segments, signature
+from mlops_assets.serving import segments, signature
 from mlops_assets.storage.artifacts.skops_codec import load_model
 from mlops_assets.storage.registry import CHAMPION
 from mlops_assets_tests.support import ModelGraph, model_graph

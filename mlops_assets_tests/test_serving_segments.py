@@ -20,9 +20,7 @@ import pytest
 
 from mlops_assets.ml.routing import feature_hash_array
 from mlops_assets.ml.scoring import prediction_ids
-from mlops_assets.ml.spec import load_spec, spec_from_dict
-from mlops_assets.resources import LandingZone
-from mlops_assets.serving.contract import (
+from mlops_assets.ml.serving_contract import (
     LOG_FIELDS,
     WAL_SUFFIX,
     is_segment_id,
@@ -30,6 +28,8 @@ from mlops_assets.serving.contract import (
     row_ids_for,
     segment_columns,
 )
+from mlops_assets.ml.spec import load_spec, spec_from_dict
+from mlops_assets.resources import LandingZone
 from mlops_assets.serving.segments import (
     SEGMENT_METADATA_KEY,
     ScoredArm,

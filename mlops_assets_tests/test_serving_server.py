@@ -31,13 +31,13 @@ import pytest
 from mlops_assets.demo_data import synthetic
 from mlops_assets.gates import MODEL_GATE_NAMES
 from mlops_assets.ml import rollout
+from mlops_assets.ml import serving_contract as contract
 from mlops_assets.ml.features import build_features, model_inputs
 from mlops_assets.ml.routing import assign_arms
 from mlops_assets.ml.spec import load_spec
 from mlops_assets.ml.stages import Stage
 from mlops_assets.ml.training import positive_scores
 from mlops_assets.ml.validation import data_schema, read_data_file
-from mlops_assets.serving import contract
 from mlops_assets.serving.signature import signature_of
 from mlops_assets.storage.artifacts.skops_codec import load_model, store_model
 from mlops_assets.storage.registry import Lineage, ModelRegistry, ModelVersion

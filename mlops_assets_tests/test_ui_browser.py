@@ -99,6 +99,7 @@ AUTOMATIONS = tuple(
         "landing_sensor",
         "labels_sensor",
         "labelled_sensor",
+        "served_traffic_sensor",
         "drift_sensor",
         "performance_sensor",
         "estimated_performance_sensor",
@@ -231,7 +232,7 @@ def automation(page: Page, lifecycle: FinishedLifecycle) -> None:
     for name in AUTOMATIONS:
         _shows(page.get_by_text(name, exact=True))
     # Loaded (skeletons before): each one's kind. The landing sensor's row tells when its tick last requested a run.
-    kinds = {"Standard sensor": 8, "Run status sensor": 2}
+    kinds = {"Standard sensor": 9, "Run status sensor": 2}
     for kind, count in kinds.items():
         expect(page.get_by_text(kind, exact=True)).to_have_count(count, timeout=TIMEOUT_MS)
     expect(page.get_by_text(re.compile(r"^Scheduled At"))).to_have_count(2, timeout=TIMEOUT_MS)

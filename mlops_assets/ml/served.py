@@ -1,6 +1,6 @@
 """Served traffic as data versions: a closed prediction-log segment of ``mlops-serve`` → a data file, its log, skew.
 
-Pure core (no Dagster, no file writes). The segment layout is :mod:`mlops_assets.serving.contract`'s: the log fields,
+Pure core (no Dagster, no file writes). The segment layout is :mod:`mlops_assets.ml.serving_contract`'s: the log fields,
 then ``record.<column>`` (the request's fields, typed by the spec), then ``feature.<column>`` (exactly the values
 handed to ``predict_proba``), one row per (scored row, model).
 
@@ -30,15 +30,15 @@ from mlops_assets.ml import features as features_core
 from mlops_assets.ml.routing import CHALLENGER_ARM, CHAMPION_ARM
 from mlops_assets.ml.schema import typed_column
 from mlops_assets.ml.scoring import LOG_COLUMNS
-from mlops_assets.ml.spec import DatasetSpec
-from mlops_assets.ml.training import positive_scores
-from mlops_assets.ml.versions import SEPARATOR, SUPPORTED_SUFFIXES
-from mlops_assets.serving.contract import (
+from mlops_assets.ml.serving_contract import (
     FEATURE_PREFIX,
     RECORD_PREFIX,
     SEGMENT_SUFFIX,
     is_segment_id,
 )
+from mlops_assets.ml.spec import DatasetSpec
+from mlops_assets.ml.training import positive_scores
+from mlops_assets.ml.versions import SEPARATOR, SUPPORTED_SUFFIXES
 
 #: ``source`` metadata of a ``predictions`` materialization made from served traffic.
 SERVED_SOURCE = "served traffic"
@@ -104,7 +104,7 @@ def data_file_of_segment(segment: pd.DataFrame, spec: DatasetSpec) -> pd.DataFra
     labels arrive later by row id (:mod:`mlops_assets.ml.labels`).
 
     Args:
-        segment: A closed segment's rows (columns of :func:`mlops_assets.serving.contract.segment_columns`).
+        segment: A closed segment's rows (columns of :func:`mlops_assets.ml.serving_contract.segment_columns`).
         spec: The model's dataset spec.
 
     Returns:

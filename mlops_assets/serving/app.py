@@ -22,7 +22,8 @@ v2-protocol/>`_, plus a plain-JSON records endpoint and Prometheus metrics):
   ``PROMETHEUS_MULTIPROC_DIR`` is set (prometheus_client's multiprocess mode; the CLI sets it for ``--workers`` > 1).
 
 Per request: the deployment snapshot is taken once; the request id is the client's ``id`` or
-:func:`~mlops_assets.serving.contract.new_request_id`; row ids are :func:`~mlops_assets.serving.contract.row_ids_for`
+:func:`~mlops_assets.ml.serving_contract.new_request_id`; row ids are
+:func:`~mlops_assets.ml.serving_contract.row_ids_for`
 (a row id already logged in the open segment → 409, nothing logged); records are validated by the request signature
 (→ 400/422 naming row, field and rule, nothing logged), typed as a data file's rows, turned into model inputs and
 feature hashes (:func:`mlops_assets.ml.routing.feature_hash_array`) and routed by
@@ -67,10 +68,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from mlops_assets.ml import serving_contract as contract
 from mlops_assets.ml.routing import CHALLENGER_ARM, CHAMPION_ARM, assign_arms, feature_hash_array
 from mlops_assets.ml.spec import DatasetSpec
 from mlops_assets.ml.training import positive_scores
-from mlops_assets.serving import contract
 from mlops_assets.serving.deployment import (
     Deployment,
     ModelWatcher,

@@ -1,6 +1,6 @@
 """The prediction log of ``mlops-serve``: rolling Parquet segments written through an Arrow IPC write-ahead file.
 
-Layout and columns: :mod:`mlops_assets.serving.contract`. A :class:`SegmentWriter` keeps one **open** segment, a
+Layout and columns: :mod:`mlops_assets.ml.serving_contract`. A :class:`SegmentWriter` keeps one **open** segment, a
 write-ahead file ``<wal dir>/<segment id>.arrows`` (an Arrow IPC stream whose schema metadata holds the segment's
 metadata). Request threads :meth:`~SegmentWriter.append` record batches (:func:`log_batch`) to an in-memory queue;
 a background thread writes the queue to the write-ahead file every ``flush_interval_seconds`` (one record batch per
@@ -41,8 +41,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mlops_assets.ml.scoring import prediction_ids
-from mlops_assets.ml.spec import CATEGORICAL_TYPES
-from mlops_assets.serving.contract import (
+from mlops_assets.ml.serving_contract import (
     LOG_FIELDS,
     SEGMENT_SUFFIX,
     WAL_SUFFIX,
@@ -52,6 +51,7 @@ from mlops_assets.serving.contract import (
     record_column,
     segment_columns,
 )
+from mlops_assets.ml.spec import CATEGORICAL_TYPES
 from mlops_assets.serving.signature import RequestField, Signature
 
 logger = logging.getLogger(__name__)
@@ -124,13 +124,13 @@ def _record_type(f: RequestField) -> pa.DataType:
 
 
 def segment_schema(sig: Signature) -> pa.Schema:
-    """The Arrow schema of a model's segments, columns in :func:`mlops_assets.serving.contract.segment_columns` order.
+    """The Arrow schema of a model's segments, in :func:`~mlops_assets.ml.serving_contract.segment_columns` order.
 
     Args:
         sig: The model's signature.
 
     Returns:
-        The log fields (types as commented in :data:`mlops_assets.serving.contract.LOG_FIELDS`; ``row_id`` int64 for
+        The log fields (types as commented in :data:`mlops_assets.ml.serving_contract.LOG_FIELDS`; ``row_id`` int64 for
         an ``int`` id column, else string; not nullable), then ``record.<field>`` (int64, float64, bool, string or
         timestamp[us, UTC], nullable) and ``feature.<input>`` (float64 for numeric inputs, string for categorical
         ones, nullable).
@@ -198,7 +198,7 @@ def log_batch(
         schema: :func:`segment_schema` of ``sig``.
         segment_id: The open segment's id (:attr:`SegmentWriter.segment_id`): the ``data_version`` column.
         request_id: The request's id.
-        row_ids: The ``n`` row ids (:func:`mlops_assets.serving.contract.row_ids_for`).
+        row_ids: The ``n`` row ids (:func:`mlops_assets.ml.serving_contract.row_ids_for`).
         records: The ``n`` parsed records (:func:`mlops_assets.serving.signature.parse_records`).
         inputs: The ``(n, k)`` model inputs (:func:`mlops_assets.serving.signature.model_inputs_of`).
         feature_hashes: ``n`` feature hashes (:func:`mlops_assets.ml.routing.feature_hash_array` of ``inputs``).

@@ -1,7 +1,7 @@
 """What a request to ``mlops-serve`` may contain, validated by the same rules as a landed data file (pure; no I/O).
 
 A model's :class:`Signature` is derived from its dataset spec: one :class:`RequestField` per spec column but the id
-column (row ids come from the request id, :func:`mlops_assets.serving.contract.row_ids_for`) and the label column
+column (row ids come from the request id, :func:`mlops_assets.ml.serving_contract.row_ids_for`) and the label column
 (labels arrive later through the labels stream). A request carries records (JSON objects, :func:`parse_records`) or
 Open Inference Protocol v2 input tensors (:func:`parse_oip_inputs`); each value is read by the rules the data schema
 (:func:`mlops_assets.ml.validation.data_schema`) applies to the same cell of a one-row data file read by
@@ -35,8 +35,8 @@ import pandas as pd
 
 from mlops_assets.ml.features import feature_columns, model_inputs
 from mlops_assets.ml.schema import DATETIME_DTYPE, canonical_value
+from mlops_assets.ml.serving_contract import ID_KINDS
 from mlops_assets.ml.spec import CATEGORICAL_TYPES, ColumnSpec, DatasetSpec
-from mlops_assets.serving.contract import ID_KINDS
 
 #: Open Inference Protocol v2 tensor datatype of each spec column type.
 OIP_DATATYPES: dict[str, str] = {
@@ -288,7 +288,7 @@ class Signature:
         model_name: The spec's (model's) name.
         fields: The request fields: the spec's columns but the id and the label, in spec order.
         feature_names: The model inputs (:func:`mlops_assets.ml.features.feature_columns`), in order.
-        id_kind: The id column's spec type (one of :data:`mlops_assets.serving.contract.ID_KINDS`).
+        id_kind: The id column's spec type (one of :data:`mlops_assets.ml.serving_contract.ID_KINDS`).
     """
 
     model_name: str
@@ -355,7 +355,7 @@ def signature_of(spec: DatasetSpec) -> Signature:
         The signature; its per-field readers and checks are precomputed here.
 
     Raises:
-        ValueError: the id column's type is not one of :data:`mlops_assets.serving.contract.ID_KINDS` (row ids are
+        ValueError: the id column's type is not one of :data:`mlops_assets.ml.serving_contract.ID_KINDS` (row ids are
             made from request ids), or a model input is the id or the label column.
     """
     id_col = spec.column(spec.id_column)
