@@ -2,6 +2,7 @@
 
 import os
 import shutil
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -173,10 +174,19 @@ def s3_bucket(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[tup
     try:
         yield bucket, client
     finally:
-        for page in client.get_paginator("list_object_versions").paginate(Bucket=bucket):
-            for entry in [*page.get("Versions", []), *page.get("DeleteMarkers", [])]:
-                client.delete_object(Bucket=bucket, Key=entry["Key"], VersionId=entry["VersionId"])
-        client.delete_bucket(Bucket=bucket)
+        # A process of the test (a daemon or run worker still shutting down) may write one last object while the bucket
+        # is emptied: empty it again until the delete succeeds (BucketNotEmpty), a few times.
+        for attempt in range(5):
+            for page in client.get_paginator("list_object_versions").paginate(Bucket=bucket):
+                for entry in [*page.get("Versions", []), *page.get("DeleteMarkers", [])]:
+                    client.delete_object(Bucket=bucket, Key=entry["Key"], VersionId=entry["VersionId"])
+            try:
+                client.delete_bucket(Bucket=bucket)
+                break
+            except client.exceptions.ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") != "BucketNotEmpty" or attempt == 4:
+                    raise
+                time.sleep(1.0)
 
 
 @pytest.fixture

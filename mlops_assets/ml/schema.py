@@ -200,6 +200,41 @@ class StrictNullableBool(pandas_engine.BOOL):
         return _parse_bool(value, allow_missing=True)
 
 
+#: What ``pd.api.types.infer_dtype(skipna=True)`` says of a column holding a number (bools excluded).
+_NUMBER_KINDS = frozenset({"integer", "floating", "mixed-integer", "mixed-integer-float", "decimal", "mixed"})
+
+
+def _is_number(value: Any) -> bool:
+    number = isinstance(value, int | float | np.number) and not isinstance(value, bool | np.bool_)
+    return number and not (isinstance(value, float | np.floating) and math.isnan(value))
+
+
+def _refuse_numbers(data: Any) -> Any:
+    # A date-time is ISO 8601 text (or already a date-time): pandas reads a number as an epoch offset, and the float
+    # 2**63 wraps to NaT — a value silently turned into a missing one. Text and date-times pass unchanged.
+    if not isinstance(data, pd.Series | pd.Index) or isinstance(data.dtype, pd.DatetimeTZDtype):
+        return data
+    numeric = pd.api.types.is_numeric_dtype(data.dtype) and not pd.api.types.is_bool_dtype(data.dtype)
+    if numeric and data.notna().any():
+        raise ValueError("numbers are not ISO 8601 date-time texts")
+    mixed = pd.api.types.is_object_dtype(data.dtype) and pd.api.types.infer_dtype(data, skipna=True) in _NUMBER_KINDS
+    if mixed and any(_is_number(v) for v in data):
+        raise ValueError("numbers are not ISO 8601 date-time texts")
+    return data
+
+
+class StrictDateTime(pandas_engine.DateTime):  # type: ignore[misc]
+    """``datetime64[ns, UTC]`` from ISO 8601 text or date-times; a number fails (never an epoch, never NaT)."""
+
+    def coerce(self, data_container: Any) -> Any:
+        return super().coerce(_refuse_numbers(data_container))
+
+    def coerce_value(self, value: Any) -> Any:
+        if _is_number(value):
+            raise ValueError(f"{value!r} is a number, not an ISO 8601 date-time text")
+        return super().coerce_value(value)
+
+
 def column_dtype(col: ColumnSpec) -> Any:
     """The pandera dtype a spec column is coerced to (see the module docstring for the decisions).
 
@@ -221,7 +256,7 @@ def column_dtype(col: ColumnSpec) -> Any:
         # utc=True localises naive values as UTC and converts offsets; format="ISO8601" refuses guesses
         # such as day-first dates, which would otherwise be parsed differently row by row.
         # pandera builds DateTime's __init__ with a dataclass decorator that type checkers cannot see through.
-        datetime_type: Any = pandas_engine.DateTime
+        datetime_type: Any = StrictDateTime
         return datetime_type(unit="ns", tz="UTC", to_datetime_kwargs={"utc": True, "format": "ISO8601"})
     raise ValueError(f"unsupported column type {col.type!r} for column {col.name!r}")  # pragma: no cover
 
