@@ -504,15 +504,14 @@ def _tell(
     )
 
 
-def _sensors_evaluated_since(instance: dg.DagsterInstance, model: MLModel, since: float) -> bool:
-    """Whether every sensor of ``model`` the daemon runs has finished a tick that started after ``since``.
+def _sensors_evaluated_since(instance: dg.DagsterInstance, sensors: frozenset[str], since: float) -> bool:
+    """Whether every sensor named in ``sensors`` the daemon runs has finished a tick that started after ``since``.
 
     Then each of them has seen every run that ended before ``since`` and requested what it would for it.
     """
-    prefix = model.job_name("")
     for state in instance.all_instigator_state():
-        if state.instigator_type.value != "SENSOR" or not state.instigator_name.startswith(prefix):
-            continue
+        if state.instigator_type.value != "SENSOR" or state.instigator_name not in sensors or not state.is_running:
+            continue  # a sensor someone stopped has no new tick to wait for
         ticks = instance.get_ticks(state.instigator_origin_id, state.selector_id, limit=1)
         if not ticks or ticks[0].timestamp <= since or ticks[0].status.value == "STARTED":
             return False
@@ -522,6 +521,7 @@ def _sensors_evaluated_since(instance: dg.DagsterInstance, model: MLModel, since
 def _follow_ups(
     instance: dg.DagsterInstance,
     model: MLModel,
+    sensors: frozenset[str],
     after: float,
     quiet: float,
     timeout: float,
@@ -530,9 +530,12 @@ def _follow_ups(
 ) -> list[dg.DagsterRun]:
     """The model's runs the sensors launch after the landing run (retrains, labels).
 
-    Waits until none of the model's runs is open and every sensor of the model has evaluated after the last of
-    them ended (so no sensor will still react to this data version), and at least ``quiet`` s passed with no run
-    of the model starting or finishing (runs of the code location's other models are not the demo's).
+    Waits until none of the model's runs is open and every sensor in ``sensors`` (the model's sensors that react to
+    its runs, :func:`check_served`) has evaluated after the last of them ended (so none of them will still react to
+    this data version), and at least ``quiet`` s passed with no run of the model starting or finishing (runs of the
+    code location's other models are not the demo's). The dead-run sensor (every 30 s; it only fails runs whose
+    process died) and the served-traffic sensor are not waited for: waiting for the former cost up to 30 s per
+    landing.
     """
     deadline = time.monotonic() + timeout
     seen: dict[str, dg.DagsterRun] = {}
@@ -556,7 +559,7 @@ def _follow_ups(
             seen[r.run_id] = r
         if not open_runs and time.monotonic() - last_activity >= quiet:
             last_end = max((rec.end_time or after for rec in records), default=after)
-            if _sensors_evaluated_since(instance, model, last_end):
+            if _sensors_evaluated_since(instance, sensors, last_end):
                 return sorted(seen.values(), key=lambda r: created.get(r.run_id, 0.0))
         if time.monotonic() >= next_note:
             state = ", ".join(f"{r.job_name} {r.run_id[:8]} {r.status.value}" for r in open_runs) or "none open"
@@ -718,10 +721,15 @@ def _model(args: argparse.Namespace) -> MLModel:
     return MLModel.from_spec(args.spec)
 
 
-def _check_served(model: MLModel) -> None:
+def check_served(model: MLModel) -> frozenset[str]:
     """Refuse, before starting the daemon, a model the code location does not serve (nothing would land).
 
     Loads the code location as the daemon will (same environment variables), so a broken one fails here.
+
+    Returns:
+        The names of the model's sensors that react to its runs: those that can request runs (a sensor definition
+        with target jobs) and the run-status sensors (they record each run's profile). After each landing the demo
+        waits until each of them has evaluated (:func:`_follow_ups`).
     """
     from mlops_assets.definitions import code_location_defs
 
@@ -739,6 +747,12 @@ def _check_served(model: MLModel) -> None:
             f"the code location serves no model {model.name!r} (no sensor {sensor}; it serves: "
             f"{', '.join(served) or 'none'})"
         )
+    return frozenset(
+        definition.name
+        for definition in repository.sensor_defs
+        if definition.name.startswith(model.job_name(""))
+        and (definition.targets or isinstance(definition, dg.RunStatusSensorDefinition))
+    )
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -767,7 +781,7 @@ def _run(args: argparse.Namespace) -> int:
     _say(f"mlops-demo: model '{model.name}', dataset spec {spec.source}")
     _say(f"  instance: {home}")
     _say(f"  landing folder: {landing}")
-    _check_served(model)
+    launching = check_served(model)
     plan = _plan(args, spec, data_dir)
     labels_zone = Path(model.labels_zone(LandingZone(directory=str(data_dir / "labels"))).directory)
     # The registry the daemon's runs use (the local environment's resource), closed when the demo ends.
@@ -816,7 +830,7 @@ def _run(args: argparse.Namespace) -> int:
                 seconds = time.monotonic() - begin
                 follow = [
                     r
-                    for r in _follow_ups(instance, model, landed_at, args.quiet, args.timeout, daemon, home)
+                    for r in _follow_ups(instance, model, launching, landed_at, args.quiet, args.timeout, daemon, home)
                     if r.run_id != run.run_id and r.tags.get(DATA_VERSION_TAG) is not None
                 ]
                 outcomes.append(_tell(source, version, [run, *follow], instance, registry, model, spec, seconds, kind))

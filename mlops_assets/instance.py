@@ -29,6 +29,14 @@ INSTANCE_CONFIG: dict[str, Any] = {
 
 LOCATION_NAME = "mlops_assets"
 
+#: ``minimum_interval_seconds`` of the sensors that should evaluate on every loop of the Dagster sensor daemon.
+#: The daemon starts a loop at most every 5 s (``MIN_INTERVAL_LOOP_TIME`` in ``dagster/_daemon/sensor.py``) and skips
+#: a sensor whose last tick *started* less than its minimum interval ago. A tick starts a moment after its loop
+#: begins (it waits for one of the daemon's threads), so with an interval of exactly 5 s the next loop finds
+#: 4.9 s elapsed and skips the sensor: it then ticks every other loop (measured on the demo: 9.5–10 s between
+#: ticks of every such sensor). An interval below the loop's makes every loop evaluate it: one tick per ~5 s.
+EVERY_DAEMON_LOOP_S = 1
+
 
 def ensure_instance(home: Path) -> Path:
     """Create ``home`` with our ``dagster.yaml`` and a ``workspace.yaml`` unless they exist; return ``home``.

@@ -29,6 +29,7 @@ import dagster as dg
 from joblib import cpu_count
 from threadpoolctl import threadpool_limits
 
+from mlops_assets.instance import EVERY_DAEMON_LOOP_S
 from mlops_assets.ml.profile import (
     MEASURED,
     STEP_CPU_KEY,
@@ -292,7 +293,7 @@ def build(model: MLModel) -> dg.Definitions:
         dg.run_status_sensor(
             run_status=status,
             name=model.job_name(f"run_profile_{status.value.lower()}_sensor"),
-            minimum_interval_seconds=5,
+            minimum_interval_seconds=EVERY_DAEMON_LOOP_S,
             default_status=dg.DefaultSensorStatus.RUNNING,
             description=(
                 f"After a run of model {model.name} on a data version ends ({status.value.lower()}), records where its "

@@ -42,6 +42,7 @@ from typing import Any
 
 import dagster as dg
 
+from mlops_assets.instance import EVERY_DAEMON_LOOP_S
 from mlops_assets.jobs import ModelJobs
 from mlops_assets.ml import backlog, triggers
 from mlops_assets.ml.labels import says_labelled
@@ -361,7 +362,7 @@ def build(model: MLModel, jobs: ModelJobs) -> dg.Definitions:
     @dg.sensor(
         name=model.job_name("drift_sensor"),
         job=jobs.retrain,
-        minimum_interval_seconds=5,
+        minimum_interval_seconds=EVERY_DAEMON_LOOP_S,
         default_status=dg.DefaultSensorStatus.RUNNING,
         description=(
             "Retrains on a data version whose drift_report says the data set drifted against the production model, "
@@ -404,7 +405,7 @@ def build(model: MLModel, jobs: ModelJobs) -> dg.Definitions:
     @dg.sensor(
         name=model.job_name("performance_sensor"),
         job=jobs.retrain,
-        minimum_interval_seconds=5,
+        minimum_interval_seconds=EVERY_DAEMON_LOOP_S,
         default_status=dg.DefaultSensorStatus.RUNNING,
         description=(
             "Retrains on the newest labelled data version when a performance_report says the production model's "
@@ -444,7 +445,7 @@ def build(model: MLModel, jobs: ModelJobs) -> dg.Definitions:
     @dg.sensor(
         name=model.job_name("estimated_performance_sensor"),
         job=jobs.retrain,
-        minimum_interval_seconds=5,
+        minimum_interval_seconds=EVERY_DAEMON_LOOP_S,
         default_status=dg.DefaultSensorStatus.RUNNING,
         description=(
             "Retrains on the newest labelled data version when a performance_estimate says the production model's "
@@ -491,7 +492,7 @@ def build(model: MLModel, jobs: ModelJobs) -> dg.Definitions:
     @dg.sensor(
         name=model.job_name("freshness_sensor"),
         job=jobs.retrain,
-        minimum_interval_seconds=5,  # a tick costs ~0.05 s (docs/monitoring.md); 5 s is the daemon's loop
+        minimum_interval_seconds=EVERY_DAEMON_LOOP_S,  # a tick costs ~0.05 s (docs/monitoring.md)
         default_status=dg.DefaultSensorStatus.RUNNING,
         description=(
             "Retrains on the newest labelled data version when the production model is stale: trained longer ago "

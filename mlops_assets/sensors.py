@@ -17,6 +17,7 @@ import dagster as dg
 
 from mlops_assets import faults, run_liveness
 from mlops_assets.gate_records import data_gate_verdicts
+from mlops_assets.instance import EVERY_DAEMON_LOOP_S
 from mlops_assets.jobs import ModelJobs
 from mlops_assets.ml import json_codec, served
 from mlops_assets.ml.labels import says_labelled
@@ -168,7 +169,7 @@ def build(model: MLModel, jobs: ModelJobs) -> dg.Definitions:
     @dg.sensor(
         name=model.job_name("landing_sensor"),
         jobs=[jobs.ingest, jobs.lifecycle],
-        minimum_interval_seconds=5,
+        minimum_interval_seconds=EVERY_DAEMON_LOOP_S,
         default_status=dg.DefaultSensorStatus.RUNNING,
         description=(
             f"Registers every new CSV/Parquet file in model {model.name}'s landing zone as a data version "
@@ -231,7 +232,7 @@ def build(model: MLModel, jobs: ModelJobs) -> dg.Definitions:
     @dg.sensor(
         name=model.job_name("labels_sensor"),
         job=jobs.labels,
-        minimum_interval_seconds=5,
+        minimum_interval_seconds=EVERY_DAEMON_LOOP_S,
         default_status=dg.DefaultSensorStatus.RUNNING,
         description=(
             f"Labels that arrive later: a CSV/Parquet file in model {model.name}'s labels zone named like a landed "
@@ -256,7 +257,7 @@ def build(model: MLModel, jobs: ModelJobs) -> dg.Definitions:
     @dg.sensor(
         name=model.job_name("labelled_sensor"),
         job=jobs.retrain,
-        minimum_interval_seconds=5,
+        minimum_interval_seconds=EVERY_DAEMON_LOOP_S,
         default_status=dg.DefaultSensorStatus.RUNNING,
         description=(
             f"A retrain waits for labels: with label.required false, model {model.name}'s data versions land without "
@@ -367,7 +368,7 @@ def build(model: MLModel, jobs: ModelJobs) -> dg.Definitions:
 
     @dg.sensor(
         name=model.job_name("served_traffic_sensor"),
-        minimum_interval_seconds=5,
+        minimum_interval_seconds=EVERY_DAEMON_LOOP_S,
         default_status=dg.DefaultSensorStatus.RUNNING,
         description=(
             f"Closes the loop of mlops-serve: every closed prediction-log segment of model {model.name} in the "

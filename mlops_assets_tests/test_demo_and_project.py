@@ -73,6 +73,10 @@ def test_demo_runs_the_lifecycle_through_the_daemon_and_sensor(tmp_path):
                 t.to_stage == "Production" for v in trained_on_first for t in registry.transitions("synthetic", v)
             )
             assert second.job_name == ("synthetic__ingest_job" if first_promoted else "synthetic__lifecycle_job")
+            # The demo waited for the sensors that react to runs, the run-profile sensors among them: every run it
+            # reported has its profile recorded when it ends (the UI shows where each run's time went).
+            unprofiled = [r.run_id for r in runs if "mlops/profile.wall_seconds" not in r.tags]
+            assert not unprofiled, unprofiled
             # Anything else was launched by a retraining sensor, with its reason and evidence.
             for other in (r for r in runs if r not in landed):
                 assert other.job_name == "synthetic__retrain_job" and other.tags["mlops/reason"] in (
@@ -135,6 +139,24 @@ def test_demo_lands_labels_a_version_late_and_tells_the_story_from_the_instance(
     # The same story is printed, read back from the instance.
     assert "Story per data version" in out
     assert f"{second['estimated']:.3f} [{second['estimated_lower']:.3f}, {second['estimated_upper']:.3f}]" in out
+
+
+def test_the_demo_waits_for_the_sensors_that_react_to_runs_and_each_ticks_on_every_daemon_loop():
+    from mlops_assets.definitions import code_location_defs
+    from mlops_assets.demo import check_served
+    from mlops_assets.model import MLModel
+
+    waited = check_served(MLModel(name="flights", spec_source="flights"))
+    reacting = ("landing", "labels", "labelled", "drift", "performance", "estimated_performance", "freshness")
+    assert waited == {f"flights__{name}_sensor" for name in (*reacting, "run_profile_success", "run_profile_failure")}
+    # Not waited for: the dead-run sensor (every 30 s: waiting for it cost up to 30 s per landing) and the
+    # served-traffic sensor (no served traffic in the demo); neither requests a run.
+    repository = code_location_defs().get_repository_def()
+    for name in waited:
+        # Dagster's sensor daemon starts a loop every 5 s and skips a sensor whose last tick started less than its
+        # minimum interval ago; at exactly 5 s a tick that started a moment into its loop is skipped on the next
+        # loop, so the sensor ticked every other loop (10 s). Below the loop's 5 s, it ticks on every loop.
+        assert repository.get_sensor_def(name).minimum_interval_seconds < 5, name
 
 
 def test_demo_rejects_spec_without_source(capsys):
