@@ -22,6 +22,7 @@ import dagster as dg
 
 from mlops_assets.gates import gate_name
 from mlops_assets.ml.gate_evidence import judge_evidence
+from mlops_assets.ml.labels import says_labelled
 from mlops_assets.ml.promotion import GateStatus, comparison_refusal, gate_refusals
 from mlops_assets.storage.artifacts.skops_codec import load_model
 from mlops_assets.storage.artifacts.store import ArtifactIntegrityError, ArtifactRef, ArtifactStore
@@ -60,13 +61,49 @@ def latest_materialization(
     return result.records[0] if result.records else None
 
 
+def new_materializations(
+    instance: dg.DagsterInstance, key: dg.AssetKey, after: int | None, page: int = 1000
+) -> tuple[list[dg.EventLogRecord], int | None]:
+    """Materializations of ``key`` stored after storage id ``after`` (all when ``None``), oldest first, read in pages
+    of ``page`` records, and the new high-water mark (the last record's storage id; ``after`` when none is new).
+
+    The sensors keep the mark in their cursor, so each materialization is seen by one tick.
+    """
+    records: list[dg.EventLogRecord] = []
+    while True:
+        batch = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=key, after_storage_id=after), limit=page, ascending=True
+        ).records
+        records.extend(batch)
+        if batch:
+            after = batch[-1].storage_id
+        if len(batch) < page:
+            return records, after
+
+
+def record_metadata(record: dg.EventLogRecord) -> dict[str, Any]:
+    """The metadata values of a materialization record (empty for a record without a materialization)."""
+    materialization = record.asset_materialization
+    return {k: v.value for k, v in materialization.metadata.items()} if materialization else {}
+
+
+def became_labelled(records: Sequence[dg.EventLogRecord], min_share: float) -> list[str]:
+    """Data versions whose latest ``labels`` materialization among ``records`` (oldest first) says labelled
+    (:func:`mlops_assets.ml.labels.says_labelled` with ``min_share``), in the order of those latest events."""
+    latest: dict[str, bool] = {}
+    for record in records:
+        if record.partition_key and record.asset_materialization is not None:
+            latest.pop(record.partition_key, None)  # re-inserted last: event order of the latest event
+            latest[record.partition_key] = says_labelled(record_metadata(record), min_share)
+    return [key for key, labelled in latest.items() if labelled]
+
+
 def latest_materialization_metadata(
     instance: dg.DagsterInstance, asset_key: dg.AssetKey, partition: str
 ) -> dict[str, Any]:
     """Metadata values of the newest materialization of one partition (empty when there is none)."""
     record = latest_materialization(instance, asset_key, partition)
-    materialization = record.asset_materialization if record else None
-    return {k: v.value for k, v in materialization.metadata.items()} if materialization else {}
+    return record_metadata(record) if record else {}
 
 
 def latest_gate_results(

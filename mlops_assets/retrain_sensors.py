@@ -42,6 +42,7 @@ from typing import Any
 
 import dagster as dg
 
+from mlops_assets.gate_records import became_labelled, new_materializations, record_metadata
 from mlops_assets.instance import EVERY_DAEMON_LOOP_S
 from mlops_assets.jobs import ModelJobs
 from mlops_assets.ml import backlog, triggers
@@ -87,27 +88,6 @@ def _now() -> datetime:
 # -- reading the instance ---------------------------------------------------------------------------------------------
 
 
-def _new_materializations(
-    instance: dg.DagsterInstance, key: dg.AssetKey, after: int | None
-) -> tuple[list[dg.EventLogRecord], int | None]:
-    """Materializations of ``key`` stored after storage id ``after``, oldest first, and the new high-water mark."""
-    records: list[dg.EventLogRecord] = []
-    while True:
-        page = instance.fetch_materializations(
-            dg.AssetRecordsFilter(asset_key=key, after_storage_id=after), limit=_PAGE, ascending=True
-        ).records
-        records.extend(page)
-        if page:
-            after = page[-1].storage_id
-        if len(page) < _PAGE:
-            return records, after
-
-
-def _metadata(record: dg.EventLogRecord) -> dict[str, Any]:
-    materialization = record.asset_materialization
-    return {k: v.value for k, v in materialization.metadata.items()} if materialization else {}
-
-
 def _min_share(model: MLModel) -> float:
     return model.spec().policy.data.min_labelled_share
 
@@ -117,7 +97,7 @@ def _is_labelled(model: MLModel, instance: dg.DagsterInstance, partition: str) -
     result = instance.fetch_materializations(
         dg.AssetRecordsFilter(asset_key=model.key("labels"), asset_partitions=[partition]), limit=1
     )
-    return bool(result.records) and says_labelled(_metadata(result.records[0]), _min_share(model))
+    return bool(result.records) and says_labelled(record_metadata(result.records[0]), _min_share(model))
 
 
 def _labelled(model: MLModel, instance: dg.DagsterInstance) -> set[str]:
@@ -135,16 +115,10 @@ def _labelled(model: MLModel, instance: dg.DagsterInstance) -> set[str]:
         )
         for record in result.records:
             if record.partition_key and record.partition_key not in latest:
-                latest[record.partition_key] = says_labelled(_metadata(record), min_share)
+                latest[record.partition_key] = says_labelled(record_metadata(record), min_share)
         if not result.has_more:
             return {key for key, labelled in latest.items() if labelled}
         cursor = result.cursor
-
-
-def _newly_labelled(records: Sequence[dg.EventLogRecord], min_share: float) -> set[str]:
-    """Data versions whose latest ``labels`` event among ``records`` (oldest first) says labelled."""
-    latest = {r.partition_key: says_labelled(_metadata(r), min_share) for r in records if r.partition_key}
-    return {key for key, labelled in latest.items() if labelled}
 
 
 def _aware(when: datetime) -> datetime:
@@ -374,16 +348,16 @@ def build(model: MLModel, jobs: ModelJobs) -> dg.Definitions:
         instance = context.instance
         stored = backlog.DriftBacklog.from_cursor(context.cursor)
         # Labels first: a labels event stored after this read is seen by the direct check below or the next tick.
-        label_records, labels_mark = _new_materializations(instance, labels, stored.labels_mark)
-        drift_records, drift_mark = _new_materializations(instance, drift_report, stored.drift_mark)
+        label_records, labels_mark = new_materializations(instance, labels, stored.labels_mark)
+        drift_records, drift_mark = new_materializations(instance, drift_report, stored.drift_mark)
         production, loaded = _production_loader(model, registry)
         step = backlog.step_drift_backlog(
             stored,
             [
-                backlog.DriftEvent(r.partition_key, r.storage_id, DriftSummary.from_metadata(_metadata(r)))
+                backlog.DriftEvent(r.partition_key, r.storage_id, DriftSummary.from_metadata(record_metadata(r)))
                 for r in drift_records
             ],
-            newly_labelled=_newly_labelled(label_records, _min_share(model)),
+            newly_labelled=set(became_labelled(label_records, _min_share(model))),
             is_labelled=lambda version: _is_labelled(model, instance, version),
             production=production,
             registered=lambda: instance.get_dynamic_partitions(partitions),
@@ -418,12 +392,12 @@ def build(model: MLModel, jobs: ModelJobs) -> dg.Definitions:
     ) -> dg.SensorResult:
         instance = context.instance
         stored = backlog.PerformanceBacklog.from_cursor(context.cursor)
-        records, mark = _new_materializations(instance, performance_report, stored.mark)
+        records, mark = new_materializations(instance, performance_report, stored.mark)
         production, loaded = _production_loader(model, registry)
         step = backlog.step_performance_backlog(
             stored,
             [
-                backlog.PerformanceEvent(r.partition_key, PerformanceSummary.from_metadata(_metadata(r)))
+                backlog.PerformanceEvent(r.partition_key, PerformanceSummary.from_metadata(record_metadata(r)))
                 for r in records
             ],
             production=production,
@@ -460,7 +434,7 @@ def build(model: MLModel, jobs: ModelJobs) -> dg.Definitions:
     ) -> dg.SensorResult:
         instance = context.instance
         stored = backlog.EstimateBacklog.from_cursor(context.cursor)
-        records, mark = _new_materializations(instance, performance_estimate, stored.mark)
+        records, mark = new_materializations(instance, performance_estimate, stored.mark)
         loaded: dict[str, Any] = {}
 
         def production() -> backlog.Production:
@@ -472,7 +446,10 @@ def build(model: MLModel, jobs: ModelJobs) -> dg.Definitions:
 
         step = backlog.step_estimate_backlog(
             stored,
-            [backlog.EstimateEvent(r.partition_key, EstimateSummary.from_metadata(_metadata(r))) for r in records],
+            [
+                backlog.EstimateEvent(r.partition_key, EstimateSummary.from_metadata(record_metadata(r)))
+                for r in records
+            ],
             production=production,
             newest_labelled_version=backlog.newest_labelled_of(
                 lambda: instance.get_dynamic_partitions(partitions), lambda: _labelled(model, instance)

@@ -16,11 +16,10 @@ from pathlib import Path
 import dagster as dg
 
 from mlops_assets import faults, run_liveness
-from mlops_assets.gate_records import data_gate_verdicts
+from mlops_assets.gate_records import became_labelled, data_gate_verdicts, new_materializations
 from mlops_assets.instance import EVERY_DAEMON_LOOP_S
 from mlops_assets.jobs import ModelJobs
 from mlops_assets.ml import json_codec, served
-from mlops_assets.ml.labels import says_labelled
 from mlops_assets.ml.landing import (
     LabelsRun,
     NewVersion,
@@ -78,37 +77,6 @@ def _trains_on_new_data(model: MLModel, registry: ModelRegistry) -> tuple[bool, 
 
 
 #: Labels materializations read per query by the labelled sensor.
-_PAGE = 1000
-
-
-def _labels_events(
-    instance: dg.DagsterInstance, key: dg.AssetKey, after: int | None
-) -> tuple[list[dg.EventLogRecord], int | None]:
-    """Materializations of ``key`` stored after storage id ``after``, oldest first, and the new high-water mark."""
-    records: list[dg.EventLogRecord] = []
-    while True:
-        page = instance.fetch_materializations(
-            dg.AssetRecordsFilter(asset_key=key, after_storage_id=after), limit=_PAGE, ascending=True
-        ).records
-        records.extend(page)
-        if page:
-            after = page[-1].storage_id
-        if len(page) < _PAGE:
-            return records, after
-
-
-def _became_labelled(records: list[dg.EventLogRecord], min_share: float) -> list[str]:
-    """Data versions whose latest labels event among ``records`` (oldest first) says labelled, in event order."""
-    latest: dict[str, bool] = {}
-    for record in records:
-        materialization = record.asset_materialization
-        if record.partition_key and materialization is not None:
-            metadata = {k: v.value for k, v in materialization.metadata.items()}
-            latest.pop(record.partition_key, None)  # re-inserted last: event order of the latest event
-            latest[record.partition_key] = says_labelled(metadata, min_share)
-    return [key for key, labelled in latest.items() if labelled]
-
-
 def _landing_request(model: MLModel, jobs: ModelJobs, version: NewVersion) -> dg.RunRequest:
     """The run of a new data version: the model's lifecycle job when it trains, else its ingest job."""
     return dg.RunRequest(
@@ -271,7 +239,7 @@ def build(model: MLModel, jobs: ModelJobs) -> dg.Definitions:
     ) -> dg.SensorResult:
         instance = context.instance
         after = int(context.cursor) if context.cursor else None
-        records, mark = _labels_events(instance, model.key("labels"), after)
+        records, mark = new_materializations(instance, model.key("labels"), after)
         cursor = str(mark) if mark is not None else context.cursor
         spec = model.spec()
         if spec.label.required:
@@ -279,7 +247,7 @@ def build(model: MLModel, jobs: ModelJobs) -> dg.Definitions:
                 cursor=cursor,
                 skip_reason="label.required is true: every version lands labelled and the landing sensor trains it",
             )
-        became = _became_labelled(records, spec.policy.data.min_labelled_share)
+        became = became_labelled(records, spec.policy.data.min_labelled_share)
         if not became:
             return dg.SensorResult(cursor=cursor, skip_reason="no data version became labelled since the last tick")
         trains, why = trains_when_labelled(registry.production_version(spec.name), getattr(spec, "retraining", None))
