@@ -10,7 +10,7 @@ from datetime import datetime
 import dagster as dg
 import pandas as pd
 
-from mlops_assets.gate_records import latest_materialization_metadata
+from mlops_assets.gate_records import record_metadata
 from mlops_assets.ml import performance, scoring
 from mlops_assets.ml.rollout import RolloutState
 from mlops_assets.model import MLModel
@@ -30,22 +30,20 @@ def rollout_evidence(
 
     ``labels_needed`` (default): only versions with stored labels, joined to them (the A/B test, canary steps, a
     breach); without it every such version counts, joined to its labels when they are there, else with a NaN
-    ``label`` (the shadow phase: both models score every row, no label is needed). Walks the data versions newest
-    first and stops at the first one scored before ``since``: reads metadata for that walk and data files only for
-    the versions that are evidence.
+    ``label`` (the shadow phase: both models score every row, no label is needed). Reads the ``predictions``
+    materializations stored since ``since`` (one query per page; a version scored since then was stored since then),
+    takes each version's latest, and orders the versions by their ``scored_at``, newest first: the order in which
+    they were scored, whatever the order in which they were registered (segments of several serving workers, or a
+    version scored again, arrive out of registration order). Data files are read only for the versions that are
+    evidence.
 
     Returns:
-        The joined logs (``scoring.LOG_COLUMNS`` + ``label``) and the data version keys used, newest first.
+        The joined logs (``scoring.LOG_COLUMNS`` + ``label``) and the data version keys used, newest scored first.
     """
     predictions, labels = model.key("predictions"), model.key("labels")
     frames: list[pd.DataFrame] = []
     used: list[str] = []
-    for key in reversed(instance.get_dynamic_partitions(model.partitions_name)):
-        meta = latest_materialization_metadata(instance, predictions, key)
-        if not meta or "scored_at" not in meta:
-            continue
-        if datetime.fromisoformat(str(meta["scored_at"])) < since:
-            break
+    for key, meta in _scored_since(model, instance, since):
         if int(meta.get("challenger_version", 0)) != state.challenger_version:
             continue
         if int(meta.get("champion_version", 0)) != state.champion_version:
@@ -61,3 +59,35 @@ def rollout_evidence(
         used.append(key)
     empty = pd.DataFrame(columns=[*scoring.LOG_COLUMNS, performance.LABEL])
     return (pd.concat(frames, ignore_index=True) if frames else empty), used
+
+
+_PAGE = 500
+
+
+def _scored_since(model: MLModel, instance: dg.DagsterInstance, since: datetime) -> list[tuple[str, dict]]:
+    """``(data version, metadata)`` of the latest ``predictions`` materialization of every registered data version of
+    ``model`` scored at or after ``since`` (its ``scored_at``), newest scored first (ties: newest stored first)."""
+    registered = set(instance.get_dynamic_partitions(model.partitions_name))
+    latest: dict[str, dg.EventLogRecord] = {}
+    cursor = None
+    while True:
+        # A second of slack below ``since``: the filter is on the stored time, the decision on ``scored_at`` below.
+        result = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=model.key("predictions"), after_timestamp=since.timestamp() - 1.0),
+            limit=_PAGE,
+            cursor=cursor,
+            ascending=False,
+        )
+        for record in result.records:  # newest stored first: the first record of a version is its latest
+            if record.partition_key in registered and record.partition_key not in latest:
+                latest[record.partition_key] = record
+        if not result.has_more:
+            break
+        cursor = result.cursor
+    scored: list[tuple[datetime, int, str, dict]] = []
+    for key, record in latest.items():
+        meta = record_metadata(record)
+        if "scored_at" in meta and (at := datetime.fromisoformat(str(meta["scored_at"]))) >= since:
+            scored.append((at, record.storage_id, key, meta))
+    scored.sort(key=lambda item: (item[0], item[1]), reverse=True)
+    return [(key, meta) for _, _, key, meta in scored]
