@@ -223,15 +223,34 @@ def _refuse_numbers(data: Any) -> Any:
     return data
 
 
+#: Texts ``pandas.to_datetime`` reads as the clock's time at reading, even with ``format="ISO8601"``: a file holding
+#: them would read differently on every run.
+RELATIVE_TIMES = frozenset({"now", "today"})
+
+
+def _is_relative_time(value: Any) -> bool:
+    return isinstance(value, str) and value.strip().lower() in RELATIVE_TIMES
+
+
+def _refuse_relative_times(data: Any) -> Any:
+    texts = isinstance(data, pd.Series | pd.Index) and not pd.api.types.is_numeric_dtype(data.dtype)
+    if texts and not isinstance(data.dtype, pd.DatetimeTZDtype) and any(_is_relative_time(v) for v in data):
+        raise ValueError("'now' and 'today' are not ISO 8601 date-time texts")
+    return data
+
+
 class StrictDateTime(pandas_engine.DateTime):  # type: ignore[misc]
-    """``datetime64[ns, UTC]`` from ISO 8601 text or date-times; a number fails (never an epoch, never NaT)."""
+    """``datetime64[ns, UTC]`` from ISO 8601 text or date-times; a number fails (never an epoch, never NaT), and so
+    do ``"now"`` and ``"today"`` (pandas reads them as the time of reading: the same file would read differently)."""
 
     def coerce(self, data_container: Any) -> Any:
-        return super().coerce(_refuse_numbers(data_container))
+        return super().coerce(_refuse_relative_times(_refuse_numbers(data_container)))
 
     def coerce_value(self, value: Any) -> Any:
         if _is_number(value):
             raise ValueError(f"{value!r} is a number, not an ISO 8601 date-time text")
+        if _is_relative_time(value):
+            raise ValueError(f"{value!r} is the time of reading, not an ISO 8601 date-time text")
         return super().coerce_value(value)
 
 

@@ -13,8 +13,8 @@ Open Inference Protocol v2 input tensors (:func:`parse_oip_inputs`); each value 
 * ``float``: numbers, booleans and text Python's ``float`` reads (``"1e3"``, ``"inf"``); ``NaN`` is missing.
 * ``bool``: booleans, 0/1 and the texts true/false, t/f, yes/no, y/n, 1/0 (any case).
 * ``string``/``category``: text as given (a number or boolean becomes its ``str``); an empty text is missing.
-* ``datetime``: ISO 8601 text (offsets converted to UTC, naive taken as UTC); numbers are refused. Unlike the data
-  schema (whose ``pandas.to_datetime`` reads them as the current time), ``"now"`` and ``"today"`` are refused.
+* ``datetime``: ISO 8601 text (offsets converted to UTC, naive taken as UTC); numbers are refused, and so are
+  ``"now"`` and ``"today"`` (as in the data schema: :data:`mlops_assets.ml.schema.RELATIVE_TIMES`).
 * ``null``, ``NaN`` and a text the column lists under ``na_values`` are missing: refused in a non-nullable field
   (rule ``nullable``), kept as ``None`` otherwise.
 
@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from mlops_assets.ml.features import feature_columns, model_inputs
-from mlops_assets.ml.schema import DATETIME_DTYPE, canonical_value
+from mlops_assets.ml.schema import DATETIME_DTYPE, RELATIVE_TIMES, canonical_value
 from mlops_assets.ml.serving_contract import ID_KINDS
 from mlops_assets.ml.spec import CATEGORICAL_TYPES, ColumnSpec, DatasetSpec
 
@@ -51,7 +51,6 @@ OIP_DATATYPES: dict[str, str] = {
 _INT64_MIN = -(1 << 63)
 _INT64_MAX = (1 << 63) - 1
 #: Texts pandas' ISO 8601 parser reads as the current time; a request value must not depend on when it is read.
-_RELATIVE_TIMES = frozenset({"now", "today"})
 #: The ISO 8601 forms pandas.Timestamp parses exactly as pandas.to_datetime(format="ISO8601") does (fast path).
 _PLAIN_ISO = re.compile(
     r"\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?)?(?:Z|[+-]\d{2}:\d{2})?",
@@ -217,7 +216,7 @@ def _make_reader(col: ColumnSpec) -> Callable[[Any], Any]:
             return _MISSING
         if not isinstance(value, str):
             raise _Invalid("type", f"{_shown(value)} is not an ISO 8601 date-time text")
-        if value.strip().lower() in _RELATIVE_TIMES:
+        if value.strip().lower() in RELATIVE_TIMES:
             raise _Invalid("type", f"{_shown(value)} is a relative time; give an ISO 8601 date-time")
         try:
             if _PLAIN_ISO.fullmatch(value):
