@@ -214,7 +214,7 @@ def _typed_frames(draw: st.DrawFn) -> pd.DataFrame:
         {
             "id": list(range(n)),
             "y": column(st.sampled_from([0, 1]), False),
-            "x": column(st.floats(allow_nan=False, width=64), True),
+            "x": column(st.floats(allow_nan=False, allow_infinity=False, width=64), True),  # ±inf fails "finite"
             "xf": column(st.floats(allow_nan=False, allow_infinity=False), False),
             "n": pd.array(column(_INT, True), dtype="Int64"),
             "nf": column(_INT, False),

@@ -340,8 +340,16 @@ def _bound(value: float, col: ColumnSpec) -> int | float:
     return int(value) if col.type == "int" and float(value).is_integer() else value
 
 
+#: The name of the check that refuses ±inf in a ``float`` column (pandera check name and request rule).
+FINITE = "finite"
+
+
+def _finite(values: pd.Series) -> pd.Series:
+    return ~values.isin([np.inf, -np.inf])
+
+
 def column_checks(col: ColumnSpec, *, include_categories: bool = True) -> list[pa.Check]:
-    """The value checks of one spec column: range and allowed categories.
+    """The value checks of one spec column: finite (``float``), range and allowed categories.
 
     Args:
         col: The column spec.
@@ -351,6 +359,10 @@ def column_checks(col: ColumnSpec, *, include_categories: bool = True) -> list[p
         The pandera checks (empty when the column has no range or categories).
     """
     checks: list[pa.Check] = []
+    if col.type == "float":
+        # pandas reads "inf", "-Infinity", 1e999 as ±inf; scikit-learn refuses them at training or scoring with
+        # "Input X contains infinity" (no file, no column): refuse them here, where the file and column are known.
+        checks.append(pa.Check(_finite, element_wise=False, name=FINITE, error=f"{FINITE}: ±inf is not a value"))
     if col.min is not None and col.max is not None:
         checks.append(pa.Check.in_range(_bound(col.min, col), _bound(col.max, col)))
     elif col.min is not None:

@@ -10,7 +10,8 @@ Open Inference Protocol v2 input tensors (:func:`parse_oip_inputs`); each value 
 * ``int``: ints, whole floats (``5.0``), booleans (``true`` is 1) and text spelling a whole number (``"77"``,
   ``" 77 "``, ``"77.0"``, ``"7.7e1"``; :func:`mlops_assets.ml.schema.canonical_value`); int64 range; a fraction,
   ``inf`` or other text is refused (rule ``type``).
-* ``float``: numbers, booleans and text Python's ``float`` reads (``"1e3"``, ``"inf"``); ``NaN`` is missing.
+* ``float``: numbers, booleans and text Python's ``float`` reads (``"1e3"``); ``NaN`` is missing; ``±inf``
+  (``"inf"``, JSON's ``Infinity``) is refused (rule ``finite``, as the data schema's check).
 * ``bool``: booleans, 0/1 and the texts true/false, t/f, yes/no, y/n, 1/0 (any case).
 * ``string``/``category``: text as given (a number or boolean becomes its ``str``); an empty text is missing.
 * ``datetime``: ISO 8601 text (offsets converted to UTC, naive taken as UTC); numbers are refused, and so are
@@ -34,7 +35,7 @@ import numpy as np
 import pandas as pd
 
 from mlops_assets.ml.features import feature_columns, model_inputs
-from mlops_assets.ml.schema import DATETIME_DTYPE, RELATIVE_TIMES, canonical_value
+from mlops_assets.ml.schema import DATETIME_DTYPE, FINITE, RELATIVE_TIMES, canonical_value
 from mlops_assets.ml.serving_contract import ID_KINDS
 from mlops_assets.ml.spec import CATEGORICAL_TYPES, ColumnSpec, DatasetSpec
 
@@ -66,7 +67,8 @@ class RequestError(ValueError):
     Attributes:
         field: The request field concerned (``None`` when the problem is the request's shape).
         rule: The rule broken: ``records`` / ``tensor`` (malformed request), ``unknown_field``, ``required``
-            (status 400) or ``type``, ``nullable``, ``min``, ``max``, ``categories``, ``unique`` (status 422).
+            (status 400) or ``type``, ``nullable``, ``finite``, ``min``, ``max``, ``categories``, ``unique``
+            (status 422).
         row: The 0-based record (row) index, or ``None``.
         status: 400 (malformed request, unknown or missing field) or 422 (a value breaks a spec rule).
         detail: What is wrong, without the row, field and rule.
@@ -168,8 +170,8 @@ def _make_reader(col: ColumnSpec) -> Callable[[Any], Any]:
     if kind == "float":
 
         def read_float(value: Any) -> Any:
-            if type(value) is float and not numeric_markers:  # the common case
-                return _MISSING if value != value else value
+            if type(value) is float and not numeric_markers and math.isfinite(value):  # the common case
+                return value
             if value is None or marked(value):
                 return _MISSING
             if isinstance(value, list | dict):
@@ -178,6 +180,8 @@ def _make_reader(col: ColumnSpec) -> Callable[[Any], Any]:
                 number = float(value)  # what the schema's float64 coercion does with a number or a text
             except (ValueError, TypeError, OverflowError):
                 raise _Invalid("type", f"{_shown(value)} is not a float") from None
+            if math.isinf(number):
+                raise _Invalid(FINITE, f"{_shown(value)} is not a finite number")
             return _MISSING if math.isnan(number) else number
 
         return read_float
