@@ -257,7 +257,9 @@ def _production_loader(
     def production() -> backlog.Production:
         loaded["spec"], loaded["reg"] = spec, reg = model.spec(), registry
         current = reg.production_version(spec.name)
-        return backlog.Production(spec.name, None if current is None else current.version, spec.retraining)
+        if current is None:
+            return backlog.Production(spec.name, None, spec.retraining)
+        return backlog.Production(spec.name, current.version, spec.retraining, tuple(current.data_versions))
 
     return production, loaded
 
@@ -280,6 +282,23 @@ def _request_candidate(
     if not decision.allowed:
         return [], decision.message, decision
     return [retrain_request(request, candidate.evidence, decision)], None, decision
+
+
+def _backlog_result(
+    context: dg.SensorEvaluationContext,
+    retrain_job: str,
+    loaded: Mapping[str, Any],
+    step: backlog.DriftStep | backlog.PerformanceStep | backlog.EstimateStep,
+) -> dg.SensorResult:
+    """The tick's result for a backlog ``step`` (drift, performance, estimate): its candidate's run request when the
+    hygiene rules and rollouts allow it, else the reason it waits; the cursor settles the candidate's outcome."""
+    requests, skip, decision = _request_candidate(context.instance, retrain_job, loaded, step.candidate, context.log)
+    skip = skip or step.skip
+    if skip:
+        context.log.info(skip)
+    return dg.SensorResult(
+        run_requests=requests, cursor=step.settle(decision).to_cursor(), skip_reason=None if requests else skip
+    )
 
 
 # -- staleness --------------------------------------------------------------------------------------------------------
@@ -366,13 +385,7 @@ def build(model: MLModel, jobs: ModelJobs) -> dg.Definitions:
         )
         for note in step.notes:
             context.log.info(note)
-        requests, skip, decision = _request_candidate(instance, retrain_job, loaded, step.candidate, context.log)
-        skip = skip or step.skip
-        if skip:
-            context.log.info(skip)
-        return dg.SensorResult(
-            run_requests=requests, cursor=step.settle(decision).to_cursor(), skip_reason=None if requests else skip
-        )
+        return _backlog_result(context, retrain_job, loaded, step)
 
     # -- performance
 
@@ -406,13 +419,7 @@ def build(model: MLModel, jobs: ModelJobs) -> dg.Definitions:
             ),
             mark=mark,
         )
-        requests, skip, decision = _request_candidate(instance, retrain_job, loaded, step.candidate, context.log)
-        skip = skip or step.skip
-        if skip:
-            context.log.info(skip)
-        return dg.SensorResult(
-            run_requests=requests, cursor=step.settle(decision).to_cursor(), skip_reason=None if requests else skip
-        )
+        return _backlog_result(context, retrain_job, loaded, step)
 
     # -- estimated performance (CBPE, before labels)
 
@@ -435,15 +442,7 @@ def build(model: MLModel, jobs: ModelJobs) -> dg.Definitions:
         instance = context.instance
         stored = backlog.EstimateBacklog.from_cursor(context.cursor)
         records, mark = new_materializations(instance, performance_estimate, stored.mark)
-        loaded: dict[str, Any] = {}
-
-        def production() -> backlog.Production:
-            loaded["spec"], loaded["reg"] = spec, reg = model.spec(), registry
-            current = reg.production_version(spec.name)
-            if current is None:
-                return backlog.Production(spec.name, None, spec.retraining)
-            return backlog.Production(spec.name, current.version, spec.retraining, tuple(current.data_versions))
-
+        production, loaded = _production_loader(model, registry)
         step = backlog.step_estimate_backlog(
             stored,
             [
@@ -456,13 +455,7 @@ def build(model: MLModel, jobs: ModelJobs) -> dg.Definitions:
             ),
             mark=mark,
         )
-        requests, skip, decision = _request_candidate(instance, retrain_job, loaded, step.candidate, context.log)
-        skip = skip or step.skip
-        if skip:
-            context.log.info(skip)
-        return dg.SensorResult(
-            run_requests=requests, cursor=step.settle(decision).to_cursor(), skip_reason=None if requests else skip
-        )
+        return _backlog_result(context, retrain_job, loaded, step)
 
     # -- staleness
 
