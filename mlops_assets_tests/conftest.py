@@ -21,6 +21,77 @@ if TYPE_CHECKING:
 settings.register_profile("mlops", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("mlops")
 
+
+#: What the modules whose tests cost the most took, in seconds (their tests' setup, call and teardown summed, from
+#: ``--durations`` of a full ``MLOPS_REQUIRE_SERVICES=1 pytest -n 2`` run on the 2-core CI machine). Only the order of
+#: the tests under xdist depends on it (:func:`pytest_collection_modifyitems`); a module missing here counts as cheap.
+MODULE_SECONDS = {
+    "test_postgres_faults.py": 400,
+    "test_demo_and_project.py": 200,
+    "test_crash_points.py": 185,
+    "test_hostile_input.py": 170,
+    "test_serving_server.py": 123,
+    "test_own_data.py": 113,
+    "test_lifecycle.py": 109,
+    "test_registry_jobs.py": 102,
+    "test_prod_integration.py": 97,
+    "test_ui_browser.py": 87,
+    "test_rollout_slow_data_e2e.py": 83,
+    "test_unlabelled_versions.py": 48,
+    "test_rollout_lifecycle.py": 46,
+    "test_registry.py": 43,
+    "test_gate_evidence_binding.py": 37,
+    "test_drift_false_alarms.py": 35,
+    "test_registry_state_machine.py": 35,
+}
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under xdist, order the tests so that each worker's share of ``--dist worksteal`` (``addopts``) costs the same
+    and starts with its costly modules; only the order changes, never what runs.
+
+    ``worksteal`` gives each of the N workers a contiguous 1/N of the list and, when one runs dry, moves the not yet
+    started half of the longest queue's tail to it. In collection (alphabetical) order the minute-long modules fall
+    where they happen to (measured: one worker's half held far more of them). Here the costly modules
+    (:data:`MODULE_SECONDS`) are dealt to the N shares largest first, each to the cheapest share so far, a module
+    kept whole (its module-scoped fixtures are built once); every other module fills the shares up to their sizes in
+    collection order. Each share starts with its costly modules, so what is stolen at the end is sub-second tests.
+    Every worker computes the same order (xdist requires identical collections).
+    """
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 1)
+    if workers < 2 or not items:
+        return
+    modules: dict[str, list[pytest.Item]] = {}
+    for item in items:
+        modules.setdefault(item.nodeid.split("::")[0], []).append(item)
+
+    def cost(name: str) -> int:
+        return MODULE_SECONDS.get(name.rsplit("/", 1)[-1], 0)
+
+    # The share sizes worksteal hands out first: len(pending) // workers_remaining, worker by worker.
+    sizes, left = [], len(items)
+    for remaining in range(workers, 0, -1):
+        sizes.append(left // remaining)
+        left -= sizes[-1]
+    costly: list[list[pytest.Item]] = [[] for _ in range(workers)]
+    spent = [0] * workers
+    for name in sorted((m for m in modules if cost(m)), key=cost, reverse=True):
+        share = min(range(workers), key=lambda i: (spent[i], len(costly[i])))
+        costly[share].extend(modules[name])
+        spent[share] += cost(name)
+    cheap = [item for name, module_items in modules.items() if not cost(name) for item in module_items]
+    ordered: list[pytest.Item] = []
+    for share in range(workers):
+        ordered.extend(costly[share])
+        room = max(0, sizes[share] - len(costly[share]))
+        ordered.extend(cheap[:room])
+        del cheap[:room]
+    ordered.extend(cheap)
+    assert sorted(map(id, ordered)) == sorted(map(id, items))
+    items[:] = ordered
+
+
 # The local server used in development; CI may point elsewhere.
 POSTGRES_ADMIN_URL = os.environ.get(
     "MLOPS_TEST_POSTGRES_ADMIN_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"

@@ -562,6 +562,11 @@ def test_two_workers_serve_log_and_report_metrics_together(promoted_world: tuple
     world, _ = promoted_world
     records = _records(_rows(30))
     with serving(world, tmp_path, "--workers", "2") as server:
+        # /v2/health/ready answers from whichever worker accepts it: wait (a condition, never a time) until both
+        # installed their first snapshot, so that the requests below can reach both (on a busy machine the second
+        # worker's start-up could outlast all 30 requests and the scrape: the 2.0 line was missing once, full run).
+        swapped = 'mlops_swaps_total{model="synthetic"} 2.0'
+        _wait_until(lambda: swapped in httpx.get(server.base + "/metrics").text, "both workers' first snapshot", server)
         for i, record in enumerate(records):
             # A new connection per request, so that both workers get some.
             response = httpx.post(
