@@ -483,30 +483,3 @@ def test_a_labels_file_whose_ids_are_not_of_the_id_type_is_refused_naming_file_c
     message = str(exc.value)
     assert message.startswith(f"{path}: ") and message.endswith("(rule: schema_valid)")
     assert "id: coerce_dtype('int64') ('abc', '1_0')" in message
-
-
-@pytest.mark.parametrize("number", [9.223372036854776e18, 1356998400.0, 5])
-def test_a_number_in_a_datetime_column_fails_the_schema_instead_of_becoming_a_time_or_missing(
-    tmp_path: Path, number: float
-) -> None:
-    # The float 2**63 used to wrap to NaT in pandas (a value silently read as missing, which a nullable column
-    # accepted); other numbers would be epoch offsets. A date-time is ISO 8601 text.
-    spec = spec_from_dict(
-        {
-            "name": "times",
-            "id_column": "rid",
-            "label": {"column": "y", "positive": 1, "values": [0, 1]},
-            "features": ["x"],
-            "columns": {
-                "rid": {"type": "int"},
-                "x": {"type": "float"},
-                "at": {"type": "datetime", "nullable": True},
-                "y": {"type": "int"},
-            },
-        }
-    )
-    frame = pd.DataFrame({"rid": [1, 2], "x": [0.5, 1.5], "at": pd.Series([number, None], dtype=object), "y": [0, 1]})
-    path = write_frame_atomic(frame, tmp_path / "times.parquet", fmt="parquet")
-    result = gate_schema_valid(read_data_file(path, spec), spec, path.name)
-    assert not result.passed
-    assert "at" in result.message

@@ -7,7 +7,8 @@ Dtype decisions (``coerce=True`` everywhere, so a CSV that pandas read as text i
   to ``2`` the way ``Series.astype("int64")`` silently does. Text is read as the number it spells, by
   the same rule: ``"77"`` and ``"77.0"`` are 77, ``"2.5"`` fails, and Python's ``int`` keeps every digit
   (CSV int columns are read as text for that reason, and a text copy of a frame coerces like the frame).
-* ``float``: ``float64`` (missing values are ``NaN``).
+* ``float``: ``float64`` (missing values are ``NaN``). Text is read as the number it spells, written as data files
+  write numbers: ``"1_000"`` and non-ASCII digits fail (Python's ``float`` would accept them), as in int columns.
 * ``bool``: ``bool`` when not nullable, pandas ``boolean`` when nullable. Coercion accepts booleans,
   0/1 and the strings true/false, t/f, yes/no, y/n, 1/0 (any case); anything else fails instead of
   becoming ``True`` the way ``astype(bool)`` turns every non-empty string into ``True``.
@@ -36,7 +37,7 @@ import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 from pandera import dtypes
-from pandera.engines import pandas_engine
+from pandera.engines import numpy_engine, pandas_engine
 
 from mlops_assets.ml.spec import ColumnSpec, DatasetSpec
 
@@ -48,6 +49,43 @@ _MAX_LISTED_CATEGORIES = 8
 
 _TRUE_STRINGS = frozenset({"true", "t", "yes", "y", "1"})
 _FALSE_STRINGS = frozenset({"false", "f", "no", "n", "0"})
+
+
+def _number_text(value: str) -> str:
+    """``value`` stripped, refused unless it is written as a data file writes a number: ASCII, no ``_``.
+
+    Python's ``int()`` and ``float()`` (and so numpy's and pandas' text-to-float casts) also accept ``"1_000"`` and
+    non-ASCII digits such as ``"١٢٣"``; a data file's number does not, in an int column as in a float column.
+
+    Raises:
+        ValueError: the text holds ``_`` or a non-ASCII character.
+    """
+    text = value.strip()
+    if "_" in text or not text.isascii():
+        raise ValueError(f"{value!r} is not a number")
+    return text
+
+
+def float_cell_text(value: Any) -> Any:
+    """A float column's cell as the schema's float64 cast may take it: text stripped and checked, else unchanged.
+
+    Shared by the data schema, :func:`canonical_value` and the request path (:mod:`mlops_assets.serving.signature`).
+
+    Raises:
+        ValueError: a text holding ``_`` or a non-ASCII character (``"1_000"``, ``"١٢٣"``): not a number a data
+            file writes, though Python's ``float`` reads it.
+    """
+    return _number_text(value) if isinstance(value, str) else value
+
+
+def _floats_from_text(data: Any) -> Any:
+    # Only a column read as text needs the check; the distinct values are checked once (fast on big files).
+    if isinstance(data, pd.Series) and (
+        pd.api.types.is_object_dtype(data.dtype) or pd.api.types.is_string_dtype(data.dtype)
+    ):
+        for value in pd.unique(data.dropna()):
+            float_cell_text(value)
+    return data
 
 
 def _whole_number(value: Any) -> Any:
@@ -66,10 +104,7 @@ def _int_from_text(value: Any) -> Any:
     """
     if not isinstance(value, str):
         return value
-    text = value.strip()
-    if "_" in text or not text.isascii():
-        # Python's int() and float() also accept "1_000" and non-ASCII digits; a data file's number does not.
-        raise ValueError(f"{value!r} is not a number")
+    text = _number_text(value)
     try:
         return int(text)
     except ValueError:
@@ -166,6 +201,21 @@ class StrictNullableInt64(pandas_engine.INT64):
 
     def coerce_value(self, value: Any) -> Any:
         return super().coerce_value(_whole_number(_int_from_text(value)))
+
+
+@dtypes.immutable
+class StrictFloat64(numpy_engine.Float64):
+    """``float64`` whose coercion reads text as a data file writes numbers: ``"1_000"`` and ``"١٢٣"`` fail."""
+
+    def __init__(self) -> None:
+        # Parameterless like pandera's own types; declared so type checkers know the signature.
+        pass
+
+    def coerce(self, data_container: Any) -> Any:
+        return super().coerce(_floats_from_text(data_container))
+
+    def coerce_value(self, value: Any) -> Any:
+        return super().coerce_value(float_cell_text(value))
 
 
 @dtypes.immutable
@@ -266,7 +316,7 @@ def column_dtype(col: ColumnSpec) -> Any:
     if col.type == "int":
         return StrictNullableInt64() if col.nullable else StrictInt64()
     if col.type == "float":
-        return "float64"
+        return StrictFloat64()
     if col.type == "bool":
         return StrictNullableBool() if col.nullable else StrictBool()
     if col.type in ("string", "category"):
@@ -305,7 +355,7 @@ def canonical_value(col: ColumnSpec, value: Any) -> Any:
             raise ValueError(f"{value!r} is not a whole number")
         return int(number)
     if col.type == "float":
-        return float(value.strip() if isinstance(value, str) else value)
+        return float(float_cell_text(value))
     if col.type == "bool":
         return bool(_parse_bool(value, allow_missing=False))
     if col.type in ("string", "category"):

@@ -10,7 +10,8 @@ Open Inference Protocol v2 input tensors (:func:`parse_oip_inputs`); each value 
 * ``int``: ints, whole floats (``5.0``), booleans (``true`` is 1) and text spelling a whole number (``"77"``,
   ``" 77 "``, ``"77.0"``, ``"7.7e1"``; :func:`mlops_assets.ml.schema.canonical_value`); int64 range; a fraction,
   ``inf`` or other text is refused (rule ``type``).
-* ``float``: numbers, booleans and text Python's ``float`` reads (``"1e3"``); ``NaN`` is missing; ``±inf``
+* ``float``: numbers, booleans and text Python's ``float`` reads (``"1e3"``) unless it holds ``_`` or non-ASCII
+  digits (``"1_000"``, ``"١٢٣"``: :func:`mlops_assets.ml.schema.float_cell_text`); ``NaN`` is missing; ``±inf``
   (``"inf"``, JSON's ``Infinity``) is refused (rule ``finite``, as the data schema's check).
 * ``bool``: booleans, 0/1 and the texts true/false, t/f, yes/no, y/n, 1/0 (any case).
 * ``string``/``category``: text as given (a number or boolean becomes its ``str``); an empty text is missing.
@@ -35,7 +36,7 @@ import numpy as np
 import pandas as pd
 
 from mlops_assets.ml.features import feature_columns, model_inputs
-from mlops_assets.ml.schema import DATETIME_DTYPE, FINITE, RELATIVE_TIMES, canonical_value
+from mlops_assets.ml.schema import DATETIME_DTYPE, FINITE, RELATIVE_TIMES, canonical_value, float_cell_text
 from mlops_assets.ml.serving_contract import ID_KINDS
 from mlops_assets.ml.spec import CATEGORICAL_TYPES, ColumnSpec, DatasetSpec
 
@@ -177,7 +178,7 @@ def _make_reader(col: ColumnSpec) -> Callable[[Any], Any]:
             if isinstance(value, list | dict):
                 raise _Invalid("type", f"{_shown(value)} is not a float")
             try:
-                number = float(value)  # what the schema's float64 coercion does with a number or a text
+                number = float(float_cell_text(value))  # as the schema's float64 coercion reads it
             except (ValueError, TypeError, OverflowError):
                 raise _Invalid("type", f"{_shown(value)} is not a float") from None
             if math.isinf(number):
