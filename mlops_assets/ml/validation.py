@@ -31,7 +31,7 @@ import pandera.pandas as pa
 from mlops_assets.ml.gate_result import GateResult
 from mlops_assets.ml.policy import DataGatePolicy
 from mlops_assets.ml.schema import build_schema, canonical_value, typed_column
-from mlops_assets.ml.spec import CATEGORICAL_TYPES, DatasetSpec
+from mlops_assets.ml.spec import CATEGORICAL_TYPES, ColumnSpec, DatasetSpec
 
 #: The ``DataFrame.attrs`` key under which a landed version's frames (raw data, features) carry its file name, so
 #: that every gate on them names the file (pandas keeps ``attrs`` through a Parquet round trip).
@@ -393,18 +393,31 @@ def _as_number(text: Any) -> float | None:
         return None
 
 
+def missing_markers(col: ColumnSpec) -> frozenset[str]:
+    """The cell texts that are a missing value in ``col``, in CSV and Parquet files and in requests alike.
+
+    In a ``string``/``category`` column only the empty text (a CSV cannot tell it from a missing value) and the
+    column's ``na_values``; in any other column pandas' default markers (:data:`PANDAS_DEFAULT_NA_VALUES`: ``""``,
+    ``"NA"``, ``"null"``, ``"NaN"``, …, what ``pandas.read_csv`` applies) and the column's ``na_values``.
+    """
+    defaults = frozenset({""}) if col.type in CATEGORICAL_TYPES else PANDAS_DEFAULT_NA_VALUES
+    return frozenset(col.na_values) | defaults
+
+
 def _mark_missing(df: pd.DataFrame, spec: DatasetSpec) -> pd.DataFrame:
     """Apply the missing-value rules that must not depend on the file format, to a frame just read.
 
     An empty text cell of a string/category column is missing (a CSV cannot tell "" from a missing value, so
-    Parquet follows it), and so is a cell the spec lists under the column's ``na_values``: as text, or, in an
-    int/float column, as the number it spells ("-999" also matches -999.0), whichever way the file stored it.
+    Parquet follows it); a text cell of any other column spelling one of pandas' default markers (``""``, ``"NA"``,
+    ``"null"``, …: :data:`PANDAS_DEFAULT_NA_VALUES`) is missing, as the CSV reader reads it; and so is a cell the spec
+    lists under the column's ``na_values``: as text, or, in an int/float column, as the number it spells ("-999" also
+    matches -999.0), whichever way the file stored it.
     """
     for col in spec.columns:
         if col.name not in df.columns:
             continue
         values = df[col.name]
-        markers = set(col.na_values) | ({""} if col.type in CATEGORICAL_TYPES else set())
+        markers = missing_markers(col)
         numeric_column = col.type in ("int", "float")
         numbers = {n for n in map(_as_number, col.na_values) if n is not None} if numeric_column else set()
         dtype = values.dtype

@@ -17,8 +17,9 @@ Open Inference Protocol v2 input tensors (:func:`parse_oip_inputs`); each value 
 * ``string``/``category``: text as given (a number or boolean becomes its ``str``); an empty text is missing.
 * ``datetime``: ISO 8601 text (offsets converted to UTC, naive taken as UTC); numbers are refused, and so are
   ``"now"`` and ``"today"`` (as in the data schema: :data:`mlops_assets.ml.schema.RELATIVE_TIMES`).
-* ``null``, ``NaN`` and a text the column lists under ``na_values`` are missing: refused in a non-nullable field
-  (rule ``nullable``), kept as ``None`` otherwise.
+* ``null``, ``NaN``, a text the column lists under ``na_values`` and, outside text columns, a text pandas reads as
+  missing (``""``, ``"NA"``, ``"null"``, …: :func:`mlops_assets.ml.validation.missing_markers`) are missing:
+  refused in a non-nullable field (rule ``nullable``), kept as ``None`` otherwise.
 
 Then ``min``/``max`` (rules ``min``, ``max``), ``categories`` (rule ``categories``) and, across the records of one
 request, ``unique`` (rule ``unique``). Structural problems are HTTP 400 (``records``, ``unknown_field``,
@@ -39,6 +40,7 @@ from mlops_assets.ml.features import feature_columns, model_inputs
 from mlops_assets.ml.schema import DATETIME_DTYPE, FINITE, RELATIVE_TIMES, canonical_value, float_cell_text
 from mlops_assets.ml.serving_contract import ID_KINDS
 from mlops_assets.ml.spec import CATEGORICAL_TYPES, ColumnSpec, DatasetSpec
+from mlops_assets.ml.validation import missing_markers
 
 #: Open Inference Protocol v2 tensor datatype of each spec column type.
 OIP_DATATYPES: dict[str, str] = {
@@ -129,7 +131,7 @@ def _make_reader(col: ColumnSpec) -> Callable[[Any], Any]:
     Mirrors what the data schema does with one cell of a Parquet data file (read_data_file's missing-value rules,
     then the schema's coercion; see the module docstring).
     """
-    markers = frozenset(col.na_values) | (frozenset({""}) if col.type in CATEGORICAL_TYPES else frozenset())
+    markers = missing_markers(col)
     numeric_markers = (
         frozenset(n for n in map(_number, col.na_values) if n is not None)
         if col.type in ("int", "float")
@@ -137,8 +139,8 @@ def _make_reader(col: ColumnSpec) -> Callable[[Any], Any]:
     )
 
     def marked(value: Any) -> bool:
-        # A text cell listed under na_values (or an empty text in a text column) is missing; in an int/float column
-        # also a text or number spelling a listed number ("-999" matches -999.0).
+        # A marker text (missing_markers: pandas' defaults outside text columns, na_values) is missing; in an
+        # int/float column also a text or number spelling a listed number ("-999" matches -999.0).
         if isinstance(value, str):
             if value in markers:
                 return True
