@@ -21,6 +21,8 @@ Variables (both):
     MLOPS_SPEC: optional; serve this one spec (a YAML path or a packaged name) as the only model, instead of
         the models declared under ``mlops_assets/defs/models/`` (see docs/migration.md).
     MLOPS_ARTIFACT_HMAC_KEY: optional secret; artifacts are then HMAC-signed as well as hashed.
+    MLOPS_DEAD_RUN_INTERVAL_S: optional; seconds between two looks of each model's dead-run sensor (default 30):
+        a run whose worker process died unseen is marked failed on the second look (:func:`dead_run_interval_s`).
 
 Variables (local):
     MLOPS_DATA_DIR: data directory (default ``$DAGSTER_HOME/mlops``, else ``./.dagster_home/mlops``).
@@ -68,6 +70,29 @@ PROD_REQUIRED = ("MLOPS_REGISTRY_URL", "MLOPS_S3_BUCKET")
 #: (dagster-aws, boto3) and the model codec, which the steps that store, verify or load a model import on use. A
 #: module that fails to import is skipped silently by the forkserver (a test checks each one exists).
 STEP_PRELOAD_MODULES = ("mlops_assets.definitions", "mlops_assets.s3_resources", "skops.io")
+
+
+#: Seconds between two looks of a model's dead-run sensor unless ``MLOPS_DEAD_RUN_INTERVAL_S`` sets it.
+DEFAULT_DEAD_RUN_INTERVAL_S = 30
+
+
+def dead_run_interval_s() -> int:
+    """How often each model's dead-run sensor looks for runs whose worker process is gone, in seconds.
+
+    ``MLOPS_DEAD_RUN_INTERVAL_S`` (a whole number of seconds, at least 1), else
+    :data:`DEFAULT_DEAD_RUN_INTERVAL_S`. A run is marked failed on the second look that finds its worker gone, so
+    it is failed (and retried) within about two intervals of its worker's death; the sensor daemon looks at most
+    every 5 s whatever the value.
+
+    Raises:
+        ValueError: the variable is set to anything else (naming the variable and the value).
+    """
+    text = os.environ.get("MLOPS_DEAD_RUN_INTERVAL_S", "").strip()
+    if not text:
+        return DEFAULT_DEAD_RUN_INTERVAL_S
+    if not (text.isascii() and text.isdigit()) or int(text) < 1:
+        raise ValueError(f"MLOPS_DEAD_RUN_INTERVAL_S={text!r}: expected a whole number of seconds, at least 1")
+    return int(text)
 
 
 @dataclass(frozen=True)

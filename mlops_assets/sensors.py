@@ -16,6 +16,7 @@ from pathlib import Path
 import dagster as dg
 
 from mlops_assets import faults, run_liveness
+from mlops_assets.environments import dead_run_interval_s
 from mlops_assets.gate_records import became_labelled, data_gate_verdicts, new_materializations
 from mlops_assets.instance import EVERY_DAEMON_LOOP_S
 from mlops_assets.jobs import ModelJobs
@@ -59,10 +60,6 @@ def landing_generation(model: MLModel, instance: dg.DagsterInstance, key: str) -
         dg.RunsFilter(tags={REASON_TAG: "new_data", DATA_VERSION_TAG: key, MODEL_TAG: model.name})
     )
     return 1 + runs
-
-
-#: How often the dead-run sensor looks; a run is marked failed on the second look that finds its worker gone.
-DEAD_RUN_INTERVAL_S = 30
 
 
 def _trains_on_new_data(model: MLModel, registry: ModelRegistry) -> tuple[bool, str]:
@@ -286,9 +283,13 @@ def build(model: MLModel, jobs: ModelJobs) -> dg.Definitions:
             context.log.info(note)
         return dg.SensorResult(run_requests=requests, cursor=cursor, skip_reason=None if requests else "; ".join(notes))
 
+    # How often the dead-run sensor looks (MLOPS_DEAD_RUN_INTERVAL_S, read when the definitions load); a run is
+    # marked failed on the second look that finds its worker gone.
+    dead_run_interval = dead_run_interval_s()
+
     @dg.sensor(
         name=model.job_name("dead_run_sensor"),
-        minimum_interval_seconds=DEAD_RUN_INTERVAL_S,
+        minimum_interval_seconds=dead_run_interval,
         default_status=dg.DefaultSensorStatus.RUNNING,
         description=(
             f"Marks FAILURE a STARTED run of model {model.name} whose executing process is gone (seen dead on two "
@@ -323,7 +324,7 @@ def build(model: MLModel, jobs: ModelJobs) -> dg.Definitions:
             instance.report_run_failed(
                 current,
                 f"the process executing this run (pid {pid}) is gone and the run was still STARTED on two checks "
-                f"{DEAD_RUN_INTERVAL_S} s apart: marked failed by {model.job_name('dead_run_sensor')}",
+                f"{dead_run_interval} s apart: marked failed by {model.job_name('dead_run_sensor')}",
             )
             failed.append(run.run_id)
         context.update_cursor(json_codec.dumps(sorted(dead_now)))

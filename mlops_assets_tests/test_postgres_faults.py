@@ -187,7 +187,8 @@ def _start(
         s3_endpoint=s3_endpoint,
         hmac_key=hmac_key,
         tmp=tmp_path / "tmp",
-        extra={faults.FAULTS_ENV: points, faults.FAULT_DIR_ENV: str(fault_dir)},
+        # The dead-run sensor looks every 5 s (the daemon's loop) instead of 30 s: test (c') waits for two looks.
+        extra={faults.FAULTS_ENV: points, faults.FAULT_DIR_ENV: str(fault_dir), "MLOPS_DEAD_RUN_INTERVAL_S": "5"},
     )
     start_processes(deployment, home, instance, code, code_port=code_port, web_port=web_port)
     wait_loaded(deployment, web_port)

@@ -135,3 +135,25 @@ def test_a_run_whose_process_was_killed_unseen_is_marked_failed_on_the_second_ti
         run_failure_events=1,
         live_run_left="STARTED",
     )
+
+
+def _dead_run_sensor_interval() -> int | None:
+    graph = model_graph("synthetic")
+    return next(s for s in graph.defs.sensors or [] if s.name == graph.name("dead_run_sensor")).minimum_interval_seconds
+
+
+def test_the_dead_run_interval_is_30_s_unless_the_environment_sets_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MLOPS_DEAD_RUN_INTERVAL_S", raising=False)
+    assert _dead_run_sensor_interval() == 30
+    monkeypatch.setenv("MLOPS_DEAD_RUN_INTERVAL_S", " 7 ")
+    assert _dead_run_sensor_interval() == 7
+
+
+@pytest.mark.parametrize("bad", ["0", "-5", "2.5", "five", "１０"])
+def test_a_dead_run_interval_that_is_not_a_whole_number_of_seconds_is_refused_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch, bad: str
+) -> None:
+    monkeypatch.setenv("MLOPS_DEAD_RUN_INTERVAL_S", bad)
+    with pytest.raises(ValueError, match="MLOPS_DEAD_RUN_INTERVAL_S") as caught:
+        _dead_run_sensor_interval()
+    assert repr(bad) in str(caught.value)
