@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from mlops_assets.ml.spec import load_spec
-from mlops_assets.serving.app import AppConfig, ServedModelConfig, create_app
+from mlops_assets.serving.app import AppConfig, ServedModelConfig, create_app, status_of
 from mlops_assets_tests.test_serving_deployment import GATES, FakeRegistry
 
 pytestmark = pytest.mark.core
@@ -81,3 +81,12 @@ def test_registry_errors_are_exposed_as_a_metric(tmp_path: Path) -> None:
         assert float(line.split()[-1]) >= 1.0  # the start-up poll failed; the server still answers
 
     _serve(_app(tmp_path, registry, Sink()), body)
+
+
+def test_age_waits_for_the_spec_row_floor_of_served_rows(tmp_path: Path) -> None:
+    # A segment lands as a data version gated by row_count_above_floor (policy.data.min_rows): the app's writer closes
+    # a segment by age only once it holds that many served rows.
+    app = _app(tmp_path, FakeRegistry(), Sink())
+    floor = load_spec("synthetic").policy.data.min_rows
+    assert floor > 1
+    assert status_of(app)["synthetic"]["writer"]["min_served_rows"] == floor

@@ -378,6 +378,37 @@ def test_age_rotation(tmp_path: Path) -> None:
     assert sink.puts == [f"{first}.parquet"]
 
 
+def test_age_closes_a_segment_only_once_it_holds_the_served_row_floor(tmp_path: Path) -> None:
+    # A quiet server: 1 request per 5 minutes. Closing by age alone would give 1-row segments, each landing as a data
+    # version that fails row_count_above_floor; with the floor (mlops-serve passes policy.data.min_rows) age waits for
+    # 3 served rows. The challenger's shadow rows (served = False) are log rows, not rows of the data version.
+    sink = DirSink(tmp_path / "log")
+    clock = FakeClock()
+    writer = _writer(tmp_path, sink, max_age_seconds=300, min_served_rows=3, flush_interval_seconds=3600, clock=clock)
+    first = writer.open({})
+    for i in range(2):
+        writer.append(_batch(writer.segment_id, f"r{i}", arms=2))  # 1 served row + 1 shadow row each
+        clock.now += timedelta(seconds=301)
+        writer.flush()
+    assert writer.segment_id == first and sink.puts == []  # old, 4 log rows, but 2 served rows: kept open
+    writer.append(_batch(writer.segment_id, "r2", arms=2))
+    writer.flush()
+    assert writer.segment_id != first and sink.puts == [f"{first}.parquet"]  # 3 served rows and old: closed
+    second = writer.segment_id
+    writer.append(_batch(second, "r3", n=5))
+    writer.flush()
+    assert writer.segment_id == second  # enough served rows, but young
+    writer.close()  # closing (shutdown) still closes a segment of any size
+    frames = {m["segment_id"]: f for f, m in _segments(sink)}
+    assert int(frames[first]["served"].sum()) == 3 and len(frames[first]) == 6
+    assert int(frames[second]["served"].sum()) == 5
+
+
+def test_a_served_row_floor_below_one_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="must be positive"):
+        _writer(tmp_path, DirSink(tmp_path / "log"), min_served_rows=0)
+
+
 def test_background_thread_flushes_and_rotates_by_age(tmp_path: Path) -> None:
     sink = DirSink(tmp_path / "log")
     clock = FakeClock()

@@ -124,7 +124,8 @@ class AppConfig:
             (local disk: in production the pod's own volume).
         refresh_seconds: Seconds between registry polls.
         segment_max_rows: A segment is closed after this many log rows.
-        segment_max_age_seconds: … or this many seconds after it opened.
+        segment_max_age_seconds: … or this many seconds after it opened, once it holds the model spec's
+            ``policy.data.min_rows`` served rows (so a quiet server's segments can pass their versions' row floor).
         flush_interval_seconds: Seconds between write-ahead flushes (an answered request survives a SIGKILL once
             one passed).
         retry_seconds: Seconds before a version that failed to load is tried again while the registry is unchanged.
@@ -251,6 +252,8 @@ class _ModelRuntime:
             worker_tag=worker_tag,
             max_rows=config.segment_max_rows,
             max_age_seconds=config.segment_max_age_seconds,
+            # Age alone closes a segment once it can pass its data version's row floor (row_count_above_floor).
+            min_served_rows=max(1, model.spec.policy.data.min_rows),
             flush_interval_seconds=config.flush_interval_seconds,
         )
         self.opened = False
@@ -664,6 +667,5 @@ def create_app(config: AppConfig) -> Starlette:
 def status_of(app: Starlette) -> Mapping[str, Any]:
     """Each served model's watcher status and writer stats (for logs and tests)."""
     return {
-        name: {"watcher": rt.watcher.status(), "writer": rt.writer.stats() if rt.opened else {}}
-        for name, rt in app.state.runtimes.items()
+        name: {"watcher": rt.watcher.status(), "writer": rt.writer.stats()} for name, rt in app.state.runtimes.items()
     }

@@ -56,7 +56,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
     parser.add_argument("--refresh-seconds", type=float, default=1.0, help="registry poll interval (default 1)")
     parser.add_argument("--segment-max-rows", type=int, default=100_000, help="log rows per segment (100000)")
-    parser.add_argument("--segment-max-age-seconds", type=float, default=300.0, help="segment age limit (300)")
+    parser.add_argument(
+        "--segment-max-age-seconds",
+        type=float,
+        default=300.0,
+        help="segment age limit (300), applied once a segment holds the spec's policy.data.min_rows served rows",
+    )
     parser.add_argument(
         "--flush-interval-seconds", type=float, default=0.05, help="write-ahead flush interval (default 0.05)"
     )

@@ -5,11 +5,11 @@ write-ahead file ``<wal dir>/<segment id>.arrows`` (an Arrow IPC stream whose sc
 metadata). Request threads :meth:`~SegmentWriter.append` record batches (:func:`log_batch`) to an in-memory queue;
 a background thread writes the queue to the write-ahead file every ``flush_interval_seconds`` (one record batch per
 segment per tick, written straight to the OS: a row whose tick has passed survives a SIGKILL of the server) and
-rotates the segment when it is big or old enough. **Closing** a segment reads its complete record batches, writes
-one Parquet file (the metadata under the key-value metadata key :data:`SEGMENT_METADATA_KEY`), hands it to the
-sink (the ``serving_log`` zone: ``put`` places it atomically) and deletes the write-ahead file; when the sink
-fails, the write-ahead file stays and is closed by a later attempt or by :func:`recover`. Only closed segments
-ever reach the sink.
+rotates the segment when it is big enough, or old enough and holding ``min_served_rows`` served rows. **Closing** a
+segment reads its complete record batches, writes one Parquet file (the metadata under the key-value metadata key
+:data:`SEGMENT_METADATA_KEY`), hands it to the sink (the ``serving_log`` zone: ``put`` places it atomically) and
+deletes the write-ahead file; when the sink fails, the write-ahead file stays and is closed by a later attempt or by
+:func:`recover`. Only closed segments ever reach the sink.
 
 A live writer holds an exclusive ``flock`` on each write-ahead file it writes, so :func:`recover` (run by a
 starting server, possibly next to live ones sharing the folder) closes only the files of dead writers.
@@ -38,6 +38,7 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from mlops_assets.ml.scoring import prediction_ids
@@ -451,6 +452,7 @@ class _Segment:
     metadata: dict[str, str]
     opened_at: datetime
     rows: int = 0
+    served_rows: int = 0
     draining_since: float | None = None
 
 
@@ -479,7 +481,13 @@ class SegmentWriter:
         worker_tag: 8 hex digits naming this process in segment ids (:func:`contract.new_worker_tag`).
         max_rows: A segment closes at the tick after it holds this many rows.
         max_bytes: ... or after its write-ahead file reaches this many bytes.
-        max_age_seconds: ... or after it has been open this long (by ``clock``) with at least one row.
+        max_age_seconds: ... or after it has been open this long (by ``clock``) with at least ``min_served_rows``
+            served rows.
+        min_served_rows: Age alone closes a segment only once it holds this many **served** rows (log rows with
+            ``served`` true: the rows of the data version the segment lands as, one per answered request row), so a
+            quiet server does not close a segment too small for its data version's row floor every
+            ``max_age_seconds`` (``mlops-serve`` passes the spec's ``policy.data.min_rows``). Size limits, rotations
+            (a model swap) and closing still close smaller segments.
         flush_interval_seconds: How often the background thread writes the queue (seconds).
         clock: The current aware UTC time (segment ids, age, ``last_flush_at``); tests inject one.
         drain_seconds: How long (monotonic seconds) a rotated segment stays open for batches stamped with its id
@@ -496,12 +504,14 @@ class SegmentWriter:
         max_rows: int = 100_000,
         max_bytes: int = 64 << 20,
         max_age_seconds: float = 300.0,
+        min_served_rows: int = 1,
         flush_interval_seconds: float = 0.05,
         clock: Callable[[], datetime] = _utc_now,
         drain_seconds: float = 2.0,
     ) -> None:
         new_segment_id(datetime.now(UTC), worker_tag)  # ValueError for a malformed tag, now rather than at open()
-        if max_rows < 1 or max_bytes < 1 or max_age_seconds <= 0 or flush_interval_seconds <= 0 or drain_seconds < 0:
+        counts_ok = min(max_rows, max_bytes, min_served_rows) >= 1
+        if not counts_ok or max_age_seconds <= 0 or flush_interval_seconds <= 0 or drain_seconds < 0:
             raise ValueError("SegmentWriter: limits and intervals must be positive (drain_seconds >= 0)")
         self._wal_dir = Path(wal_dir)
         self._sink = sink
@@ -510,6 +520,7 @@ class SegmentWriter:
         self._max_rows = max_rows
         self._max_bytes = max_bytes
         self._max_age = timedelta(seconds=max_age_seconds)
+        self._min_served_rows = min_served_rows
         self._interval = flush_interval_seconds
         self._clock = clock
         self._drain_seconds = drain_seconds
@@ -525,6 +536,7 @@ class SegmentWriter:
         self._stats = _Stats()
         self._next_retry = 0.0
         self._dv_index = self._schema.get_field_index("data_version")
+        self._served_index = self._schema.get_field_index("served")
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._closed = False
@@ -655,8 +667,9 @@ class SegmentWriter:
 
     def stats(self) -> dict[str, Any]:
         """Counters: ``rows_appended``, ``rows_written`` (to write-ahead files), ``rows_queued``, ``rows_restamped``,
-        ``segments_closed``, ``open_segment`` (id or None), ``draining`` (ids), ``pending_wals`` (closes to retry),
-        ``recovered`` (ids closed at open), ``last_flush_at`` (ISO text or None) and ``last_error``."""
+        ``segments_closed``, ``open_segment`` (id or None), ``open_segment_served_rows`` (its served rows written),
+        ``min_served_rows`` (the floor before age closes a segment), ``draining`` (ids), ``pending_wals`` (closes to
+        retry), ``recovered`` (ids closed at open), ``last_flush_at`` (ISO text or None) and ``last_error``."""
         with self._queue_lock:
             queued = sum(b.num_rows for b in self._queue)
             s = self._stats
@@ -668,6 +681,8 @@ class SegmentWriter:
                 "rows_restamped": s.rows_restamped,
                 "segments_closed": s.segments_closed,
                 "open_segment": current.segment_id if current is not None else None,
+                "open_segment_served_rows": current.served_rows if current is not None else 0,
+                "min_served_rows": self._min_served_rows,
                 "draining": list(self._draining),
                 "pending_wals": [p.name for p in self._pending],
                 "recovered": list(s.recovered),
@@ -746,6 +761,7 @@ class SegmentWriter:
                 seg.writer.write_batch(combined)
                 seg.file.flush()
                 seg.rows += combined.num_rows
+                seg.served_rows += pc.sum(combined.column(self._served_index)).as_py() or 0
                 self._stats.rows_written += combined.num_rows
                 written.update(id(b) for b in groups[segment_id])
         except BaseException:
@@ -770,11 +786,8 @@ class SegmentWriter:
     def _maintain(self) -> None:
         current = self._current
         assert current is not None
-        if current.rows and (
-            current.rows >= self._max_rows
-            or current.file.tell() >= self._max_bytes
-            or self._clock() - current.opened_at >= self._max_age
-        ):
+        old = self._clock() - current.opened_at >= self._max_age and current.served_rows >= self._min_served_rows
+        if current.rows and (current.rows >= self._max_rows or current.file.tell() >= self._max_bytes or old):
             self._rotate(current.metadata)
         now = time.monotonic()
         for segment_id, seg in list(self._draining.items()):
