@@ -21,12 +21,16 @@ from mlops_assets.ml.evaluation import (
     Evaluation,
     FairnessReport,
     GroupRates,
+    LiftInterval,
     ScoreValidity,
     bootstrap_difference,
     classification_metrics,
+    delong_difference,
     evaluate,
     expected_calibration_error,
     fairness_report,
+    lift_interval,
+    ranking_metric,
     reliability_table,
     resampled_ranking_metric,
 )
@@ -36,6 +40,7 @@ from mlops_assets.ml.model_gates import (
     GATE_DESCRIPTIONS,
     GATES,
     evaluation_gates,
+    gate_beats_baseline,
     gate_fairness_within_bounds,
     gate_latency_within_budget,
     gate_metric_thresholds_met,
@@ -382,6 +387,7 @@ def test_evaluate_records_every_section(frame: pd.DataFrame) -> None:
         "slices",
         "fairness",
         "bootstrap",
+        "lift",
         "predictions",
         "latency",
         "policy",
@@ -556,6 +562,7 @@ BASE = Evaluation(
     bootstrap=interval(0.02, 0.005, 0.035),
     predictions={"candidate": VALID, "baseline": VALID, "production": VALID},
     latency=LATENCY,
+    lift=LiftInterval("roc_auc", 0.10, 0.07, 0.13, 0.95, "delong"),
 )
 FIRST_RUN = replace(
     BASE,
@@ -751,9 +758,11 @@ def test_non_inferiority_decides_on_the_lower_bound() -> None:
 def test_gate_fails_closed_when_measured_under_another_policy() -> None:
     ev = replace(BASE, policy=GATE_POLICY.with_overrides(dict(confidence_level=0.9)).to_dict())
     results = {r.name: r for r in evaluation_gates(ev, GATE_POLICY.gates, GATE_POLICY.evaluation)}
-    assert not results["non_inferior_to_production"].passed
-    assert "confidence_level 0.9" in results["non_inferior_to_production"].message
-    assert all(r.passed for name, r in results.items() if name != "non_inferior_to_production")
+    # Both interval gates: the production bootstrap and the lift over the baseline were measured at another level.
+    interval_gates = {"non_inferior_to_production", "beats_baseline"}
+    for name in interval_gates:
+        assert not results[name].passed and "confidence_level 0.9" in results[name].message
+    assert all(r.passed for name, r in results.items() if name not in interval_gates)
 
 
 @pytest.mark.parametrize("form", ["sectioned", "flat (recorded before the policy had sections)"])
@@ -838,10 +847,12 @@ def test_a_record_from_before_the_new_sections_fails_closed_without_crashing() -
         r.name: r for r in evaluation_gates(Evaluation.from_dict(old), GATE_POLICY.gates, GATE_POLICY.evaluation)
     }
     assert {name for name, r in results.items() if not r.passed} == {
+        "beats_baseline",  # no interval of the lift was recorded then
         "calibration_within_bound",
         "predictions_valid",
         "latency_within_budget",
     }
+    assert "no confidence interval of candidate - baseline is recorded" in results["beats_baseline"].message
 
 
 # --------------------------------------------------------------------------------------------------
@@ -907,7 +918,8 @@ def test_every_failed_model_gate_says_which_settings_to_change() -> None:
     failed = model_gates._result("beats_baseline", False, "c", "candidate does not beat baseline", 0.0, 0.0, {})
     assert failed.message.endswith(
         "(rule: beats_baseline; to change: policy.min_lift_over_baseline; when a linear model is as good for this "
-        "data, set training.baseline: dummy or training.estimator: logistic_regression in the spec)"
+        "data, set training.baseline: dummy or training.estimator: logistic_regression in the spec; a lift too small "
+        "for the holdout to confirm needs more holdout rows (larger versions, policy.holdout_fraction))"
     )
     passed = model_gates._result("beats_baseline", True, "c", "candidate beats baseline", 0.1, 0.0, {})
     assert passed.message == "candidate beats baseline"
@@ -917,3 +929,80 @@ def test_every_failed_model_gate_says_which_settings_to_change() -> None:
     known = {f for cls in (EvaluationPolicy, ModelGatePolicy) for f in cls.__dataclass_fields__}
     named = {m.split(".", 1)[1] for text in model_gates.REMEDIES.values() for m in re.findall(r"policy\.\w+", text)}
     assert named <= known, named - known
+
+
+# --------------------------------------------------------------------------------------------------
+# beats_baseline judges a confidence interval of the lift (DeLong for ROC AUC)
+# --------------------------------------------------------------------------------------------------
+
+
+def _delong_by_definition(y: np.ndarray, a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+    """The AUC difference and DeLong's variance from the pairwise kernel, O(m n): DeLong et al. (1988), eq. (4)-(5)."""
+
+    def components(s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        pos, neg = s[y == 1], s[y == 0]
+        psi = (pos[:, None] > neg[None, :]) + 0.5 * (pos[:, None] == neg[None, :])
+        return psi.mean(axis=1), psi.mean(axis=0)
+
+    (v10a, v01a), (v10b, v01b) = components(a), components(b)
+    m, n = len(v10a), len(v01a)
+    var = np.var(v10a - v10b, ddof=1) / m + np.var(v01a - v01b, ddof=1) / n
+    return float(v10a.mean() - v10b.mean()), float(var)
+
+
+def test_delong_matches_its_definition_and_a_paired_bootstrap(frame: pd.DataFrame) -> None:
+    h = _holdout(frame)
+    y, cand, base = h[LABEL_COLUMN].to_numpy(), h["s_cand"].to_numpy(), h["s_base"].to_numpy()
+    base = np.round(base, 2)  # ties: midranks must count them half, as the kernel does
+    estimate, lower, upper = delong_difference(y, cand, base, confidence_level=0.95)
+    reference, variance = _delong_by_definition(y, cand, base)
+    half = 1.959963984540054 * math.sqrt(variance)
+    assert estimate == pytest.approx(reference, abs=1e-12)
+    assert (lower, upper) == (pytest.approx(reference - half, abs=1e-12), pytest.approx(reference + half, abs=1e-12))
+    boot = bootstrap_difference("roc_auc", y, cand, base, samples=2000, confidence_level=0.95, seed=1)
+    assert abs(boot.lower - lower) < 0.01 and abs(boot.upper - upper) < 0.01  # two estimates of one interval
+
+
+def test_a_lift_the_holdout_cannot_tell_from_noise_does_not_beat_the_baseline() -> None:
+    # A model trained on random labels reached Production: ROC AUC 0.56 on a ~300-row holdout against the prior
+    # baseline's 0.50 passed "lift > 0". Its 95% interval of the lift includes 0, so the gate now fails it.
+    rng = np.random.default_rng(11)
+    n = 300
+    y = rng.integers(0, 2, n)
+    while True:  # noise scores whose point AUC happens to be about 0.56 (as seen on the random-label data set)
+        noise = rng.random(n)
+        if 0.555 <= ranking_metric("roc_auc", y, noise) <= 0.57:
+            break
+    holdout = pd.DataFrame(
+        {
+            "id": np.arange(n),
+            "s_cand": noise,
+            "s_base": np.full(n, 0.5),  # the dummy baseline: the prior rate for every row
+            "s_prod": noise,
+            "region": "north",
+            "group": "f",
+            LABEL_COLUMN: y,
+            SPLIT_COLUMN: "holdout",
+        }
+    )
+    ev = evaluate(holdout, EVAL_SPEC, scored_by("s_cand"), scored_by("s_base"), latency=LATENCY)
+    assert ev.candidate_headline - ev.baseline_headline > 0.05  # the old rule: lift > 0 passed
+    assert ev.lift is not None and ev.lift.method == "delong" and ev.lift.lower < 0 < ev.lift.upper
+    result = gate_beats_baseline(ev, EVAL_SPEC.policy.gates, EVAL_SPEC.policy.evaluation)
+    assert not result.passed and result.observed == pytest.approx(ev.lift.lower)
+    assert "does not beat baseline" in result.message and "with confidence" in result.message
+    # A real lift on the same number of rows passes: scores that follow the labels.
+    signal = np.clip(0.5 + 0.3 * (y - 0.5) + rng.normal(0, 0.2, n), 0, 1)
+    ev = evaluate(holdout.assign(s_cand=signal), EVAL_SPEC, scored_by("s_cand"), scored_by("s_base"), latency=LATENCY)
+    assert gate_beats_baseline(ev, EVAL_SPEC.policy.gates, EVAL_SPEC.policy.evaluation).passed
+
+
+def test_a_pr_auc_lift_uses_the_paired_bootstrap(frame: pd.DataFrame) -> None:
+    h = _holdout(frame)
+    y, cand, base = h[LABEL_COLUMN].to_numpy(), h["s_cand"].to_numpy(), h["s_base"].to_numpy()
+    lift = lift_interval("pr_auc", y, cand, base, confidence_level=0.95, samples=200, seed=3)
+    boot = bootstrap_difference("pr_auc", y, cand, base, samples=200, confidence_level=0.95, seed=3)
+    assert (lift.estimate, lift.lower, lift.upper) == (boot.estimate, boot.lower, boot.upper)
+    assert lift.method.startswith("paired bootstrap")
+    single = lift_interval("roc_auc", np.ones(10), cand[:10], base[:10], confidence_level=0.95, samples=200, seed=3)
+    assert not single.defined and "single class" in (single.undefined_reason or "")

@@ -206,13 +206,14 @@ def test_headline_figures_are_a_handful_of_floats(toy: Evaluation) -> None:
     out = evaluation_outcome(toy, model_name="toy", model_version=4, artifact_sha256=SHA, production_version=3)
     floats = {k: v for k, v in out.metadata.items() if isinstance(v, float)}
     metric = toy.headline_metric
-    assert toy.bootstrap is not None
+    assert toy.bootstrap is not None and toy.lift is not None
     assert floats == {
         f"candidate_{metric}": pytest.approx(toy.candidate[metric]),
         f"baseline_{metric}": pytest.approx(toy.baseline[metric]),
         f"production_{metric}": pytest.approx(toy.production[metric] if toy.production else math.nan),
         "diff_vs_production": pytest.approx(toy.bootstrap.estimate),
         "diff_vs_production_lower": pytest.approx(toy.bootstrap.lower),
+        "lift_vs_baseline_lower": pytest.approx(toy.lift.lower),
         "candidate_ece": pytest.approx(toy.candidate["ece"]),
         "latency_single_p99_ms": LATENCY.single_p99_ms,
     }

@@ -14,6 +14,7 @@ from mlops_assets.ml.evaluation import (
     UNDEFINED_REASON,
     BootstrapInterval,
     Evaluation,
+    LiftInterval,
     classification_metrics,
     evaluate,
 )
@@ -522,12 +523,13 @@ def crafted(candidate: float, baseline: float = 0.6, production: float | None = 
             out[UNDEFINED_REASON] = "all 100 rows are negative"
         return out
 
-    # The production gate decides on the bootstrap lower bound; a zero-width interval at the point
-    # difference keeps these cases about the point estimates.
+    # The production and baseline gates decide on interval lower bounds; zero-width intervals at the point
+    # differences keep these cases about the point estimates.
     bootstrap = None
     if production is not None:
         delta = candidate - production
         bootstrap = BootstrapInterval("roc_auc", delta, delta, delta, 0.95, 1000, 1000, 0, 0)
+    lift = candidate - baseline
     return Evaluation(
         n_holdout=100,
         headline_metric="roc_auc",
@@ -535,6 +537,7 @@ def crafted(candidate: float, baseline: float = 0.6, production: float | None = 
         baseline=metrics(baseline),
         production=None if production is None else metrics(production),
         bootstrap=bootstrap,
+        lift=LiftInterval("roc_auc", lift, lift, lift, 0.95, "delong"),
     )
 
 

@@ -349,4 +349,6 @@ def test_infer_picks_the_estimator_the_gates_will_accept(
     spec = load_spec(str(out))
     assert (spec.training.estimator, spec.training.baseline) == (estimator, baseline)
     text = out.read_text()
-    assert re.search(r"# Measured on the samples \(time-ordered CV, roc_auc\): gradient boosting 0\.\d{4}", text)
+    measured = r"# Measured on the samples \(time-ordered CV, roc_auc, \d+ fold\(s\)\): gradient boosting 0\.\d{4}"
+    assert re.search(measured, text)
+    assert re.search(r"lift [+-]0\.\d{4}, standard error 0\.\d{4}", text)

@@ -58,6 +58,7 @@ HEADLINE_KEYS = (
     "production_roc_auc",
     "diff_vs_production",
     "diff_vs_production_lower",
+    "lift_vs_baseline_lower",
     "candidate_ece",
     "latency_single_p99_ms",
 )

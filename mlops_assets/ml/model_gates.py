@@ -97,7 +97,8 @@ REMEDIES: dict[str, str] = {
     "metric_above_floor": "policy.metric_floor; lower it in the spec if the floor is wrong for this data",
     "beats_baseline": (
         "policy.min_lift_over_baseline; when a linear model is as good for this data, set training.baseline: dummy "
-        "or training.estimator: logistic_regression in the spec"
+        "or training.estimator: logistic_regression in the spec; a lift too small for the holdout to confirm needs "
+        "more holdout rows (larger versions, policy.holdout_fraction)"
     ),
     "non_inferior_to_production": "policy.non_inferiority_margin, policy.bootstrap_samples",
     "metric_thresholds_met": "policy.thresholds (one entry per metric rule)",
@@ -187,58 +188,73 @@ def gate_metric_above_floor(ev: Evaluation, gates: ModelGatePolicy, evaluation: 
 
 
 def gate_beats_baseline(ev: Evaluation, gates: ModelGatePolicy, evaluation: EvaluationPolicy) -> GateResult:
-    """Gate ``beats_baseline``: the candidate is better than the baseline by the required lift.
+    """Gate ``beats_baseline``: the candidate is better than the baseline by the required lift, with confidence.
 
-    With ``policy.min_lift_over_baseline == 0`` the lift must be strictly positive, so a candidate that
-    merely ties the baseline fails (it adds complexity for nothing). With a non-zero ``min_lift`` the lift
-    must be ``>= min_lift``.
+    The lower bound of the two-sided ``policy.confidence_level`` interval of candidate − baseline on the holdout
+    (:func:`~mlops_assets.ml.evaluation.lift_interval`: DeLong for ROC AUC, a paired bootstrap for PR AUC) must
+    exceed ``policy.min_lift_over_baseline`` — strictly when it is 0, so a candidate that merely ties the baseline
+    fails (it adds complexity for nothing) — or reach it when it is non-zero. A lift the holdout cannot tell from
+    noise fails: a model trained on random labels (holdout ROC AUC 0.56 against the prior's 0.50 on ~300 rows)
+    passed the point-estimate rule and reached Production.
 
     Args:
         ev: The evaluation.
         gates: The model gate thresholds.
-        evaluation: The measurement settings (unused by this gate; every gate takes them).
+        evaluation: The measurement settings (headline metric and confidence level the interval must have used).
 
     Returns:
-        The gate result; ``observed`` is the lift (candidate - baseline), ``threshold`` the required lift.
+        The gate result; ``observed`` is the interval's lower bound, ``threshold`` the required lift.
     """
+    name = "beats_baseline"
     metric = ev.headline_metric
     cand = ev.candidate_headline
     base = ev.baseline_headline
     min_lift = gates.min_lift_over_baseline
     strict = min_lift == 0
     op = ">" if strict else ">="
-    condition = f"candidate {metric} - baseline {metric} {op} {min_lift}"
+    level = f"{evaluation.confidence_level * 100:g}%"
+    condition = f"lower bound of the {level} interval of candidate {metric} - baseline {metric} {op} {min_lift}"
     evidence: dict[str, Any] = {
         "metric": metric,
         "candidate": _safe(cand),
         "baseline": _safe(base),
+        "lift": _safe(cand - base),
         "min_lift": min_lift,
         "n_holdout": ev.n_holdout,
+        "interval": None if ev.lift is None else ev.lift.to_dict(),
     }
+
+    def closed(message: str) -> GateResult:
+        return _result(name, False, condition, f"{message}; failing closed", None, min_lift, evidence)
+
     if math.isnan(cand) or math.isnan(base):
         which = "candidate" if math.isnan(cand) else "baseline"
         reason = _undefined(ev.candidate if math.isnan(cand) else ev.baseline, metric)
-        return _result(
-            "beats_baseline",
-            False,
-            condition,
-            f"{which} {metric} is undefined on the holdout ({reason}); failing closed",
-            None,
-            min_lift,
-            {**evidence, "lift": None, "undefined_reason": reason},
-        )
-    lift = cand - base
-    passed = lift > _TOL if strict else lift >= min_lift - _TOL
-    verdict = "beats" if passed else "does not beat"
-    return _result(
-        "beats_baseline",
-        passed,
-        condition,
-        f"candidate {metric} {_fmt(cand)} {verdict} baseline {_fmt(base)}: lift {lift:+.4f}, required {op} {min_lift}",
-        lift,
-        min_lift,
-        {**evidence, "lift": lift},
+        evidence["undefined_reason"] = reason
+        return closed(f"{which} {metric} is undefined on the holdout ({reason})")
+    mismatch = _mismatch(ev, evaluation, ("headline_metric", "confidence_level"))
+    if mismatch:
+        return closed(mismatch)
+    interval = ev.lift
+    if interval is None:
+        return closed("no confidence interval of candidate - baseline is recorded")
+    if not interval.defined:
+        evidence["undefined_reason"] = interval.undefined_reason
+        return closed(f"the interval of candidate - baseline is undefined ({interval.undefined_reason or 'NaN bound'})")
+    lower = interval.lower
+    passed = lower > min_lift + _TOL if strict else lower >= min_lift - _TOL
+    shown = (
+        f"lift {interval.estimate:+.4f}, {level} interval [{lower:+.4f}, {interval.upper:+.4f}] ({interval.method}) "
+        f"on {ev.n_holdout} holdout rows"
     )
+    if passed:
+        message = f"candidate {metric} {_fmt(cand)} beats baseline {_fmt(base)}: {shown}; lower bound {op} {min_lift}"
+    else:
+        message = (
+            f"candidate {metric} {_fmt(cand)} does not beat baseline {_fmt(base)} with confidence: {shown}; "
+            f"lower bound {lower:+.4f} is not {op} {min_lift}"
+        )
+    return _result(name, passed, condition, message, lower, min_lift, evidence)
 
 
 def gate_non_inferior_to_production(ev: Evaluation, gates: ModelGatePolicy, evaluation: EvaluationPolicy) -> GateResult:

@@ -889,7 +889,11 @@ def _policy(typed: Sequence[pd.DataFrame], notes: dict[str, list[str]]) -> dict[
 COMPARISON_MAX_ROWS = 50_000
 
 
-def compare_estimators(spec: DatasetSpec, frames: Sequence[pd.DataFrame]) -> dict[str, float] | None:
+#: The estimators :func:`compare_estimators` scores: the default candidate and the default baseline.
+ESTIMATORS_COMPARED = ("hist_gradient_boosting", "logistic_regression")
+
+
+def compare_estimators(spec: DatasetSpec, frames: Sequence[pd.DataFrame]) -> dict[str, list[float]] | None:
     """Time-ordered CV score of the two trainable estimators on sample data versions, as the gates will compare them.
 
     ``beats_baseline`` requires the candidate (gradient boosting by default) to beat a logistic regression trained
@@ -905,8 +909,8 @@ def compare_estimators(spec: DatasetSpec, frames: Sequence[pd.DataFrame]) -> dic
         frames: The sample files, typed, oldest first.
 
     Returns:
-        Estimator name → mean CV score, or ``None`` when the samples cannot be compared (a file fails the schema,
-        too few rows, or no fold holds both classes).
+        Estimator name → its CV score on each fold (the same folds for both), or ``None`` when the samples cannot be
+        compared (a file fails the schema, too few rows, or no fold holds both classes).
     """
     from sklearn.model_selection import cross_val_score
 
@@ -928,39 +932,49 @@ def compare_estimators(spec: DatasetSpec, frames: Sequence[pd.DataFrame]) -> dic
         return None
     scoring = training.SCORING[spec.policy.evaluation.headline_metric]
     seed = spec.policy.evaluation.random_seed
+    pipelines = {name: training.build_pipeline(spec, name, seed=seed) for name in ESTIMATORS_COMPARED}
     return {
-        estimator: float(
-            np.mean(
-                cross_val_score(training.build_pipeline(spec, estimator, seed=seed), X, y, cv=used, scoring=scoring)
-            )
-        )
-        for estimator in ("hist_gradient_boosting", "logistic_regression")
+        name: [float(v) for v in cross_val_score(pipeline, X, y, cv=used, scoring=scoring)]
+        for name, pipeline in pipelines.items()
     }
 
 
 def _choose_estimator(
     spec: DatasetSpec, frames: Sequence[pd.DataFrame], section: dict[str, Any], notes: dict[str, list[str]]
 ) -> None:
-    """Set ``training.estimator`` and ``training.baseline`` in ``section`` from :func:`compare_estimators`."""
+    """Set ``training.estimator`` and ``training.baseline`` in ``section`` from :func:`compare_estimators`.
+
+    Gradient boosting stays the candidate (against the linear baseline) only when its mean CV score beats the linear
+    model's by more than one standard error of their paired fold differences — the one-standard-error rule of model
+    selection (Breiman et al., *Classification and Regression Trees*, 1984; Hastie, Tibshirani & Friedman, *The
+    Elements of Statistical Learning*, 2nd ed., §7.10): ``beats_baseline`` asks for a lift the holdout can tell from
+    noise, which a lift within the fold-to-fold noise rarely is. Otherwise the linear model is the candidate against
+    the prior (``dummy``).
+    """
     scores = compare_estimators(spec, frames)
     metric = spec.policy.evaluation.headline_metric
     if scores is None:
         notes["training.estimator"].append("(The samples could not be compared by cross validation: the default kept.)")
         return
-    boosting, linear = scores["hist_gradient_boosting"], scores["logistic_regression"]
+    folds = len(scores["hist_gradient_boosting"])
+    differences = np.subtract(scores["hist_gradient_boosting"], scores["logistic_regression"])
+    boosting, linear = float(np.mean(scores["hist_gradient_boosting"])), float(np.mean(scores["logistic_regression"]))
+    se = float(np.std(differences, ddof=1) / np.sqrt(folds)) if folds > 1 else 0.0
     measured = (
-        f"Measured on the samples (time-ordered CV, {metric}): gradient boosting {boosting:.4f}, logistic regression "
-        f"{linear:.4f}."
+        f"Measured on the samples (time-ordered CV, {metric}, {folds} fold(s)): gradient boosting {boosting:.4f}, "
+        f"logistic regression {linear:.4f}; lift {boosting - linear:+.4f}, standard error {se:.4f}."
     )
-    if linear >= boosting:
+    if boosting - linear <= se:
         section["estimator"] = "logistic_regression"
         section["baseline"] = "dummy"
         notes["training.estimator"] = [
-            f"{measured} The linear model is as good or better (a simpler model is not worse), so it is the candidate; "
-            "set hist_gradient_boosting to tune gradient boosting instead."
+            f"{measured} Gradient boosting is not better by more than one standard error (the simpler model is kept: "
+            "the one-standard-error rule), so the linear model is the candidate; set hist_gradient_boosting to tune "
+            "gradient boosting instead."
         ]
         notes["training.baseline"] = [
-            "Gate beats_baseline: the candidate must beat this model trained on the same rows. dummy (the prior rate), "
+            "Gate beats_baseline: the candidate must beat this model trained on the same rows, by a lift the holdout "
+            "can tell from noise (95% interval). dummy (the prior rate), "
             "because the candidate is already the linear model."
         ]
     else:
@@ -974,7 +988,8 @@ def _training(notes: dict[str, list[str]]) -> dict[str, Any]:
         "hist_gradient_boosting, tuned by a small time-ordered CV search (training.search); or logistic_regression."
     ]
     notes["training.baseline"] = [
-        "Gate beats_baseline: the candidate must beat this model trained on the same rows. logistic_regression by "
+        "Gate beats_baseline: the candidate must beat this model trained on the same rows, by a lift the holdout can "
+        "tell from noise (95% interval). logistic_regression by "
         "default; if a linear model is already right for your data, set baseline: dummy (the prior rate) or "
         "estimator: logistic_regression, or no gradient-boosting candidate is ever promoted."
     ]
