@@ -14,12 +14,13 @@ An id is hashed by its ``str()``: ``42`` and ``"42"`` route alike, ``42.0`` (a f
 the id column's type stable (e.g. read ids as strings or integers, never as floats).
 """
 
+import binascii
 import hashlib
 import json
 import math
 from collections.abc import Iterable, Sequence
 from datetime import date, datetime, time
-from typing import Any
+from typing import Any, NamedTuple, TypeAlias
 
 import numpy as np
 import pandas as pd
@@ -34,9 +35,9 @@ _UNIFORM_BITS = 53
 
 # How the hashes are computed fast (the texts hashed are exactly the ones of the per-row definitions
 # below, byte for byte): the texts of a column are built once per distinct value or by a vectorised
-# kernel (numpy, pandas' factorize, Arrow's cast/take/join), the per-row texts are assembled by Arrow's
-# element-wise string join and handed to hashlib as bytes; the only per-row Python is one
-# ``hashlib.sha256`` call in a comprehension. Arrow's 64-bit-offset string types hold any total size.
+# kernel (numpy, pandas' factorize, Arrow's cast/take/join), the per-row texts are assembled by one Arrow
+# element-wise string join and handed to hashlib as bytes a chunk at a time; the only per-row Python is
+# one ``hashlib.sha256`` call in a comprehension. Arrow's 64-bit-offset string types hold any total size.
 _SHA256 = hashlib.sha256
 _TEXT = pa.large_string()
 _BYTES = pa.large_binary()
@@ -58,12 +59,9 @@ def _check_ids(row_ids: pd.Series) -> None:
         raise ValueError(f"row_ids has {int(missing.sum())} missing ids: every row needs an id to be routed")
 
 
-def _joined(prefix: str, texts: pa.Array, suffix: str) -> list[bytes]:
-    """``(prefix + text + suffix).encode()`` per element (Arrow's element-wise string join)."""
-    joined = pc.binary_join_element_wise(
-        pa.scalar(prefix, _TEXT), texts, pa.scalar(suffix, _TEXT), pa.scalar("", _TEXT)
-    )
-    return _as_bytes(joined)
+def _joined(prefix: str, texts: pa.Array, suffix: str) -> pa.Array:
+    """``prefix + text + suffix`` per element (Arrow's element-wise string join)."""
+    return pc.binary_join_element_wise(pa.scalar(prefix, _TEXT), texts, pa.scalar(suffix, _TEXT), pa.scalar("", _TEXT))
 
 
 def _as_bytes(texts: pa.Array) -> list[bytes]:
@@ -72,8 +70,51 @@ def _as_bytes(texts: pa.Array) -> list[bytes]:
     return bytes_objects
 
 
+#: Byte strings to hash: Arrow text or binary (built column-wise), or Python bytes (built per row).
+Texts: TypeAlias = pa.Array | Sequence[bytes]
+
+# Texts are turned into bytes objects and hashed this many at a time: the bytes objects of one chunk are
+# freed and their memory reused by the next, and the chunk's keys and digests stay in the CPU caches
+# (a 1M-row list of bytes objects and its digests do not).
+_CHUNK_ROWS = 8192
+
+
+def _digests(texts: pa.Array | Iterable[bytes]) -> bytes:
+    """The SHA-256 digests of the texts, concatenated: 32 bytes per text, in order.
+
+    One :func:`hashlib.sha256` call per text (the only per-row Python): hashlib needs a bytes-like object per
+    text, which Arrow makes for each chunk of :data:`_CHUNK_ROWS` texts.
+    """
+    sha256 = _SHA256
+    if not isinstance(texts, pa.Array):
+        return b"".join([sha256(text).digest() for text in texts])
+    binary = texts.cast(_BYTES)
+    parts = []
+    for start in range(0, len(binary), _CHUNK_ROWS):
+        chunk = binary.slice(start, _CHUNK_ROWS).to_numpy(zero_copy_only=False).tolist()
+        parts.append(b"".join([sha256(text).digest() for text in chunk]))
+    return b"".join(parts)
+
+
 def _is_exact_str(values: np.ndarray) -> bool:
     return set(map(type, values)) <= {str}
+
+
+def _key_texts(prefix: str, values: pd.Series, suffix: str) -> Texts:
+    # key_bytes' keys: Arrow text where they are built column-wise, else the per-row bytes.
+    dtype = values.dtype
+    try:
+        if isinstance(dtype, np.dtype) and dtype.kind in "iu":
+            return _joined(prefix, pa.array(values.to_numpy()).cast(_TEXT), suffix)
+        if isinstance(dtype, pd.StringDtype) and not values.isna().any():
+            return _joined(prefix, pa.array(values).cast(_TEXT), suffix)
+        if isinstance(dtype, np.dtype) and dtype.kind == "O" and not values.isna().any():
+            array = values.to_numpy()
+            if _is_exact_str(array):
+                return _joined(prefix, pa.array(array, type=_TEXT), suffix)
+    except (pa.ArrowException, UnicodeError):
+        pass  # the per-row f-string below raises the error str.encode raises
+    return [f"{prefix}{v}{suffix}".encode() for v in values.tolist()]
 
 
 def key_bytes(prefix: str, values: pd.Series, suffix: str = "") -> Sequence[bytes]:
@@ -96,19 +137,28 @@ def key_bytes(prefix: str, values: pd.Series, suffix: str = "") -> Sequence[byte
     Raises:
         UnicodeEncodeError: a text is not encodable as UTF-8 (a lone surrogate), as ``str.encode`` raises it.
     """
-    dtype = values.dtype
-    try:
-        if isinstance(dtype, np.dtype) and dtype.kind in "iu":
-            return _joined(prefix, pa.array(values.to_numpy()).cast(_TEXT), suffix)
-        if isinstance(dtype, pd.StringDtype) and not values.isna().any():
-            return _joined(prefix, pa.array(values).cast(_TEXT), suffix)
-        if isinstance(dtype, np.dtype) and dtype.kind == "O" and not values.isna().any():
-            array = values.to_numpy()
-            if _is_exact_str(array):
-                return _joined(prefix, pa.array(array, type=_TEXT), suffix)
-    except (pa.ArrowException, UnicodeError):
-        pass  # the per-row f-string below raises the error str.encode raises
-    return [f"{prefix}{v}{suffix}".encode() for v in values.tolist()]
+    keys = _key_texts(prefix, values, suffix)
+    return _as_bytes(keys) if isinstance(keys, pa.Array) else keys
+
+
+def key_digests(prefix: str, values: pd.Series, suffix: str = "") -> bytes:
+    """The SHA-256 digests of :func:`key_bytes` ``(prefix, values, suffix)``, concatenated (32 bytes per value).
+
+    The keys are built column-wise as :func:`key_bytes` builds them and hashed chunk by chunk, without a
+    list of all their bytes objects.
+
+    Args:
+        prefix: Text before each value.
+        values: The values, shape ``(n,)``.
+        suffix: Text after each value.
+
+    Returns:
+        ``32 * n`` bytes: ``hashlib.sha256(key).digest()`` of each key, in order.
+
+    Raises:
+        As :func:`key_bytes`.
+    """
+    return _digests(_key_texts(prefix, values, suffix))
 
 
 def routing_uniforms(row_ids: pd.Series, salt: str) -> np.ndarray:
@@ -116,7 +166,7 @@ def routing_uniforms(row_ids: pd.Series, salt: str) -> np.ndarray:
 
     ``u = (int.from_bytes(sha256(key).digest()[:8], "big") >> 11) / 2**53`` with the key
     ``f"{len(salt)}:{salt}:{row_id}".encode()`` (see the module docstring for the contract). The keys are
-    built column-wise (:func:`key_bytes`) and the digests read back as one ``>u8`` buffer; the result is
+    built column-wise (:func:`key_digests`) and the digests read back as one ``>u8`` buffer; the result is
     identical to that per-row definition.
 
     Args:
@@ -130,10 +180,29 @@ def routing_uniforms(row_ids: pd.Series, salt: str) -> np.ndarray:
         ValueError: an id is missing.
     """
     _check_ids(row_ids)
-    keys = key_bytes(routing_key_prefix(salt), row_ids)
-    digests = b"".join([_SHA256(key).digest() for key in keys])
+    digests = key_digests(routing_key_prefix(salt), row_ids)
     first = np.frombuffer(digests, dtype=">u8").reshape(-1, 4)[:, 0] >> np.uint64(64 - _UNIFORM_BITS)
     return first.astype(np.float64) / float(2**_UNIFORM_BITS)
+
+
+def challenger_rows(row_ids: pd.Series, challenger_share: float, salt: str) -> np.ndarray:
+    """Whether each row goes to the challenger: ``routing_uniforms(row_ids, salt) < challenger_share``.
+
+    Args:
+        row_ids: Request or entity ids, shape ``(n,)`` (no missing values).
+        challenger_share: Fraction of traffic for the challenger, in [0, 1].
+        salt: The rollout's salt (keep it for the whole rollout).
+
+    Returns:
+        bool array, shape ``(n,)``, aligned with ``row_ids``.
+
+    Raises:
+        ValueError: the share is outside [0, 1] or NaN, or an id is missing.
+    """
+    if not 0.0 <= challenger_share <= 1.0 or math.isnan(challenger_share):
+        raise ValueError(f"challenger_share must be in [0, 1], got {challenger_share}")
+    challenger: np.ndarray = routing_uniforms(row_ids, salt) < challenger_share
+    return challenger
 
 
 def assign_arms(row_ids: pd.Series, challenger_share: float, salt: str) -> np.ndarray:
@@ -145,11 +214,9 @@ def assign_arms(row_ids: pd.Series, challenger_share: float, salt: str) -> np.nd
         salt: The rollout's salt (keep it for the whole rollout).
 
     Returns:
-        Array of ``"champion"`` / ``"challenger"`` aligned with ``row_ids``.
+        Array of ``"champion"`` / ``"challenger"`` aligned with ``row_ids`` (:func:`challenger_rows`).
     """
-    if not 0.0 <= challenger_share <= 1.0 or math.isnan(challenger_share):
-        raise ValueError(f"challenger_share must be in [0, 1], got {challenger_share}")
-    return np.where(routing_uniforms(row_ids, salt) < challenger_share, CHALLENGER_ARM, CHAMPION_ARM)
+    return np.where(challenger_rows(row_ids, challenger_share, salt), CHALLENGER_ARM, CHAMPION_ARM)
 
 
 def _canonical_number(value: float) -> str:
@@ -185,60 +252,180 @@ def _canonical_value(value: Any) -> str:
     raise TypeError(f"feature_hash: unsupported value {value!r} of type {type(value).__name__}")
 
 
+class _Coded(NamedTuple):
+    """Cells given as ``texts[positions[r]]`` for each row ``r``: a few texts spread to the rows by Arrow's take.
+
+    Text joined before or after every cell of such a column is joined to its few ``texts`` only (see
+    :func:`_feature_texts`), not row by row.
+    """
+
+    texts: pa.Array
+    positions: np.ndarray
+
+
+class _Pieces(NamedTuple):
+    """Cells given as pieces joined row by row (a null piece is left out of its row's text)."""
+
+    pieces: list["pa.Array | _Coded"]
+
+
+Cells: TypeAlias = pa.Array | _Coded | _Pieces
+
+
 def _texts(texts: Sequence[str]) -> pa.Array:
     return pa.array(texts, type=_TEXT)
 
 
-def _take(texts: Sequence[str], index: np.ndarray) -> pa.Array:
-    """``texts[index[r]]`` for each row ``r``: per-value texts spread to the rows by Arrow's take."""
-    return _texts(texts).take(pa.array(np.asarray(index, dtype=np.int64)))
+def _take(texts: Sequence[str], index: np.ndarray) -> _Coded:
+    """``texts[index[r]]`` for each row ``r``."""
+    return _Coded(_texts(texts), np.asarray(index, dtype=np.int64))
 
 
-def _null_where(cells: pa.Array, missing: np.ndarray) -> pa.Array:
-    if not missing.any():
+def _array(cells: Cells) -> pa.Array:
+    """The cells as one Arrow text per row."""
+    if isinstance(cells, _Coded):
+        return cells.texts.take(pa.array(cells.positions))
+    if isinstance(cells, _Pieces):
+        return _join([_array(piece) for piece in cells.pieces])
+    return cells
+
+
+def _join(pieces: list[Any]) -> pa.Array:
+    # Element-wise concatenation of text arrays and scalars; a null piece is left out of its row's text.
+    return pc.binary_join_element_wise(*pieces, pa.scalar("", _TEXT), null_handling="skip")
+
+
+def _where(cells: pa.Array | _Coded, mask: np.ndarray, text: str | None) -> pa.Array | _Coded:
+    """``text`` (None: a null) instead of the cells where ``mask``."""
+    if not mask.any():
         return cells
-    return pc.if_else(pa.array(missing), pa.scalar("null", _TEXT), cells)
+    if isinstance(cells, _Coded):
+        index = np.where(mask, len(cells.texts), cells.positions)
+        return _Coded(pa.concat_arrays([cells.texts, pa.array([text], type=_TEXT)]), index)
+    return pc.if_else(pa.array(mask), pa.scalar(text, _TEXT), cells)
 
 
-def _integer_cells(values: np.ndarray) -> pa.Array:
+def _null_where(cells: Cells, missing: np.ndarray) -> Cells:
+    return _where(_array(cells) if isinstance(cells, _Pieces) else cells, missing, "null")
+
+
+# An integer column spanning at most this many values (and at most a quarter of its rows) is printed once per
+# value of its range and spread to the rows (ages, counts, months); wider ones are cast row by row.
+_CODED_INTEGER_SPAN = 1 << 16
+
+
+def _integer_cells(values: np.ndarray) -> Cells:
     # str(int(v)) of every integer: Arrow's integer-to-string cast prints the same decimal text.
+    if len(values) >= 4:
+        low, high = int(values.min()), int(values.max())
+        span = high - low + 1
+        if span <= min(_CODED_INTEGER_SPAN, len(values) // 4):
+            # Offsets from the lowest value, in [0, span): exact in uint64 for unsigned columns, int64 otherwise.
+            if values.dtype.kind == "u":
+                index = (values.astype(np.uint64) - np.uint64(low)).astype(np.int64)
+            else:
+                index = values.astype(np.int64) - low
+            return _Coded(pa.array(np.arange(low, high + 1, dtype=values.dtype)).cast(_TEXT), index)
     return pa.array(values).cast(_TEXT)
 
 
-def _bool_cells(values: np.ndarray) -> pa.Array:
+def _bool_cells(values: np.ndarray) -> Cells:
     return _take(["false", "true"], values.astype(np.int64))
 
 
-def _float_cells(values: np.ndarray) -> pa.Array:
+# Non-integral finite floats whose repr() is plain decimal text that Arrow's float-to-string cast prints too:
+# both print the shortest digits that round-trip, repr() in decimal notation for 1e-4 <= |v| < 1e16 and
+# Arrow's cast (double-conversion) for 1e-6 <= |v| < 1e10 (scientific notation, differently spelt, outside).
+# Non-integral values are below 2**52 < 1e16 in magnitude anyway, so only the bounds below matter.
+_PLAIN_FLOAT_LOW = 1e-4
+_PLAIN_FLOAT_HIGH = 1e10
+
+
+# Floats with at most this many decimals are printed as integer part and fraction (see _decimal_cells).
+_DECIMALS = 3
+# ... when their digits are at most 15 (DBL_DIG): a decimal of <= 15 significant digits is the only one of
+# that many digits that rounds to its double, so it is the shortest text that round-trips, i.e. repr()'s.
+_DECIMAL_DIGITS_BOUND = 10.0**15
+
+
+def _decimal_cells(v: np.ndarray, finite: np.ndarray) -> _Pieces | None:
+    """:func:`_canonical_number` of floats that are all decimals of <= :data:`_DECIMALS` places, else None.
+
+    A finite ``v`` is such a decimal when ``v == S / 10**k`` for the integer ``S = rint(v * 10**k)`` with
+    ``|S| < 10**15`` (the division is correctly rounded: ``v`` is the double nearest ``S / 10**k``). Its
+    ``repr()`` is then the decimal itself (at most 15 significant digits: see :data:`_DECIMAL_DIGITS_BOUND`),
+    without trailing zeros, in decimal notation (``|v| >= 10**-k > 1e-4``, ``|v| < 1e16``): the integer part
+    (Arrow's integer cast; ``-0`` for ``-1 < v < 0``) and the fraction (``.5``, ``.05``; none for an integral
+    value) looked up among ``10**k`` texts. NaN and infinities (``null``, ``inf``, ``-inf``) take the place of
+    the fraction, with no integer part.
+    """
+    scale = 10.0**_DECIMALS
+    with np.errstate(invalid="ignore", over="ignore"):
+        scaled = np.rint(np.where(finite, v, 0.0) * scale)
+        if not ((np.abs(scaled) < _DECIMAL_DIGITS_BOUND).all() and (scaled / scale == np.where(finite, v, 0.0)).all()):
+            return None
+    units = np.abs(scaled).astype(np.int64)
+    whole, fraction = np.divmod(units, int(scale))
+    texts = ["", *(f".{f:0{_DECIMALS}d}".rstrip("0") for f in range(1, int(scale)))]
+    special = ~finite
+    index = np.where(special, len(texts), fraction)  # NaN: "null"
+    index[v == np.inf] = len(texts) + 1
+    index[v == -np.inf] = len(texts) + 2
+    fractions = _take([*texts, "null", "inf", "-inf"], index)
+    negative = v < 0
+    integer_part = _integer_cells(np.where(negative, -whole, whole))
+    integer_part = _where(integer_part, negative & (whole == 0), "-0")
+    return _Pieces([_where(integer_part, special, None), fractions])
+
+
+def _float_cells(values: np.ndarray) -> Cells:
     """:func:`_canonical_number` of every value of a float array, column-wise."""
     v = np.asarray(values, dtype=np.float64)
     finite = np.isfinite(v)
+    magnitude = np.abs(v)
     with np.errstate(invalid="ignore"):
-        integral = finite & (np.trunc(v) == v) & (np.abs(v) < 2.0**53)
-    # Integral values (-0.0 included) print as integers, through int64 (exact below 2**53).
-    integers = _integer_cells(np.where(integral, v, 0.0).astype(np.int64))
+        integral = finite & (np.trunc(v) == v) & (magnitude < 2.0**53)
     if integral.all():
-        return integers
-    # The rest (NaN, +-inf, non-integral or huge): repr() once per distinct value; equal finite floats that
-    # are not integral have equal bits, hence equal repr.
-    index = np.zeros(len(v), dtype=np.int64)  # 0: "null" (NaN)
-    index[v == np.inf] = 1
-    index[v == -np.inf] = 2
-    decimal = finite & ~integral
-    codes, uniques = pd.factorize(v[decimal])
-    index[decimal] = codes + 3
-    others = _take(["null", "inf", "-inf", *map(float.__repr__, uniques.tolist())], index)
-    return pc.if_else(pa.array(integral), integers, others)
+        # Integral values (-0.0 included) print as integers, through int64 (exact below 2**53).
+        return _integer_cells(v.astype(np.int64))
+    decimals = _decimal_cells(v, finite)
+    if decimals is not None:
+        return decimals
+    # Non-integral values in the plain window: Arrow's cast prints repr()'s text (the others get a stand-in).
+    with np.errstate(invalid="ignore"):
+        plain = ~integral & (magnitude >= _PLAIN_FLOAT_LOW) & (magnitude < _PLAIN_FLOAT_HIGH)
+    cells = pa.array(v if plain.all() else np.where(plain, v, 0.5)).cast(_TEXT)
+    rest = ~(integral | plain)
+    if rest.any():
+        # NaN, +-inf, tiny or huge non-integral values: repr() once per distinct value; equal finite floats that
+        # are not integral have equal bits, hence equal repr.
+        index = np.zeros(len(v), dtype=np.int64)  # 0: "null" (NaN)
+        index[v == np.inf] = 1
+        index[v == -np.inf] = 2
+        decimal = rest & finite
+        codes, uniques = pd.factorize(v[decimal])
+        index[decimal] = codes + 3
+        others = _take(["null", "inf", "-inf", *map(float.__repr__, uniques.tolist())], index)
+        cells = pc.if_else(pa.array(rest), _array(others), cells)
+    if not integral.any():
+        return cells
+    integers = _array(_integer_cells(np.where(integral, v, 0.0).astype(np.int64)))
+    return pc.if_else(pa.array(integral), integers, cells)
 
 
-def _string_cells(values: Any) -> pa.Array:
+def _string_cells(values: Any) -> Cells:
     """Quoted (JSON) strings, ``null`` for missing: ``json.dumps`` once per distinct string."""
     codes, uniques = pd.factorize(values)
+    return _quoted(codes, list(uniques))
+
+
+def _quoted(codes: np.ndarray, uniques: list[str]) -> _Coded:
+    # Strings by factorize code (-1: missing, "null"), each distinct string quoted once.
     texts = [json.dumps(u, ensure_ascii=False) for u in uniques]
     return _take([*texts, "null"], np.where(codes < 0, len(texts), codes))
 
 
-def _datetime_cells(column: pd.Series) -> pa.Array:
+def _datetime_cells(column: pd.Series) -> Cells:
     """``t:<isoformat>`` once per distinct instant (one time zone per column), ``null`` for NaT."""
     codes, uniques = pd.factorize(column)
     texts = ["t:" + ts.isoformat() for ts in uniques]
@@ -250,13 +437,16 @@ def _per_cell(values: Sequence[Any]) -> pa.Array:
     return _texts([_canonical_value(v) for v in values])
 
 
-def _object_cells(values: np.ndarray) -> pa.Array:
+def _object_cells(values: np.ndarray) -> Cells:
+    # Strings with missing values (None or float NaN) as model_inputs makes them: factorized once, the types
+    # checked on the distinct values and the missing ones only.
+    try:
+        codes, uniques = pd.factorize(values)
+    except TypeError:  # an unhashable value: cell by cell, where _canonical_value raises its own error
+        return _per_cell(values.tolist())
+    if set(map(type, uniques)) <= {str} and set(map(type, values[codes < 0])) <= {float, _NONE_TYPE}:
+        return _quoted(codes, uniques.tolist())
     types = set(map(type, values))
-    if types <= {str, float, _NONE_TYPE}:
-        missing = pd.isna(values)
-        # Strings with missing values (None, NaN) as model_inputs makes them; a float that is a number is not.
-        if float not in types or _is_exact_str(values[~missing]):
-            return _string_cells(values)
     if types == {float}:
         return _float_cells(values.astype(np.float64))
     if types == {bool}:
@@ -264,20 +454,20 @@ def _object_cells(values: np.ndarray) -> pa.Array:
     return _per_cell(values.tolist())
 
 
-def _categorical_cells(column: pd.Series) -> pa.Array:
+def _categorical_cells(column: pd.Series) -> _Coded:
     """The cells of a categorical column: its categories that occur, canonicalised once, spread by code."""
     codes = np.asarray(column.cat.codes.to_numpy(), dtype=np.int64)
     # Categories in order of first occurrence, so an unsupported one raises for the first row holding one.
     used = pd.unique(codes[codes >= 0])
-    cells = _column_cells(pd.Series(column.cat.categories.take(used)))
+    cells = _array(_column_cells(pd.Series(column.cat.categories.take(used))))
     position = np.full(len(column.cat.categories), len(used), dtype=np.int64)
     position[used] = np.arange(len(used))
     index = np.full(len(codes), len(used), dtype=np.int64)  # the last text, "null", for a missing value
     index[codes >= 0] = position[codes[codes >= 0]]
-    return pa.concat_arrays([cells, _texts(["null"])]).take(pa.array(index))
+    return _Coded(pa.concat_arrays([cells, _texts(["null"])]), index)
 
 
-def _column_cells(column: pd.Series) -> pa.Array:
+def _column_cells(column: pd.Series) -> Cells:
     """:func:`_canonical_value` of every value of ``column.tolist()``, computed by dtype, as Arrow text.
 
     Numeric, boolean, string, datetime and categorical dtypes (numpy or pandas' nullable ones) are
@@ -316,14 +506,32 @@ def _column_cells(column: pd.Series) -> pa.Array:
     return _per_cell(column.tolist())
 
 
-def _feature_texts(rows: pd.DataFrame, names: list[str], order: list[int]) -> list[bytes]:
-    """The canonical text of each row, ``{"<name>":<cell>,...}`` in ``order``, as UTF-8 bytes."""
-    pieces: list[Any] = []
+def _feature_texts(rows: pd.DataFrame, names: list[str], order: list[int]) -> pa.Array:
+    """The canonical text of each row, ``{"<name>":<cell>,...}`` in ``order``, as Arrow text.
+
+    One element-wise Arrow join of the columns' cells and the texts between them; a text between two columns
+    is joined to the few texts of a coded neighbour (the piece before it, else the one after it) rather
+    than passed to the row-wise join, which costs about as much per text as per column.
+    """
+    items: list[Any] = []  # glue texts (str) and pieces of cells, in row-text order
     for j, i in enumerate(order):
-        prefix = ("{" if j == 0 else ",") + json.dumps(names[i], ensure_ascii=False) + ":"
-        pieces += [pa.scalar(prefix, _TEXT), _column_cells(rows.iloc[:, i])]
-    pieces.append(pa.scalar("}", _TEXT))
-    return _as_bytes(pc.binary_join_element_wise(*pieces, pa.scalar("", _TEXT)))
+        items.append(("{" if j == 0 else ",") + json.dumps(names[i], ensure_ascii=False) + ":")
+        cells = _column_cells(rows.iloc[:, i])
+        items += cells.pieces if isinstance(cells, _Pieces) else [cells]
+    items.append("}")
+    for k, item in enumerate(items):
+        if not isinstance(item, str):
+            continue
+        # Pieces and glue alternate with at least one piece between two glue texts.
+        left, right = items[k - 1] if k else None, items[k + 1] if k + 1 < len(items) else None
+        if isinstance(left, _Coded):
+            items[k - 1] = _Coded(_join([left.texts, pa.scalar(item, _TEXT)]), left.positions)
+            items[k] = None
+        elif isinstance(right, _Coded):
+            items[k + 1] = _Coded(_join([pa.scalar(item, _TEXT), right.texts]), right.positions)
+            items[k] = None
+    pieces = [pa.scalar(item, _TEXT) if isinstance(item, str) else _array(item) for item in items if item is not None]
+    return _join(pieces)
 
 
 def _feature_texts_per_row(rows: pd.DataFrame, names: list[str], order: list[int]) -> list[bytes]:
@@ -378,7 +586,7 @@ def feature_hash_array(rows: pd.DataFrame) -> pa.Array:
     if len(set(names)) != len(names):
         raise ValueError(f"feature_hash: duplicate column names in {names}")
     order = sorted(range(len(names)), key=names.__getitem__)
-    texts: Sequence[bytes]
+    texts: Texts
     if not order:
         # An input-less model still has one hash per row.
         texts = [b"{}"] * len(rows)
@@ -390,14 +598,15 @@ def feature_hash_array(rows: pd.DataFrame) -> pa.Array:
     return sha256_hex(texts)
 
 
-def sha256_hex(texts: Iterable[bytes], hex_digits: int = 64) -> pa.Array:
-    """The SHA-256 hex digest of each byte string (its first ``hex_digits`` digits), as Arrow text.
+def sha256_hex(texts: pa.Array | Iterable[bytes], hex_digits: int = 64) -> pa.Array:
+    """The SHA-256 hex digest of each text (its first ``hex_digits`` digits), as Arrow text.
 
     One :func:`hashlib.sha256` call per text (the only per-row Python); the digests are joined into one
-    buffer and hex-encoded at once (lowercase, as ``hexdigest()``), so no Python string is made per row.
+    buffer and hex-encoded at once (:func:`digests_hex`), so no Python string is made per row.
 
     Args:
-        texts: The byte strings, ``n`` of them.
+        texts: ``n`` byte strings, or an Arrow text or binary array of ``n`` texts (hashed as their UTF-8 bytes,
+            without a list of all their bytes objects).
         hex_digits: Leading hex digits kept, even, in [2, 64] (the prediction id keeps 32).
 
     Returns:
@@ -407,12 +616,34 @@ def sha256_hex(texts: Iterable[bytes], hex_digits: int = 64) -> pa.Array:
     Raises:
         ValueError: ``hex_digits`` is odd or out of range.
     """
+    _check_hex_digits(hex_digits)
+    return digests_hex(_digests(texts), hex_digits)
+
+
+def _check_hex_digits(hex_digits: int) -> None:
     if hex_digits % 2 or not 2 <= hex_digits <= 64:
         raise ValueError(f"hex_digits must be even and in [2, 64], got {hex_digits}")
-    sha256 = _SHA256
-    digests = b"".join([sha256(text).digest() for text in texts])
-    n = len(digests) // 32
-    kept = np.frombuffer(digests, dtype=np.uint8).reshape(n, 32)[:, : hex_digits // 2]
-    hexed = kept.tobytes().hex().encode("ascii")
+
+
+def digests_hex(digests: bytes, hex_digits: int = 64) -> pa.Array:
+    """Concatenated SHA-256 digests as hex texts: the first ``hex_digits`` lowercase hex digits of each.
+
+    Args:
+        digests: ``32 * n`` bytes, e.g. from :func:`key_digests`.
+        hex_digits: Leading hex digits kept, even, in [2, 64].
+
+    Returns:
+        Arrow ``large_string`` array of ``n`` texts of ``hex_digits`` characters (``hexdigest()[:hex_digits]``).
+
+    Raises:
+        ValueError: ``hex_digits`` is odd or out of range, or ``len(digests)`` is not a multiple of 32.
+    """
+    _check_hex_digits(hex_digits)
+    n, extra = divmod(len(digests), 32)
+    if extra:
+        raise ValueError(f"digests must be 32 bytes each, got {len(digests)} bytes")
+    if hex_digits < 64:
+        digests = np.frombuffer(digests, dtype=np.uint8).reshape(n, 32)[:, : hex_digits // 2].tobytes()
+    hexed = binascii.hexlify(digests)
     offsets = np.arange(0, hex_digits * n + 1, hex_digits, dtype=np.int64)
     return pa.LargeStringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(hexed))

@@ -21,10 +21,10 @@ from mlops_assets.ml.rollout import RolloutState
 from mlops_assets.ml.routing import (
     CHALLENGER_ARM,
     CHAMPION_ARM,
-    assign_arms,
+    challenger_rows,
+    digests_hex,
     feature_hash_array,
-    key_bytes,
-    sha256_hex,
+    key_digests,
 )
 from mlops_assets.ml.spec import DatasetSpec
 from mlops_assets.ml.training import positive_scores
@@ -62,9 +62,10 @@ def prediction_ids(data_version: str, id_texts: pd.Series, model_version: int) -
         model_version: The scoring model version.
 
     Returns:
-        An Arrow string array of ``n`` ids (keys built column-wise by :func:`key_bytes`, one sha256 call per row).
+        An Arrow string array of ``n`` ids (keys built column-wise and hashed by
+        :func:`~mlops_assets.ml.routing.key_digests`, one sha256 call per row).
     """
-    return sha256_hex(key_bytes(f"{data_version}:", id_texts, f":{model_version}"), hex_digits=32)
+    return digests_hex(key_digests(f"{data_version}:", id_texts, f":{model_version}"), hex_digits=32)
 
 
 def _frame_column(values: np.ndarray) -> Any:
@@ -72,10 +73,14 @@ def _frame_column(values: np.ndarray) -> Any:
     return pd.Series(values).array
 
 
-def _text_column(texts: pa.Array) -> Any:
-    # Texts as the frame column a list of these str would make: the dtype pandas infers for str (``str``
-    # under pandas 3, object before), taken from Arrow without making a Python str per row.
-    return pd.Series(texts, dtype=pd.Series(["x"]).dtype).array
+# The dtype pandas infers for a column of str (``str`` under pandas 3, object before).
+_STR_DTYPE = pd.Series(["x"]).dtype
+
+
+def _text_column(texts: pa.Array | pa.ChunkedArray) -> Any:
+    # Texts as the frame column a list of these str would make (:data:`_STR_DTYPE`), taken from Arrow without
+    # making a Python str per row.
+    return pd.Series(texts, dtype=_STR_DTYPE).array
 
 
 def _repeated_text(value: str, n: int) -> Any:
@@ -115,40 +120,66 @@ def prediction_log(
     # The model inputs are built once, for the feature hash and both models (predict_scores would rebuild them).
     inputs = model_inputs(features_df, spec)
     hashes = feature_hash_array(inputs)
-    arms = (
-        assign_arms(row_ids, challenger_share, salt)
-        if challenger is not None
-        else np.full(n, CHAMPION_ARM, dtype=object)
+    # Whether each row goes to the challenger (the share and ids are checked even for an empty version).
+    to_challenger = (
+        challenger_rows(row_ids, challenger_share, salt) if challenger is not None else np.zeros(n, dtype=bool)
     )
-    # Text columns go to the frame as the dtype pandas infers for str (``str`` under pandas 3), made from
-    # Arrow, and the ones both parts share once; with zero rows, as the per-row code built them (pandas
-    # infers other dtypes for empty lists).
-    empty = n == 0
-    row_id_column = _frame_column(id_texts.to_numpy())
-    hash_column = np.empty(0, dtype=object) if empty else _text_column(hashes)
-    version_column = data_version if empty else _repeated_text(data_version, n)
-    parts = []
-    for arm, model in ((CHAMPION_ARM, champion), (CHALLENGER_ARM, challenger)):
-        if model is None:
-            continue
-        ids = [] if empty else _text_column(prediction_ids(data_version, id_texts, model.version))
-        parts.append(
-            pd.DataFrame(
-                {
-                    "prediction_id": ids,
-                    "data_version": version_column,
-                    "row_id": row_id_column,
-                    "model_version": model.version,
-                    "arm": arm if empty else _repeated_text(arm, n),
-                    "served": arms == arm,
-                    "score": positive_scores(model.pipeline, inputs),
-                    "feature_hash": hash_column,
-                    "scored_at": pd.Timestamp(scored_at),
-                }
-            )
-        )
-    if not parts:
+    both = ((CHAMPION_ARM, champion), (CHALLENGER_ARM, challenger))
+    models = [(arm, model) for arm, model in both if model is not None]
+    if n == 0:
+        return _empty_log(data_version, models, scored_at)
+    # One part of n rows per model (champion first), each column built once for all parts (no frame concat).
+    # Text columns go to the frame as the dtype pandas infers for str (``str`` under pandas 3), made from Arrow.
+    parts = len(models)
+    digests = b"".join([key_digests(f"{data_version}:", id_texts, f":{model.version}") for _, model in models])
+    columns = {
+        "prediction_id": _text_column(digests_hex(digests, hex_digits=32)),
+        "data_version": _repeated_text(data_version, parts * n),
+        "row_id": _repeated_rows(id_texts, parts),
+        "model_version": np.repeat(np.array([model.version for _, model in models], dtype=np.int64), n),
+        "arm": _text_column(_texts_by_part([arm for arm, _ in models], n)),
+        "served": np.concatenate([to_challenger if arm == CHALLENGER_ARM else ~to_challenger for arm, _ in models]),
+        "score": np.concatenate([positive_scores(model.pipeline, inputs) for _, model in models]),
+        "feature_hash": _text_column(pa.chunked_array([hashes] * parts)),
+        "scored_at": pd.Timestamp(scored_at),
+    }
+    return pd.DataFrame(columns, columns=list(LOG_COLUMNS), copy=False)
+
+
+def _repeated_rows(id_texts: pd.Series, parts: int) -> Any:
+    """The ``row_id`` column: ``id_texts`` once per part, as the frame column the per-row texts would make."""
+    if id_texts.dtype == _STR_DTYPE and not id_texts.hasnans:
+        return _text_column(pa.chunked_array([pa.array(id_texts.array)] * parts))
+    # Missing ids (a log without routing) or another str dtype: through the texts themselves, as before.
+    return _frame_column(np.tile(id_texts.to_numpy(), parts))
+
+
+def _texts_by_part(texts: list[str], n: int) -> pa.Array:
+    # ``texts[p]`` on the ``n`` rows of part ``p``.
+    index = np.repeat(np.arange(len(texts), dtype=np.int64), n)
+    return pa.array(texts, type=pa.large_string()).take(pa.array(index))
+
+
+def _empty_log(data_version: str, models: list[tuple[str, ScoringModel]], scored_at: datetime) -> pd.DataFrame:
+    # A log of zero rows, as the per-row code built it (pandas infers other dtypes for empty lists).
+    if not models:
         return pd.DataFrame(columns=list(LOG_COLUMNS))
+    parts = [
+        pd.DataFrame(
+            {
+                "prediction_id": [],
+                "data_version": data_version,
+                "row_id": np.empty(0, dtype=object),
+                "model_version": model.version,
+                "arm": arm,
+                "served": np.empty(0, dtype=bool),
+                "score": np.empty(0, dtype=np.float64),
+                "feature_hash": np.empty(0, dtype=object),
+                "scored_at": pd.Timestamp(scored_at),
+            }
+        )
+        for arm, model in models
+    ]
     return pd.concat(parts, ignore_index=True)[list(LOG_COLUMNS)]
 
 
