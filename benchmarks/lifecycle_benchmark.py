@@ -27,6 +27,8 @@ Scenarios:
 Writes ``docs/benchmarks/lifecycle.md``. Usage (from the project root, with the dev extra installed):
 
     python benchmarks/lifecycle_benchmark.py --repeats 5
+
+``--big-only`` runs only the big synthetic version and prints its section without writing the page.
 """
 
 import argparse
@@ -345,41 +347,7 @@ def write_doc(flights: list[list[RunResult]], big: RunResult | None, load_start:
             f"{step['threads']} | {step['input_io_s']:.3f} | {step['output_io_s']:.3f} | {step['framework_s']:.3f} |"
         )
     if big is not None:
-        rss_ratio = big.peak_rss_bytes / big.frame_bytes if big.peak_rss_bytes else float("nan")
-        above = (big.peak_rss_bytes - args.baseline_rss) / big.frame_bytes
-        lines += [
-            "",
-            f"## One {args.big_rows:,}-row synthetic version, landing to decision (1 repetition)",
-            "",
-            "| what | value |",
-            "|---|---|",
-            f"| process wall | {big.process_wall:.1f} s |",
-            f"| compute (step bodies) | {big.summary['compute_seconds']:.1f} s |",
-            f"| orchestrator's share of the process wall | {_share(big):.1%} (target < 10 %) |",
-            f"| of which IO between steps | {big.summary['io_seconds']:.1f} s |",
-            f"| of which before the run (`dg` start, imports, code-location load) | "
-            f"{big.process_wall - big.summary['wall_seconds']:.1f} s |",
-            f"| a fresh process importing the pure core (what a script without Dagster pays first) | "
-            f"{big.core_import:.1f} s |",
-            f"| orchestrator's share net of the core's imports | {_net_share(big):.1%} |",
-            f"| frame in memory (`read_data_file`, deep) | {big.frame_bytes / 2**20:.0f} MiB |",
-            f"| peak RSS of the run process | {big.peak_rss_bytes / 2**20:.0f} MiB |",
-            f"| **peak RSS / frame** | **{rss_ratio:.2f}×** (target ≤ 4×) |",
-            f"| process that only loaded the code location (imports, definitions) | "
-            f"{args.baseline_rss / 2**20:.0f} MiB |",
-            f"| (peak RSS − that floor) / frame | {above:.2f}× |",
-            f"| run status | {big.status} |",
-            "",
-            "Slowest steps (seconds):",
-            "",
-            "| step | wall | compute | cpu | input IO | output IO | process peak RSS after it (MiB) |",
-            "|---|---|---|---|---|---|---|",
-        ]
-        for step in big.steps[:10]:
-            lines.append(
-                f"| {step['step']} | {step['wall_s']:.2f} | {step['compute_s']:.2f} | {step['cpu_s']:.2f} | "
-                f"{step['input_io_s']:.2f} | {step['output_io_s']:.2f} | {step['peak_rss_mib']:.0f} |"
-            )
+        lines += big_section(big, args)
     lines += [
         "",
         "Compute is measured inside each step (`mlops_assets.profiling.measured_step`); the rest of a step's wall "
@@ -390,13 +358,71 @@ def write_doc(flights: list[list[RunResult]], big: RunResult | None, load_start:
     return "\n".join(lines)
 
 
+def big_section(big: RunResult, args) -> list[str]:
+    """The page's section on the big synthetic version (``args.big_rows`` rows, ``args.baseline_rss`` bytes)."""
+    rss_ratio = big.peak_rss_bytes / big.frame_bytes if big.peak_rss_bytes else float("nan")
+    above = (big.peak_rss_bytes - args.baseline_rss) / big.frame_bytes
+    lines = [
+        "",
+        f"## One {args.big_rows:,}-row synthetic version, landing to decision (1 repetition)",
+        "",
+        "| what | value |",
+        "|---|---|",
+        f"| process wall | {big.process_wall:.1f} s |",
+        f"| compute (step bodies) | {big.summary['compute_seconds']:.1f} s |",
+        f"| orchestrator's share of the process wall | {_share(big):.1%} (target < 10 %) |",
+        f"| of which IO between steps | {big.summary['io_seconds']:.1f} s |",
+        f"| of which before the run (`dg` start, imports, code-location load) | "
+        f"{big.process_wall - big.summary['wall_seconds']:.1f} s |",
+        f"| a fresh process importing the pure core (what a script without Dagster pays first) | "
+        f"{big.core_import:.1f} s |",
+        f"| orchestrator's share net of the core's imports | {_net_share(big):.1%} |",
+        f"| frame in memory (`read_data_file`, deep) | {big.frame_bytes / 2**20:.0f} MiB |",
+        f"| peak RSS of the run process | {big.peak_rss_bytes / 2**20:.0f} MiB |",
+        f"| **peak RSS / frame** | **{rss_ratio:.2f}×** (target ≤ 4×) |",
+        f"| process that only loaded the code location (imports, definitions) | {args.baseline_rss / 2**20:.0f} MiB |",
+        f"| (peak RSS − that floor) / frame | {above:.2f}× |",
+        f"| run status | {big.status} |",
+        "",
+        "Slowest steps (seconds):",
+        "",
+        "| step | wall | compute | cpu | input IO | output IO | process peak RSS after it (MiB) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for step in big.steps[:10]:
+        lines.append(
+            f"| {step['step']} | {step['wall_s']:.2f} | {step['compute_s']:.2f} | {step['cpu_s']:.2f} | "
+            f"{step['input_io_s']:.2f} | {step['output_io_s']:.2f} | {step['peak_rss_mib']:.0f} |"
+        )
+    return lines
+
+
+def _big_only(args) -> int:
+    """``--big-only``: the big synthetic version's section alone, printed (the page needs the flights runs too)."""
+    if not args.big_rows:
+        raise SystemExit("--big-only needs --big-rows > 0")
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="mlops-lifecycle-bench-"))
+    big = run_big(workdir, args.big_rows)
+    floor_home, floor_data = _new_instance(Path(tempfile.mkdtemp(prefix="floor-", dir=workdir)))
+    args.baseline_rss = baseline_rss_bytes(floor_home, floor_data)
+    print("\n".join(big_section(big, args)), flush=True)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=5, help="flights repetitions (fresh instance each)")
     parser.add_argument("--big-rows", type=int, default=1_000_000, help="rows of the big synthetic version (0: skip)")
     parser.add_argument("--workdir", type=Path, default=None, help="where instances go (default: a temp dir)")
     parser.add_argument("--out", type=Path, default=DOC)
+    parser.add_argument(
+        "--big-only",
+        action="store_true",
+        help="run only the big synthetic version and print its section (the page is not written)",
+    )
     args = parser.parse_args(argv)
+    if args.big_only:
+        return _big_only(args)
 
     from mlops_assets.demo_data.flights import prepare_flights_months
 

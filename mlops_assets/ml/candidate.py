@@ -260,8 +260,13 @@ def train_candidate_model(
     if calibration is None:
         warn(f"holdout of {data_version}: {calibration_note}")
     profile = feature_core.profile_features(train_frame, spec)
-    train_rows = train_frame[train_frame[feature_core.SPLIT_COLUMN] == feature_core.TRAIN]
-    reference = drift.build_reference(train_rows, drift.spec_columns(spec), ranges=drift.spec_ranges(spec))
+    monitored = drift.spec_columns(spec)
+    # Only the monitored columns of the train rows are copied (build_reference names any the frame lacks).
+    train_rows = train_frame.loc[
+        train_frame[feature_core.SPLIT_COLUMN] == feature_core.TRAIN,
+        [c for c in monitored if c in train_frame.columns],
+    ]
+    reference = drift.build_reference(train_rows, monitored, ranges=drift.spec_ranges(spec))
     progress("baseline, holdout scores, feature profile and drift reference done")
     return CandidateTraining(
         data_versions=[*earlier_versions, data_version],

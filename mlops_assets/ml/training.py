@@ -175,8 +175,8 @@ def _train_rows(features_df: pd.DataFrame, spec: DatasetSpec) -> tuple[pd.DataFr
     for column in (SPLIT_COLUMN, LABEL_COLUMN):
         if column not in features_df.columns:
             raise ValueError(f"features frame lacks {column!r}; build it with build_features()")
-    train = features_df[features_df[SPLIT_COLUMN] == TRAIN]
-    y = train[LABEL_COLUMN].to_numpy(dtype=np.int64)
+    is_train = features_df[SPLIT_COLUMN] == TRAIN
+    y = features_df.loc[is_train, LABEL_COLUMN].to_numpy(dtype=np.int64)
     n_pos = int(y.sum())
     n_neg = len(y) - n_pos
     if n_pos == 0 or n_neg == 0:
@@ -186,7 +186,10 @@ def _train_rows(features_df: pd.DataFrame, spec: DatasetSpec) -> tuple[pd.DataFr
             f"hold a single class (positive {spec.label.positive!r}: {n_pos}, negative {negative!r}: {n_neg}); "
             "both classes are needed"
         )
-    return model_inputs(train, spec), y
+    # Only the feature columns of the train rows are copied (not the id, order, slice and protected columns);
+    # model_inputs names any feature column the frame lacks.
+    present = [c for c in feature_columns(spec) if c in features_df.columns]
+    return model_inputs(features_df.loc[is_train, present], spec), y
 
 
 def train_candidate(
