@@ -938,8 +938,9 @@ GATES: dict[str, ModelGate] = {
 GATE_DESCRIPTIONS: dict[str, str] = {
     "metric_above_floor": "the candidate's headline metric on the holdout is at least policy.metric_floor",
     "beats_baseline": (
-        "the candidate's headline metric exceeds the baseline's by more than policy.min_lift_over_baseline "
-        "(by at least it when that is non-zero)"
+        "the lower bound of the policy.confidence_level interval (95% by default) of the candidate's lift over the "
+        "baseline (headline metric, same holdout rows; DeLong for ROC AUC) exceeds policy.min_lift_over_baseline "
+        "(reaches it when that is non-zero)"
     ),
     "non_inferior_to_production": (
         "the lower bound of the paired bootstrap interval (policy.confidence_level, policy.bootstrap_samples "
