@@ -20,8 +20,10 @@ import numpy as np
 
 from mlops_assets.ml.evaluation import (
     UNDEFINED_REASON,
+    BootstrapInterval,
     Evaluation,
     FairnessReport,
+    LiftInterval,
     consistency_resampled_ece,
     json_safe,
     slice_floor,
@@ -187,6 +189,41 @@ def gate_metric_above_floor(ev: Evaluation, gates: ModelGatePolicy, evaluation: 
     )
 
 
+def _interval_unusable(
+    ev: Evaluation,
+    evaluation: EvaluationPolicy,
+    other: tuple[str, Mapping[str, Any]],
+    interval: BootstrapInterval | LiftInterval | None,
+    evidence: dict[str, Any],
+    *,
+    missing: str,
+    undefined: str,
+) -> str | None:
+    """Why a gate judging an interval of candidate − ``other`` cannot judge it, or None when it can.
+
+    In order: either headline metric undefined, the evaluation measured under another headline metric or confidence
+    level, no interval recorded (``missing``), or an undefined interval (``undefined`` and its reason). An undefined
+    reason is also written to ``evidence``.
+    """
+    metric = ev.headline_metric
+    name, metrics = other
+    cand, theirs = ev.candidate_headline, float(metrics.get(metric, math.nan))
+    if math.isnan(cand) or math.isnan(theirs):
+        which = "candidate" if math.isnan(cand) else name
+        reason = _undefined(ev.candidate if math.isnan(cand) else metrics, metric)
+        evidence["undefined_reason"] = reason
+        return f"{which} {metric} is undefined on the holdout ({reason})"
+    mismatch = _mismatch(ev, evaluation, ("headline_metric", "confidence_level"))
+    if mismatch:
+        return mismatch
+    if interval is None:
+        return missing
+    if not interval.defined:
+        evidence["undefined_reason"] = interval.undefined_reason
+        return f"{undefined} ({interval.undefined_reason or 'NaN bound'})"
+    return None
+
+
 def gate_beats_baseline(ev: Evaluation, gates: ModelGatePolicy, evaluation: EvaluationPolicy) -> GateResult:
     """Gate ``beats_baseline``: the candidate is better than the baseline by the required lift, with confidence.
 
@@ -227,20 +264,19 @@ def gate_beats_baseline(ev: Evaluation, gates: ModelGatePolicy, evaluation: Eval
     def closed(message: str) -> GateResult:
         return _result(name, False, condition, f"{message}; failing closed", None, min_lift, evidence)
 
-    if math.isnan(cand) or math.isnan(base):
-        which = "candidate" if math.isnan(cand) else "baseline"
-        reason = _undefined(ev.candidate if math.isnan(cand) else ev.baseline, metric)
-        evidence["undefined_reason"] = reason
-        return closed(f"{which} {metric} is undefined on the holdout ({reason})")
-    mismatch = _mismatch(ev, evaluation, ("headline_metric", "confidence_level"))
-    if mismatch:
-        return closed(mismatch)
     interval = ev.lift
-    if interval is None:
-        return closed("no confidence interval of candidate - baseline is recorded")
-    if not interval.defined:
-        evidence["undefined_reason"] = interval.undefined_reason
-        return closed(f"the interval of candidate - baseline is undefined ({interval.undefined_reason or 'NaN bound'})")
+    unusable = _interval_unusable(
+        ev,
+        evaluation,
+        ("baseline", ev.baseline),
+        interval,
+        evidence,
+        missing="no confidence interval of candidate - baseline is recorded",
+        undefined="the interval of candidate - baseline is undefined",
+    )
+    if unusable is not None:
+        return closed(unusable)
+    assert interval is not None  # _interval_unusable refuses a missing interval
     lower = interval.lower
     passed = lower > min_lift + _TOL if strict else lower >= min_lift - _TOL
     shown = (
@@ -305,20 +341,19 @@ def gate_non_inferior_to_production(ev: Evaluation, gates: ModelGatePolicy, eval
     def closed(message: str) -> GateResult:
         return _result(name, False, condition, f"{message}; failing closed", None, -margin, evidence)
 
-    if math.isnan(cand) or math.isnan(prod):
-        which = "candidate" if math.isnan(cand) else "production"
-        reason = _undefined(ev.candidate if math.isnan(cand) else ev.production, metric)
-        evidence["undefined_reason"] = reason
-        return closed(f"{which} {metric} is undefined on the holdout ({reason})")
-    mismatch = _mismatch(ev, evaluation, ("headline_metric", "confidence_level"))
-    if mismatch:
-        return closed(mismatch)
     b = ev.bootstrap
-    if b is None:
-        return closed("no bootstrap interval of candidate - production is recorded")
-    if not b.defined:
-        evidence["undefined_reason"] = b.undefined_reason
-        return closed(f"the bootstrap interval is undefined ({b.undefined_reason or 'NaN bound'})")
+    unusable = _interval_unusable(
+        ev,
+        evaluation,
+        ("production", ev.production),
+        b,
+        evidence,
+        missing="no bootstrap interval of candidate - production is recorded",
+        undefined="the bootstrap interval is undefined",
+    )
+    if unusable is not None:
+        return closed(unusable)
+    assert b is not None  # _interval_unusable refuses a missing interval
     passed = b.lower >= -margin - _TOL
     interval = (
         f"{level} interval [{b.lower:+.4f}, {b.upper:+.4f}] around {b.estimate:+.4f} "
