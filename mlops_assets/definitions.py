@@ -20,6 +20,8 @@ from mlops_assets.model import MLModel
 from mlops_assets.model_graph import build_model_defs
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+#: The folder of the component instances (one ``defs.yaml`` per model under ``models/``).
+DEFS_FOLDER = Path(defs_folder.__file__).resolve().parent
 
 
 def build_defs(env: Environment, models: Sequence[MLModel] | None = None) -> dg.Definitions:
@@ -31,9 +33,12 @@ def build_defs(env: Environment, models: Sequence[MLModel] | None = None) -> dg.
     """
     if models is None:
         # The tree of mlops_assets.defs, as dg.load_from_defs_folder builds it, without needing pyproject.toml
-        # next to the package (a wheel installed in an image has none).
+        # next to the package (a wheel installed in an image has none). Built at the defs folder, not at the tree's
+        # root: the root also attaches the JSON schema of every installed component library's types (for the UI's
+        # editor of app-managed components, which this code location does not offer: its models are files), which
+        # imports dagster-aws's components (boto3) and cost 0.95 s of every load — each run worker pays the load.
         tree = dg.ComponentTree(defs_module=defs_folder, project_root=PROJECT_ROOT, code_location_name="mlops_assets")
-        graphs = tree.build_defs()
+        graphs = tree.build_defs(DEFS_FOLDER)
     else:
         graphs = dg.Definitions.merge(*(build_model_defs(m) for m in models))
     return dg.Definitions.merge(graphs, dg.Definitions(resources=env.resources, executor=env.executor))

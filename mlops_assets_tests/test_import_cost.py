@@ -2,8 +2,9 @@
 
 skops (its trusted-type scan imports hundreds of scikit-learn modules) and dagster-aws (only the prod
 environment's S3 resources) are not imported by ``import mlops_assets.definitions``, nor by building the local code
-location's definitions — except dagster-aws by Dagster's own discovery of installed component libraries, which the
-second test leaves out to show that nothing else imports it; a model load still works, importing skops then. The
+location's definitions (the definitions are built at the defs folder, so Dagster's root of the component tree does
+not import every installed component library, dagster-aws's among them, to describe their types); a model load
+still works, importing skops then. The
 evaluation's plots are small SVG text and need no plotting library (matplotlib is not a dependency). Each check runs
 in a fresh interpreter (``sys.modules`` of the test process is whatever earlier tests imported). No timing: the cost
 itself is measured by ``benchmarks/import_benchmark.py`` (docs/benchmarks/imports.md).
@@ -54,27 +55,34 @@ def test_loading_the_local_code_location_imports_no_skops_or_matplotlib(tmp_path
     )
     found = _run(code, tmp_path)
     assert found["import"] == []
-    # dagster_aws may be loaded here, by Dagster itself: see the next test.
-    assert [m for m in found["load"] if m != "dagster_aws"] == [] and not found["s3_resources"]
+    assert found["load"] == [] and not found["s3_resources"]
     # The definitions really were built: both packaged models' jobs.
     assert {"flights__lifecycle_job", "synthetic__ingest_job"} <= set(found["jobs"])
 
 
-def test_only_dagsters_component_discovery_imports_dagster_aws_in_the_local_code_location(tmp_path: Path) -> None:
-    # Dagster's component tree attaches the component types of every installed component library to the
-    # definitions (entry points of the group dagster_dg_cli.registry_modules), which imports dagster_aws.components
-    # when dagster-aws is installed. With that one entry point left out, nothing else imports dagster_aws.
+def test_the_code_location_serves_the_same_definitions_as_dagsters_whole_tree(tmp_path: Path) -> None:
+    # Built at the defs folder, the definitions hold everything the folder declares: the same assets, checks, jobs,
+    # sensors and schedules as Dagster's build of the whole component tree (which adds only the component-type
+    # schemas of installed libraries, as metadata).
     code = (
-        "import json, sys\n"
-        "from dagster.components.core import package_entry\n"
-        "found = package_entry.get_plugin_entry_points\n"
-        "keep = lambda e: e.value.split('.')[0] != 'dagster_aws'\n"
-        "package_entry.get_plugin_entry_points = lambda: [e for e in found() if keep(e)]\n"
+        "import json\n"
+        "import dagster as dg\n"
         "import mlops_assets.definitions as d\n"
-        "d.code_location_defs().get_repository_def()\n"
-        f"print(json.dumps({LOADED}))\n"
+        "from mlops_assets import defs as folder\n"
+        "def names(repo):\n"
+        "    return {'assets': sorted(k.to_user_string() for k in repo.asset_graph.get_all_asset_keys()),\n"
+        "            'checks': sorted(k.to_user_string() for k in repo.asset_graph.asset_check_keys),\n"
+        "            'jobs': sorted(j.name for j in repo.get_all_jobs()),\n"
+        "            'sensors': sorted(s.name for s in repo.sensor_defs),\n"
+        "            'schedules': sorted(s.name for s in repo.schedule_defs)}\n"
+        "ours = names(d.code_location_defs().get_repository_def())\n"
+        "tree = dg.ComponentTree(defs_module=folder, project_root=d.PROJECT_ROOT, code_location_name='x')\n"
+        "whole = dg.Definitions.merge(tree.build_defs(), dg.Definitions(resources=d.environment().resources))\n"
+        "print(json.dumps({'ours': ours, 'whole': names(whole.get_repository_def())}))\n"
     )
-    assert _run(code, tmp_path) == []
+    found = _run(code, tmp_path)
+    assert found["ours"]["jobs"] and found["ours"]["checks"]
+    assert found["ours"] == found["whole"]
 
 
 def test_a_model_is_stored_and_loaded_with_skops_imported_on_use(tmp_path: Path) -> None:
