@@ -348,3 +348,28 @@ def test_demo_main_exits_nonzero_with_one_line_reason_when_the_only_version_fail
     assert code == 1, captured.out + captured.err
     lines = [line for line in captured.err.splitlines() if line.startswith("mlops-demo:")]
     assert len(lines) == 1 and "no run succeeded" in lines[0], captured.err
+
+
+def test_steps_that_move_shared_state_take_a_pool_slot_limited_to_one(tmp_path: Path) -> None:
+    # Training is the heavy step (one at a time across runs); a model's rollout is moved by its ingest runs and its
+    # labels runs alike, which land independently: two rollout_steps at once would read the same state and the
+    # registry would refuse the second move, failing that run. Each model's rollout steps share a pool of its own.
+    from mlops_assets.definitions import build_defs
+    from mlops_assets.environments import local_environment
+
+    defs = build_defs(local_environment(tmp_path))
+    pools = {}
+    for model in ("flights", "synthetic"):
+        for asset in ("rollout_step", "candidate_model"):
+            pools[model, asset] = defs.get_assets_def(dg.AssetKey([model, asset])).op.pool
+    assert pools == {
+        ("flights", "rollout_step"): "flights__rollout",
+        ("synthetic", "rollout_step"): "synthetic__rollout",
+        ("flights", "candidate_model"): "training",
+        ("synthetic", "candidate_model"): "training",
+    }
+    # No explicit limit for these pools anywhere: the default limit of every instance config we ship applies.
+    deploy = yaml.safe_load((Path(__file__).resolve().parents[1] / "deploy" / "dagster.yaml").read_text())
+    for config in (INSTANCE_CONFIG, deploy):
+        assert config["concurrency"]["pools"]["default_limit"] == 1
+        assert set(config["concurrency"]["pools"]) <= {"default_limit", "granularity"}

@@ -556,6 +556,10 @@ def build(model: MLModel) -> dg.Definitions:
         **model.asset_defaults("rollout_step", stage="deployments"),
         kinds={"sqlalchemy"},  # it reads and moves the registry (SQLAlchemy: SQLite locally, PostgreSQL in prod)
         deps=[model.key("performance_report"), model.key("ab_test")],
+        # One step of a model's rollout at a time (the instance's pool limit, 1 in dagster.yaml): a labels run and a
+        # new version's run that both step the rollout would otherwise read the same state, and the registry would
+        # refuse the second move ("changed concurrently"), failing its run; in turn, the second reads the first's move.
+        pool=model.job_name("rollout"),
         description=(
             "The active rollout's step on the evidence of this data version: guards of the current phase on the rows "
             "pooled since the phase began, counted in rows, not versions (shadow: agreement and rank correlation "
