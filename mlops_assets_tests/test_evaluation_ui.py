@@ -206,13 +206,14 @@ def test_headline_figures_are_a_handful_of_floats(toy: Evaluation) -> None:
     out = evaluation_outcome(toy, model_name="toy", model_version=4, artifact_sha256=SHA, production_version=3)
     floats = {k: v for k, v in out.metadata.items() if isinstance(v, float)}
     metric = toy.headline_metric
-    assert toy.bootstrap is not None and toy.lift is not None
+    vs_production = toy.production_interval
+    assert vs_production is not None and vs_production.method == "delong" and toy.lift is not None
     assert floats == {
         f"candidate_{metric}": pytest.approx(toy.candidate[metric]),
         f"baseline_{metric}": pytest.approx(toy.baseline[metric]),
         f"production_{metric}": pytest.approx(toy.production[metric] if toy.production else math.nan),
-        "diff_vs_production": pytest.approx(toy.bootstrap.estimate),
-        "diff_vs_production_lower": pytest.approx(toy.bootstrap.lower),
+        "diff_vs_production": pytest.approx(vs_production.estimate),
+        "diff_vs_production_lower": pytest.approx(vs_production.lower),
         "lift_vs_baseline_lower": pytest.approx(toy.lift.lower),
         "candidate_ece": pytest.approx(toy.candidate["ece"]),
         "latency_single_p99_ms": LATENCY.single_p99_ms,
@@ -257,7 +258,8 @@ def test_comparison_table_has_one_row_per_metric_with_direction_interval_and_pol
         "latency_p99_batch_ms",
         "throughput_rows_per_s",
     ]
-    assert toy.production is not None and toy.bootstrap is not None
+    vs_production = toy.production_interval
+    assert toy.production is not None and vs_production is not None
     for row in comparison.rows[: len(COMPARED_METRICS)]:
         metric = row["metric"]
         assert row["better"] == {True: "higher", False: "lower", None: None}[METRIC_DIRECTIONS.get(metric)]
@@ -266,7 +268,7 @@ def test_comparison_table_has_one_row_per_metric_with_direction_interval_and_pol
         assert row["delta"] == pytest.approx(toy.candidate[metric] - toy.production[metric])
         headline = metric == toy.headline_metric
         assert (row["ci_low"], row["ci_high"]) == (
-            (pytest.approx(toy.bootstrap.lower), pytest.approx(toy.bootstrap.upper)) if headline else (None, None)
+            (pytest.approx(vs_production.lower), pytest.approx(vs_production.upper)) if headline else (None, None)
         )
     rows = {r["metric"]: r for r in comparison.rows}
     gates = EVAL_SPEC.policy.gates

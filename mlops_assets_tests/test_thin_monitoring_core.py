@@ -97,15 +97,16 @@ def test_outcome_with_production_records_identity_metadata_and_tables(frame: pd.
     assert all(type(m[k]) is float for k in HEADLINE_KEYS)
     assert m["latency_single_p99_ms"] == 8.123
     assert m["policy"] == out.record["policy"] == ev.to_dict()["policy"]
-    assert ev.bootstrap is not None and ev.bootstrap.defined
+    vs_production = ev.production_interval
+    assert vs_production is not None and vs_production.defined
     assert (m["diff_vs_production"], m["diff_vs_production_lower"]) == (
-        pytest.approx(ev.bootstrap.estimate),
-        pytest.approx(ev.bootstrap.lower),
+        pytest.approx(vs_production.estimate),
+        pytest.approx(vs_production.lower),
     )
     # Tables in their display order, from the record.
     assert tuple(out.tables) == EVALUATION_TABLES
     comparison = {r["metric"]: r for r in out.tables["comparison"].rows}
-    assert comparison["roc_auc"]["ci_high"] == pytest.approx(ev.bootstrap.upper)
+    assert comparison["roc_auc"]["ci_high"] == pytest.approx(vs_production.upper)
     assert comparison["latency_p99_batch_ms"]["candidate"] == latency.batch_p99_ms
     assert comparison["throughput_rows_per_s"]["candidate"] == latency.throughput_rows_per_s
     slices = out.tables["slices"].rows
@@ -141,8 +142,9 @@ def test_outcome_of_invalid_candidate_scores_drops_nan_metrics_and_diff(frame: p
     # NaN figures are not shown at the top; the comparison table shows them empty.
     assert "candidate_roc_auc" not in out.metadata and "candidate_ece" not in out.metadata
     assert {r["metric"]: r for r in out.tables["comparison"].rows}["roc_auc"]["candidate"] is None
-    # The bootstrap is undefined (no lower bound): no diff keys.
-    assert out.record["bootstrap"] is not None and out.record["bootstrap"]["lower"] is None
+    # The interval of candidate - production is undefined (no lower bound): no diff keys.
+    interval = out.record["production_interval"]
+    assert interval is not None and interval["lower"] is None and "bootstrap" not in out.record
     assert not set(DIFF_KEYS) & set(out.metadata)
     assert "production_roc_auc" in out.metadata
 

@@ -1,8 +1,9 @@
 """Stage 4, evaluations: candidate, baseline and the production model scored on the same holdout rows.
 
-The evaluation records everything the gates decide on — metrics, the paired bootstrap interval against
-production, slices, fairness, calibration, the latency of the stored artifact — and the effective
-policy (the spec's, with any launchpad overrides), so every gate result traces to its numbers.
+The evaluation records everything the gates decide on — metrics, the interval of the difference against
+production (DeLong for ROC AUC, a paired bootstrap for PR AUC), slices, fairness, calibration, the latency of the
+stored artifact — and the effective policy (the spec's, with any launchpad overrides), so every gate result traces to
+its numbers.
 """
 
 from collections.abc import Iterator
@@ -128,7 +129,8 @@ def build(model: MLModel) -> dg.Definitions:
         kinds={"scikitlearn"},
         description=(
             "Holdout evaluation of the candidate against the baseline and the model in production, on the same rows: "
-            "metrics, paired bootstrap interval of (candidate − production), per-slice metrics, fairness gaps, "
+            "metrics, the interval of (candidate − production) (DeLong for ROC AUC, paired bootstrap for PR AUC), "
+            "per-slice metrics, fairness gaps, "
             "calibration (ECE, reliability), latency of the stored artifact. Shown: the headline figures (plotted "
             "across data versions), a comparison table (one row per metric: candidate, baseline, production, "
             "candidate − production with its interval, the direction that is better and the policy's thresholds), "

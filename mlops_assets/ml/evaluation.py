@@ -2,7 +2,8 @@
 
 Besides the holdout metrics (from :mod:`sklearn.metrics`) an evaluation holds everything the model gates
 decide on: a reliability table and the expected calibration error, per-slice metrics, group fairness
-rates per protected attribute, a paired bootstrap interval of (candidate − production), counts of
+rates per protected attribute, confidence intervals of the paired differences (candidate − baseline) and
+(candidate − production) of the headline metric (DeLong for ROC AUC, a paired bootstrap for PR AUC), counts of
 invalid scores, the scoring latency and the effective policy.
 
 Where a metric is undefined (a holdout or slice with a single class has no ROC/PR curve; a model that
@@ -382,11 +383,15 @@ def resampled_ranking_metric(name: str, y_true: np.ndarray, scores: np.ndarray, 
 
 @dataclass(frozen=True)
 class BootstrapInterval:
-    """Paired bootstrap percentile interval of (candidate − production) on the same holdout rows.
+    """Paired bootstrap percentile interval of (candidate − another model) on the same holdout rows.
+
+    What :func:`bootstrap_difference` returns (:func:`lift_interval` wraps it for PR AUC), and the form of
+    (candidate − production) in evaluation records stored before :attr:`Evaluation.production_interval`
+    (:attr:`Evaluation.bootstrap`).
 
     Attributes:
         metric: The headline metric.
-        estimate: candidate − production on the full holdout (NaN if undefined).
+        estimate: candidate − the other model on the full holdout (NaN if undefined).
         lower: Lower bound of the two-sided ``confidence_level`` percentile interval.
         upper: Upper bound.
         confidence_level: Of the interval.
@@ -504,18 +509,22 @@ def bootstrap_difference(
 
 @dataclass(frozen=True)
 class LiftInterval:
-    """Confidence interval of the candidate's lift over the baseline (candidate − baseline, headline metric).
+    """Confidence interval of a paired difference of a ranking metric: the candidate's lift over another model.
 
-    Both models are scored on the same holdout rows, so the interval is of a paired difference.
+    Both models are scored on the same holdout rows, so the interval is of a paired difference. Made by
+    :func:`lift_interval`; the evaluation records two (:attr:`Evaluation.lift`, candidate − baseline, judged by
+    ``beats_baseline``; :attr:`Evaluation.production_interval`, candidate − production, judged by
+    ``non_inferior_to_production``).
 
     Attributes:
         metric: The headline metric.
-        estimate: candidate − baseline on the full holdout (NaN if undefined).
+        estimate: candidate − the other model on the full holdout (NaN if undefined).
         lower: Lower bound of the two-sided ``confidence_level`` interval.
         upper: Upper bound.
         confidence_level: Of the interval.
-        method: ``"delong"`` (ROC AUC: DeLong's variance of two correlated AUCs, normal interval) or
-            ``"paired bootstrap"`` (PR AUC: :func:`bootstrap_difference`, ``policy.bootstrap_samples`` resamples).
+        method: ``"delong"`` (ROC AUC: DeLong's variance of two correlated AUCs, normal interval),
+            ``"paired bootstrap (<valid> of <drawn> resamples, seed <seed>)"`` (PR AUC: :func:`bootstrap_difference`,
+            ``policy.bootstrap_samples`` resamples) or ``"none"`` (a model's scores are not probabilities).
         undefined_reason: Why the interval is undefined, or None.
     """
 
@@ -602,31 +611,40 @@ def lift_interval(
     name: str,
     y_true: np.ndarray,
     candidate: np.ndarray,
-    baseline: np.ndarray,
+    other: np.ndarray,
     *,
     confidence_level: float,
     samples: int,
     seed: int,
 ) -> LiftInterval:
-    """The confidence interval of candidate − baseline that ``beats_baseline`` judges.
+    """The confidence interval of the paired difference ``metric(candidate) − metric(other)`` on the same rows.
 
-    ROC AUC: :func:`delong_difference` (cheap at any holdout size). PR AUC (no DeLong analogue): the paired
-    percentile bootstrap :func:`bootstrap_difference` with ``samples`` resamples and ``seed``.
+    The one interval of every paired model comparison: candidate − baseline (``beats_baseline``), candidate −
+    production (``non_inferior_to_production``) and a new candidate − the challenger in flight
+    (:func:`mlops_assets.ml.promotion.compare_on_holdout`). ROC AUC: :func:`delong_difference` (DeLong et al. 1988,
+    O(n log n), no resampling). PR AUC (no DeLong analogue): the paired percentile bootstrap
+    :func:`bootstrap_difference` with ``samples`` resamples and ``seed``.
 
     Args:
         name: ``roc_auc`` or ``pr_auc``.
         y_true: 0/1 labels, shape ``(n,)``.
         candidate: Candidate scores in [0, 1], shape ``(n,)``.
-        baseline: Baseline scores in [0, 1], shape ``(n,)``.
+        other: The other model's scores in [0, 1] on the same rows, shape ``(n,)``.
         confidence_level: Of the two-sided interval, in (0, 1).
         samples: Bootstrap resamples (PR AUC only).
         seed: Bootstrap seed (PR AUC only).
 
     Returns:
-        The interval; undefined (NaN bounds, with the reason) when the holdout has a single class.
+        The interval, its ``method`` naming how it was made; undefined (NaN bounds, with the reason) when the
+        holdout has a single class.
+
+    Raises:
+        ValueError: an unknown metric, labels not 0/1, scores outside [0, 1] or of another length.
     """
+    if name not in HEADLINE_METRICS:
+        raise ValueError(f"unknown ranking metric {name!r}; known: {list(HEADLINE_METRICS)}")
     y, cand = _check_inputs(y_true, candidate)
-    _, base = _check_inputs(y, baseline)
+    _, base = _check_inputs(y, other)
     nan = math.nan
     if name == "roc_auc":
         if len(np.unique(y)) < 2:
@@ -635,8 +653,28 @@ def lift_interval(
         estimate, lower, upper = delong_difference(y, cand, base, confidence_level=confidence_level)
         return LiftInterval(name, estimate, lower, upper, confidence_level, "delong")
     boot = bootstrap_difference(name, y, cand, base, samples=samples, confidence_level=confidence_level, seed=seed)
-    method = f"paired bootstrap ({boot.n_valid} of {boot.n_resamples} resamples, seed {boot.seed})"
-    return LiftInterval(name, boot.estimate, boot.lower, boot.upper, confidence_level, method, boot.undefined_reason)
+    return LiftInterval(
+        name, boot.estimate, boot.lower, boot.upper, confidence_level, _bootstrap_method(boot), boot.undefined_reason
+    )
+
+
+def _bootstrap_method(boot: BootstrapInterval) -> str:
+    return f"paired bootstrap ({boot.n_valid} of {boot.n_resamples} resamples, seed {boot.seed})"
+
+
+def interval_method(interval: LiftInterval | BootstrapInterval | None) -> str:
+    """How a recorded interval of a paired difference was made, in words.
+
+    Returns:
+        ``"DeLong"``, ``"paired bootstrap (<valid> of <drawn> resamples, seed <seed>)"`` (a PR AUC
+        :class:`LiftInterval`, or a legacy :class:`BootstrapInterval`), ``"none"`` (no usable scores) or
+        ``"no interval"`` (None).
+    """
+    if interval is None:
+        return "no interval"
+    if isinstance(interval, BootstrapInterval):
+        return _bootstrap_method(interval)
+    return "DeLong" if interval.method == "delong" else interval.method
 
 
 # --------------------------------------------------------------------------------------------------
@@ -1004,9 +1042,14 @@ class Evaluation:
         reliability: Model (``candidate``, ``production``) → reliability table; a model is absent when
             it does not exist or its scores are not probabilities.
         fairness: One report per protected attribute, in spec order.
-        bootstrap: Paired bootstrap interval of (candidate − production); None without production.
+        bootstrap: Legacy: the paired bootstrap interval of (candidate − production) of records stored before
+            :attr:`production_interval` (read back so that ``non_inferior_to_production`` judges them as it did);
+            :func:`evaluate` leaves it None.
         lift: Confidence interval of (candidate − baseline) (:func:`lift_interval`; ``beats_baseline`` judges its
             lower bound); None in records stored before it (the gate then fails closed).
+        production_interval: Confidence interval of (candidate − production) (:func:`lift_interval`: DeLong for ROC
+            AUC, the paired bootstrap for PR AUC; ``non_inferior_to_production`` judges its lower bound); None
+            without production and in records stored before it (see :attr:`bootstrap`).
         predictions: Model → counts of invalid scores.
         latency: Scoring latency of the stored candidate artifact, None when not measured.
         policy: The effective policy (:meth:`Policy.to_dict`, by section) the evaluation was measured under;
@@ -1029,6 +1072,7 @@ class Evaluation:
     policy: Mapping[str, Any] = field(default_factory=dict)
     scores: HoldoutScores | None = field(default=None, repr=False)
     lift: LiftInterval | None = None
+    production_interval: LiftInterval | None = None
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Evaluation):
@@ -1052,6 +1096,12 @@ class Evaluation:
         """Production headline metric, None when there is no production model."""
         return None if self.production is None else float(self.production[self.headline_metric])
 
+    @property
+    def vs_production(self) -> LiftInterval | BootstrapInterval | None:
+        """The recorded interval of (candidate − production): :attr:`production_interval`, else the legacy
+        :attr:`bootstrap` of a record stored before it; None when neither is recorded."""
+        return self.production_interval if self.production_interval is not None else self.bootstrap
+
     def effective_policy(self) -> Policy | None:
         """The policy recorded with the evaluation, None when none was recorded."""
         return policy_from_dict(self.policy, "evaluation record") if self.policy else None
@@ -1069,8 +1119,10 @@ class Evaluation:
                 "reliability": {k: [b.to_dict() for b in table] for k, table in self.reliability.items()},
                 "slices": list(self.slices),
                 "fairness": [f.to_dict() for f in self.fairness],
-                "bootstrap": None if self.bootstrap is None else self.bootstrap.to_dict(),
                 "lift": None if self.lift is None else self.lift.to_dict(),
+                "production_interval": None if self.production_interval is None else self.production_interval.to_dict(),
+                # Legacy records only: kept so that a stored record reads back and is judged as it was.
+                **({} if self.bootstrap is None else {"bootstrap": self.bootstrap.to_dict()}),
                 "predictions": {k: v.to_dict() for k, v in self.predictions.items()},
                 "latency": None if self.latency is None else self.latency.to_dict(),
                 "policy": dict(self.policy),
@@ -1082,11 +1134,13 @@ class Evaluation:
         """Rebuild an evaluation from :meth:`to_dict` output (None metric values become NaN).
 
         Keys added after the first version (reliability, fairness, bootstrap, predictions, latency,
-        policy, lift) may be absent, as in records stored before them.
+        policy, lift, production_interval) may be absent, as in records stored before them; ``bootstrap`` is absent
+        from records stored after ``production_interval`` replaced it.
         """
         production = data.get("production")
         bootstrap = data.get("bootstrap")
         lift = data.get("lift")
+        vs_production = data.get("production_interval")
         latency = data.get("latency")
         return cls(
             n_holdout=int(data["n_holdout"]),
@@ -1106,6 +1160,7 @@ class Evaluation:
             latency=None if latency is None else LatencyReport.from_dict(latency),
             policy=dict(data.get("policy") or {}),
             lift=None if lift is None else LiftInterval.from_dict(lift),
+            production_interval=None if vs_production is None else LiftInterval.from_dict(vs_production),
         )
 
 
@@ -1128,7 +1183,8 @@ def evaluate(
         baseline_pipeline: The fitted baseline.
         production_pipeline: The model in production, or None on a first run.
         policy: The effective policy; defaults to ``spec.policy``. Its headline metric, decision
-            threshold, calibration bins, slice and group sizes, bootstrap settings and seed are used here.
+            threshold, calibration bins, slice and group sizes, confidence level, bootstrap settings (PR AUC
+            intervals) and seed are used here.
         latency: The candidate artifact's latency (:func:`~mlops_assets.ml.latency.measure_latency`),
             recorded as is; None when not measured (the latency gate then fails).
 
@@ -1176,42 +1232,24 @@ def evaluate(
     else:
         predicted = (cand >= settings.decision_threshold).astype(np.int64)
         fairness = tuple(fairness_report(a, holdout[a], y, predicted, gates.min_group_size) for a in spec.protected)
-    base = usable.get("baseline")
-    if cand is None or base is None:
-        reason = "; ".join(validity[m].reason(m) for m in ("candidate", "baseline") if not validity[m].valid)
-        nan = math.nan
-        lift = LiftInterval(settings.headline_metric, nan, nan, nan, settings.confidence_level, "none", reason)
-    else:
-        lift = lift_interval(
+
+    def interval_vs(other: str) -> LiftInterval:
+        # candidate − other on the holdout; undefined with the reason when either's scores are not probabilities.
+        first, second = usable.get("candidate"), usable.get(other)
+        if first is None or second is None:
+            reason = "; ".join(validity[m].reason(m) for m in ("candidate", other) if not validity[m].valid)
+            nan = math.nan
+            return LiftInterval(settings.headline_metric, nan, nan, nan, settings.confidence_level, "none", reason)
+        return lift_interval(
             settings.headline_metric,
             y,
-            cand,
-            base,
+            first,
+            second,
             confidence_level=settings.confidence_level,
             samples=settings.bootstrap_samples,
             seed=settings.random_seed,
         )
-    bootstrap: BootstrapInterval | None = None
-    if production_pipeline is not None:
-        if cand is None or prod is None:
-            reason = "; ".join(validity[m].reason(m) for m in ("candidate", "production") if not validity[m].valid)
-            bootstrap = BootstrapInterval.undefined(
-                settings.headline_metric,
-                settings.confidence_level,
-                settings.bootstrap_samples,
-                settings.random_seed,
-                reason,
-            )
-        else:
-            bootstrap = bootstrap_difference(
-                settings.headline_metric,
-                y,
-                cand,
-                prod,
-                samples=settings.bootstrap_samples,
-                confidence_level=settings.confidence_level,
-                seed=settings.random_seed,
-            )
+
     return Evaluation(
         n_holdout=len(holdout),
         headline_metric=settings.headline_metric,
@@ -1226,11 +1264,11 @@ def evaluate(
             if model in usable
         },
         fairness=fairness,
-        bootstrap=bootstrap,
         predictions=validity,
         latency=latency,
         policy=policy.to_dict(),
-        lift=lift,
+        lift=interval_vs("baseline"),
+        production_interval=interval_vs("production") if production_pipeline is not None else None,
         scores=HoldoutScores(
             y_true=y, candidate=scores["candidate"], baseline=scores["baseline"], production=scores.get("production")
         ),
@@ -1304,8 +1342,9 @@ def headline_figures(record: Mapping[str, Any]) -> dict[str, float]:
 
     Returns:
         ``<model>_<headline metric>`` for candidate, baseline and production, ``diff_vs_production`` (candidate −
-        production on the holdout) and ``diff_vs_production_lower`` (the lower bound of its paired bootstrap
-        interval, which ``non_inferior_to_production`` gates) when the interval is defined,
+        production on the holdout) and ``diff_vs_production_lower`` (the lower bound of its interval — DeLong for ROC
+        AUC, the paired bootstrap for PR AUC and in records stored before ``production_interval`` —, which
+        ``non_inferior_to_production`` gates) when the interval is defined,
         ``lift_vs_baseline_lower`` (the lower bound of the interval of candidate − baseline that ``beats_baseline``
         gates), ``candidate_ece`` and ``latency_single_p99_ms`` (thread CPU time, ms, 3 decimals). An undefined (NaN)
         figure is left out.
@@ -1314,10 +1353,10 @@ def headline_figures(record: Mapping[str, Any]) -> dict[str, float]:
     figures: dict[str, float] = {}
     for model in MODELS:
         figures.update(numeric_metrics(model, {metric: (record.get(model) or {}).get(metric)}))
-    bootstrap = record.get("bootstrap") or {}
-    if bootstrap.get("lower") is not None and bootstrap.get("estimate") is not None:
-        figures["diff_vs_production"] = float(bootstrap["estimate"])
-        figures["diff_vs_production_lower"] = float(bootstrap["lower"])
+    vs_production = record.get("production_interval") or record.get("bootstrap") or {}
+    if vs_production.get("lower") is not None and vs_production.get("estimate") is not None:
+        figures["diff_vs_production"] = float(vs_production["estimate"])
+        figures["diff_vs_production_lower"] = float(vs_production["lower"])
     lift = record.get("lift") or {}
     if lift.get("lower") is not None:  # the lift itself is candidate − baseline, two figures above
         figures["lift_vs_baseline_lower"] = float(lift["lower"])
@@ -1375,11 +1414,12 @@ def _latency_rows(latency: LatencyReport, policy: Policy | None) -> list[dict[st
 
 def _comparison_table(result: Evaluation, latency: LatencyReport, policy: Policy | None) -> OutcomeTable:
     """One row per metric of :data:`COMPARED_METRICS`: the direction that is better, candidate, production, their
-    difference, baseline, the bootstrap interval of the difference (headline metric) and the policy's thresholds;
-    then the candidate artifact's latency and throughput. The UI shows a table's first columns: those lead."""
+    difference, baseline, the interval of the difference (headline metric: :attr:`Evaluation.vs_production`) and the
+    policy's thresholds; then the candidate artifact's latency and throughput. The UI shows a table's first columns:
+    those lead."""
     production = result.production
-    bootstrap = result.bootstrap
-    interval = bootstrap if bootstrap is not None and bootstrap.defined else None
+    recorded = result.vs_production
+    interval = recorded if recorded is not None and recorded.defined else None
     rows: list[dict[str, Any]] = []
     for metric in COMPARED_METRICS:
         higher = METRIC_DIRECTIONS.get(metric)
@@ -1400,7 +1440,7 @@ def _comparison_table(result: Evaluation, latency: LatencyReport, policy: Policy
             }
         )
     rows += _latency_rows(latency, policy)
-    level = f"{bootstrap.confidence_level * 100:g}% " if bootstrap is not None else ""
+    level = f"{recorded.confidence_level * 100:g}% " if recorded is not None else ""
     return OutcomeTable(
         rows=json_safe(rows),
         columns=tuple(rows[0]),
@@ -1410,7 +1450,7 @@ def _comparison_table(result: Evaluation, latency: LatencyReport, policy: Policy
             f"batches of {latency.batch_size} rows",
             "production": "the model in production on the same rows (empty without one)",
             "delta": "candidate − production",
-            "ci_low": f"{level}paired bootstrap interval of candidate − production (headline metric)",
+            "ci_low": f"{level}interval of candidate − production (headline metric; {interval_method(recorded)})",
             "policy": "the gates' thresholds (each must hold; ci_low: non_inferiority_margin)",
         },
     )

@@ -25,6 +25,7 @@ from mlops_assets.ml.evaluation import (
     FairnessReport,
     LiftInterval,
     consistency_resampled_ece,
+    interval_method,
     json_safe,
     slice_floor,
     slice_not_gated_reason,
@@ -102,7 +103,10 @@ REMEDIES: dict[str, str] = {
         "or training.estimator: logistic_regression in the spec; a lift too small for the holdout to confirm needs "
         "more holdout rows (larger versions, policy.holdout_fraction)"
     ),
-    "non_inferior_to_production": "policy.non_inferiority_margin, policy.bootstrap_samples",
+    "non_inferior_to_production": (
+        "policy.non_inferiority_margin; an interval too wide to confirm non-inferiority needs more holdout rows "
+        "(policy.holdout_fraction); policy.bootstrap_samples (PR AUC headline only)"
+    ),
     "metric_thresholds_met": "policy.thresholds (one entry per metric rule)",
     "slices_meet_floor": (
         "policy.slice_floors, policy.slice_metric_floor, policy.max_slice_regression, policy.min_slice_size"
@@ -294,11 +298,14 @@ def gate_beats_baseline(ev: Evaluation, gates: ModelGatePolicy, evaluation: Eval
 
 
 def gate_non_inferior_to_production(ev: Evaluation, gates: ModelGatePolicy, evaluation: EvaluationPolicy) -> GateResult:
-    """Gate ``non_inferior_to_production``: the bootstrap lower bound of candidate − production >= −ε.
+    """Gate ``non_inferior_to_production``: the lower confidence bound of candidate − production >= −ε.
 
-    The interval is the paired percentile bootstrap recorded in ``ev.bootstrap`` (same resampled rows for
-    both models), two-sided at ``policy.confidence_level``; ε is ``policy.non_inferiority_margin``. With no
-    model in production the gate passes and records ``first_run`` (the change threshold is skipped).
+    The interval is the one recorded in ``ev.production_interval``
+    (:func:`~mlops_assets.ml.evaluation.lift_interval`, the same function as ``beats_baseline``'s: DeLong's
+    variance of two correlated ROC AUCs for ROC AUC, the paired percentile bootstrap for PR AUC), two-sided at
+    ``policy.confidence_level``, of the difference on the same holdout rows; ε is ``policy.non_inferiority_margin``.
+    A record stored before that field holds a paired bootstrap interval (``ev.bootstrap``) and is judged on it, as it
+    was. With no model in production the gate passes and records ``first_run`` (the change threshold is skipped).
 
     Args:
         ev: The evaluation.
@@ -312,9 +319,10 @@ def gate_non_inferior_to_production(ev: Evaluation, gates: ModelGatePolicy, eval
     metric = ev.headline_metric
     margin = gates.non_inferiority_margin
     level = _pct(evaluation.confidence_level)
-    condition = (
-        f"lower bound of the {level} paired bootstrap interval of candidate {metric} - production {metric} >= -{margin}"
-    )
+    b = ev.vs_production
+    # The method lift_interval uses for the metric; a record stored before production_interval holds a bootstrap.
+    kind = "DeLong" if metric == "roc_auc" and not isinstance(b, BootstrapInterval) else "paired bootstrap"
+    condition = f"lower bound of the {level} {kind} interval of candidate {metric} - production {metric} >= -{margin}"
     cand = ev.candidate_headline
     if ev.production is None:
         return _result(
@@ -335,30 +343,30 @@ def gate_non_inferior_to_production(ev: Evaluation, gates: ModelGatePolicy, eval
         "delta": cand - prod,
         "margin": margin,
         "n_holdout": ev.n_holdout,
-        "interval": None if ev.bootstrap is None else ev.bootstrap.to_dict(),
+        "interval": None if b is None else b.to_dict(),
     }
 
     def closed(message: str) -> GateResult:
         return _result(name, False, condition, f"{message}; failing closed", None, -margin, evidence)
 
-    b = ev.bootstrap
     unusable = _interval_unusable(
         ev,
         evaluation,
         ("production", ev.production),
         b,
         evidence,
-        missing="no bootstrap interval of candidate - production is recorded",
-        undefined="the bootstrap interval is undefined",
+        missing="no interval of candidate - production is recorded",
+        undefined=f"the {kind} interval of candidate - production is undefined",
     )
     if unusable is not None:
         return closed(unusable)
     assert b is not None  # _interval_unusable refuses a missing interval
     passed = b.lower >= -margin - _TOL
-    interval = (
-        f"{level} interval [{b.lower:+.4f}, {b.upper:+.4f}] around {b.estimate:+.4f} "
-        f"({b.n_valid} of {b.n_resamples} resamples; {b.n_skipped} lacking a class skipped)"
-    )
+    if isinstance(b, BootstrapInterval):  # a record stored before production_interval
+        how = f"{b.n_valid} of {b.n_resamples} resamples; {b.n_skipped} lacking a class skipped"
+    else:
+        how = interval_method(b)
+    interval = f"{level} interval [{b.lower:+.4f}, {b.upper:+.4f}] around {b.estimate:+.4f} ({how})"
     if passed:
         message = f"candidate {metric} is non-inferior to production: lower bound {b.lower:+.4f} >= -{margin}"
     else:
@@ -978,9 +986,10 @@ GATE_DESCRIPTIONS: dict[str, str] = {
         "(reaches it when that is non-zero)"
     ),
     "non_inferior_to_production": (
-        "the lower bound of the paired bootstrap interval (policy.confidence_level, policy.bootstrap_samples "
-        "resamples of the holdout) of candidate minus production headline metric is at least "
-        "-policy.non_inferiority_margin (skipped, and recorded as first_run, when nothing is in production)"
+        "the lower bound of the policy.confidence_level interval (95% by default) of candidate minus production "
+        "headline metric on the same holdout rows (DeLong for ROC AUC; for PR AUC a paired bootstrap of "
+        "policy.bootstrap_samples resamples) is at least -policy.non_inferiority_margin (skipped, and recorded as "
+        "first_run, when nothing is in production)"
     ),
     "metric_thresholds_met": (
         "every policy.thresholds entry holds: value thresholds on the candidate's holdout metric, change "

@@ -228,10 +228,12 @@ class EvaluationPolicy:
         headline_metric: ``roc_auc`` or ``pr_auc`` (higher is better); what the model gates compare and the
             training search optimises.
         decision_threshold: Score at or above which a row is predicted positive.
-        confidence_level: Confidence level of the two-sided paired bootstrap interval of (candidate −
-            production) that ``non_inferior_to_production`` decides on.
-        bootstrap_samples: Resamples of that interval (paired: the same rows for both models in each
-            resample); at least 100.
+        confidence_level: Confidence level of the two-sided intervals of the paired differences (candidate −
+            baseline, candidate − production, a new candidate − the challenger in flight) that ``beats_baseline``,
+            ``non_inferior_to_production`` and ``on_new_candidate: compare`` decide on: DeLong's for ROC AUC, a
+            paired bootstrap for PR AUC.
+        bootstrap_samples: Resamples of those intervals when the headline metric is PR AUC (paired: the same rows
+            for both models in each resample; ROC AUC intervals are DeLong's, without resampling); at least 100.
         calibration_bins: Equal-width probability bins for the ECE and the reliability table; at least 2.
         latency_batch_size: Rows per batch in the latency measurement; at least 1.
         random_seed: Seed for every random choice (training, split, bootstrap, calibration resampling).

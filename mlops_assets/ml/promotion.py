@@ -314,11 +314,13 @@ class HoldoutComparison:
         candidate: The candidate's metric (``None``: undefined, e.g. one class only).
         challenger: The challenger's metric (``None``: undefined).
         difference: candidate − challenger (``None``: undefined).
-        lower: Lower bound of the paired bootstrap interval of the difference (``None``: undefined).
+        lower: Lower bound of the interval of the difference (``None``: undefined).
         upper: Upper bound (``None``: undefined).
         confidence_level: Of the interval.
         candidate_wins: Whether the candidate replaces the challenger in flight.
         reason: The rule and the figures, in words (recorded in the registry's audit log).
+        method: How the interval was made (:attr:`mlops_assets.ml.evaluation.LiftInterval.method`: ``"delong"`` for
+            ROC AUC, ``"paired bootstrap (...)"`` for PR AUC; ``"none"`` without a labelled row).
     """
 
     metric: str
@@ -334,6 +336,7 @@ class HoldoutComparison:
     confidence_level: float
     candidate_wins: bool
     reason: str
+    method: str = "none"
 
     def to_dict(self) -> dict[str, object]:
         """JSON-ready form."""
@@ -360,10 +363,11 @@ def compare_on_holdout(
     """Compare a new candidate with the challenger in flight on the same holdout rows (paired). Pure.
 
     Rule: the candidate replaces the challenger only when it is **significantly better**: the lower bound of the
-    paired percentile bootstrap interval of (candidate − challenger) on the headline metric
-    (:func:`mlops_assets.ml.evaluation.bootstrap_difference`, Efron & Tibshirani 1993) is above 0. Otherwise
-    (no better, a tie, or an undefined comparison) the challenger in flight continues: it keeps the evidence
-    its rollout has gathered, which a replacement would throw away.
+    two-sided interval of the paired difference (candidate − challenger) of the headline metric is above 0. The
+    interval is the model gates' (:func:`mlops_assets.ml.evaluation.lift_interval`): DeLong's variance of two
+    correlated ROC AUCs (DeLong et al. 1988) for ROC AUC, the paired percentile bootstrap (Efron & Tibshirani 1993)
+    for PR AUC. Otherwise (no better, a tie, or an undefined comparison) the challenger in flight continues: it keeps
+    the evidence its rollout has gathered, which a replacement would throw away.
 
     Args:
         y_true: 0/1 labels of the holdout rows.
@@ -373,15 +377,15 @@ def compare_on_holdout(
         data_version: Whose holdout this is.
         candidate_version: The new candidate's registered version.
         challenger_version: The challenger's registered version.
-        samples: Bootstrap resamples (``policy.evaluation.bootstrap_samples``).
+        samples: Bootstrap resamples, PR AUC only (``policy.evaluation.bootstrap_samples``).
         confidence_level: Of the two-sided interval (``policy.evaluation.confidence_level``).
-        seed: Resampling seed (``policy.evaluation.random_seed``).
+        seed: Resampling seed, PR AUC only (``policy.evaluation.random_seed``).
 
     Raises:
         ValueError: Inputs of different lengths, scores outside [0, 1], labels not 0/1, or an unknown metric.
     """
     # scikit-learn is imported by the comparison only (promotion.py stays light for its other importers).
-    from mlops_assets.ml.evaluation import bootstrap_difference, ranking_metric
+    from mlops_assets.ml.evaluation import lift_interval, ranking_metric
 
     y = np.asarray(y_true, dtype=np.float64)
     cand = np.asarray(candidate_scores, dtype=np.float64)
@@ -394,21 +398,22 @@ def compare_on_holdout(
     if y.size == 0:
         # No labelled holdout row (its labels have not landed): nothing says the candidate is better.
         reason = f"compare on the holdout of {data_version}: {who}: no labelled holdout row; the challenger continues"
-        undefined = dict.fromkeys(("candidate", "challenger", "difference", "lower", "upper"))
         return HoldoutComparison(
             metric=metric,
             data_version=data_version,
             candidate_version=candidate_version,
             challenger_version=challenger_version,
             n_rows=0,
+            candidate=None,
+            challenger=None,
+            difference=None,
+            lower=None,
+            upper=None,
             confidence_level=confidence_level,
             candidate_wins=False,
             reason=reason,
-            **undefined,
         )
-    interval = bootstrap_difference(
-        metric, y, cand, chall, samples=samples, confidence_level=confidence_level, seed=seed
-    )
+    interval = lift_interval(metric, y, cand, chall, confidence_level=confidence_level, samples=samples, seed=seed)
     cand_value = _finite(ranking_metric(metric, y, cand))
     chall_value = _finite(ranking_metric(metric, y, chall))
     wins = interval.defined and interval.lower > 0.0
@@ -421,7 +426,7 @@ def compare_on_holdout(
         reason = (
             f"compare on the {len(y)}-row holdout of {data_version}: {who}: {metric} {cand_value:.4f} vs "
             f"{chall_value:.4f}, difference {interval.estimate:+.4f} ({confidence_level:.0%} interval "
-            f"[{interval.lower:+.4f}, {interval.upper:+.4f}]): "
+            f"[{interval.lower:+.4f}, {interval.upper:+.4f}], {interval.method}): "
             + (
                 f"v{candidate_version} is significantly better and replaces v{challenger_version}"
                 if wins
@@ -442,4 +447,5 @@ def compare_on_holdout(
         confidence_level=confidence_level,
         candidate_wins=bool(wins),
         reason=reason,
+        method=interval.method,
     )
