@@ -38,7 +38,7 @@ requested before the rename carry ``mlops/code_version``, which is still read).
 
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 import dagster as dg
 
@@ -164,6 +164,10 @@ def retrain_history(
     return list(seen.values())
 
 
+def _v(version: int | None) -> str:
+    return "none" if version is None else f"v{version}"
+
+
 def _active_rollout(registry: ModelRegistry, model: str) -> str | None:
     """Why a sensor-triggered retrain waits for the model's active (shadow/canary) rollout, or ``None`` (it may run).
 
@@ -223,12 +227,19 @@ def _consider(
     data_version: str,
     now: datetime,
     log: Any = None,
+    judged_against: int | Literal["unread"] | None = "unread",
 ) -> tuple[triggers.RetrainRequest, triggers.RetrainDecision | None, str | None]:
-    """Build the request and decide it: ``(request, decision, rollout)``; ``rollout`` set means wait for it.
+    """Build the request and decide it: ``(request, decision, wait)``; ``wait`` set means wait (and why).
 
     ``retrain_job`` is the model's retrain job name: its runs are the history the hygiene rules read.
 
     ``log`` (the tick's logger) gets a warning when the decision ignored in-flight runs presumed dead.
+
+    ``judged_against``: the production version the trigger's evidence was read against (``None``: none in
+    production). The rollout is read after the evidence, then production again: a rollout that ended (or any promotion)
+    between the two reads changed the model the evidence is about, and the request waits for the next tick, which
+    judges the new production model. (Read in this order, the race is closed: a promotion before the rollout read shows
+    in the production re-read; one after it finds the rollout still active.)
     """
     request = triggers.RetrainRequest(
         reason=reason, data_version=data_version, model=spec.name, package_version=package_version(), at=now
@@ -239,6 +250,17 @@ def _consider(
     rollout = _active_rollout(registry, spec.name)
     if rollout is not None:
         return request, None, rollout
+    if judged_against != "unread":
+        current = registry.production_version(spec.name)
+        now_in_production = None if current is None else current.version
+        if now_in_production != judged_against:
+            return (
+                request,
+                None,
+                f"{spec.name}: production changed from {_v(judged_against)} to {_v(now_in_production)} since this "
+                "tick read its evidence (a rollout ended or a promotion landed): the trigger is judged again against "
+                "it next tick",
+            )
     decision = triggers.decide(policy, request, retrain_history(instance, policy, request, job_name=retrain_job))
     if decision.ignored and log is not None:
         log.warning(decision.message)
@@ -257,6 +279,7 @@ def _production_loader(
     def production() -> backlog.Production:
         loaded["spec"], loaded["reg"] = spec, reg = model.spec(), registry
         current = reg.production_version(spec.name)
+        loaded["production_version"] = None if current is None else current.version
         if current is None:
             return backlog.Production(spec.name, None, spec.retraining)
         return backlog.Production(spec.name, current.version, spec.retraining, tuple(current.data_versions))
@@ -275,7 +298,15 @@ def _request_candidate(
     if candidate is None:
         return [], None, None
     request, decision, rollout = _consider(
-        instance, retrain_job, loaded["reg"], loaded["spec"], candidate.reason, candidate.data_version, _now(), log
+        instance,
+        retrain_job,
+        loaded["reg"],
+        loaded["spec"],
+        candidate.reason,
+        candidate.data_version,
+        _now(),
+        log,
+        judged_against=loaded.get("production_version", "unread"),
     )
     if rollout is not None or decision is None:
         return [], rollout, None
@@ -486,7 +517,15 @@ def build(model: MLModel, jobs: ModelJobs) -> dg.Definitions:
                 skip = f"{skip}; retrain on {stale.data_version} already requested by this sensor"
             elif stale is not None:
                 request, decision, rollout = _consider(
-                    context.instance, retrain_job, reg, spec, "stale", stale.data_version, now, context.log
+                    context.instance,
+                    retrain_job,
+                    reg,
+                    spec,
+                    "stale",
+                    stale.data_version,
+                    now,
+                    context.log,
+                    judged_against=evidence["production_version"],
                 )
                 if rollout is not None:
                     skip = rollout

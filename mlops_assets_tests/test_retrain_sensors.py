@@ -527,6 +527,42 @@ def test_model_too_old_requests_a_retrain_only_when_there_is_newer_labelled_data
     assert json.loads(request.tags[EVIDENCE_TAG])["age_days"] > 30
 
 
+def test_a_promotion_between_the_evidence_and_the_decision_waits_for_the_next_tick(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Seen in the flights demo: the labels run's rollout_step promoted a fresh challenger while the freshness sensor's
+    # tick was between reading production (v2, 6 versions behind) and checking for an active rollout (none left):
+    # it asked for a retrain on evidence about a model no longer in production. The promotion lands exactly there.
+    world.production(V1)
+    world.labels(V1, V2, V3, V4, V5)
+    original = rs._active_rollout
+
+    def promoted_meanwhile(registry: Any, model: str) -> str | None:
+        monkeypatch.setattr(rs, "_active_rollout", original)
+        world.production(V5, key="m2")  # the rollout's blue/green switch commits now
+        return original(registry, model)
+
+    monkeypatch.setattr(rs, "_active_rollout", promoted_meanwhile)
+    assert "production changed from v1 to v2" in no_request(world.tick("freshness_sensor"))
+    assert "fresh" in no_request(world.tick("freshness_sensor"))  # judged against v2, trained on V5
+
+
+def test_a_breach_of_a_model_replaced_meanwhile_retrains_nothing(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    world.production(V1)
+    world.labels(V2)
+    world.performance(V2, production=1)
+    original = rs._active_rollout
+
+    def promoted_meanwhile(registry: Any, model: str) -> str | None:
+        monkeypatch.setattr(rs, "_active_rollout", original)
+        world.production(V2, key="m2")
+        return original(registry, model)
+
+    monkeypatch.setattr(rs, "_active_rollout", promoted_meanwhile)
+    assert "production changed from v1 to v2" in no_request(world.tick("performance_sensor"))
+    assert not world.tick("performance_sensor").run_requests  # v1's breach no longer concerns production
+
+
 def test_no_production_model_is_not_stale(world: World) -> None:
     world.labels(V1, V2, V3, V4, V5)
     assert "no synthetic model in production" in no_request(world.tick("freshness_sensor"))
@@ -613,24 +649,20 @@ def test_sensors_and_schedules_load_in_definitions(tmp_path: Path) -> None:
 # -- speed ------------------------------------------------------------------------------------------------------------
 
 
-def test_a_tick_stays_fast_with_many_data_versions(world: World) -> None:
+def test_ticks_with_many_data_versions_decide_once(world: World) -> None:
     many = [f"bulk_{i:05d}__{i:012x}" for i in range(600)]
     world.instance.add_dynamic_partitions(world.g.partitions_name, many)
     world.production(V1)
     for v in many:
         world.drift(v, drifted=False)
     world.labels(*many[:300])
-    start = time.perf_counter()
     first = world.tick("drift_sensor")
     perf = world.tick("performance_sensor")
     fresh = world.tick("freshness_sensor")
-    catch_up = time.perf_counter() - start
-    start = time.perf_counter()
-    world.tick("drift_sensor")
-    steady = time.perf_counter() - start
-    assert not first.run_requests and not perf.run_requests
+    again = world.tick("drift_sensor")
+    assert not first.run_requests and not perf.run_requests and not again.run_requests
     assert len(fresh.run_requests or []) == 1  # 300 labelled versions behind
-    assert catch_up < 20 and steady < 2, (catch_up, steady)
+    # No timing assertion (tests never depend on machine speed): `measure` below times the ticks.
 
 
 def measure(n: int = 2000) -> dict[str, str]:
